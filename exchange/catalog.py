@@ -1,0 +1,205 @@
+"""The resource catalog (政务信息资源目录) and its shared list (共享清单).
+
+Pydantic models for departments and information resources, plus the
+:class:`Catalog` that the rest of the bus looks things up in. Loading and
+cross-file rules live in :mod:`exchange.catalog_loader`.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SLUG = r"^[a-z][a-z0-9_]{1,39}$"
+#: Resource code as the catalog guide structures it: classification (类/项/目, digits),
+#: provider code (the provider's unified social credit code) and a sequence number.
+RESOURCE_CODE = re.compile(r"^(?P<classification>\d{3,9})/(?P<provider>[0-9A-Z]{18})-(?P<seq>\d{6})$")
+CREDIT_CODE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+
+
+class ShareType(StrEnum):
+    """共享类型 share type, per the 2016 interim measures (国发〔2016〕51号)."""
+
+    UNCONDITIONAL = "unconditional"  # 无条件共享
+    CONDITIONAL = "conditional"  # 有条件共享
+    NOT_SHARED = "not_shared"  # 不予共享
+
+    @property
+    def zh(self) -> str:
+        return {"unconditional": "无条件共享", "conditional": "有条件共享", "not_shared": "不予共享"}[
+            self.value
+        ]
+
+
+class UpdateCycle(StrEnum):
+    """更新周期 update cycle."""
+
+    REAL_TIME = "real-time"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    YEARLY = "yearly"
+    ON_CHANGE = "on-change"
+
+
+class ShareMethod(StrEnum):
+    """共享方式 share method."""
+
+    SUBSCRIPTION = "subscription"  # 订阅推送 (this bus)
+    INTERFACE = "interface"  # 接口调用
+    FILE = "file"  # 文件下载
+
+
+class OpenAttribute(StrEnum):
+    """开放属性 open attribute: may the resource be opened to the public."""
+
+    OPEN = "open"  # 无条件开放
+    CONDITIONAL_OPEN = "conditional_open"  # 有条件开放
+    NOT_OPEN = "not_open"  # 不予开放
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Department(_Strict):
+    """A government department (政务部门) taking part in the exchange."""
+
+    id: str = Field(pattern=SLUG, description="slug used in topic names, e.g. 'police'")
+    name_zh: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+    code: str = Field(description="统一社会信用代码 unified social credit code (18 characters)")
+
+    @field_validator("code")
+    @classmethod
+    def _credit_code(cls, v: str) -> str:
+        if not CREDIT_CODE.match(v):
+            raise ValueError(f"{v!r} is not an 18-character unified social credit code")
+        return v
+
+
+class FieldPolicy(_Strict):
+    """The shared-list entry of one field (信息项); unset values inherit the resource's."""
+
+    share_type: ShareType | None = None
+    legal_basis: str | None = None
+    conditions: str | None = None
+
+
+class ShareSpec(_Strict):
+    """Resource-level sharing: type, conditions (共享条件), method, legal basis."""
+
+    type: ShareType
+    conditions: str | None = None
+    method: ShareMethod = ShareMethod.SUBSCRIPTION
+    legal_basis: str | None = None
+
+
+class ResourceSpec(_Strict):
+    """A resource entry as written in a catalog YAML file."""
+
+    id: str = Field(pattern=SLUG)
+    code: str
+    name_zh: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+    provider: str
+    summary: str = Field(min_length=1)
+    schema_file: str = Field(alias="schema")
+    key: str = Field(description="field whose value is the Kafka key (ordering per key)")
+    update_cycle: UpdateCycle
+    share: ShareSpec
+    open_attribute: OpenAttribute
+    fields: dict[str, FieldPolicy] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if not RESOURCE_CODE.match(v):
+            raise ValueError(
+                f"{v!r} is not a resource code 'CLASSIFICATION/PROVIDERCODE-SEQUENCE' "
+                "(e.g. '201003/12330000470051726F-000001')"
+            )
+        return v
+
+
+class FieldInfo(_Strict):
+    """One field of a resource with its effective (inherited or explicit) share type."""
+
+    name: str
+    share_type: ShareType
+    legal_basis: str | None
+    conditions: str | None
+    doc: str
+    avro_type: Any
+    nullable: bool
+
+
+class Resource(_Strict):
+    """A validated information resource (信息资源) with its schema and shared-list entries."""
+
+    id: str
+    code: str
+    name_zh: str
+    name_en: str
+    provider: str
+    summary: str
+    key: str
+    update_cycle: UpdateCycle
+    share: ShareSpec
+    open_attribute: OpenAttribute
+    schema_: dict[str, Any] = Field(alias="schema")
+    schema_id: int
+    fields: tuple[FieldInfo, ...]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def field(self, name: str) -> FieldInfo:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def fields_of(self, share_type: ShareType) -> list[str]:
+        return [f.name for f in self.fields if f.share_type is share_type]
+
+
+class Catalog(BaseModel):
+    """A whole, validated catalog: departments and resources, looked up by id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    departments: dict[str, Department]
+    resources: dict[str, Resource]
+    #: every schema ever registered for a resource, by schema id (older versions stay decodable)
+    schema_history: dict[str, list[int]] = Field(default_factory=dict)
+
+    def department(self, dept_id: str) -> Department:
+        from exchange.errors import UnknownResource
+
+        try:
+            return self.departments[dept_id]
+        except KeyError:
+            known = ", ".join(sorted(self.departments)) or "none"
+            raise UnknownResource(
+                f"unknown department {dept_id!r} (catalog has: {known})", department=dept_id
+            ) from None
+
+    def resource(self, resource_id: str) -> Resource:
+        from exchange.errors import UnknownResource
+
+        try:
+            return self.resources[resource_id]
+        except KeyError:
+            known = ", ".join(sorted(self.resources)) or "none"
+            raise UnknownResource(
+                f"unknown resource {resource_id!r} (catalog has: {known})", resource=resource_id
+            ) from None
