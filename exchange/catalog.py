@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SLUG = r"^[a-z][a-z0-9_]{1,39}$"
 #: Resource code as the catalog guide structures it: classification (类/项/目, digits),
 #: provider code (the provider's unified social credit code) and a sequence number.
-RESOURCE_CODE = re.compile(r"^(?P<classification>\d{3,9})/(?P<provider>[0-9A-Z]{18})-(?P<seq>\d{6})$")
+RESOURCE_CODE = re.compile(
+    r"^(?P<classification>\d{3,9})/(?P<provider>[0-9A-Z]{18})-(?P<seq>\d{6})$"
+)
 CREDIT_CODE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 
 
@@ -29,9 +31,11 @@ class ShareType(StrEnum):
 
     @property
     def zh(self) -> str:
-        return {"unconditional": "无条件共享", "conditional": "有条件共享", "not_shared": "不予共享"}[
-            self.value
-        ]
+        return {
+            "unconditional": "无条件共享",
+            "conditional": "有条件共享",
+            "not_shared": "不予共享",
+        }[self.value]
 
 
 class UpdateCycle(StrEnum):

@@ -131,7 +131,9 @@ def _load_departments(root: Path, errors: list[CatalogError]) -> dict[str, Depar
             continue
         line = doc.line_of(("departments", i))
         if dept.id in departments:
-            errors.append(CatalogError(f"department id {dept.id!r} is used twice", file=name, line=line))
+            errors.append(
+                CatalogError(f"department id {dept.id!r} is used twice", file=name, line=line)
+            )
         elif dept.code in codes:
             errors.append(
                 CatalogError(f"department code {dept.code} is used twice", file=name, line=line)
@@ -185,13 +187,23 @@ def _load_resource(
         problem("a conditional resource must state its share conditions (共享条件)", loc=("share",))
 
     schema_path = (path.parent / spec.schema_file).resolve()
+    catalog_root = path.parent.parent.resolve()
+    if Path(spec.schema_file).is_absolute() or not schema_path.is_relative_to(catalog_root):
+        problem(
+            f"schema file {spec.schema_file!r} is outside the catalog directory", loc=("schema",)
+        )
+        return None
     try:
         schema = avro.load_file(str(schema_path))
     except SchemaError as exc:
         problem(str(exc), loc=("schema",))
         return None
 
-    schema_fields = {f["name"]: f for f in schema["fields"]}
+    schema_fields: dict[str, Any] = {}
+    for fdef in schema["fields"]:
+        if fdef["name"] in schema_fields:
+            problem(f"appears twice in {spec.schema_file}", field=fdef["name"])
+        schema_fields[fdef["name"]] = fdef
     for fname in spec.fields:
         if fname not in schema_fields:
             problem(
@@ -203,6 +215,8 @@ def _load_resource(
         problem(f"key field {spec.key!r} is not a field of the schema", loc=("key",))
     elif avro.field_is_nullable(schema_fields[spec.key]["type"]):
         problem(f"key field {spec.key!r} must not be nullable", loc=("key",))
+    elif avro.non_null_type(schema_fields[spec.key]["type"]) not in ("string", "long", "int"):
+        problem(f"key field {spec.key!r} must be a string, int or long", loc=("key",))
 
     infos = []
     for fname, fdef in schema_fields.items():
@@ -263,7 +277,7 @@ def _load_resource(
         update_cycle=spec.update_cycle,
         share=spec.share,
         open_attribute=spec.open_attribute,
-        schema=schema,
+        schema_=schema,
         schema_id=avro.schema_id(schema),
         fields=tuple(infos),
     )

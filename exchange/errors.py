@@ -69,7 +69,10 @@ class RecordInvalid(ExchangeError):
         where = f"line {line}: " if line is not None else ""
         fld = f"field {field!r}: " if field else ""
         super().__init__(
-            f"{where}resource {resource!r}: {fld}{message}", resource=resource, field=field, line=line
+            f"{where}resource {resource!r}: {fld}{message}",
+            resource=resource,
+            field=field,
+            line=line,
         )
         self.reason = message
 

@@ -84,7 +84,8 @@ def check_backward(new: Schema, old: Schema) -> list[str]:
     """
     reader = avro_parse(json.dumps(new))
     writer = avro_parse(json.dumps(old))
-    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(reader, writer)
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
     added_without_default = {

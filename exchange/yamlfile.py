@@ -24,16 +24,26 @@ class YamlProblem(Exception):
 
 class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
             raise YamlProblem(
                 "YAML aliases (*name) are not allowed in catalog files",
-                event.start_mark.line + 1,
+                event.start_mark.line + 1 if event.start_mark else None,
             )
-        node = super().compose_node(parent, index)
-        if getattr(node, "anchor", None):
-            raise YamlProblem("YAML anchors (&name) are not allowed", node.start_mark.line + 1)
-        return node
+        if getattr(event, "anchor", None):
+            raise YamlProblem("YAML anchors (&name) are not allowed", event.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise YamlProblem(
+                    f"key {key!r} appears twice in the same mapping", key_node.start_mark.line + 1
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 class Document:
@@ -80,7 +90,7 @@ def read(path: Path) -> Document:
     except UnicodeDecodeError as exc:
         raise YamlProblem(f"not UTF-8 text (byte {exc.start})") from exc
     try:
-        node = yaml.compose(text, Loader=_NoAliasLoader)  # noqa: S506 - SafeLoader subclass
+        node = yaml.compose(text, Loader=_NoAliasLoader)
         data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506
     except YamlProblem:
         raise

@@ -1,0 +1,92 @@
+"""What every CLI command shares: settings, the broker address, errors, async."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from exchange import kafka
+from exchange.errors import CatalogErrors, ExchangeError
+from exchange.settings import Settings
+
+T = TypeVar("T")
+
+BootstrapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers",
+        "-b",
+        envvar="EXCHANGE_BOOTSTRAP_SERVERS",
+        help="Kafka bootstrap servers (HOST:PORT,...). Default: the embedded broker started "
+        "with 'exchange broker start'.",
+        show_default=False,
+    ),
+]
+AsOption = Annotated[
+    str,
+    typer.Option("--as", help="The department acting (its id in the catalog, e.g. 'police')."),
+]
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def bootstrap(explicit: str | None) -> str:
+    s = settings()
+    return kafka.resolve_bootstrap(explicit or s.bootstrap_servers, s.state_dir)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine, turning the bus's errors into a clear message and exit code 2."""
+    try:
+        return asyncio.run(coro)
+    except CatalogErrors as exc:
+        raise fail(str(exc)) from None
+    except ExchangeError as exc:
+        raise fail(str(exc)) from None
+
+
+def guarded(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator for synchronous commands: ExchangeError becomes a clear message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except ExchangeError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain text table; widths count CJK characters as two columns."""
+    import unicodedata
+
+    def width(s: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+    cols = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c + " " * (cols[i] - width(c)) for i, c in enumerate(cells)).rstrip()
+
+    out = [line(headers), line(["-" * c for c in cols])]
+    out.extend(line(r) for r in rows)
+    return "\n".join(out)

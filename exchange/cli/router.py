@@ -1,0 +1,62 @@
+"""``exchange router``: run the permission manager and router."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Annotated
+
+import typer
+from prometheus_client import start_http_server
+
+from exchange.cli.common import BootstrapOption, bootstrap, guarded, run, settings
+from exchange.metrics import RouterMetrics
+from exchange.router import Router
+
+
+def router(
+    bootstrap_servers: BootstrapOption = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics.")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Consumer group shared by all router instances.")
+    ] = None,
+) -> None:
+    """Route every source record to every entitled consumer, as its own view.
+
+    Follows catalog and grant changes live. Run several instances with the
+    same --group to share the work. Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    s = settings()
+    bs = guarded(bootstrap)(bootstrap_servers)
+    metrics = RouterMetrics()
+    if metrics_port is not None:
+        start_http_server(metrics_port, registry=metrics.registry)
+        typer.echo(f"metrics on http://0.0.0.0:{metrics_port}/metrics")
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        r = Router(
+            bs,
+            group=group or s.router_group,
+            master_secret=s.mask_secret.get_secret_value().encode(),
+            metrics=metrics,
+            partitions=s.partitions,
+        )
+        await r.start()
+        typer.echo(f"router {r.instance} running on {bs} (group {r.group}); Ctrl-C stops it")
+        try:
+            await r.run(stop)
+        finally:
+            await r.stop()
+        typer.echo(f"router stopped after routing {r.routed} records")
+
+    run(go())

@@ -1,0 +1,255 @@
+"""``exchange subscribe | explain | apply | approve | reject | revoke | applications | grants``.
+
+The sharing workflow of the shared list (共享清单): unconditional data
+(无条件共享) by subscription, conditional data (有条件共享) by application and
+the provider's approval, not-shared data (不予共享) never.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+
+from exchange import state
+from exchange.api import Department
+from exchange.cli.common import (
+    AsOption,
+    BootstrapOption,
+    bootstrap,
+    fail,
+    guarded,
+    print_json,
+    run,
+    table,
+)
+from exchange.grants import now
+from exchange.jsoncodec import CHINA_TZ
+from exchange.masks import KNOWN_RULES
+from exchange.policy import View
+
+MASK_HELP = "Mask a field: FIELD=RULE, repeatable. Rules: " + "; ".join(
+    f"{k}: {v}" for k, v in KNOWN_RULES.items()
+)
+
+
+def _print_view(view: View) -> None:
+    if view.denied:
+        typer.echo(f"DENIED: {view.denied}")
+    else:
+        typer.echo(f"fields delivered: {', '.join(view.fields)}")
+        for f, m in view.masks.items():
+            typer.echo(f"  mask {f} = {m}")
+        if view.row_filter:
+            typer.echo(f"row filter (CEL): {view.row_filter}")
+        if view.grant_id:
+            until = view.valid_until.isoformat() if view.valid_until else "no expiry"
+            typer.echo(f"grant: {view.grant_id} (purpose: {view.purpose}; until: {until})")
+    for f, why in view.excluded.items():
+        typer.echo(f"  left out {f}: {why}")
+
+
+def subscribe(
+    resource: Annotated[str, typer.Argument(help="Resource id.")],
+    department: AsOption,
+    bootstrap_servers: BootstrapOption = None,
+) -> None:
+    """Subscribe to a resource; the router then delivers your view to gov.dlv.<dept>.<resource>.
+
+    Denied, with the rule, if the resource is wholly not shared (不予共享) or
+    no field is left for you.
+    """
+    bs = guarded(bootstrap)(bootstrap_servers)
+
+    async def go() -> View:
+        async with Department(bs, department) as d:
+            return await d.subscribe(resource)
+
+    view = run(go())
+    typer.echo(f"subscribed {department} to {resource}")
+    _print_view(view)
+
+
+def explain(
+    resource: Annotated[str, typer.Argument(help="Resource id.")],
+    department: AsOption,
+    bootstrap_servers: BootstrapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the view you are entitled to (fields, masks, filter, grant, expiry) and why each other field is left out."""
+    bs = guarded(bootstrap)(bootstrap_servers)
+
+    async def go() -> View:
+        async with Department(bs, department) as d:
+            return d.explain(resource)
+
+    view = run(go())
+    if as_json:
+        print_json(view.to_json())
+    else:
+        _print_view(view)
+
+
+def apply(
+    resource: Annotated[str, typer.Argument(help="Resource id.")],
+    department: AsOption,
+    fields: Annotated[str, typer.Option(help="Conditional fields wanted, comma-separated.")],
+    purpose: Annotated[str, typer.Option(help="What the data is for (用途).")],
+    legal_basis: Annotated[str | None, typer.Option(help="Legal basis of the request.")] = None,
+    bootstrap_servers: BootstrapOption = None,
+) -> None:
+    """Apply for conditional fields (有条件共享); prints the application id.
+
+    The provider must answer within 10 working days ('exchange applications'
+    marks those that are not as overdue).
+    """
+    bs = guarded(bootstrap)(bootstrap_servers)
+
+    async def go() -> str:
+        async with Department(bs, department) as d:
+            return await d.apply(
+                resource,
+                fields=[f.strip() for f in fields.split(",") if f.strip()],
+                purpose=purpose,
+                legal_basis=legal_basis,
+            )
+
+    typer.echo(run(go()))
+
+
+def _parse_until(until: str | None) -> dt.datetime | None:
+    if until is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(until)
+    except ValueError:
+        raise fail(f"--until {until!r} is not a date (YYYY-MM-DD) or ISO timestamp") from None
+    if len(until) == 10:  # a date: valid through that whole day, China time
+        value = value + dt.timedelta(days=1)
+    return value if value.tzinfo else value.replace(tzinfo=CHINA_TZ)
+
+
+def approve(
+    application_id: Annotated[str, typer.Argument(help="Application id (APP-...).")],
+    department: AsOption,
+    fields: Annotated[
+        str | None, typer.Option(help="Grant only these fields (narrowing the application).")
+    ] = None,
+    row_filter: Annotated[
+        str | None,
+        typer.Option("--filter", help="CEL row filter, e.g. 'region_code.startsWith(\"3301\")'."),
+    ] = None,
+    mask: Annotated[list[str] | None, typer.Option(help=MASK_HELP)] = None,
+    until: Annotated[str | None, typer.Option(help="Last day of the grant (YYYY-MM-DD).")] = None,
+    bootstrap_servers: BootstrapOption = None,
+) -> None:
+    """Approve an application (provider only); prints the grant id."""
+    bs = guarded(bootstrap)(bootstrap_servers)
+    masks = {}
+    for m in mask or []:
+        name, sep, rule = m.partition("=")
+        if not sep or not name or not rule:
+            raise fail(f"--mask {m!r}: write FIELD=RULE, e.g. mother_id_number=keep:6:4")
+        masks[name.strip()] = rule.strip()
+    valid_until = _parse_until(until)
+
+    async def go() -> str:
+        async with Department(bs, department) as d:
+            return await d.approve(
+                application_id,
+                fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
+                row_filter=row_filter,
+                masks=masks,
+                until=valid_until,
+            )
+
+    typer.echo(run(go()))
+
+
+def reject(
+    application_id: Annotated[str, typer.Argument(help="Application id (APP-...).")],
+    department: AsOption,
+    reason: Annotated[str, typer.Option(help="Why (required; the applicant sees it).")],
+    bootstrap_servers: BootstrapOption = None,
+) -> None:
+    """Reject an application (provider only), with a reason."""
+    bs = guarded(bootstrap)(bootstrap_servers)
+
+    async def go() -> None:
+        async with Department(bs, department) as d:
+            await d.reject(application_id, reason=reason)
+
+    run(go())
+    typer.echo(f"rejected {application_id}")
+
+
+def revoke(
+    grant_id: Annotated[str, typer.Argument(help="Grant id (GR-...).")],
+    department: AsOption,
+    reason: Annotated[str, typer.Option(help="Why (required).")],
+    bootstrap_servers: BootstrapOption = None,
+) -> None:
+    """Revoke a grant (provider only); deliveries under it stop at once."""
+    bs = guarded(bootstrap)(bootstrap_servers)
+
+    async def go() -> None:
+        async with Department(bs, department) as d:
+            await d.revoke(grant_id, reason=reason)
+
+    run(go())
+    typer.echo(f"revoked {grant_id}")
+
+
+def applications(
+    department: Annotated[
+        str | None, typer.Option("--as", help="Only applications by or to this department.")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending | approved | rejected | overdue")
+    ] = None,
+    bootstrap_servers: BootstrapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List applications, newest first; overdue = unanswered after 10 working days."""
+    if status not in (None, "pending", "approved", "rejected", "overdue"):
+        raise fail(f"--status {status!r}: use pending, approved, rejected or overdue")
+    bs = guarded(bootstrap)(bootstrap_servers)
+
+    async def listing() -> list[dict[str, str]]:
+        s = await state.load(bs)
+        t = now()
+        out = []
+        for app in sorted(s.book.applications.values(), key=lambda a: a.applied_at, reverse=True):
+            res = s.catalog.resources.get(app.resource)
+            provider = res.provider if res else "?"
+            if department and department not in (app.consumer, provider):
+                continue
+            overdue = app.overdue(t)
+            if status == "overdue" and not (overdue and app.status.value == "pending"):
+                continue
+            if status and status != "overdue" and app.status.value != status:
+                continue
+            out.append(
+                {
+                    "id": app.id,
+                    "consumer": app.consumer,
+                    "resource": app.resource,
+                    "provider": provider,
+                    "fields": ",".join(app.fields),
+                    "purpose": app.purpose,
+                    "applied_at": app.applied_at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M"),
+                    "due": app.due().isoformat(),
+                    "status": app.status.value + (" (overdue)" if overdue else ""),
+                    "grant_id": app.grant_id or "",
+                    "reason": app.reason or "",
+                }
+            )
+        return out
+
+    rows = run(listing())
+    if as_json:
+        print_json(rows)
+        return
+    keys = ["id", "consumer", "resource", "fields", "applied_at", "due", "status", "grant_id"]
+    typer.echo(table([[r[k] for k in keys] for r in rows], keys))

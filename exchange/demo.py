@@ -1,0 +1,181 @@
+"""The demo: 出生一件事, "one thing" for a newborn, end to end on the embedded broker.
+
+A baby is born. Health (卫健) publishes the birth medical certificate once;
+every department that needs it gets its own view instead of the parents
+carrying paper from office to office (最多跑一次, "run at most once"):
+
+* human resources and social security (人社) subscribes and receives the
+  unconditional fields (无条件共享) only;
+* police (公安) applies for the parents' identity (有条件共享) to register the
+  newborn's household; health approves part of it, masks the mother's ID
+  number and limits the rows to its province;
+* civil affairs (民政) asks for the birth weight, a not-shared field
+  (不予共享): refused, with the legal basis;
+* health revokes police's grant mid-stream: later certificates no longer reach police.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from exchange import catalog_store, sample, topics
+from exchange.api import Department
+from exchange.broker import EmbeddedBroker
+from exchange.catalog_loader import load_catalog
+from exchange.errors import CommandRefused
+from exchange.publisher import Publisher
+from exchange.reader import Reader
+from exchange.router import Router
+
+RESOURCE = "birth_medical_certificate"
+
+
+def _say(echo: Callable[[str], None], title: str) -> None:
+    echo("")
+    echo(f"== {title}")
+
+
+async def _read_until(bs: str, topic: str, want: int, wait_s: float = 20.0) -> list[Any]:
+    """Everything on ``topic`` so far, waiting up to ``wait_s`` for ``want`` records."""
+    deadline = time.monotonic() + wait_s
+    async with Reader(bs, topic) as r:
+        out: list[Any] = []
+        async for batch in r.batches(idle_timeout=wait_s):
+            out.extend(batch)
+            if len(out) >= want or time.monotonic() > deadline:
+                break
+    return out
+
+
+async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the scenario; returns what each department received (for tests)."""
+    given = os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS")
+    broker = None
+    if given:
+        bs = given
+        echo(f"using Kafka at {bs}")
+    else:
+        broker = EmbeddedBroker()
+        broker.start()
+        bs = broker.bootstrap
+        echo(f"embedded broker started on {bs} (memory only; stopped at the end)")
+    router: Router | None = None
+    stop = asyncio.Event()
+    task: asyncio.Task[None] | None = None
+    try:
+        catalog = load_catalog(catalog_dir)
+        change = await catalog_store.load(bs, catalog, actor="demo")
+        echo(f"catalog version {change.version} loaded: {len(catalog.resources)} resources")
+
+        router = Router(bs, group="demo-router", master_secret=b"demo-secret-not-for-production")
+        await router.start()
+        task = asyncio.create_task(router.run(stop))
+        echo("router started")
+
+        summary: dict[str, Any] = {"denied": {}}
+        _say(echo, "1. 人社 hrss subscribes: unconditional fields (无条件共享) need no application")
+        async with Department(bs, "hrss") as hrss:
+            view = await hrss.subscribe(RESOURCE)
+        echo(f"   hrss receives: {', '.join(view.fields)}")
+
+        _say(echo, "2. 公安 police applies for the parents' identity (有条件共享)")
+        async with Department(bs, "police") as police:
+            app_id = await police.apply(
+                RESOURCE,
+                fields=[
+                    "mother_name",
+                    "mother_id_number",
+                    "father_name",
+                    "father_id_number",
+                    "address",
+                ],
+                purpose="新生儿出生登记（落户） household registration of the newborn",
+                legal_basis="《中华人民共和国户口登记条例》第七条",
+            )
+        echo(f"   application {app_id}")
+        async with Department(bs, "health") as health:
+            grant_id = await health.approve(
+                app_id,
+                fields=["mother_name", "mother_id_number", "address"],
+                masks={"mother_id_number": "keep:6:4"},
+                row_filter='region_code.startsWith("33")',
+            )
+        echo(
+            f"   health approves {grant_id}: mother_name, mother_id_number (masked keep:6:4), "
+            "address; rows of Zhejiang (region_code 33xxxx) only; the father's fields are not granted"
+        )
+
+        _say(echo, "3. 民政 civil affairs asks for birth weight, a not-shared field (不予共享)")
+        async with Department(bs, "civil_affairs") as ca:
+            try:
+                await ca.apply(RESOURCE, fields=["birth_weight_grams"], purpose="统计 statistics")
+            except CommandRefused as exc:
+                summary["denied"]["civil_affairs"] = str(exc)
+                echo(f"   REFUSED: {exc}")
+            denied_view = ca.explain(RESOURCE)
+        echo(f"   civil affairs' own view: {denied_view.denied or ', '.join(denied_view.fields)}")
+
+        _say(echo, "4. 卫健 health publishes 200 birth medical certificates")
+        records = sample.generate(catalog.resource(RESOURCE).schema_, 300, seed=2017)
+        async with Publisher(bs, catalog, "health") as pub:
+            await pub.publish(RESOURCE, records[:200])
+        hrss_got = await _read_until(bs, topics.delivery("hrss", RESOURCE), 200)
+        expected_police = sum(1 for r in records[:200] if r["region_code"].startswith("33"))
+        police_got = await _read_until(bs, topics.delivery("police", RESOURCE), expected_police)
+        echo(f"   hrss received {len(hrss_got)}, police received {len(police_got)} (Zhejiang rows)")
+
+        _say(echo, "5. health revokes police's grant, then publishes 100 more")
+        async with Department(bs, "health") as health:
+            await health.revoke(grant_id, reason="落户办结 registration completed")
+        async with Publisher(bs, catalog, "health") as pub:
+            await pub.publish(RESOURCE, records[200:])
+        hrss_all = await _read_until(bs, topics.delivery("hrss", RESOURCE), 300)
+        police_all = await _read_until(bs, topics.delivery("police", RESOURCE), 10**9, wait_s=3)
+        echo(
+            f"   hrss now has {len(hrss_all)}; police still has {len(police_all)}: nothing after the revocation"
+        )
+
+        _say(echo, "Summary: one certificate, as each department received it")
+        cert = records[0]["certificate_no"]
+        rows = {
+            "health (provider)": records[0],
+            "hrss": next((r.value for r in hrss_all if r.key == cert), None),
+            "police": next((r.value for r in police_all if r.key == cert), None),
+        }
+        names = list(records[0])
+        echo(f"{'field':<20}" + "".join(f"{k:<30}" for k in rows))
+        for name in names:
+            cells = []
+            for got in rows.values():
+                if got is None:
+                    cells.append("(filtered out)")
+                else:
+                    cells.append(str(got.get(name, "—"))[:28])
+            echo(f"{name:<20}" + "".join(f"{c:<30}" for c in cells))
+        echo("")
+        echo(
+            "denied: civil_affairs asking for birth_weight_grams — "
+            + summary["denied"].get("civil_affairs", "")
+        )
+        summary.update(
+            hrss=len(hrss_all),
+            police=len(police_all),
+            police_before_revoke=len(police_got),
+            expected_police=expected_police,
+            grant_id=grant_id,
+        )
+        return summary
+    finally:
+        stop.set()
+        if task is not None:
+            await task
+        if router is not None:
+            await router.stop()
+        if broker is not None:
+            broker.stop()
+            echo("embedded broker stopped")

@@ -1,0 +1,447 @@
+"""Applications, approvals and grants for conditional data (有条件共享).
+
+Every command is a :class:`GrantEvent` on ``gov.ctl.grants``. The
+:class:`GrantBook` replays those events into the state every process agrees
+on. It checks each event against the catalog in force and the book itself
+(only the provider approves; never a not-shared field; a filter that
+compiles; ...): an event that breaks a rule is refused and changes nothing,
+whether it came from our own API or was written to the topic by hand.
+
+Checks depend only on the event and on the state before it (times are
+compared with the event's own time, not with the clock), so every replay of
+the topic gives the same book.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from exchange import workdays
+from exchange.catalog import Catalog, ShareType
+from exchange.errors import CommandRefused, ExchangeError
+from exchange.masks import check_applicable, parse_mask
+from exchange.rowfilter import compile_filter
+
+MAX_TEXT = 2000
+
+
+class EventKind(StrEnum):
+    SUBSCRIBED = "SUBSCRIBED"
+    APPLIED = "APPLIED"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    REVOKED = "REVOKED"
+
+
+GRANT_EVENT: dict[str, Any] = {
+    "type": "record",
+    "name": "GrantEvent",
+    "namespace": "gov.exchange.control",
+    "doc": "共享申请与授权 A subscription, application, approval, rejection or revocation.",
+    "fields": [
+        {"name": "event_id", "type": "string", "doc": "unique id of this command"},
+        {
+            "name": "kind",
+            "type": {
+                "type": "enum",
+                "name": "GrantEventKind",
+                "symbols": [k.value for k in EventKind],
+            },
+            "doc": "what the command does",
+        },
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}, "doc": "when"},
+        {"name": "actor", "type": "string", "doc": "department acting"},
+        {"name": "resource", "type": "string", "doc": "resource concerned"},
+        {"name": "consumer", "type": "string", "doc": "department receiving the data"},
+        {
+            "name": "application_id",
+            "type": ["null", "string"],
+            "default": None,
+            "doc": "application",
+        },
+        {"name": "grant_id", "type": ["null", "string"], "default": None, "doc": "grant"},
+        {
+            "name": "fields",
+            "type": {"type": "array", "items": "string"},
+            "default": [],
+            "doc": "fields",
+        },
+        {"name": "purpose", "type": ["null", "string"], "default": None, "doc": "purpose of use"},
+        {"name": "legal_basis", "type": ["null", "string"], "default": None, "doc": "legal basis"},
+        {
+            "name": "row_filter",
+            "type": ["null", "string"],
+            "default": None,
+            "doc": "CEL row filter",
+        },
+        {
+            "name": "masks",
+            "type": {"type": "map", "values": "string"},
+            "default": {},
+            "doc": "masks",
+        },
+        {
+            "name": "valid_until",
+            "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}],
+            "default": None,
+            "doc": "end of the grant",
+        },
+        {"name": "reason", "type": ["null", "string"], "default": None, "doc": "reason given"},
+    ],
+}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{dt.datetime.now(dt.UTC):%Y%m%d}-{secrets.token_hex(4)}"
+
+
+def now() -> dt.datetime:
+    """The current time at Avro timestamp-millis precision."""
+    t = dt.datetime.now(dt.UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class GrantEvent:
+    kind: EventKind
+    actor: str
+    resource: str
+    consumer: str
+    at: dt.datetime = field(default_factory=now)
+    event_id: str = field(default_factory=lambda: new_id("EV"))
+    application_id: str | None = None
+    grant_id: str | None = None
+    fields: tuple[str, ...] = ()
+    purpose: str | None = None
+    legal_basis: str | None = None
+    row_filter: str | None = None
+    masks: dict[str, str] = field(default_factory=dict)
+    valid_until: dt.datetime | None = None
+    reason: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["kind"] = self.kind.value
+        d["fields"] = list(self.fields)
+        return d
+
+    @classmethod
+    def from_avro(cls, d: dict[str, Any]) -> GrantEvent:
+        d = dict(d)
+        d["kind"] = EventKind(d["kind"])
+        d["fields"] = tuple(d["fields"])
+        return cls(**d)
+
+
+class AppStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Application:
+    id: str
+    consumer: str
+    resource: str
+    fields: tuple[str, ...]
+    purpose: str
+    legal_basis: str | None
+    applied_at: dt.datetime
+    status: AppStatus = AppStatus.PENDING
+    answered_at: dt.datetime | None = None
+    reason: str | None = None
+    grant_id: str | None = None
+
+    def due(self) -> dt.date:
+        return workdays.answer_due(self.applied_at.date())
+
+    def overdue(self, at: dt.datetime) -> bool:
+        """Unanswered after 10 working days (or answered after them)."""
+        end = self.answered_at or at
+        return end.date() > self.due()
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    application_id: str
+    consumer: str
+    resource: str
+    fields: tuple[str, ...]
+    purpose: str
+    row_filter: str | None
+    masks: dict[str, str]
+    valid_until: dt.datetime | None
+    approved_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+    revoke_reason: str | None = None
+    superseded_by: str | None = None
+
+    def active(self, at: dt.datetime) -> bool:
+        return (
+            self.revoked_at is None
+            and self.superseded_by is None
+            and (self.valid_until is None or at < self.valid_until)
+        )
+
+    def status(self, at: dt.datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.superseded_by is not None:
+            return "superseded"
+        if self.valid_until is not None and at >= self.valid_until:
+            return "expired"
+        return "active"
+
+
+def _refuse(message: str, **facts: Any) -> CommandRefused:
+    return CommandRefused(message, **facts)
+
+
+def _text(value: str | None, what: str, *, required: bool) -> None:
+    if value is None or not value.strip():
+        if required:
+            raise _refuse(f"{what} is required")
+        return
+    if len(value) > MAX_TEXT:
+        raise _refuse(f"{what} is {len(value)} characters long; at most {MAX_TEXT} are allowed")
+
+
+class GrantBook:
+    """The state of subscriptions, applications and grants, replayed from events."""
+
+    def __init__(self) -> None:
+        self.applications: dict[str, Application] = {}
+        self.grants: dict[str, Grant] = {}
+        self.subscriptions: set[tuple[str, str]] = set()
+        self.accepted: set[str] = set()  # event ids
+        self.refused: dict[str, str] = {}  # event id -> reason
+        self._current: dict[tuple[str, str], str] = {}  # (consumer, resource) -> grant id
+
+    # --- queries ---------------------------------------------------------------
+
+    def grant_for(self, consumer: str, resource: str, at: dt.datetime) -> Grant | None:
+        gid = self._current.get((consumer, resource))
+        grant = self.grants.get(gid) if gid else None
+        return grant if grant is not None and grant.active(at) else None
+
+    def latest_grant(self, consumer: str, resource: str) -> Grant | None:
+        gid = self._current.get((consumer, resource))
+        return self.grants.get(gid) if gid else None
+
+    def targets(self, resource: str, at: dt.datetime) -> set[str]:
+        """Consumers that asked for ``resource``: subscribed, or holding an active grant."""
+        out = {c for (c, r) in self.subscriptions if r == resource}
+        out |= {g.consumer for g in self.grants.values() if g.resource == resource and g.active(at)}
+        return out
+
+    def next_expiry(self, after: dt.datetime) -> dt.datetime | None:
+        ends = [
+            g.valid_until
+            for g in self.grants.values()
+            if g.valid_until is not None and g.valid_until > after and g.active(after)
+        ]
+        return min(ends) if ends else None
+
+    # --- events ----------------------------------------------------------------
+
+    def check(self, ev: GrantEvent, catalog: Catalog) -> None:
+        """Raise :class:`CommandRefused` with the reason if ``ev`` breaks a rule."""
+        if ev.event_id in self.accepted or ev.event_id in self.refused:
+            raise _refuse(f"event {ev.event_id} was already processed")
+        try:
+            catalog.department(ev.actor)
+            res = catalog.resource(ev.resource)
+            catalog.department(ev.consumer)
+        except ExchangeError as exc:
+            raise _refuse(str(exc)) from None
+        {
+            EventKind.SUBSCRIBED: self._check_subscribe,
+            EventKind.APPLIED: self._check_apply,
+            EventKind.APPROVED: self._check_approve,
+            EventKind.REJECTED: self._check_reject,
+            EventKind.REVOKED: self._check_revoke,
+        }[ev.kind](ev, catalog)
+        del res
+
+    def apply(self, ev: GrantEvent, catalog: Catalog) -> str | None:
+        """Apply an event; returns the refusal reason, or None if it was accepted."""
+        try:
+            self.check(ev, catalog)
+        except CommandRefused as exc:
+            if ev.event_id not in self.accepted:
+                self.refused[ev.event_id] = exc.message
+            return exc.message
+        self._mutate(ev)
+        self.accepted.add(ev.event_id)
+        return None
+
+    def _check_subscribe(self, ev: GrantEvent, catalog: Catalog) -> None:
+        from exchange.policy import compute_view
+
+        if ev.actor != ev.consumer:
+            raise _refuse(f"{ev.actor!r} cannot subscribe on behalf of {ev.consumer!r}")
+        view = compute_view(catalog, self, ev.consumer, ev.resource, at=ev.at)
+        if view.denied:
+            raise _refuse(view.denied)
+
+    def _check_apply(self, ev: GrantEvent, catalog: Catalog) -> None:
+        res = catalog.resource(ev.resource)
+        if ev.actor != ev.consumer:
+            raise _refuse(f"{ev.actor!r} cannot apply on behalf of {ev.consumer!r}")
+        if ev.consumer == res.provider:
+            raise _refuse(f"{ev.consumer!r} provides {res.id!r}; a provider needs no application")
+        if not ev.application_id or ev.application_id in self.applications:
+            raise _refuse(f"application id {ev.application_id!r} is missing or already used")
+        if res.share.type is ShareType.NOT_SHARED:
+            raise _refuse(
+                f"resource {res.id!r} is wholly not shared (不予共享): no application can be "
+                f"granted (legal basis: {res.share.legal_basis})"
+            )
+        _text(ev.purpose, "the purpose of use (用途)", required=True)
+        _text(ev.legal_basis, "the legal basis", required=False)
+        if not ev.fields:
+            raise _refuse("name the conditional fields you apply for (--fields)")
+        self._check_conditional_fields(ev.fields, res.id, catalog)
+
+    @staticmethod
+    def _check_conditional_fields(fields: tuple[str, ...], resource: str, catalog: Catalog) -> None:
+        res = catalog.resource(resource)
+        for name in fields:
+            try:
+                info = res.field(name)
+            except KeyError:
+                raise _refuse(
+                    f"{name!r} is not a field of {resource!r} "
+                    f"(fields: {', '.join(res.field_names())})"
+                ) from None
+            if info.share_type is ShareType.NOT_SHARED:
+                raise _refuse(
+                    f"field {name!r} of {resource!r} is not shared (不予共享) and cannot be "
+                    f"granted by anyone (legal basis: {info.legal_basis})"
+                )
+            if info.share_type is ShareType.UNCONDITIONAL:
+                raise _refuse(
+                    f"field {name!r} of {resource!r} is unconditional (无条件共享): it is delivered "
+                    "to every subscriber without an application"
+                )
+
+    def _pending(self, ev: GrantEvent) -> Application:
+        app = self.applications.get(ev.application_id or "")
+        if app is None:
+            raise _refuse(f"unknown application {ev.application_id!r}")
+        if app.resource != ev.resource or app.consumer != ev.consumer:
+            raise _refuse(f"application {app.id} is for {app.consumer}/{app.resource}")
+        if app.status is not AppStatus.PENDING:
+            raise _refuse(f"application {app.id} was already answered ({app.status.value})")
+        return app
+
+    @staticmethod
+    def _check_provider(ev: GrantEvent, catalog: Catalog, what: str) -> None:
+        provider = catalog.resource(ev.resource).provider
+        if ev.actor != provider:
+            raise _refuse(
+                f"only the provider of {ev.resource!r} ({provider}) may {what}; "
+                f"{ev.actor!r} may not"
+            )
+
+    def _check_approve(self, ev: GrantEvent, catalog: Catalog) -> None:
+        self._check_provider(ev, catalog, "approve its applications")
+        app = self._pending(ev)
+        if not ev.grant_id or ev.grant_id in self.grants:
+            raise _refuse(f"grant id {ev.grant_id!r} is missing or already used")
+        if not ev.fields:
+            raise _refuse("an approval must grant at least one field")
+        wider = sorted(set(ev.fields) - set(app.fields))
+        if wider:
+            raise _refuse(
+                f"the approval may narrow the fields applied for, never widen them: "
+                f"{', '.join(wider)} not in application {app.id} ({', '.join(app.fields)})"
+            )
+        self._check_conditional_fields(ev.fields, ev.resource, catalog)
+        res = catalog.resource(ev.resource)
+        visible = set(ev.fields) | set(res.fields_of(ShareType.UNCONDITIONAL))
+        for fname, spec in ev.masks.items():
+            if fname not in visible:
+                raise _refuse(f"mask on {fname!r}: not a field this consumer receives")
+            try:
+                check_applicable(parse_mask(spec), res.field(fname).avro_type, fname)
+            except ExchangeError as exc:
+                raise _refuse(f"mask on {fname!r}: {exc}") from None
+        if ev.row_filter is not None:
+            try:
+                compile_filter(ev.row_filter, res.field_names())
+            except ExchangeError as exc:
+                raise _refuse(f"row filter refused: {exc}") from None
+        if ev.valid_until is not None and ev.valid_until <= ev.at:
+            raise _refuse(f"valid-until {ev.valid_until.isoformat()} is not in the future")
+        _text(ev.purpose, "purpose", required=False)
+
+    def _check_reject(self, ev: GrantEvent, catalog: Catalog) -> None:
+        self._check_provider(ev, catalog, "reject its applications")
+        self._pending(ev)
+        _text(ev.reason, "a reason for the rejection", required=True)
+
+    def _check_revoke(self, ev: GrantEvent, catalog: Catalog) -> None:
+        self._check_provider(ev, catalog, "revoke its grants")
+        grant = self.grants.get(ev.grant_id or "")
+        if grant is None or grant.resource != ev.resource:
+            raise _refuse(f"unknown grant {ev.grant_id!r} for {ev.resource!r}")
+        if not grant.active(ev.at):
+            raise _refuse(f"grant {grant.id} is already {grant.status(ev.at)}")
+        _text(ev.reason, "a reason for the revocation", required=True)
+
+    def _mutate(self, ev: GrantEvent) -> None:
+        if ev.kind is EventKind.SUBSCRIBED:
+            self.subscriptions.add((ev.consumer, ev.resource))
+        elif ev.kind is EventKind.APPLIED:
+            assert ev.application_id
+            assert ev.purpose
+            self.applications[ev.application_id] = Application(
+                id=ev.application_id,
+                consumer=ev.consumer,
+                resource=ev.resource,
+                fields=ev.fields,
+                purpose=ev.purpose,
+                legal_basis=ev.legal_basis,
+                applied_at=ev.at,
+            )
+        elif ev.kind is EventKind.APPROVED:
+            assert ev.application_id
+            assert ev.grant_id
+            app = self.applications[ev.application_id]
+            self.applications[app.id] = replace(
+                app, status=AppStatus.APPROVED, answered_at=ev.at, grant_id=ev.grant_id
+            )
+            key = (ev.consumer, ev.resource)
+            previous = self._current.get(key)
+            if previous and self.grants[previous].superseded_by is None:
+                self.grants[previous] = replace(self.grants[previous], superseded_by=ev.grant_id)
+            self.grants[ev.grant_id] = Grant(
+                id=ev.grant_id,
+                application_id=app.id,
+                consumer=ev.consumer,
+                resource=ev.resource,
+                fields=ev.fields,
+                purpose=ev.purpose or app.purpose,
+                row_filter=ev.row_filter,
+                masks=dict(ev.masks),
+                valid_until=ev.valid_until,
+                approved_at=ev.at,
+            )
+            self._current[key] = ev.grant_id
+        elif ev.kind is EventKind.REJECTED:
+            assert ev.application_id
+            app = self.applications[ev.application_id]
+            self.applications[app.id] = replace(
+                app, status=AppStatus.REJECTED, answered_at=ev.at, reason=ev.reason
+            )
+        elif ev.kind is EventKind.REVOKED:
+            assert ev.grant_id
+            g = self.grants[ev.grant_id]
+            self.grants[g.id] = replace(g, revoked_at=ev.at, revoke_reason=ev.reason)

@@ -1,0 +1,161 @@
+"""Kafka plumbing shared by every component: where the broker is, clients, topics.
+
+Two facts of the embedded broker shape this module (see DESIGN.md §3): its
+ListOffsets answer for "latest" may be lower than the real end of a
+partition, and it has no idempotent producer. :func:`read_to_end` therefore
+never trusts ``end_offsets()`` alone; it keeps reading until its position
+reaches the high watermark carried by fetch responses, which is right on
+both the embedded broker and real Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from exchange import broker
+from exchange.errors import BrokerUnavailable
+
+NO_BROKER_HELP = (
+    "no Kafka broker given and no embedded broker running. Either start the embedded one with "
+    "'exchange broker start', or pass --bootstrap-servers HOST:PORT "
+    "(or set EXCHANGE_BOOTSTRAP_SERVERS) for a real Kafka cluster"
+)
+
+
+def resolve_bootstrap(explicit: str | None, state_dir: Path) -> str:
+    """The bootstrap servers to use: the option/env value, else the running embedded broker."""
+    if explicit:
+        return explicit
+    info = broker.status(state_dir)
+    if info is None:
+        raise BrokerUnavailable(NO_BROKER_HELP)
+    return info.bootstrap
+
+
+def producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
+    """A producer that waits for all in-sync replicas (acks=all) and keeps per-key order."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "linger_ms": 5,
+        "max_batch_size": 256 * 1024,
+        "request_timeout_ms": 30_000,
+        "client_id": "gov-exchange",
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def consumer(bootstrap: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+        "client_id": "gov-exchange",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    *,
+    partitions: int = 1,
+    replication_factor: int = 1,
+    compacted: Iterable[str] = (),
+) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    wanted = sorted(set(names))
+    compact = set(compacted)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gov-exchange-admin")
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        if not missing:
+            return
+        new = [
+            NewTopic(
+                n,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if n in compact else {},
+            )
+            for n in missing
+        ]
+        # another process may create it between list and create
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
+    """Every record of ``topic`` from the beginning to its current end, in partition order."""
+    c = consumer(bootstrap)
+    try:
+        await c.start()
+    except KafkaConnectionError as exc:
+        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        partitions = c.partitions_for_topic(topic)
+        if partitions is None:
+            await c._client.force_metadata_update()
+            partitions = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        return await drain(c, tps, timeout_s=timeout_s)
+    finally:
+        await c.stop()
+
+
+async def drain(c: AIOKafkaConsumer, tps: list[TopicPartition], *, timeout_s: float) -> list[Any]:
+    """Read assigned partitions until each position reaches its high watermark."""
+    ends = await c.end_offsets(tps)  # a lower bound on the embedded broker
+    out: list[Any] = []
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    fetched: set[TopicPartition] = set()
+    while True:
+        pending = []
+        for tp in tps:
+            position = await c.position(tp)
+            hw = c.highwater(tp) if tp in fetched else None
+            target = max(ends[tp], hw or 0)
+            if position < target or (tp not in fetched and ends[tp] > 0):
+                pending.append(tp)
+        if not pending:
+            return out
+        if asyncio.get_running_loop().time() > deadline:
+            raise BrokerUnavailable(f"timed out reading {tps[0].topic} to its end")
+        batch = await c.getmany(*pending, timeout_ms=200)
+        for tp in pending:
+            if c.highwater(tp) is not None:
+                fetched.add(tp)
+        for tp, records in batch.items():
+            out.extend(records)
+            fetched.add(tp)
+
+
+async def check_reachable(bootstrap: str) -> None:
+    """Raise :class:`BrokerUnavailable` with the address if no broker answers."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        await admin.close()
+    except (KafkaError, OSError) as exc:
+        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc

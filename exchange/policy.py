@@ -1,0 +1,142 @@
+"""The permission manager's decision: which view of a resource a department gets.
+
+fields(C, R) = unconditional fields ∪ (conditional fields ∩ fields of C's
+active grant on R); not-shared fields never; the provider sees everything.
+The grant adds masks and a row filter. An empty view is a denial, with the
+rule that denied it. This module only decides; :mod:`exchange.view` applies
+the decision to records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from exchange import schema as avro
+from exchange.catalog import Catalog, Resource, ShareType
+from exchange.grants import GrantBook
+from exchange.masks import parse_mask
+
+
+@dataclass(frozen=True)
+class View:
+    """What ``consumer`` is entitled to receive of ``resource``, and why."""
+
+    consumer: str
+    resource: str
+    provider: str
+    fields: tuple[str, ...]
+    masks: dict[str, str] = field(default_factory=dict)
+    row_filter: str | None = None
+    grant_id: str | None = None
+    purpose: str | None = None
+    valid_until: dt.datetime | None = None
+    excluded: dict[str, str] = field(default_factory=dict)  # field -> why it is left out
+    denied: str | None = None  # the rule that denies the whole view, if empty
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "consumer": self.consumer,
+            "resource": self.resource,
+            "provider": self.provider,
+            "decision": "denied" if self.denied else "granted",
+            "denied_reason": self.denied,
+            "fields": list(self.fields),
+            "masks": self.masks,
+            "row_filter": self.row_filter,
+            "grant_id": self.grant_id,
+            "purpose": self.purpose,
+            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            "excluded": self.excluded,
+        }
+
+
+def compute_view(
+    catalog: Catalog, book: GrantBook, consumer: str, resource: str, *, at: dt.datetime
+) -> View:
+    res = catalog.resource(resource)
+    catalog.department(consumer)
+    if consumer == res.provider:
+        return View(consumer, res.id, res.provider, tuple(res.field_names()))
+    grant = book.grant_for(consumer, res.id, at)
+    latest = book.latest_grant(consumer, res.id)
+    granted = set(grant.fields) if grant else set()
+    fields: list[str] = []
+    excluded: dict[str, str] = {}
+    for f in res.fields:
+        if f.share_type is ShareType.UNCONDITIONAL:
+            fields.append(f.name)
+        elif f.share_type is ShareType.NOT_SHARED:
+            excluded[f.name] = (
+                f"不予共享 not shared: never delivered (legal basis: {f.legal_basis})"
+            )
+        elif f.name in granted:
+            fields.append(f.name)
+        elif grant is not None:
+            excluded[f.name] = f"有条件共享 conditional: not among the fields of grant {grant.id}"
+        elif latest is not None:
+            excluded[f.name] = (
+                f"有条件共享 conditional: grant {latest.id} is {latest.status(at)}; apply again"
+            )
+        else:
+            excluded[f.name] = (
+                "有条件共享 conditional: no active grant; apply to the provider "
+                f"{res.provider!r} with 'exchange apply'"
+            )
+    denied = None
+    if res.share.type is ShareType.NOT_SHARED:
+        denied = (
+            f"resource {res.id!r} is wholly not shared (不予共享) "
+            f"(legal basis: {res.share.legal_basis})"
+        )
+    elif not fields:
+        denied = (
+            f"no field of {res.id!r} is left for {consumer!r}: every field is conditional "
+            "(有条件共享) or not shared (不予共享), and no active grant covers any"
+        )
+    masks = {k: v for k, v in (grant.masks if grant else {}).items() if k in fields}
+    return View(
+        consumer=consumer,
+        resource=res.id,
+        provider=res.provider,
+        fields=tuple(fields) if not denied else (),
+        masks=masks if not denied else {},
+        row_filter=grant.row_filter if grant and not denied else None,
+        grant_id=grant.id if grant else None,
+        purpose=grant.purpose if grant else None,
+        valid_until=grant.valid_until if grant else None,
+        excluded=excluded,
+        denied=denied,
+    )
+
+
+def view_schema(res: Resource, view: View) -> avro.Schema:
+    """The Avro schema of what ``view.consumer`` receives.
+
+    Fields are the view's, in the resource's order; masked fields become
+    strings (nullable if the original was) and their ``doc`` names the rule.
+    A view of every field without masks is the resource schema itself, so
+    the router can forward the source bytes unchanged.
+    """
+    if list(view.fields) == res.field_names() and not view.masks:
+        return res.schema_
+    by_name = {f["name"]: f for f in res.schema_["fields"]}
+    out_fields = []
+    for name in view.fields:
+        f = dict(by_name[name])
+        spec = view.masks.get(name)
+        if spec is not None:
+            f["type"] = ["null", "string"] if avro.field_is_nullable(f["type"]) else "string"
+            f["doc"] = f"{f.get('doc', '')} [{parse_mask(spec).describe()}]".strip()
+            f.pop("default", None)
+            if f["type"] != "string":
+                f["default"] = None
+        out_fields.append(f)
+    schema = {k: v for k, v in res.schema_.items() if k != "fields"}
+    schema["namespace"] = f"gov.exchange.view.{view.consumer}"
+    schema["doc"] = f"{res.schema_.get('doc', res.name_en)} — view for {view.consumer}" + (
+        f" under grant {view.grant_id}" if view.grant_id else ""
+    )
+    schema["fields"] = out_fields
+    return schema

@@ -1,0 +1,174 @@
+"""Reading records (the subscriber side).
+
+A consumer department reads its own delivery topic ``gov.dlv.<dept>.<res>``
+and decodes every record with the view schema the router registered; it
+never needs the provider's schema. A provider reading its own resource reads
+the source topic. Records carry a stable id; the reader drops ids it has
+already seen, so at-least-once delivery looks like exactly-once to the
+application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Self
+
+from aiokafka import TopicPartition
+
+from exchange import kafka, topics, wire
+from exchange.catalog import Catalog
+from exchange.errors import DecodeError, ExchangeError
+from exchange.publisher import RECORD_ID
+from exchange.registry import SchemaRegistry
+
+
+@dataclass(frozen=True)
+class Received:
+    record_id: str | None
+    key: str | None
+    value: dict[str, Any]
+    schema_id: int
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, str]
+
+
+class SeenIds:
+    """Bounded memory of recently seen record ids (oldest forgotten first)."""
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self.duplicates = 0
+
+    def first_time(self, rid: str) -> bool:
+        if rid in self._ids:
+            self.duplicates += 1
+            return False
+        self._ids[rid] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
+
+
+def topic_for(catalog: Catalog, department: str, resource: str) -> str:
+    """Where ``department`` reads ``resource``: its delivery topic, or the source if it provides it."""
+    res = catalog.resource(resource)
+    catalog.department(department)
+    if res.provider == department:
+        return topics.source(res.provider, res.id)
+    return topics.delivery(department, res.id)
+
+
+class Reader:
+    """Reads and decodes one department's records of one resource.
+
+    ``group`` set: offsets are committed after each batch is handed out
+    (a restarted reader goes on where it stopped). ``group`` None: reads from
+    the beginning every time, committing nothing.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        group: str | None = None,
+        dedup: bool = True,
+        registry: SchemaRegistry | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group = group
+        self.registry = registry or SchemaRegistry(bootstrap)
+        self.seen = SeenIds() if dedup else None
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        await kafka.ensure_topics(self.bootstrap, [self.topic], partitions=3)
+        c = kafka.consumer(self.bootstrap, group_id=self.group)
+        await c.start()
+        if self.group is None:
+            parts = c.partitions_for_topic(self.topic) or set()
+            if not parts:
+                await c._client.force_metadata_update()
+                parts = c.partitions_for_topic(self.topic) or {0}
+            c.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
+        else:
+            c.subscribe([self.topic])
+        self._consumer = c
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            c, self._consumer = self._consumer, None
+            await c.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def batches(self, *, idle_timeout: float = 5.0) -> AsyncIterator[list[Received]]:
+        """Batches of new records; ends after ``idle_timeout`` seconds without any."""
+        if self._consumer is None:
+            raise ExchangeError("Reader is not started: use 'async with Reader(...)'")
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            fetched = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            if not fetched:
+                if loop.time() - last >= idle_timeout:
+                    return
+                continue
+            last = loop.time()
+            out: list[Received] = []
+            for _tp, records in fetched.items():
+                for rec in records:
+                    item = await self._decode(rec)
+                    if item.record_id and self.seen and not self.seen.first_time(item.record_id):
+                        continue
+                    out.append(item)
+            yield out
+            if self.group is not None:
+                await self._consumer.commit()
+
+    async def read(
+        self, *, max_records: int | None = None, idle_timeout: float = 5.0
+    ) -> list[Received]:
+        """Up to ``max_records`` records (all available if None)."""
+        out: list[Received] = []
+        async for batch in self.batches(idle_timeout=idle_timeout):
+            out.extend(batch)
+            if max_records is not None and len(out) >= max_records:
+                return out[:max_records]
+        return out
+
+    async def _decode(self, rec: Any) -> Received:
+        headers = {k: v.decode("utf-8", "replace") for k, v in (rec.headers or [])}
+        try:
+            sid, body = wire.unframe(rec.value)
+            value = wire.decode(await self.registry.resolve(sid), body)
+        except DecodeError as exc:
+            raise DecodeError(
+                f"{rec.topic}[{rec.partition}]@{rec.offset}: {exc}",
+                topic=rec.topic,
+                offset=rec.offset,
+            ) from exc
+        return Received(
+            record_id=headers.get(RECORD_ID),
+            key=rec.key.decode("utf-8", "replace") if rec.key is not None else None,
+            value=value,
+            schema_id=sid,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            headers=headers,
+        )

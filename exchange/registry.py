@@ -1,0 +1,80 @@
+"""Schema registry kept on the ``gov.ctl.schemas`` topic.
+
+Like Karapace's ``_schemas`` topic: every resource schema and every view
+schema is one record, keyed by its schema id, valued with its JSON. Each
+process keeps the schemas in memory and re-reads the topic when it meets an
+id it does not know yet. Schema ids are content hashes (:mod:`exchange.schema`),
+so two processes registering the same schema agree on its id without talking.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from exchange import kafka, topics
+from exchange import schema as avro
+from exchange.errors import DecodeError, SchemaError
+
+
+class SchemaRegistry:
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._schemas: dict[int, avro.Schema] = {}
+        self._parsed: dict[int, Any] = {}
+
+    def __contains__(self, sid: int) -> bool:
+        return sid in self._schemas
+
+    def add(self, schema: avro.Schema) -> int:
+        """Know a schema locally (no write); returns its id."""
+        sid = avro.schema_id(schema)
+        known = self._schemas.get(sid)
+        if known is not None and avro.canonical_json(known) != avro.canonical_json(schema):
+            raise SchemaError(f"schema id {sid} collides with a different schema")
+        if known is None:
+            self._parsed[sid] = avro.parse(schema, where=f"schema {sid}")
+            self._schemas[sid] = schema
+        return sid
+
+    async def refresh(self) -> None:
+        """Read every schema registered so far."""
+        for rec in await kafka.read_to_end(self.bootstrap, topics.SCHEMAS):
+            if rec.value is None:
+                continue
+            try:
+                self.add(json.loads(rec.value))
+            except (ValueError, SchemaError):
+                continue  # a foreign or broken record: it cannot be a schema of ours
+
+    async def register(self, producer: AIOKafkaProducer, schema: avro.Schema) -> int:
+        """Make a schema resolvable by every process; idempotent."""
+        sid = avro.schema_id(schema)
+        if sid in self._schemas:
+            return self.add(schema)
+        self.add(schema)
+        await producer.send_and_wait(
+            topics.SCHEMAS,
+            key=str(sid).encode(),
+            value=avro.canonical_json(schema).encode("utf-8"),
+        )
+        return sid
+
+    def schema(self, sid: int) -> avro.Schema:
+        return self._schemas[sid]
+
+    def parsed(self, sid: int) -> Any:
+        return self._parsed[sid]
+
+    async def resolve(self, sid: int) -> Any:
+        """Parsed schema of an id, re-reading the topic once if it is new to us."""
+        if sid not in self._parsed:
+            await self.refresh()
+        try:
+            return self._parsed[sid]
+        except KeyError:
+            raise DecodeError(
+                f"unknown schema id {sid}: not registered on {topics.SCHEMAS}"
+            ) from None

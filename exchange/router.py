@@ -1,0 +1,300 @@
+"""The router: every source record, to every entitled consumer, as its own view.
+
+Loop, per batch of source records::
+
+    fetch ─▶ decode once ─▶ for each compiled view: filter, project, mask, encode
+          ─▶ produce to gov.dlv.<consumer>.<resource> ─▶ wait for every ack ─▶ commit
+
+At-least-once: source offsets are committed only after every delivery (and
+dead letter) of the batch is acknowledged; a crash re-routes the
+uncommitted tail, and consumers drop the duplicates by record id. Order per
+key is kept because a key always maps to the same partition and a batch is
+produced in order.
+
+Policy changes (catalog load, approval, revocation, expiry) recompile the
+views between two batches, so they take effect without a restart. Several
+routers in one consumer group share the source partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from typing import Any
+
+import fastavro
+
+from exchange import kafka, topics, wire
+from exchange.catalog import Catalog, Resource
+from exchange.errors import DecodeError, ExchangeError
+from exchange.metrics import RouterMetrics
+from exchange.policy import compute_view
+from exchange.publisher import RECORD_ID
+from exchange.state import ControlFollower, ControlState
+from exchange.view import CompiledView, compile_view
+
+log = logging.getLogger(__name__)
+
+DLQ_REASON = "gov-dlq-reason"
+SOURCE_TOPIC = "gov-source-topic"
+SOURCE_OFFSET = "gov-source-offset"
+MAX_VALUE_BYTES = 1_000_000
+
+
+class _Decoder:
+    """Decodes source bodies of one resource, any registered version, to the current schema."""
+
+    def __init__(self, res: Resource, state: ControlState) -> None:
+        self.res = res
+        self.reader = state.registry.parsed(res.schema_id)
+        self.writers: dict[int, Any] = {}
+        for sid in state.catalog.schema_history.get(res.id, [res.schema_id]):
+            if sid in state.registry:
+                self.writers[sid] = state.registry.parsed(sid)
+
+    def decode(self, sid: int, body: memoryview) -> dict[str, Any]:
+        writer = self.writers.get(sid)
+        if writer is None:
+            raise DecodeError(f"schema id {sid} is not a registered version of {self.res.id!r}")
+        if sid == self.res.schema_id:
+            return wire.decode(writer, body)
+        buf = io.BytesIO(body)
+        try:
+            rec = fastavro.schemaless_reader(buf, writer, self.reader)
+        except Exception as exc:
+            raise DecodeError(f"Avro body does not match schema {sid}: {exc}") from exc
+        if buf.tell() != len(body):
+            raise DecodeError("Avro body has bytes left over: written with another schema")
+        if not isinstance(rec, dict):
+            raise DecodeError("Avro body is not a record")
+        return rec
+
+
+class Router:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        group: str = "gov-exchange-router",
+        master_secret: bytes,
+        metrics: RouterMetrics | None = None,
+        partitions: int = 3,
+        instance: str | None = None,
+        max_batch: int = 5000,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self.master_secret = master_secret
+        self.metrics = metrics or RouterMetrics()
+        self.partitions = partitions
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.max_batch = max_batch
+        self.state = ControlState(bootstrap)
+        self.follower = ControlFollower(self.state)
+        self.views: dict[str, list[CompiledView]] = {}
+        self.decoders: dict[str, _Decoder] = {}
+        self._dirty = True
+        self._next_expiry: dt.datetime | None = None
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._known_topics: set[str] = set()
+        self.routed = 0
+        self.state.on_catalog = lambda _snap: self._mark_dirty()
+        self.state.on_grant_event = self._on_grant_event
+
+    def _mark_dirty(self) -> None:
+        self._dirty = True
+
+    def _on_grant_event(self, _event: object, refused: str | None) -> None:
+        if refused is None:
+            self._dirty = True
+
+    async def start(self) -> None:
+        await self.follower.start()
+        self._producer = kafka.producer(self.bootstrap, linger_ms=2)
+        await self._producer.start()
+        self._consumer = kafka.consumer(
+            self.bootstrap,
+            group_id=self.group,
+            max_poll_records=self.max_batch,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            metadata_max_age_ms=5_000,  # new source topics are picked up within seconds
+        )
+        await self._consumer.start()
+        self._consumer.subscribe(pattern=topics.SOURCE_PATTERN)
+        await self._recompile()
+
+    async def stop(self) -> None:
+        await self.follower.stop()
+        for client_attr in ("_consumer", "_producer"):
+            client = getattr(self, client_attr)
+            if client is not None:
+                setattr(self, client_attr, None)
+                await client.stop()
+
+    # --- policy ----------------------------------------------------------------
+
+    async def _recompile(self) -> None:
+        """Compile the views of every resource from the catalog and grants in force."""
+        started = time.perf_counter()
+        self._dirty = False
+        if self.state.snapshot is None:
+            self.views, self.decoders = {}, {}
+            return
+        now = dt.datetime.now(dt.UTC)
+        catalog: Catalog = self.state.catalog
+        book = self.state.book
+        views: dict[str, list[CompiledView]] = {}
+        decoders: dict[str, _Decoder] = {}
+        new_topics: set[str] = set()
+        for res in catalog.resources.values():
+            if res.schema_id not in self.state.registry:
+                await self.state.registry.refresh()
+            decoders[res.id] = _Decoder(res, self.state)
+            compiled = []
+            for consumer in sorted(book.targets(res.id, now)):
+                if consumer == res.provider or consumer not in catalog.departments:
+                    continue
+                view = compute_view(catalog, book, consumer, res.id, at=now)
+                if view.denied:
+                    continue
+                try:
+                    cv = compile_view(res, view, self.master_secret)
+                except ExchangeError as exc:
+                    # fail closed: a view that cannot be compiled delivers nothing
+                    log.error("view of %s for %s not compiled: %s", res.id, consumer, exc)
+                    continue
+                if cv.schema_id not in self.state.registry:
+                    await self.state.registry.register(self._producer, cv.schema)
+                if cv.topic not in self._known_topics:
+                    new_topics.add(cv.topic)
+                compiled.append(cv)
+            views[res.id] = compiled
+            dlq = topics.dead_letter(res.id)
+            if dlq not in self._known_topics:
+                new_topics.add(dlq)
+        if new_topics:
+            await kafka.ensure_topics(self.bootstrap, new_topics, partitions=self.partitions)
+            self._known_topics |= new_topics
+        self.views, self.decoders = views, decoders
+        self._next_expiry = book.next_expiry(now)
+        self.metrics.policy_reloads.inc()
+        self.metrics.views.set(sum(len(v) for v in views.values()))
+        self.metrics.active_grants.set(sum(1 for g in book.grants.values() if g.active(now)))
+        self.metrics.policy_reload_seconds.observe(time.perf_counter() - started)
+
+    # --- routing ---------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Route until ``stop`` is set (or forever)."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            await self.route_once()
+
+    async def route_once(self, timeout_ms: int = 100) -> int:
+        """Route one batch; returns the number of source records handled."""
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
+        # after the fetch, not before: getmany may wait (for a group assignment, say) while
+        # a grant changes, and a batch must never be routed with views older than it is
+        if self._dirty or (
+            self._next_expiry is not None and dt.datetime.now(dt.UTC) >= self._next_expiry
+        ):
+            await self._recompile()
+        if not batch:
+            return 0
+        started = time.perf_counter()
+        now = dt.datetime.now(dt.UTC)
+        futures: list[Any] = []
+        offsets = {}
+        count = 0
+        for tp, records in batch.items():
+            count += len(records)
+            futures.extend(await self._route_partition(tp.topic, records, now))
+            offsets[tp] = records[-1].offset + 1
+        for fut in futures:
+            await fut  # every delivery acknowledged before the commit
+        await self._consumer.commit(offsets)
+        self.metrics.batch_latency.observe(time.perf_counter() - started)
+        for tp in batch:
+            hw = self._consumer.highwater(tp)
+            if hw is not None:
+                self.metrics.lag.labels(tp.topic).set(max(0, hw - offsets[tp]))
+        self.routed += count
+        return count
+
+    async def _route_partition(self, topic: str, records: list[Any], now: dt.datetime) -> list[Any]:
+        futures: list[Any] = []
+        send = self._producer.send
+        parsed = topics.parse_source(topic)
+        res_id = parsed[1] if parsed else topic
+        res = self.state.snapshot.catalog.resources.get(res_id) if self.state.snapshot else None
+        if res is None or parsed is None or res.provider != parsed[0]:
+            why = (
+                f"topic {topic} is not the source topic of a catalog resource"
+                if res is None or parsed is None
+                else f"{res_id!r} is provided by {res.provider!r}, not {parsed[0]!r}"
+            )
+            for rec in records:
+                futures.append(await self._dead_letter(res_id, rec, why))
+            return futures
+        views = [v for v in self.views.get(res.id, []) if v.active(now)]
+        decoder = self.decoders[res.id]
+        delivered: dict[str, int] = defaultdict(int)
+        filtered: dict[str, int] = defaultdict(int)
+        for rec in records:
+            value = rec.value
+            try:
+                if value is not None and len(value) > MAX_VALUE_BYTES:
+                    raise DecodeError(f"value of {len(value)} bytes is over {MAX_VALUE_BYTES}")
+                sid, body = wire.unframe(value)
+                record = decoder.decode(sid, body)
+            except DecodeError as exc:
+                futures.append(await self._dead_letter(res.id, rec, str(exc)))
+                continue
+            headers = [h for h in rec.headers or () if h[0] == RECORD_ID]
+            headers.append((SOURCE_OFFSET, f"{rec.partition}:{rec.offset}".encode()))
+            for view in views:
+                if view.passthrough and sid == res.schema_id:
+                    out: bytes | None = value
+                else:
+                    out = view.render(record)
+                if out is None:
+                    filtered[view.consumer] += 1
+                    continue
+                futures.append(
+                    await send(
+                        view.topic, value=out, key=view.delivery_key(rec.key), headers=headers
+                    )
+                )
+                delivered[view.consumer] += 1
+        self.metrics.records_in.labels(res.id).inc(len(records))
+        for consumer, n in delivered.items():
+            self.metrics.delivered.labels(res.id, consumer).inc(n)
+        for consumer, n in filtered.items():
+            self.metrics.filtered.labels(res.id, consumer).inc(n)
+        return futures
+
+    async def _dead_letter(self, resource: str, rec: Any, reason: str) -> Any:
+        log.warning("dead letter %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, reason)
+        self.metrics.dead_letters.labels(resource).inc()
+        dlq = topics.dead_letter(resource)
+        if dlq not in self._known_topics:
+            await kafka.ensure_topics(self.bootstrap, [dlq], partitions=1)
+            self._known_topics.add(dlq)
+        headers = [
+            *list(rec.headers or ()),
+            (DLQ_REASON, reason.encode("utf-8")),
+            (SOURCE_TOPIC, rec.topic.encode()),
+            (SOURCE_OFFSET, f"{rec.partition}:{rec.offset}".encode()),
+        ]
+        value = rec.value if rec.value is None or len(rec.value) <= MAX_VALUE_BYTES else None
+        return await self._producer.send(dlq, value=value, key=rec.key, headers=headers)

@@ -1,0 +1,43 @@
+"""Settings of the bus, read once at the entry point (env prefix ``EXCHANGE_``).
+
+Library classes take what they need as arguments and never read the
+environment themselves; only the CLI and the test fixtures build a
+:class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "gov-exchange"
+
+
+class Settings(BaseSettings):
+    """Everything an operator may set; each field is also ``EXCHANGE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers, e.g. 'kafka1:9092,kafka2:9092'. "
+        "When unset, the embedded broker started by 'exchange broker start' is used.",
+    )
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="where the embedded broker's pid, port and log are kept",
+    )
+    partitions: int = Field(default=3, ge=1, description="partitions of new source topics")
+    replication_factor: int = Field(default=1, ge=1, description="replication of new topics")
+    router_group: str = Field(default="gov-exchange-router", description="router consumer group")
+    mask_secret: SecretStr = Field(
+        default=SecretStr("change-me: set EXCHANGE_MASK_SECRET in production"),
+        description="master secret from which per-consumer hash-mask keys are derived",
+    )
+    request_timeout_s: float = Field(default=15.0, gt=0)

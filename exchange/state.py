@@ -1,0 +1,141 @@
+"""The control state every process materialises from the control topics.
+
+Catalog snapshots (newest in force), schemas and grant events are read from
+the beginning; :class:`ControlFollower` then keeps following them live, so a
+revocation written by one process reaches every router within a poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from exchange import kafka, topics
+from exchange.catalog import Catalog
+from exchange.catalog_store import Snapshot, decode_snapshot, ensure_control_topics
+from exchange.control_records import ControlCodec
+from exchange.errors import DecodeError, ExchangeError
+from exchange.grants import GRANT_EVENT, GrantBook, GrantEvent
+from exchange.registry import SchemaRegistry
+
+log = logging.getLogger(__name__)
+GRANT_CODEC = ControlCodec(GRANT_EVENT)
+NO_CATALOG = "no catalog has been loaded on this bus: run 'exchange catalog load schemas/' first"
+
+
+class ControlState:
+    """Catalog in force, schema registry and grant book, as one process sees them."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.snapshot: Snapshot | None = None
+        self.registry = SchemaRegistry(bootstrap)
+        self.book = GrantBook()
+        #: called with (event, refusal reason or None) for each grant event applied
+        self.on_grant_event: Callable[[GrantEvent, str | None], None] | None = None
+        self.on_catalog: Callable[[Snapshot], None] | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        if self.snapshot is None:
+            raise ExchangeError(NO_CATALOG)
+        return self.snapshot.catalog
+
+    def handle(self, rec: Any) -> None:
+        """Apply one record of a control topic."""
+        if rec.value is None:
+            return
+        if rec.topic == topics.SCHEMAS:
+            try:
+                self.registry.add(json.loads(rec.value))
+            except (ValueError, ExchangeError):
+                log.warning("ignored a record that is not a schema at offset %s", rec.offset)
+        elif rec.topic == topics.CATALOG:
+            try:
+                self.snapshot = decode_snapshot(rec.value)
+            except (DecodeError, ValueError):
+                log.warning("ignored a record that is not a catalog snapshot at %s", rec.offset)
+                return
+            if self.on_catalog:
+                self.on_catalog(self.snapshot)
+        elif rec.topic == topics.GRANTS:
+            try:
+                event = GrantEvent.from_avro(GRANT_CODEC.decode(rec.value))
+            except (DecodeError, ValueError, TypeError, KeyError):
+                log.warning("ignored a record that is not a grant event at offset %s", rec.offset)
+                return
+            if self.snapshot is None:
+                reason: str | None = NO_CATALOG
+            else:
+                reason = self.book.apply(event, self.snapshot.catalog)
+            if reason:
+                log.info("grant event %s (%s) refused: %s", event.event_id, event.kind, reason)
+            if self.on_grant_event:
+                self.on_grant_event(event, reason)
+
+
+async def load(bootstrap: str) -> ControlState:
+    """Read the control topics to their current end."""
+    await ensure_control_topics(bootstrap)
+    state = ControlState(bootstrap)
+    for topic in (topics.SCHEMAS, topics.CATALOG, topics.GRANTS):
+        for rec in await kafka.read_to_end(bootstrap, topic):
+            state.handle(rec)
+    return state
+
+
+class ControlFollower:
+    """Follows the control topics live and feeds every new record to a :class:`ControlState`."""
+
+    def __init__(self, state: ControlState) -> None:
+        self.state = state
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.caught_up = asyncio.Event()
+
+    async def start(self) -> None:
+        await ensure_control_topics(self.state.bootstrap)
+        c = kafka.consumer(self.state.bootstrap)
+        await c.start()
+        # schemas first, then the catalog, then grants: each needs the one before
+        tps = [TopicPartition(t, 0) for t in (topics.SCHEMAS, topics.CATALOG, topics.GRANTS)]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        for tp in tps:
+            for rec in await kafka.drain(c, [tp], timeout_s=30):
+                self.state.handle(rec)
+        self._consumer = c
+        self.caught_up.set()
+        self._task = asyncio.create_task(self._follow(), name="control-follower")
+
+    async def _follow(self) -> None:
+        order = {topics.SCHEMAS: 0, topics.CATALOG: 1, topics.GRANTS: 2}
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100)
+            for tp in sorted(batch, key=lambda tp: order.get(tp.topic, 3)):
+                for rec in batch[tp]:
+                    try:
+                        self.state.handle(rec)
+                    except Exception:
+                        log.exception("control record at %s[%s] failed", tp.topic, rec.offset)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            c, self._consumer = self._consumer, None
+            await c.stop()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
