@@ -36,20 +36,34 @@ class FieldProblem(ValueError):
         self.message = message
 
 
-def _named_types(schema: Any, out: dict[str, Any]) -> dict[str, Any]:
+def _named_types(
+    schema: Any, out: dict[str, Any], namespace: str | None = None
+) -> dict[str, Any]:
+    """Named types of ``schema`` by short and full name.
+
+    A name without a dot takes its own ``namespace`` or, failing that, the
+    enclosing one (Avro's rule), so an enum declared inside a record of
+    ``gov.exchange.health`` is also found as ``gov.exchange.health.Gender``.
+    """
     if isinstance(schema, dict):
         if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
-            out[schema["name"]] = schema
-            if "namespace" in schema:
-                out[f"{schema['namespace']}.{schema['name']}"] = schema
+            name = str(schema["name"])
+            if "." in name:
+                full = name
+                namespace = name.rsplit(".", 1)[0]
+            else:
+                namespace = schema["namespace"] if "namespace" in schema else namespace
+                full = f"{namespace}.{name}" if namespace else name
+            out[full.rsplit(".", 1)[-1]] = schema
+            out[full] = schema
         for f in schema.get("fields", []):
-            _named_types(f["type"], out)
+            _named_types(f["type"], out, namespace)
         for k in ("items", "values"):
             if k in schema:
-                _named_types(schema[k], out)
+                _named_types(schema[k], out, namespace)
     elif isinstance(schema, list):
         for s in schema:
-            _named_types(s, out)
+            _named_types(s, out, namespace)
     return out
 
 

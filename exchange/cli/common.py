@@ -14,6 +14,9 @@ import typer
 from exchange import kafka
 from exchange.errors import CatalogErrors, ExchangeError
 from exchange.settings import Settings
+from exchange.tables import table
+
+__all__ = ["table"]
 
 T = TypeVar("T")
 
@@ -73,20 +76,3 @@ def guarded(fn: Callable[..., T]) -> Callable[..., T]:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    """A plain text table; widths count CJK characters as two columns."""
-    import unicodedata
-
-    def width(s: str) -> int:
-        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
-
-    cols = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c + " " * (cols[i] - width(c)) for i, c in enumerate(cells)).rstrip()
-
-    out = [line(headers), line(["-" * c for c in cols])]
-    out.extend(line(r) for r in rows)
-    return "\n".join(out)

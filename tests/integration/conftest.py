@@ -9,7 +9,7 @@ under a second), so modules cannot see each other's catalog or grants.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -35,7 +35,7 @@ def bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def loaded_catalog(bootstrap: str, sample_catalog: Catalog) -> AsyncIterator[Catalog]:
+async def loaded_catalog(bootstrap: str, sample_catalog: Catalog) -> Catalog:
     """The sample catalog, loaded on the module's broker."""
     await catalog_store.load(bootstrap, sample_catalog, actor="tests")
-    yield sample_catalog
+    return sample_catalog
