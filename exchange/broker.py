@@ -11,6 +11,7 @@ exactly that process.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -86,9 +87,14 @@ def _is_our_broker(pid: int, port: int) -> bool:
 class EmbeddedBroker:
     """One embedded broker process. Use :func:`start` / :func:`stop` for the CLI's shared one."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, log_path: Path | None = None, *, die_with_parent: bool = True
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        #: a broker of a demo, benchmark or test run must not outlive it, even when the
+        #: run is killed; the shared one of 'exchange broker start' must
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -108,6 +114,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the starting shell does not kill it
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         finally:
             if log is not subprocess.DEVNULL:
@@ -136,6 +143,15 @@ class EmbeddedBroker:
             return
         _terminate(self.process.pid, timeout, self.process)
         self.process = None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM us when our parent exits."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the run's own cleanup still stops the broker
 
 
 def _terminate(pid: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -191,7 +207,7 @@ def start(state_dir: Path, port: int | None = None) -> tuple[BrokerInfo, bool]:
     if running is not None:
         return running, False
     state_dir.mkdir(parents=True, exist_ok=True)
-    broker = EmbeddedBroker(port=port, log_path=state_dir / "broker.log")
+    broker = EmbeddedBroker(port=port, log_path=state_dir / "broker.log", die_with_parent=False)
     info = broker.start()
     _state_path(state_dir).write_text(json.dumps(asdict(info)))
     return info, True

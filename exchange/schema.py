@@ -38,7 +38,7 @@ def parse(schema: Schema, *, where: str = "schema") -> Any:
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise SchemaError(f"{where}: top-level schema must be an Avro record")
     try:
-        return fastavro.parse_schema(schema, _write_hint=False)
+        return fastavro.parse_schema(schema)
     except Exception as exc:  # fastavro raises several unrelated types
         raise SchemaError(f"{where}: not a valid Avro schema: {exc}") from exc
 

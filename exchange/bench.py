@@ -1,0 +1,588 @@
+"""``exchange bench``: sizing figures for an operator's own hardware.
+
+Every figure is measured beside its baseline in the same run, on the same
+broker, and printed as a ratio against it:
+
+1. routing throughput (three different views) vs a raw aiokafka copy loop;
+2. end-to-end latency at a steady rate vs raw produce → consume;
+3. throughput with 3,600 active grants over 57 departments vs 10 grants;
+4. time to load the 3,600 grants and to recompile every view; revocation → last delivery;
+5. router peak RSS with 3,600 grants, under load;
+6. two router processes in one group vs one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from exchange import catalog_store, kafka, sample, state, topics
+from exchange.api import Department
+from exchange.bench_catalog import BENCH_RESOURCE, PROVIDER, dept_id, grant_events, write_catalog
+from exchange.broker import EmbeddedBroker
+from exchange.catalog import Catalog
+from exchange.catalog_loader import load_catalog
+from exchange.publisher import Prepared, Publisher
+from exchange.router import Router
+from exchange.state import GRANT_CODEC
+
+SECRET = b"benchmark-secret-not-for-production"
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    baseline: float | None
+    ratio: float | None
+    target: str
+    met: bool
+
+
+@dataclass
+class Setup:
+    bootstrap: str
+    catalog: Catalog
+    prepared: list[Prepared]
+    workdir: Path
+
+
+# --- setup --------------------------------------------------------------------------
+
+
+async def _write_events(bootstrap: str, events: list[Any]) -> None:
+    async with kafka.producer(bootstrap, linger_ms=20) as producer:
+        futures = [
+            await producer.send(
+                topics.GRANTS, key=ev.resource.encode(), value=GRANT_CODEC.encode(ev.to_avro())
+            )
+            for ev in events
+        ]
+        for f in futures:
+            await f
+
+
+async def _setup(bootstrap: str, workdir: Path, distinct: int) -> Setup:
+    write_catalog(workdir / "catalog")
+    catalog = load_catalog(workdir / "catalog")
+    await catalog_store.load(bootstrap, catalog, actor="bench", partitions=3)
+    res = catalog.resource(BENCH_RESOURCE)
+    records = sample.generate(res.schema_, distinct, seed=6)
+    median = statistics.median(float(r["registered_capital"]) for r in records)
+    # the three views of the issue: full unconditional; projection with two masks;
+    # conditional grant whose CEL row filter passes about half the rows
+    async with Department(bootstrap, dept_id(1)) as d1:
+        await d1.subscribe(BENCH_RESOURCE)
+    async with Department(bootstrap, dept_id(2)) as d2:
+        app2 = await d2.apply(
+            BENCH_RESOURCE, fields=["legal_representative", "address"], purpose="bench"
+        )
+    async with Department(bootstrap, dept_id(3)) as d3:
+        app3 = await d3.apply(
+            BENCH_RESOURCE, fields=["registered_capital", "legal_representative"], purpose="bench"
+        )
+    async with Department(bootstrap, PROVIDER) as provider:
+        await provider.approve(
+            app2, masks={"legal_representative": "surname", "credit_code": "keep:6:4"}
+        )
+        await provider.approve(app3, row_filter=f"registered_capital > {median}")
+    async with Publisher(bootstrap, catalog, PROVIDER) as pub:
+        prepared = [pub.prepare(BENCH_RESOURCE, r) for r in records]
+    return Setup(bootstrap, catalog, prepared, workdir)
+
+
+async def _preload(s: Setup, topic_count: int) -> str:
+    """Put ``topic_count`` records on the bench source topic; returns the topic."""
+    topic = topics.source(PROVIDER, BENCH_RESOURCE)
+    async with kafka.producer(s.bootstrap, linger_ms=20) as producer:
+        futures = []
+        for i in range(topic_count):
+            p = s.prepared[i % len(s.prepared)]
+            futures.append(await producer.send(topic, key=p.key, value=p.value, headers=p.headers))
+            if len(futures) >= 20_000:
+                for f in futures:
+                    await f
+                futures = []
+        for f in futures:
+            await f
+    return topic
+
+
+# --- 1 and 3: throughput -------------------------------------------------------------
+
+
+async def _router_throughput(s: Setup, count: int) -> float:
+    """Records/s of an in-process router draining ``count`` preloaded records."""
+    r = Router(s.bootstrap, group=f"bench-{uuid.uuid4().hex[:8]}", master_secret=SECRET)
+    await r.start()
+    try:
+        done = 0
+        t0 = None
+        while done < count:
+            n = await r.route_once()
+            if n and t0 is None:
+                t0 = time.perf_counter() - 0.0
+            done += n
+        assert t0 is not None
+        return count / (time.perf_counter() - t0)
+    finally:
+        await r.stop()
+
+
+async def _raw_throughput(s: Setup, source: str, count: int) -> float:
+    """Records/s of a plain consume → produce-to-three-topics loop, no decoding."""
+    outs = [f"bench.raw.{i}" for i in range(3)]
+    await kafka.ensure_topics(s.bootstrap, outs, partitions=3)
+    c = kafka.consumer(
+        s.bootstrap,
+        group_id=f"raw-{uuid.uuid4().hex[:8]}",
+        max_poll_records=5000,
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    p = kafka.producer(s.bootstrap, linger_ms=2)
+    await c.start()
+    await p.start()
+    c.subscribe([source])
+    try:
+        done, t0 = 0, None
+        while done < count:
+            batch = await c.getmany(timeout_ms=100, max_records=5000)
+            if not batch:
+                continue
+            t0 = t0 or time.perf_counter()
+            futures = []
+            for _tp, records in batch.items():
+                for rec in records:
+                    for out in outs:
+                        futures.append(
+                            await p.send(
+                                out, value=rec.value, key=rec.key, headers=list(rec.headers)
+                            )
+                        )
+                done += len(records)
+            for f in futures:
+                await f
+            await c.commit()
+        assert t0 is not None
+        return count / (time.perf_counter() - t0)
+    finally:
+        await c.stop()
+        await p.stop()
+
+
+# --- 2: latency ----------------------------------------------------------------------
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _steady_publish(
+    s: Setup,
+    topic: str,
+    rate: int,
+    seconds: float,
+    sent: dict[bytes, float],
+    make_key: Callable[[int], bytes],
+) -> None:
+    async with kafka.producer(s.bootstrap, linger_ms=0) as producer:
+        t0 = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            p = s.prepared[i % len(s.prepared)]
+            key = make_key(i)
+            sent[key] = time.perf_counter()
+            await producer.send(topic, key=key, value=p.value, headers=p.headers)
+
+
+async def _collect(
+    bootstrap: str, topic: str, got: dict[bytes, float], stop: asyncio.Event
+) -> None:
+    c = kafka.consumer(bootstrap, group_id=f"lat-{uuid.uuid4().hex[:8]}", fetch_max_wait_ms=5)
+    await c.start()
+    c.subscribe([topic])
+    try:
+        while not stop.is_set():
+            batch = await c.getmany(timeout_ms=20)
+            now = time.perf_counter()
+            for records in batch.values():
+                for rec in records:
+                    got.setdefault(rec.key, now)
+    finally:
+        await c.stop()
+
+
+async def _latency(
+    s: Setup, rate: int, seconds: float, *, through_router: bool
+) -> tuple[float, float]:
+    tag = uuid.uuid4().hex[:6]
+    sent: dict[bytes, float] = {}
+    got: dict[bytes, float] = {}
+    stop = asyncio.Event()
+    router = None
+    if through_router:
+        source = topics.source(PROVIDER, BENCH_RESOURCE)
+        out = topics.delivery(dept_id(1), BENCH_RESOURCE)  # plain key: credit_code in clear
+        router = Router(s.bootstrap, group=f"bench-lat-{tag}", master_secret=SECRET)
+        await router.start()
+        # skip what is already on the topic, then wait for the group assignment
+        while await router.route_once(timeout_ms=500):
+            pass
+        router_task = asyncio.create_task(router.run(stop))
+    else:
+        source = out = f"bench.lat.{tag}"
+        await kafka.ensure_topics(s.bootstrap, [source], partitions=3)
+    collector = asyncio.create_task(_collect(s.bootstrap, out, got, stop))
+    await asyncio.sleep(4)  # consumer group joins on the embedded broker take ~3 s
+    await _steady_publish(s, source, rate, seconds, sent, lambda i: f"LAT{tag}{i:08d}".encode())
+    await asyncio.sleep(1.5)
+    stop.set()
+    await collector
+    if router is not None:
+        await router_task
+        await router.stop()
+    lat = [(got[k] - t) * 1000 for k, t in sent.items() if k in got]
+    if len(lat) < 0.99 * len(sent):
+        raise RuntimeError(f"latency run lost records: {len(lat)} of {len(sent)} arrived")
+    return _pct(lat, 0.50), _pct(lat, 0.99)
+
+
+# --- 4: reload and revocation -------------------------------------------------------------
+
+
+async def _reload_times(s: Setup) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    st = await state.load(s.bootstrap)
+    load_s = time.perf_counter() - t0
+    assert len(st.book.grants) >= 3600
+    r = Router(s.bootstrap, group=f"bench-reload-{uuid.uuid4().hex[:6]}", master_secret=SECRET)
+    await r.start()
+    try:
+        t1 = time.perf_counter()
+        await r._recompile()
+        recompile_s = time.perf_counter() - t1
+    finally:
+        await r.stop()
+    return load_s, recompile_s
+
+
+async def _revocation_latency(s: Setup, rounds: int) -> list[float]:
+    """Seconds from revoke() returning to the last record delivered under that grant."""
+    stop = asyncio.Event()
+    router = Router(s.bootstrap, group=f"bench-rev-{uuid.uuid4().hex[:6]}", master_secret=SECRET)
+    await router.start()
+    while await router.route_once(timeout_ms=500):
+        pass
+    router_task = asyncio.create_task(router.run(stop))
+    source = topics.source(PROVIDER, BENCH_RESOURCE)
+    sent: dict[bytes, float] = {}
+    load = asyncio.create_task(
+        _steady_publish(s, source, 1000, 10_000, sent, lambda i: f"REV{i:09d}".encode())
+    )
+    out: list[float] = []
+    try:
+        for n in range(rounds):
+            consumer = dept_id(10 + n)
+            async with Department(s.bootstrap, consumer) as d:
+                app = await d.apply(BENCH_RESOURCE, fields=["address"], purpose="bench revocation")
+            async with Department(s.bootstrap, PROVIDER) as p:
+                grant = await p.approve(app)
+            got: dict[bytes, float] = {}
+            cstop = asyncio.Event()
+            collector = asyncio.create_task(
+                _collect(s.bootstrap, topics.delivery(consumer, BENCH_RESOURCE), got, cstop)
+            )
+            await asyncio.sleep(4.0)  # let deliveries flow and the collector join
+            async with Department(s.bootstrap, PROVIDER) as p:
+                await p.revoke(grant, reason="bench")
+                revoked_at = time.perf_counter()
+            await asyncio.sleep(2.0)
+            cstop.set()
+            await collector
+            if not got:
+                raise RuntimeError(f"round {n}: no record reached {consumer} before revocation")
+            out.append(max(0.0, max(got.values()) - revoked_at))
+    finally:
+        load.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await load
+        stop.set()
+        await router_task
+        await router.stop()
+    return out
+
+
+# --- 5 and 6: router processes ------------------------------------------------------------
+
+
+async def _committed_total(bootstrap: str, group: str, source: str) -> int:
+    from aiokafka import TopicPartition
+
+    c = kafka.consumer(bootstrap, group_id=group)
+    await c.start()
+    try:
+        total = 0
+        for p in range(3):
+            total += await c.committed(TopicPartition(source, p)) or 0
+        return total
+    finally:
+        await c.stop()
+
+
+async def _topic_total(bootstrap: str, topic: str) -> int:
+    """Records on a topic: the high watermarks of fetch responses (right on any broker)."""
+    from aiokafka import TopicPartition
+
+    c = kafka.consumer(bootstrap)
+    await c.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        total = 0
+        for tp in tps:
+            while c.highwater(tp) is None:
+                await c.getmany(tp, timeout_ms=200, max_records=1)
+            total += c.highwater(tp)
+        return total
+    finally:
+        await c.stop()
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _router_processes(
+    s: Setup, source: str, end_total: int, instances: int
+) -> tuple[float, float]:
+    """Records/s of ``instances`` `exchange router` processes draining the source; peak RSS MB."""
+    group = f"bench-proc-{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ, EXCHANGE_MASK_SECRET=SECRET.decode())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "exchange.cli", "router", "-b", s.bootstrap, "--group", group],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(instances)
+    ]
+    peak = 0.0
+    try:
+        t0 = None
+        start_total = 0
+        while True:
+            await asyncio.sleep(0.2)
+            total = await _committed_total(s.bootstrap, group, source)
+            peak = max([peak] + [_vm_hwm_mb(p.pid) for p in procs])
+            if t0 is None and total > 0:
+                t0, start_total = time.perf_counter(), total
+            if total >= end_total:
+                break
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a router process exited during the benchmark")
+        assert t0 is not None
+        elapsed = time.perf_counter() - t0
+        return (end_total - start_total) / max(elapsed, 1e-9), peak
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=20)
+
+
+# --- the whole run --------------------------------------------------------------------------
+
+
+async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Row]:
+    given = os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS")
+    broker = None
+    if given:
+        bootstrap = given
+    else:
+        broker = EmbeddedBroker()
+        broker.start()
+        bootstrap = broker.bootstrap
+    rows: list[Row] = []
+    n = 20_000 if quick else 200_000
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            s = await _setup(bootstrap, Path(tmp), distinct=500 if quick else 2000)
+            source = await _preload(s, n)
+            echo(f"preloaded {n} records of {BENCH_RESOURCE}; measuring throughput")
+            raw = await _raw_throughput(s, source, n)
+            routed_10 = await _router_throughput(s, n)
+            rows.append(
+                Row(
+                    "1. routing throughput, 3 views",
+                    routed_10,
+                    "records/s",
+                    raw,
+                    routed_10 / raw,
+                    ">= 0.80 of raw copy loop",
+                    routed_10 / raw >= 0.80,
+                )
+            )
+
+            seconds = 5 if quick else 20
+            echo(f"measuring latency at 2,000 records/s for {seconds} s")
+            raw_p50, raw_p99 = await _latency(s, 2000, seconds, through_router=False)
+            p50, p99 = await _latency(s, 2000, seconds, through_router=True)
+            rows.append(
+                Row(
+                    "2. latency p50 at 2,000/s",
+                    p50,
+                    "ms",
+                    raw_p50,
+                    p50 / raw_p50,
+                    "(reported)",
+                    True,
+                )
+            )
+            rows.append(
+                Row(
+                    "2. latency p99 at 2,000/s",
+                    p99,
+                    "ms",
+                    raw_p99,
+                    p99 / raw_p99,
+                    "<= 50 ms and <= 2x raw p99",
+                    p99 <= 50 and p99 <= 2 * raw_p99,
+                )
+            )
+
+            echo("writing 3,600 grants over 57 departments")
+            await _write_events(bootstrap, grant_events(3600))
+            routed_3600 = await _router_throughput(s, n)
+            rows.append(
+                Row(
+                    "3. throughput with 3,600 grants",
+                    routed_3600,
+                    "records/s",
+                    routed_10,
+                    routed_3600 / routed_10,
+                    ">= 0.95 of 10 grants",
+                    routed_3600 / routed_10 >= 0.95,
+                )
+            )
+
+            load_s, recompile_s = await _reload_times(s)
+            rows.append(
+                Row(
+                    "4. load 3,600 grants from the topic",
+                    load_s,
+                    "s",
+                    None,
+                    None,
+                    "< 1 s",
+                    load_s < 1,
+                )
+            )
+            rows.append(
+                Row(
+                    "4. recompile every view (3,600 grants)",
+                    recompile_s,
+                    "s",
+                    None,
+                    None,
+                    "< 1 s",
+                    recompile_s < 1,
+                )
+            )
+            rounds = 5 if quick else 20
+            echo(f"measuring revocation under load, {rounds} rounds")
+            rev = await _revocation_latency(s, rounds)
+            rev_p99 = _pct(rev, 0.99)
+            rows.append(
+                Row(
+                    f"4. revocation → last delivery, p99 of {rounds}",
+                    rev_p99,
+                    "s",
+                    None,
+                    None,
+                    "< 1 s",
+                    rev_p99 < 1,
+                )
+            )
+
+            echo("router processes: one, then two in one group")
+            total = await _topic_total(bootstrap, source)
+            one, rss = await _router_processes(s, source, total, 1)
+            two, rss2 = await _router_processes(s, source, total, 2)
+            rows.append(
+                Row(
+                    "5. router peak RSS, 3,600 grants, under load",
+                    max(rss, rss2),
+                    "MB",
+                    None,
+                    None,
+                    "<= 250 MB",
+                    max(rss, rss2) <= 250,
+                )
+            )
+            rows.append(
+                Row(
+                    "6. two routers in one group vs one",
+                    two,
+                    "records/s",
+                    one,
+                    two / one,
+                    "(reported; 2 cores shared with broker and load)",
+                    True,
+                )
+            )
+    finally:
+        if broker is not None:
+            broker.stop()
+    return rows
+
+
+def format_rows(rows: list[Row]) -> str:
+    from exchange.tables import table
+
+    def num(v: float | None) -> str:
+        if v is None:
+            return "—"
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+    return table(
+        [
+            [
+                r.name,
+                num(r.value),
+                r.unit,
+                num(r.baseline),
+                f"{r.ratio:.2f}" if r.ratio is not None else "—",
+                r.target,
+                "yes" if r.met else "NO",
+            ]
+            for r in rows
+        ],
+        ["measure", "value", "unit", "baseline", "ratio", "target", "met"],
+    )
+
+
+def write_json(rows: list[Row], path: Path) -> None:
+    path.write_text(json.dumps([asdict(r) for r in rows], indent=2), encoding="utf-8")
