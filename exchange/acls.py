@@ -1,0 +1,192 @@
+"""Broker-level isolation for production: Kafka ACLs generated from the catalog.
+
+The router enforces the shared list, but on a real cluster a department
+could bypass it and read ``gov.src.*`` or another department's
+``gov.dlv.*`` directly. These ACLs stop that at the broker (principals are
+``User:<department id>``; map your SASL/mTLS identities to them):
+
+========================  ===================================================================
+principal                 may
+========================  ===================================================================
+``User:<dept>``           write ``gov.src.<dept>.*`` (its own sources); read ``gov.dlv.<dept>.*``
+                          (its own deliveries) with consumer groups ``<dept>.*``; read the
+                          catalog, schemas and grants; write ``gov.ctl.grants`` (its
+                          commands) and ``gov.audit`` (their audit entries)
+``User:gov-router``       read every source; create and write deliveries and dead letters;
+                          read control topics; write ``gov.ctl.schemas`` (view schemas) and
+                          ``gov.audit``; consumer group of the routers
+``User:catalog-admin``    write ``gov.ctl.catalog`` and ``gov.ctl.schemas``; create topics
+``User:auditor``          read ``gov.audit`` with consumer groups ``auditor.*``
+========================  ===================================================================
+
+Nothing else is allowed: with ``allow.everyone.if.no.acl.found=false`` a
+department cannot read another department's deliveries, anyone's sources,
+or write anything but its own sources and commands.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from exchange import topics
+from exchange.catalog import Catalog
+
+ROUTER = "gov-router"
+ADMIN = "catalog-admin"
+AUDITOR = "auditor"
+
+
+class Op(StrEnum):
+    READ = "Read"
+    WRITE = "Write"
+    CREATE = "Create"
+    DESCRIBE = "Describe"
+
+
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One ALLOW binding: principal may do operation on a topic or group name (or prefix)."""
+
+    principal: str
+    resource_type: str  # "topic" | "group"
+    name: str
+    pattern: str  # "literal" | "prefixed"
+    operation: Op
+
+    def matches(self, principal: str, resource_type: str, name: str, operation: Op) -> bool:
+        if principal != self.principal or resource_type != self.resource_type:
+            return False
+        if self.pattern == "literal" and name != self.name:
+            return False
+        if self.pattern == "prefixed" and not name.startswith(self.name):
+            return False
+        # Kafka: Read, Write and Create imply Describe
+        return operation == self.operation or (
+            operation is Op.DESCRIBE and self.operation in (Op.READ, Op.WRITE, Op.CREATE)
+        )
+
+
+def user(principal: str) -> str:
+    return f"User:{principal}"
+
+
+def generate(catalog: Catalog, *, router_group: str = "gov-exchange-router") -> list[Acl]:
+    """Every ACL the bus needs, and no more, for the departments of ``catalog``."""
+    acls: list[Acl] = []
+
+    def allow(who: str, rtype: str, name: str, pattern: str, *ops: Op) -> None:
+        acls.extend(Acl(user(who), rtype, name, pattern, op) for op in ops)
+
+    for dept in sorted(catalog.departments):
+        allow(dept, "topic", f"gov.src.{dept}.", "prefixed", Op.WRITE)
+        allow(dept, "topic", f"gov.dlv.{dept}.", "prefixed", Op.READ)
+        allow(dept, "group", f"{dept}.", "prefixed", Op.READ)
+        for t in (topics.CATALOG, topics.SCHEMAS, topics.GRANTS):
+            allow(dept, "topic", t, "literal", Op.READ)
+        allow(dept, "topic", topics.GRANTS, "literal", Op.WRITE)
+        allow(dept, "topic", topics.AUDIT, "literal", Op.WRITE)
+
+    allow(ROUTER, "topic", "gov.src.", "prefixed", Op.READ)
+    allow(ROUTER, "topic", "gov.dlv.", "prefixed", Op.WRITE, Op.CREATE)
+    allow(ROUTER, "topic", "gov.dlq.", "prefixed", Op.WRITE, Op.CREATE)
+    for t in (topics.CATALOG, topics.SCHEMAS, topics.GRANTS):
+        allow(ROUTER, "topic", t, "literal", Op.READ)
+    allow(ROUTER, "topic", topics.SCHEMAS, "literal", Op.WRITE)
+    allow(ROUTER, "topic", topics.AUDIT, "literal", Op.WRITE)
+    allow(ROUTER, "group", router_group, "literal", Op.READ)
+
+    allow(ADMIN, "topic", topics.CATALOG, "literal", Op.READ, Op.WRITE, Op.CREATE)
+    allow(ADMIN, "topic", topics.SCHEMAS, "literal", Op.READ, Op.WRITE, Op.CREATE)
+    for t in (topics.GRANTS, topics.AUDIT):
+        allow(ADMIN, "topic", t, "literal", Op.CREATE)
+    allow(ADMIN, "topic", "gov.src.", "prefixed", Op.CREATE)
+    allow(ADMIN, "topic", topics.AUDIT, "literal", Op.WRITE)
+
+    allow(AUDITOR, "topic", topics.AUDIT, "literal", Op.READ)
+    allow(AUDITOR, "group", f"{AUDITOR}.", "prefixed", Op.READ)
+    return sorted(set(acls))
+
+
+def allowed(acls: list[Acl], principal: str, resource_type: str, name: str, op: Op) -> bool:
+    """What a broker with these ACLs (and deny-by-default) would decide."""
+    return any(a.matches(principal, resource_type, name, op) for a in acls)
+
+
+def to_json(acls: list[Acl]) -> list[dict[str, Any]]:
+    return [
+        {**asdict(a), "operation": a.operation.value, "permission": "Allow", "host": "*"}
+        for a in acls
+    ]
+
+
+def to_kafka_acls(acls: list[Acl], bootstrap: str = "$BOOTSTRAP") -> str:
+    """Commands for Apache Kafka's ``kafka-acls.sh``, one binding per line."""
+    lines = [
+        "#!/bin/sh",
+        "# Generated by 'exchange acls' from the catalog; run against a cluster with",
+        "# authorizer.class.name set and allow.everyone.if.no.acl.found=false.",
+        'BOOTSTRAP="${BOOTSTRAP:?set BOOTSTRAP to the cluster bootstrap servers}"',
+    ]
+    for a in acls:
+        target = (
+            f"--topic {shlex.quote(a.name)}"
+            if a.resource_type == "topic"
+            else f"--group {shlex.quote(a.name)}"
+        )
+        lines.append(
+            f'kafka-acls.sh --bootstrap-server "{bootstrap}" --add '
+            f"--allow-principal {shlex.quote(a.principal)} --operation {a.operation.value} "
+            f"{target} --resource-pattern-type {a.pattern}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def apply(acls: list[Acl], bootstrap: str, **client_options: Any) -> int:
+    """Create the ACLs on a real Kafka cluster through its admin API; returns how many.
+
+    Uses kafka-python's admin client (aiokafka has no ACL API). Pass the
+    security options of an admin principal, e.g. ``security_protocol``,
+    ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``.
+    """
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        KafkaAdminClient,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    bindings = [
+        ACL(
+            principal=a.principal,
+            host="*",
+            operation=ACLOperation[a.operation.value.upper()],
+            permission_type=ACLPermissionType.ALLOW,
+            resource_pattern=ResourcePattern(
+                ResourceType.TOPIC if a.resource_type == "topic" else ResourceType.GROUP,
+                a.name,
+                ACLResourcePatternType.PREFIXED
+                if a.pattern == "prefixed"
+                else ACLResourcePatternType.LITERAL,
+            ),
+        )
+        for a in acls
+    ]
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="gov-exchange-acls", **client_options
+    )
+    try:
+        result = admin.create_acls(bindings)
+    finally:
+        admin.close()
+    failed = result.get("failed", [])
+    if failed:
+        from exchange.errors import ExchangeError
+
+        raise ExchangeError(f"{len(failed)} ACL(s) were refused by the cluster: {failed[:3]}")
+    return len(bindings)
