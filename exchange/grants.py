@@ -158,12 +158,13 @@ class Application:
     grant_id: str | None = None
 
     def due(self) -> dt.date:
-        return workdays.answer_due(self.applied_at.date())
+        """Last day of the answer period, on the Beijing calendar."""
+        return workdays.answer_due(workdays.china_date(self.applied_at))
 
     def overdue(self, at: dt.datetime) -> bool:
         """Unanswered after 10 working days (or answered after them)."""
         end = self.answered_at or at
-        return end.date() > self.due()
+        return workdays.china_date(end) > self.due()
 
 
 @dataclass(frozen=True)
@@ -357,13 +358,13 @@ class GrantBook:
             raise _refuse(f"grant id {ev.grant_id!r} is missing or already used")
         if not ev.fields:
             raise _refuse("an approval must grant at least one field")
+        self._check_conditional_fields(ev.fields, ev.resource, catalog)
         wider = sorted(set(ev.fields) - set(app.fields))
         if wider:
             raise _refuse(
                 f"the approval may narrow the fields applied for, never widen them: "
                 f"{', '.join(wider)} not in application {app.id} ({', '.join(app.fields)})"
             )
-        self._check_conditional_fields(ev.fields, ev.resource, catalog)
         res = catalog.resource(ev.resource)
         visible = set(ev.fields) | set(res.fields_of(ShareType.UNCONDITIONAL))
         for fname, spec in ev.masks.items():
@@ -375,9 +376,15 @@ class GrantBook:
                 raise _refuse(f"mask on {fname!r}: {exc}") from None
         if ev.row_filter is not None:
             try:
-                compile_filter(ev.row_filter, res.field_names())
+                row_filter = compile_filter(ev.row_filter, res.field_names())
             except ExchangeError as exc:
                 raise _refuse(f"row filter refused: {exc}") from None
+            hidden = sorted(row_filter.variables & set(res.fields_of(ShareType.NOT_SHARED)))
+            if hidden:
+                raise _refuse(
+                    f"row filter refused: it reads {', '.join(hidden)}, not shared (不予共享); "
+                    "which rows arrive would disclose something of it"
+                )
         if ev.valid_until is not None and ev.valid_until <= ev.at:
             raise _refuse(f"valid-until {ev.valid_until.isoformat()} is not in the future")
         _text(ev.purpose, "purpose", required=False)

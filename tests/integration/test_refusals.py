@@ -1,0 +1,277 @@
+"""Commands that break a rule are refused with a clear reason, and change nothing.
+
+Through the Python API on the real broker. "Nothing changed" is checked by
+re-reading the control topics from the beginning: no new record on
+``gov.ctl.grants``, the same grant book, the same ``explain``. Commands
+forged straight onto the topic are refused by every reader replaying it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from exchange import kafka, topics
+from exchange.api import Department
+from exchange.catalog import Catalog
+from exchange.errors import CommandRefused, PermissionDenied
+from exchange.grants import AppStatus, EventKind, GrantEvent, new_id, now
+from exchange.policy import compute_view
+from exchange.state import GRANT_CODEC, load
+
+pytestmark = pytest.mark.integration
+
+BMC = "birth_medical_certificate"
+DEATH = "death_registration"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    grant_records: int
+    grants: dict[str, Any]
+    applications: dict[str, Any]
+    subscriptions: frozenset[tuple[str, str]]
+    explain: dict[str, dict[str, Any]]
+
+
+async def snapshot(bootstrap: str) -> Snapshot:
+    """The grant state as a fresh process reads it from the topics."""
+    records = await kafka.read_to_end(bootstrap, topics.GRANTS)
+    state = await load(bootstrap)
+    explain = {  # what Department.explain shows each consumer
+        consumer: compute_view(state.catalog, state.book, consumer, BMC, at=now()).to_json()
+        for consumer in ("police", "hrss", "civil_affairs")
+    }
+    return Snapshot(
+        grant_records=len(records),
+        grants=dict(state.book.grants),
+        applications=dict(state.book.applications),
+        subscriptions=frozenset(state.book.subscriptions),
+        explain=explain,
+    )
+
+
+@pytest.fixture(scope="module")
+async def application(bootstrap: str, loaded_catalog: Catalog) -> str:
+    async with Department(bootstrap, "police") as police:
+        return await police.apply(
+            BMC,
+            fields=["mother_name", "mother_id_number", "address"],
+            purpose="新生儿落户 household registration of the newborn",
+            legal_basis="《户口登记条例》第七条",
+        )
+
+
+async def refused(bootstrap: str, actor: str, command: str, *args: Any, **kw: Any) -> str:
+    """Run ``command`` as ``actor``; it must raise CommandRefused and change nothing."""
+    before = await snapshot(bootstrap)
+    async with Department(bootstrap, actor) as dept:
+        with pytest.raises(CommandRefused) as exc:
+            await getattr(dept, command)(*args, **kw)
+    after = await snapshot(bootstrap)
+    assert after == before, "a refused command changed the grant state"
+    return str(exc.value)
+
+
+@pytest.mark.parametrize("actor", ["hrss", "police", "market"])
+async def test_approval_by_a_non_provider_is_refused(
+    bootstrap: str, application: str, actor: str
+) -> None:
+    reason = await refused(bootstrap, actor, "approve", application)
+    assert reason == (
+        f"only the provider of {BMC!r} (health) may approve its applications; {actor!r} may not"
+    )
+
+
+async def test_approval_of_a_not_shared_field_is_refused(
+    bootstrap: str, application: str
+) -> None:
+    reason = await refused(
+        bootstrap,
+        "health",
+        "approve",
+        application,
+        fields=["mother_name", "birth_weight_grams"],
+    )
+    assert "birth_weight_grams" in reason
+
+
+async def test_application_for_a_not_shared_field_is_refused(
+    bootstrap: str, loaded_catalog: Catalog
+) -> None:
+    reason = await refused(
+        bootstrap,
+        "civil_affairs",
+        "apply",
+        BMC,
+        fields=["birth_weight_grams"],
+        purpose="统计 statistics",
+    )
+    assert "'birth_weight_grams'" in reason
+    assert "不予共享" in reason
+    assert "cannot be granted by anyone" in reason
+
+
+@pytest.mark.parametrize(
+    ("row_filter", "expected"),
+    [
+        ('region_code.startsWith("33"', "row filter refused: the row filter does not compile"),
+        ('province == "浙江"', "row filter refused: the row filter names 'province'"),
+        ("system('ls')", "row filter refused: the row filter calls system"),
+    ],
+)
+async def test_a_bad_row_filter_is_refused(
+    bootstrap: str, application: str, row_filter: str, expected: str
+) -> None:
+    reason = await refused(bootstrap, "health", "approve", application, row_filter=row_filter)
+    assert reason.startswith(expected), reason
+
+
+async def test_an_unknown_mask_rule_is_refused(bootstrap: str, application: str) -> None:
+    reason = await refused(
+        bootstrap, "health", "approve", application, masks={"mother_id_number": "scramble"}
+    )
+    assert reason.startswith("mask on 'mother_id_number': unknown mask rule 'scramble'")
+    assert "known rules: keep, replace, hash, year, surname" in reason
+
+
+async def test_a_mask_on_a_field_not_granted_is_refused(bootstrap: str, application: str) -> None:
+    reason = await refused(
+        bootstrap, "health", "approve", application, masks={"birth_weight_grams": "replace"}
+    )
+    assert reason == "mask on 'birth_weight_grams': not a field this consumer receives"
+
+
+async def test_an_expiry_in_the_past_is_refused(bootstrap: str, application: str) -> None:
+    until = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    reason = await refused(bootstrap, "health", "approve", application, until=until)
+    assert "is not in the future" in reason
+
+
+async def test_widening_the_fields_is_refused(bootstrap: str, application: str) -> None:
+    reason = await refused(
+        bootstrap, "health", "approve", application, fields=["mother_name", "father_name"]
+    )
+    assert "never widen" in reason
+    assert "father_name" in reason
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+async def test_a_rejection_without_reason_is_refused(
+    bootstrap: str, application: str, reason: str
+) -> None:
+    message = await refused(bootstrap, "health", "reject", application, reason=reason)
+    assert message == "a reason for the rejection is required"
+
+
+async def test_a_rejection_by_a_non_provider_is_refused(bootstrap: str, application: str) -> None:
+    message = await refused(bootstrap, "hrss", "reject", application, reason="不批")
+    assert "only the provider" in message
+
+
+async def test_subscribing_to_a_wholly_not_shared_resource_is_denied(
+    bootstrap: str, loaded_catalog: Catalog
+) -> None:
+    before = await snapshot(bootstrap)
+    async with Department(bootstrap, "police") as police:
+        with pytest.raises(PermissionDenied) as exc:
+            await police.subscribe(DEATH)
+        explained = police.explain(DEATH)
+    assert "不予共享" in str(exc.value)
+    assert exc.value.rule is not None
+    assert "不予共享" in exc.value.rule
+    assert exc.value.facts["resource"] == DEATH
+    assert explained.denied == str(exc.value)
+    assert explained.fields == ()
+    assert await snapshot(bootstrap) == before
+
+
+async def test_forged_commands_on_the_topic_are_refused_on_replay(
+    bootstrap: str, application: str
+) -> None:
+    """Written by hand with a plain producer: every reader refuses them, nothing changes."""
+    before = await snapshot(bootstrap)
+    forged = [
+        GrantEvent(
+            kind=EventKind.APPROVED,
+            actor="police",  # the applicant approving itself
+            consumer="police",
+            resource=BMC,
+            application_id=application,
+            grant_id=new_id("GR"),
+            fields=("mother_name",),
+        ),
+        GrantEvent(
+            kind=EventKind.APPROVED,
+            actor="health",
+            consumer="police",
+            resource=BMC,
+            application_id=application,
+            grant_id=new_id("GR"),
+            fields=("mother_name", "gestational_weeks"),  # not shared
+        ),
+        GrantEvent(
+            kind=EventKind.REJECTED,
+            actor="health",
+            consumer="police",
+            resource=BMC,
+            application_id=application,
+            reason=None,  # no reason
+        ),
+        GrantEvent(kind=EventKind.SUBSCRIBED, actor="police", consumer="police", resource=DEATH),
+    ]
+    async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer:
+        for ev in forged:
+            await producer.send_and_wait(
+                topics.GRANTS, key=ev.resource.encode(), value=GRANT_CODEC.encode(ev.to_avro())
+            )
+    state = await load(bootstrap)
+    reasons = [state.book.refused.get(ev.event_id) for ev in forged]
+    assert reasons[0] is not None
+    assert "only the provider" in reasons[0]
+    assert reasons[1] is not None
+    assert "gestational_weeks" in reasons[1]
+    assert reasons[2] == "a reason for the rejection is required"
+    assert reasons[3] is not None
+    assert "不予共享" in reasons[3]
+    after = await snapshot(bootstrap)
+    assert after.grant_records == before.grant_records + len(forged)
+    assert (after.grants, after.applications, after.subscriptions, after.explain) == (
+        before.grants,
+        before.applications,
+        before.subscriptions,
+        before.explain,
+    )
+
+
+async def test_after_all_the_refusals_the_application_is_still_pending_and_can_be_approved(
+    bootstrap: str, application: str
+) -> None:
+    state = await load(bootstrap)
+    assert state.book.applications[application].status is AppStatus.PENDING
+    assert state.book.grants == {}
+    async with Department(bootstrap, "health") as health:
+        gid = await health.approve(
+            application,
+            fields=["mother_name", "mother_id_number"],
+            masks={"mother_id_number": "keep:6:4"},
+            row_filter='region_code.startsWith("33")',
+        )
+    async with Department(bootstrap, "police") as police:
+        view = police.explain(BMC)
+    assert view.grant_id == gid
+    assert "mother_id_number" in view.fields
+    assert view.masks == {"mother_id_number": "keep:6:4"}
+
+
+async def test_revocation_without_reason_is_refused(bootstrap: str) -> None:
+    state = await load(bootstrap)
+    (gid,) = state.book.grants
+    message = await refused(bootstrap, "health", "revoke", gid, reason=" ")
+    assert message == "a reason for the revocation is required"
+    message = await refused(bootstrap, "police", "revoke", gid, reason="我不要了")
+    assert "only the provider" in message
