@@ -36,9 +36,7 @@ class FieldProblem(ValueError):
         self.message = message
 
 
-def _named_types(
-    schema: Any, out: dict[str, Any], namespace: str | None = None
-) -> dict[str, Any]:
+def _named_types(schema: Any, out: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
     """Named types of ``schema`` by short and full name.
 
     A name without a dot takes its own ``namespace`` or, failing that, the
@@ -52,7 +50,7 @@ def _named_types(
                 full = name
                 namespace = name.rsplit(".", 1)[0]
             else:
-                namespace = schema["namespace"] if "namespace" in schema else namespace
+                namespace = schema.get("namespace", namespace)
                 full = f"{namespace}.{name}" if namespace else name
             out[full.rsplit(".", 1)[-1]] = schema
             out[full] = schema
@@ -77,6 +75,8 @@ def from_json(schema: dict[str, Any], data: Any) -> dict[str, Any]:
 def _from(t: Any, v: Any, path: str, named: dict[str, Any]) -> Any:
     if isinstance(t, str) and t in named:
         t = named[t]
+    if v is None and not isinstance(t, list) and "null" not in (t, _base(t)):
+        raise FieldProblem(path, "is null but the field is not nullable")
     if isinstance(t, list):
         if v is None:
             if "null" in t:
@@ -185,6 +185,10 @@ def _from(t: Any, v: Any, path: str, named: dict[str, Any]) -> Any:
     if t == "bytes":
         return _bytes(v, path)
     raise FieldProblem(path, f"unsupported Avro type {t!r}")
+
+
+def _base(t: Any) -> Any:
+    return t.get("type") if isinstance(t, dict) else None
 
 
 def _bytes(v: Any, path: str) -> bytes:

@@ -50,6 +50,25 @@ def record_id(resource: str, body: bytes) -> str:
     return hashlib.sha256(resource.encode() + b"\0" + body).hexdigest()[:32]
 
 
+# what fastavro raises when it cannot prepare a logical value (a date string that is
+# not a date, a Decimal with more places than the schema's scale ...)
+_PREPARE_ERRORS = (ValueError, TypeError, ArithmeticError)
+
+
+def _culprit(parsed: Any, record: Mapping[str, Any]) -> str | None:
+    """The top-level field whose value fastavro cannot prepare, found field by field."""
+    for f in parsed.get("fields", []) if isinstance(parsed, dict) else []:
+        if f["name"] not in record:
+            continue
+        try:
+            fastavro.validation.validate(record[f["name"]], f["type"], raise_errors=False)
+        except _PREPARE_ERRORS:
+            return str(f["name"])
+        except Exception:  # noqa: S112 - a type named elsewhere: cannot check it alone
+            continue
+    return None
+
+
 def _field_of(exc: ValidationError) -> tuple[str | None, str]:
     for err in getattr(exc, "errors", []) or []:
         name = getattr(err, "field", None)
@@ -124,6 +143,10 @@ class Publisher:
             fastavro.validation.validate(record, parsed, raise_errors=True)
         except ValidationError as exc:
             field, problem = _field_of(exc)
+            raise RecordInvalid(problem, resource=resource_id, field=field, line=line) from None
+        except _PREPARE_ERRORS as exc:
+            field = _culprit(parsed, record)
+            problem = f"{record[field]!r} is not valid: {exc}" if field else str(exc)
             raise RecordInvalid(problem, resource=resource_id, field=field, line=line) from None
         try:
             body = wire.encode(parsed, dict(record))

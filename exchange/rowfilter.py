@@ -92,11 +92,12 @@ import re
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import cel
+from typing import TYPE_CHECKING, Any
 
 from exchange.errors import ExchangeError
+
+if TYPE_CHECKING:
+    import cel
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
@@ -353,6 +354,8 @@ def _compile(expression: str, field_names: frozenset[str]) -> RowFilter:
             expression=expression,
         )
     try:
+        import cel  # imported on first use: it pulls in a REPL toolkit costing ~0.2 s
+
         program = cel.compile(expression)
     except Exception as exc:  # the library raises ValueError, be generous
         raise FilterError(

@@ -88,13 +88,41 @@ def check_backward(new: Schema, old: Schema) -> list[str]:
     result = checker.get_compatibility(reader, writer)
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
-    added_without_default = {
-        f["name"]
+    old_fields = {g["name"]: g for g in old.get("fields", [])}
+    reasons = [
+        f"field {f['name']!r} added without a default"
         for f in new.get("fields", [])
-        if "default" not in f and f["name"] not in {g["name"] for g in old.get("fields", [])}
-    }
-    reasons = [f"field {name!r} added without a default" for name in sorted(added_without_default)]
-    for message in sorted(result.messages):
-        if message not in added_without_default:
-            reasons.append(message)
+        if "default" not in f and f["name"] not in old_fields
+    ]
+    # avro reports messages and locations as unordered sets; check field by field to
+    # say which field a type change breaks
+    explained = False
+    for f in new.get("fields", []):
+        before = old_fields.get(f["name"])
+        if before is None:
+            continue
+        for message in _field_incompatibility(new, f, before):
+            reasons.append(f"field {f['name']!r}: {message}")
+            explained = True
+    if not explained:
+        reasons.extend(
+            m
+            for m in sorted(result.messages)
+            if m not in old_fields and not any(m in r for r in reasons)
+        )
     return reasons or [", ".join(sorted(str(i.value) for i in result.incompatibilities))]
+
+
+def _field_incompatibility(new: Schema, field: dict[str, Any], before: dict[str, Any]) -> list[str]:
+    """Why ``field`` of the new schema cannot read ``before`` of the old one (empty if it can)."""
+    shell = {k: v for k, v in new.items() if k in ("type", "name", "namespace")}
+    try:
+        reader = avro_parse(json.dumps({**shell, "fields": [field]}))
+        writer = avro_parse(json.dumps({**shell, "fields": [before]}))
+    except Exception:  # a field referring to a named type defined elsewhere: skip it
+        return []
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(reader, writer)
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return []
+    return sorted(result.messages)

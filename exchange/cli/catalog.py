@@ -80,7 +80,7 @@ def show(
     if directory is not None:
         cat, version = _load(directory), None
     else:
-        snap = run(catalog_store.current(bootstrap(bootstrap_servers)))
+        snap = run(catalog_store.current(guarded(bootstrap)(bootstrap_servers)))
         if snap is None:
             raise fail("no catalog loaded yet: run 'exchange catalog load schemas/'")
         cat, version = snap.catalog, snap.version

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from exchange import catalog_store, reader, sample
+from exchange import catalog_store, reader
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
 from exchange.cli.common import AsOption, BootstrapOption, bootstrap, fail, guarded, run
@@ -36,6 +36,8 @@ def sample_cmd(
     ] = None,
 ) -> None:
     """Write realistic sample records of any resource as JSON Lines, generated from its schema."""
+    from exchange import sample  # its name and place tables take a while to import
+
     res = load_catalog(catalog_dir).resource(resource)
     out = output.open("w", encoding="utf-8") if output else sys.stdout
     try:
