@@ -13,16 +13,23 @@ department's system can apply for and approve data without shelling out::
 Each command is checked against the current state before it is written, and
 read back afterwards: it returns only once the permission manager accepted
 it, and raises :class:`CommandRefused` with the reason otherwise.
+
+Every command is audited on ``gov.audit`` before it returns, a refused one
+included (``COMMAND_REFUSED`` with the reason; ``SUBSCRIPTION_DENIED`` for a
+subscription): each :class:`Department` is one audit chain.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Self
 
-from exchange import kafka, state, topics
-from exchange.errors import CommandRefused, ExchangeError, PermissionDenied
+from exchange import kafka, state, topics, workdays
+from exchange.audit.entry import Action, Decision, Draft, detail_map
+from exchange.audit.writer import AuditWriter
+from exchange.errors import CommandRefused, ExchangeError, PermissionDenied, UnknownResource
 from exchange.grants import Application, AppStatus, EventKind, Grant, GrantEvent, new_id, now
 from exchange.policy import View, compute_view
 from exchange.state import GRANT_CODEC, ControlState
@@ -36,18 +43,34 @@ class Department:
         self.department = department
         self._state: ControlState | None = None
         self._producer: Any = None
+        self._audit: AuditWriter | None = None
 
     async def start(self) -> None:
         self._state = await state.load(self.bootstrap)
-        self._state.catalog.department(self.department)  # unknown department: fail early
+        catalog = self._state.catalog  # no catalog loaded: fail early
         if self._producer is None:
             producer = kafka.producer(self.bootstrap, linger_ms=0)
             await producer.start()
             self._producer = producer
+            self._audit = AuditWriter(producer, self._state.registry, role=self.department)
+        try:
+            catalog.department(self.department)
+        except UnknownResource as exc:  # acting as a department the catalog does not know
+            try:
+                await self._audit_entry(
+                    Action.COMMAND_REFUSED,
+                    Decision.REFUSED,
+                    reason=exc.message,
+                    details=detail_map(command="start"),
+                )
+            finally:
+                await self.stop()
+            raise
 
     async def stop(self) -> None:
         if self._producer is not None:
             p, self._producer = self._producer, None
+            self._audit = None
             await p.stop()
 
     async def __aenter__(self) -> Self:
@@ -80,6 +103,39 @@ class Department:
         if event.event_id not in after.book.accepted:
             raise ExchangeError(f"command {event.event_id} was written but is not visible yet")
 
+    # --- audit -----------------------------------------------------------------
+
+    async def _audit_entry(self, action: Action, decision: str, **facts: Any) -> None:
+        """Write one audit entry of this department and wait for its acknowledgement."""
+        if self._audit is None:
+            raise ExchangeError("Department is not started: use 'async with Department(...)'")
+        details = facts.pop("details", {})
+        resource = facts.get("resource")
+        res = self.state.catalog.resources.get(resource) if resource else None
+        facts.setdefault("provider", res.provider if res else None)
+        await self._audit.write(
+            Draft(action, actor=self.department, decision=decision, details=details, **facts)
+        )
+
+    @asynccontextmanager
+    async def _refusals_audited(self, command: str, facts: dict[str, Any]) -> AsyncIterator[None]:
+        """Audit a refusal of the command (COMMAND_REFUSED, with the reason), then re-raise it.
+
+        ``facts`` may be completed inside the block, as the command learns them.
+        """
+        try:
+            yield
+        except CommandRefused as exc:
+            details = detail_map(command=command, **facts.pop("details", {}))
+            await self._audit_entry(
+                Action.COMMAND_REFUSED,
+                Decision.REFUSED,
+                reason=exc.message,
+                details=details,
+                **facts,
+            )
+            raise
+
     # --- consumer side ---------------------------------------------------------
 
     def explain(self, resource: str) -> View:
@@ -90,21 +146,48 @@ class Department:
     async def subscribe(self, resource: str) -> View:
         """Subscribe to a resource; raises :class:`PermissionDenied` if the view is empty."""
         await self.refresh()
-        view = self.explain(resource)
-        if view.denied:
-            raise PermissionDenied(
-                view.denied, department=self.department, resource=resource, rule=view.denied
-            )
-        if (self.department, resource) not in self.state.book.subscriptions:
-            await self._submit(
-                GrantEvent(
-                    kind=EventKind.SUBSCRIBED,
-                    actor=self.department,
-                    consumer=self.department,
-                    resource=resource,
+        try:
+            view = self.explain(resource)
+            if view.denied:
+                raise PermissionDenied(
+                    view.denied, department=self.department, resource=resource, rule=view.denied
                 )
+            already = (self.department, resource) in self.state.book.subscriptions
+            if not already:
+                await self._submit(
+                    GrantEvent(
+                        kind=EventKind.SUBSCRIBED,
+                        actor=self.department,
+                        consumer=self.department,
+                        resource=resource,
+                    )
+                )
+        except (PermissionDenied, CommandRefused, UnknownResource) as exc:
+            await self._audit_entry(
+                Action.SUBSCRIPTION_DENIED,
+                Decision.DENIED,
+                resource=resource,
+                consumer=self.department,
+                reason=exc.message,
             )
-        return self.explain(resource)
+            raise
+        view = self.explain(resource)
+        await self._audit_entry(
+            Action.SUBSCRIPTION_GRANTED,
+            Decision.GRANTED,
+            resource=resource,
+            consumer=self.department,
+            grant_id=view.grant_id,
+            purpose=view.purpose,
+            details=detail_map(
+                fields=view.fields,
+                masks=view.masks or None,
+                row_filter=view.row_filter,
+                left_out=sorted(view.excluded) or None,
+                already_subscribed=already,
+            ),
+        )
+        return view
 
     async def apply(
         self,
@@ -116,17 +199,39 @@ class Department:
     ) -> str:
         """Apply for conditional fields (有条件共享); returns the application id."""
         app_id = new_id("APP")
-        await self._submit(
-            GrantEvent(
+        wanted = tuple(dict.fromkeys(fields))
+        facts: dict[str, Any] = {
+            "resource": resource,
+            "consumer": self.department,
+            "application_id": app_id,
+            "purpose": purpose,
+            "details": {"fields": wanted},
+        }
+        async with self._refusals_audited("apply", facts):
+            event = GrantEvent(
                 kind=EventKind.APPLIED,
                 actor=self.department,
                 consumer=self.department,
                 resource=resource,
                 application_id=app_id,
-                fields=tuple(dict.fromkeys(fields)),
+                fields=wanted,
                 purpose=purpose,
                 legal_basis=legal_basis,
             )
+            await self._submit(event)
+        await self._audit_entry(
+            Action.APPLICATION_SUBMITTED,
+            Decision.SUBMITTED,
+            resource=resource,
+            consumer=self.department,
+            application_id=app_id,
+            purpose=purpose,
+            details=detail_map(
+                fields=wanted,
+                legal_basis=legal_basis,
+                applied_at=event.at,
+                due=workdays.answer_due(event.at.date()),
+            ),
         )
         return app_id
 
@@ -149,11 +254,12 @@ class Department:
         purpose: str | None = None,
     ) -> str:
         """Approve an application (provider only), possibly narrowing it; returns the grant id."""
-        await self.refresh()
-        app = self._application(application_id)
-        grant_id = new_id("GR")
-        await self._submit(
-            GrantEvent(
+        facts: dict[str, Any] = {"application_id": application_id}
+        async with self._refusals_audited("approve", facts):
+            await self.refresh()
+            app = self._application(application_id)
+            grant_id = new_id("GR")
+            event = GrantEvent(
                 kind=EventKind.APPROVED,
                 actor=self.department,
                 consumer=app.consumer,
@@ -166,15 +272,51 @@ class Department:
                 masks=dict(masks or {}),
                 valid_until=until,
             )
+            facts.update(
+                resource=app.resource,
+                consumer=app.consumer,
+                purpose=event.purpose,
+                details={"fields": event.fields, "masks": event.masks or None},
+            )
+            await self._submit(event)
+        await self._audit_entry(
+            Action.APPLICATION_APPROVED,
+            Decision.APPROVED,
+            resource=app.resource,
+            consumer=app.consumer,
+            application_id=app.id,
+            grant_id=grant_id,
+            purpose=event.purpose,
+            details=detail_map(
+                fields=event.fields,
+                masks=event.masks or None,
+                row_filter=row_filter,
+                valid_until=until,
+                **self._answer_facts(app, event.at),
+            ),
         )
         return grant_id
 
+    @staticmethod
+    def _answer_facts(app: Application, answered: dt.datetime) -> dict[str, Any]:
+        due = app.due()
+        return {
+            "applied_at": app.applied_at,
+            "due": due,
+            "working_days_taken": workdays.working_days_between(
+                app.applied_at.date(), answered.date()
+            ),
+            "within_10_working_days": answered.date() <= due,
+        }
+
     async def reject(self, application_id: str, *, reason: str) -> None:
         """Reject an application (provider only); a reason is required."""
-        await self.refresh()
-        app = self._application(application_id)
-        await self._submit(
-            GrantEvent(
+        facts: dict[str, Any] = {"application_id": application_id}
+        async with self._refusals_audited("reject", facts):
+            await self.refresh()
+            app = self._application(application_id)
+            facts.update(resource=app.resource, consumer=app.consumer, purpose=app.purpose)
+            event = GrantEvent(
                 kind=EventKind.REJECTED,
                 actor=self.department,
                 consumer=app.consumer,
@@ -182,24 +324,53 @@ class Department:
                 application_id=app.id,
                 reason=reason,
             )
+            await self._submit(event)
+        await self._audit_entry(
+            Action.APPLICATION_REJECTED,
+            Decision.REJECTED,
+            resource=app.resource,
+            consumer=app.consumer,
+            application_id=app.id,
+            purpose=app.purpose,
+            reason=reason,
+            details=detail_map(fields=app.fields, **self._answer_facts(app, event.at)),
         )
 
     async def revoke(self, grant_id: str, *, reason: str) -> None:
         """End a grant at once (provider only); a reason is required."""
-        await self.refresh()
-        grant = self.state.book.grants.get(grant_id)
-        if grant is None:
-            raise CommandRefused(f"unknown grant {grant_id!r}")
-        await self._submit(
-            GrantEvent(
-                kind=EventKind.REVOKED,
-                actor=self.department,
-                consumer=grant.consumer,
+        facts: dict[str, Any] = {"grant_id": grant_id}
+        async with self._refusals_audited("revoke", facts):
+            await self.refresh()
+            grant = self.state.book.grants.get(grant_id)
+            if grant is None:
+                raise CommandRefused(f"unknown grant {grant_id!r}")
+            facts.update(
                 resource=grant.resource,
-                grant_id=grant.id,
+                consumer=grant.consumer,
                 application_id=grant.application_id,
-                reason=reason,
+                purpose=grant.purpose,
             )
+            await self._submit(
+                GrantEvent(
+                    kind=EventKind.REVOKED,
+                    actor=self.department,
+                    consumer=grant.consumer,
+                    resource=grant.resource,
+                    grant_id=grant.id,
+                    application_id=grant.application_id,
+                    reason=reason,
+                )
+            )
+        await self._audit_entry(
+            Action.GRANT_REVOKED,
+            Decision.REVOKED,
+            resource=grant.resource,
+            consumer=grant.consumer,
+            application_id=grant.application_id,
+            grant_id=grant.id,
+            purpose=grant.purpose,
+            reason=reason,
+            details=detail_map(fields=grant.fields),
         )
 
     # --- listings --------------------------------------------------------------

@@ -374,21 +374,24 @@ def _vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def _spawn_router(bootstrap: str, group: str) -> subprocess.Popen[bytes]:
+    """Start `exchange router` as its own process (Popen returns at once)."""
+    env = dict(os.environ, EXCHANGE_MASK_SECRET=SECRET.decode())
+    return subprocess.Popen(
+        [sys.executable, "-m", "exchange.cli", "router", "-b", bootstrap, "--group", group],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def _router_processes(
     s: Setup, source: str, end_total: int, instances: int
 ) -> tuple[float, float]:
     """Records/s of ``instances`` `exchange router` processes draining the source; peak RSS MB."""
     group = f"bench-proc-{uuid.uuid4().hex[:6]}"
     env = dict(os.environ, EXCHANGE_MASK_SECRET=SECRET.decode())
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "exchange.cli", "router", "-b", s.bootstrap, "--group", group],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(instances)
-    ]
+    procs = [_spawn_router(s.bootstrap, group) for _ in range(instances)]
     peak = 0.0
     try:
         t0 = None

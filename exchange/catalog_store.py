@@ -13,6 +13,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from exchange import kafka, topics
+from exchange.audit.entry import Action, Decision, Draft, detail_map
+from exchange.audit.writer import AuditWriter
 from exchange.catalog import Catalog
 from exchange.control_records import CATALOG_SNAPSHOT, ControlCodec
 from exchange.errors import CatalogError, CatalogErrors, DecodeError
@@ -124,7 +126,8 @@ async def load(
     """Publish a validated catalog as the new one in force; all or nothing.
 
     The source topic of every resource is created too, so routers and
-    publishers find it from the start.
+    publishers find it from the start. The change is audited
+    (``CATALOG_CHANGED``, actor ``admin``) once the snapshot is written.
     """
     await ensure_control_topics(bootstrap)
     before = await current(bootstrap)
@@ -145,6 +148,7 @@ async def load(
         await registry.register(producer, CATALOG_SNAPSHOT)
         for res in catalog.resources.values():
             await registry.register(producer, res.schema_)
+        digest = hashlib.sha256(document.encode()).hexdigest()
         await producer.send_and_wait(
             topics.CATALOG,
             key=b"catalog",
@@ -153,10 +157,27 @@ async def load(
                     "version": version,
                     "loaded_at": dt.datetime.now(dt.UTC),
                     "actor": actor,
-                    "digest": hashlib.sha256(document.encode()).hexdigest(),
+                    "digest": digest,
                     "document": document,
                 }
             ),
+        )
+        await AuditWriter(producer, registry, role="admin").write(
+            Draft(
+                Action.CATALOG_CHANGED,
+                actor="admin",
+                decision=Decision.CHANGED,
+                details=detail_map(
+                    version=version,
+                    loaded_by=actor,
+                    digest=digest,
+                    resources=len(catalog.resources),
+                    added=change.added or None,
+                    removed=change.removed or None,
+                    schema_changed=change.schema_changed or None,
+                    policy_changed=change.policy_changed or None,
+                ),
+            )
         )
     await kafka.ensure_topics(
         bootstrap,

@@ -176,7 +176,9 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
                     cells.append(clip(str(to_jsonable(got[name])), 26))
                 elif dept_view is not None and name in dept_view.excluded:
                     cells.append(
-                        "(not shared)" if "不予共享" in dept_view.excluded[name] else "(not granted)"
+                        "(not shared)"
+                        if "不予共享" in dept_view.excluded[name]
+                        else "(not granted)"
                     )
                 elif got is None:
                     cells.append("(not received)")

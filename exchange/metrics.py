@@ -1,4 +1,4 @@
-"""Prometheus metrics of the router, in one container.
+"""Prometheus metrics of the router and of the access log, in containers.
 
 The container takes a ``CollectorRegistry`` so tests use a fresh one, and
 keeps label sets bounded: resource and consumer department, never a record id.
@@ -7,6 +7,34 @@ keeps label sets bounded: resource and consumer department, never a record id.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class AuditMetrics:
+    """Metrics of the access log; part of :class:`RouterMetrics`, usable on their own."""
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, prefix: str = "gov_exchange"
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.entries_written = Counter(
+            f"{prefix}_audit_entries_written",
+            "Audit entries written to gov.audit and acknowledged, per action",
+            ["action"],
+            registry=r,
+        )
+        self.verification_failures = Counter(
+            f"{prefix}_audit_verification_failures",
+            "Audit entries found modified, inserted, deleted, reordered or unreadable, per kind",
+            ["kind"],
+            registry=r,
+        )
+        self.oldest_unanswered_application_age = Gauge(
+            f"{prefix}_audit_oldest_unanswered_application_age_seconds",
+            "Age of the oldest application still waiting for the provider's answer "
+            "(0 when none waits); the rule is an answer within 10 working days",
+            registry=r,
+        )
 
 
 class RouterMetrics:
@@ -64,3 +92,4 @@ class RouterMetrics:
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.audit = AuditMetrics(r, prefix)

@@ -140,7 +140,10 @@ class Publisher:
                 "is not a field of the schema", resource=resource_id, field=extra[0], line=line
             )
         try:
-            fastavro.validation.validate(record, parsed, raise_errors=True)
+            # the quiet check is ~3x faster (no error objects for every union branch that
+            # does not match); only a record that fails it is checked again for the details
+            if not fastavro.validation.validate(record, parsed, raise_errors=False):
+                fastavro.validation.validate(record, parsed, raise_errors=True)
         except ValidationError as exc:
             field, problem = _field_of(exc)
             raise RecordInvalid(problem, resource=resource_id, field=field, line=line) from None

@@ -6,14 +6,22 @@ Loop, per batch of source records::
           ─▶ produce to gov.dlv.<consumer>.<resource> ─▶ wait for every ack ─▶ commit
 
 At-least-once: source offsets are committed only after every delivery (and
-dead letter) of the batch is acknowledged; a crash re-routes the
-uncommitted tail, and consumers drop the duplicates by record id. Order per
-key is kept because a key always maps to the same partition and a batch is
-produced in order.
+dead letter) of the batch is acknowledged, and then its audit entries on
+``gov.audit`` (one per consumer and source partition, one per dead letter);
+a crash re-routes the uncommitted tail, and consumers drop the duplicates by
+record id. The audit entries are built from the per-batch counts, never in
+the per-record loop. Order per key is kept because a key always maps to the
+same partition and a batch is produced in order.
 
 Policy changes (catalog load, approval, revocation, expiry) recompile the
 views between two batches, so they take effect without a restart. Several
 routers in one consumer group share the source partitions.
+
+What the router notices on its own is audited too, once per instance: a
+grant that expired, an application left unanswered beyond 10 working days
+(checked at every recompile and at least every minute), and a grant event
+on ``gov.ctl.grants`` that the grant book refuses when replaying it (one
+written by hand, or forged).
 """
 
 from __future__ import annotations
@@ -29,10 +37,14 @@ from collections import defaultdict
 from typing import Any
 
 import fastavro
+from aiokafka.errors import KafkaError
 
 from exchange import kafka, topics, wire
+from exchange.audit.entry import Action, Decision, Draft, detail_map
+from exchange.audit.writer import AuditWriter
 from exchange.catalog import Catalog, Resource
 from exchange.errors import DecodeError, ExchangeError
+from exchange.grants import AppStatus, GrantEvent
 from exchange.metrics import RouterMetrics
 from exchange.policy import compute_view
 from exchange.publisher import RECORD_ID
@@ -45,6 +57,7 @@ DLQ_REASON = "gov-dlq-reason"
 SOURCE_TOPIC = "gov-source-topic"
 SOURCE_OFFSET = "gov-source-offset"
 MAX_VALUE_BYTES = 1_000_000
+WATCH_INTERVAL_S = 60.0  # how often expiries and overdue applications are looked for
 
 
 class _Decoder:
@@ -105,20 +118,67 @@ class Router:
         self._producer: Any = None
         self._known_topics: set[str] = set()
         self.routed = 0
+        self.audit: AuditWriter | None = None
+        self._audit_drafts: list[Draft] = []
+        self._noticed: set[tuple[Action, str]] = set()  # (action, grant/application/event id)
+        self._next_watch = 0.0
         self.state.on_catalog = lambda _snap: self._mark_dirty()
         self.state.on_grant_event = self._on_grant_event
 
     def _mark_dirty(self) -> None:
         self._dirty = True
 
-    def _on_grant_event(self, _event: object, refused: str | None) -> None:
+    def _on_grant_event(self, event: GrantEvent, refused: str | None) -> None:
         if refused is None:
             self._dirty = True
+        elif event.event_id not in self.state.book.accepted and self._notice(
+            Action.COMMAND_REFUSED, event.event_id
+        ):
+            # a duplicate of an accepted event is a producer retry, not a refusal
+            self._audit_drafts.append(
+                Draft(
+                    Action.COMMAND_REFUSED,
+                    actor=event.actor,
+                    decision=Decision.REFUSED,
+                    resource=event.resource,
+                    consumer=event.consumer,
+                    provider=self._provider(event.resource),
+                    reason=refused,
+                    grant_id=event.grant_id,
+                    application_id=event.application_id,
+                    purpose=event.purpose,
+                    details=detail_map(
+                        command=event.kind.value.lower(),
+                        event_id=event.event_id,
+                        written_at=event.at,
+                        fields=event.fields or None,
+                        noticed_by="router replaying gov.ctl.grants",
+                    ),
+                )
+            )
+
+    def _notice(self, action: Action, key: str) -> bool:
+        """True the first time this instance notices ``key`` for ``action``."""
+        if (action, key) in self._noticed:
+            return False
+        self._noticed.add((action, key))
+        return True
+
+    def _provider(self, resource: str) -> str | None:
+        res = self.state.snapshot.catalog.resources.get(resource) if self.state.snapshot else None
+        return res.provider if res else None
 
     async def start(self) -> None:
         await self.follower.start()
         self._producer = kafka.producer(self.bootstrap, linger_ms=2)
         await self._producer.start()
+        self.audit = AuditWriter(
+            self._producer,
+            self.state.registry,
+            role="router",
+            instance=self.instance,
+            metrics=self.metrics.audit,
+        )
         self._consumer = kafka.consumer(
             self.bootstrap,
             group_id=self.group,
@@ -135,6 +195,11 @@ class Router:
 
     async def stop(self) -> None:
         await self.follower.stop()
+        if self._audit_drafts and self._producer is not None:
+            try:  # what was noticed but not written yet (no batch came after it)
+                await asyncio.wait_for(self._write_audit(), timeout=5)
+            except (TimeoutError, ExchangeError, KafkaError) as exc:
+                log.error("audit entries not written at stop: %s", exc)
         for client_attr in ("_consumer", "_producer"):
             client = getattr(self, client_attr)
             if client is not None:
@@ -191,6 +256,64 @@ class Router:
         self.metrics.views.set(sum(len(v) for v in views.values()))
         self.metrics.active_grants.set(sum(1 for g in book.grants.values() if g.active(now)))
         self.metrics.policy_reload_seconds.observe(time.perf_counter() - started)
+        self._watch(now)
+
+    def _watch(self, now: dt.datetime) -> None:
+        """Audit expiries and overdue applications not noticed yet; update the waiting-age gauge."""
+        self._next_watch = time.monotonic() + WATCH_INTERVAL_S
+        book = self.state.book
+        for g in book.grants.values():
+            if g.valid_until is None or g.valid_until > now or g.superseded_by is not None:
+                continue
+            if g.revoked_at is not None and g.revoked_at < g.valid_until:
+                continue  # revoked before it could expire: the revocation is its end
+            if self._notice(Action.GRANT_EXPIRED, g.id):
+                self._audit_drafts.append(
+                    Draft(
+                        Action.GRANT_EXPIRED,
+                        actor="router",
+                        decision=Decision.EXPIRED,
+                        resource=g.resource,
+                        consumer=g.consumer,
+                        provider=self._provider(g.resource),
+                        grant_id=g.id,
+                        application_id=g.application_id,
+                        purpose=g.purpose,
+                        reason="valid-until reached",
+                        details=detail_map(valid_until=g.valid_until, noticed_at=now),
+                        at=g.valid_until,
+                    )
+                )
+        oldest: dt.datetime | None = None
+        for app in book.applications.values():
+            if app.status is not AppStatus.PENDING:
+                continue
+            oldest = app.applied_at if oldest is None else min(oldest, app.applied_at)
+            if app.overdue(now) and self._notice(Action.APPLICATION_OVERDUE, app.id):
+                self._audit_drafts.append(
+                    Draft(
+                        Action.APPLICATION_OVERDUE,
+                        actor="router",
+                        decision=Decision.OVERDUE,
+                        resource=app.resource,
+                        consumer=app.consumer,
+                        provider=self._provider(app.resource),
+                        application_id=app.id,
+                        purpose=app.purpose,
+                        reason=f"no answer within 10 working days (due {app.due().isoformat()})",
+                        details=detail_map(applied_at=app.applied_at, due=app.due()),
+                    )
+                )
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        self.metrics.audit.oldest_unanswered_application_age.set(max(0.0, age))
+
+    async def _write_audit(self) -> None:
+        """Write the audit entries gathered so far and wait until every one is acknowledged."""
+        if not self._audit_drafts or self.audit is None:
+            return
+        drafts, self._audit_drafts = self._audit_drafts, []
+        pending = await self.audit.send(drafts)
+        await pending.acked()
 
     # --- routing ---------------------------------------------------------------
 
@@ -209,19 +332,28 @@ class Router:
             self._next_expiry is not None and dt.datetime.now(dt.UTC) >= self._next_expiry
         ):
             await self._recompile()
+        elif time.monotonic() >= self._next_watch:
+            self._watch(dt.datetime.now(dt.UTC))
         if not batch:
+            await self._write_audit()
             return 0
         started = time.perf_counter()
         now = dt.datetime.now(dt.UTC)
         futures: list[Any] = []
         offsets = {}
         count = 0
-        for tp, records in batch.items():
-            count += len(records)
-            futures.extend(await self._route_partition(tp.topic, records, now))
-            offsets[tp] = records[-1].offset + 1
-        for fut in futures:
-            await fut  # every delivery acknowledged before the commit
+        mark = len(self._audit_drafts)
+        try:
+            for tp, records in batch.items():
+                count += len(records)
+                futures.extend(await self._route_partition(tp.topic, records, now))
+                offsets[tp] = records[-1].offset + 1
+            for fut in futures:
+                await fut  # every delivery acknowledged before the commit
+        except BaseException:
+            del self._audit_drafts[mark:]  # not committed: routed (and audited) again later
+            raise
+        await self._write_audit()  # and every audit entry of the batch
         await self._consumer.commit(offsets)
         self.metrics.batch_latency.observe(time.perf_counter() - started)
         for tp in batch:
@@ -281,11 +413,65 @@ class Router:
             self.metrics.delivered.labels(res.id, consumer).inc(n)
         for consumer, n in filtered.items():
             self.metrics.filtered.labels(res.id, consumer).inc(n)
+        for view in views:
+            if view.consumer in delivered or view.consumer in filtered:
+                self._audit_drafts.append(
+                    self._delivery_draft(res, view, records, delivered, filtered)
+                )
         return futures
+
+    @staticmethod
+    def _delivery_draft(
+        res: Resource,
+        view: CompiledView,
+        records: list[Any],
+        delivered: dict[str, int],
+        filtered: dict[str, int],
+    ) -> Draft:
+        """One RECORDS_DELIVERED entry: which fields went where under which grant, no values."""
+        v = view.view
+        return Draft(
+            Action.RECORDS_DELIVERED,
+            actor="router",
+            decision=Decision.DELIVERED,
+            resource=res.id,
+            consumer=v.consumer,
+            provider=res.provider,
+            grant_id=v.grant_id,
+            purpose=v.purpose,
+            details=detail_map(
+                record_count=delivered.get(v.consumer, 0),
+                filtered_count=filtered.get(v.consumer, 0),
+                partition=records[0].partition,
+                offsets=f"{records[0].offset}-{records[-1].offset}",
+                source_topic=records[0].topic,
+                delivery_topic=view.topic,
+                fields=v.fields,
+                masks=v.masks or None,
+                row_filter=v.row_filter,
+                view_schema_id=view.schema_id,
+            ),
+        )
 
     async def _dead_letter(self, resource: str, rec: Any, reason: str) -> Any:
         log.warning("dead letter %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, reason)
         self.metrics.dead_letters.labels(resource).inc()
+        self._audit_drafts.append(
+            Draft(
+                Action.RECORD_DEAD_LETTERED,
+                actor="router",
+                decision=Decision.DEAD_LETTERED,
+                resource=resource,
+                provider=self._provider(resource),
+                reason=reason,
+                details=detail_map(
+                    source_topic=rec.topic,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                    dead_letter_topic=topics.dead_letter(resource),
+                ),
+            )
+        )
         dlq = topics.dead_letter(resource)
         if dlq not in self._known_topics:
             await kafka.ensure_topics(self.bootstrap, [dlq], partitions=1)

@@ -30,14 +30,13 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from routing_support import RouterRun, read_topic, start_router, wait_routed
 
 from exchange import catalog_store, topics
 from exchange.api import Department
 from exchange.catalog_loader import load_catalog
 from exchange.errors import CommandRefused
 from exchange.publisher import Publisher
-from tests.conftest import SAMPLE_CATALOG
-from tests.integration.routing_support import RouterRun, read_topic, start_router, wait_routed
 
 settings.register_profile(
     "ci",
@@ -53,6 +52,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+SAMPLE_CATALOG = Path(__file__).resolve().parents[2] / "schemas"
 RESOURCE = "prop_person"
 PROVIDER = "health"
 CONSUMERS = ("police", "hrss", "civil_affairs")

@@ -1,0 +1,118 @@
+"""Following ``gov.audit`` into an archive database (``exchange audit archive``).
+
+Reads from the offsets stored in the archive (or the beginning), stores
+each batch together with the offsets to resume from, and checks every
+chain on the way (bounded memory), counting what it finds in the
+``audit_verification_failures`` metric. A gap is only reported by a full
+``exchange audit verify``, since after a restart a chain's earlier entries
+are in the database, not in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from exchange import kafka, topics
+from exchange.audit.archive import Archive
+from exchange.audit.log import decode_record
+from exchange.audit.verify import ChainChecker, Position
+from exchange.catalog_store import ensure_control_topics
+from exchange.metrics import AuditMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ArchiveRun:
+    read: int = 0  # records read from the topic
+    added: int = 0  # entries new to the archive
+
+
+class Archiver:
+    def __init__(
+        self,
+        bootstrap: str,
+        archive: Archive,
+        *,
+        metrics: AuditMetrics | None = None,
+        topic: str = topics.AUDIT,
+        batch: int = 5000,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.archive = archive
+        self.metrics = metrics or AuditMetrics()
+        self.topic = topic
+        self.batch = batch
+        self.checker = ChainChecker(window=4096, max_writers=100_000)
+
+    async def run(self, *, follow: bool = False, stop: asyncio.Event | None = None) -> ArchiveRun:
+        """Archive until caught up (``follow=False``) or until ``stop`` is set."""
+        stop = stop or asyncio.Event()
+        await ensure_control_topics(self.bootstrap)
+        c = kafka.consumer(self.bootstrap)
+        await c.start()
+        try:
+            return await self._run(c, follow, stop)
+        finally:
+            await c.stop()
+
+    async def _run(self, c: Any, follow: bool, stop: asyncio.Event) -> ArchiveRun:
+        partitions = c.partitions_for_topic(self.topic)
+        if not partitions:
+            await c._client.force_metadata_update()
+            partitions = c.partitions_for_topic(self.topic) or {0}
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        c.assign(tps)
+        resume = await asyncio.to_thread(self.archive.progress, self.topic)
+        for tp in tps:
+            if tp.partition in resume:
+                c.seek(tp, resume[tp.partition])
+            else:
+                await c.seek_to_beginning(tp)
+        ends = await c.end_offsets(tps)  # a lower bound on the embedded broker
+        fetched: set[TopicPartition] = set()
+        done = ArchiveRun()
+        while not stop.is_set():
+            batch = await c.getmany(timeout_ms=500, max_records=self.batch)
+            items = []
+            next_offsets: dict[int, int] = {}
+            for tp, records in batch.items():
+                fetched.add(tp)
+                for rec in records:
+                    items.append(self._check(decode_record(rec)))
+                next_offsets[tp.partition] = records[-1].offset + 1
+            if items:
+                done.read += len(items)
+                done.added += await asyncio.to_thread(
+                    self.archive.store, self.topic, items, next_offsets
+                )
+            if not follow and not batch:
+                for tp in tps:
+                    if c.highwater(tp) is not None:
+                        fetched.add(tp)
+                caught_up = True
+                for tp in tps:
+                    target = max(ends[tp], c.highwater(tp) or 0)
+                    if await c.position(tp) < target or (tp not in fetched and ends[tp] > 0):
+                        caught_up = False
+                if caught_up:
+                    break
+        return done
+
+    def _check(self, item: tuple[Position, Any]) -> tuple[Position, Any]:
+        pos, entry = item
+        found = (
+            [self.checker.unreadable(pos, entry)]
+            if isinstance(entry, str)
+            else self.checker.feed(pos, entry)
+        )
+        for f in found:
+            if f.broken:
+                self.metrics.verification_failures.labels(f.kind.value).inc()
+                log.warning("audit log %s: %s", f.kind.value, f.message)
+        return item

@@ -1,0 +1,276 @@
+"""One audit entry: its Avro schema, its actions and the hash that chains it.
+
+An entry records a decision, never data: ids, offsets, counts and field
+names, not the values of any record. Each entry names the writer (one
+process run) that wrote it and its place in that writer's chain: ``seq``
+counts from 0 and ``prev_hash`` is the hash of the writer's entry before it
+(:data:`GENESIS_HASH` for seq 0).
+
+``hash`` is the SHA-256 of :meth:`AuditEntry.canonical`: the UTF-8 JSON of
+every other field, keys sorted, no whitespace, ``at`` as epoch
+milliseconds. It depends on the values only, not on the Avro encoding, so
+any tool can recompute it from an exported entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from exchange.control_records import ControlCodec
+from exchange.jsoncodec import CHINA_TZ
+
+GENESIS_HASH = "0" * 64
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MAX_REASON = 1000
+
+
+class Action(StrEnum):
+    SUBSCRIPTION_GRANTED = "SUBSCRIPTION_GRANTED"
+    SUBSCRIPTION_DENIED = "SUBSCRIPTION_DENIED"
+    APPLICATION_SUBMITTED = "APPLICATION_SUBMITTED"
+    APPLICATION_APPROVED = "APPLICATION_APPROVED"
+    APPLICATION_REJECTED = "APPLICATION_REJECTED"
+    APPLICATION_OVERDUE = "APPLICATION_OVERDUE"
+    GRANT_REVOKED = "GRANT_REVOKED"
+    GRANT_EXPIRED = "GRANT_EXPIRED"
+    RECORDS_DELIVERED = "RECORDS_DELIVERED"
+    RECORD_DEAD_LETTERED = "RECORD_DEAD_LETTERED"
+    CATALOG_CHANGED = "CATALOG_CHANGED"
+    COMMAND_REFUSED = "COMMAND_REFUSED"
+
+
+class Decision(StrEnum):
+    GRANTED = "granted"
+    DENIED = "denied"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    OVERDUE = "overdue"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "dead_lettered"
+    CHANGED = "changed"
+    REFUSED = "refused"
+
+
+def _opt(name: str, doc: str) -> dict[str, Any]:
+    return {"name": name, "type": ["null", "string"], "default": None, "doc": doc}
+
+
+AUDIT_ENTRY: dict[str, Any] = {
+    "type": "record",
+    "name": "AuditEntry",
+    "namespace": "gov.exchange.audit",
+    "doc": "访问日志 One decision of the bus (a subscription, approval, delivery batch, "
+    "refusal, ...), chained by hash per writer. Never holds record contents.",
+    "fields": [
+        {"name": "id", "type": "string", "doc": "unique id: '<writer>#<seq>'"},
+        {"name": "writer", "type": "string", "doc": "the process run that wrote it"},
+        {"name": "seq", "type": "long", "doc": "place in the writer's chain, from 0"},
+        {"name": "prev_hash", "type": "string", "doc": "hash of the writer's previous entry"},
+        {"name": "hash", "type": "string", "doc": "SHA-256 of every other field (hex)"},
+        {
+            "name": "at",
+            "type": {"type": "long", "logicalType": "timestamp-millis"},
+            "doc": "when the decision was taken",
+        },
+        {"name": "actor", "type": "string", "doc": "department acting, or 'router' / 'admin'"},
+        {
+            "name": "action",
+            "type": {"type": "enum", "name": "AuditAction", "symbols": [a.value for a in Action]},
+            "doc": "what happened",
+        },
+        _opt("resource", "resource concerned"),
+        _opt("consumer", "department receiving (or asking for) the data"),
+        _opt("provider", "department providing the resource"),
+        {"name": "decision", "type": "string", "doc": "granted, denied, delivered, refused, ..."},
+        _opt("reason", "why (a refusal's or revocation's reason)"),
+        _opt("grant_id", "grant concerned"),
+        _opt("application_id", "application concerned"),
+        _opt("purpose", "purpose of use (用途) of the grant or application"),
+        {"name": "instance", "type": "string", "doc": "host and process that decided"},
+        {
+            "name": "details",
+            "type": {"type": "map", "values": "string"},
+            "default": {},
+            "doc": "fields delivered, masks, partition and offsets, counts, ...",
+        },
+    ],
+}
+AUDIT_CODEC = ControlCodec(AUDIT_ENTRY)
+
+
+def to_millis(at: dt.datetime) -> int:
+    return (at - EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def from_millis(ms: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def now() -> dt.datetime:
+    """The current time at timestamp-millis precision."""
+    return from_millis(to_millis(dt.datetime.now(dt.UTC)))
+
+
+def detail_map(**values: object) -> dict[str, str]:
+    """Details as strings: lists joined by commas, mappings as ``k=v,...``, None left out."""
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            out[key] = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        elif isinstance(value, list | tuple | set | frozenset):
+            out[key] = ",".join(str(v) for v in value)
+        elif isinstance(value, dt.datetime):
+            out[key] = value.astimezone(dt.UTC).isoformat()
+        elif isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        else:
+            out[key] = str(value)
+    return out
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What the caller knows of a decision; the writer adds identity, chain and time."""
+
+    action: Action
+    actor: str
+    decision: str
+    resource: str | None = None
+    consumer: str | None = None
+    provider: str | None = None
+    reason: str | None = None
+    grant_id: str | None = None
+    application_id: str | None = None
+    purpose: str | None = None
+    details: Mapping[str, str] = field(default_factory=dict)
+    at: dt.datetime | None = None  # default: when it is written
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: str
+    writer: str
+    seq: int
+    prev_hash: str
+    hash: str
+    at: dt.datetime
+    actor: str
+    action: Action
+    resource: str | None
+    consumer: str | None
+    provider: str | None
+    decision: str
+    reason: str | None
+    grant_id: str | None
+    application_id: str | None
+    purpose: str | None
+    instance: str
+    details: dict[str, str]
+
+    @classmethod
+    def seal(
+        cls, draft: Draft, *, writer: str, seq: int, prev_hash: str, instance: str
+    ) -> AuditEntry:
+        """The next entry of a chain, its hash computed."""
+        reason = draft.reason
+        if reason is not None and len(reason) > MAX_REASON:
+            reason = reason[: MAX_REASON - 1] + "…"
+        unsealed = cls(
+            id=f"{writer}#{seq}",
+            writer=writer,
+            seq=seq,
+            prev_hash=prev_hash,
+            hash="",
+            at=from_millis(to_millis(draft.at)) if draft.at else now(),
+            actor=draft.actor,
+            action=Action(draft.action),
+            resource=draft.resource,
+            consumer=draft.consumer,
+            provider=draft.provider,
+            decision=str(draft.decision),
+            reason=reason,
+            grant_id=draft.grant_id,
+            application_id=draft.application_id,
+            purpose=draft.purpose,
+            instance=instance,
+            details=dict(draft.details),
+        )
+        return unsealed.rehashed()
+
+    def canonical(self) -> bytes:
+        """The bytes the hash is computed from: every field but ``hash``, as sorted JSON."""
+        d = self.to_avro()
+        del d["hash"]
+        d["at"] = to_millis(self.at)
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def computed_hash(self) -> str:
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+    @property
+    def intact(self) -> bool:
+        """Whether the content still matches its hash."""
+        return self.computed_hash() == self.hash
+
+    def rehashed(self) -> AuditEntry:
+        """A copy whose hash matches its content (for sealing, and for forging in tests)."""
+        return replace(self, hash=self.computed_hash())
+
+    def to_avro(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["action"] = self.action.value
+        d["details"] = dict(self.details)
+        return d
+
+    @classmethod
+    def from_avro(cls, d: Mapping[str, Any]) -> AuditEntry:
+        d = dict(d)
+        d["action"] = Action(d["action"])
+        d["details"] = dict(d.get("details") or {})
+        return cls(**d)
+
+    def encode(self) -> bytes:
+        return AUDIT_CODEC.encode(self.to_avro())
+
+    @classmethod
+    def decode(cls, value: bytes) -> AuditEntry:
+        return cls.from_avro(AUDIT_CODEC.decode(value))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for people and tools: ``at`` in Beijing time, ISO 8601."""
+        d = self.to_avro()
+        d["at"] = self.at.astimezone(CHINA_TZ).isoformat(timespec="milliseconds")
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AuditEntry:
+        d = dict(d)
+        d["at"] = dt.datetime.fromisoformat(d["at"]).astimezone(dt.UTC)
+        return cls.from_avro(d)
+
+    def involves(self, department: str) -> bool:
+        return department in (self.actor, self.consumer, self.provider)
+
+
+def chain(
+    drafts: Iterable[Draft], *, writer: str, instance: str = "test", start_hash: str = GENESIS_HASH
+) -> list[AuditEntry]:
+    """Seal drafts into one chain from seq 0 (pure; tests and tools use it)."""
+    out: list[AuditEntry] = []
+    prev = start_hash
+    for seq, draft in enumerate(drafts):
+        entry = AuditEntry.seal(draft, writer=writer, seq=seq, prev_hash=prev, instance=instance)
+        out.append(entry)
+        prev = entry.hash
+    return out

@@ -1,0 +1,270 @@
+"""The monthly report per department, computed from the access log alone.
+
+For a month (Beijing time) and each department:
+
+* records received, per resource and purpose (``RECORDS_DELIVERED``; the
+  purpose of an unconditional subscription is shown as such);
+* its requests that were denied, by reason (subscriptions denied, commands
+  refused, applications rejected);
+* grants it holds (as consumer) and grants it gave (as provider): active at
+  the end of the month, revoked and expired during it;
+* applications it answered as provider during the month, within and beyond
+  10 working days (the official calendar with its make-up working days,
+  :mod:`exchange.workdays`), and those still unanswered past their due date
+  at the end of the month.
+
+Counts follow the log, which is at-least-once like deliveries: a router
+that crashes before committing re-routes (and re-audits) the uncommitted
+tail, so the figures can exceed what a consumer keeps after dropping
+duplicates by record id.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from exchange import workdays
+from exchange.audit.entry import Action, AuditEntry
+from exchange.errors import ExchangeError
+from exchange.jsoncodec import CHINA_TZ
+
+UNCONDITIONAL = "(无条件共享 unconditional subscription)"
+NOT_DEPARTMENTS = {"router", "admin"}
+
+
+@dataclass(frozen=True)
+class Period:
+    year: int
+    month: int
+
+    @classmethod
+    def parse(cls, text: str) -> Period:
+        m = re.fullmatch(r"(\d{4})-(\d{2})", text)
+        if not m or not 1 <= int(m[2]) <= 12:
+            raise ExchangeError(f"period {text!r}: write YYYY-MM, e.g. 2026-11")
+        return cls(int(m[1]), int(m[2]))
+
+    @property
+    def start(self) -> dt.datetime:
+        return dt.datetime(self.year, self.month, 1, tzinfo=CHINA_TZ)
+
+    @property
+    def end(self) -> dt.datetime:
+        y, m = (self.year + 1, 1) if self.month == 12 else (self.year, self.month + 1)
+        return dt.datetime(y, m, 1, tzinfo=CHINA_TZ)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+@dataclass
+class DepartmentReport:
+    department: str
+    received: Counter[tuple[str, str]] = field(default_factory=Counter)  # (resource, purpose)
+    denials: Counter[tuple[str, str]] = field(default_factory=Counter)  # (action, reason)
+    grants: dict[str, Counter[str]] = field(
+        default_factory=lambda: {"held": Counter(), "given": Counter()}
+    )
+    answered_within: int = 0
+    answered_beyond: int = 0
+    overdue_unanswered: int = 0
+
+    def rows(self) -> list[tuple[str, str, str, int]]:
+        """(metric, resource, detail, value) rows, in a fixed order."""
+        out: list[tuple[str, str, str, int]] = []
+        for (res, purpose), n in sorted(self.received.items()):
+            out.append(("records_received", res, purpose, n))
+        for (action, reason), n in sorted(self.denials.items()):
+            out.append(("denied", action, reason, n))
+        for role in ("held", "given"):
+            for state in ("active", "revoked", "expired"):
+                out.append((f"grants_{role}_{state}", "", "", self.grants[role][state]))
+        out.append(("applications_answered_within_10_working_days", "", "", self.answered_within))
+        out.append(("applications_answered_beyond_10_working_days", "", "", self.answered_beyond))
+        out.append(("applications_unanswered_overdue", "", "", self.overdue_unanswered))
+        return out
+
+
+@dataclass
+class _Grant:
+    id: str
+    consumer: str | None
+    provider: str | None
+    resource: str | None
+    approved_at: dt.datetime
+    valid_until: dt.datetime | None
+    ended_at: dt.datetime | None = None  # revoked or superseded
+    revoked_at: dt.datetime | None = None
+    expired_seen: dt.datetime | None = None
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def answered_in_time(applied: dt.datetime, answered: dt.datetime) -> bool:
+    """Whether an answer came within 10 working days (Beijing dates)."""
+    due = workdays.answer_due(applied.astimezone(CHINA_TZ).date())
+    return answered.astimezone(CHINA_TZ).date() <= due
+
+
+def monthly(
+    entries: Iterable[AuditEntry],
+    period: Period,
+    *,
+    department: str | None = None,
+    at: dt.datetime | None = None,
+) -> list[DepartmentReport]:
+    """Reports for every department in the log (or one), for ``period``; entries in any order."""
+    start, end = period.start, period.end
+    horizon = min(end, at) if at is not None else end  # "active at the end" never after now
+    reports: dict[str, DepartmentReport] = {}
+
+    def rep(name: str | None) -> DepartmentReport | None:
+        if name is None or name in NOT_DEPARTMENTS:
+            return None
+        if department is not None and name != department:
+            return None
+        return reports.setdefault(name, DepartmentReport(name))
+
+    grants: dict[str, _Grant] = {}
+    current: dict[tuple[str | None, str | None], str] = {}
+    applied: dict[str, dt.datetime] = {}
+    answered: dict[str, dt.datetime] = {}
+    app_provider: dict[str, str | None] = {}
+    seen: set[str] = set()
+    for e in sorted(entries, key=lambda x: x.at):
+        if e.id in seen:  # a duplicate written by a producer retry
+            continue
+        seen.add(e.id)
+        if e.at >= end:
+            continue
+        in_period = e.at >= start
+        for name in (e.actor, e.consumer, e.provider):
+            if in_period:
+                rep(name)
+        if e.action is Action.RECORDS_DELIVERED and in_period:
+            r = rep(e.consumer)
+            if r is not None:
+                n = int(e.details.get("record_count", "0"))
+                r.received[(e.resource or "", e.purpose or UNCONDITIONAL)] += n
+        elif e.action in (Action.SUBSCRIPTION_DENIED, Action.COMMAND_REFUSED) and in_period:
+            r = rep(e.actor if e.actor not in NOT_DEPARTMENTS else e.consumer)
+            if r is not None:
+                r.denials[(e.action.value, e.reason or "")] += 1
+        elif e.action is Action.APPLICATION_SUBMITTED and e.application_id:
+            applied.setdefault(e.application_id, e.at)
+            app_provider[e.application_id] = e.provider
+        elif e.action is Action.APPLICATION_OVERDUE and e.application_id:
+            # noticed by a router: also covers applications written without the API
+            when = _time(e.details.get("applied_at"))
+            if when is not None:
+                applied.setdefault(e.application_id, when)
+                app_provider.setdefault(e.application_id, e.provider)
+        elif e.action in (Action.APPLICATION_APPROVED, Action.APPLICATION_REJECTED):
+            if e.application_id and e.application_id not in answered:
+                answered[e.application_id] = e.at
+                app_provider[e.application_id] = e.provider
+                when = _time(e.details.get("applied_at")) or applied.get(e.application_id)
+                if when is not None:
+                    applied.setdefault(e.application_id, when)
+                r = rep(e.provider)
+                if in_period and r is not None and when is not None:
+                    if answered_in_time(when, e.at):
+                        r.answered_within += 1
+                    else:
+                        r.answered_beyond += 1
+            if e.action is Action.APPLICATION_REJECTED and in_period:
+                r = rep(e.consumer)
+                if r is not None:
+                    r.denials[(e.action.value, e.reason or "")] += 1
+            if e.action is Action.APPLICATION_APPROVED and e.grant_id:
+                key = (e.consumer, e.resource)
+                previous = grants.get(current.get(key, ""))
+                if previous is not None and previous.ended_at is None:
+                    previous.ended_at = e.at  # superseded by the new approval
+                grants[e.grant_id] = _Grant(
+                    e.grant_id,
+                    e.consumer,
+                    e.provider,
+                    e.resource,
+                    e.at,
+                    _time(e.details.get("valid_until")),
+                )
+                current[key] = e.grant_id
+        elif e.action is Action.GRANT_REVOKED and e.grant_id in grants:
+            g = grants[e.grant_id or ""]
+            if g.revoked_at is None:
+                g.revoked_at = e.at
+                g.ended_at = g.ended_at or e.at
+        elif e.action is Action.GRANT_EXPIRED and e.grant_id in grants:
+            g = grants[e.grant_id or ""]
+            g.expired_seen = g.expired_seen or e.at
+
+    for g in grants.values():
+        expiry = g.valid_until or g.expired_seen
+        ended = g.ended_at
+        if ended is not None and expiry is not None and ended > expiry:
+            ended = None  # it had expired already; the revocation changed nothing
+        for role, name in (("held", g.consumer), ("given", g.provider)):
+            r = rep(name)
+            if r is None:
+                continue
+            if g.revoked_at is not None and ended is not None and start <= g.revoked_at < end:
+                r.grants[role]["revoked"] += 1
+            elif expiry is not None and start <= expiry < end and ended is None:
+                r.grants[role]["expired"] += 1
+            if (
+                g.approved_at < horizon
+                and (ended is None or ended >= horizon)
+                and (expiry is None or expiry > horizon)
+            ):
+                r.grants[role]["active"] += 1
+
+    last_day = (horizon - dt.timedelta(milliseconds=1)).astimezone(CHINA_TZ).date()
+    for app_id, when in applied.items():
+        if app_id in answered and answered[app_id] < horizon:
+            continue
+        if when >= horizon:
+            continue
+        r = rep(app_provider.get(app_id))
+        if r is not None and last_day > workdays.answer_due(when.astimezone(CHINA_TZ).date()):
+            r.overdue_unanswered += 1
+    return [reports[k] for k in sorted(reports)]
+
+
+HEADERS = ["department", "metric", "resource/action", "purpose/reason", "value"]
+
+
+def to_rows(reports: list[DepartmentReport]) -> list[list[str]]:
+    return [[r.department, m, a, b, str(v)] for r in reports for (m, a, b, v) in r.rows()]
+
+
+def to_csv(reports: list[DepartmentReport], period: Period) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["period", *HEADERS])
+    for row in to_rows(reports):
+        w.writerow([str(period), *row])
+    return buf.getvalue().rstrip("\n")
+
+
+def summary_counts(reports: list[DepartmentReport]) -> dict[str, dict[str, int]]:
+    """{department: {metric: total}} (tests and quick checks)."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for r in reports:
+        for metric, _, _, v in r.rows():
+            out[r.department][metric] = out[r.department].get(metric, 0) + v
+    return dict(out)

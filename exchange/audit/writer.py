@@ -1,0 +1,114 @@
+"""The audit writer: one hash chain per process run, written to ``gov.audit`` with acks.
+
+Each writer gets a unique id (``<role>-<host>-<pid>-<random>``), so every
+process run is a chain of its own, starting at seq 0 with
+:data:`~exchange.audit.entry.GENESIS_HASH`; nothing has to be resumed after a
+restart and two processes never interleave one chain.
+
+Order is the chain's order: sequence numbers are assigned and entries are
+handed to the producer under one lock, so they reach the (single) partition
+in seq order; aiokafka keeps one batch in flight per partition, so retries do
+not reorder them (a retry may duplicate one, which ``verify`` tells apart
+from an insertion: same seq, same hash). A write that fails for good after
+its successors were sent leaves a gap that ``verify`` reports as deleted;
+the caller sees the error and does not commit what the entry described.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from exchange import topics
+from exchange.audit.entry import AUDIT_ENTRY, GENESIS_HASH, AuditEntry, Draft
+from exchange.metrics import AuditMetrics
+from exchange.registry import SchemaRegistry
+
+
+def default_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def new_writer_id(role: str, instance: str) -> str:
+    return f"{role}-{instance}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class PendingWrites:
+    """Entries handed to the producer; :meth:`acked` waits until the broker has them all."""
+
+    entries: list[AuditEntry]
+    futures: list[Any]
+    metrics: AuditMetrics
+
+    async def acked(self) -> list[AuditEntry]:
+        for fut in self.futures:
+            await fut
+        for entry in self.entries:
+            self.metrics.entries_written.labels(entry.action.value).inc()
+        return self.entries
+
+
+class AuditWriter:
+    """Chains and writes audit entries through a producer the caller owns (and stops)."""
+
+    def __init__(
+        self,
+        producer: Any,
+        registry: SchemaRegistry,
+        *,
+        role: str,
+        instance: str | None = None,
+        metrics: AuditMetrics | None = None,
+        topic: str = topics.AUDIT,
+    ) -> None:
+        self.producer = producer
+        self.registry = registry
+        self.instance = instance or default_instance()
+        self.writer_id = new_writer_id(role, self.instance)
+        self.metrics = metrics or AuditMetrics()
+        self.topic = topic
+        self._key = self.writer_id.encode()
+        self._seq = 0
+        self._prev = GENESIS_HASH
+        self._lock = asyncio.Lock()
+        self._registered = False
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
+    async def send(self, drafts: Iterable[Draft]) -> PendingWrites:
+        """Chain and hand entries to the producer, in order; await ``.acked()`` before relying on them."""
+        entries: list[AuditEntry] = []
+        futures: list[Any] = []
+        async with self._lock:
+            if not self._registered:
+                await self.registry.register(self.producer, AUDIT_ENTRY)
+                self._registered = True
+            for draft in drafts:
+                entry = AuditEntry.seal(
+                    draft,
+                    writer=self.writer_id,
+                    seq=self._seq,
+                    prev_hash=self._prev,
+                    instance=self.instance,
+                )
+                futures.append(
+                    await self.producer.send(self.topic, value=entry.encode(), key=self._key)
+                )
+                # advanced only once the producer holds it: a send that raises leaves no gap
+                self._seq += 1
+                self._prev = entry.hash
+                entries.append(entry)
+        return PendingWrites(entries, futures, self.metrics)
+
+    async def write(self, *drafts: Draft) -> list[AuditEntry]:
+        """Write entries and wait until every one is acknowledged."""
+        pending = await self.send(drafts)
+        return await pending.acked()
