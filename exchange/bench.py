@@ -390,7 +390,6 @@ async def _router_processes(
 ) -> tuple[float, float]:
     """Records/s of ``instances`` `exchange router` processes draining the source; peak RSS MB."""
     group = f"bench-proc-{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ, EXCHANGE_MASK_SECRET=SECRET.decode())
     procs = [_spawn_router(s.bootstrap, group) for _ in range(instances)]
     peak = 0.0
     try:

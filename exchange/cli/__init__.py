@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from exchange.cli import broker, catalog, data, router, sharing
+from exchange.cli import acls, audit, broker, catalog, connect, data, router, sharing
 
 app = typer.Typer(
     help="Inter-department data exchange bus (政务数据共享交换总线): Avro records on Kafka, "
@@ -17,6 +17,8 @@ app = typer.Typer(
 )
 app.add_typer(broker.app, name="broker")
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(audit.app, name="audit")
+app.add_typer(connect.app, name="connect")
 app.command("sample")(data.sample_cmd)
 app.command()(data.publish)
 app.command()(data.consume)
@@ -28,6 +30,7 @@ app.command()(sharing.reject)
 app.command()(sharing.revoke)
 app.command()(sharing.applications)
 app.command()(router.router)
+app.command()(acls.acls)
 
 
 def main() -> None:
@@ -49,3 +52,27 @@ def demo(
     from exchange.demo import run_demo
 
     run(run_demo(catalog_dir, echo=typer.echo))
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="A smaller run that finishes in about a minute.")
+    ] = False,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
+    ] = None,
+) -> None:
+    """Measure routing speed, latency, policy scale and memory beside raw-Kafka baselines.
+
+    Starts an embedded broker unless EXCHANGE_BOOTSTRAP_SERVERS is set. Each
+    row gives the value, the baseline measured in the same run, their ratio,
+    the target and whether it is met.
+    """
+    from exchange.bench import format_rows, run_bench, write_json
+    from exchange.cli.common import run
+
+    rows = run(run_bench(quick, echo=lambda m: typer.echo(m, err=True)))
+    typer.echo(format_rows(rows))
+    if json_file is not None:
+        write_json(rows, json_file)

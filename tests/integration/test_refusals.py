@@ -87,9 +87,7 @@ async def test_approval_by_a_non_provider_is_refused(
     )
 
 
-async def test_approval_of_a_not_shared_field_is_refused(
-    bootstrap: str, application: str
-) -> None:
+async def test_approval_of_a_not_shared_field_is_refused(bootstrap: str, application: str) -> None:
     reason = await refused(
         bootstrap,
         "health",

@@ -254,7 +254,9 @@ async def test_grantee_gets_granted_fields_masked_and_filtered_as_approved(
 async def test_hash_mask_is_stable_per_consumer_and_differs_between_consumers(
     scenario: Scenario,
 ) -> None:
-    police = {scenario.source(BMC, r)["certificate_no"]: r.value for r in scenario.got("police", BMC)}
+    police = {
+        scenario.source(BMC, r)["certificate_no"]: r.value for r in scenario.got("police", BMC)
+    }
     civil = {
         scenario.source(BMC, r)["certificate_no"]: r.value
         for r in scenario.got("civil_affairs", BMC)
@@ -262,9 +264,7 @@ async def test_hash_mask_is_stable_per_consumer_and_differs_between_consumers(
     # V00001 and V00002 name the same father (both are Zhejiang rows)
     assert police["V00001"]["father_id_number"] == police["V00002"]["father_id_number"]
     assert civil["V00001"]["father_id_number"] == civil["V00002"]["father_id_number"]
-    common = [
-        c for c in police if police[c]["father_id_number"] is not None and c in civil
-    ]
+    common = [c for c in police if police[c]["father_id_number"] is not None and c in civil]
     assert common
     for cert in common:
         assert police[cert]["father_id_number"] != civil[cert]["father_id_number"]
