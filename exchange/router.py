@@ -47,7 +47,7 @@ from exchange.errors import DecodeError, ExchangeError
 from exchange.grants import AppStatus, GrantEvent
 from exchange.metrics import RouterMetrics
 from exchange.policy import compute_view
-from exchange.publisher import RECORD_ID
+from exchange.publisher import RECORD_ID, record_id
 from exchange.state import ControlFollower, ControlState
 from exchange.view import CompiledView, compile_view
 
@@ -392,8 +392,13 @@ class Router:
             except DecodeError as exc:
                 futures.append(await self._dead_letter(res.id, rec, str(exc)))
                 continue
-            headers = [h for h in rec.headers or () if h[0] == RECORD_ID]
-            headers.append((SOURCE_OFFSET, f"{rec.partition}:{rec.offset}".encode()))
+            # nothing a provider's own producer wrote travels on unchecked: the record id
+            # and the key are recomputed from the decoded record, never copied
+            headers = [
+                (RECORD_ID, record_id(res.id, body).encode()),
+                (SOURCE_OFFSET, f"{rec.partition}:{rec.offset}".encode()),
+            ]
+            key = str(record[res.key]).encode()
             for view in views:
                 if view.passthrough and sid == res.schema_id:
                     out: bytes | None = value
@@ -403,9 +408,7 @@ class Router:
                     filtered[view.consumer] += 1
                     continue
                 futures.append(
-                    await send(
-                        view.topic, value=out, key=view.delivery_key(rec.key), headers=headers
-                    )
+                    await send(view.topic, value=out, key=view.delivery_key(key), headers=headers)
                 )
                 delivered[view.consumer] += 1
         self.metrics.records_in.labels(res.id).inc(len(records))

@@ -415,13 +415,6 @@ async def _delivered_to_hrss(bootstrap: str, cert: str) -> Any:
     return next(r for r in got if r.value["certificate_no"] == cert)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG router.py _route_partition: the delivery key is the source record's Kafka "
-    "key as written (view.delivery_key(rec.key)), forwarded in clear whenever the key "
-    "field is in the view; a source key that is not the key field's value (a provider's "
-    "raw producer putting an ID number there) reaches every subscriber",
-)
 async def test_a_source_key_that_is_not_the_key_field_is_not_forwarded(
     bootstrap: str, loaded_catalog: Catalog, published: Published
 ) -> None:
@@ -432,12 +425,6 @@ async def test_a_source_key_that_is_not_the_key_field_is_not_forwarded(
     assert rec.key == cert  # the key field's value, which hrss is entitled to
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG router.py _route_partition: the source's gov-record-id header is forwarded "
-    "as written, not recomputed from the record; a provider's raw producer can put any "
-    "text (a not-shared value) in it and every subscriber receives it",
-)
 async def test_a_forged_record_id_header_is_not_forwarded(
     bootstrap: str, loaded_catalog: Catalog, published: Published
 ) -> None:
