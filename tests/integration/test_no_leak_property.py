@@ -30,7 +30,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from routing_support import RouterRun, read_topic, start_router, wait_routed
+from routing_support import RouterRun, read_topic, start_router, wait_for, wait_routed
 
 from exchange import catalog_store, topics
 from exchange.api import Department
@@ -188,7 +188,15 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
     shares: dict[str, str] = scenario["shares"]
     write_catalog(root, shares)
     catalog = load_catalog(root)
-    await catalog_store.load(bootstrap, catalog, actor="tests")
+    change = await catalog_store.load(bootstrap, catalog, actor="tests")
+    # policy changes reach a running router within a poll (test_revocation measures how
+    # fast); this test is about what the policy allows, so it waits for the router to know
+    state = run.router.state
+    await wait_for(
+        lambda: state.snapshot is not None and state.snapshot.version >= change.version,
+        within=10,
+        what="the router to follow the catalog",
+    )
 
     # grants, as the provider approves them (refusals are part of the rules, not failures)
     approved: dict[str, dict[str, Any]] = {}
@@ -207,6 +215,7 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
             row_filter = None  # refused by design: it would disclose a not-shared field
         async with Department(bootstrap, PROVIDER) as p:
             gid = await p.approve(app, masks=masks, row_filter=row_filter)
+        await wait_for(lambda gid=gid: gid in state.book.grants, within=10, what="the approval")
         approved[consumer] = {
             "grant": gid,
             "fields": set(conditional),
@@ -230,6 +239,12 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
             async with Department(bootstrap, PROVIDER) as p:
                 await p.revoke(approved[consumer]["grant"], reason="property test")
             revoked.add(consumer)
+            gid = approved[consumer]["grant"]
+            await wait_for(
+                lambda gid=gid: state.book.grants[gid].revoked_at is not None,
+                within=10,
+                what="the revocation",
+            )
     second = records[len(records) // 2 + 1 :]
     before = run.router.routed
     async with Publisher(bootstrap, catalog, PROVIDER) as pub:
