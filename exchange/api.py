@@ -26,13 +26,13 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
-from exchange import kafka, state, topics, workdays
+from exchange import kafka, topics, workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.errors import CommandRefused, ExchangeError, PermissionDenied, UnknownResource
 from exchange.grants import Application, AppStatus, EventKind, Grant, GrantEvent, new_id, now
 from exchange.policy import View, compute_view
-from exchange.state import GRANT_CODEC, ControlState
+from exchange.state import GRANT_CODEC, ControlFollower, ControlState
 
 
 class Department:
@@ -44,9 +44,14 @@ class Department:
         self._state: ControlState | None = None
         self._producer: Any = None
         self._audit: AuditWriter | None = None
+        self._reader: ControlFollower | None = None
 
     async def start(self) -> None:
-        self._state = await state.load(self.bootstrap)
+        # one control-topic reader for the whole session: each command then reads only
+        # what was written since the last one, not the whole history again
+        self._reader = ControlFollower(ControlState(self.bootstrap))
+        await self._reader.start(follow=False)
+        self._state = self._reader.state
         catalog = self._state.catalog  # no catalog loaded: fail early
         if self._producer is None:
             producer = kafka.producer(self.bootstrap, linger_ms=0)
@@ -68,6 +73,9 @@ class Department:
             raise
 
     async def stop(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await reader.stop()
         if self._producer is not None:
             p, self._producer = self._producer, None
             self._audit = None
@@ -87,8 +95,10 @@ class Department:
         return self._state
 
     async def refresh(self) -> ControlState:
-        self._state = await state.load(self.bootstrap)
-        return self._state
+        """Catch up with every command and catalog change written since the last look."""
+        if self._reader is None:
+            raise ExchangeError("Department is not started: use 'async with Department(...)'")
+        return await self._reader.catch_up()
 
     async def _submit(self, event: GrantEvent) -> None:
         """Check, write and read back one command."""

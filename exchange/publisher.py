@@ -46,7 +46,7 @@ class Prepared:
     headers: list[tuple[str, bytes]]
 
 
-def record_id(resource: str, body: bytes) -> str:
+def record_id(resource: str, body: bytes | memoryview) -> str:
     return hashlib.sha256(resource.encode() + b"\0" + body).hexdigest()[:32]
 
 

@@ -100,20 +100,32 @@ class ControlFollower:
         self._task: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, *, follow: bool = True) -> None:
+        """Read the control topics to their end; then follow them (or catch up on demand)."""
         await ensure_control_topics(self.state.bootstrap)
         c = kafka.consumer(self.state.bootstrap)
         await c.start()
-        # schemas first, then the catalog, then grants: each needs the one before
-        tps = [TopicPartition(t, 0) for t in (topics.SCHEMAS, topics.CATALOG, topics.GRANTS)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        for tp in tps:
-            for rec in await kafka.drain(c, [tp], timeout_s=30):
-                self.state.handle(rec)
+        c.assign(self._tps)
+        await c.seek_to_beginning(*self._tps)
         self._consumer = c
+        await self.catch_up()
         self.caught_up.set()
-        self._task = asyncio.create_task(self._follow(), name="control-follower")
+        if follow:
+            self._task = asyncio.create_task(self._follow(), name="control-follower")
+
+    @property
+    def _tps(self) -> list[TopicPartition]:
+        # schemas first, then the catalog, then grants: each needs the one before
+        return [TopicPartition(t, 0) for t in (topics.SCHEMAS, topics.CATALOG, topics.GRANTS)]
+
+    async def catch_up(self) -> ControlState:
+        """Apply every control record written since the last call (not following live)."""
+        if self._task is not None:
+            raise RuntimeError("a following ControlFollower catches up by itself")
+        for tp in self._tps:
+            for rec in await kafka.drain(self._consumer, [tp], timeout_s=30):
+                self.state.handle(rec)
+        return self.state
 
     async def _follow(self) -> None:
         order = {topics.SCHEMAS: 0, topics.CATALOG: 1, topics.GRANTS: 2}
