@@ -96,18 +96,21 @@ class Department:
 
     async def refresh(self) -> ControlState:
         """Catch up with every command and catalog change written since the last look."""
+        return await self._catch_up(None)
+
+    async def _catch_up(self, at_least: dict[str, int] | None) -> ControlState:
         if self._reader is None:
             raise ExchangeError("Department is not started: use 'async with Department(...)'")
-        return await self._reader.catch_up()
+        return await self._reader.catch_up(at_least=at_least)
 
     async def _submit(self, event: GrantEvent) -> None:
         """Check, write and read back one command."""
         current = await self.refresh()
         current.book.check(event, current.catalog)  # raises CommandRefused
-        await self._producer.send_and_wait(
+        written = await self._producer.send_and_wait(
             topics.GRANTS, key=event.resource.encode(), value=GRANT_CODEC.encode(event.to_avro())
         )
-        after = await self.refresh()
+        after = await self._catch_up({topics.GRANTS: written.offset + 1})
         if event.event_id in after.book.refused:
             raise CommandRefused(after.book.refused[event.event_id])
         if event.event_id not in after.book.accepted:

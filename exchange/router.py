@@ -34,6 +34,7 @@ import os
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import fastavro
@@ -42,6 +43,7 @@ from aiokafka.errors import KafkaError
 from exchange import kafka, topics, wire
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
+from exchange.avroscan import LazyRecord, scanner_for
 from exchange.catalog import Catalog, Resource
 from exchange.errors import DecodeError, ExchangeError
 from exchange.grants import AppStatus, GrantEvent
@@ -66,6 +68,8 @@ class _Decoder:
     def __init__(self, res: Resource, state: ControlState) -> None:
         self.res = res
         self.reader = state.registry.parsed(res.schema_id)
+        #: records of the current schema are sliced, not decoded (see exchange.avroscan)
+        self.scanner = scanner_for(res.schema_)
         self.writers: dict[int, Any] = {}
         for sid in state.catalog.schema_history.get(res.id, [res.schema_id]):
             if sid in state.registry:
@@ -233,7 +237,7 @@ class Router:
                 if view.denied:
                     continue
                 try:
-                    cv = compile_view(res, view, self.master_secret)
+                    cv = compile_view(res, view, self.master_secret, decoders[res.id].scanner)
                 except ExchangeError as exc:
                     # fail closed: a view that cannot be compiled delivers nothing
                     log.error("view of %s for %s not compiled: %s", res.id, consumer, exc)
@@ -380,6 +384,7 @@ class Router:
             return futures
         views = [v for v in self.views.get(res.id, []) if v.active(now)]
         decoder = self.decoders[res.id]
+        scanner = decoder.scanner
         delivered: dict[str, int] = defaultdict(int)
         filtered: dict[str, int] = defaultdict(int)
         for rec in records:
@@ -388,7 +393,14 @@ class Router:
                 if value is not None and len(value) > MAX_VALUE_BYTES:
                     raise DecodeError(f"value of {len(value)} bytes is over {MAX_VALUE_BYTES}")
                 sid, body = wire.unframe(value)
-                record = decoder.decode(sid, body)
+                offsets: list[int] | None = None
+                if sid == res.schema_id and scanner is not None:
+                    body = value[wire.HEADER_SIZE :]
+                    offsets = scanner.offsets(body)
+                    record: Mapping[str, Any] = LazyRecord(scanner, body, offsets)
+                else:
+                    record = decoder.decode(sid, body)
+                key = str(record[res.key]).encode()
             except DecodeError as exc:
                 futures.append(await self._dead_letter(res.id, rec, str(exc)))
                 continue
@@ -398,12 +410,13 @@ class Router:
                 (RECORD_ID, record_id(res.id, body).encode()),
                 (SOURCE_OFFSET, f"{rec.partition}:{rec.offset}".encode()),
             ]
-            key = str(record[res.key]).encode()
             for view in views:
                 if view.passthrough and sid == res.schema_id:
                     out: bytes | None = value
+                elif offsets is not None:
+                    out = view.render_slices(body, offsets, record)  # type: ignore[arg-type]
                 else:
-                    out = view.render(record)
+                    out = view.render(record)  # type: ignore[arg-type]
                 if out is None:
                     filtered[view.consumer] += 1
                     continue

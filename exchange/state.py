@@ -21,7 +21,7 @@ from exchange import kafka, topics
 from exchange.catalog import Catalog
 from exchange.catalog_store import Snapshot, decode_snapshot, ensure_control_topics
 from exchange.control_records import ControlCodec
-from exchange.errors import DecodeError, ExchangeError
+from exchange.errors import BrokerUnavailable, DecodeError, ExchangeError
 from exchange.grants import GRANT_EVENT, GrantBook, GrantEvent
 from exchange.registry import SchemaRegistry
 
@@ -118,13 +118,33 @@ class ControlFollower:
         # schemas first, then the catalog, then grants: each needs the one before
         return [TopicPartition(t, 0) for t in (topics.SCHEMAS, topics.CATALOG, topics.GRANTS)]
 
-    async def catch_up(self) -> ControlState:
-        """Apply every control record written since the last call (not following live)."""
+    async def catch_up(self, *, at_least: dict[str, int] | None = None) -> ControlState:
+        """Apply every control record written since the last call (not following live).
+
+        ``at_least`` maps a topic to an offset that must be read past, e.g. one
+        past the offset of a command just written, so the caller sees its own write.
+        The high watermarks the consumer's background fetches keep are used as the
+        end: asking the broker (ListOffsets) would queue behind the long-polling
+        fetch on the same connection and cost up to half a second per topic.
+        """
         if self._task is not None:
             raise RuntimeError("a following ControlFollower catches up by itself")
+        c = self._consumer
+        loop = asyncio.get_running_loop()
         for tp in self._tps:
-            for rec in await kafka.drain(self._consumer, [tp], timeout_s=30):
-                self.state.handle(rec)
+            if c.highwater(tp) is None:
+                for rec in await kafka.drain(c, [tp], timeout_s=30):
+                    self.state.handle(rec)
+                continue
+            deadline = loop.time() + 30
+            while await c.position(tp) < max(
+                c.highwater(tp) or 0, (at_least or {}).get(tp.topic, 0)
+            ):
+                if loop.time() > deadline:
+                    raise BrokerUnavailable(f"timed out reading {tp.topic}")
+                batch = await c.getmany(tp, timeout_ms=100)
+                for rec in batch.get(tp, []):
+                    self.state.handle(rec)
         return self.state
 
     async def _follow(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from exchange import schema as avro
 from exchange import topics, wire
+from exchange.avroscan import LazyRecord, PlanItem, Scanner, project
 from exchange.catalog import Resource
 from exchange.masks import compile_mask, consumer_key, parse_mask
 from exchange.policy import View, view_schema
@@ -34,6 +35,8 @@ class CompiledView:
     passthrough: bool  # every field, unmasked, unfiltered: forward the source bytes
     key_plain: bool  # the key field is delivered unmasked, so the Kafka key may be too
     key_secret: bytes
+    #: how to build the view from byte slices of the source (None: schema not scannable)
+    plan: list[PlanItem] | None = None
 
     def delivery_key(self, key: bytes | None) -> bytes | None:
         """The Kafka key for this consumer.
@@ -65,10 +68,26 @@ class CompiledView:
         }
         return wire.frame(self.schema_id, wire.encode(self.parsed, out))
 
+    def render_slices(self, body: bytes, offsets: list[int], record: LazyRecord) -> bytes | None:
+        """Like :meth:`render`, from the source's byte slices: only read fields are decoded."""
+        if self.row_filter is not None and not self.row_filter.matches(record):
+            return None
+        assert self.plan is not None
+        return wire.frame(self.schema_id, project(body, offsets, record, self.plan))
 
-def compile_view(res: Resource, view: View, master_secret: bytes) -> CompiledView:
+
+def compile_view(
+    res: Resource, view: View, master_secret: bytes, scanner: Scanner | None = None
+) -> CompiledView:
     schema = view_schema(res, view)
     key = consumer_key(master_secret, view.consumer, res.id)
+    masks = {name: compile_mask(parse_mask(spec), key) for name, spec in view.masks.items()}
+    plan = None
+    if scanner is not None:
+        plan = [
+            (name, scanner.index[name], masks.get(name), res.field(name).nullable)
+            for name in view.fields
+        ]
     return CompiledView(
         view=view,
         topic=topics.delivery(view.consumer, res.id),
@@ -76,8 +95,9 @@ def compile_view(res: Resource, view: View, master_secret: bytes) -> CompiledVie
         schema_id=avro.schema_id(schema),
         parsed=avro.parse(schema),
         row_filter=compile_filter(view.row_filter, res.field_names()) if view.row_filter else None,
-        masks={name: compile_mask(parse_mask(spec), key) for name, spec in view.masks.items()},
+        masks=masks,
         passthrough=schema is res.schema_ and view.row_filter is None,
         key_plain=res.key in view.fields and res.key not in view.masks,
         key_secret=key,
+        plan=plan,
     )

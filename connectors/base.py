@@ -1,0 +1,208 @@
+"""The lifecycle every connector follows, its progress and its metrics.
+
+::
+
+    setup()  check the configuration against the catalog, the database or the
+             file; moves no data and writes nothing (``exchange connect check``)
+    start()  setup, then open clients and create what is missing (sink table,
+             checkpoint table)
+    poll()   move one batch: rows to the bus (source), records to the table
+             (sink); returns how many items it handled, 0 when there was nothing
+    flush()  make what poll() moved durable: the source saves its position
+             after the broker acknowledged the batch; the sink commits its
+             database transaction, then the Kafka offsets
+    stop()   close everything (idempotent); anything polled but not flushed
+             is simply moved again next time (at-least-once)
+
+:meth:`Connector.run` loops poll → flush until asked to stop, until the
+connector is finished (a file import), or until it has been idle for a
+while. Connectors are also async context managers (start/stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ConnectorMetrics:
+    """Prometheus metrics of every connector of a process, labelled by connector name."""
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, prefix: str = "gov_exchange_connector"
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.rows_read = Counter(
+            f"{prefix}_rows_read",
+            "Rows read from a database, lines from a file or records from Kafka",
+            ["connector"],
+            registry=r,
+        )
+        self.published = Counter(
+            f"{prefix}_records_published",
+            "Records published to the bus and acknowledged by the broker",
+            ["connector"],
+            registry=r,
+        )
+        self.written = Counter(
+            f"{prefix}_rows_written",
+            "Rows upserted into a sink table (committed) or lines written to an export file",
+            ["connector"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            f"{prefix}_rows_skipped",
+            "Rows not published because their soft-delete column marks them deleted",
+            ["connector"],
+            registry=r,
+        )
+        self.checkpoints = Counter(
+            f"{prefix}_checkpoints",
+            "Positions saved (sources) or offset commits after a database commit (sinks)",
+            ["connector"],
+            registry=r,
+        )
+        self.last_checkpoint = Gauge(
+            f"{prefix}_last_checkpoint_timestamp_seconds",
+            "Unix time of the last saved position or committed batch",
+            ["connector"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            f"{prefix}_batch_seconds",
+            "Time to move one batch, from reading it to it being durable",
+            ["connector"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.errors = Counter(
+            f"{prefix}_errors", "Errors that stopped a connector", ["connector"], registry=r
+        )
+        self.running = Gauge(
+            f"{prefix}_running", "1 while the connector runs", ["connector"], registry=r
+        )
+
+
+@dataclass
+class Progress:
+    """What a connector did so far, for the progress lines and for tests."""
+
+    rows_read: int = 0
+    published: int = 0
+    written: int = 0
+    skipped: int = 0
+    checkpoint: str | None = None
+    state: str = "new"
+
+    def line(self, name: str) -> str:
+        parts = [f"[{name}] {self.state}", f"read {self.rows_read}"]
+        if self.published:
+            parts.append(f"published {self.published}")
+        if self.written:
+            parts.append(f"written {self.written}")
+        if self.skipped:
+            parts.append(f"skipped (deleted) {self.skipped}")
+        parts.append(f"checkpoint {self.checkpoint or '-'}")
+        return ", ".join(parts)
+
+
+class Connector(ABC):
+    """One connector: a source or a sink between a department system and the bus."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, metrics: ConnectorMetrics | None = None) -> None:
+        self.name = name
+        self.metrics = metrics or ConnectorMetrics()
+        self.progress = Progress()
+        #: a one-shot connector (file import or export) sets this when it is done
+        self.finished = False
+        #: false while the connector cannot receive anything yet (a sink joining its group)
+        self.ready = True
+        #: how long run() waits after a poll that found nothing
+        self.poll_interval_s = 0.5
+
+    @abstractmethod
+    async def setup(self) -> list[str]:
+        """Check the configuration against catalog, database or file; returns what was found.
+
+        Moves no data and writes nothing; raises a :class:`ConnectorConfigError`
+        naming the column and field (or file and line) of the first problem.
+        """
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def poll(self) -> int: ...
+
+    @abstractmethod
+    async def flush(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def step(self) -> int:
+        """poll() then flush(), timed; returns the items handled."""
+        started = time.perf_counter()
+        n = await self.poll()
+        if n:
+            await self.flush()
+            self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
+        return n
+
+    async def run(
+        self, stop: asyncio.Event | None = None, *, idle_exit_s: float | None = None
+    ) -> None:
+        """Move batches until ``stop`` is set, the connector is finished, or it was idle for
+        ``idle_exit_s`` seconds (None: never stop for idleness)."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        last_activity: float | None = None
+        self.metrics.running.labels(self.name).set(1)
+        self.progress.state = "running" if self.ready else "waiting for partitions"
+        try:
+            while not stop.is_set() and not self.finished:
+                n = await self.step()
+                now = loop.time()
+                if n or (last_activity is None and self.ready):
+                    last_activity = now
+                if n:
+                    self.progress.state = "running"
+                    continue
+                if self.finished:
+                    break
+                if self.ready:
+                    self.progress.state = "idle"
+                wait = self.poll_interval_s
+                if idle_exit_s is not None and last_activity is not None:
+                    remaining = idle_exit_s - (now - last_activity)
+                    if remaining <= 0:
+                        break
+                    wait = min(wait, remaining)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+            self.progress.state = "finished" if self.finished else "stopped"
+        except asyncio.CancelledError:
+            self.progress.state = "stopped"
+            raise
+        except BaseException:
+            self.progress.state = "failed"
+            self.metrics.errors.labels(self.name).inc()
+            raise
+        finally:
+            self.metrics.running.labels(self.name).set(0)

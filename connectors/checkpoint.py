@@ -1,0 +1,230 @@
+"""Durable positions of database sources: how far a source has published.
+
+A position is the tuple ``(incremental column, *unique key)`` of the last row
+whose batch the broker acknowledged. It is saved only after that
+acknowledgement, so a crash between the two re-sends one batch (same
+records, same record ids: consumers drop them, sinks upsert them) and never
+skips one.
+
+Two stores, chosen per source:
+
+* **table** (default): ``gov_exchange_checkpoints`` in the source database
+  itself. The position lives and is backed up with the data it points
+  into, and nothing is kept on the connector's host, which can be replaced
+  at will. Needs CREATE and INSERT on that one table.
+* **file**: a small JSON file, replaced atomically (write, fsync, rename,
+  fsync the directory), for a connector that may only read its database.
+
+A position also records the columns it is made of; a source whose
+``incremental`` settings changed refuses the old position instead of
+misreading it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import os
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors.errors import ConnectorError
+from connectors.sql import Database
+
+
+@dataclass(frozen=True)
+class Position:
+    columns: tuple[str, ...]
+    values: tuple[Any, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"columns": list(self.columns), "values": [_encode(v) for v in self.values]},
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Position:
+        data = json.loads(text)
+        return cls(tuple(data["columns"]), tuple(_decode(v) for v in data["values"]))
+
+    def describe(self) -> str:
+        return ", ".join(f"{c}={_show(v)}" for c, v in zip(self.columns, self.values, strict=True))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _encode(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"bool": value}
+    if isinstance(value, int):
+        return {"int": str(value)}
+    if isinstance(value, float):
+        return {"float": repr(value)}
+    if isinstance(value, decimal.Decimal):
+        return {"decimal": str(value)}
+    if isinstance(value, str):
+        return {"str": value}
+    if isinstance(value, dt.datetime):
+        return {"datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"date": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {"time": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"uuid": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    raise ConnectorError(
+        f"a position cannot hold a {type(value).__name__} value: use a column of a simple "
+        "type (integer, numeric, text, date, timestamp) for incremental reads"
+    )
+
+
+def _decode(item: dict[str, Any]) -> Any:
+    ((kind, text),) = item.items()
+    if kind == "bool":
+        return bool(text)
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    if kind == "decimal":
+        return decimal.Decimal(text)
+    if kind == "str":
+        return text
+    if kind == "datetime":
+        return dt.datetime.fromisoformat(text)
+    if kind == "date":
+        return dt.date.fromisoformat(text)
+    if kind == "time":
+        return dt.time.fromisoformat(text)
+    if kind == "uuid":
+        return uuid.UUID(text)
+    if kind == "bytes":
+        return base64.b64decode(text)
+    raise ValueError(f"unknown value kind {kind!r} in a position")
+
+
+class CheckpointStore(ABC):
+    """Where positions are kept, per connector name."""
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    async def ensure(self) -> None:
+        """Create what the store needs (idempotent)."""
+
+    @abstractmethod
+    async def load(self, connector: str) -> Position | None: ...
+
+    @abstractmethod
+    async def save(self, connector: str, position: Position) -> None:
+        """Store durably; returns only once it would survive a crash."""
+
+
+def _parse(text: str, where: str) -> Position:
+    try:
+        return Position.from_json(text)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConnectorError(f"{where}: the stored position is unreadable: {exc}") from exc
+
+
+class TableCheckpoints(CheckpointStore):
+    """Positions in a table of the source database (autocommit: each save is its own commit)."""
+
+    def __init__(self, db: Database, table: str) -> None:
+        self.db = db
+        self.table = table
+
+    def describe(self) -> str:
+        return f"table {self.table} in {self.db.where}"
+
+    async def ensure(self) -> None:
+        q = self.db.quote
+        saved = "timestamp" if self.db.dialect == "postgresql" else "DATETIME(6)"
+        await self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {q(self.table)} ("
+            f"{q('connector')} VARCHAR(200) NOT NULL PRIMARY KEY, "
+            f"{q('position')} TEXT NOT NULL, "
+            f"{q('saved_at_utc')} {saved} NOT NULL)"
+        )
+
+    async def load(self, connector: str) -> Position | None:
+        if not await self.db.table_exists(self.table):
+            return None
+        q = self.db.quote
+        rows = await self.db.fetch(
+            f"SELECT {q('position')} FROM {q(self.table)} WHERE {q('connector')} = %s",  # noqa: S608
+            (connector,),
+        )
+        return _parse(rows[0][0], self.describe()) if rows else None
+
+    async def save(self, connector: str, position: Position) -> None:
+        sql = self.db.upsert(self.table, ["connector", "position", "saved_at_utc"], "connector")
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        await self.db.execute(sql, (connector, position.to_json(), now))
+
+
+class FileCheckpoints(CheckpointStore):
+    """Positions in a JSON file, replaced atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+    async def ensure(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConnectorError(f"{self.path.parent}: cannot create: {exc.strerror}") from exc
+
+    def _read_all(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise ConnectorError(f"{self.path}: cannot read: {exc.strerror}") from exc
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConnectorError(f"{self.path}: not a checkpoint file: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConnectorError(f"{self.path}: not a checkpoint file")
+        return data
+
+    async def load(self, connector: str) -> Position | None:
+        entry = self._read_all().get(connector)
+        return _parse(entry, self.describe()) if isinstance(entry, str) else None
+
+    async def save(self, connector: str, position: Position) -> None:
+        data = self._read_all()
+        data[connector] = position.to_json()
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            with tmp.open("w", encoding="utf-8") as fh:
+                json.dump(data, fh, ensure_ascii=False, indent=1, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise ConnectorError(f"{self.path}: cannot save the position: {exc.strerror}") from exc

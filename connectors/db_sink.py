@@ -1,0 +1,396 @@
+"""Database sink: a department's delivered view of a resource, kept in a table of its own.
+
+Reads ``gov.dlv.<department>.<resource>`` (the provider reads its source
+topic) in a consumer group, decodes each record with the schema its id
+names, and upserts it. Per batch::
+
+    fetch ─▶ decode ─▶ upsert every row in one transaction ─▶ COMMIT ─▶ commit Kafka offsets
+
+so a crash before the database commit loses nothing (the batch is read
+again) and a crash between the two commits only repeats upserts.
+
+**Upsert key.** The table's primary key ``gov_key`` is the record's Kafka key:
+the resource's key field (``certificate_no``), or, when the view does not
+carry that field in clear, the router's keyed hash of it, which is just as
+stable. A re-delivered record replaces its own row, and so does a newer
+version of the same source row. The record id (``gov_record_id``) is stored
+too, but cannot be the key: it is a hash of the record's content, so an
+updated source row arrives under a new id and would become a second row.
+
+**The table** is created from the view schema when absent: one column per
+field (types in :meth:`connectors.sql.Database.ddl_type`, the field's ``doc``
+as the column comment, which names any mask), plus ``gov_key``,
+``gov_record_id`` and ``gov_received_at``. Field columns are nullable even
+where the field is not: a grant revoked or narrowed later removes fields
+from the view, and their old values are then cleared (set NULL) rather than
+kept. A field that appears later (a new grant) gets its column added.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from connectors import mapping
+from connectors.base import Connector, ConnectorMetrics
+from connectors.config import DatabaseTarget, DbSinkConfig, Spot
+from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
+from connectors.mapping import FieldType
+from connectors.sql import Database, open_database
+from exchange import kafka, wire
+from exchange import schema as avro
+from exchange.errors import DecodeError, UnknownResource
+from exchange.jsoncodec import to_jsonable
+from exchange.policy import compute_view, view_schema
+from exchange.publisher import RECORD_ID
+from exchange.reader import topic_for
+from exchange.registry import SchemaRegistry
+from exchange.state import ControlState
+
+KEY, RECORD_ID_COLUMN, RECEIVED_AT = "gov_key", "gov_record_id", "gov_received_at"
+TECHNICAL = (KEY, RECORD_ID_COLUMN, RECEIVED_AT)
+
+
+def expected_schema(
+    state: ControlState, department: str, resource: str, spot: Spot, name: str
+) -> avro.Schema:
+    """The schema the department receives ``resource`` under now (its view, or the resource)."""
+    catalog = state.catalog
+    try:
+        res = catalog.resource(resource)
+        catalog.department(department)
+    except UnknownResource as exc:
+        raise spot.error(str(exc), "resource", connector=name) from None
+    if res.provider == department:
+        return res.schema_
+    now = dt.datetime.now(dt.UTC)
+    view = compute_view(catalog, state.book, department, res.id, at=now)
+    if view.denied:
+        raise spot.error(
+            f"{department!r} receives nothing of {res.id!r}: {view.denied}",
+            "department",
+            connector=name,
+        )
+    if department not in state.book.targets(res.id, now):
+        raise spot.error(
+            f"{department!r} has not subscribed to {res.id!r}, so nothing is delivered to it: "
+            f"run 'exchange subscribe --as {department} {res.id}' (or apply for its conditional fields)",
+            "department",
+            connector=name,
+        )
+    return view_schema(res, view)
+
+
+class DbSink(Connector):
+    kind = "db_sink"
+
+    def __init__(
+        self,
+        cfg: DbSinkConfig,
+        *,
+        bootstrap: str,
+        state: ControlState,
+        target: DatabaseTarget,
+        metrics: ConnectorMetrics | None = None,
+        spot: Spot | None = None,
+    ) -> None:
+        super().__init__(cfg.name, metrics)
+        self.cfg = cfg
+        self.bootstrap = bootstrap
+        self.state = state
+        self.spot = spot or Spot()
+        self.group = cfg.group or f"gov-connector-{cfg.name}"
+        self.topic = ""
+        self.db: Database = open_database(target, autocommit=False)
+        self.registry = SchemaRegistry(bootstrap)
+        self.ready = False
+        self.poll_interval_s = 0.0  # poll() itself waits for records
+        self._consumer: Any = None
+        self._exists = False
+        self._table_cols: dict[str, mapping.Column] = {}
+        self._fields: dict[str, FieldType] = {}  # field columns written by the upsert, in order
+        self._docs: dict[str, str] = {}
+        self._plans: dict[int, list[tuple[str, Callable[[Any], Any]]]] = {}
+        self._upsert = ""
+        self._offsets: dict[TopicPartition, int] = {}
+        self._ready_setup = False
+        self._written = 0
+        self._committed: dict[int, int] = {}
+
+    def _error(
+        self, message: str, *keys: str | int, column: str | None = None, field: str | None = None
+    ) -> ConnectorConfigError:
+        return self.spot.error(message, *keys, connector=self.name, column=column, field=field)
+
+    # --- setup ------------------------------------------------------------------------------
+
+    async def setup(self) -> list[str]:
+        cfg = self.cfg
+        schema = expected_schema(self.state, cfg.department, cfg.resource, self.spot, self.name)
+        self.topic = topic_for(self.state.catalog, cfg.department, cfg.resource)
+        wanted = {f["name"]: mapping.field_type(f["type"]) for f in schema["fields"]}
+        self._docs = {f["name"]: str(f.get("doc", "")) for f in schema["fields"]}
+        for name in wanted:
+            if name in TECHNICAL:
+                raise self._error(
+                    f"field {name!r} clashes with a column the sink adds itself",
+                    "table",
+                    field=name,
+                )
+        await self.db.connect()
+        self._exists = await self.db.table_exists(cfg.table)
+        notes = []
+        if self._exists:
+            described = await self.db.describe(self.db.quote(cfg.table))
+            await self.db.rollback()
+            self._table_cols = {c.name: c for c in described}
+            missing = [c for c in (KEY, RECORD_ID_COLUMN) if c not in self._table_cols]
+            if missing:
+                raise self._error(
+                    f"table {cfg.table} exists but has no {' or '.join(missing)} column: it was not "
+                    "created by this sink; name a new table and the sink creates it",
+                    "table",
+                    column=missing[0],
+                )
+            if not await self.db.is_unique(cfg.table, KEY):
+                raise self._error(
+                    f"column {KEY} of table {cfg.table} is not its primary key: upserts by "
+                    "record key need it (ALTER TABLE ... ADD PRIMARY KEY (gov_key))",
+                    "table",
+                    column=KEY,
+                )
+            for name, ft in wanted.items():
+                self._check_column(name, ft)
+            added = [n for n in wanted if n not in self._table_cols]
+            notes.append(
+                f"table {cfg.table} exists"
+                + (
+                    f"; columns to add: {', '.join(added)}"
+                    if added
+                    else "; every field has its column"
+                )
+            )
+        else:
+            schema_name = cfg.table.rpartition(".")[0]
+            if schema_name and not await self.db.schema_exists(schema_name):
+                raise self._error(
+                    f"schema {schema_name!r} does not exist in {self.db.where}: create it first",
+                    "table",
+                )
+            notes.append(f"table {cfg.table} will be created ({len(wanted)} field columns)")
+        self._fields = dict(wanted)
+        self._ready_setup = True
+        return [
+            f"{self.name}: {self.topic} (group {self.group}) → {self.db.where}, "
+            f"fields: {', '.join(wanted)}",
+            f"{self.name}: {'; '.join(notes)}; upsert by {KEY} (the record's key)",
+        ]
+
+    def _check_column(self, name: str, ft: FieldType) -> None:
+        col = self._table_cols.get(name)
+        if col is None:
+            return
+        problem = mapping.sink_problem(col, ft)
+        if problem:
+            raise self._error(problem, "table", column=name, field=name)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.ready = False
+        self._offsets, self._written = {}, 0  # whatever was not flushed is read again
+        try:
+            await self.db.connect()
+            if not self._ready_setup:
+                await self.setup()
+            if not self._exists:
+                await self._create_table()
+            else:
+                await self._add_columns([n for n in self._fields if n not in self._table_cols])
+            await self.db.commit()
+            described = await self.db.describe(self.db.quote(self.cfg.table))
+            await self.db.rollback()
+            self._table_cols = {c.name: c for c in described}
+            self._upsert = self._upsert_sql()
+            await self.registry.refresh()
+            await kafka.ensure_topics(self.bootstrap, [self.topic], partitions=3)
+            consumer = kafka.consumer(
+                self.bootstrap,
+                group_id=self.group,
+                max_poll_records=self.cfg.batch_size,
+                session_timeout_ms=self.cfg.session_timeout_ms,
+                heartbeat_interval_ms=max(300, self.cfg.session_timeout_ms // 5),
+            )
+            await consumer.start()
+            consumer.subscribe([self.topic])
+            self._consumer = consumer
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        try:
+            if consumer is not None:
+                await consumer.stop()
+        finally:
+            try:
+                await self.db.rollback()
+            finally:
+                await self.db.close()
+
+    async def _create_table(self) -> None:
+        q, db, table = self.db.quote, self.db, self.cfg.table
+        cols = [f"{q(KEY)} {db.key_type()} NOT NULL PRIMARY KEY"]
+        for name, ft in self._fields.items():
+            cols.append(
+                f"{q(name)} {db.ddl_type(ft)} NULL{db.inline_comment(self._docs.get(name, ''))}"
+            )
+        stamp = "timestamptz" if db.dialect == "postgresql" else "DATETIME(6)"
+        cols.append(f"{q(RECORD_ID_COLUMN)} VARCHAR(64) NOT NULL")
+        cols.append(f"{q(RECEIVED_AT)} {stamp} NOT NULL")
+        tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if db.dialect == "mysql" else ""
+        await db.execute(f"CREATE TABLE {q(table)} ({', '.join(cols)}){tail}")
+        comment = db.table_comment(
+            table, f"{self.cfg.resource} as delivered to {self.cfg.department} by the exchange bus"
+        )
+        if comment:
+            await db.execute(comment)
+        for name in self._fields:
+            comment = db.column_comment(table, name, self._docs.get(name, ""))
+            if comment:
+                await db.execute(comment)
+        self._exists = True
+
+    async def _add_columns(self, names: list[str]) -> None:
+        q, db = self.db.quote, self.db
+        for name in names:
+            await db.execute(
+                f"ALTER TABLE {q(self.cfg.table)} ADD COLUMN {q(name)} "
+                f"{db.ddl_type(self._fields[name])} NULL{db.inline_comment(self._docs.get(name, ''))}"
+            )
+
+    def _upsert_sql(self) -> str:
+        return self.db.upsert(
+            self.cfg.table, [KEY, *self._fields, RECORD_ID_COLUMN, RECEIVED_AT], KEY
+        )
+
+    # --- moving records ----------------------------------------------------------------------
+
+    def _value_converter(self, ft: FieldType) -> Callable[[Any], Any]:
+        tz = self.db.target.timezone
+        if ft.kind in ("record", "array", "map"):
+            return lambda v: None if v is None else json.dumps(to_jsonable(v), ensure_ascii=False)
+        if self.db.dialect == "mysql" and ft.kind in ("timestamp-millis", "timestamp-micros"):
+            return lambda v: None if v is None else v.astimezone(tz).replace(tzinfo=None)
+        return lambda v: v
+
+    async def _plan(self, sid: int) -> list[tuple[str, Callable[[Any], Any]]]:
+        """Fields of records written with schema ``sid``; adds columns for new fields."""
+        schema = self.registry.schema(sid)
+        new: list[str] = []
+        plan = []
+        for f in schema["fields"]:
+            name, ft = f["name"], mapping.field_type(f["type"])
+            known = self._fields.get(name)
+            if known is None:
+                if name in TECHNICAL:
+                    raise ConnectorDataError(
+                        f"schema {sid} has a field named like a sink column",
+                        connector=self.name,
+                        field=name,
+                    )
+                self._check_column(name, ft)
+                self._fields[name] = ft
+                self._docs[name] = str(f.get("doc", ""))
+                if name not in self._table_cols:
+                    new.append(name)
+            elif known.text != ft.text:
+                col = self._table_cols.get(name)
+                if col is None or mapping.sink_problem(col, ft):
+                    raise ConnectorDataError(
+                        f"the view now delivers this field as {ft.text}, but its column holds "
+                        f"{known.text}: change or drop the column, then restart the sink",
+                        connector=self.name,
+                        column=name,
+                        field=name,
+                    )
+                self._fields[name] = ft
+            plan.append((name, self._value_converter(ft)))
+        if new:
+            await self._add_columns(new)
+            self._upsert = self._upsert_sql()
+        self._plans[sid] = plan
+        return plan
+
+    async def poll(self) -> int:
+        if self._consumer is None:
+            raise ConnectorError(f"connector {self.name!r} is not started")
+        fetched = await self._consumer.getmany(timeout_ms=500, max_records=self.cfg.batch_size)
+        if not self.ready and self._consumer.assignment():
+            self.ready = True
+        if not fetched:
+            return 0
+        rows: dict[str, dict[str, Any]] = {}
+        received = dt.datetime.now(dt.UTC)
+        if self.db.dialect == "mysql":
+            received = received.astimezone(self.db.target.timezone).replace(tzinfo=None)
+        count = 0
+        for tp, records in fetched.items():
+            count += len(records)
+            for rec in records:
+                rows_key, row = await self._row(rec, received)
+                rows.pop(rows_key, None)  # keep the last version of a key, in order
+                rows[rows_key] = row
+            self._offsets[tp] = records[-1].offset + 1
+        self.metrics.rows_read.labels(self.name).inc(count)
+        self.progress.rows_read += count
+        columns = [KEY, *self._fields, RECORD_ID_COLUMN, RECEIVED_AT]
+        await self.db.executemany(
+            self._upsert, [[r.get(c) for c in columns] for r in rows.values()]
+        )
+        self._written = len(rows)
+        return count
+
+    async def _row(self, rec: Any, received: Any) -> tuple[str, dict[str, Any]]:
+        headers = dict(rec.headers or ())
+        rid = headers.get(RECORD_ID, b"").decode("utf-8", "replace")
+        where = f"{rec.topic}[{rec.partition}]@{rec.offset}"
+        try:
+            sid, body = wire.unframe(rec.value)
+            parsed = await self.registry.resolve(sid)
+            value = wire.decode(parsed, body)
+        except DecodeError as exc:
+            raise ConnectorDataError(
+                f"record {where} cannot be decoded: {exc}", connector=self.name
+            ) from exc
+        plan = self._plans.get(sid) or await self._plan(sid)
+        key = rec.key.decode("utf-8", "replace") if rec.key is not None else rid
+        if not key:
+            raise ConnectorDataError(
+                f"record {where} has neither a key nor a record id", connector=self.name
+            )
+        row: dict[str, Any] = {KEY: key, RECORD_ID_COLUMN: rid, RECEIVED_AT: received}
+        for name, convert in plan:
+            row[name] = convert(value.get(name))
+        return key, row
+
+    async def flush(self) -> None:
+        if not self._offsets:
+            return
+        await self.db.commit()
+        written, self._written = self._written, 0
+        self.metrics.written.labels(self.name).inc(written)
+        self.progress.written += written
+        offsets, self._offsets = self._offsets, {}
+        await self._consumer.commit(offsets)
+        self._committed.update({tp.partition: off for tp, off in offsets.items()})
+        self.progress.checkpoint = "offsets " + " ".join(
+            f"p{p}:{off}" for p, off in sorted(self._committed.items())
+        )
+        self.metrics.checkpoints.labels(self.name).inc()
+        self.metrics.last_checkpoint.labels(self.name).set_to_current_time()

@@ -1,0 +1,415 @@
+"""Files in and out of the bus: JSON Lines and CSV.
+
+**Import** publishes a file as records of a resource the department
+provides. The whole file is read and validated first (every line converted
+and checked against the schema); the first bad line stops the import with
+its line number, the column and the field, and nothing of the file is sent.
+Importing the same file twice gives the same record ids, which consumers
+drop as duplicates.
+
+CSV: the first line names the columns; ``mapping`` (field: column) renames,
+a field not mapped is read from the column of its own name, a column that
+feeds no field is refused unless listed in ``ignore_columns``. An empty cell
+is NULL. Cells are read as JSON Lines values are (:mod:`exchange.jsoncodec`):
+dates ``YYYY-MM-DD``, timestamps ISO-8601 (without an offset: China time),
+decimals as written, booleans ``true``/``false`` (or ``1``/``0``), bytes in
+base64, records, arrays and maps as JSON.
+
+**Export** writes everything the department has received of a resource
+(its delivery topic; the provider's own source topic) to a file, one record
+per line in topic order, duplicates dropped by record id. The file is
+written beside its final name and renamed into place, so a reader never
+sees half of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from connectors import mapping
+from connectors.base import Connector, ConnectorMetrics
+from connectors.config import FileExportConfig, FileImportConfig, Spot
+from connectors.db_sink import expected_schema
+from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
+from exchange import kafka, wire
+from exchange.catalog import Catalog, Resource
+from exchange.errors import DecodeError, ExchangeError, RecordInvalid, UnknownResource
+from exchange.jsoncodec import FieldProblem, dumps, from_json, to_jsonable
+from exchange.publisher import RECORD_ID, Prepared, Publisher
+from exchange.reader import topic_for
+from exchange.registry import SchemaRegistry
+from exchange.state import ControlState
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def file_format(path: Path, given: str | None) -> str:
+    if given:
+        return given
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    raise ConnectorConfigError(
+        f"{path}: cannot tell the format from the name: set format: jsonl or csv"
+    )
+
+
+class FileImport(Connector):
+    kind = "file_import"
+
+    def __init__(
+        self,
+        cfg: FileImportConfig,
+        *,
+        bootstrap: str,
+        catalog: Catalog,
+        metrics: ConnectorMetrics | None = None,
+        spot: Spot | None = None,
+        partitions: int = 3,
+    ) -> None:
+        super().__init__(cfg.name, metrics)
+        self.cfg = cfg
+        self.bootstrap = bootstrap
+        self.catalog = catalog
+        self.spot = spot or Spot()
+        self.partitions = partitions
+        self._publisher: Publisher | None = None
+        self._prepared: list[Prepared] | None = None
+        self._sent = 0
+        self._started = False
+
+    async def setup(self) -> list[str]:
+        cfg = self.cfg
+        try:
+            res = self.catalog.resource(cfg.resource)
+            self.catalog.department(cfg.department)
+        except UnknownResource as exc:
+            raise self.spot.error(str(exc), "resource", connector=self.name) from None
+        if res.provider != cfg.department:
+            raise self.spot.error(
+                f"department {cfg.department!r} cannot publish {res.id!r}: its provider is {res.provider!r}",
+                "department",
+                connector=self.name,
+            )
+        fmt = file_format(cfg.path, cfg.format)
+        if cfg.mapping and fmt != "csv":
+            raise self.spot.error(
+                "mapping applies to CSV files only", "mapping", connector=self.name
+            )
+        publisher = Publisher(
+            self.bootstrap, self.catalog, cfg.department, partitions=self.partitions
+        )
+        try:
+            # reading and validating a whole file is CPU work: off the event loop
+            if fmt == "jsonl":
+                prepared = await asyncio.to_thread(publisher.prepare_json_lines, res.id, cfg.path)
+            else:
+                prepared = await asyncio.to_thread(self._read_csv, publisher, res)
+        except RecordInvalid as exc:
+            raise ConnectorDataError(
+                f"{exc.reason}; nothing of the file was published",
+                file=str(cfg.path),
+                line=exc.facts.get("line"),
+                connector=self.name,
+                field=exc.facts.get("field"),
+            ) from None
+        except ConnectorError:
+            raise
+        except ExchangeError as exc:
+            raise ConnectorDataError(str(exc), connector=self.name) from None
+        self._prepared = prepared
+        self._publisher = publisher
+        return [f"{self.name}: {cfg.path} ({fmt}) → {res.id}: {len(prepared)} records, all valid"]
+
+    def _read_csv(self, publisher: Publisher, res: Resource) -> list[Prepared]:
+        cfg, path = self.cfg, self.cfg.path
+        fields = {f["name"]: f for f in res.schema_["fields"]}
+        unknown = sorted(set(cfg.mapping) - set(fields))
+        if unknown:
+            raise self.spot.error(
+                f"{unknown[0]!r} is not a field of {res.id!r}",
+                "mapping",
+                unknown[0],
+                connector=self.name,
+                field=unknown[0],
+            )
+
+        def bad(
+            message: str, line: int, column: str | None = None, field: str | None = None
+        ) -> ConnectorDataError:
+            return ConnectorDataError(
+                f"{message}; nothing of the file was published",
+                file=str(path),
+                line=line,
+                connector=self.name,
+                column=column,
+                field=field,
+            )
+
+        try:
+            fh = path.open(encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            raise ConnectorError(
+                f"{path}: cannot read: {exc.strerror}", connector=self.name
+            ) from exc
+        out: list[Prepared] = []
+        with fh:
+            reader = csv.reader(fh, delimiter=cfg.delimiter, strict=True)
+            try:
+                header = next(reader, None)
+                if header is None:
+                    raise bad("the file is empty: the first line must name the columns", 1)
+                index: dict[str, int] = {}
+                for i, name in enumerate(header):
+                    if name in index:
+                        raise bad(f"column {name!r} appears twice in the header", 1, column=name)
+                    index[name] = i
+                wanted = {f: cfg.mapping.get(f, f) for f in fields}
+                used = set(wanted.values()) | set(cfg.ignore_columns)
+                for name in header:
+                    if name not in used:
+                        raise bad(
+                            f"column {name!r} feeds no field of {res.id!r}: map it (mapping: FIELD: "
+                            f"{name}) or list it under ignore_columns",
+                            1,
+                            column=name,
+                        )
+                plan: list[tuple[str, int | None, mapping.FieldType]] = []
+                for fname, column in wanted.items():
+                    ft = mapping.field_type(fields[fname]["type"])
+                    if column not in index:
+                        if fname not in cfg.mapping and "default" in fields[fname]:
+                            plan.append((fname, None, ft))
+                            continue
+                        raise bad(
+                            f"no column {column!r} for field {fname!r}",
+                            1,
+                            column=column,
+                            field=fname,
+                        )
+                    plan.append((fname, index[column], ft))
+                end = reader.line_num
+                for cells in reader:
+                    line, end = end + 1, reader.line_num
+                    if not any(cells):
+                        continue
+                    if len(cells) != len(header):
+                        raise bad(
+                            f"{len(cells)} cells, but the header names {len(header)} columns", line
+                        )
+                    data: dict[str, Any] = {}
+                    for fname, idx, ft in plan:
+                        if idx is None:
+                            continue
+                        try:
+                            data[fname] = _cell(cells[idx], ft)
+                        except ValueError as exc:
+                            raise bad(str(exc), line, column=header[idx], field=fname) from None
+                    try:
+                        record = from_json(res.schema_, data)
+                    except FieldProblem as exc:
+                        raise bad(
+                            exc.message, line, column=wanted.get(exc.path), field=exc.path
+                        ) from None
+                    try:
+                        out.append(publisher.prepare(res.id, record, line=line))
+                    except RecordInvalid as exc:
+                        field = exc.facts.get("field")
+                        raise bad(
+                            exc.reason, line, column=wanted.get(str(field)), field=field
+                        ) from None
+            except csv.Error as exc:
+                raise bad(f"not valid CSV: {exc}", reader.line_num) from None
+            except UnicodeDecodeError as exc:
+                raise ConnectorDataError(
+                    f"{path}: not UTF-8 text (byte {exc.start})", connector=self.name
+                ) from None
+        return out
+
+    async def start(self) -> None:
+        if self._prepared is None:
+            await self.setup()
+        assert self._publisher is not None
+        if not self._started:
+            await self._publisher.start()
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._publisher is not None and self._started:
+            self._started = False
+            await self._publisher.stop()
+
+    async def poll(self) -> int:
+        if self._publisher is None or self._prepared is None or not self._started:
+            raise ConnectorError(f"connector {self.name!r} is not started")
+        chunk = self._prepared[self._sent : self._sent + self.cfg.batch_size]
+        if not chunk:
+            self.finished = True
+            return 0
+        self.metrics.rows_read.labels(self.name).inc(len(chunk))
+        self.progress.rows_read += len(chunk)
+        await self._publisher.send(chunk)
+        self._sent += len(chunk)
+        self.metrics.published.labels(self.name).inc(len(chunk))
+        self.progress.published += len(chunk)
+        self.progress.checkpoint = f"{self._sent} of {len(self._prepared)} records"
+        if self._sent >= len(self._prepared):
+            self.finished = True
+        return len(chunk)
+
+    async def flush(self) -> None:
+        """Nothing to do: poll() returns once the broker acknowledged the chunk."""
+
+
+def _cell(text: str, ft: mapping.FieldType) -> Any:
+    """The JSON-form value of one CSV cell for a field of type ``ft`` (empty: NULL)."""
+    if text == "":
+        return None
+    kind = ft.kind
+    if kind in ("int", "long"):
+        if not _INT.match(text.strip()):
+            raise ValueError(f"{text!r} is not an integer")
+        return int(text)
+    if kind in ("float", "double"):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+    if kind == "boolean":
+        lowered = text.strip().lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise ValueError(f"{text!r} is not a boolean (true/false, 1/0)")
+    if kind in ("record", "array", "map"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not JSON") from None
+    return text
+
+
+class FileExport(Connector):
+    kind = "file_export"
+
+    def __init__(
+        self,
+        cfg: FileExportConfig,
+        *,
+        bootstrap: str,
+        state: ControlState,
+        metrics: ConnectorMetrics | None = None,
+        spot: Spot | None = None,
+    ) -> None:
+        super().__init__(cfg.name, metrics)
+        self.cfg = cfg
+        self.bootstrap = bootstrap
+        self.state = state
+        self.spot = spot or Spot()
+        self.registry = SchemaRegistry(bootstrap)
+        self.topic = ""
+        self.format = ""
+        self._fields: list[str] = []
+        self._setup_done = False
+
+    async def setup(self) -> list[str]:
+        cfg = self.cfg
+        schema = expected_schema(self.state, cfg.department, cfg.resource, self.spot, self.name)
+        self.topic = topic_for(self.state.catalog, cfg.department, cfg.resource)
+        self._fields = [f["name"] for f in schema["fields"]]
+        self.format = file_format(cfg.path, cfg.format)
+        parent = cfg.path.parent
+        if not parent.is_dir():
+            raise self.spot.error(f"directory {parent} does not exist", "path", connector=self.name)
+        if not os.access(parent, os.W_OK):
+            raise self.spot.error(
+                f"directory {parent} is not writable", "path", connector=self.name
+            )
+        self._setup_done = True
+        return [
+            f"{self.name}: {self.topic} → {cfg.path} ({self.format}), fields: {', '.join(self._fields)}"
+        ]
+
+    async def start(self) -> None:
+        if not self._setup_done:
+            await self.setup()
+        await self.registry.refresh()
+
+    async def stop(self) -> None:
+        """Nothing is held open between polls."""
+
+    async def poll(self) -> int:
+        if self.finished:
+            return 0
+        records = await kafka.read_to_end(self.bootstrap, self.topic, timeout_s=120)
+        seen: set[str] = set()
+        values: list[dict[str, Any]] = []
+        for rec in records:
+            rid = dict(rec.headers or ()).get(RECORD_ID, b"").decode()
+            if rid and rid in seen:
+                continue
+            seen.add(rid)
+            try:
+                sid, body = wire.unframe(rec.value)
+                value = wire.decode(await self.registry.resolve(sid), body)
+            except DecodeError as exc:
+                raise ConnectorDataError(
+                    f"record {rec.topic}[{rec.partition}]@{rec.offset} cannot be decoded: {exc}",
+                    connector=self.name,
+                ) from exc
+            for name in value:
+                if name not in self._fields:
+                    self._fields.append(name)
+            values.append(value)
+        self.metrics.rows_read.labels(self.name).inc(len(records))
+        self.progress.rows_read += len(records)
+        await asyncio.to_thread(self._write, values)
+        self.metrics.written.labels(self.name).inc(len(values))
+        self.progress.written += len(values)
+        self.progress.checkpoint = f"{len(values)} records in {self.cfg.path.name}"
+        self.finished = True
+        return len(values)
+
+    def _write(self, values: list[dict[str, Any]]) -> None:
+        path = self.cfg.path
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                if self.format == "jsonl":
+                    for v in values:
+                        fh.write(dumps(v) + "\n")
+                else:
+                    writer = csv.writer(fh, delimiter=self.cfg.delimiter)
+                    writer.writerow(self._fields)
+                    for v in values:
+                        writer.writerow([_csv_text(v.get(name)) for name in self._fields])
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise ConnectorError(
+                f"{path}: cannot write: {exc.strerror}", connector=self.name
+            ) from exc
+
+    async def flush(self) -> None:
+        """Nothing to do: the file is complete once poll() renamed it into place."""
+
+
+def _csv_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    plain = to_jsonable(value)
+    if isinstance(plain, dict | list):
+        return json.dumps(plain, ensure_ascii=False)
+    return str(plain)
