@@ -94,8 +94,9 @@ async def load(bootstrap: str) -> ControlState:
 class ControlFollower:
     """Follows the control topics live and feeds every new record to a :class:`ControlState`."""
 
-    def __init__(self, state: ControlState) -> None:
+    def __init__(self, state: ControlState, **consumer_options: Any) -> None:
         self.state = state
+        self._options = consumer_options
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
@@ -103,7 +104,7 @@ class ControlFollower:
     async def start(self, *, follow: bool = True) -> None:
         """Read the control topics to their end; then follow them (or catch up on demand)."""
         await ensure_control_topics(self.state.bootstrap)
-        c = kafka.consumer(self.state.bootstrap)
+        c = kafka.consumer(self.state.bootstrap, **self._options)
         await c.start()
         c.assign(self._tps)
         await c.seek_to_beginning(*self._tps)
@@ -123,23 +124,16 @@ class ControlFollower:
 
         ``at_least`` maps a topic to an offset that must be read past, e.g. one
         past the offset of a command just written, so the caller sees its own write.
-        The high watermarks the consumer's background fetches keep are used as the
-        end: asking the broker (ListOffsets) would queue behind the long-polling
-        fetch on the same connection and cost up to half a second per topic.
         """
         if self._task is not None:
             raise RuntimeError("a following ControlFollower catches up by itself")
         c = self._consumer
         loop = asyncio.get_running_loop()
         for tp in self._tps:
-            if c.highwater(tp) is None:
-                for rec in await kafka.drain(c, [tp], timeout_s=30):
-                    self.state.handle(rec)
-                continue
+            for rec in await kafka.drain(c, [tp], timeout_s=30):
+                self.state.handle(rec)
             deadline = loop.time() + 30
-            while await c.position(tp) < max(
-                c.highwater(tp) or 0, (at_least or {}).get(tp.topic, 0)
-            ):
+            while await c.position(tp) < (at_least or {}).get(tp.topic, 0):
                 if loop.time() > deadline:
                     raise BrokerUnavailable(f"timed out reading {tp.topic}")
                 batch = await c.getmany(tp, timeout_ms=100)
