@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from exchange.errors import UnknownResource
+
 SLUG = r"^[a-z][a-z0-9_]{1,39}$"
 #: Resource code as the catalog guide structures it: classification (类/项/目, digits),
 #: provider code (the provider's unified social credit code) and a sequence number.
@@ -187,8 +189,6 @@ class Catalog(BaseModel):
     schema_history: dict[str, list[int]] = Field(default_factory=dict)
 
     def department(self, dept_id: str) -> Department:
-        from exchange.errors import UnknownResource
-
         try:
             return self.departments[dept_id]
         except KeyError:
@@ -198,8 +198,6 @@ class Catalog(BaseModel):
             ) from None
 
     def resource(self, resource_id: str) -> Resource:
-        from exchange.errors import UnknownResource
-
         try:
             return self.resources[resource_id]
         except KeyError:

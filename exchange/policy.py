@@ -134,9 +134,12 @@ def view_schema(res: Resource, view: View) -> avro.Schema:
                 f["default"] = None
         out_fields.append(f)
     schema = {k: v for k, v in res.schema_.items() if k != "fields"}
-    schema["namespace"] = f"gov.exchange.view.{view.consumer}"
-    schema["doc"] = f"{res.schema_.get('doc', res.name_en)} — view for {view.consumer}" + (
-        f" under grant {view.grant_id}" if view.grant_id else ""
+    # the schema describes a shape, not who holds it: views of the same fields and masks
+    # share one schema id (who received what under which grant is in the audit log)
+    schema["namespace"] = "gov.exchange.view"
+    schema["doc"] = (
+        f"{res.schema_.get('doc', res.name_en)} — a view of {res.id}: "
+        f"{len(view.fields)} of {len(res.fields)} fields"
     )
     schema["fields"] = out_fields
     return schema

@@ -117,6 +117,8 @@ class Router:
         self.views: dict[str, list[CompiledView]] = {}
         self.decoders: dict[str, _Decoder] = {}
         self._dirty = True
+        #: resources whose views must be recompiled (None: all of them)
+        self._dirty_resources: set[str] | None = None
         self._next_expiry: dt.datetime | None = None
         self._consumer: Any = None
         self._producer: Any = None
@@ -131,10 +133,13 @@ class Router:
 
     def _mark_dirty(self) -> None:
         self._dirty = True
+        self._dirty_resources = None  # everything: the catalog changed
 
     def _on_grant_event(self, event: GrantEvent, refused: str | None) -> None:
         if refused is None:
             self._dirty = True
+            if self._dirty_resources is not None:
+                self._dirty_resources.add(event.resource)
         elif event.event_id not in self.state.book.accepted and self._notice(
             Action.COMMAND_REFUSED, event.event_id
         ):
@@ -212,20 +217,30 @@ class Router:
 
     # --- policy ----------------------------------------------------------------
 
-    async def _recompile(self) -> None:
-        """Compile the views of every resource from the catalog and grants in force."""
+    async def _recompile(self, *, everything: bool = False) -> None:
+        """Compile the views from the catalog and grants in force.
+
+        After grant events only the resources they concern are recompiled; after a
+        catalog change or an expiry, every resource.
+        """
         started = time.perf_counter()
-        self._dirty = False
+        only = None if everything else self._dirty_resources
+        self._dirty, self._dirty_resources = False, set()
         if self.state.snapshot is None:
             self.views, self.decoders = {}, {}
             return
         now = dt.datetime.now(dt.UTC)
         catalog: Catalog = self.state.catalog
         book = self.state.book
-        views: dict[str, list[CompiledView]] = {}
-        decoders: dict[str, _Decoder] = {}
+        if only is None:
+            views: dict[str, list[CompiledView]] = {}
+            decoders: dict[str, _Decoder] = {}
+        else:
+            views, decoders = dict(self.views), dict(self.decoders)
         new_topics: set[str] = set()
         for res in catalog.resources.values():
+            if only is not None and res.id in decoders and res.id not in only:
+                continue
             if res.schema_id not in self.state.registry:
                 await self.state.registry.refresh()
             decoders[res.id] = _Decoder(res, self.state)
@@ -332,9 +347,9 @@ class Router:
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
         # after the fetch, not before: getmany may wait (for a group assignment, say) while
         # a grant changes, and a batch must never be routed with views older than it is
-        if self._dirty or (
-            self._next_expiry is not None and dt.datetime.now(dt.UTC) >= self._next_expiry
-        ):
+        if self._next_expiry is not None and dt.datetime.now(dt.UTC) >= self._next_expiry:
+            await self._recompile(everything=True)
+        elif self._dirty:
             await self._recompile()
         elif time.monotonic() >= self._next_watch:
             self._watch(dt.datetime.now(dt.UTC))

@@ -83,12 +83,10 @@ class ControlState:
 
 async def load(bootstrap: str) -> ControlState:
     """Read the control topics to their current end."""
-    await ensure_control_topics(bootstrap)
-    state = ControlState(bootstrap)
-    for topic in (topics.SCHEMAS, topics.CATALOG, topics.GRANTS):
-        for rec in await kafka.read_to_end(bootstrap, topic):
-            state.handle(rec)
-    return state
+    reader = ControlFollower(ControlState(bootstrap))
+    await reader.start(follow=False)
+    await reader.stop()
+    return reader.state
 
 
 class ControlFollower:

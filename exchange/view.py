@@ -8,6 +8,7 @@ per-consumer key bound, the view schema is parsed and registered.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -76,27 +77,48 @@ class CompiledView:
         return wire.frame(self.schema_id, project(body, offsets, record, self.plan))
 
 
+@functools.lru_cache(maxsize=65536)
+def _consumer_key(master_secret: bytes, consumer: str, resource: str) -> bytes:
+    return consumer_key(master_secret, consumer, resource)
+
+
+#: compiled view schemas by shape: (resource schema id, fields, masks) -> (schema, id, parsed)
+_SHAPES: dict[tuple[int, tuple[str, ...], tuple[tuple[str, str], ...]], tuple[Any, int, Any]] = {}
+
+
+def _shape(res: Resource, view: View) -> tuple[Any, int, Any]:
+    """The view schema, its id and parsed form; computed once per distinct shape."""
+    key = (res.schema_id, view.fields, tuple(sorted(view.masks.items())))
+    shape = _SHAPES.get(key)
+    if shape is None:
+        schema = view_schema(res, view)
+        if len(_SHAPES) > 65536:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = (schema, avro.schema_id(schema), avro.parse(schema))
+    return shape
+
+
 def compile_view(
     res: Resource, view: View, master_secret: bytes, scanner: Scanner | None = None
 ) -> CompiledView:
-    schema = view_schema(res, view)
-    key = consumer_key(master_secret, view.consumer, res.id)
+    schema, sid, parsed = _shape(res, view)
+    key = _consumer_key(master_secret, view.consumer, res.id)
     masks = {name: compile_mask(parse_mask(spec), key) for name, spec in view.masks.items()}
     plan = None
     if scanner is not None:
+        nullable = {f.name: f.nullable for f in res.fields}
         plan = [
-            (name, scanner.index[name], masks.get(name), res.field(name).nullable)
-            for name in view.fields
+            (name, scanner.index[name], masks.get(name), nullable[name]) for name in view.fields
         ]
     return CompiledView(
         view=view,
         topic=topics.delivery(view.consumer, res.id),
         schema=schema,
-        schema_id=avro.schema_id(schema),
-        parsed=avro.parse(schema),
+        schema_id=sid,
+        parsed=parsed,
         row_filter=compile_filter(view.row_filter, res.field_names()) if view.row_filter else None,
         masks=masks,
-        passthrough=schema is res.schema_ and view.row_filter is None,
+        passthrough=sid == res.schema_id and view.row_filter is None,
         key_plain=res.key in view.fields and res.key not in view.masks,
         key_secret=key,
         plan=plan,
