@@ -169,8 +169,13 @@ async def _raw_throughput(s: Setup, source: str, count: int) -> float:
                 for rec in records:
                     for out in outs:
                         futures.append(
+                            # partitioned like the router: source partition to the same one
                             await p.send(
-                                out, value=rec.value, key=rec.key, headers=list(rec.headers)
+                                out,
+                                value=rec.value,
+                                key=rec.key,
+                                headers=list(rec.headers),
+                                partition=rec.partition,
                             )
                         )
                 done += len(records)
