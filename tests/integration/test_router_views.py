@@ -302,7 +302,11 @@ async def test_view_schemas_on_the_bus_say_which_rule_masked_which_field(
     assert {f["name"]: f["type"] for f in civil["fields"]}["birth_date"] == "string"
     hrss = registry.schema(scenario.got("hrss", BMC)[0].schema_id)
     assert [f["name"] for f in hrss["fields"]] == BMC_UNCONDITIONAL
-    assert len({s["namespace"] for s in (police, civil, hrss)}) == 3
+    assert {s["namespace"] for s in (police, civil, hrss)} == {"gov.exchange.view"}
+    # three different shapes, three schemas
+    assert (
+        len({scenario.got(c, BMC)[0].schema_id for c in ("police", "civil_affairs", "hrss")}) == 3
+    )
     assert res.schema_id not in {r.schema_id for r in scenario.got("hrss", BMC)}
 
 
