@@ -224,14 +224,21 @@ async def _steady_publish(
 
 
 async def _collect(
-    bootstrap: str, topic: str, got: dict[bytes, float], stop: asyncio.Event
+    bootstrap: str,
+    topic: str,
+    got: dict[bytes, float],
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
 ) -> None:
+    await kafka.ensure_topics(bootstrap, [topic], partitions=3)  # the router may not have yet
     c = kafka.consumer(bootstrap, group_id=f"lat-{uuid.uuid4().hex[:8]}", fetch_max_wait_ms=5)
     await c.start()
     c.subscribe([topic])
     try:
         while not stop.is_set():
             batch = await c.getmany(timeout_ms=20)
+            if ready is not None and not ready.is_set() and c.assignment():
+                ready.set()  # joined the group: what is published from now on is timed fairly
             now = time.perf_counter()
             for records in batch.values():
                 for rec in records:
@@ -261,8 +268,10 @@ async def _latency(
     else:
         source = out = f"bench.lat.{tag}"
         await kafka.ensure_topics(s.bootstrap, [source], partitions=3)
-    collector = asyncio.create_task(_collect(s.bootstrap, out, got, stop))
-    await asyncio.sleep(4)  # consumer group joins on the embedded broker take ~3 s
+    ready = asyncio.Event()
+    collector = asyncio.create_task(_collect(s.bootstrap, out, got, stop, ready))
+    await asyncio.wait_for(ready.wait(), timeout=30)  # group joins take ~3 s here
+    await asyncio.sleep(0.5)
     await _steady_publish(s, source, rate, seconds, sent, lambda i: f"LAT{tag}{i:08d}".encode())
     await asyncio.sleep(1.5)
     stop.set()
@@ -318,14 +327,16 @@ async def _revocation_latency(s: Setup, rounds: int) -> list[float]:
                 grant = await p.approve(app)
             got: dict[bytes, float] = {}
             cstop = asyncio.Event()
+            ready = asyncio.Event()
             collector = asyncio.create_task(
-                _collect(s.bootstrap, topics.delivery(consumer, BENCH_RESOURCE), got, cstop)
+                _collect(s.bootstrap, topics.delivery(consumer, BENCH_RESOURCE), got, cstop, ready)
             )
-            await asyncio.sleep(4.0)  # let deliveries flow and the collector join
+            await asyncio.wait_for(ready.wait(), timeout=30)
+            await asyncio.sleep(1.0)  # let deliveries flow
             async with Department(s.bootstrap, PROVIDER) as p:
                 await p.revoke(grant, reason="bench")
                 revoked_at = time.perf_counter()
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(1.5)
             cstop.set()
             await collector
             if not got:
@@ -439,7 +450,7 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
         broker.start()
         bootstrap = broker.bootstrap
     rows: list[Row] = []
-    n = 20_000 if quick else 200_000
+    n = 10_000 if quick else 200_000
     try:
         with tempfile.TemporaryDirectory() as tmp:
             s = await _setup(bootstrap, Path(tmp), distinct=500 if quick else 2000)
@@ -459,7 +470,7 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
                 )
             )
 
-            seconds = 5 if quick else 20
+            seconds = 3 if quick else 20
             echo(f"measuring latency at 2,000 records/s for {seconds} s")
             raw_p50, raw_p99 = await _latency(s, 2000, seconds, through_router=False)
             p50, p99 = await _latency(s, 2000, seconds, through_router=True)
@@ -524,7 +535,7 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
                     recompile_s < 1,
                 )
             )
-            rounds = 5 if quick else 20
+            rounds = 3 if quick else 20
             echo(f"measuring revocation under load, {rounds} rounds")
             rev = await _revocation_latency(s, rounds)
             rev_p99 = _pct(rev, 0.99)
