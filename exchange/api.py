@@ -319,9 +319,9 @@ class Department:
             "applied_at": app.applied_at,
             "due": due,
             "working_days_taken": workdays.working_days_between(
-                app.applied_at.date(), answered.date()
+                workdays.china_date(app.applied_at), workdays.china_date(answered)
             ),
-            "within_10_working_days": answered.date() <= due,
+            "within_10_working_days": workdays.china_date(answered) <= due,
         }
 
     async def reject(self, application_id: str, *, reason: str) -> None:
