@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -105,13 +106,19 @@ def test_every_binding_is_needed(rules, sample_catalog: Catalog) -> None:
 
 def test_cli_prints_a_kafka_acls_script_and_json() -> None:
     script = subprocess.run(
-        ["exchange", "acls", "--format", "kafka-acls"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "exchange.cli", "acls", "--format", "kafka-acls"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "--allow-principal User:police --operation Write --topic gov.src.police. " in script
     assert "--resource-pattern-type prefixed" in script
     data = json.loads(
         subprocess.run(
-            ["exchange", "acls", "--format", "json"], capture_output=True, text=True, check=True
+            [sys.executable, "-m", "exchange.cli", "acls", "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     )
     assert {"principal", "resource_type", "name", "pattern", "operation", "permission"} <= set(
