@@ -192,7 +192,8 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
         )
         echo('(row filter region_code.startsWith("33")), and none published after the revocation;')
         echo(
-            "its mother_id_number is masked keep:6:4. hrss received all 300, unconditional fields only."
+            f"its mother_id_number is masked keep:6:4. hrss received {len(hrss_all)}, "
+            "unconditional fields only."
         )
         echo("denied: civil_affairs asking for birth_weight_grams (不予共享 not shared).")
         summary.update(
