@@ -1,0 +1,78 @@
+"""Broker stall: the broker freezes (SIGSTOP) for 10 s mid-stream, then resumes.
+
+The router and the clients must recover by themselves, lose nothing and not
+crash. (How the stall shows in metrics and logs is not asserted here.) This test freezes a
+broker process, so it always starts an embedded broker of its own, even when
+EXCHANGE_BOOTSTRAP_SERVERS names a real cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+from routing_support import read_topic, start_router, wait_routed
+
+from exchange import catalog_store, sample, topics
+from exchange.api import Department
+from exchange.broker import EmbeddedBroker
+from exchange.catalog import Catalog
+from exchange.publisher import Publisher
+
+BMC = "birth_medical_certificate"
+STALL_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        if broker.process is not None:
+            os.kill(broker.process.pid, signal.SIGCONT)
+        broker.stop()
+
+
+@pytest.mark.timeout(300)
+async def test_router_and_clients_recover_from_a_frozen_broker(
+    own_broker: EmbeddedBroker, sample_catalog: Catalog
+) -> None:
+    bs = own_broker.bootstrap
+    await catalog_store.load(bs, sample_catalog, actor="tests")
+    async with Department(bs, "hrss") as hrss:
+        await hrss.subscribe(BMC)
+    run = await start_router(bs)
+    template = sample.generate(sample_catalog.resources[BMC].schema_, 1, seed=5)[0]
+    sent: list[str] = []
+    assert own_broker.process is not None
+    pid = own_broker.process.pid
+    try:
+        async with Publisher(bs, sample_catalog, "health") as pub:
+            for n in range(30):
+                batch = [
+                    pub.prepare(BMC, {**template, "certificate_no": f"S{n:03d}{i:04d}"})
+                    for i in range(100)
+                ]
+                if n == 10:
+                    os.kill(pid, signal.SIGSTOP)
+                    asyncio.get_running_loop().call_later(STALL_S, os.kill, pid, signal.SIGCONT)
+                    frozen_at = time.monotonic()
+                # sends during the stall wait for the broker; none is lost
+                await pub.send(batch)
+                sent.extend(p.record_id for p in batch)
+                await asyncio.sleep(0.1)
+        assert time.monotonic() - frozen_at >= STALL_S - 1  # the stall really happened
+        await wait_routed(run, len(sent), within=120)
+        run.check_alive()
+        delivered = await read_topic(bs, topics.delivery("hrss", BMC), idle=1.0)
+        assert {r.record_id for r in delivered} >= set(sent)
+        print(f"{len(sent)} records published across a {STALL_S:.0f} s stall, all delivered")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await run.stop()
