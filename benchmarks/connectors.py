@@ -45,7 +45,7 @@ from connectors.config import load
 from connectors.mapping import field_type
 from exchange import catalog_store, kafka, sample, topics
 from exchange.api import Department
-from exchange.broker import EmbeddedBroker
+from exchange.broker import given_or_embedded
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
 from exchange.jsoncodec import CHINA_TZ
@@ -269,13 +269,7 @@ async def main() -> None:
     parser.add_argument("--only", choices=["postgresql", "mysql"])
     args = parser.parse_args()
     given = os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS")
-    broker = None
-    if given:
-        bootstrap = given
-    else:
-        broker = EmbeddedBroker()
-        broker.start()
-        bootstrap = broker.bootstrap
+    bootstrap, broker = given_or_embedded(given)
     try:
         catalog = load_catalog(ROOT / "schemas")
         await catalog_store.load(bootstrap, catalog, actor="bench")

@@ -31,7 +31,7 @@ from typing import Any
 from exchange import catalog_store, kafka, sample, state, topics
 from exchange.api import Department
 from exchange.bench_catalog import BENCH_RESOURCE, PROVIDER, dept_id, grant_events, write_catalog
-from exchange.broker import EmbeddedBroker
+from exchange.broker import given_or_embedded
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
 from exchange.publisher import Prepared, Publisher
@@ -441,14 +441,7 @@ async def _router_processes(
 
 
 async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Row]:
-    given = os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS")
-    broker = None
-    if given:
-        bootstrap = given
-    else:
-        broker = EmbeddedBroker()
-        broker.start()
-        bootstrap = broker.bootstrap
+    bootstrap, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
     rows: list[Row] = []
     n = 10_000 if quick else 200_000
     try:

@@ -145,6 +145,18 @@ class EmbeddedBroker:
         self.process = None
 
 
+def given_or_embedded(bootstrap: str | None) -> tuple[str, EmbeddedBroker | None]:
+    """The Kafka a run uses: ``bootstrap`` if given, else a fresh embedded broker.
+
+    Returns the bootstrap servers and the broker the caller must stop (None if given).
+    """
+    if bootstrap:
+        return bootstrap, None
+    broker = EmbeddedBroker()
+    broker.start()
+    return broker.bootstrap, broker
+
+
 def _die_with_parent() -> None:
     """In the child before exec: ask Linux to SIGTERM us when our parent exits."""
     try:

@@ -26,7 +26,7 @@ from typing import Any
 from exchange import catalog_store, sample, topics, wire
 from exchange import schema as avro
 from exchange.api import Department
-from exchange.broker import EmbeddedBroker
+from exchange.broker import given_or_embedded
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
 from exchange.errors import CommandRefused
@@ -64,15 +64,10 @@ async def _read_until(bs: str, topic: str, want: int, wait_s: float = 20.0) -> l
 
 async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the scenario; returns what each department received (for tests)."""
-    given = os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS")
-    broker = None
-    if given:
-        bs = given
+    bs, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
+    if broker is None:
         echo(f"using Kafka at {bs}")
     else:
-        broker = EmbeddedBroker()
-        broker.start()
-        bs = broker.bootstrap
         echo(f"embedded broker started on {bs} (memory only; stopped at the end)")
     router: Router | None = None
     stop = asyncio.Event()
