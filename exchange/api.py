@@ -24,9 +24,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, Self
 
-from exchange import kafka, topics, workdays
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from exchange import kafka, signing, topics, workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.errors import CommandRefused, ExchangeError, PermissionDenied, UnknownResource
@@ -38,9 +41,14 @@ from exchange.state import GRANT_CODEC, ControlFollower, ControlState
 class Department:
     """Acts on the bus as one department (``--as DEPT`` on the command line)."""
 
-    def __init__(self, bootstrap: str, department: str) -> None:
+    def __init__(
+        self, bootstrap: str, department: str, *, signing_key: Ed25519PrivateKey | None = None
+    ) -> None:
+        """``signing_key``: the department's Ed25519 private key; required for commands when
+        the catalog registers a public key for it (see :mod:`exchange.signing`)."""
         self.bootstrap = bootstrap
         self.department = department
+        self.signing_key = signing_key
         self._state: ControlState | None = None
         self._producer: Any = None
         self._audit: AuditWriter | None = None
@@ -106,7 +114,9 @@ class Department:
         return await self._reader.catch_up(at_least=at_least)
 
     async def _submit(self, event: GrantEvent) -> None:
-        """Check, write and read back one command."""
+        """Sign, check, write and read back one command."""
+        if self.signing_key is not None:
+            event = replace(event, signature=signing.sign(self.signing_key, event.to_avro()))
         current = await self.refresh()
         current.book.check(event, current.catalog)  # raises CommandRefused
         written = await self._producer.send_and_wait(

@@ -79,6 +79,17 @@ class Department(_Strict):
     name_zh: str = Field(min_length=1)
     name_en: str = Field(min_length=1)
     code: str = Field(description="统一社会信用代码 unified social credit code (18 characters)")
+    public_key: str | None = Field(
+        default=None,
+        description="Ed25519 public key (base64, 32 bytes); when set, its commands must be signed",
+    )
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, v: str | None) -> str | None:
+        from exchange.signing import check_public_key
+
+        return None if v is None else check_public_key(v)
 
     @field_validator("code")
     @classmethod

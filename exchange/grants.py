@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from exchange import workdays
+from exchange import signing, workdays
 from exchange.catalog import Catalog, ShareType
 from exchange.errors import CommandRefused, ExchangeError
 from exchange.masks import check_applicable, parse_mask
@@ -91,6 +91,12 @@ GRANT_EVENT: dict[str, Any] = {
             "doc": "end of the grant",
         },
         {"name": "reason", "type": ["null", "string"], "default": None, "doc": "reason given"},
+        {
+            "name": "signature",
+            "type": ["null", "string"],
+            "default": None,
+            "doc": "Ed25519 signature of the acting department (base64)",
+        },
     ],
 }
 
@@ -122,6 +128,7 @@ class GrantEvent:
     masks: dict[str, str] = field(default_factory=dict)
     valid_until: dt.datetime | None = None
     reason: str | None = None
+    signature: str | None = None
 
     def to_avro(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -256,11 +263,18 @@ class GrantBook:
         if ev.event_id in self.accepted or ev.event_id in self.refused:
             raise _refuse(f"event {ev.event_id} was already processed")
         try:
-            catalog.department(ev.actor)
+            actor = catalog.department(ev.actor)
             res = catalog.resource(ev.resource)
             catalog.department(ev.consumer)
         except ExchangeError as exc:
             raise _refuse(str(exc)) from None
+        if actor.public_key is not None and not signing.verify(
+            actor.public_key, ev.to_avro(), ev.signature
+        ):
+            raise _refuse(
+                f"the command is not signed with {ev.actor!r}'s registered key"
+                + (" (no signature)" if not ev.signature else " (the signature does not verify)")
+            )
         {
             EventKind.SUBSCRIBED: self._check_subscribe,
             EventKind.APPLIED: self._check_apply,

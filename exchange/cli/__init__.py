@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from exchange.cli import acls, audit, broker, catalog, connect, data, router, sharing
+from exchange.cli import acls, audit, broker, catalog, connect, data, keys, router, sharing
 
 app = typer.Typer(
     help="Inter-department data exchange bus (政务数据共享交换总线): Avro records on Kafka, "
@@ -19,6 +19,7 @@ app.add_typer(broker.app, name="broker")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(audit.app, name="audit")
 app.add_typer(connect.app, name="connect")
+app.add_typer(keys.app, name="keys")
 app.command("sample")(data.sample_cmd)
 app.command()(data.publish)
 app.command()(data.consume)

@@ -7,6 +7,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -35,6 +36,30 @@ AsOption = Annotated[
     str,
     typer.Option("--as", help="The department acting (its id in the catalog, e.g. 'police')."),
 ]
+
+
+KeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        envvar="EXCHANGE_KEY_FILE",
+        help="PEM file with the acting department's Ed25519 private key; required when the "
+        "catalog registers a public key for it ('exchange keys generate' makes one).",
+        show_default=False,
+    ),
+]
+
+
+def signing_key(path: Path | None) -> Any:
+    """The private key in ``path`` (None if no file is given)."""
+    if path is None:
+        return None
+    from exchange.signing import load_private_key
+
+    try:
+        return load_private_key(path)
+    except ExchangeError as exc:
+        raise fail(str(exc)) from None
 
 
 def settings() -> Settings:

@@ -17,11 +17,13 @@ from exchange.api import Department
 from exchange.cli.common import (
     AsOption,
     BootstrapOption,
+    KeyOption,
     bootstrap,
     fail,
     guarded,
     print_json,
     run,
+    signing_key,
     table,
 )
 from exchange.grants import now
@@ -53,6 +55,7 @@ def _print_view(view: View) -> None:
 def subscribe(
     resource: Annotated[str, typer.Argument(help="Resource id.")],
     department: AsOption,
+    key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
     """Subscribe to a resource; the router then delivers your view to gov.dlv.<dept>.<resource>.
@@ -63,7 +66,7 @@ def subscribe(
     bs = guarded(bootstrap)(bootstrap_servers)
 
     async def go() -> View:
-        async with Department(bs, department) as d:
+        async with Department(bs, department, signing_key=signing_key(key)) as d:
             return await d.subscribe(resource)
 
     view = run(go())
@@ -74,6 +77,7 @@ def subscribe(
 def explain(
     resource: Annotated[str, typer.Argument(help="Resource id.")],
     department: AsOption,
+    key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -81,7 +85,7 @@ def explain(
     bs = guarded(bootstrap)(bootstrap_servers)
 
     async def go() -> View:
-        async with Department(bs, department) as d:
+        async with Department(bs, department, signing_key=signing_key(key)) as d:
             return d.explain(resource)
 
     view = run(go())
@@ -97,6 +101,7 @@ def apply(
     fields: Annotated[str, typer.Option(help="Conditional fields wanted, comma-separated.")],
     purpose: Annotated[str, typer.Option(help="What the data is for (用途).")],
     legal_basis: Annotated[str | None, typer.Option(help="Legal basis of the request.")] = None,
+    key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
     """Apply for conditional fields (有条件共享); prints the application id.
@@ -107,7 +112,7 @@ def apply(
     bs = guarded(bootstrap)(bootstrap_servers)
 
     async def go() -> str:
-        async with Department(bs, department) as d:
+        async with Department(bs, department, signing_key=signing_key(key)) as d:
             return await d.apply(
                 resource,
                 fields=[f.strip() for f in fields.split(",") if f.strip()],
@@ -142,6 +147,7 @@ def approve(
     ] = None,
     mask: Annotated[list[str] | None, typer.Option(help=MASK_HELP)] = None,
     until: Annotated[str | None, typer.Option(help="Last day of the grant (YYYY-MM-DD).")] = None,
+    key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
     """Approve an application (provider only); prints the grant id."""
@@ -155,7 +161,7 @@ def approve(
     valid_until = _parse_until(until)
 
     async def go() -> str:
-        async with Department(bs, department) as d:
+        async with Department(bs, department, signing_key=signing_key(key)) as d:
             return await d.approve(
                 application_id,
                 fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
@@ -171,13 +177,14 @@ def reject(
     application_id: Annotated[str, typer.Argument(help="Application id (APP-...).")],
     department: AsOption,
     reason: Annotated[str, typer.Option(help="Why (required; the applicant sees it).")],
+    key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
     """Reject an application (provider only), with a reason."""
     bs = guarded(bootstrap)(bootstrap_servers)
 
     async def go() -> None:
-        async with Department(bs, department) as d:
+        async with Department(bs, department, signing_key=signing_key(key)) as d:
             await d.reject(application_id, reason=reason)
 
     run(go())
@@ -188,13 +195,14 @@ def revoke(
     grant_id: Annotated[str, typer.Argument(help="Grant id (GR-...).")],
     department: AsOption,
     reason: Annotated[str, typer.Option(help="Why (required).")],
+    key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
     """Revoke a grant (provider only); deliveries under it stop at once."""
     bs = guarded(bootstrap)(bootstrap_servers)
 
     async def go() -> None:
-        async with Department(bs, department) as d:
+        async with Department(bs, department, signing_key=signing_key(key)) as d:
             await d.revoke(grant_id, reason=reason)
 
     run(go())

@@ -1,0 +1,76 @@
+"""Signed commands on the real broker: impersonating a department fails, even unauthenticated."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from exchange import catalog_store, kafka, signing, state, topics
+from exchange.api import Department
+from exchange.catalog import Catalog
+from exchange.errors import CommandRefused
+from exchange.grants import EventKind, GrantEvent
+from exchange.state import GRANT_CODEC
+
+BMC = "birth_medical_certificate"
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, Ed25519PrivateKey]:
+    return {d: Ed25519PrivateKey.generate() for d in ("police", "health")}
+
+
+@pytest.fixture(scope="module")
+async def keyed_catalog(
+    bootstrap: str, sample_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+) -> Catalog:
+    depts = dict(sample_catalog.departments)
+    for d, k in keys.items():
+        depts[d] = depts[d].model_copy(update={"public_key": signing.public_key_of(k)})
+    catalog = sample_catalog.model_copy(update={"departments": depts})
+    await catalog_store.load(bootstrap, catalog, actor="tests")
+    return catalog
+
+
+async def test_only_the_holder_of_the_providers_key_can_approve(
+    bootstrap: str, keyed_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    async with Department(bootstrap, "police", signing_key=keys["police"]) as police:
+        app = await police.apply(BMC, fields=["mother_name"], purpose="落户 registration")
+    # police claims to be health, signing with its own key
+    async with Department(bootstrap, "health", signing_key=keys["police"]) as impostor:
+        with pytest.raises(CommandRefused, match="does not verify"):
+            await impostor.approve(app)
+    # health's name without health's key
+    async with Department(bootstrap, "health") as unsigned:
+        with pytest.raises(CommandRefused, match="no signature"):
+            await unsigned.approve(app)
+    after = await state.load(bootstrap)
+    assert not any(g.application_id == app for g in after.book.grants.values())
+    async with Department(bootstrap, "health", signing_key=keys["health"]) as health:
+        grant = await health.approve(app)
+    after = await state.load(bootstrap)
+    assert after.book.grants[grant].consumer == "police"
+
+
+async def test_a_forged_event_written_to_the_topic_is_refused_by_every_reader(
+    bootstrap: str, keyed_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    async with Department(bootstrap, "police", signing_key=keys["police"]) as police:
+        app = await police.apply(BMC, fields=["mother_name"], purpose="落户 registration")
+    forged = GrantEvent(
+        kind=EventKind.APPROVED,
+        actor="health",
+        consumer="police",
+        resource=BMC,
+        application_id=app,
+        grant_id="GR-FORGED",
+        fields=("mother_name",),
+    )
+    async with kafka.producer(bootstrap) as producer:
+        await producer.send_and_wait(
+            topics.GRANTS, key=BMC.encode(), value=GRANT_CODEC.encode(forged.to_avro())
+        )
+    after = await state.load(bootstrap)
+    assert "GR-FORGED" not in after.book.grants
+    assert "not signed with 'health'" in after.book.refused[forged.event_id]
