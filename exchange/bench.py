@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from aiokafka import TopicPartition
+
 from exchange import catalog_store, kafka, sample, state, topics
 from exchange.api import Department
 from exchange.bench_catalog import BENCH_RESOURCE, PROVIDER, dept_id, grant_events, write_catalog
@@ -231,14 +233,22 @@ async def _collect(
     ready: asyncio.Event | None = None,
 ) -> None:
     await kafka.ensure_topics(bootstrap, [topic], partitions=3)  # the router may not have yet
-    c = kafka.consumer(bootstrap, group_id=f"lat-{uuid.uuid4().hex[:8]}", fetch_max_wait_ms=5)
+    # no consumer group: a group join takes seconds on the embedded broker; read every
+    # partition from the start instead (what was there before is not in ``sent``)
+    c = kafka.consumer(bootstrap, fetch_max_wait_ms=5)
     await c.start()
-    c.subscribe([topic])
+    parts = c.partitions_for_topic(topic)
+    if not parts:
+        await c._client.force_metadata_update()
+        parts = c.partitions_for_topic(topic) or {0}
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    c.assign(tps)
+    await c.seek_to_beginning(*tps)
     try:
         while not stop.is_set():
             batch = await c.getmany(timeout_ms=20)
-            if ready is not None and not ready.is_set() and c.assignment():
-                ready.set()  # joined the group: what is published from now on is timed fairly
+            if ready is not None and not ready.is_set():
+                ready.set()
             now = time.perf_counter()
             for records in batch.values():
                 for rec in records:
@@ -270,7 +280,7 @@ async def _latency(
         await kafka.ensure_topics(s.bootstrap, [source], partitions=3)
     ready = asyncio.Event()
     collector = asyncio.create_task(_collect(s.bootstrap, out, got, stop, ready))
-    await asyncio.wait_for(ready.wait(), timeout=30)  # group joins take ~3 s here
+    await asyncio.wait_for(ready.wait(), timeout=30)  # assigned and fetching
     await asyncio.sleep(0.5)
     await _steady_publish(s, source, rate, seconds, sent, lambda i: f"LAT{tag}{i:08d}".encode())
     await asyncio.sleep(1.5)
@@ -442,13 +452,18 @@ async def _router_processes(
 
 async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Row]:
     bootstrap, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
+    started = time.perf_counter()
+
+    def step(message: str) -> None:  # every step says when it started
+        echo(f"[{time.perf_counter() - started:5.1f} s] {message}")
+
     rows: list[Row] = []
     n = 10_000 if quick else 200_000
     try:
         with tempfile.TemporaryDirectory() as tmp:
             s = await _setup(bootstrap, Path(tmp), distinct=500 if quick else 2000)
             source = await _preload(s, n)
-            echo(f"preloaded {n} records of {BENCH_RESOURCE}; measuring throughput")
+            step(f"preloaded {n} records of {BENCH_RESOURCE}; measuring throughput")
             raw = await _raw_throughput(s, source, n)
             routed_10 = await _router_throughput(s, n)
             rows.append(
@@ -464,7 +479,7 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
             )
 
             seconds = 3 if quick else 20
-            echo(f"measuring latency at 2,000 records/s for {seconds} s")
+            step(f"measuring latency at 2,000 records/s for {seconds} s")
             raw_p50, raw_p99 = await _latency(s, 2000, seconds, through_router=False)
             p50, p99 = await _latency(s, 2000, seconds, through_router=True)
             rows.append(
@@ -490,7 +505,7 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
                 )
             )
 
-            echo("writing 3,600 grants over 57 departments")
+            step("writing 3,600 grants over 57 departments")
             await _write_events(bootstrap, grant_events(3600))
             routed_3600 = await _router_throughput(s, n)
             rows.append(
@@ -529,7 +544,7 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
                 )
             )
             rounds = 3 if quick else 20
-            echo(f"measuring revocation under load, {rounds} rounds")
+            step(f"measuring revocation under load, {rounds} rounds")
             rev = await _revocation_latency(s, rounds)
             rev_p99 = _pct(rev, 0.99)
             rows.append(
@@ -544,7 +559,7 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
                 )
             )
 
-            echo("router processes: one, then two in one group")
+            step("router processes: one, then two in one group")
             total = await _topic_total(bootstrap, source)
             one, rss = await _router_processes(s, source, total, 1)
             two, rss2 = await _router_processes(s, source, total, 2)
