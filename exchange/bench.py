@@ -328,13 +328,16 @@ async def _revocation_latency(s: Setup, rounds: int) -> list[float]:
         _steady_publish(s, source, 1000, 10_000, sent, lambda i: f"REV{i:09d}".encode())
     )
     out: list[float] = []
+    # one provider session for every round: a session replays the whole control history
+    # when it starts, which takes seconds at 3,600 grants on a loaded machine
+    provider = Department(s.bootstrap, PROVIDER)
+    await provider.start()
     try:
         for n in range(rounds):
             consumer = dept_id(10 + n)
             async with Department(s.bootstrap, consumer) as d:
                 app = await d.apply(BENCH_RESOURCE, fields=["address"], purpose="bench revocation")
-            async with Department(s.bootstrap, PROVIDER) as p:
-                grant = await p.approve(app)
+            grant = await provider.approve(app)
             got: dict[bytes, float] = {}
             cstop = asyncio.Event()
             ready = asyncio.Event()
@@ -343,9 +346,8 @@ async def _revocation_latency(s: Setup, rounds: int) -> list[float]:
             )
             await asyncio.wait_for(ready.wait(), timeout=30)
             await asyncio.sleep(1.0)  # let deliveries flow
-            async with Department(s.bootstrap, PROVIDER) as p:
-                await p.revoke(grant, reason="bench")
-                revoked_at = time.perf_counter()
+            await provider.revoke(grant, reason="bench")
+            revoked_at = time.perf_counter()
             await asyncio.sleep(1.5)
             cstop.set()
             await collector
@@ -353,6 +355,7 @@ async def _revocation_latency(s: Setup, rounds: int) -> list[float]:
                 raise RuntimeError(f"round {n}: no record reached {consumer} before revocation")
             out.append(max(0.0, max(got.values()) - revoked_at))
     finally:
+        await provider.stop()
         load.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await load
