@@ -237,11 +237,7 @@ async def _collect(
     # partition from the start instead (what was there before is not in ``sent``)
     c = kafka.consumer(bootstrap, fetch_max_wait_ms=5)
     await c.start()
-    parts = c.partitions_for_topic(topic)
-    if not parts:
-        await c._client.force_metadata_update()
-        parts = c.partitions_for_topic(topic) or {0}
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    tps = await kafka.topic_partitions(c, topic) or [TopicPartition(topic, 0)]
     c.assign(tps)
     await c.seek_to_beginning(*tps)
     try:

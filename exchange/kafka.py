@@ -102,6 +102,15 @@ async def ensure_topics(
         await admin.close()
 
 
+async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (refreshing the metadata once if unknown); [] if none."""
+    partitions = c.partitions_for_topic(topic)
+    if not partitions:
+        await c._client.force_metadata_update()  # aiokafka has no public call for this
+        partitions = c.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
 async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end, in partition order."""
     c = consumer(bootstrap)
@@ -110,11 +119,7 @@ async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 15.0) ->
     except KafkaConnectionError as exc:
         raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     try:
-        partitions = c.partitions_for_topic(topic)
-        if partitions is None:
-            await c._client.force_metadata_update()
-            partitions = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await topic_partitions(c, topic)
         if not tps:
             return []
         c.assign(tps)

@@ -95,11 +95,8 @@ class Reader:
         c = kafka.consumer(self.bootstrap, group_id=self.group)
         await c.start()
         if self.group is None:
-            parts = c.partitions_for_topic(self.topic) or set()
-            if not parts:
-                await c._client.force_metadata_update()
-                parts = c.partitions_for_topic(self.topic) or {0}
-            c.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
+            tps = await kafka.topic_partitions(c, self.topic)
+            c.assign(tps or [TopicPartition(self.topic, 0)])
         else:
             c.subscribe([self.topic])
         self._consumer = c

@@ -62,11 +62,7 @@ class Archiver:
             await c.stop()
 
     async def _run(self, c: Any, follow: bool, stop: asyncio.Event) -> ArchiveRun:
-        partitions = c.partitions_for_topic(self.topic)
-        if not partitions:
-            await c._client.force_metadata_update()
-            partitions = c.partitions_for_topic(self.topic) or {0}
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        tps = await kafka.topic_partitions(c, self.topic) or [TopicPartition(self.topic, 0)]
         c.assign(tps)
         resume = await asyncio.to_thread(self.archive.progress, self.topic)
         for tp in tps:
