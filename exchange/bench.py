@@ -138,6 +138,7 @@ async def _router_throughput(s: Setup, count: int) -> float:
             if n and t0 is None:
                 t0 = time.perf_counter() - 0.0
             done += n
+        await r.settle()  # every delivery acknowledged and every offset committed
         assert t0 is not None
         return count / (time.perf_counter() - t0)
     finally:
@@ -261,16 +262,23 @@ async def _latency(
     sent: dict[bytes, float] = {}
     got: dict[bytes, float] = {}
     stop = asyncio.Event()
-    router = None
+    proc = None
     if through_router:
+        # the router in its own process, as deployed: in this one it would share the
+        # event loop with the publisher and the collector, and measure them too
         source = topics.source(PROVIDER, BENCH_RESOURCE)
         out = topics.delivery(dept_id(1), BENCH_RESOURCE)  # plain key: credit_code in clear
-        router = Router(s.bootstrap, group=f"bench-lat-{tag}", master_secret=SECRET)
-        await router.start()
-        # skip what is already on the topic, then wait for the group assignment
-        while await router.route_once(timeout_ms=500):
-            pass
-        router_task = asyncio.create_task(router.run(stop))
+        group = f"bench-lat-{tag}"
+        proc = _spawn_router(s.bootstrap, group)
+        # one record more, then wait until it has routed everything on the topic
+        async with kafka.producer(s.bootstrap) as producer:
+            first = s.prepared[0]
+            await producer.send_and_wait(source, key=first.key, value=first.value)
+        end = await _topic_total(s.bootstrap, source)
+        while await _committed_total(s.bootstrap, group, source) < end:
+            if proc.poll() is not None:
+                raise RuntimeError("the router process exited before the latency run")
+            await asyncio.sleep(0.2)
     else:
         source = out = f"bench.lat.{tag}"
         await kafka.ensure_topics(s.bootstrap, [source], partitions=3)
@@ -282,9 +290,9 @@ async def _latency(
     await asyncio.sleep(1.5)
     stop.set()
     await collector
-    if router is not None:
-        await router_task
-        await router.stop()
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=20)
     lat = [(got[k] - t) * 1000 for k, t in sent.items() if k in got]
     if len(lat) < 0.99 * len(sent):
         raise RuntimeError(f"latency run lost records: {len(lat)} of {len(sent)} arrived")

@@ -2,16 +2,22 @@
 
 Loop, per batch of source records::
 
-    fetch ─▶ decode once ─▶ for each compiled view: filter, project, mask, encode
-          ─▶ produce to gov.dlv.<consumer>.<resource> ─▶ wait for every ack ─▶ commit
+    fetch ─▶ scan once ─▶ for each compiled view: filter, project, mask
+          ─▶ append to the record batch of gov.dlv.<consumer>.<resource> (see exchange.outbox)
+          ─▶ hand the batches to the producer ─▶ next fetch
+    and in the background, batch after batch in order:
+          every ack of the batch ─▶ its audit entries acked ─▶ commit its offsets
 
 At-least-once: source offsets are committed only after every delivery (and
 dead letter) of the batch is acknowledged, and then its audit entries on
 ``gov.audit`` (one per consumer and source partition, one per dead letter);
-a crash re-routes the uncommitted tail, and consumers drop the duplicates by
-record id. The audit entries are built from the per-batch counts, never in
-the per-record loop. Order per key is kept because a key always maps to the
-same partition and a batch is produced in order.
+a batch commits only after the one before it did. Settling runs behind
+routing (at most ``MAX_UNSETTLED`` batches), so the wait for acks does not
+stall the next batch. A crash re-routes the uncommitted tail, and consumers
+drop the duplicates by record id. The audit entries are built from the
+per-batch counts, never in the per-record loop. Order per key is kept
+because a key always maps to the same partition and batches of a partition
+are produced in order.
 
 Policy changes (catalog load, approval, revocation, expiry) recompile the
 views between two batches, so they take effect without a restart. Several
@@ -33,11 +39,12 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from typing import Any
 
 import fastavro
+from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from exchange import kafka, topics, wire
@@ -48,6 +55,7 @@ from exchange.catalog import Catalog, Resource
 from exchange.errors import DecodeError, ExchangeError
 from exchange.grants import AppStatus, GrantEvent
 from exchange.metrics import RouterMetrics
+from exchange.outbox import Outbox
 from exchange.policy import compute_view
 from exchange.publisher import RECORD_ID, record_id
 from exchange.state import ControlFollower, ControlState
@@ -59,6 +67,7 @@ DLQ_REASON = "gov-dlq-reason"
 SOURCE_TOPIC = "gov-source-topic"
 SOURCE_OFFSET = "gov-source-offset"
 MAX_VALUE_BYTES = 1_000_000
+MAX_UNSETTLED = 2  # batches in flight behind the one being routed
 WATCH_INTERVAL_S = 60.0  # how often expiries and overdue applications are looked for
 
 
@@ -91,6 +100,24 @@ class _Decoder:
         if not isinstance(rec, dict):
             raise DecodeError("Avro body is not a record")
         return rec
+
+
+class _SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before partitions go to another router, settle what was routed from them.
+
+    The batches still in flight would otherwise fail to commit and be routed
+    again by the new owner (duplicates, not losses); settling first avoids that.
+    A batch that fails here raises at the router's next ``route_once``.
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await asyncio.gather(*self.router._unsettled, return_exceptions=True)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
 
 
 class Router:
@@ -129,6 +156,8 @@ class Router:
         self._audit_drafts: list[Draft] = []
         self._noticed: set[tuple[Action, str]] = set()  # (action, grant/application/event id)
         self._next_watch = 0.0
+        #: batches routed but not yet acknowledged, audited and committed, oldest first
+        self._unsettled: deque[asyncio.Task[None]] = deque()
         self.state.on_catalog = lambda _snap: self._mark_dirty()
         self.state.on_grant_event = self._on_grant_event
 
@@ -195,7 +224,7 @@ class Router:
             max_poll_records=self.max_batch,
             # the broker holds a fetch up to this long when no record is waiting; the
             # default 500 ms would add up to half a second of latency at low rates
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=5,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=10_000,
@@ -203,11 +232,20 @@ class Router:
             metadata_max_age_ms=5_000,  # new source topics are picked up within seconds
         )
         await self._consumer.start()
-        self._consumer.subscribe(pattern=topics.SOURCE_PATTERN)
+        self._consumer.subscribe(pattern=topics.SOURCE_PATTERN, listener=_SettleOnRevoke(self))
         await self._recompile()
 
     async def stop(self) -> None:
         await self.follower.stop()
+        if self._unsettled and self._producer is not None:
+            try:  # what was routed: delivered, audited and committed before the clients close
+                await asyncio.wait_for(self.settle(), timeout=30)
+            except (TimeoutError, ExchangeError, KafkaError) as exc:
+                log.error("routed batches not settled at stop (they will be routed again): %s", exc)
+            finally:
+                for task in self._unsettled:
+                    task.cancel()
+                self._unsettled.clear()
         if self._audit_drafts and self._producer is not None:
             try:  # what was noticed but not written yet (no batch came after it)
                 await asyncio.wait_for(self._write_audit(), timeout=5)
@@ -345,9 +383,17 @@ class Router:
         stop = stop or asyncio.Event()
         while not stop.is_set():
             await self.route_once()
+        await self.settle()
 
     async def route_once(self, timeout_ms: int = 100) -> int:
-        """Route one batch; returns the number of source records handled."""
+        """Route one batch; returns the number of source records it held.
+
+        The batch's deliveries are acknowledged, audited and its offsets committed in
+        the background (see :meth:`_settle_batch`) while the next batch is routed; at
+        most ``MAX_UNSETTLED`` batches are in flight. A batch that failed to settle
+        raises here, at the next call. ``routed`` counts records once committed.
+        """
+        self._raise_if_settling_failed()
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
         # after the fetch, not before: getmany may wait (for a group assignment, say) while
         # a grant changes, and a batch must never be routed with views older than it is
@@ -358,7 +404,8 @@ class Router:
         elif time.monotonic() >= self._next_watch:
             self._watch(dt.datetime.now(dt.UTC))
         if not batch:
-            await self._write_audit()
+            if self._audit_drafts:
+                self._settle_later([], [], {}, 0, None)
             return 0
         started = time.perf_counter()
         now = dt.datetime.now(dt.UTC)
@@ -366,29 +413,84 @@ class Router:
         offsets = {}
         count = 0
         mark = len(self._audit_drafts)
+        outbox = Outbox(self._producer)
         try:
             for tp, records in batch.items():
                 count += len(records)
-                futures.extend(await self._route_partition(tp.topic, records, now))
+                futures.extend(await self._route_partition(tp.topic, records, now, outbox))
                 offsets[tp] = records[-1].offset + 1
-            for fut in futures:
-                await fut  # every delivery acknowledged before the commit
+            futures.extend(await outbox.send())
         except BaseException:
             del self._audit_drafts[mark:]  # not committed: routed (and audited) again later
             raise
-        await self._write_audit()  # and every audit entry of the batch
-        await self._consumer.commit(offsets)
-        self.metrics.batch_latency.observe(time.perf_counter() - started)
-        for tp in batch:
+        self._settle_later(futures, list(batch), offsets, count, started)
+        while len(self._unsettled) > MAX_UNSETTLED:
+            await asyncio.shield(self._unsettled[0])  # back-pressure: the oldest first
+            self._raise_if_settling_failed()
+        return count
+
+    def _settle_later(
+        self,
+        futures: list[Any],
+        tps: list[Any],
+        offsets: dict[Any, int],
+        count: int,
+        started: float | None,
+    ) -> None:
+        drafts, self._audit_drafts = self._audit_drafts, []
+        previous = self._unsettled[-1] if self._unsettled else None
+        task = asyncio.create_task(
+            self._settle_batch(previous, futures, drafts, tps, offsets, count, started)
+        )
+        self._unsettled.append(task)
+
+    async def _settle_batch(
+        self,
+        previous: asyncio.Task[None] | None,
+        futures: list[Any],
+        drafts: list[Draft],
+        tps: list[Any],
+        offsets: dict[Any, int],
+        count: int,
+        started: float | None,
+    ) -> None:
+        """Wait for every delivery, then write the audit entries, then commit: in batch order.
+
+        At-least-once holds batch by batch: offsets are committed only after every
+        delivery and dead letter of the batch, and every audit entry, is acknowledged,
+        and only after the batch before it was committed.
+        """
+        if previous is not None:
+            await previous  # its failure is this batch's failure too: nothing after it commits
+        for fut in futures:
+            await fut
+        if drafts and self.audit is not None:
+            await (await self.audit.send(drafts)).acked()
+        if offsets:
+            await self._consumer.commit(offsets)
+        if started is not None:
+            self.metrics.batch_latency.observe(time.perf_counter() - started)
+        for tp in tps:
             hw = self._consumer.highwater(tp)
             if hw is not None:
                 self.metrics.lag.labels(tp.topic).set(max(0, hw - offsets[tp]))
         self.routed += count
-        return count
 
-    async def _route_partition(self, topic: str, records: list[Any], now: dt.datetime) -> list[Any]:
+    def _raise_if_settling_failed(self) -> None:
+        while self._unsettled and self._unsettled[0].done():
+            self._unsettled.popleft().result()  # raises what made the batch fail
+
+    async def settle(self) -> None:
+        """Wait until every routed batch is delivered, audited and committed."""
+        while self._unsettled:
+            await asyncio.shield(self._unsettled[0])
+            self._raise_if_settling_failed()
+
+    async def _route_partition(
+        self, topic: str, records: list[Any], now: dt.datetime, outbox: Outbox
+    ) -> list[Any]:
+        """Route the records of one source partition into ``outbox``; dead-letter futures."""
         futures: list[Any] = []
-        send = self._producer.send
         parsed = topics.parse_source(topic)
         res_id = parsed[1] if parsed else topic
         res = self.state.snapshot.catalog.resources.get(res_id) if self.state.snapshot else None
@@ -402,8 +504,13 @@ class Router:
                 futures.append(await self._dead_letter(res_id, rec, why))
             return futures
         views = [v for v in self.views.get(res.id, []) if v.active(now)]
+        # every record here comes from one source partition, so each view's delivery
+        # partition is the same for all of them
+        source_partition = records[0].partition
+        targets = [(v, await self._partition(v.topic, source_partition)) for v in views]
         decoder = self.decoders[res.id]
         scanner = decoder.scanner
+        add = outbox.add
         delivered: dict[str, int] = defaultdict(int)
         filtered: dict[str, int] = defaultdict(int)
         for rec in records:
@@ -429,7 +536,7 @@ class Router:
                 (RECORD_ID, record_id(res.id, body).encode()),
                 (SOURCE_OFFSET, f"{rec.partition}:{rec.offset}".encode()),
             ]
-            for view in views:
+            for view, partition in targets:
                 if view.passthrough and sid == res.schema_id:
                     out: bytes | None = value
                 elif offsets is not None:
@@ -439,15 +546,7 @@ class Router:
                 if out is None:
                     filtered[view.consumer] += 1
                     continue
-                futures.append(
-                    await send(
-                        view.topic,
-                        value=out,
-                        key=view.delivery_key(key),
-                        headers=headers,
-                        partition=self._partition(view.topic, rec.partition),
-                    )
-                )
+                add(view.topic, partition, view.delivery_key(key), out, headers)
                 delivered[view.consumer] += 1
         self.metrics.records_in.labels(res.id).inc(len(records))
         for consumer, n in delivered.items():
@@ -494,7 +593,7 @@ class Router:
             ),
         )
 
-    def _partition(self, topic: str, source_partition: int) -> int | None:
+    async def _partition(self, topic: str, source_partition: int) -> int:
         """Delivery partition: the source partition modulo the topic's partition count.
 
         A key always maps to one source partition, so it always maps to one delivery
@@ -503,9 +602,7 @@ class Router:
         """
         count = self._partition_counts.get(topic)
         if count is None:
-            known = self._producer.client.cluster.partitions_for_topic(topic)
-            if not known:
-                return None  # metadata not there yet: let the client's partitioner pick
+            known = await self._producer.partitions_for(topic)  # waits for the metadata
             count = self._partition_counts[topic] = len(known)
         return source_partition % count
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from exchange import schema as avro
 from exchange import topics, wire
-from exchange.avroscan import LazyRecord, PlanItem, Scanner, project
+from exchange.avroscan import LazyRecord, PlanItem, Scanner, compile_projection
 from exchange.catalog import Resource
 from exchange.masks import compile_mask, consumer_key, parse_mask
 from exchange.policy import View, view_schema
@@ -38,18 +37,24 @@ class CompiledView:
     key_secret: bytes
     #: how to build the view from byte slices of the source (None: schema not scannable)
     plan: list[PlanItem] | None = None
+    #: the framed view from the source's slices, compiled from ``plan``
+    _project: Callable[[bytes, list[int], LazyRecord], bytes] | None = None
+
+    def __post_init__(self) -> None:
+        if self.plan is not None:
+            self._project = compile_projection(self.plan, wire.frame(self.schema_id, b""))
 
     def delivery_key(self, key: bytes | None) -> bytes | None:
         """The Kafka key for this consumer.
 
         The source key is the value of the resource's key field. If the view
         does not deliver that field in clear, the key would leak it, so it is
-        replaced by a keyed hash: the same source key always gives the same
+        replaced by a keyed hash (BLAKE2b in keyed mode, a MAC): the same source key always gives the same
         delivery key (order per key is kept), but it reveals nothing.
         """
         if key is None or self.key_plain:
             return key
-        return hmac.new(self.key_secret, key, hashlib.sha256).hexdigest()[:32].encode()
+        return hashlib.blake2b(key, key=self.key_secret, digest_size=16).hexdigest().encode()
 
     @property
     def consumer(self) -> str:
@@ -73,8 +78,8 @@ class CompiledView:
         """Like :meth:`render`, from the source's byte slices: only read fields are decoded."""
         if self.row_filter is not None and not self.row_filter.matches(record):
             return None
-        assert self.plan is not None
-        return wire.frame(self.schema_id, project(body, offsets, record, self.plan))
+        assert self._project is not None
+        return self._project(body, offsets, record)
 
 
 @functools.lru_cache(maxsize=65536)

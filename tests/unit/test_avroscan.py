@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from exchange import sample, wire
 from exchange import schema as avro
-from exchange.avroscan import LazyRecord, project, scanner_for, zigzag
+from exchange.avroscan import LazyRecord, compile_projection, project, scanner_for, zigzag
 from exchange.errors import DecodeError
 from exchange.masks import compile_mask, parse_mask
 
@@ -186,3 +186,48 @@ def test_values_round_trip_like_fastavro(
     assert dict(LazyRecord(scanner, body, offsets)) == fastavro.schemaless_reader(
         io.BytesIO(body), parsed, None
     )
+
+
+@pytest.mark.parametrize("path", SCHEMAS, ids=lambda p: p.stem)
+@given(data=st.data())
+@settings(max_examples=40, deadline=None)
+def test_compiled_projection_equals_the_reference_projection(
+    path: Path, data: st.DataObject
+) -> None:
+    """Any subset of fields in order, any of them masked: the same bytes as ``project``."""
+    schema = load(path)
+    parsed = avro.parse(schema)
+    scanner = scanner_for(schema)
+    assert scanner is not None
+    names = [f["name"] for f in schema["fields"]]
+    nullable = {f["name"]: isinstance(f["type"], list) for f in schema["fields"]}
+    keep = [n for n in names if data.draw(st.booleans(), label=f"keep {n}")] or names[:1]
+    mask = compile_mask(parse_mask("hash"), b"k" * 32)
+    masked = {n for n in keep if data.draw(st.booleans(), label=f"mask {n}")}
+    plan = [(n, names.index(n), mask if n in masked else None, nullable[n]) for n in keep]
+    compiled = compile_projection(plan, b"\x00\x00\x00\x00\x07")
+    for record in sample.generate(schema, 5, seed=data.draw(st.integers(0, 1000))):
+        body = wire.encode(parsed, record)
+        offsets = scanner.offsets(body)
+        expected = project(body, offsets, LazyRecord(scanner, body, offsets), plan)
+        assert compiled(body, offsets, LazyRecord(scanner, body, offsets)) == (
+            b"\x00\x00\x00\x00\x07" + expected
+        )
+
+
+def test_a_varint_of_more_than_ten_bytes_is_refused() -> None:
+    scanner = scanner_for(
+        {"type": "record", "name": "R", "fields": [{"name": "n", "type": "long"}]}
+    )
+    assert scanner is not None
+    with pytest.raises(DecodeError, match="does not match its schema: varint longer than 10 bytes"):
+        scanner.offsets(b"\xff" * 12)
+
+
+def test_a_double_cut_short_is_refused_as_such() -> None:
+    scanner = scanner_for(
+        {"type": "record", "name": "R", "fields": [{"name": "x", "type": "double"}]}
+    )
+    assert scanner is not None
+    with pytest.raises(DecodeError, match="ends in the middle of a field"):
+        scanner.offsets(b"\x00\x00\x00")

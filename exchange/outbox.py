@@ -1,0 +1,60 @@
+"""The router's outgoing records, gathered into one Kafka record batch per partition.
+
+``AIOKafkaProducer.send`` costs about 6 µs a record in Python (a future, a
+partitioner call, a metadata check, an accumulator lookup), which was more
+than half of the router's time per delivered record. The router knows the
+partition of every delivery already (the source partition modulo the
+delivery topic's partition count), so it appends each record to that
+partition's :class:`aiokafka.producer.BatchBuilder` (the client's own C
+record-batch builder, about 0.6 µs a record) and hands every batch to
+``send_batch`` at the end of the source batch. The producer then sends them
+as usual: acks=all, retries, one future per batch.
+
+Order per partition is kept: records are appended in the order they are
+routed, and a full batch is queued before the next one of its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+
+class Outbox:
+    """Record batches being filled, by (topic, partition), for one source batch."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self._open: dict[tuple[str, int], Any] = {}
+        self._full: list[tuple[str, int, Any]] = []
+        self.records = 0
+
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+    ) -> None:
+        where = (topic, partition)
+        batch = self._open.get(where)
+        if batch is None:
+            batch = self._open[where] = self._producer.create_batch()
+        if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            # full: queue it and start the next one of this partition
+            self._full.append((topic, partition, batch))
+            batch = self._open[where] = self._producer.create_batch()
+            # an empty batch takes any record, however big (the broker's limit applies)
+            batch.append(timestamp=None, key=key, value=value, headers=headers)
+        self.records += 1
+
+    async def send(self) -> list[asyncio.Future[Any]]:
+        """Queue every batch with the producer; one future per batch, done when acknowledged."""
+        batches = [*self._full, *((t, p, b) for (t, p), b in self._open.items())]
+        self._full, self._open = [], {}
+        futures = []
+        for topic, partition, batch in batches:
+            futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+        return futures
