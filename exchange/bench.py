@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -232,22 +233,40 @@ async def _collect(
     got: dict[bytes, float],
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
+    *,
+    also_fetch: str | None = None,
 ) -> None:
+    """Note when each record of ``topic`` arrives (keyed by its source position).
+
+    ``also_fetch``: a topic name pattern whose partitions are fetched too, from their
+    end. The raw baseline reads every source partition the router reads, so that
+    both pay what the broker charges per partition fetched (the embedded broker's
+    fetch time grows with the partition count: ~3 ms for 3 partitions, ~8 ms for 210).
+    """
     await kafka.ensure_topics(bootstrap, [topic], partitions=3)  # the router may not have yet
     # no consumer group: a group join takes seconds on the embedded broker; read every
     # partition from the start instead (what was there before is not in ``sent``)
     c = kafka.consumer(bootstrap, fetch_max_wait_ms=5)
     await c.start()
     tps = await kafka.topic_partitions(c, topic) or [TopicPartition(topic, 0)]
-    c.assign(tps)
+    others: list[TopicPartition] = []
+    if also_fetch is not None:
+        for name in sorted(await c.topics()):
+            if re.match(also_fetch, name) and name != topic:
+                others.extend(await kafka.topic_partitions(c, name))
+    c.assign(tps + others)
     await c.seek_to_beginning(*tps)
+    if others:
+        await c.seek_to_end(*others)
     try:
         while not stop.is_set():
             batch = await c.getmany(timeout_ms=20)
             if ready is not None and not ready.is_set():
                 ready.set()
             now = time.perf_counter()
-            for records in batch.values():
+            for tp, records in batch.items():
+                if tp.topic != topic:
+                    continue
                 for rec in records:
                     where = dict(rec.headers).get(SOURCE_OFFSET)
                     got.setdefault(where or f"{rec.partition}:{rec.offset}".encode(), now)
@@ -283,7 +302,16 @@ async def _latency(
         source = out = f"bench.lat.{tag}"
         await kafka.ensure_topics(s.bootstrap, [source], partitions=3)
     ready = asyncio.Event()
-    collector = asyncio.create_task(_collect(s.bootstrap, out, got, stop, ready))
+    collector = asyncio.create_task(
+        _collect(
+            s.bootstrap,
+            out,
+            got,
+            stop,
+            ready,
+            also_fetch=None if through_router else topics.SOURCE_PATTERN,
+        )
+    )
     await asyncio.wait_for(ready.wait(), timeout=30)  # assigned and fetching
     await asyncio.sleep(0.5)
     await _steady_publish(s, source, rate, seconds, sent, lambda i: f"LAT{tag}{i:08d}".encode())

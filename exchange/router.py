@@ -41,6 +41,7 @@ import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import fastavro
@@ -67,7 +68,7 @@ DLQ_REASON = "gov-dlq-reason"
 SOURCE_TOPIC = "gov-source-topic"
 SOURCE_OFFSET = "gov-source-offset"
 MAX_VALUE_BYTES = 1_000_000
-MAX_UNSETTLED = 2  # batches in flight behind the one being routed
+MAX_UNSETTLED = 8  # batches routed and not yet settled, at most
 WATCH_INTERVAL_S = 60.0  # how often expiries and overdue applications are looked for
 
 
@@ -102,6 +103,18 @@ class _Decoder:
         return rec
 
 
+@dataclass
+class _Routed:
+    """A routed batch waiting to be settled: acks, audit entries, offsets to commit."""
+
+    futures: list[Any]
+    drafts: list[Draft]
+    tps: list[Any]
+    offsets: dict[Any, int]
+    count: int
+    started: float | None
+
+
 class _SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Before partitions go to another router, settle what was routed from them.
 
@@ -114,7 +127,8 @@ class _SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self.router = router
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await asyncio.gather(*self.router._unsettled, return_exceptions=True)
+        if self.router._settler is not None:
+            await asyncio.gather(self.router._settler, return_exceptions=True)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         pass
@@ -157,7 +171,9 @@ class Router:
         self._noticed: set[tuple[Action, str]] = set()  # (action, grant/application/event id)
         self._next_watch = 0.0
         #: batches routed but not yet acknowledged, audited and committed, oldest first
-        self._unsettled: deque[asyncio.Task[None]] = deque()
+        self._unsettled: deque[_Routed] = deque()
+        self._settler: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()  # pulsed at the end of every settling round
         self.state.on_catalog = lambda _snap: self._mark_dirty()
         self.state.on_grant_event = self._on_grant_event
 
@@ -243,8 +259,8 @@ class Router:
             except (TimeoutError, ExchangeError, KafkaError) as exc:
                 log.error("routed batches not settled at stop (they will be routed again): %s", exc)
             finally:
-                for task in self._unsettled:
-                    task.cancel()
+                if self._settler is not None:
+                    self._settler.cancel()
                 self._unsettled.clear()
         if self._audit_drafts and self._producer is not None:
             try:  # what was noticed but not written yet (no batch came after it)
@@ -424,8 +440,13 @@ class Router:
             del self._audit_drafts[mark:]  # not committed: routed (and audited) again later
             raise
         self._settle_later(futures, list(batch), offsets, count, started)
-        while len(self._unsettled) > MAX_UNSETTLED:
-            await asyncio.shield(self._unsettled[0])  # back-pressure: the oldest first
+        while len(self._unsettled) > MAX_UNSETTLED and self._settler is not None:
+            # back-pressure: wait for a settling round to end
+            waiter = asyncio.ensure_future(self._settled.wait())
+            try:
+                await asyncio.wait([waiter, self._settler], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
             self._raise_if_settling_failed()
         return count
 
@@ -438,52 +459,55 @@ class Router:
         started: float | None,
     ) -> None:
         drafts, self._audit_drafts = self._audit_drafts, []
-        previous = self._unsettled[-1] if self._unsettled else None
-        task = asyncio.create_task(
-            self._settle_batch(previous, futures, drafts, tps, offsets, count, started)
-        )
-        self._unsettled.append(task)
+        self._unsettled.append(_Routed(futures, drafts, tps, offsets, count, started))
+        if self._settler is None:
+            self._settler = asyncio.create_task(self._settle_loop())
 
-    async def _settle_batch(
-        self,
-        previous: asyncio.Task[None] | None,
-        futures: list[Any],
-        drafts: list[Draft],
-        tps: list[Any],
-        offsets: dict[Any, int],
-        count: int,
-        started: float | None,
-    ) -> None:
-        """Wait for every delivery, then write the audit entries, then commit: in batch order.
+    async def _settle_loop(self) -> None:
+        """Settle what was routed, all that is waiting at once, until nothing waits.
 
-        At-least-once holds batch by batch: offsets are committed only after every
-        delivery and dead letter of the batch, and every audit entry, is acknowledged,
-        and only after the batch before it was committed.
+        For each round: every delivery and dead letter acknowledged, then every audit
+        entry (one write), then the offsets committed (one commit). A round takes
+        every batch routed meanwhile, so at a steady rate there is about one commit
+        and one audit write in flight, however small the batches.
         """
-        if previous is not None:
-            await previous  # its failure is this batch's failure too: nothing after it commits
-        for fut in futures:
-            await fut
-        if drafts and self.audit is not None:
-            await (await self.audit.send(drafts)).acked()
-        if offsets:
-            await self._consumer.commit(offsets)
-        if started is not None:
-            self.metrics.batch_latency.observe(time.perf_counter() - started)
-        for tp in tps:
-            hw = self._consumer.highwater(tp)
-            if hw is not None:
-                self.metrics.lag.labels(tp.topic).set(max(0, hw - offsets[tp]))
-        self.routed += count
+        while self._unsettled:
+            jobs = list(self._unsettled)
+            for job in jobs:
+                for fut in job.futures:
+                    await fut
+            drafts = [d for job in jobs for d in job.drafts]
+            if drafts and self.audit is not None:
+                await (await self.audit.send(drafts)).acked()
+            offsets: dict[Any, int] = {}
+            for job in jobs:
+                offsets.update(job.offsets)  # later batches of a partition have later offsets
+            if offsets:
+                await self._consumer.commit(offsets)
+            done = time.perf_counter()
+            for job in jobs:
+                self._unsettled.popleft()
+                if job.started is not None:
+                    self.metrics.batch_latency.observe(done - job.started)
+                self.routed += job.count
+            for tp, offset in offsets.items():
+                hw = self._consumer.highwater(tp)
+                if hw is not None:
+                    self.metrics.lag.labels(tp.topic).set(max(0, hw - offset))
+            self._settled.set()
+            self._settled.clear()
+        self._settler = None
 
     def _raise_if_settling_failed(self) -> None:
-        while self._unsettled and self._unsettled[0].done():
-            self._unsettled.popleft().result()  # raises what made the batch fail
+        settler = self._settler
+        if settler is not None and settler.done():
+            self._settler = None
+            settler.result()  # raises what made settling fail; nothing after it committed
 
     async def settle(self) -> None:
         """Wait until every routed batch is delivered, audited and committed."""
-        while self._unsettled:
-            await asyncio.shield(self._unsettled[0])
+        while self._settler is not None:
+            await asyncio.shield(self._settler)
             self._raise_if_settling_failed()
 
     async def _route_partition(
