@@ -17,6 +17,11 @@ it, and raises :class:`CommandRefused` with the reason otherwise.
 Every command is audited on ``gov.audit`` before it returns, a refused one
 included (``COMMAND_REFUSED`` with the reason; ``SUBSCRIPTION_DENIED`` for a
 subscription): each :class:`Department` is one audit chain.
+
+What a command carries is checked first (:mod:`exchange.command_limits`:
+lengths, control characters, text that is not UTF-8), and whatever a refused
+command carried is quoted in the audit entry escaped and cut short, so no
+argument can make the refusal itself fail.
 """
 
 from __future__ import annotations
@@ -29,13 +34,15 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import kafka, signing, topics, workdays
+from exchange import command_limits, kafka, signing, topics, workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.errors import CommandRefused, ExchangeError, PermissionDenied, UnknownResource
 from exchange.grants import Application, AppStatus, EventKind, Grant, GrantEvent, new_id, now
 from exchange.policy import View, compute_view
 from exchange.state import GRANT_CODEC, ControlFollower, ControlState
+
+_MAX_DETAIL = 10_000  # longest detail value (the fields of a wide resource)
 
 
 class Department:
@@ -67,10 +74,12 @@ class Department:
             producer = kafka.producer(self.bootstrap, linger_ms=0)
             await producer.start()
             self._producer = producer
-            self._audit = AuditWriter(producer, self._state.registry, role=self.department)
+            role = command_limits.safe(self.department, command_limits.MAX_ID_CHARS)
+            self._audit = AuditWriter(producer, self._state.registry, role=role)
         try:
+            command_limits.check_id(self.department, "department")
             catalog.department(self.department)
-        except UnknownResource as exc:  # acting as a department the catalog does not know
+        except (UnknownResource, CommandRefused) as exc:  # a department the catalog lacks
             try:
                 await self._audit_entry(
                     Action.COMMAND_REFUSED,
@@ -115,6 +124,7 @@ class Department:
 
     async def _submit(self, event: GrantEvent) -> None:
         """Sign, check, write and read back one command."""
+        command_limits.check_event(event)  # raises CommandRefused
         if self.signing_key is not None:
             event = replace(event, signature=signing.sign(self.signing_key, event.to_avro()))
         current = await self.refresh()
@@ -131,15 +141,25 @@ class Department:
     # --- audit -----------------------------------------------------------------
 
     async def _audit_entry(self, action: Action, decision: str, **facts: Any) -> None:
-        """Write one audit entry of this department and wait for its acknowledgement."""
+        """Write one audit entry of this department and wait for its acknowledgement.
+
+        Text that a refused command carried (too long, not UTF-8, control
+        characters) is written as :func:`~exchange.command_limits.shown` of it.
+        """
         if self._audit is None:
             raise ExchangeError("Department is not started: use 'async with Department(...)'")
-        details = facts.pop("details", {})
+        details = {
+            k: command_limits.safe(v, _MAX_DETAIL) for k, v in facts.pop("details", {}).items()
+        }
         resource = facts.get("resource")
-        res = self.state.catalog.resources.get(resource) if resource else None
+        res = self.state.catalog.resources.get(resource) if isinstance(resource, str) else None
         facts.setdefault("provider", res.provider if res else None)
+        for key, value in facts.items():
+            if isinstance(value, str):
+                facts[key] = command_limits.safe(value, command_limits.MAX_AUDIT_TEXT)
+        actor = command_limits.safe(self.department, command_limits.MAX_ID_CHARS)
         await self._audit.write(
-            Draft(action, actor=self.department, decision=decision, details=details, **facts)
+            Draft(action, actor=actor, decision=decision, details=details, **facts)
         )
 
     @asynccontextmanager
@@ -172,6 +192,7 @@ class Department:
         """Subscribe to a resource; raises :class:`PermissionDenied` if the view is empty."""
         await self.refresh()
         try:
+            command_limits.check_id(resource, "resource")
             view = self.explain(resource)
             if view.denied:
                 raise PermissionDenied(
@@ -233,6 +254,8 @@ class Department:
             "details": {"fields": wanted},
         }
         async with self._refusals_audited("apply", facts):
+            command_limits.check_id(resource, "resource")
+            command_limits.check_fields(wanted)
             event = GrantEvent(
                 kind=EventKind.APPLIED,
                 actor=self.department,
@@ -281,8 +304,17 @@ class Department:
         """Approve an application (provider only), possibly narrowing it; returns the grant id."""
         facts: dict[str, Any] = {"application_id": application_id}
         async with self._refusals_audited("approve", facts):
+            command_limits.check_id(application_id, "application id")
             await self.refresh()
             app = self._application(application_id)
+            facts.update(resource=app.resource, consumer=app.consumer, purpose=app.purpose)
+            command_limits.check_fields(fields)
+            command_limits.check_masks(masks)
+            command_limits.check_text(purpose, "the purpose of use (用途)")
+            command_limits.check_until(until)
+            command_limits.check_row_filter(
+                row_filter, self.state.catalog.resources.get(app.resource)
+            )
             grant_id = new_id("GR")
             event = GrantEvent(
                 kind=EventKind.APPROVED,
@@ -338,6 +370,7 @@ class Department:
         """Reject an application (provider only); a reason is required."""
         facts: dict[str, Any] = {"application_id": application_id}
         async with self._refusals_audited("reject", facts):
+            command_limits.check_id(application_id, "application id")
             await self.refresh()
             app = self._application(application_id)
             facts.update(resource=app.resource, consumer=app.consumer, purpose=app.purpose)
@@ -365,6 +398,7 @@ class Department:
         """End a grant at once (provider only); a reason is required."""
         facts: dict[str, Any] = {"grant_id": grant_id}
         async with self._refusals_audited("revoke", facts):
+            command_limits.check_id(grant_id, "grant id")
             await self.refresh()
             grant = self.state.book.grants.get(grant_id)
             if grant is None:

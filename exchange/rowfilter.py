@@ -313,12 +313,21 @@ class RowFilter:
 # ----------------------------------------------------------------- compiling
 
 
+_MAX_COMPILE_MESSAGE = 400
+
+
 def _compile_message(expression: str, exc: Exception) -> str:
     message = str(exc)
     prefix = f"Failed to parse expression '{expression}': "
     if message.startswith(prefix):
         message = message[len(prefix) :]
-    return message.strip()
+    message = message.strip()
+    if len(message) > _MAX_COMPILE_MESSAGE:
+        # the parser repeats the whole filter under its message, with a caret: for a
+        # long one (a hostile one, say) keep the line that says what and where
+        first = message.splitlines()[0] if message else message
+        message = first[:_MAX_COMPILE_MESSAGE] + " (the filter is not repeated here: too long)"
+    return message
 
 
 def _plural(names: Collection[str], one: str, many: str) -> str:

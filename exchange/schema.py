@@ -43,17 +43,102 @@ def parse(schema: Schema, *, where: str = "schema") -> Any:
         raise SchemaError(f"{where}: not a valid Avro schema: {exc}") from exc
 
 
+MAX_SCHEMA_BYTES = 1_000_000
+"""Largest ``.avsc`` file accepted."""
+MAX_SCHEMA_DEPTH = 32
+"""Deepest nesting of JSON arrays and objects accepted in an ``.avsc`` file."""
+
+
 def load_file(path: str) -> Schema:
-    """Read and parse an ``.avsc`` file; errors name the file."""
+    """Read and parse an ``.avsc`` file; errors name the file.
+
+    Refused besides what :func:`parse` refuses: a file over
+    :data:`MAX_SCHEMA_BYTES`, text that is not UTF-8, JSON nested deeper
+    than :data:`MAX_SCHEMA_DEPTH`, and a record type that contains itself
+    (a catalog field must be a value, not a tree of unbounded depth).
+    """
     try:
-        with open(path, encoding="utf-8") as fh:
-            schema = json.load(fh)
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SCHEMA_BYTES + 1)
     except OSError as exc:
         raise SchemaError(f"{path}: cannot read schema file: {exc.strerror}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    if len(raw) > MAX_SCHEMA_BYTES:
+        raise SchemaError(f"{path}: schema file is over the {MAX_SCHEMA_BYTES} bytes allowed")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    too_deep = SchemaError(f"{path}: nested more than {MAX_SCHEMA_DEPTH} levels deep")
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise SchemaError(f"{path}: not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise too_deep from None
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        raise too_deep
     parse(schema, where=path)
+    recursive = _recursive_type(schema, "", frozenset())
+    if recursive is not None:
+        raise SchemaError(
+            f"{path}: record type {recursive!r} contains itself; recursive types are not "
+            "allowed in the catalog"
+        )
     return schema  # type: ignore[no-any-return]
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON arrays and objects nest in ``value`` (without recursion)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _full_name(name: str, namespace: str) -> str:
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+def _recursive_type(avro_type: Any, namespace: str, open_records: frozenset[str]) -> str | None:
+    """The full name of a record type used inside its own definition, or None."""
+    if isinstance(avro_type, str):
+        name = _full_name(avro_type, namespace)
+        return name if name in open_records else None
+    if isinstance(avro_type, list):
+        for branch in avro_type:
+            found = _recursive_type(branch, namespace, open_records)
+            if found is not None:
+                return found
+        return None
+    if not isinstance(avro_type, dict):
+        return None
+    kind = avro_type.get("type")
+    if kind in ("record", "error"):
+        name = str(avro_type.get("name", ""))
+        inner_ns = name.rpartition(".")[0] if "." in name else avro_type.get("namespace", namespace)
+        full = _full_name(name, str(inner_ns or ""))
+        for f in avro_type.get("fields", []):
+            if isinstance(f, dict):
+                found = _recursive_type(
+                    f.get("type"), full.rpartition(".")[0], open_records | {full}
+                )
+                if found is not None:
+                    return found
+        return None
+    if kind == "array":
+        return _recursive_type(avro_type.get("items"), namespace, open_records)
+    if kind == "map":
+        return _recursive_type(avro_type.get("values"), namespace, open_records)
+    return _recursive_type(kind, namespace, open_records)
 
 
 def field_is_nullable(avro_type: Any) -> bool:

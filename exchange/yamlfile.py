@@ -1,8 +1,10 @@
 """Safe YAML reading with line numbers, for catalog and connector files.
 
 Anchors and aliases are refused (they are what YAML bombs are made of and a
-catalog never needs them), files over a size limit are refused, and every
-error carries the file and line so an operator can go straight to it.
+catalog never needs them), files over a size limit are refused, so is
+nesting deeper than :data:`MAX_DEPTH` (``[[[[...`` would exhaust Python's
+stack), and every error carries the file and line so an operator can go
+straight to it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import yaml
 
 MAX_BYTES = 1_000_000
+MAX_DEPTH = 32
 
 
 class YamlProblem(Exception):
@@ -32,7 +35,16 @@ class _NoAliasLoader(yaml.SafeLoader):
             )
         if getattr(event, "anchor", None):
             raise YamlProblem("YAML anchors (&name) are not allowed", event.start_mark.line + 1)
-        return super().compose_node(parent, index)
+        depth = self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if depth > MAX_DEPTH:
+                raise YamlProblem(
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    event.start_mark.line + 1 if event.start_mark else None,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth - 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()

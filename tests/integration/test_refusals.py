@@ -1,58 +1,34 @@
-"""Commands that break a rule are refused with a clear reason, and change nothing.
+"""Commands that break a rule are refused with a clear reason, change nothing, and are audited.
 
 Through the Python API on the real broker. "Nothing changed" is checked by
 re-reading the control topics from the beginning: no new record on
-``gov.ctl.grants``, the same grant book, the same ``explain``. Commands
-forged straight onto the topic are refused by every reader replaying it.
+``gov.ctl.grants``, the same grant book, the same ``explain``. "Audited" is
+one new ``COMMAND_REFUSED`` (``SUBSCRIPTION_DENIED``) entry on ``gov.audit``
+by the department, naming the resource, with the reason it was given.
+Commands forged straight onto the topic are refused by every reader
+replaying it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from refusal_support import refused_and_audited, snapshot
 
-from exchange import kafka, topics
+from exchange import topics
 from exchange.api import Department
 from exchange.catalog import Catalog
-from exchange.errors import CommandRefused, PermissionDenied
-from exchange.grants import AppStatus, EventKind, GrantEvent, new_id, now
-from exchange.policy import compute_view
+from exchange.errors import PermissionDenied
+from exchange.grants import AppStatus, EventKind, GrantEvent, new_id
 from exchange.state import GRANT_CODEC, load
 
 pytestmark = pytest.mark.integration
 
 BMC = "birth_medical_certificate"
 DEATH = "death_registration"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    grant_records: int
-    grants: dict[str, Any]
-    applications: dict[str, Any]
-    subscriptions: frozenset[tuple[str, str]]
-    explain: dict[str, dict[str, Any]]
-
-
-async def snapshot(bootstrap: str) -> Snapshot:
-    """The grant state as a fresh process reads it from the topics."""
-    records = await kafka.read_to_end(bootstrap, topics.GRANTS)
-    state = await load(bootstrap)
-    explain = {  # what Department.explain shows each consumer
-        consumer: compute_view(state.catalog, state.book, consumer, BMC, at=now()).to_json()
-        for consumer in ("police", "hrss", "civil_affairs")
-    }
-    return Snapshot(
-        grant_records=len(records),
-        grants=dict(state.book.grants),
-        applications=dict(state.book.applications),
-        subscriptions=frozenset(state.book.subscriptions),
-        explain=explain,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +43,8 @@ async def application(bootstrap: str, loaded_catalog: Catalog) -> str:
 
 
 async def refused(bootstrap: str, actor: str, command: str, *args: Any, **kw: Any) -> str:
-    """Run ``command`` as ``actor``; it must raise CommandRefused and change nothing."""
-    before = await snapshot(bootstrap)
-    async with Department(bootstrap, actor) as dept:
-        with pytest.raises(CommandRefused) as exc:
-            await getattr(dept, command)(*args, **kw)
-    after = await snapshot(bootstrap)
-    assert after == before, "a refused command changed the grant state"
-    return str(exc.value)
+    """Run ``command`` about BMC as ``actor``: refused, nothing changed, the refusal audited."""
+    return await refused_and_audited(bootstrap, actor, command, *args, resource=BMC, **kw)
 
 
 @pytest.mark.parametrize("actor", ["hrss", "police", "market"])
@@ -174,6 +144,10 @@ async def test_a_rejection_by_a_non_provider_is_refused(bootstrap: str, applicat
 async def test_subscribing_to_a_wholly_not_shared_resource_is_denied(
     bootstrap: str, loaded_catalog: Catalog
 ) -> None:
+    reason = await refused_and_audited(
+        bootstrap, "police", "subscribe", DEATH, resource=DEATH, raises=PermissionDenied
+    )
+    assert "不予共享" in reason
     before = await snapshot(bootstrap)
     async with Department(bootstrap, "police") as police:
         with pytest.raises(PermissionDenied) as exc:

@@ -661,6 +661,229 @@ def test_file_above_the_size_limit_is_refused(catalog_dir: Path) -> None:
     assert f"file is {size} bytes, more than the {yamlfile.MAX_BYTES} allowed" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        pytest.param("id: " + "[" * 100_000 + "]" * 100_000 + "\n", 1, id="flow-lists"),
+        pytest.param(
+            "id: x\nname_zh: " + "{a: " * 50_000 + "1" + "}" * 50_000 + "\n", 2, id="flow-maps"
+        ),
+        pytest.param(
+            "id: x\nfields:\n" + "".join(f"{'  ' * i}-\n" for i in range(200)),
+            None,
+            id="block-lists",
+        ),
+        pytest.param(
+            "id: x\nfields:\n" + "".join(f"{' ' * (i + 1)}a{i}:\n" for i in range(200)),
+            None,
+            id="block-maps",
+        ),
+    ],
+)
+def test_deeply_nested_yaml_is_refused_with_its_line(
+    catalog_dir: Path, text: str, line: int | None
+) -> None:
+    """Nesting thousands deep used to crash the loader with RecursionError."""
+    path = resource_file(catalog_dir, "business_licence")
+    path.write_text(text, encoding="utf-8")
+
+    error = only_error(rejected(catalog_dir))
+
+    assert error.facts["file"] == "catalog/resources/business_licence.yaml"
+    assert error.reason == f"nested more than {yamlfile.MAX_DEPTH} levels deep"
+    expected = line if line is not None else yamlfile.MAX_DEPTH + 2
+    assert abs(error.facts["line"] - expected) <= 1, error.facts
+
+
+def test_departments_file_nested_deeply_is_refused(catalog_dir: Path) -> None:
+    (catalog_dir / "departments.yaml").write_text(
+        "departments: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8"
+    )
+
+    exc = rejected(catalog_dir)
+
+    error = the_error(exc, file="catalog/departments.yaml")
+    assert (error.facts["line"], error.reason) == (1, "nested more than 32 levels deep")
+
+
+def test_nesting_up_to_the_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("a: " + "[" * 30 + "1" + "]" * 30 + "\n", encoding="utf-8")
+    data = yamlfile.read(path).data
+    for _ in range(31):
+        data = data["a"] if isinstance(data, dict) else data[0]
+    assert data == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(bytes(range(256)) * 4, id="binary"),
+        pytest.param(b"\x00" * 100, id="nul-bytes"),
+        pytest.param(b"\xef\xbb\xbfid: x\n\xff\xfe\n", id="bom-then-not-utf8"),
+    ],
+)
+def test_file_that_is_not_text_is_refused(catalog_dir: Path, content: bytes) -> None:
+    resource_file(catalog_dir, "business_licence").write_bytes(content)
+
+    error = only_error(rejected(catalog_dir))
+
+    assert error.facts["file"] == "catalog/resources/business_licence.yaml"
+    assert error.reason.startswith(("not UTF-8 text", "not valid YAML")), error.reason
+
+
+def test_yaml_that_is_not_a_mapping_is_refused(catalog_dir: Path) -> None:
+    resource_file(catalog_dir, "business_licence").write_text("just a sentence\n", "utf-8")
+
+    error = only_error(rejected(catalog_dir))
+
+    assert error.facts["file"] == "catalog/resources/business_licence.yaml"
+    assert "document: Input should be a valid dictionary" in error.reason
+
+
+def test_yaml_python_tag_is_refused_not_run(catalog_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    resource_file(catalog_dir, "business_licence").write_text(
+        f"id: !!python/object/apply:os.system ['touch {marker}']\n", encoding="utf-8"
+    )
+
+    error = only_error(rejected(catalog_dir))
+
+    assert error.facts["line"] == 1
+    assert "could not determine a constructor" in error.reason
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------- hostile schema files
+
+
+def test_schema_file_nested_deeply_is_refused(catalog_dir: Path) -> None:
+    """JSON thousands deep used to crash the loader with RecursionError."""
+    schema_file(catalog_dir, "business_licence").write_text(
+        "[" * 100_000 + "]" * 100_000, encoding="utf-8"
+    )
+
+    error = only_error(rejected(catalog_dir))
+
+    assert error.facts["resource"] == "business_licence"
+    assert "business_licence.avsc: nested more than 32 levels deep" in str(error)
+
+
+def test_schema_with_deeply_nested_types_is_refused(catalog_dir: Path) -> None:
+    def nest(schema: dict[str, Any]) -> None:
+        avro_type: Any = "string"
+        for i in range(40):
+            avro_type = {"type": "array", "items": avro_type} if i % 2 else ["null", avro_type]
+        schema["fields"].append({"name": "x", "type": avro_type, "doc": "深 deep"})
+
+    edit_schema(schema_file(catalog_dir, "business_licence"), nest)
+
+    error = only_error(rejected(catalog_dir))
+
+    assert "business_licence.avsc: nested more than 32 levels deep" in str(error)
+
+
+def test_schema_file_above_the_size_limit_is_refused(catalog_dir: Path) -> None:
+    path = schema_file(catalog_dir, "business_licence")
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.rstrip()[:-1] + " " * 2_000_000 + "}\n", encoding="utf-8")
+
+    error = only_error(rejected(catalog_dir))
+
+    assert error.facts["resource"] == "business_licence"
+    assert "business_licence.avsc: schema file is over the 1000000 bytes allowed" in str(error)
+
+
+def test_schema_file_that_is_not_utf8_is_refused(catalog_dir: Path) -> None:
+    path = schema_file(catalog_dir, "business_licence")
+    path.write_bytes(path.read_text(encoding="utf-8").encode("gb18030"))
+
+    error = only_error(rejected(catalog_dir))
+
+    assert error.facts["resource"] == "business_licence"
+    assert re.search(r"business_licence\.avsc: not UTF-8 text \(byte \d+\)", str(error))
+
+
+@pytest.mark.parametrize(
+    ("field_type", "record"),
+    [
+        pytest.param(["null", "BusinessLicence"], "gov.exchange.market.BusinessLicence", id="self"),
+        pytest.param(
+            {"type": "array", "items": "gov.exchange.market.BusinessLicence"},
+            "gov.exchange.market.BusinessLicence",
+            id="array-of-self",
+        ),
+        pytest.param(
+            [
+                "null",
+                {
+                    "type": "record",
+                    "name": "Branch",
+                    "fields": [
+                        {"name": "name", "type": "string"},
+                        {"name": "branches", "type": {"type": "map", "values": "Branch"}},
+                    ],
+                },
+            ],
+            "gov.exchange.market.Branch",
+            id="nested-record-of-itself",
+        ),
+    ],
+)
+def test_schema_with_a_recursive_type_is_refused(
+    catalog_dir: Path, field_type: Any, record: str
+) -> None:
+    edit_schema(
+        schema_file(catalog_dir, "business_licence"),
+        lambda s: s["fields"].append(
+            {"name": "parent", "type": field_type, "default": None, "doc": "上级 parent"}
+            if isinstance(field_type, list)
+            else {"name": "parent", "type": field_type, "doc": "上级 parent"}
+        ),
+    )
+
+    error = only_error(rejected(catalog_dir))
+
+    assert error.facts["resource"] == "business_licence"
+    assert (
+        f"business_licence.avsc: record type {record!r} contains itself; recursive types are "
+        "not allowed in the catalog"
+    ) in str(error)
+
+
+def test_a_named_type_used_twice_is_not_recursion(catalog_dir: Path) -> None:
+    def twice(schema: dict[str, Any]) -> None:
+        point = {
+            "type": "record",
+            "name": "Point",
+            "fields": [{"name": "x", "type": "double"}, {"name": "y", "type": "double"}],
+        }
+        schema["fields"].append(
+            {"name": "a", "type": ["null", point], "default": None, "doc": "甲 a"}
+        )
+        schema["fields"].append(
+            {"name": "b", "type": ["null", "Point"], "default": None, "doc": "乙 b"}
+        )
+
+    edit_schema(schema_file(catalog_dir, "business_licence"), twice)
+
+    assert "b" in load_catalog(catalog_dir).resource("business_licence").field_names()
+
+
+def test_schema_with_an_unknown_named_type_is_refused(catalog_dir: Path) -> None:
+    edit_schema(
+        schema_file(catalog_dir, "business_licence"),
+        lambda s: s["fields"].append(
+            {"name": "x", "type": ["null", "gov.Nowhere"], "default": None, "doc": "未知 x"}
+        ),
+    )
+
+    error = only_error(rejected(catalog_dir))
+
+    assert "business_licence.avsc: not a valid Avro schema" in str(error)
+    assert "gov.Nowhere" in str(error)
+
+
 # ---------------------------------------------------------------- reporting
 
 

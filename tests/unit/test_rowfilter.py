@@ -252,3 +252,20 @@ def test_a_comprehension_variable_may_not_hide_a_field() -> None:
 
 def test_type_names_are_not_taken_for_fields() -> None:
     assert f("type(household_size) == int").matches(record())
+
+
+def test_a_parse_error_in_a_long_filter_does_not_repeat_the_filter() -> None:
+    expression = "(" * 200 + 'region_code == "33"' + ")" * 200
+    with pytest.raises(FilterError) as info:
+        compile_filter(expression, ["region_code"])
+    message = str(info.value)
+    assert message.startswith("the row filter does not compile: ERROR: <input>:1:97:")
+    assert "Recursion limit of 96 exceeded" in message
+    assert "((((((((((" not in message
+    assert len(message) < 500
+
+
+def test_a_parse_error_in_a_short_filter_shows_where() -> None:
+    with pytest.raises(FilterError) as info:
+        compile_filter('region_code.startsWith("33"', ["region_code"])
+    assert '| region_code.startsWith("33"\n' in str(info.value)

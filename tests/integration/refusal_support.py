@@ -1,0 +1,112 @@
+"""Helpers for the refusal tests: a refused command changed nothing, and its refusal is audited.
+
+Not a test module. "Nothing changed" is the grant state a fresh process reads
+from the control topics (the records on ``gov.ctl.grants``, the grant book,
+what ``explain`` shows); "audited" is exactly one new ``COMMAND_REFUSED`` (or
+``SUBSCRIPTION_DENIED``) entry on ``gov.audit``, by the department, naming
+the resource, with the reason the caller was given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from exchange import command_limits, kafka, topics
+from exchange.api import Department
+from exchange.audit.entry import MAX_REASON, Action, AuditEntry, Decision
+from exchange.audit.log import entries_only, read_log
+from exchange.command_limits import MAX_AUDIT_TEXT
+from exchange.errors import CommandRefused, ExchangeError
+from exchange.grants import now
+from exchange.policy import compute_view
+from exchange.state import load
+
+REFUSALS = (Action.COMMAND_REFUSED, Action.SUBSCRIPTION_DENIED)
+EXPLAINED = ("birth_medical_certificate", "population_basic")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    grant_records: int
+    grants: dict[str, Any]
+    applications: dict[str, Any]
+    subscriptions: frozenset[tuple[str, str]]
+    explain: dict[tuple[str, str], dict[str, Any]]
+
+
+async def snapshot(bootstrap: str) -> Snapshot:
+    """The grant state as a fresh process reads it from the topics."""
+    records = await kafka.read_to_end(bootstrap, topics.GRANTS)
+    state = await load(bootstrap)
+    explain = {  # what Department.explain shows each consumer
+        (consumer, resource): compute_view(
+            state.catalog, state.book, consumer, resource, at=now()
+        ).to_json()
+        for consumer in ("police", "hrss", "civil_affairs")
+        for resource in EXPLAINED
+    }
+    return Snapshot(
+        grant_records=len(records),
+        grants=dict(state.book.grants),
+        applications=dict(state.book.applications),
+        subscriptions=frozenset(state.book.subscriptions),
+        explain=explain,
+    )
+
+
+async def audit_log(bootstrap: str) -> list[AuditEntry]:
+    return [e for _, e in entries_only(await read_log(bootstrap))]
+
+
+def as_audited(reason: str) -> str:
+    """A reason as the audit entry holds it (cut at MAX_REASON characters)."""
+    return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
+
+
+async def new_refusals(bootstrap: str, seen: set[str]) -> list[AuditEntry]:
+    return [e for e in await audit_log(bootstrap) if e.id not in seen and e.action in REFUSALS]
+
+
+async def refused_and_audited(
+    bootstrap: str,
+    actor: str,
+    command: str,
+    *args: Any,
+    resource: str | None,
+    consumer: str | None = None,
+    raises: type[ExchangeError] = CommandRefused,
+    **kw: Any,
+) -> str:
+    """Run ``command`` as ``actor``: it must raise, change nothing, and be audited once.
+
+    Returns the reason the caller was given. ``resource`` (and ``consumer``,
+    if given) is what the audit entry must name.
+    """
+    before = await snapshot(bootstrap)
+    seen = {e.id for e in await audit_log(bootstrap)}
+    async with Department(bootstrap, actor) as dept:
+        with pytest.raises(raises) as exc:
+            await getattr(dept, command)(*args, **kw)
+    reason = str(exc.value)
+    assert len(reason) <= 2000, f"the reason quotes too much: {len(reason)} characters"
+    assert all(c.isprintable() or c == "\n" for c in reason), f"not printable: {reason!r}"
+    after = await snapshot(bootstrap)
+    assert after == before, "a refused command changed the grant state"
+
+    [entry] = await new_refusals(bootstrap, seen)
+    if command == "subscribe":
+        assert (entry.action, entry.decision) == (Action.SUBSCRIPTION_DENIED, Decision.DENIED)
+        assert entry.consumer == command_limits.safe(actor, command_limits.MAX_ID_CHARS)
+    else:
+        assert (entry.action, entry.decision) == (Action.COMMAND_REFUSED, Decision.REFUSED)
+        assert entry.details["command"] == command
+    assert entry.actor == actor
+    expected = None if resource is None else command_limits.safe(resource, MAX_AUDIT_TEXT)
+    assert entry.resource == expected
+    if consumer is not None:
+        assert entry.consumer == consumer
+    assert entry.reason == as_audited(reason)
+    return reason
