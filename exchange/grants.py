@@ -262,6 +262,9 @@ class GrantBook:
         """Raise :class:`CommandRefused` with the reason if ``ev`` breaks a rule."""
         if ev.event_id in self.accepted or ev.event_id in self.refused:
             raise _refuse(f"event {ev.event_id} was already processed")
+        from exchange import command_limits  # it imports this module
+
+        command_limits.check_event(ev, row_filter=False)  # a forged event breaks them too
         try:
             actor = catalog.department(ev.actor)
             res = catalog.resource(ev.resource)

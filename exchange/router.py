@@ -653,8 +653,9 @@ class Router:
         if dlq not in self._known_topics:
             await kafka.ensure_topics(self.bootstrap, [dlq], partitions=1)
             self._known_topics.add(dlq)
-        headers = [
-            *list(rec.headers or ()),
+        ours = (DLQ_REASON, SOURCE_TOPIC, SOURCE_OFFSET)
+        headers = [  # a provider's own headers of these names would pass for ours: dropped
+            *[(k, v) for k, v in rec.headers or () if k not in ours],
             (DLQ_REASON, reason.encode("utf-8")),
             (SOURCE_TOPIC, rec.topic.encode()),
             (SOURCE_OFFSET, f"{rec.partition}:{rec.offset}".encode()),

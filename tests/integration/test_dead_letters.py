@@ -110,7 +110,12 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_and_routing_goes_
             )
             valid_sent.append(p.key.decode())
             meta = await producer.send_and_wait(
-                source, value=value, key=b"bad-" + str(i).encode(), partition=0
+                source,
+                value=value,
+                key=b"bad-" + str(i).encode(),
+                partition=0,
+                # headers of the DLQ's own names, forged by the provider: never passed on
+                headers=[(DLQ_REASON, b"forged"), (SOURCE_OFFSET, b"9:9"), ("x-trace", b"kept")],
             )
             sent_bad[f"{meta.partition}:{meta.offset}"] = (name, value, reason)
             written += 2
@@ -149,6 +154,9 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_and_routing_goes_
         print(f"  {name:<48} {got_reason}")
         assert got_reason.startswith(reason), (name, got_reason)
         assert rec.value == value  # the bytes as they were
+        names = [k for k, _ in rec.headers]
+        assert names.count(DLQ_REASON) == names.count(SOURCE_OFFSET) == 1, names
+        assert headers["x-trace"] == b"kept"  # the provider's other headers travel on
     assert len(from_impostor) == 1
     rec, headers = from_impostor[0]
     assert headers[SOURCE_TOPIC] == IMPOSTOR_TOPIC.encode()

@@ -742,3 +742,16 @@ def test_a_row_filter_may_not_read_a_not_shared_field(
     reason = refuse(book, sample_catalog, ev)
     assert "birth_weight_grams" in reason
     assert "不予共享" in reason
+
+
+@pytest.mark.parametrize(
+    "purpose",
+    ["\x1b[2J清屏 clears the auditor's terminal", "x" * 100_000, "右\u202eto-left override"],
+    ids=["terminal-escape", "huge", "bidi-override"],
+)
+def test_a_forged_event_breaking_the_command_limits_is_refused_on_replay(
+    book: GrantBook, sample_catalog: Catalog, purpose: str
+) -> None:
+    """Written straight onto gov.ctl.grants, past the API's checks: refused all the same."""
+    ev = event(EventKind.APPLIED, "police", "police", fields=("mother_name",), purpose=purpose)
+    assert "purpose" in refuse(book, sample_catalog, ev)
