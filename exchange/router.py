@@ -225,7 +225,8 @@ class Router:
 
     async def start(self) -> None:
         await self.follower.start()
-        self._producer = kafka.producer(self.bootstrap, linger_ms=2)
+        # no linger: the outbox hands over whole batches, and waiting adds only latency
+        self._producer = kafka.producer(self.bootstrap, linger_ms=0)
         await self._producer.start()
         self.audit = AuditWriter(
             self._producer,
