@@ -47,10 +47,18 @@ class CatalogChange:
     removed: list[str] = field(default_factory=list)
     schema_changed: list[str] = field(default_factory=list)
     policy_changed: list[str] = field(default_factory=list)
+    #: departments added, removed or changed (names, code, public key, administrator)
+    departments_changed: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.removed or self.schema_changed or self.policy_changed)
+        return not (
+            self.added
+            or self.removed
+            or self.schema_changed
+            or self.policy_changed
+            or self.departments_changed
+        )
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,12 @@ def diff(old: Catalog | None, new: Catalog, version: int) -> CatalogChange:
         ):
             change.policy_changed.append(rid)
     change.removed = sorted(set(old_res) - set(new.resources))
+    if old is not None:
+        change.departments_changed = sorted(
+            d
+            for d in set(old.departments) | set(new.departments)
+            if old.departments.get(d) != new.departments.get(d)
+        )
     return change
 
 
@@ -274,6 +288,7 @@ async def load(
                     removed=change.removed or None,
                     schema_changed=change.schema_changed or None,
                     policy_changed=change.policy_changed or None,
+                    departments_changed=change.departments_changed or None,
                 ),
             )
         )
