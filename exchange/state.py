@@ -105,7 +105,10 @@ class ControlFollower:
 
     def __init__(self, state: ControlState, **consumer_options: Any) -> None:
         self.state = state
-        self._options = consumer_options
+        # a short fetch wait: a broker that does not answer a waiting fetch as soon as a
+        # record arrives (the embedded one) would otherwise hold a revocation back for the
+        # default 500 ms, while records published meanwhile are routed with the old views
+        self._options = {"fetch_max_wait_ms": 20, **consumer_options}
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
