@@ -5,7 +5,7 @@ From then on a snapshot written straight onto ``gov.ctl.catalog`` by anyone with
 health's key is ignored by a fresh ``state.load``, by ``catalog_store.current`` and by
 a ``ControlFollower`` that is running when it arrives; health's signed load is
 accepted; a load by another department is refused before anything is written, and
-audited. Every test asserts on what the readers read, relative to the catalog in force
+audited; ``exchange catalog load --as ADMIN --key FILE`` signs. Every test asserts on what the readers read, relative to the catalog in force
 when it starts. At the end the administrators are removed again by a signed load, so a
 shared cluster (EXCHANGE_BOOTSTRAP_SERVERS) is left open to the modules after this one.
 """
@@ -13,22 +13,29 @@ shared cluster (EXCHANGE_BOOTSTRAP_SERVERS) is left open to the modules after th
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner, Result
 
 from exchange import catalog_store, kafka, signing, state, topics
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.catalog import Catalog
 from exchange.catalog_store import SNAPSHOT, Snapshot, new_snapshot
+from exchange.cli import app
 from exchange.errors import CommandRefused
 from exchange.state import ControlFollower, ControlState
 
 pytestmark = pytest.mark.integration
 
 BMC = "birth_medical_certificate"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +213,67 @@ async def test_a_load_by_another_department_is_refused_up_front_and_audited(
     assert "not a catalog administrator" in by_actor["police"].reason
     assert by_actor["police"].details["signed"] == "true"
     assert by_actor["health"].details["signed"] == "false"
+
+
+def write_key(key: Ed25519PrivateKey, path: Path) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def invoke(*args: str, env: dict[str, str | None]) -> Result:
+    """Run the CLI in-process, in a worker thread (the command calls asyncio.run)."""
+
+    def go() -> Result:
+        return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(go).result(timeout=60)
+
+
+async def test_the_cli_signs_a_load_with_the_administrators_key(
+    bootstrap: str, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey], tmp_path: Path
+) -> None:
+    before = await in_force(bootstrap)
+    directory = Path(shutil.copytree(SCHEMAS, tmp_path / "schemas"))
+    (directory / "resources" / "marriage_registration.yaml").unlink()
+    path = directory / "departments.yaml"
+    text = path.read_text(encoding="utf-8")
+    for dept, extra in (("health", "\n    catalog_admin: true"), ("police", "")):
+        code = before.catalog.departments[dept].code
+        public = signing.public_key_of(keys[dept])
+        text = text.replace(f'code: "{code}"', f'code: "{code}"\n    public_key: "{public}"{extra}')
+    path.write_text(text, encoding="utf-8")
+    health_pem = write_key(keys["health"], tmp_path / "health.pem")
+    police_pem = write_key(keys["police"], tmp_path / "police.pem")
+    env: dict[str, str | None] = {
+        "EXCHANGE_BOOTSTRAP_SERVERS": bootstrap,
+        "EXCHANGE_KEY_FILE": None,
+    }
+    load = ("catalog", "load", str(directory))
+    try:
+        refused = invoke(*load, "--as", "police", "--key", str(police_pem), env=env)
+        assert refused.exit_code == 2
+        assert "'police' is not a catalog administrator" in refused.stderr
+        unsigned = invoke(*load, "--as", "health", env=env)
+        assert unsigned.exit_code == 2
+        assert "no signature" in unsigned.stderr
+        assert (await in_force(bootstrap)).digest == before.digest
+
+        signed = invoke(*load, "--as", "health", env={**env, "EXCHANGE_KEY_FILE": str(health_pem)})
+        assert signed.exit_code == 0, signed.stderr
+        assert f"catalog version {before.version + 1} loaded" in signed.stdout
+        assert "signed by health" in signed.stdout
+        assert "removed: marriage_registration" in signed.stdout
+        after = await in_force(bootstrap)
+        assert after.version == before.version + 1
+        assert "marriage_registration" not in after.catalog.resources
+    finally:
+        await catalog_store.load(
+            bootstrap, before.catalog, actor="health", signing_key=keys["health"]
+        )
