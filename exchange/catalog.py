@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from exchange.errors import UnknownResource
 
@@ -83,6 +83,21 @@ class Department(_Strict):
         default=None,
         description="Ed25519 public key (base64, 32 bytes); when set, its commands must be signed",
     )
+    catalog_admin: bool = Field(
+        default=False,
+        description="目录管理员 catalog administrator: once the catalog in force names one, "
+        "only an administrator's signed load replaces it (needs public_key)",
+    )
+
+    @model_validator(mode="after")
+    def _admin_has_key(self) -> Department:
+        if self.catalog_admin and self.public_key is None:
+            raise ValueError(
+                f"department {self.id!r} is a catalog administrator (catalog_admin: true) but "
+                "has no public_key to verify its signed catalog loads with: add one "
+                "('exchange keys generate') or remove catalog_admin"
+            )
+        return self
 
     @field_validator("public_key")
     @classmethod
@@ -207,6 +222,10 @@ class Catalog(BaseModel):
             raise UnknownResource(
                 f"unknown department {dept_id!r} (catalog has: {known})", department=dept_id
             ) from None
+
+    def admins(self) -> dict[str, Department]:
+        """The catalog administrators (目录管理员): who may load the next catalog."""
+        return {d.id: d for d in self.departments.values() if d.catalog_admin}
 
     def resource(self, resource_id: str) -> Resource:
         try:

@@ -49,9 +49,15 @@ def _pydantic_errors(
         field = None
         if len(loc) >= 2 and loc[0] == "fields":
             field = str(loc[1])
+        if loc:
+            message = f"{'.'.join(str(p) for p in loc)}: {err['msg']}"
+        elif base:  # a rule of the item as a whole (a model validator), which names it
+            message = err["msg"].removeprefix("Value error, ")
+        else:
+            message = f"document: {err['msg']}"
         out.append(
             CatalogError(
-                f"{'.'.join(str(p) for p in loc) or 'document'}: {err['msg']}",
+                message,
                 file=name,
                 line=doc.line_of(base + loc),
                 resource=resource,

@@ -1,27 +1,41 @@
-"""The catalog on the bus: snapshots on ``gov.ctl.catalog``, newest in force.
+"""The catalog on the bus: snapshots on ``gov.ctl.catalog``, newest accepted in force.
 
 A load writes the schemas first, then one snapshot record holding the whole
 catalog. The snapshot is the commit point: a load that fails before it
 leaves the catalog in force unchanged (at worst a few schemas are
 registered that nothing refers to), so a load is all or nothing.
+
+Signed loads: once the catalog in force names catalog administrators
+(目录管理员, ``catalog_admin: true``, each with a ``public_key``), a snapshot
+replaces it only if its actor is one of them, its Ed25519 signature over
+every other field of the snapshot verifies with that administrator's key,
+and its version is newer. Every reader applies :func:`refusal` as it
+replays the topic (:func:`current`, :class:`exchange.state.ControlState`),
+so a snapshot written straight onto the topic by anyone else is ignored.
+The first catalog, and any load while the catalog in force names no
+administrator, is accepted unsigned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
-from exchange import kafka, topics
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from exchange import kafka, signing, topics
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.catalog import Catalog
-from exchange.control_records import CATALOG_SNAPSHOT, ControlCodec
-from exchange.errors import CatalogError, CatalogErrors, DecodeError
+from exchange.control_records import CATALOG_SNAPSHOT, CATALOG_SNAPSHOT_V1, ControlCodec
+from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
 from exchange.registry import SchemaRegistry
 from exchange.schema import check_backward
 
-SNAPSHOT = ControlCodec(CATALOG_SNAPSHOT)
+SNAPSHOT = ControlCodec(CATALOG_SNAPSHOT, older=(CATALOG_SNAPSHOT_V1,))
 
 
 @dataclass
@@ -33,10 +47,18 @@ class CatalogChange:
     removed: list[str] = field(default_factory=list)
     schema_changed: list[str] = field(default_factory=list)
     policy_changed: list[str] = field(default_factory=list)
+    #: departments added, removed or changed (names, code, public key, administrator)
+    departments_changed: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.removed or self.schema_changed or self.policy_changed)
+        return not (
+            self.added
+            or self.removed
+            or self.schema_changed
+            or self.policy_changed
+            or self.departments_changed
+        )
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,50 @@ class Snapshot:
     loaded_at: dt.datetime
     actor: str
     catalog: Catalog
+    digest: str = ""
+    #: the catalog exactly as written (the signature covers this text)
+    document: str = field(default="", repr=False)
+    signature: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        """The snapshot record; the signature covers every field but ``signature``."""
+        return {
+            "version": self.version,
+            "loaded_at": self.loaded_at,
+            "actor": self.actor,
+            "digest": self.digest,
+            "document": self.document,
+            "signature": self.signature,
+        }
+
+
+def refusal(before: Snapshot | None, new: Snapshot) -> str | None:
+    """Why ``new`` may not replace ``before`` as the catalog in force; None if it may.
+
+    The rule every reader of ``gov.ctl.catalog`` applies (see the module doc).
+    """
+    if before is None:
+        return None  # the first catalog ever loaded
+    admins = before.catalog.admins()
+    if not admins:
+        return None  # the catalog in force names no administrator: loads are not signed
+    what = f"catalog version {new.version} loaded by {new.actor!r} refused"
+    admin = admins.get(new.actor)
+    if admin is None or admin.public_key is None:
+        return (
+            f"{what}: {new.actor!r} is not a catalog administrator (目录管理员) of the catalog "
+            f"in force (version {before.version}; administrators: {', '.join(sorted(admins))})"
+        )
+    if not signing.verify(admin.public_key, new.to_avro(), new.signature):
+        return f"{what}: not signed with {new.actor!r}'s registered key" + (
+            " (no signature)" if not new.signature else " (the signature does not verify)"
+        )
+    if new.version <= before.version:
+        return (
+            f"{what}: version {new.version} is not newer than version {before.version} in "
+            "force (a replayed or superseded load)"
+        )
+    return None
 
 
 async def ensure_control_topics(bootstrap: str, replication_factor: int = 1) -> None:
@@ -64,18 +130,53 @@ def decode_snapshot(value: bytes) -> Snapshot:
         loaded_at=rec["loaded_at"],
         actor=rec["actor"],
         catalog=Catalog.model_validate_json(rec["document"]),
+        digest=rec["digest"],
+        document=rec["document"],
+        signature=rec["signature"],
     )
 
 
 async def current(bootstrap: str) -> Snapshot | None:
-    """The catalog in force, or None if none was ever loaded."""
+    """The catalog in force, or None if none was ever loaded.
+
+    Snapshots that :func:`refusal` refuses are skipped: the one before stays in force.
+    """
     latest: Snapshot | None = None
     for rec in await kafka.read_to_end(bootstrap, topics.CATALOG):
+        if rec.value is None:
+            continue
         try:
-            latest = decode_snapshot(rec.value)
+            snap = decode_snapshot(rec.value)
         except (DecodeError, ValueError):
             continue  # not a snapshot of ours; never let garbage replace the catalog
+        if refusal(latest, snap) is None:
+            latest = snap
     return latest
+
+
+def new_snapshot(
+    before: Snapshot | None,
+    catalog: Catalog,
+    *,
+    actor: str,
+    signing_key: Ed25519PrivateKey | None = None,
+    at: dt.datetime | None = None,
+) -> Snapshot:
+    """The snapshot that would follow ``before``, signed with ``signing_key`` if given."""
+    t = at or dt.datetime.now(dt.UTC)
+    document = catalog.model_dump_json(by_alias=True)
+    snap = Snapshot(
+        version=(before.version + 1) if before else 1,
+        # Avro keeps milliseconds: sign exactly what readers will decode
+        loaded_at=t.replace(microsecond=t.microsecond // 1000 * 1000),
+        actor=actor,
+        catalog=catalog,
+        digest=hashlib.sha256(document.encode()).hexdigest(),
+        document=document,
+    )
+    if signing_key is None:
+        return snap
+    return dataclasses.replace(snap, signature=signing.sign(signing_key, snap.to_avro()))
 
 
 def diff(old: Catalog | None, new: Catalog, version: int) -> CatalogChange:
@@ -93,6 +194,12 @@ def diff(old: Catalog | None, new: Catalog, version: int) -> CatalogChange:
         ):
             change.policy_changed.append(rid)
     change.removed = sorted(set(old_res) - set(new.resources))
+    if old is not None:
+        change.departments_changed = sorted(
+            d
+            for d in set(old.departments) | set(new.departments)
+            if old.departments.get(d) != new.departments.get(d)
+        )
     return change
 
 
@@ -121,9 +228,20 @@ def check_evolution(old: Catalog | None, new: Catalog) -> Catalog:
 
 
 async def load(
-    bootstrap: str, catalog: Catalog, *, actor: str, partitions: int = 3
+    bootstrap: str,
+    catalog: Catalog,
+    *,
+    actor: str,
+    signing_key: Ed25519PrivateKey | None = None,
+    partitions: int = 3,
 ) -> CatalogChange:
     """Publish a validated catalog as the new one in force; all or nothing.
+
+    ``actor`` is who loads it; once the catalog in force names catalog
+    administrators it must be one of them, and ``signing_key`` its private
+    key. A load that readers would refuse is refused here, before anything is
+    written (:class:`CommandRefused` with the reason, audited as
+    ``COMMAND_REFUSED``).
 
     The source topic of every resource is created too, so routers and
     publishers find it from the start. The change is audited
@@ -132,7 +250,12 @@ async def load(
     await ensure_control_topics(bootstrap)
     before = await current(bootstrap)
     catalog = check_evolution(before.catalog if before else None, catalog)
-    version = (before.version + 1) if before else 1
+    snap = new_snapshot(before, catalog, actor=actor, signing_key=signing_key)
+    refused = refusal(before, snap)
+    if refused is not None:
+        await _audit_refusal(bootstrap, snap, refused)
+        raise CommandRefused(refused)
+    version = snap.version
     change = diff(before.catalog if before else None, catalog, version)
     if (
         before is not None
@@ -143,24 +266,12 @@ async def load(
         return change  # nothing to do: loading the same catalog twice is harmless
     registry = SchemaRegistry(bootstrap)
     await registry.refresh()
-    document = catalog.model_dump_json(by_alias=True)
     async with kafka.producer(bootstrap, linger_ms=0, compression_type="gzip") as producer:
         await registry.register(producer, CATALOG_SNAPSHOT)
         for res in catalog.resources.values():
             await registry.register(producer, res.schema_)
-        digest = hashlib.sha256(document.encode()).hexdigest()
         await producer.send_and_wait(
-            topics.CATALOG,
-            key=b"catalog",
-            value=SNAPSHOT.encode(
-                {
-                    "version": version,
-                    "loaded_at": dt.datetime.now(dt.UTC),
-                    "actor": actor,
-                    "digest": digest,
-                    "document": document,
-                }
-            ),
+            topics.CATALOG, key=b"catalog", value=SNAPSHOT.encode(snap.to_avro())
         )
         await AuditWriter(producer, registry, role="admin").write(
             Draft(
@@ -170,12 +281,14 @@ async def load(
                 details=detail_map(
                     version=version,
                     loaded_by=actor,
-                    digest=digest,
+                    signed=snap.signature is not None,
+                    digest=snap.digest,
                     resources=len(catalog.resources),
                     added=change.added or None,
                     removed=change.removed or None,
                     schema_changed=change.schema_changed or None,
                     policy_changed=change.policy_changed or None,
+                    departments_changed=change.departments_changed or None,
                 ),
             )
         )
@@ -185,3 +298,25 @@ async def load(
         partitions=partitions,
     )
     return change
+
+
+async def _audit_refusal(bootstrap: str, snap: Snapshot, reason: str) -> None:
+    """Audit a load refused before writing (``COMMAND_REFUSED``, actor: who tried)."""
+    registry = SchemaRegistry(bootstrap)
+    await registry.refresh()
+    async with kafka.producer(bootstrap, linger_ms=0) as producer:
+        await AuditWriter(producer, registry, role="admin").write(
+            Draft(
+                Action.COMMAND_REFUSED,
+                actor=snap.actor,
+                decision=Decision.REFUSED,
+                reason=reason,
+                details=detail_map(
+                    command="catalog load",
+                    version=snap.version,
+                    signed=snap.signature is not None,
+                    digest=snap.digest,
+                    resources=len(snap.catalog.resources),
+                ),
+            )
+        )

@@ -12,24 +12,33 @@ carrying paper from office to office (最多跑一次, "run at most once"):
 * civil affairs (民政) asks for the birth weight, a not-shared field
   (不予共享): refused, with the legal basis;
 * health revokes police's grant mid-stream: later certificates no longer reach police.
+
+Every department signs what it does (签名) with an Ed25519 key made for this run
+in a temporary directory (deleted at the end; no private key is ever kept), and
+health is the catalog administrator (目录管理员) that signs the catalog load. An
+approval "from" health signed with police's key, and a catalog load by police,
+are refused: the name given with ``--as`` is not enough.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from exchange import catalog_store, sample, topics, wire
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from exchange import catalog_store, sample, signing, topics, wire
 from exchange import schema as avro
 from exchange.api import Department
 from exchange.broker import given_or_embedded
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
-from exchange.errors import CommandRefused
+from exchange.errors import CommandRefused, ExchangeError
 from exchange.jsoncodec import to_jsonable
 from exchange.publisher import Publisher, record_id
 from exchange.reader import Reader
@@ -37,12 +46,43 @@ from exchange.router import Router
 from exchange.tables import clip, table
 
 RESOURCE = "birth_medical_certificate"
+#: the catalog administrator (目录管理员) of the demo: the sample catalog has no data
+#: bureau, so the provider of the scenario keeps the catalog
+ADMIN = "health"
 
 
 def record_id_of(catalog: Catalog, record: dict[str, Any]) -> str:
     """The record id the publisher gives ``record`` (to find its copies downstream)."""
     res = catalog.resource(RESOURCE)
     return record_id(RESOURCE, wire.encode(avro.parse(res.schema_), record))
+
+
+def make_keys(catalog: Catalog, directory: Path) -> dict[str, Ed25519PrivateKey]:
+    """One Ed25519 key per department, written to ``directory`` as ``<dept>.pem``."""
+    keys = {}
+    for dept in catalog.departments:
+        pem, _public = signing.generate()
+        path = directory / f"{dept}.pem"
+        path.write_bytes(pem)
+        path.chmod(0o600)
+        keys[dept] = signing.load_private_key(path)
+    return keys
+
+
+def with_keys(catalog: Catalog, keys: dict[str, Ed25519PrivateKey], admin: str) -> Catalog:
+    """``catalog`` with every department's public key registered and ``admin`` as the
+    catalog administrator, as if written into departments.yaml (validated again)."""
+    departments = {
+        d: type(dept).model_validate(
+            {
+                **dept.model_dump(),
+                "public_key": signing.public_key_of(keys[d]),
+                "catalog_admin": d == admin,
+            }
+        )
+        for d, dept in catalog.departments.items()
+    }
+    return Catalog(departments=departments, resources=dict(catalog.resources))
 
 
 def _say(echo: Callable[[str], None], title: str) -> None:
@@ -72,24 +112,40 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
     router: Router | None = None
     stop = asyncio.Event()
     task: asyncio.Task[None] | None = None
+    key_dir = tempfile.TemporaryDirectory(prefix="exchange-demo-keys-")
     try:
         catalog = load_catalog(catalog_dir)
-        change = await catalog_store.load(bs, catalog, actor="demo")
-        echo(f"catalog version {change.version} loaded: {len(catalog.resources)} resources")
+        keys = make_keys(catalog, Path(key_dir.name))
+        catalog = with_keys(catalog, keys, ADMIN)
+        echo(
+            f"keys: one Ed25519 key per department, made for this run in {key_dir.name} "
+            "(deleted at the end); public keys registered in the catalog"
+        )
+        try:
+            change = await catalog_store.load(bs, catalog, actor=ADMIN, signing_key=keys[ADMIN])
+        except CommandRefused as exc:
+            raise ExchangeError(
+                f"{exc}: this bus already has a catalog whose administrators' keys this demo "
+                "run does not hold (the demo makes new keys each run); run it on a fresh broker"
+            ) from None
+        echo(
+            f"catalog version {change.version} loaded: {len(catalog.resources)} resources; "
+            f"signed by {ADMIN}, its catalog administrator (目录管理员)"
+        )
 
         router = Router(bs, group="demo-router", master_secret=b"demo-secret-not-for-production")
         await router.start()
         task = asyncio.create_task(router.run(stop))
         echo("router started")
 
-        summary: dict[str, Any] = {"denied": {}}
+        summary: dict[str, Any] = {"denied": {}, "forged": {}}
         _say(echo, "1. 人社 hrss subscribes: unconditional fields (无条件共享) need no application")
-        async with Department(bs, "hrss") as hrss:
+        async with Department(bs, "hrss", signing_key=keys["hrss"]) as hrss:
             view = await hrss.subscribe(RESOURCE)
         echo(f"   hrss receives: {', '.join(view.fields)}")
 
         _say(echo, "2. 公安 police applies for the parents' identity (有条件共享)")
-        async with Department(bs, "police") as police:
+        async with Department(bs, "police", signing_key=keys["police"]) as police:
             app_id = await police.apply(
                 RESOURCE,
                 fields=[
@@ -103,7 +159,23 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
                 legal_basis="《中华人民共和国户口登记条例》第七条",
             )
         echo(f"   application {app_id}")
-        async with Department(bs, "health") as health:
+        # impersonation (冒用身份): police approves its own application "as" health
+        try:
+            async with Department(bs, "health", signing_key=keys["police"]) as impostor:
+                await impostor.approve(app_id)
+            raise ExchangeError("the forged approval was accepted: signed commands are broken")
+        except CommandRefused as exc:
+            summary["forged"]["approval"] = str(exc)
+            echo("   forged (冒用身份): police approves it 'as' health, signed with police's key")
+            echo(f"     REFUSED: {exc}")
+        try:
+            await catalog_store.load(bs, catalog, actor="police", signing_key=keys["police"])
+            raise ExchangeError("police's catalog load was accepted: signed loads are broken")
+        except CommandRefused as exc:
+            summary["forged"]["catalog load"] = str(exc)
+            echo("   forged: police loads a catalog of its own")
+            echo(f"     REFUSED: {exc}")
+        async with Department(bs, "health", signing_key=keys["health"]) as health:
             grant_id = await health.approve(
                 app_id,
                 fields=["mother_name", "mother_id_number", "address"],
@@ -116,7 +188,7 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
         )
 
         _say(echo, "3. 民政 civil affairs asks for birth weight, a not-shared field (不予共享)")
-        async with Department(bs, "civil_affairs") as ca:
+        async with Department(bs, "civil_affairs", signing_key=keys["civil_affairs"]) as ca:
             try:
                 await ca.apply(RESOURCE, fields=["birth_weight_grams"], purpose="统计 statistics")
             except CommandRefused as exc:
@@ -135,7 +207,7 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
         echo(f"   hrss received {len(hrss_got)}, police received {len(police_got)} (Zhejiang rows)")
 
         _say(echo, "5. health revokes police's grant, then publishes 100 more")
-        async with Department(bs, "health") as health:
+        async with Department(bs, "health", signing_key=keys["health"]) as health:
             await health.revoke(grant_id, reason="落户办结 registration completed")
         async with Publisher(bs, catalog, "health") as pub:
             await pub.publish(RESOURCE, records[200:])
@@ -157,9 +229,9 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
                 (r.value for r in police_all if r.record_id == cert_id), None
             ),
         }
-        async with Department(bs, "police") as police:
+        async with Department(bs, "police", signing_key=keys["police"]) as police:
             police_view = police.explain(RESOURCE)
-        async with Department(bs, "hrss") as hrss:
+        async with Department(bs, "hrss", signing_key=keys["hrss"]) as hrss:
             hrss_view = hrss.explain(RESOURCE)
         explains = {"hrss (subscribed)": hrss_view, "police (grant, revoked)": police_view}
         rows = []
@@ -191,6 +263,10 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
             "unconditional fields only."
         )
         echo("denied: civil_affairs asking for birth_weight_grams (不予共享 not shared).")
+        echo(
+            "refused: an approval 'from' health signed with police's key, and a catalog load "
+            "by police (only health's signature counts)."
+        )
         summary.update(
             hrss=len(hrss_all),
             police=len(police_all),
@@ -205,6 +281,7 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
             await task
         if router is not None:
             await router.stop()
+        key_dir.cleanup()
         if broker is not None:
             broker.stop()
             echo("embedded broker stopped")

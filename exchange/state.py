@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 
 from exchange import kafka, topics
 from exchange.catalog import Catalog
-from exchange.catalog_store import Snapshot, decode_snapshot, ensure_control_topics
+from exchange.catalog_store import Snapshot, decode_snapshot, ensure_control_topics, refusal
 from exchange.control_records import ControlCodec
 from exchange.errors import BrokerUnavailable, DecodeError, ExchangeError
 from exchange.grants import GRANT_EVENT, GrantBook, GrantEvent
@@ -40,7 +40,11 @@ class ControlState:
         self.book = GrantBook()
         #: called with (event, refusal reason or None) for each grant event applied
         self.on_grant_event: Callable[[GrantEvent, str | None], None] | None = None
+        #: called with each snapshot that becomes the catalog in force
         self.on_catalog: Callable[[Snapshot], None] | None = None
+        #: called with (snapshot, reason) for each snapshot refused on replay: not loaded
+        #: by a catalog administrator of the catalog in force with a valid signature
+        self.on_catalog_refused: Callable[[Snapshot, str], None] | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -59,10 +63,17 @@ class ControlState:
                 log.warning("ignored a record that is not a schema at offset %s", rec.offset)
         elif rec.topic == topics.CATALOG:
             try:
-                self.snapshot = decode_snapshot(rec.value)
+                snap = decode_snapshot(rec.value)
             except (DecodeError, ValueError):
                 log.warning("ignored a record that is not a catalog snapshot at %s", rec.offset)
                 return
+            refused = refusal(self.snapshot, snap)
+            if refused is not None:
+                log.warning("catalog snapshot at offset %s ignored: %s", rec.offset, refused)
+                if self.on_catalog_refused:
+                    self.on_catalog_refused(snap, refused)
+                return
+            self.snapshot = snap
             if self.on_catalog:
                 self.on_catalog(self.snapshot)
         elif rec.topic == topics.GRANTS:
@@ -94,7 +105,10 @@ class ControlFollower:
 
     def __init__(self, state: ControlState, **consumer_options: Any) -> None:
         self.state = state
-        self._options = consumer_options
+        # a short fetch wait: a broker that does not answer a waiting fetch as soon as a
+        # record arrives (the embedded one) would otherwise hold a revocation back for the
+        # default 500 ms, while records published meanwhile are routed with the old views
+        self._options = {"fetch_max_wait_ms": 20, **consumer_options}
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()

@@ -43,11 +43,15 @@ def encode(parsed_schema: Any, record: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def decode(parsed_schema: Any, body: bytes | memoryview) -> dict[str, Any]:
-    """Decode an Avro body, checking that it is consumed exactly."""
+def decode(parsed_schema: Any, body: bytes | memoryview, *, reader: Any = None) -> dict[str, Any]:
+    """Decode an Avro body, checking that it is consumed exactly.
+
+    ``parsed_schema`` is the schema the body was written with; ``reader``, if
+    given, a compatible schema to read it as (Avro schema resolution).
+    """
     buf = io.BytesIO(body)
     try:
-        record = fastavro.schemaless_reader(buf, parsed_schema, None)
+        record = fastavro.schemaless_reader(buf, parsed_schema, reader)
     except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError, ...
         raise DecodeError(
             f"Avro body does not match its schema: {exc or type(exc).__name__}"

@@ -11,7 +11,16 @@ import typer
 from exchange import catalog_store
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
-from exchange.cli.common import BootstrapOption, bootstrap, fail, guarded, print_json, run, table
+from exchange.cli.common import (
+    BootstrapOption,
+    bootstrap,
+    fail,
+    guarded,
+    print_json,
+    run,
+    signing_key,
+    table,
+)
 from exchange.errors import CatalogErrors
 
 app = typer.Typer(help="The resource catalog and its shared list (共享清单).", no_args_is_help=True)
@@ -44,25 +53,54 @@ def validate(directory: DirArg) -> None:
 def load(
     directory: DirArg,
     bootstrap_servers: BootstrapOption = None,
-    actor: Annotated[str, typer.Option(help="Who loads it, for the record.")] = "",
+    actor: Annotated[
+        str,
+        typer.Option(
+            "--as",
+            "--actor",
+            help="Who loads it. Once the catalog in force names catalog administrators "
+            "(catalog_admin: true), this must be one of them, by department id, with --key. "
+            "Otherwise any name, for the record (default: your user name).",
+            show_default=False,
+        ),
+    ] = "",
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            envvar="EXCHANGE_KEY_FILE",
+            help="PEM file with the administrator's Ed25519 private key, to sign the load "
+            "('exchange keys generate' makes one).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Publish a catalog and its schemas to the bus, all or nothing.
 
     A changed schema of an existing resource must be BACKWARD compatible with
     the version in force, or the whole load is rejected.
+
+    Once the catalog in force names catalog administrators (目录管理员), only a
+    load by one of them, signed with their key, replaces it; any other load is
+    refused and audited, and nothing is written. The first catalog, and loads
+    while the catalog in force names no administrator, need no signature.
     """
     cat = _load(directory)
     bs = guarded(bootstrap)(bootstrap_servers)
-    change = run(catalog_store.load(bs, cat, actor=actor or getpass.getuser()))
+    change = run(
+        catalog_store.load(bs, cat, actor=actor or getpass.getuser(), signing_key=signing_key(key))
+    )
     if change.empty:
         typer.echo(f"catalog unchanged (version {change.version} is in force)")
         return
-    typer.echo(f"catalog version {change.version} loaded on {bs}")
+    signed = f", signed by {actor}" if key is not None else ""
+    typer.echo(f"catalog version {change.version} loaded on {bs}{signed}")
     for label, items in (
         ("added", change.added),
         ("removed", change.removed),
         ("schema changed", change.schema_changed),
         ("policy changed", change.policy_changed),
+        ("departments changed", change.departments_changed),
     ):
         if items:
             typer.echo(f"  {label}: {', '.join(items)}")

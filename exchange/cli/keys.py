@@ -23,6 +23,8 @@ def generate(
 
     Put the printed line under the department in departments.yaml and load the
     catalog; from then on its commands are refused unless signed with --key OUT.
+    A department marked 'catalog_admin: true' as well signs catalog loads with it
+    ('exchange catalog load DIR --as DEPT --key OUT').
     """
     if out.exists():
         raise fail(f"{out} exists: not overwriting a key")

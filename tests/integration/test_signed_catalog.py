@@ -1,0 +1,279 @@
+"""Signed catalog loads on the real broker: a forged snapshot changes no reader's catalog.
+
+The module's first load names health as the only catalog administrator (目录管理员).
+From then on a snapshot written straight onto ``gov.ctl.catalog`` by anyone without
+health's key is ignored by a fresh ``state.load``, by ``catalog_store.current`` and by
+a ``ControlFollower`` that is running when it arrives; health's signed load is
+accepted; a load by another department is refused before anything is written, and
+audited; ``exchange catalog load --as ADMIN --key FILE`` signs. Every test asserts on what the readers read, relative to the catalog in force
+when it starts. At the end the administrators are removed again by a signed load, so a
+shared cluster (EXCHANGE_BOOTSTRAP_SERVERS) is left open to the modules after this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner, Result
+
+from exchange import catalog_store, kafka, signing, state, topics
+from exchange.audit.entry import Action, AuditEntry
+from exchange.audit.log import entries_only, read_log
+from exchange.catalog import Catalog
+from exchange.catalog_store import SNAPSHOT, Snapshot, new_snapshot
+from exchange.cli import app
+from exchange.errors import CommandRefused
+from exchange.state import ControlFollower, ControlState
+
+pytestmark = pytest.mark.integration
+
+BMC = "birth_medical_certificate"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, Ed25519PrivateKey]:
+    return {d: Ed25519PrivateKey.generate() for d in ("health", "police")}
+
+
+def keyed(catalog: Catalog, keys: dict[str, Ed25519PrivateKey], *, admins: set[str]) -> Catalog:
+    """``catalog`` with every key registered and ``admins`` as catalog administrators."""
+    depts = {}
+    for d, dept in catalog.departments.items():
+        data = dept.model_dump()
+        if d in keys:
+            data["public_key"] = signing.public_key_of(keys[d])
+        data["catalog_admin"] = d in admins
+        depts[d] = type(dept).model_validate(data)
+    return Catalog(departments=depts, resources=dict(catalog.resources))
+
+
+def without(catalog: Catalog, resource: str) -> Catalog:
+    return catalog.model_copy(
+        update={"resources": {r: v for r, v in catalog.resources.items() if r != resource}}
+    )
+
+
+@pytest.fixture(scope="module")
+async def admin_catalog(
+    bootstrap: str, sample_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+) -> AsyncIterator[Catalog]:
+    catalog = keyed(sample_catalog, keys, admins={"health"})
+    # accepted unsigned if no catalog, or one without administrators, is in force
+    await catalog_store.load(bootstrap, catalog, actor="tests")
+    yield catalog
+    # hand the bus back without administrators (a signed load, as any change now needs)
+    await catalog_store.load(
+        bootstrap,
+        keyed(sample_catalog, keys, admins=set()),
+        actor="health",
+        signing_key=keys["health"],
+    )
+
+
+async def in_force(bootstrap: str) -> Snapshot:
+    snap = await catalog_store.current(bootstrap)
+    assert snap is not None, "no catalog in force"
+    return snap
+
+
+async def write_snapshot(bootstrap: str, snap: Snapshot) -> None:
+    """Write a snapshot straight onto gov.ctl.catalog, as anyone with write access could."""
+    async with kafka.producer(bootstrap) as producer:
+        await producer.send_and_wait(
+            topics.CATALOG, key=b"catalog", value=SNAPSHOT.encode(snap.to_avro())
+        )
+
+
+async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_forged_snapshots_are_ignored_by_every_reader(
+    bootstrap: str,
+    admin_catalog: Catalog,
+    sample_catalog: Catalog,
+    keys: dict[str, Ed25519PrivateKey],
+) -> None:
+    before = await in_force(bootstrap)
+    assert before.catalog.admins().keys() == {"health"}
+    follower = ControlFollower(ControlState(bootstrap))
+    refused: list[tuple[Snapshot, str]] = []
+    follower.state.on_catalog_refused = lambda snap, reason: refused.append((snap, reason))
+    await follower.start()
+    try:
+        # the forgeries drop a resource and the administrators, and make police one
+        taken_over = without(keyed(sample_catalog, keys, admins={"police"}), BMC)
+        forgeries = [
+            new_snapshot(before, taken_over, actor="health"),  # unsigned
+            new_snapshot(before, taken_over, actor="health", signing_key=keys["police"]),
+            new_snapshot(before, taken_over, actor="police", signing_key=keys["police"]),
+        ]
+        for forged in forgeries:
+            await write_snapshot(bootstrap, forged)
+
+        await wait_for(lambda: len(refused) == len(forgeries), "the follower to refuse them")
+        reasons = [reason for _, reason in refused]
+        assert "(no signature)" in reasons[0]
+        assert "does not verify" in reasons[1]
+        assert "'police' is not a catalog administrator" in reasons[2]
+        assert [s.signature for s, _ in refused] == [f.signature for f in forgeries]
+
+        for reader, snap in (
+            ("running ControlFollower", follower.state.snapshot),
+            ("fresh state.load", (await state.load(bootstrap)).snapshot),
+            ("catalog_store.current", await catalog_store.current(bootstrap)),
+        ):
+            assert snap is not None, reader
+            assert (snap.version, snap.digest) == (before.version, before.digest), reader
+            assert BMC in snap.catalog.resources, reader
+            assert snap.catalog.admins().keys() == {"health"}, reader
+    finally:
+        await follower.stop()
+
+
+async def test_a_signed_load_by_the_administrator_is_accepted(
+    bootstrap: str, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    before = await in_force(bootstrap)
+    follower = ControlFollower(ControlState(bootstrap))
+    await follower.start()
+    try:
+        smaller = without(before.catalog, "marriage_registration")
+        change = await catalog_store.load(
+            bootstrap, smaller, actor="health", signing_key=keys["health"]
+        )
+        assert change.version == before.version + 1
+        assert change.removed == ["marriage_registration"]
+
+        after = await in_force(bootstrap)
+        assert after.version == change.version
+        assert after.actor == "health"
+        assert after.signature is not None
+        assert "marriage_registration" not in after.catalog.resources
+        fresh = (await state.load(bootstrap)).snapshot
+        assert fresh is not None
+        assert (fresh.version, fresh.digest) == (after.version, after.digest)
+        await wait_for(
+            lambda: (
+                follower.state.snapshot is not None
+                and follower.state.snapshot.version == after.version
+            ),
+            "the follower to take the new catalog",
+        )
+        assert "marriage_registration" not in follower.state.catalog.resources
+    finally:
+        await follower.stop()
+        # put the resource back (signed), so the tests do not depend on their order
+        await catalog_store.load(
+            bootstrap, before.catalog, actor="health", signing_key=keys["health"]
+        )
+
+
+async def test_a_load_by_another_department_is_refused_up_front_and_audited(
+    bootstrap: str, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    before = await in_force(bootstrap)
+    records = len(await kafka.read_to_end(bootstrap, topics.CATALOG))
+    changed = without(before.catalog, BMC)
+
+    with pytest.raises(CommandRefused, match="'police' is not a catalog administrator"):
+        await catalog_store.load(bootstrap, changed, actor="police", signing_key=keys["police"])
+    with pytest.raises(CommandRefused, match=r"not signed with 'health'.*no signature"):
+        await catalog_store.load(bootstrap, changed, actor="health")
+
+    assert len(await kafka.read_to_end(bootstrap, topics.CATALOG)) == records  # nothing written
+    after = await in_force(bootstrap)
+    assert (after.version, after.digest) == (before.version, before.digest)
+    assert BMC in after.catalog.resources
+
+    entries: list[AuditEntry] = [e for _, e in entries_only(await read_log(bootstrap))]
+    refusals = [
+        e
+        for e in entries
+        if e.action is Action.COMMAND_REFUSED
+        and e.details.get("command") == "catalog load"
+        and e.details.get("version") == str(before.version + 1)
+    ]
+    by_actor = {e.actor: e for e in refusals}
+    assert by_actor.keys() >= {"police", "health"}
+    assert by_actor["police"].reason is not None
+    assert "not a catalog administrator" in by_actor["police"].reason
+    assert by_actor["police"].details["signed"] == "true"
+    assert by_actor["health"].details["signed"] == "false"
+
+
+def write_key(key: Ed25519PrivateKey, path: Path) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def invoke(*args: str, env: dict[str, str | None]) -> Result:
+    """Run the CLI in-process, in a worker thread (the command calls asyncio.run)."""
+
+    def go() -> Result:
+        return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(go).result(timeout=60)
+
+
+async def test_the_cli_signs_a_load_with_the_administrators_key(
+    bootstrap: str, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey], tmp_path: Path
+) -> None:
+    before = await in_force(bootstrap)
+    directory = Path(shutil.copytree(SCHEMAS, tmp_path / "schemas"))
+    (directory / "resources" / "marriage_registration.yaml").unlink()
+    path = directory / "departments.yaml"
+    text = path.read_text(encoding="utf-8")
+    for dept, extra in (("health", "\n    catalog_admin: true"), ("police", "")):
+        code = before.catalog.departments[dept].code
+        public = signing.public_key_of(keys[dept])
+        text = text.replace(f'code: "{code}"', f'code: "{code}"\n    public_key: "{public}"{extra}')
+    path.write_text(text, encoding="utf-8")
+    health_pem = write_key(keys["health"], tmp_path / "health.pem")
+    police_pem = write_key(keys["police"], tmp_path / "police.pem")
+    env: dict[str, str | None] = {
+        "EXCHANGE_BOOTSTRAP_SERVERS": bootstrap,
+        "EXCHANGE_KEY_FILE": None,
+    }
+    load = ("catalog", "load", str(directory))
+    try:
+        refused = invoke(*load, "--as", "police", "--key", str(police_pem), env=env)
+        assert refused.exit_code == 2
+        assert "'police' is not a catalog administrator" in refused.stderr
+        unsigned = invoke(*load, "--as", "health", env=env)
+        assert unsigned.exit_code == 2
+        assert "no signature" in unsigned.stderr
+        assert (await in_force(bootstrap)).digest == before.digest
+
+        signed = invoke(*load, "--as", "health", env={**env, "EXCHANGE_KEY_FILE": str(health_pem)})
+        assert signed.exit_code == 0, signed.stderr
+        assert f"catalog version {before.version + 1} loaded" in signed.stdout
+        assert "signed by health" in signed.stdout
+        assert "removed: marriage_registration" in signed.stdout
+        after = await in_force(bootstrap)
+        assert after.version == before.version + 1
+        assert "marriage_registration" not in after.catalog.resources
+    finally:
+        await catalog_store.load(
+            bootstrap, before.catalog, actor="health", signing_key=keys["health"]
+        )
