@@ -53,6 +53,7 @@ from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.avroscan import LazyRecord, scanner_for
 from exchange.catalog import Catalog, Resource
+from exchange.catalog_store import Snapshot
 from exchange.errors import DecodeError, ExchangeError
 from exchange.grants import AppStatus, GrantEvent
 from exchange.metrics import RouterMetrics
@@ -176,6 +177,7 @@ class Router:
         self._settled = asyncio.Event()  # pulsed at the end of every settling round
         self.state.on_catalog = lambda _snap: self._mark_dirty()
         self.state.on_grant_event = self._on_grant_event
+        self.state.on_catalog_refused = self._on_catalog_refused
 
     def _mark_dirty(self) -> None:
         self._dirty = True
@@ -208,6 +210,26 @@ class Router:
                         written_at=event.at,
                         fields=event.fields or None,
                         noticed_by="router replaying gov.ctl.grants",
+                    ),
+                )
+            )
+
+    def _on_catalog_refused(self, snap: Snapshot, reason: str) -> None:
+        """A catalog snapshot every reader ignores (unsigned, forged, stale): audited once."""
+        key = f"catalog:{snap.version}:{snap.digest}:{snap.signature}"
+        if self._notice(Action.COMMAND_REFUSED, key):
+            self._audit_drafts.append(
+                Draft(
+                    Action.COMMAND_REFUSED,
+                    actor=snap.actor,
+                    decision=Decision.REFUSED,
+                    reason=reason,
+                    details=detail_map(
+                        command="catalog load",
+                        version=snap.version,
+                        digest=snap.digest,
+                        signed=snap.signature is not None,
+                        noticed_by="router replaying gov.ctl.catalog",
                     ),
                 )
             )

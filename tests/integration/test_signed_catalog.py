@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from routing_support import running_router
 from typer.testing import CliRunner, Result
 
 from exchange import catalog_store, kafka, signing, state, topics
@@ -142,6 +143,40 @@ async def test_forged_snapshots_are_ignored_by_every_reader(
             assert snap.catalog.admins().keys() == {"health"}, reader
     finally:
         await follower.stop()
+
+
+async def test_a_running_router_audits_a_forged_snapshot_once(
+    bootstrap: str,
+    admin_catalog: Catalog,
+    sample_catalog: Catalog,
+    keys: dict[str, Ed25519PrivateKey],
+) -> None:
+    before = await in_force(bootstrap)
+    forged = new_snapshot(before, without(admin_catalog, BMC), actor="police")  # unsigned
+    async with running_router(bootstrap) as run:
+        await write_snapshot(bootstrap, forged)
+        await write_snapshot(bootstrap, forged)  # the same forgery again: one entry
+
+        def by_router(entries: list[AuditEntry]) -> list[AuditEntry]:
+            return [
+                e
+                for e in entries
+                if e.action is Action.COMMAND_REFUSED
+                and (e.details or {}).get("noticed_by") == "router replaying gov.ctl.catalog"
+                and (e.details or {}).get("digest") == forged.digest
+            ]
+
+        found: list[AuditEntry] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not found and loop.time() < deadline:
+            await asyncio.sleep(0.3)
+            found = by_router([e for _, e in entries_only(await read_log(bootstrap))])
+        assert len(found) == 1, "the router audits a forged catalog snapshot exactly once"
+        assert found[0].actor == "police"
+        assert "catalog administrator" in (found[0].reason or "")
+        assert BMC in run.router.state.catalog.resources  # and keeps the catalog in force
+        run.check_alive()
 
 
 async def test_a_signed_load_by_the_administrator_is_accepted(
