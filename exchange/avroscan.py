@@ -177,7 +177,7 @@ def _emit_skip(src: _Source, kind: tuple[Any, ...], d: int) -> None:
         src.emit(d + 1, 'raise DecodeError("length runs past the end of the record")')
         if code == _STRING:
             src.emit(d, "if check:")
-            src.emit(d + 1, 'str(buf[pos:end], "utf-8")')
+            src.emit(d + 1, "strings.append(buf[pos:end])")
         src.emit(d, "pos = end")
     elif code == _UNION:
         branches = kind[1]
@@ -216,11 +216,16 @@ def _compile_offsets(kinds: list[tuple[Any, ...]]) -> Callable[[bytes], list[int
     src.emit(2, "buf = bytes(buf)")
     src.emit(1, "size = len(buf)")
     src.emit(1, "check = not buf.isascii()  # an ASCII body holds valid UTF-8 strings only")
+    src.emit(1, "strings = []")
     src.emit(1, "pos = 0")
     src.emit(1, "try:")
     for i, kind in enumerate(kinds):
         _emit_skip(src, kind, 2)
         src.emit(2, f"p{i} = pos")
+    # every string at once: joined by NUL, which is valid UTF-8 and can neither end a
+    # multi-byte sequence nor continue one, so the join is valid exactly when each is
+    src.emit(2, "if strings:")
+    src.emit(3, 'str(b"\\0".join(strings), "utf-8")')
     src.emit(1, "except IndexError:")
     src.emit(2, f'raise DecodeError("{_BAD}it ends in the middle of a field") from None')
     src.emit(1, "except UnicodeDecodeError:")

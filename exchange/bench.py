@@ -37,6 +37,7 @@ from exchange.bench_catalog import BENCH_RESOURCE, PROVIDER, dept_id, grant_even
 from exchange.broker import given_or_embedded
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
+from exchange.outbox import Outbox
 from exchange.publisher import Prepared, Publisher
 from exchange.router import SOURCE_OFFSET, Router
 from exchange.state import GRANT_CODEC
@@ -127,27 +128,46 @@ async def _preload(s: Setup, topic_count: int) -> str:
 # --- 1 and 3: throughput -------------------------------------------------------------
 
 
-async def _router_throughput(s: Setup, count: int) -> float:
-    """Records/s of an in-process router draining ``count`` preloaded records."""
-    r = Router(s.bootstrap, group=f"bench-{uuid.uuid4().hex[:8]}", master_secret=SECRET)
-    await r.start()
-    try:
-        done = 0
-        t0 = None
-        while done < count:
-            n = await r.route_once()
-            if n and t0 is None:
-                t0 = time.perf_counter() - 0.0
-            done += n
-        await r.settle()  # every delivery acknowledged and every offset committed
-        assert t0 is not None
-        return count / (time.perf_counter() - t0)
-    finally:
-        await r.stop()
+async def _drain(r: Router, count: int) -> float:
+    """Records/s of router ``r`` routing the next ``count`` records, until all are committed.
+
+    The clock starts once the router has its partitions (a group join is not counted:
+    the embedded broker holds every JoinGroup for 5 s).
+    """
+    deadline = time.monotonic() + 60
+    while not r._consumer.assignment():  # the join runs in the background; wait it out
+        if time.monotonic() > deadline:
+            raise RuntimeError("the router got no partitions within 60 s")
+        await asyncio.sleep(0.05)
+    done, t0 = 0, None
+    while done < count:
+        started = time.perf_counter()
+        n = await r.route_once()
+        if n and t0 is None:
+            t0 = started
+        done += n
+    await r.settle()  # every delivery acknowledged and every offset committed
+    assert t0 is not None
+    return count / (time.perf_counter() - t0)
 
 
-async def _raw_throughput(s: Setup, source: str, count: int) -> float:
-    """Records/s of a plain consume → produce-to-three-topics loop, no decoding."""
+async def _rewind(r: Router) -> None:
+    """Route the source again from its first record (the same group: no new join)."""
+    await r.settle()
+    consumer = r._consumer
+    assignment = list(consumer.assignment())
+    await consumer.seek_to_beginning(*assignment)
+
+
+async def _raw_throughput(s: Setup, source: str, count: int, *, batched: bool) -> float:
+    """Records/s of a consume → produce-to-three-topics copy loop, no decoding.
+
+    ``batched=False``: the plain loop of the issue, one ``send`` per record.
+    ``batched=True``: the same loop appending to record batches as the router does
+    (:class:`exchange.outbox.Outbox`), to show what the produce path alone is worth.
+    Partitions are assigned, not joined through a group (no 5 s join), and offsets
+    are committed per batch as the router does.
+    """
     outs = [f"bench.raw.{i}" for i in range(3)]
     await kafka.ensure_topics(s.bootstrap, outs, partitions=3)
     c = kafka.consumer(
@@ -157,35 +177,44 @@ async def _raw_throughput(s: Setup, source: str, count: int) -> float:
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    p = kafka.producer(s.bootstrap, linger_ms=2)
+    p = kafka.producer(s.bootstrap, linger_ms=0 if batched else 2)
     await c.start()
     await p.start()
-    c.subscribe([source])
+    tps = await kafka.topic_partitions(c, source)
+    c.assign(tps)
+    await c.seek_to_beginning(*tps)
     try:
         done, t0 = 0, None
         while done < count:
+            started = time.perf_counter()
             batch = await c.getmany(timeout_ms=100, max_records=5000)
             if not batch:
                 continue
-            t0 = t0 or time.perf_counter()
+            t0 = t0 or started
             futures = []
+            outbox = Outbox(p)
             for _tp, records in batch.items():
                 for rec in records:
+                    headers = list(rec.headers)
                     for out in outs:
-                        futures.append(
-                            # partitioned like the router: source partition to the same one
-                            await p.send(
-                                out,
-                                value=rec.value,
-                                key=rec.key,
-                                headers=list(rec.headers),
-                                partition=rec.partition,
+                        # partitioned like the router: source partition to the same one
+                        if batched:
+                            outbox.add(out, rec.partition, rec.key, rec.value, headers)
+                        else:
+                            futures.append(
+                                await p.send(
+                                    out,
+                                    value=rec.value,
+                                    key=rec.key,
+                                    headers=headers,
+                                    partition=rec.partition,
+                                )
                             )
-                        )
                 done += len(records)
+            futures.extend(await outbox.send())
             for f in futures:
                 await f
-            await c.commit()
+            await c.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
         assert t0 is not None
         return count / (time.perf_counter() - t0)
     finally:
@@ -330,29 +359,33 @@ async def _latency(
 # --- 4: reload and revocation -------------------------------------------------------------
 
 
-async def _reload_times(s: Setup) -> tuple[float, float]:
+async def _reload_times(s: Setup, r: Router) -> tuple[float, float]:
+    """Seconds for a fresh process to read the control topics; for ``r`` to recompile all."""
     t0 = time.perf_counter()
     st = await state.load(s.bootstrap)
     load_s = time.perf_counter() - t0
     assert len(st.book.grants) >= 3600
-    r = Router(s.bootstrap, group=f"bench-reload-{uuid.uuid4().hex[:6]}", master_secret=SECRET)
-    await r.start()
-    try:
-        t1 = time.perf_counter()
-        await r._recompile(everything=True)
-        recompile_s = time.perf_counter() - t1
-    finally:
-        await r.stop()
+    t1 = time.perf_counter()
+    await r._recompile(everything=True)
+    recompile_s = time.perf_counter() - t1
     return load_s, recompile_s
 
 
-async def _revocation_latency(s: Setup, rounds: int) -> list[float]:
+async def _caught_up(s: Setup, r: Router) -> None:
+    """Wait until router ``r`` follows every grant written so far (and compiled them)."""
+    end = await _topic_total(s.bootstrap, topics.GRANTS)
+    deadline = time.monotonic() + 60
+    while r.state.positions.get(topics.GRANTS, 0) < end:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the router did not catch up with gov.ctl.grants within 60 s")
+        await asyncio.sleep(0.1)
+    await r._recompile()
+
+
+async def _revocation_latency(s: Setup, router: Router, rounds: int, quick: bool) -> list[float]:
     """Seconds from revoke() returning to the last record delivered under that grant."""
     stop = asyncio.Event()
-    router = Router(s.bootstrap, group=f"bench-rev-{uuid.uuid4().hex[:6]}", master_secret=SECRET)
-    await router.start()
-    while await router.route_once(timeout_ms=500):
-        pass
+    await router.settle()
     router_task = asyncio.create_task(router.run(stop))
     source = topics.source(PROVIDER, BENCH_RESOURCE)
     sent: dict[bytes, float] = {}
@@ -377,10 +410,10 @@ async def _revocation_latency(s: Setup, rounds: int) -> list[float]:
                 _collect(s.bootstrap, topics.delivery(consumer, BENCH_RESOURCE), got, cstop, ready)
             )
             await asyncio.wait_for(ready.wait(), timeout=30)
-            await asyncio.sleep(1.0)  # let deliveries flow
+            await asyncio.sleep(0.5 if quick else 1.0)  # let deliveries flow
             await provider.revoke(grant, reason="bench")
             revoked_at = time.perf_counter()
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1.0 if quick else 1.5)  # well past any late delivery
             cstop.set()
             await collector
             if not got:
@@ -393,7 +426,6 @@ async def _revocation_latency(s: Setup, rounds: int) -> list[float]:
             await load
         stop.set()
         await router_task
-        await router.stop()
     return out
 
 
@@ -401,17 +433,27 @@ async def _revocation_latency(s: Setup, rounds: int) -> list[float]:
 
 
 async def _committed_total(bootstrap: str, group: str, source: str) -> int:
-    from aiokafka import TopicPartition
+    async with _CommitWatch(bootstrap, group, source) as watch:
+        return await watch.total()
 
-    c = kafka.consumer(bootstrap, group_id=group)
-    await c.start()
-    try:
-        total = 0
-        for p in range(3):
-            total += await c.committed(TopicPartition(source, p)) or 0
-        return total
-    finally:
-        await c.stop()
+
+class _CommitWatch:
+    """Reads a group's committed offsets on a topic, with one client (no group join)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.consumer = kafka.consumer(bootstrap, group_id=group)
+        self.topic = topic
+
+    async def __aenter__(self) -> _CommitWatch:
+        await self.consumer.start()
+        self.tps = await kafka.topic_partitions(self.consumer, self.topic)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def total(self) -> int:
+        return sum([await self.consumer.committed(tp) or 0 for tp in self.tps])
 
 
 async def _topic_total(bootstrap: str, topic: str) -> int:
@@ -452,29 +494,53 @@ def _spawn_router(bootstrap: str, group: str) -> subprocess.Popen[bytes]:
     )
 
 
+async def _commit_at_end(bootstrap: str, group: str, topic: str) -> int:
+    """Commit ``group``'s offsets at the end of ``topic`` (no join); returns the total."""
+    c = kafka.consumer(bootstrap, group_id=group)
+    await c.start()
+    try:
+        tps = await kafka.topic_partitions(c, topic)
+        ends = await c.end_offsets(tps)
+        c.assign(tps)
+        await c.commit({tp: ends[tp] for tp in tps})
+        return sum(ends.values())
+    finally:
+        await c.stop()
+
+
 async def _router_processes(
-    s: Setup, source: str, end_total: int, instances: int
+    s: Setup, source: str, instances: int, backlog: int
 ) -> tuple[float, float]:
-    """Records/s of ``instances`` `exchange router` processes draining the source; peak RSS MB."""
+    """Records/s of ``instances`` `exchange router` processes routing a backlog; peak RSS MB.
+
+    The group's offsets are set at the end of the source, ``backlog`` records are put
+    after them, then the processes start together (their JoinGroups land in the 5 s the
+    embedded broker holds a join, so they share the partitions from the start). The
+    clock runs from the first commit to the last.
+    """
     group = f"bench-proc-{uuid.uuid4().hex[:6]}"
+    start_total = await _commit_at_end(s.bootstrap, group, source)
+    await _preload(s, backlog)
+    end_total = start_total + backlog
     procs = [_spawn_router(s.bootstrap, group) for _ in range(instances)]
     peak = 0.0
     try:
         t0 = None
-        start_total = 0
-        while True:
-            await asyncio.sleep(0.2)
-            total = await _committed_total(s.bootstrap, group, source)
-            peak = max([peak] + [_vm_hwm_mb(p.pid) for p in procs])
-            if t0 is None and total > 0:
-                t0, start_total = time.perf_counter(), total
-            if total >= end_total:
-                break
-            if any(p.poll() is not None for p in procs):
-                raise RuntimeError("a router process exited during the benchmark")
+        first_total = start_total
+        async with _CommitWatch(s.bootstrap, group, source) as watch:
+            while True:
+                await asyncio.sleep(0.05)
+                total = await watch.total()
+                peak = max([peak] + [_vm_hwm_mb(p.pid) for p in procs])
+                if t0 is None and total > start_total:
+                    t0, first_total = time.perf_counter(), total
+                if total >= end_total:
+                    break
+                if any(p.poll() is not None for p in procs):
+                    raise RuntimeError("a router process exited during the benchmark")
         assert t0 is not None
         elapsed = time.perf_counter() - t0
-        return (end_total - start_total) / max(elapsed, 1e-9), peak
+        return (end_total - first_total) / max(elapsed, 1e-9), peak
     finally:
         for p in procs:
             p.terminate()
@@ -493,94 +559,125 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
         echo(f"[{time.perf_counter() - started:5.1f} s] {message}")
 
     rows: list[Row] = []
-    n = 10_000 if quick else 200_000
+    n = 30_000 if quick else 200_000
     try:
         with tempfile.TemporaryDirectory() as tmp:
             s = await _setup(bootstrap, Path(tmp), distinct=500 if quick else 2000)
             source = await _preload(s, n)
             step(f"preloaded {n} records of {BENCH_RESOURCE}; measuring throughput")
-            raw = await _raw_throughput(s, source, n)
-            routed_10 = await _router_throughput(s, n)
-            rows.append(
-                Row(
-                    "1. routing throughput, 3 views",
-                    routed_10,
-                    "records/s",
-                    raw,
-                    routed_10 / raw,
-                    ">= 0.80 of raw copy loop",
-                    routed_10 / raw >= 0.80,
-                )
+            # one router for rows 1, 3 and 4: the embedded broker holds each group join 5 s
+            router = Router(
+                s.bootstrap, group=f"bench-{uuid.uuid4().hex[:8]}", master_secret=SECRET
             )
+            await router.start()
+            try:
+                # best of two, alternating: single runs on a shared 2-core machine vary by 20%
+                raw = raw_batched = routed_10 = 0.0
+                for attempt in range(2):
+                    raw = max(raw, await _raw_throughput(s, source, n, batched=False))
+                    raw_batched = max(
+                        raw_batched, await _raw_throughput(s, source, n, batched=True)
+                    )
+                    if attempt:
+                        await _rewind(router)
+                    routed_10 = max(routed_10, await _drain(router, n))
+                rows.append(
+                    Row(
+                        "1. routing throughput, 3 views",
+                        routed_10,
+                        "records/s",
+                        raw,
+                        routed_10 / raw,
+                        ">= 0.80 of raw copy loop",
+                        routed_10 / raw >= 0.80,
+                    )
+                )
+                rows.append(
+                    Row(
+                        "1. the same vs a raw loop producing record batches",
+                        routed_10,
+                        "records/s",
+                        raw_batched,
+                        routed_10 / raw_batched,
+                        "(reported: the router's produce path, without the routing)",
+                        True,
+                    )
+                )
 
-            seconds = 3 if quick else 20
-            step(f"measuring latency at 2,000 records/s for {seconds} s")
-            raw_p50, raw_p99 = await _latency(s, 2000, seconds, through_router=False)
-            p50, p99 = await _latency(s, 2000, seconds, through_router=True)
-            rows.append(
-                Row(
-                    "2. latency p50 at 2,000/s",
-                    p50,
-                    "ms",
-                    raw_p50,
-                    p50 / raw_p50,
-                    "(reported)",
-                    True,
+                seconds = 3 if quick else 20
+                step(f"measuring latency at 2,000 records/s for {seconds} s")
+                raw_p50, raw_p99 = await _latency(s, 2000, seconds, through_router=False)
+                p50, p99 = await _latency(s, 2000, seconds, through_router=True)
+                rows.append(
+                    Row(
+                        "2. latency p50 at 2,000/s",
+                        p50,
+                        "ms",
+                        raw_p50,
+                        p50 / raw_p50,
+                        "(reported)",
+                        True,
+                    )
                 )
-            )
-            rows.append(
-                Row(
-                    "2. latency p99 at 2,000/s",
-                    p99,
-                    "ms",
-                    raw_p99,
-                    p99 / raw_p99,
-                    "<= 50 ms and <= 2x raw p99",
-                    p99 <= 50 and p99 <= 2 * raw_p99,
+                rows.append(
+                    Row(
+                        "2. latency p99 at 2,000/s",
+                        p99,
+                        "ms",
+                        raw_p99,
+                        p99 / raw_p99,
+                        "<= 50 ms and <= 2x raw p99",
+                        p99 <= 50 and p99 <= 2 * raw_p99,
+                    )
                 )
-            )
 
-            step("writing 3,600 grants over 57 departments")
-            await _write_events(bootstrap, grant_events(3600))
-            routed_3600 = await _router_throughput(s, n)
-            rows.append(
-                Row(
-                    "3. throughput with 3,600 grants",
-                    routed_3600,
-                    "records/s",
-                    routed_10,
-                    routed_3600 / routed_10,
-                    ">= 0.95 of 10 grants",
-                    routed_3600 / routed_10 >= 0.95,
+                step("writing 3,600 grants over 57 departments")
+                await _write_events(bootstrap, grant_events(3600))
+                await _caught_up(s, router)
+                routed_3600 = 0.0
+                for _attempt in range(2):
+                    await _rewind(router)
+                    routed_3600 = max(routed_3600, await _drain(router, n))
+                rows.append(
+                    Row(
+                        "3. throughput with 3,600 grants",
+                        routed_3600,
+                        "records/s",
+                        routed_10,
+                        routed_3600 / routed_10,
+                        ">= 0.95 of 10 grants",
+                        routed_3600 / routed_10 >= 0.95,
+                    )
                 )
-            )
 
-            load_s, recompile_s = await _reload_times(s)
-            rows.append(
-                Row(
-                    "4. load 3,600 grants from the topic",
-                    load_s,
-                    "s",
-                    None,
-                    None,
-                    "< 1 s",
-                    load_s < 1,
+                load_s, recompile_s = await _reload_times(s, router)
+                rows.append(
+                    Row(
+                        "4. load 3,600 grants from the topic",
+                        load_s,
+                        "s",
+                        None,
+                        None,
+                        "< 1 s",
+                        load_s < 1,
+                    )
                 )
-            )
-            rows.append(
-                Row(
-                    "4. recompile every view (3,600 grants)",
-                    recompile_s,
-                    "s",
-                    None,
-                    None,
-                    "< 1 s",
-                    recompile_s < 1,
+                rows.append(
+                    Row(
+                        "4. recompile every view (3,600 grants)",
+                        recompile_s,
+                        "s",
+                        None,
+                        None,
+                        "< 1 s",
+                        recompile_s < 1,
+                    )
                 )
-            )
-            rounds = 3 if quick else 20
-            step(f"measuring revocation under load, {rounds} rounds")
-            rev = await _revocation_latency(s, rounds)
+                rounds = 3 if quick else 20
+                step(f"measuring revocation under load, {rounds} rounds")
+                rev = await _revocation_latency(s, router, rounds, quick)
+            finally:
+                await router.stop()
             rev_p99 = _pct(rev, 0.99)
             rows.append(
                 Row(
@@ -594,10 +691,10 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
                 )
             )
 
-            step("router processes: one, then two in one group")
-            total = await _topic_total(bootstrap, source)
-            one, rss = await _router_processes(s, source, total, 1)
-            two, rss2 = await _router_processes(s, source, total, 2)
+            backlog = 60_000 if quick else 300_000
+            step(f"router processes, {backlog} records each run: one, then two in one group")
+            one, rss = await _router_processes(s, source, 1, backlog)
+            two, rss2 = await _router_processes(s, source, 2, backlog)
             rows.append(
                 Row(
                     "5. router peak RSS, 3,600 grants, under load",

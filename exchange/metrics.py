@@ -92,4 +92,16 @@ class RouterMetrics:
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.broker_wait = Gauge(
+            f"{prefix}_broker_wait_seconds",
+            "How long the router has been waiting for the broker: the longer of the time "
+            "since its last fetch answer and the age of the oldest routed batch not yet "
+            "acknowledged and committed (near 0 when all is well)",
+            registry=r,
+        )
+        self.broker_stalls = Counter(
+            f"{prefix}_broker_stalls",
+            "Times the router waited for the broker longer than the stall threshold (5 s)",
+            registry=r,
+        )
         self.audit = AuditMetrics(r, prefix)

@@ -30,6 +30,10 @@ class Outbox:
         self._full: list[tuple[str, int, Any]] = []
         self.records = 0
 
+    def lane(self, topic: str, partition: int) -> Lane:
+        """An appender for one (topic, partition): no lookup per record."""
+        return Lane(self, topic, partition)
+
     def add(
         self,
         topic: str,
@@ -58,3 +62,27 @@ class Outbox:
         for topic, partition, batch in batches:
             futures.append(await self._producer.send_batch(batch, topic, partition=partition))
         return futures
+
+
+class Lane:
+    """Appends records to one partition's open batch of an :class:`Outbox`."""
+
+    __slots__ = ("_batch", "outbox", "partition", "topic")
+
+    def __init__(self, outbox: Outbox, topic: str, partition: int) -> None:
+        self.outbox, self.topic, self.partition = outbox, topic, partition
+        self._batch: Any = None
+
+    def add(
+        self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        batch = self._batch
+        if (
+            batch is None
+            or batch.append(timestamp=None, key=key, value=value, headers=headers) is None
+        ):
+            # none yet, or full: the outbox opens (or queues and replaces) this partition's batch
+            self.outbox.add(self.topic, self.partition, key, value, headers)
+            self._batch = self.outbox._open[(self.topic, self.partition)]
+            return
+        self.outbox.records += 1

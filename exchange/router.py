@@ -70,6 +70,7 @@ SOURCE_TOPIC = "gov-source-topic"
 SOURCE_OFFSET = "gov-source-offset"
 MAX_VALUE_BYTES = 1_000_000
 MAX_UNSETTLED = 8  # batches routed and not yet settled, at most
+STALL_S = 5.0  # a wait for the broker longer than this is a stall: logged and counted
 WATCH_INTERVAL_S = 60.0  # how often expiries and overdue applications are looked for
 
 
@@ -113,7 +114,8 @@ class _Routed:
     tps: list[Any]
     offsets: dict[Any, int]
     count: int
-    started: float | None
+    started: float | None  # perf_counter at the fetch (None: audit entries only)
+    routed_at: float | None  # monotonic time it was handed to the producer
 
 
 class _SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -175,6 +177,8 @@ class Router:
         self._unsettled: deque[_Routed] = deque()
         self._settler: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()  # pulsed at the end of every settling round
+        self._stalled_since: float | None = None  # monotonic time the current stall began
+        self._watchdog: asyncio.Task[None] | None = None
         self.state.on_catalog = lambda _snap: self._mark_dirty()
         self.state.on_grant_event = self._on_grant_event
         self.state.on_catalog_refused = self._on_catalog_refused
@@ -273,8 +277,12 @@ class Router:
         await self._consumer.start()
         self._consumer.subscribe(pattern=topics.SOURCE_PATTERN, listener=_SettleOnRevoke(self))
         await self._recompile()
+        self._watchdog = asyncio.create_task(self._broker_watchdog(), name="broker-watchdog")
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         await self.follower.stop()
         if self._unsettled and self._producer is not None:
             try:  # what was routed: delivered, audited and committed before the clients close
@@ -428,7 +436,7 @@ class Router:
         """Route one batch; returns the number of source records it held.
 
         The batch's deliveries are acknowledged, audited and its offsets committed in
-        the background (see :meth:`_settle_batch`) while the next batch is routed; at
+        the background (see :meth:`_settle_loop`) while the next batch is routed; at
         most ``MAX_UNSETTLED`` batches are in flight. A batch that failed to settle
         raises here, at the next call. ``routed`` counts records once committed.
         """
@@ -467,11 +475,61 @@ class Router:
             # back-pressure: wait for a settling round to end
             waiter = asyncio.ensure_future(self._settled.wait())
             try:
-                await asyncio.wait([waiter, self._settler], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    [waiter, self._settler], timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 waiter.cancel()
             self._raise_if_settling_failed()
         return count
+
+    async def _broker_watchdog(self) -> None:
+        """Every second, see whether the broker keeps the router waiting.
+
+        A task of its own: when the broker stalls, routing itself waits (for a fetch,
+        for room in the producer's queue), and could not report it.
+        """
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self._watch_broker()
+            except Exception:  # never let the watchdog take the router down
+                log.exception("broker watchdog failed")
+
+    def _watch_broker(self) -> None:
+        """Measure how long the broker has kept the router waiting; log and count stalls.
+
+        Two signs, whichever is older: the last fetch answer for any assigned source
+        partition or control topic (answers come every few ms, data or not), and the
+        oldest routed batch whose deliveries are not acknowledged yet.
+        """
+        now = time.monotonic()
+        waited = 0.0
+        stamps = [
+            t
+            for tp in self._consumer.assignment()
+            if (t := self._consumer.last_poll_timestamp(tp)) is not None
+        ]
+        control = self.follower.last_answer_ms()  # answers even before a group assignment
+        if control is not None:
+            stamps.append(control)
+        if stamps:
+            waited = max(0.0, time.time() - max(stamps) / 1000)
+        if self._unsettled and self._unsettled[0].routed_at is not None:
+            waited = max(waited, now - self._unsettled[0].routed_at)
+        self.metrics.broker_wait.set(waited)
+        if waited >= STALL_S and self._stalled_since is None:
+            self._stalled_since = now - waited
+            self.metrics.broker_stalls.inc()
+            log.warning(
+                "broker stall: no answer from the broker for %.1f s (%d routed batches wait "
+                "for acknowledgement); routing resumes by itself when it answers",
+                waited,
+                len(self._unsettled),
+            )
+        elif waited < STALL_S and self._stalled_since is not None:
+            log.warning("broker answering again after a stall of %.1f s", now - self._stalled_since)
+            self._stalled_since = None
 
     def _settle_later(
         self,
@@ -482,7 +540,8 @@ class Router:
         started: float | None,
     ) -> None:
         drafts, self._audit_drafts = self._audit_drafts, []
-        self._unsettled.append(_Routed(futures, drafts, tps, offsets, count, started))
+        routed_at = time.monotonic() if started is not None else None
+        self._unsettled.append(_Routed(futures, drafts, tps, offsets, count, started, routed_at))
         if self._settler is None:
             self._settler = asyncio.create_task(self._settle_loop())
 
@@ -554,10 +613,13 @@ class Router:
         # every record here comes from one source partition, so each view's delivery
         # partition is the same for all of them
         source_partition = records[0].partition
-        targets = [(v, await self._partition(v.topic, source_partition)) for v in views]
+        targets = [
+            (v, outbox.lane(v.topic, await self._partition(v.topic, source_partition)))
+            for v in views
+        ]
+        where = f"{source_partition}:".encode()
         decoder = self.decoders[res.id]
         scanner = decoder.scanner
-        add = outbox.add
         delivered: dict[str, int] = defaultdict(int)
         filtered: dict[str, int] = defaultdict(int)
         for rec in records:
@@ -581,9 +643,9 @@ class Router:
             # and the key are recomputed from the decoded record, never copied
             headers = [
                 (RECORD_ID, record_id(res.id, body).encode()),
-                (SOURCE_OFFSET, f"{rec.partition}:{rec.offset}".encode()),
+                (SOURCE_OFFSET, where + str(rec.offset).encode()),
             ]
-            for view, partition in targets:
+            for view, lane in targets:
                 if view.passthrough and sid == res.schema_id:
                     out: bytes | None = value
                 elif offsets is not None:
@@ -593,7 +655,7 @@ class Router:
                 if out is None:
                     filtered[view.consumer] += 1
                     continue
-                add(view.topic, partition, view.delivery_key(key), out, headers)
+                lane.add(view.delivery_key(key), out, headers)
                 delivered[view.consumer] += 1
         self.metrics.records_in.labels(res.id).inc(len(records))
         for consumer, n in delivered.items():

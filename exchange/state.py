@@ -45,6 +45,8 @@ class ControlState:
         #: called with (snapshot, reason) for each snapshot refused on replay: not loaded
         #: by a catalog administrator of the catalog in force with a valid signature
         self.on_catalog_refused: Callable[[Snapshot, str], None] | None = None
+        #: control topic -> offset of the next record to apply (how far this state has read)
+        self.positions: dict[str, int] = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -54,6 +56,7 @@ class ControlState:
 
     def handle(self, rec: Any) -> None:
         """Apply one record of a control topic."""
+        self.positions[rec.topic] = rec.offset + 1
         if rec.value is None:
             return
         if rec.topic == topics.SCHEMAS:
@@ -163,6 +166,13 @@ class ControlFollower:
                         self.state.handle(rec)
                     except Exception:
                         log.exception("control record at %s[%s] failed", tp.topic, rec.offset)
+
+    def last_answer_ms(self) -> int | None:
+        """Wall-clock ms of the broker's last fetch answer for the control topics, if any."""
+        if self._consumer is None:
+            return None
+        stamps = [self._consumer.last_poll_timestamp(tp) for tp in self._consumer.assignment()]
+        return max((t for t in stamps if t is not None), default=None)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -1,7 +1,8 @@
 """Broker stall: the broker freezes (SIGSTOP) for 10 s mid-stream, then resumes.
 
 The router and the clients must recover by themselves, lose nothing and not
-crash. (How the stall shows in metrics and logs is not asserted here.) This test freezes a
+crash; the stall shows in the router's metrics (``broker_stalls``,
+``broker_wait_seconds``) and in its log, start and end. This test freezes a
 broker process, so it always starts an embedded broker of its own, even when
 EXCHANGE_BOOTSTRAP_SERVERS names a real cluster.
 """
@@ -9,6 +10,7 @@ EXCHANGE_BOOTSTRAP_SERVERS names a real cluster.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -22,6 +24,7 @@ from exchange.api import Department
 from exchange.broker import EmbeddedBroker
 from exchange.catalog import Catalog
 from exchange.publisher import Publisher
+from exchange.router import STALL_S as STALL_THRESHOLD_S
 
 BMC = "birth_medical_certificate"
 STALL_S = 10.0
@@ -41,13 +44,23 @@ def own_broker() -> Iterator[EmbeddedBroker]:
 
 @pytest.mark.timeout(300)
 async def test_router_and_clients_recover_from_a_frozen_broker(
-    own_broker: EmbeddedBroker, sample_catalog: Catalog
+    own_broker: EmbeddedBroker, sample_catalog: Catalog, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="exchange.router")
     bs = own_broker.bootstrap
     await catalog_store.load(bs, sample_catalog, actor="tests")
     async with Department(bs, "hrss") as hrss:
         await hrss.subscribe(BMC)
     run = await start_router(bs)
+    stalls = run.router.metrics.broker_stalls
+    waits: list[float] = []  # the broker-wait gauge, sampled through the run
+
+    async def sample_wait() -> None:
+        while True:
+            waits.append(run.router.metrics.broker_wait._value.get())
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample_wait())
     template = sample.generate(sample_catalog.resources[BMC].schema_, 1, seed=5)[0]
     sent: list[str] = []
     assert own_broker.process is not None
@@ -60,6 +73,7 @@ async def test_router_and_clients_recover_from_a_frozen_broker(
                     for i in range(100)
                 ]
                 if n == 10:
+                    await wait_routed(run, len(sent), within=60)  # routing, not joining
                     os.kill(pid, signal.SIGSTOP)
                     asyncio.get_running_loop().call_later(STALL_S, os.kill, pid, signal.SIGCONT)
                     frozen_at = time.monotonic()
@@ -73,6 +87,15 @@ async def test_router_and_clients_recover_from_a_frozen_broker(
         delivered = await read_topic(bs, topics.delivery("hrss", BMC), idle=1.0)
         assert {r.record_id for r in delivered} >= set(sent)
         print(f"{len(sent)} records published across a {STALL_S:.0f} s stall, all delivered")
+
+        # the stall was seen: counted once, the wait gauge rose past the threshold and fell
+        assert stalls._value.get() == 1
+        assert max(waits) >= STALL_THRESHOLD_S
+        assert waits[-1] < STALL_THRESHOLD_S
+        messages = [r.getMessage() for r in caplog.records if r.name == "exchange.router"]
+        assert any(m.startswith("broker stall: no answer from the broker") for m in messages)
+        assert any(m.startswith("broker answering again after a stall of") for m in messages)
     finally:
+        sampler.cancel()
         os.kill(pid, signal.SIGCONT)
         await run.stop()

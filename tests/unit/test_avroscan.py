@@ -231,3 +231,19 @@ def test_a_double_cut_short_is_refused_as_such() -> None:
     assert scanner is not None
     with pytest.raises(DecodeError, match="ends in the middle of a field"):
         scanner.offsets(b"\x00\x00\x00")
+
+
+def test_a_character_split_across_two_strings_is_refused() -> None:
+    """Each string must be valid UTF-8 on its own, not only all of them together."""
+    scanner = scanner_for(
+        {
+            "type": "record",
+            "name": "R",
+            "fields": [{"name": "a", "type": "string"}, {"name": "b", "type": "string"}],
+        }
+    )
+    assert scanner is not None
+    whole = "你".encode()  # e4 bd a0
+    with pytest.raises(DecodeError, match="not valid UTF-8"):
+        scanner.offsets(zigzag(1) + whole[:1] + zigzag(2) + whole[1:])
+    assert scanner.offsets(zigzag(3) + whole + zigzag(0)) == [0, 4, 5]
