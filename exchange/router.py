@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
 import logging
 import os
 import socket
 import time
-from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -620,54 +620,94 @@ class Router:
         where = f"{source_partition}:".encode()
         decoder = self.decoders[res.id]
         scanner = decoder.scanner
-        delivered: dict[str, int] = defaultdict(int)
-        filtered: dict[str, int] = defaultdict(int)
+        header = wire.frame(res.schema_id, b"")  # records of the current schema start so
+        # per view, for the loop: where to add, how to render, the key's hashing secret
+        plans = [
+            (
+                lane.add,
+                view.passthrough,  # every field, unmasked, unfiltered: the source bytes
+                view.slice_renderer,
+                None if view.key_plain else view.key_secret,
+            )
+            for view, lane in targets
+        ]
+        counts = [[0, 0] for _ in targets]  # per view: delivered, filtered
+        resource, key_field = res.id, res.key
+        blake2b = hashlib.blake2b
         for rec in records:
             value = rec.value
             try:
-                if value is not None and len(value) > MAX_VALUE_BYTES:
-                    raise DecodeError(f"value of {len(value)} bytes is over {MAX_VALUE_BYTES}")
-                sid, body = wire.unframe(value)
-                offsets: list[int] | None = None
-                if sid == res.schema_id and scanner is not None:
-                    body = value[wire.HEADER_SIZE :]
+                if (
+                    scanner is not None
+                    and value is not None
+                    and value[:5] == header
+                    and len(value) <= MAX_VALUE_BYTES
+                ):
+                    # the common case: the current schema, scanned and sliced, never decoded
+                    body = value[5:]
                     offsets = scanner.offsets(body)
-                    record: Mapping[str, Any] = LazyRecord(scanner, body, offsets)
+                    record: Any = LazyRecord(scanner, body, offsets)
+                    current = same_schema = True
                 else:
-                    record = decoder.decode(sid, body)
-                key = str(record[res.key]).encode()
+                    sid, body, record = self._decode_other(decoder, value)
+                    offsets, current, same_schema = None, False, sid == res.schema_id
+                key = str(record[key_field]).encode()
             except DecodeError as exc:
-                futures.append(await self._dead_letter(res.id, rec, str(exc)))
+                futures.append(await self._dead_letter(resource, rec, str(exc)))
                 continue
             # nothing a provider's own producer wrote travels on unchecked: the record id
             # and the key are recomputed from the decoded record, never copied
             headers = [
-                (RECORD_ID, record_id(res.id, body).encode()),
+                (RECORD_ID, record_id(resource, body).encode()),
                 (SOURCE_OFFSET, where + str(rec.offset).encode()),
             ]
-            for view, lane in targets:
-                if view.passthrough and sid == res.schema_id:
-                    out: bytes | None = value
-                elif offsets is not None:
-                    out = view.render_slices(body, offsets, record)  # type: ignore[arg-type]
+            for i, (add, passthrough, render, secret) in enumerate(plans):
+                if passthrough and same_schema:
+                    out = value  # the source bytes as they came
+                elif current and render is not None and offsets is not None:
+                    out = render(body, offsets, record)
                 else:
-                    out = view.render(record)  # type: ignore[arg-type]
+                    out = targets[i][0].render(record)
                 if out is None:
-                    filtered[view.consumer] += 1
+                    counts[i][1] += 1
                     continue
-                lane.add(view.delivery_key(key), out, headers)
-                delivered[view.consumer] += 1
+                add(
+                    key
+                    if secret is None
+                    else blake2b(key, key=secret, digest_size=16).hexdigest().encode(),
+                    out,
+                    headers,
+                )
+                counts[i][0] += 1
+        delivered = {view.consumer: counts[i][0] for i, (view, _) in enumerate(targets)}
+        filtered = {view.consumer: counts[i][1] for i, (view, _) in enumerate(targets)}
         self.metrics.records_in.labels(res.id).inc(len(records))
         for consumer, n in delivered.items():
-            self.metrics.delivered.labels(res.id, consumer).inc(n)
+            if n:
+                self.metrics.delivered.labels(res.id, consumer).inc(n)
         for consumer, n in filtered.items():
-            self.metrics.filtered.labels(res.id, consumer).inc(n)
+            if n:
+                self.metrics.filtered.labels(res.id, consumer).inc(n)
         for view in views:
-            if view.consumer in delivered or view.consumer in filtered:
+            if delivered.get(view.consumer) or filtered.get(view.consumer):
                 self._audit_drafts.append(
                     self._delivery_draft(res, view, records, delivered, filtered)
                 )
         return futures
+
+    @staticmethod
+    def _decode_other(
+        decoder: _Decoder, value: bytes | None
+    ) -> tuple[int, memoryview, dict[str, Any]]:
+        """Schema id, body and record of a value off the scanned fast path.
+
+        Another registered version of the schema, a schema that is not scanned, or a
+        malformed value (:class:`DecodeError` says what is wrong).
+        """
+        if value is not None and len(value) > MAX_VALUE_BYTES:
+            raise DecodeError(f"value of {len(value)} bytes is over {MAX_VALUE_BYTES}")
+        sid, body = wire.unframe(value)
+        return sid, body, decoder.decode(sid, body)
 
     @staticmethod
     def _delivery_draft(

@@ -40,9 +40,22 @@ class CompiledView:
     #: the framed view from the source's slices, compiled from ``plan``
     _project: Callable[[bytes, list[int], LazyRecord], bytes] | None = None
 
+    #: :meth:`render_slices` as one plain function (no method or attribute lookups)
+    slice_renderer: Callable[[bytes, list[int], LazyRecord], bytes | None] | None = None
+
     def __post_init__(self) -> None:
-        if self.plan is not None:
-            self._project = compile_projection(self.plan, wire.frame(self.schema_id, b""))
+        if self.plan is None:
+            return
+        project = self._project = compile_projection(self.plan, wire.frame(self.schema_id, b""))
+        if self.row_filter is None:
+            self.slice_renderer = project
+            return
+        matches = self.row_filter.matches
+
+        def filtered(body: bytes, offsets: list[int], record: LazyRecord) -> bytes | None:
+            return project(body, offsets, record) if matches(record) else None
+
+        self.slice_renderer = filtered
 
     def delivery_key(self, key: bytes | None) -> bytes | None:
         """The Kafka key for this consumer.
