@@ -41,7 +41,7 @@ import os
 import socket
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import fastavro
@@ -69,7 +69,7 @@ DLQ_REASON = "gov-dlq-reason"
 SOURCE_TOPIC = "gov-source-topic"
 SOURCE_OFFSET = "gov-source-offset"
 MAX_VALUE_BYTES = 1_000_000
-MAX_UNSETTLED = 8  # batches routed and not yet settled, at most
+MAX_UNSETTLED = 64  # batches routed and not yet settled, at most
 STALL_S = 5.0  # a wait for the broker longer than this is a stall: logged and counted
 WATCH_INTERVAL_S = 60.0  # how often expiries and overdue applications are looked for
 
@@ -103,6 +103,42 @@ class _Decoder:
         if not isinstance(rec, dict):
             raise DecodeError("Avro body is not a record")
         return rec
+
+
+_VARYING = ("record_count", "filtered_count", "offsets")
+
+
+def _merge_deliveries(drafts: list[Draft]) -> list[Draft]:
+    """One RECORDS_DELIVERED entry per consumer, view and source partition for a settling round.
+
+    At a steady rate each batch holds a few records, and an entry per batch would make
+    the audit log the bus's busiest topic; the entries of one round are merged, counts
+    summed and offset ranges joined (batches of a partition are contiguous). Every other
+    entry is kept as it is, in order.
+    """
+    out: list[Draft] = []
+    merged: dict[tuple[Any, ...], int] = {}  # key -> index in out
+    for d in drafts:
+        if d.action is not Action.RECORDS_DELIVERED:
+            out.append(d)
+            continue
+        fixed = tuple(sorted((k, v) for k, v in d.details.items() if k not in _VARYING))
+        key = (d.consumer, d.resource, d.grant_id, d.purpose, fixed)
+        at = merged.get(key)
+        if at is None:
+            merged[key] = len(out)
+            out.append(d)
+            continue
+        first = out[at]
+        a, b = first.details, d.details
+        start = min(int(a["offsets"].split("-")[0]), int(b["offsets"].split("-")[0]))
+        end = max(int(a["offsets"].split("-")[1]), int(b["offsets"].split("-")[1]))
+        details = dict(a)
+        details["record_count"] = str(int(a["record_count"]) + int(b["record_count"]))
+        details["filtered_count"] = str(int(a["filtered_count"]) + int(b["filtered_count"]))
+        details["offsets"] = f"{start}-{end}"
+        out[at] = replace(first, details=details)
+    return out
 
 
 @dataclass
@@ -148,6 +184,7 @@ class Router:
         partitions: int = 3,
         instance: str | None = None,
         max_batch: int = 5000,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self.bootstrap = bootstrap
         self.group = group
@@ -156,6 +193,7 @@ class Router:
         self.partitions = partitions
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
         self.max_batch = max_batch
+        self.session_timeout_ms = session_timeout_ms
         self.state = ControlState(bootstrap)
         self.follower = ControlFollower(self.state)
         self.views: dict[str, list[CompiledView]] = {}
@@ -270,8 +308,8 @@ class Router:
             fetch_max_wait_ms=5,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(100, min(1_000, self.session_timeout_ms // 5)),
             metadata_max_age_ms=5_000,  # new source topics are picked up within seconds
         )
         await self._consumer.start()
@@ -558,7 +596,7 @@ class Router:
             for job in jobs:
                 for fut in job.futures:
                     await fut
-            drafts = [d for job in jobs for d in job.drafts]
+            drafts = _merge_deliveries([d for job in jobs for d in job.drafts])
             if drafts and self.audit is not None:
                 await (await self.audit.send(drafts)).acked()
             offsets: dict[Any, int] = {}

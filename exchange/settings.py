@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     partitions: int = Field(default=3, ge=1, description="partitions of new source topics")
     replication_factor: int = Field(default=1, ge=1, description="replication of new topics")
     router_group: str = Field(default="gov-exchange-router", description="router consumer group")
+    router_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        le=300_000,
+        description="the router's consumer-group session timeout: a router silent this long "
+        "loses its partitions to the others. The embedded broker holds every group join for "
+        "half of it, so shorter means faster starts there; real Kafka refuses less than its "
+        "group.min.session.timeout.ms (6 s by default)",
+    )
     mask_secret: SecretStr = Field(
         default=SecretStr("change-me: set EXCHANGE_MASK_SECRET in production"),
         description="master secret from which per-consumer hash-mask keys are derived",

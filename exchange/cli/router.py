@@ -50,6 +50,7 @@ def router(
             master_secret=s.mask_secret.get_secret_value().encode(),
             metrics=metrics,
             partitions=s.partitions,
+            session_timeout_ms=s.router_session_timeout_ms,
         )
         await r.start()
         typer.echo(f"router {r.instance} running on {bs} (group {r.group}); Ctrl-C stops it")
