@@ -104,4 +104,10 @@ class RouterMetrics:
             "Times the router waited for the broker longer than the stall threshold (5 s)",
             registry=r,
         )
+        self.uncommitted_batches = Counter(
+            f"{prefix}_uncommitted_batches",
+            "Routed batches whose offsets could not be committed because the group "
+            "rebalanced; their records are routed again (duplicates, never losses)",
+            registry=r,
+        )
         self.audit = AuditMetrics(r, prefix)

@@ -46,7 +46,7 @@ from typing import Any
 
 import fastavro
 from aiokafka import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from exchange import kafka, topics, wire
 from exchange.audit.entry import Action, Decision, Draft, detail_map
@@ -602,14 +602,29 @@ class Router:
             offsets: dict[Any, int] = {}
             for job in jobs:
                 offsets.update(job.offsets)  # later batches of a partition have later offsets
+            committed = True
             if offsets:
-                await self._consumer.commit(offsets)
+                try:
+                    await self._consumer.commit(offsets)
+                except CommitFailedError as exc:
+                    committed = False
+                    # the group rebalanced (this router was too slow to heartbeat, or one
+                    # joined): the partitions start again from their committed offsets, here
+                    # or at their new owner, so these records are routed again, not lost
+                    log.warning(
+                        "offsets of %d routed batches not committed, their records will be "
+                        "routed again: %s",
+                        len(jobs),
+                        exc,
+                    )
+                    self.metrics.uncommitted_batches.inc(len(jobs))
             done = time.perf_counter()
             for job in jobs:
                 self._unsettled.popleft()
                 if job.started is not None:
                     self.metrics.batch_latency.observe(done - job.started)
-                self.routed += job.count
+                if committed:
+                    self.routed += job.count
             for tp, offset in offsets.items():
                 hw = self._consumer.highwater(tp)
                 if hw is not None:
