@@ -24,6 +24,7 @@ from collections import Counter
 
 import pytest
 from aiokafka import TopicPartition
+from routing_support import SESSION_MS
 
 from exchange import kafka, sample, topics
 from exchange.api import Department
@@ -38,7 +39,11 @@ CHUNK = 500
 
 
 def spawn_router(bootstrap: str, group: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, EXCHANGE_MASK_SECRET="crash-test-secret-0123456789")
+    env = dict(
+        os.environ,
+        EXCHANGE_MASK_SECRET="crash-test-secret-0123456789",
+        EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(SESSION_MS),
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "exchange.cli", "router", "-b", bootstrap, "--group", group],
         env=env,
