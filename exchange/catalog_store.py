@@ -300,23 +300,28 @@ async def load(
     return change
 
 
+def refusal_draft(snap: Snapshot, reason: str, **details: object) -> Draft:
+    """The ``COMMAND_REFUSED`` audit entry of a refused catalog snapshot (actor: who tried)."""
+    return Draft(
+        Action.COMMAND_REFUSED,
+        actor=snap.actor,
+        decision=Decision.REFUSED,
+        reason=reason,
+        details=detail_map(
+            command="catalog load",
+            version=snap.version,
+            digest=snap.digest,
+            signed=snap.signature is not None,
+            **details,
+        ),
+    )
+
+
 async def _audit_refusal(bootstrap: str, snap: Snapshot, reason: str) -> None:
-    """Audit a load refused before writing (``COMMAND_REFUSED``, actor: who tried)."""
+    """Audit a load refused before writing."""
     registry = SchemaRegistry(bootstrap)
     await registry.refresh()
     async with kafka.producer(bootstrap, linger_ms=0) as producer:
         await AuditWriter(producer, registry, role="admin").write(
-            Draft(
-                Action.COMMAND_REFUSED,
-                actor=snap.actor,
-                decision=Decision.REFUSED,
-                reason=reason,
-                details=detail_map(
-                    command="catalog load",
-                    version=snap.version,
-                    signed=snap.signature is not None,
-                    digest=snap.digest,
-                    resources=len(snap.catalog.resources),
-                ),
-            )
+            refusal_draft(snap, reason, resources=len(snap.catalog.resources))
         )

@@ -53,7 +53,7 @@ from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.avroscan import LazyRecord, scanner_for
 from exchange.catalog import Catalog, Resource
-from exchange.catalog_store import Snapshot
+from exchange.catalog_store import Snapshot, refusal_draft
 from exchange.errors import DecodeError, ExchangeError
 from exchange.grants import AppStatus, GrantEvent
 from exchange.metrics import RouterMetrics
@@ -261,19 +261,7 @@ class Router:
         key = f"catalog:{snap.version}:{snap.digest}:{snap.signature}"
         if self._notice(Action.COMMAND_REFUSED, key):
             self._audit_drafts.append(
-                Draft(
-                    Action.COMMAND_REFUSED,
-                    actor=snap.actor,
-                    decision=Decision.REFUSED,
-                    reason=reason,
-                    details=detail_map(
-                        command="catalog load",
-                        version=snap.version,
-                        digest=snap.digest,
-                        signed=snap.signature is not None,
-                        noticed_by="router replaying gov.ctl.catalog",
-                    ),
-                )
+                refusal_draft(snap, reason, noticed_by="router replaying gov.ctl.catalog")
             )
 
     def _notice(self, action: Action, key: str) -> bool:
