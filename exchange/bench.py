@@ -60,6 +60,28 @@ class Row:
     met: bool
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """How big each measure is: full, --quick, or tiny (the test suite's smoke run)."""
+
+    records: int  # routed in each throughput run
+    distinct: int  # distinct sample records, cycled
+    latency_s: float  # publishing time of each latency run
+    rounds: int  # revocations
+    backlog: int  # records of each router-process run
+    quick: bool  # shorter fixed waits
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(30_000, 500, 2, 3, 60_000, True)
+        return cls(200_000, 2000, 20, 20, 300_000, False)
+
+
+#: a run of every measure at a size that only shows the bench still works
+TINY = Sizes(records=2_000, distinct=50, latency_s=1, rounds=1, backlog=3_000, quick=True)
+
+
 @dataclass
 class Setup:
     bootstrap: str
@@ -524,31 +546,32 @@ async def _router_processes(
     The group's offsets are set at the end of the source, ``backlog`` records are put
     after them, then the processes start together (their JoinGroups land in the 5 s the
     embedded broker holds a join, so they share the partitions from the start). The
-    clock runs from the first commit to the last.
+    clock runs from the last look at the offsets before any was committed to the
+    first look after the last one was.
     """
     group = f"bench-proc-{uuid.uuid4().hex[:6]}"
     start_total = await _commit_at_end(s.bootstrap, group, source)
     await _preload(s, backlog)
-    end_total = start_total + backlog
+    # the end as it is, not start + backlog: a publisher stopped just before may still
+    # have been flushing records when the offsets were set
+    end_total = await _topic_total(s.bootstrap, source)
     procs = [_spawn_router(s.bootstrap, group) for _ in range(instances)]
     peak = 0.0
     try:
-        t0 = None
-        first_total = start_total
+        t0 = time.perf_counter()
         async with _CommitWatch(s.bootstrap, group, source) as watch:
             while True:
                 await asyncio.sleep(0.05)
                 total = await watch.total()
                 peak = max([peak] + [_vm_hwm_mb(p.pid) for p in procs])
-                if t0 is None and total > start_total:
-                    t0, first_total = time.perf_counter(), total
+                if total == start_total:
+                    t0 = time.perf_counter()  # the last look before any progress
                 if total >= end_total:
                     break
                 if any(p.poll() is not None for p in procs):
                     raise RuntimeError("a router process exited during the benchmark")
-        assert t0 is not None
         elapsed = time.perf_counter() - t0
-        return (end_total - first_total) / max(elapsed, 1e-9), peak
+        return (end_total - start_total) / max(elapsed, 1e-9), peak
     finally:
         for p in procs:
             p.terminate()
@@ -559,7 +582,10 @@ async def _router_processes(
 # --- the whole run --------------------------------------------------------------------------
 
 
-async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Row]:
+async def run_bench(
+    quick: bool, echo: Callable[[str], None] = print, sizes: Sizes | None = None
+) -> list[Row]:
+    size = sizes or Sizes.of(quick)
     bootstrap, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
     started = time.perf_counter()
 
@@ -567,13 +593,13 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
         echo(f"[{time.perf_counter() - started:5.1f} s] {message}")
 
     rows: list[Row] = []
-    n = 30_000 if quick else 200_000
+    n = size.records
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            s = await _setup(bootstrap, Path(tmp), distinct=500 if quick else 2000)
+            s = await _setup(bootstrap, Path(tmp), distinct=size.distinct)
             source = await _preload(s, n)
             step(f"preloaded {n} records of {BENCH_RESOURCE}")
-            seconds = 2 if quick else 20
+            seconds = size.latency_s
             step(f"measuring latency at 2,000 records/s for {seconds} s")
             raw_p50, raw_p99 = await _latency(s, 2000, seconds, through_router=False)
             p50, p99 = await _latency(s, 2000, seconds, through_router=True)
@@ -685,9 +711,9 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
                         recompile_s < 1,
                     )
                 )
-                rounds = 3 if quick else 20
+                rounds = size.rounds
                 step(f"measuring revocation under load, {rounds} rounds")
-                rev = await _revocation_latency(s, router, rounds, quick)
+                rev = await _revocation_latency(s, router, rounds, size.quick)
             finally:
                 await router.stop()
             rev_p99 = _pct(rev, 0.99)
@@ -703,7 +729,7 @@ async def run_bench(quick: bool, echo: Callable[[str], None] = print) -> list[Ro
                 )
             )
 
-            backlog = 60_000 if quick else 300_000
+            backlog = size.backlog
             step(f"router processes, {backlog} records each run: one, then two in one group")
             one, rss = await _router_processes(s, source, 1, backlog)
             two, rss2 = await _router_processes(s, source, 2, backlog)
