@@ -213,6 +213,25 @@ class Catalog(BaseModel):
     resources: dict[str, Resource]
     #: every schema ever registered for a resource, by schema id (older versions stay decodable)
     schema_history: dict[str, list[int]] = Field(default_factory=dict)
+    #: every department must register a public key and sign every command (签名必需);
+    #: set by ``signatures_required: true`` at the top of departments.yaml
+    signatures_required: bool = False
+
+    @model_validator(mode="after")
+    def _keys_when_required(self) -> Catalog:
+        if self.signatures_required:
+            unkeyed = sorted(d for d, dept in self.departments.items() if dept.public_key is None)
+            if unkeyed:
+                raise ValueError(
+                    "signatures_required is set, but these departments have no public_key: "
+                    + ", ".join(unkeyed)
+                )
+            if not self.admins():
+                raise ValueError(
+                    "signatures_required is set, but no department is a catalog_admin: "
+                    "catalog loads would go unsigned"
+                )
+        return self
 
     def department(self, dept_id: str) -> Department:
         try:

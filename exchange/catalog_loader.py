@@ -82,7 +82,7 @@ def load_catalog(directory: str | Path) -> Catalog:
     if not root.is_dir():
         raise CatalogErrors([CatalogError("not a directory", file=str(root))])
 
-    departments = _load_departments(root, errors)
+    departments, signatures_required = _load_departments(root, errors)
     resources: dict[str, Resource] = {}
     codes: dict[str, str] = {}
     files = sorted((root / "resources").glob("*.yaml")) + sorted((root / "resources").glob("*.yml"))
@@ -111,23 +111,46 @@ def load_catalog(directory: str | Path) -> Catalog:
         resources[resource.id] = resource
     if errors:
         raise CatalogErrors(errors)
-    return Catalog(departments=departments, resources=resources)
+    try:
+        return Catalog(
+            departments=departments,
+            resources=resources,
+            signatures_required=signatures_required,
+        )
+    except ValidationError as exc:  # a rule over the whole catalog (signatures_required)
+        raise CatalogErrors(
+            [
+                CatalogError(str(e["msg"]).removeprefix("Value error, "), file="departments.yaml")
+                for e in exc.errors()
+            ]
+        ) from None
 
 
-def _load_departments(root: Path, errors: list[CatalogError]) -> dict[str, Department]:
+def _load_departments(root: Path, errors: list[CatalogError]) -> tuple[dict[str, Department], bool]:
+    """The departments, and whether every one must sign (``signatures_required``)."""
     path = root / "departments.yaml"
     name = _rel(path, root)
     departments: dict[str, Department] = {}
     if not path.exists():
         errors.append(CatalogError("missing: the catalog needs a departments file", file=name))
-        return departments
+        return departments, False
     doc = _read(path, name, errors)
     if doc is None:
-        return departments
+        return departments, False
     items = doc.data.get("departments") if isinstance(doc.data, dict) else None
     if not isinstance(items, list):
         errors.append(CatalogError("expected a mapping with a 'departments' list", file=name))
-        return departments
+        return departments, False
+    required = doc.data.get("signatures_required", False)
+    if not isinstance(required, bool):
+        errors.append(
+            CatalogError(
+                f"signatures_required must be true or false, not {required!r}",
+                file=name,
+                line=doc.line_of(("signatures_required",)),
+            )
+        )
+        required = False
     codes: set[str] = set()
     for i, item in enumerate(items):
         try:
@@ -147,7 +170,7 @@ def _load_departments(root: Path, errors: list[CatalogError]) -> dict[str, Depar
         else:
             departments[dept.id] = dept
             codes.add(dept.code)
-    return departments
+    return departments, required
 
 
 def _load_resource(

@@ -70,8 +70,9 @@ def make_keys(catalog: Catalog, directory: Path) -> dict[str, Ed25519PrivateKey]
 
 
 def with_keys(catalog: Catalog, keys: dict[str, Ed25519PrivateKey], admin: str) -> Catalog:
-    """``catalog`` with every department's public key registered and ``admin`` as the
-    catalog administrator, as if written into departments.yaml (validated again)."""
+    """``catalog`` with every department's public key registered, ``admin`` as the
+    catalog administrator and signatures required, as if written into departments.yaml
+    (validated again)."""
     departments = {
         d: type(dept).model_validate(
             {
@@ -82,7 +83,12 @@ def with_keys(catalog: Catalog, keys: dict[str, Ed25519PrivateKey], admin: str) 
         )
         for d, dept in catalog.departments.items()
     }
-    return Catalog(departments=departments, resources=dict(catalog.resources))
+    return Catalog(
+        departments=departments,
+        resources=dict(catalog.resources),
+        schema_history=dict(catalog.schema_history),
+        signatures_required=True,  # no department is trusted by its name alone
+    )
 
 
 def _say(echo: Callable[[str], None], title: str) -> None:

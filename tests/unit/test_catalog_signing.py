@@ -226,3 +226,64 @@ def test_an_administrator_with_a_public_key_is_valid(
     )
     path.write_text(text, encoding="utf-8")
     assert load_catalog(directory).admins().keys() == {"health"}
+
+
+def _departments_file(tmp_path: Path, keys: dict[str, Ed25519PrivateKey], head: str) -> Path:
+    """The sample catalog copied, with ``head`` at the top of departments.yaml and the
+    keys of ``keys`` registered (health as catalog administrator)."""
+    root = tmp_path / "catalog"
+    shutil.copytree(SAMPLE, root)
+    path = root / "departments.yaml"
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        lines.append(line)
+        if line.startswith("  - id: "):
+            dept = line.removeprefix("  - id: ").strip()
+            if dept in keys:
+                lines.append(f"    public_key: {signing.public_key_of(keys[dept])}")
+            if dept == "health":
+                lines.append("    catalog_admin: true")
+    path.write_text(head + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_signatures_required_needs_every_department_keyed(
+    tmp_path: Path, keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    root = _departments_file(tmp_path, keys, "signatures_required: true")  # health, police
+    with pytest.raises(CatalogErrors) as exc:
+        load_catalog(root)
+    message = str(exc.value)
+    assert "departments.yaml" in message
+    assert "no public_key: civil_affairs, hrss, market" in message
+
+
+def test_signatures_required_with_every_key_registered(tmp_path: Path) -> None:
+    every = {
+        d: Ed25519PrivateKey.generate()
+        for d in ("police", "civil_affairs", "health", "hrss", "market")
+    }
+    catalog = load_catalog(_departments_file(tmp_path, every, "signatures_required: true"))
+    assert catalog.signatures_required
+    assert all(d.public_key for d in catalog.departments.values())
+    # and it survives the trip through a snapshot on the bus
+    snap = decode_snapshot(SNAPSHOT.encode(new_snapshot(None, catalog, actor="health").to_avro()))
+    assert snap.catalog.signatures_required
+
+
+def test_signatures_required_must_be_a_boolean(
+    tmp_path: Path, keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    with pytest.raises(CatalogErrors, match=r"departments.yaml:1.*true or false, not 'yes please'"):
+        load_catalog(_departments_file(tmp_path, keys, "signatures_required: yes please"))
+
+
+def test_signatures_required_needs_a_catalog_administrator(sample_catalog: Catalog) -> None:
+    every = {d: Ed25519PrivateKey.generate() for d in sample_catalog.departments}
+    keyed = with_admins(sample_catalog, every, admins=())
+    with pytest.raises(ValueError, match="no department is a catalog_admin"):
+        Catalog(
+            departments=dict(keyed.departments),
+            resources=dict(keyed.resources),
+            signatures_required=True,
+        )
