@@ -77,7 +77,7 @@ class Sizes:
     def of(cls, quick: bool) -> Sizes:
         if quick:
             return cls(30_000, 500, 2, 3, 40_000, True)
-        return cls(100_000, 2000, 20, 20, 200_000, False)
+        return cls(60_000, 2000, 20, 20, 80_000, False)
 
 
 #: a run of every measure at a size that only shows the bench still works
