@@ -142,11 +142,16 @@ class _Source:
 
 
 def _emit_varint(src: _Source, d: int) -> None:
-    """Read a zigzag varint at ``pos`` into ``v`` (one byte inline, longer ones by call)."""
+    """Read a zigzag varint at ``pos`` into ``v``: one or two bytes inline (lengths under
+    8,192 bytes, small numbers), longer ones (dates, timestamps) by call."""
     src.emit(d, "b = buf[pos]")
     src.emit(d, "if b < 128:")
     src.emit(d + 1, "v = (b >> 1) ^ -(b & 1)")
     src.emit(d + 1, "pos += 1")
+    src.emit(d, "elif buf[pos + 1] < 128:")
+    src.emit(d + 1, "b = (b & 127) | (buf[pos + 1] << 7)")
+    src.emit(d + 1, "v = (b >> 1) ^ -(b & 1)")
+    src.emit(d + 1, "pos += 2")
     src.emit(d, "else:")
     src.emit(d + 1, "v, pos = _read_long(buf, pos)")
 
@@ -322,6 +327,26 @@ class Scanner:
             name: (i, _decoder(kind))
             for i, (name, kind) in enumerate(zip(self.names, self.kinds, strict=True))
         }
+
+    def string_bytes(self, name: str) -> Callable[[bytes, list[int]], bytes] | None:
+        """For a (non-null) string field: a function giving its UTF-8 bytes, undecoded.
+
+        ``str(value).encode()`` of such a field is exactly these bytes (``offsets``
+        already checked they are UTF-8), so the router takes its Kafka key this way
+        without decoding and re-encoding it. None for any other kind of field.
+        """
+        i = self.index[name]
+        if self.kinds[i][0] != _STRING:
+            return None
+
+        def raw(body: bytes, offsets: list[int]) -> bytes:
+            start, end = offsets[i], offsets[i + 1]
+            if body[start] < 128:  # a one-byte length
+                return body[start + 1 : end]
+            _, pos = _read_long(body, start)
+            return body[pos:end]
+
+        return raw
 
     def value(self, body: bytes, offsets: list[int], name: str) -> Any:
         i, decode = self.fields[name]

@@ -683,6 +683,7 @@ class Router:
         ]
         counts = [[0, 0] for _ in targets]  # per view: delivered, filtered
         resource, key_field = res.id, res.key
+        key_bytes = scanner.string_bytes(key_field) if scanner is not None else None
         blake2b = hashlib.blake2b
         for rec in records:
             value = rec.value
@@ -698,10 +699,16 @@ class Router:
                     offsets = scanner.offsets(body)
                     record: Any = LazyRecord(scanner, body, offsets)
                     current = same_schema = True
+                    # the key: a string key field's bytes as they are, else its text
+                    key = (
+                        key_bytes(body, offsets)
+                        if key_bytes is not None
+                        else str(record[key_field]).encode()
+                    )
                 else:
                     sid, body, record = self._decode_other(decoder, value)
                     offsets, current, same_schema = None, False, sid == res.schema_id
-                key = str(record[key_field]).encode()
+                    key = str(record[key_field]).encode()
             except DecodeError as exc:
                 futures.append(await self._dead_letter(resource, rec, str(exc)))
                 continue

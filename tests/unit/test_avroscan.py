@@ -247,3 +247,23 @@ def test_a_character_split_across_two_strings_is_refused() -> None:
     with pytest.raises(DecodeError, match="not valid UTF-8"):
         scanner.offsets(zigzag(1) + whole[:1] + zigzag(2) + whole[1:])
     assert scanner.offsets(zigzag(3) + whole + zigzag(0)) == [0, 4, 5]
+
+
+@pytest.mark.parametrize("path", SCHEMAS, ids=lambda p: p.stem)
+def test_string_bytes_are_the_encoded_text_of_the_field(path: Path) -> None:
+    """What the router uses as the Kafka key: the same bytes as str(value).encode()."""
+    schema = load(path)
+    parsed = avro.parse(schema)
+    scanner = scanner_for(schema)
+    assert scanner is not None
+    strings = [n for n in scanner.names if scanner.string_bytes(n) is not None]
+    assert strings, "every sample schema has a string field"
+    long_text = "长" * 70  # a length over 63: a two-byte varint
+    for record in sample.generate(schema, 50, seed=9):
+        record = {**record, strings[0]: long_text}
+        body = wire.encode(parsed, record)
+        offsets = scanner.offsets(body)
+        for name in strings:
+            raw = scanner.string_bytes(name)
+            assert raw is not None
+            assert raw(body, offsets) == str(record[name]).encode()
