@@ -8,6 +8,7 @@ cross-file rules live in :mod:`exchange.catalog_loader`.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -241,6 +242,33 @@ class Catalog(BaseModel):
             raise UnknownResource(
                 f"unknown department {dept_id!r} (catalog has: {known})", department=dept_id
             ) from None
+
+    def with_keys(
+        self,
+        public_keys: Mapping[str, str],
+        *,
+        admins: Collection[str] = (),
+        signatures_required: bool | None = None,
+    ) -> Catalog:
+        """This catalog with ``public_keys`` (department -> base64 Ed25519 key) registered,
+        ``admins`` as its catalog administrators (and no other department one), and
+        ``signatures_required`` if given; validated again, as if written in departments.yaml.
+        """
+        departments = {}
+        for d, dept in self.departments.items():
+            data = dept.model_dump()
+            if d in public_keys:
+                data["public_key"] = public_keys[d]
+            data["catalog_admin"] = d in admins
+            departments[d] = Department.model_validate(data)
+        return Catalog(
+            departments=departments,
+            resources=dict(self.resources),
+            schema_history=dict(self.schema_history),
+            signatures_required=(
+                self.signatures_required if signatures_required is None else signatures_required
+            ),
+        )
 
     def admins(self) -> dict[str, Department]:
         """The catalog administrators (目录管理员): who may load the next catalog."""

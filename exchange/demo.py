@@ -71,23 +71,11 @@ def make_keys(catalog: Catalog, directory: Path) -> dict[str, Ed25519PrivateKey]
 
 def with_keys(catalog: Catalog, keys: dict[str, Ed25519PrivateKey], admin: str) -> Catalog:
     """``catalog`` with every department's public key registered, ``admin`` as the
-    catalog administrator and signatures required, as if written into departments.yaml
-    (validated again)."""
-    departments = {
-        d: type(dept).model_validate(
-            {
-                **dept.model_dump(),
-                "public_key": signing.public_key_of(keys[d]),
-                "catalog_admin": d == admin,
-            }
-        )
-        for d, dept in catalog.departments.items()
-    }
-    return Catalog(
-        departments=departments,
-        resources=dict(catalog.resources),
-        schema_history=dict(catalog.schema_history),
-        signatures_required=True,  # no department is trusted by its name alone
+    catalog administrator and signatures required (no department trusted by name)."""
+    return catalog.with_keys(
+        {d: signing.public_key_of(k) for d, k in keys.items()},
+        admins={admin},
+        signatures_required=True,
     )
 
 

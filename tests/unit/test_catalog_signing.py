@@ -32,14 +32,7 @@ def with_admins(
     catalog: Catalog, keys: dict[str, Ed25519PrivateKey], admins: tuple[str, ...]
 ) -> Catalog:
     """``catalog`` with every key registered and ``admins`` as catalog administrators."""
-    depts = {}
-    for d, dept in catalog.departments.items():
-        data = dept.model_dump()
-        if d in keys:
-            data["public_key"] = signing.public_key_of(keys[d])
-        data["catalog_admin"] = d in admins
-        depts[d] = type(dept).model_validate(data)
-    return Catalog(departments=depts, resources=dict(catalog.resources))
+    return catalog.with_keys({d: signing.public_key_of(k) for d, k in keys.items()}, admins=admins)
 
 
 @pytest.fixture
