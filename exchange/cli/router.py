@@ -23,6 +23,16 @@ def router(
     group: Annotated[
         str | None, typer.Option(help="Consumer group shared by all router instances.")
     ] = None,
+    session_timeout_ms: Annotated[
+        int | None,
+        typer.Option(
+            min=1_000,
+            max=300_000,
+            help="Group session timeout: a router silent this long loses its partitions to "
+            "the others. Default 10,000 (EXCHANGE_ROUTER_SESSION_TIMEOUT_MS); real Kafka "
+            "refuses less than 6,000, and the embedded broker holds each join half of it.",
+        ),
+    ] = None,
 ) -> None:
     """Route every source record to every entitled consumer, as its own view.
 
@@ -50,7 +60,7 @@ def router(
             master_secret=s.mask_secret.get_secret_value().encode(),
             metrics=metrics,
             partitions=s.partitions,
-            session_timeout_ms=s.router_session_timeout_ms,
+            session_timeout_ms=session_timeout_ms or s.router_session_timeout_ms,
         )
         await r.start()
         typer.echo(f"router {r.instance} running on {bs} (group {r.group}); Ctrl-C stops it")
