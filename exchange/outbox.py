@@ -41,7 +41,8 @@ class Outbox:
         key: bytes | None,
         value: bytes | None,
         headers: Sequence[tuple[str, bytes]],
-    ) -> None:
+    ) -> Any:
+        """Append a record to its partition's open batch; returns that batch."""
         where = (topic, partition)
         batch = self._open.get(where)
         if batch is None:
@@ -53,6 +54,7 @@ class Outbox:
             # an empty batch takes any record, however big (the broker's limit applies)
             batch.append(timestamp=None, key=key, value=value, headers=headers)
         self.records += 1
+        return batch
 
     async def send(self) -> list[asyncio.Future[Any]]:
         """Queue every batch with the producer; one future per batch, done when acknowledged."""
@@ -82,7 +84,6 @@ class Lane:
             or batch.append(timestamp=None, key=key, value=value, headers=headers) is None
         ):
             # none yet, or full: the outbox opens (or queues and replaces) this partition's batch
-            self.outbox.add(self.topic, self.partition, key, value, headers)
-            self._batch = self.outbox._open[(self.topic, self.partition)]
+            self._batch = self.outbox.add(self.topic, self.partition, key, value, headers)
             return
         self.outbox.records += 1

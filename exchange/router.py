@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import io
 import logging
 import os
@@ -677,14 +676,13 @@ class Router:
                 lane.add,
                 view.passthrough,  # every field, unmasked, unfiltered: the source bytes
                 view.slice_renderer,
-                None if view.key_plain else view.key_secret,
+                view.key_hash,  # None: the source key as it is
             )
             for view, lane in targets
         ]
         counts = [[0, 0] for _ in targets]  # per view: delivered, filtered
         resource, key_field = res.id, res.key
         key_bytes = scanner.string_bytes(key_field) if scanner is not None else None
-        blake2b = hashlib.blake2b
         for rec in records:
             value = rec.value
             try:
@@ -718,7 +716,7 @@ class Router:
                 (RECORD_ID, record_id(resource, body).encode()),
                 (SOURCE_OFFSET, where + str(rec.offset).encode()),
             ]
-            for i, (add, passthrough, render, secret) in enumerate(plans):
+            for i, (add, passthrough, render, key_hash) in enumerate(plans):
                 if passthrough and same_schema:
                     out = value  # the source bytes as they came
                 elif current and render is not None and offsets is not None:
@@ -728,13 +726,7 @@ class Router:
                 if out is None:
                     counts[i][1] += 1
                     continue
-                add(
-                    key
-                    if secret is None
-                    else blake2b(key, key=secret, digest_size=16).hexdigest().encode(),
-                    out,
-                    headers,
-                )
+                add(key if key_hash is None else key_hash(key), out, headers)
                 counts[i][0] += 1
         delivered = {view.consumer: counts[i][0] for i, (view, _) in enumerate(targets)}
         filtered = {view.consumer: counts[i][1] for i, (view, _) in enumerate(targets)}

@@ -37,16 +37,22 @@ class CompiledView:
     key_secret: bytes
     #: how to build the view from byte slices of the source (None: schema not scannable)
     plan: list[PlanItem] | None = None
-    #: the framed view from the source's slices, compiled from ``plan``
-    _project: Callable[[bytes, list[int], LazyRecord], bytes] | None = None
-
-    #: :meth:`render_slices` as one plain function (no method or attribute lookups)
+    #: the framed view from the source's byte slices, or None if the row filter drops the
+    #: record; only the fields read are decoded (None: the schema is not scanned)
     slice_renderer: Callable[[bytes, list[int], LazyRecord], bytes | None] | None = None
+    #: the Kafka key for this consumer from the source key (the resource's key field),
+    #: None when the view delivers that field in clear and the source key may travel as
+    #: it is. Otherwise the key would leak the field, so it is a keyed hash (BLAKE2b in
+    #: keyed mode, a MAC): the same source key always gives the same delivery key (order
+    #: per key is kept), but it reveals nothing.
+    key_hash: Callable[[bytes], bytes] | None = None
 
     def __post_init__(self) -> None:
+        if not self.key_plain:
+            self.key_hash = functools.partial(_hashed_key, self.key_secret)
         if self.plan is None:
             return
-        project = self._project = compile_projection(self.plan, wire.frame(self.schema_id, b""))
+        project = compile_projection(self.plan, wire.frame(self.schema_id, b""))
         if self.row_filter is None:
             self.slice_renderer = project
             return
@@ -56,18 +62,6 @@ class CompiledView:
             return project(body, offsets, record) if matches(record) else None
 
         self.slice_renderer = filtered
-
-    def delivery_key(self, key: bytes | None) -> bytes | None:
-        """The Kafka key for this consumer.
-
-        The source key is the value of the resource's key field. If the view
-        does not deliver that field in clear, the key would leak it, so it is
-        replaced by a keyed hash (BLAKE2b in keyed mode, a MAC): the same source key always gives the same
-        delivery key (order per key is kept), but it reveals nothing.
-        """
-        if key is None or self.key_plain:
-            return key
-        return hashlib.blake2b(key, key=self.key_secret, digest_size=16).hexdigest().encode()
 
     @property
     def consumer(self) -> str:
@@ -87,12 +81,9 @@ class CompiledView:
         }
         return wire.frame(self.schema_id, wire.encode(self.parsed, out))
 
-    def render_slices(self, body: bytes, offsets: list[int], record: LazyRecord) -> bytes | None:
-        """Like :meth:`render`, from the source's byte slices: only read fields are decoded."""
-        if self.row_filter is not None and not self.row_filter.matches(record):
-            return None
-        assert self._project is not None
-        return self._project(body, offsets, record)
+
+def _hashed_key(secret: bytes, key: bytes) -> bytes:
+    return hashlib.blake2b(key, key=secret, digest_size=16).hexdigest().encode()
 
 
 @functools.lru_cache(maxsize=65536)
