@@ -41,13 +41,14 @@ from exchange.catalog_loader import load_catalog
 from exchange.outbox import Outbox
 from exchange.publisher import Prepared, Publisher
 from exchange.router import SOURCE_OFFSET, Router
+from exchange.settings import Settings
 from exchange.state import GRANT_CODEC
 
 SECRET = b"benchmark-secret-not-for-production"
-#: the bench's routers use a 3 s group session on the embedded broker, which holds every
-#: group join for half the session timeout (5 s at the default 10 s); on a real Kafka
-#: (EXCHANGE_BOOTSTRAP_SERVERS set) the default, as it refuses less than 6 s
-SESSION_MS = 10_000 if os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS") else 3_000
+#: group session of the bench's routers on the embedded broker, which holds every group
+#: join for half the session timeout (5 s at the default 10 s); on a real Kafka the
+#: default, as it refuses less than 6 s
+EMBEDDED_SESSION_MS = 3_000
 PUBLISH_LINGER_MS = 5
 
 
@@ -90,6 +91,7 @@ class Setup:
     catalog: Catalog
     prepared: list[Prepared]
     workdir: Path
+    session_ms: int  # the routers' group session timeout on this broker
 
 
 # --- setup --------------------------------------------------------------------------
@@ -107,7 +109,7 @@ async def _write_events(bootstrap: str, events: list[Any]) -> None:
             await f
 
 
-async def _setup(bootstrap: str, workdir: Path, distinct: int) -> Setup:
+async def _setup(bootstrap: str, workdir: Path, distinct: int, session_ms: int) -> Setup:
     write_catalog(workdir / "catalog")
     catalog = load_catalog(workdir / "catalog")
     await catalog_store.load(bootstrap, catalog, actor="bench", partitions=3)
@@ -133,7 +135,7 @@ async def _setup(bootstrap: str, workdir: Path, distinct: int) -> Setup:
         await provider.approve(app3, row_filter=f"registered_capital > {median}")
     async with Publisher(bootstrap, catalog, PROVIDER) as pub:
         prepared = [pub.prepare(BENCH_RESOURCE, r) for r in records]
-    return Setup(bootstrap, catalog, prepared, workdir)
+    return Setup(bootstrap, catalog, prepared, workdir, session_ms)
 
 
 async def _preload(s: Setup, topic_count: int) -> str:
@@ -362,7 +364,7 @@ async def _latency(
         source = topics.source(PROVIDER, BENCH_RESOURCE)
         out = topics.delivery(dept_id(1), BENCH_RESOURCE)  # plain key: credit_code in clear
         group = f"bench-lat-{tag}"
-        proc = _spawn_router(s.bootstrap, group)
+        proc = _spawn_router(s, group)
         # one record more, then wait until it has routed everything on the topic
         async with kafka.producer(s.bootstrap) as producer:
             first = s.prepared[0]
@@ -534,15 +536,15 @@ def _vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def _spawn_router(bootstrap: str, group: str) -> subprocess.Popen[bytes]:
+def _spawn_router(s: Setup, group: str) -> subprocess.Popen[bytes]:
     """Start `exchange router` as its own process (Popen returns at once)."""
     env = dict(
         os.environ,
         EXCHANGE_MASK_SECRET=SECRET.decode(),
-        EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(SESSION_MS),
+        EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(s.session_ms),
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "exchange.cli", "router", "-b", bootstrap, "--group", group],
+        [sys.executable, "-m", "exchange.cli", "router", "-b", s.bootstrap, "--group", group],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -580,7 +582,7 @@ async def _router_processes(
     # the end as it is, not start + backlog: a publisher stopped just before may still
     # have been flushing records when the offsets were set
     end_total = await _topic_total(s.bootstrap, source)
-    procs = [_spawn_router(s.bootstrap, group) for _ in range(instances)]
+    procs = [_spawn_router(s, group) for _ in range(instances)]
     peak = 0.0
     try:
         t0 = time.perf_counter()
@@ -621,7 +623,11 @@ async def run_bench(
     n = size.records
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            s = await _setup(bootstrap, Path(tmp), distinct=size.distinct)
+            # on a real Kafka, the router's own setting (10 s unless set)
+            session_ms = (
+                Settings().router_session_timeout_ms if broker is None else EMBEDDED_SESSION_MS
+            )
+            s = await _setup(bootstrap, Path(tmp), size.distinct, session_ms)
             source = await _preload(s, n)
             step(f"preloaded {n} records of {BENCH_RESOURCE}")
             seconds = size.latency_s
@@ -657,7 +663,7 @@ async def run_bench(
                 s.bootstrap,
                 group=f"bench-{uuid.uuid4().hex[:8]}",
                 master_secret=SECRET,
-                session_timeout_ms=SESSION_MS,
+                session_timeout_ms=s.session_ms,
             )
             await router.start()
             try:

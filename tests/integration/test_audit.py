@@ -38,6 +38,7 @@ from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.query import Filter, select
 from exchange.audit.verify import Kind, verify
+from exchange.broker import EmbeddedBroker
 from exchange.catalog import Catalog
 from exchange.errors import CommandRefused, PermissionDenied, UnknownResource
 from exchange.grants import EventKind, GrantEvent, now
@@ -47,14 +48,21 @@ from exchange.publisher import Publisher
 from exchange.router import Router
 from exchange.state import GRANT_CODEC
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        bool(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS")),
-        reason="needs a gov.audit of its own (one test forges an entry into it on purpose): "
-        "runs on the embedded broker of this module",
-    ),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> Iterator[str]:
+    """An embedded broker of this module's own, even when the suite runs on a real Kafka:
+    one test forges an entry into gov.audit on purpose, which would break the chain
+    of a shared cluster's log for good."""
+    broker = EmbeddedBroker()
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
 
 RES = "birth_medical_certificate"
 MARRIAGE = "marriage_registration"
