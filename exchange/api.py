@@ -64,9 +64,7 @@ class Department:
     async def start(self) -> None:
         # one control-topic reader for the whole session: each command then reads only
         # what was written since the last one, not the whole history again
-        # a short fetch wait: Kafka answers requests on a connection in order, so the
-        # ListOffsets of a catch-up waits behind the consumer's long-polling fetch
-        self._reader = ControlFollower(ControlState(self.bootstrap), fetch_max_wait_ms=20)
+        self._reader = ControlFollower(ControlState(self.bootstrap))
         await self._reader.start(follow=False)
         self._state = self._reader.state
         catalog = self._state.catalog  # no catalog loaded: fail early

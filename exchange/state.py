@@ -110,7 +110,9 @@ class ControlFollower:
         self.state = state
         # a short fetch wait: a broker that does not answer a waiting fetch as soon as a
         # record arrives (the embedded one) would otherwise hold a revocation back for the
-        # default 500 ms, while records published meanwhile are routed with the old views
+        # default 500 ms, while records published meanwhile are routed with the old views;
+        # and Kafka answers requests on a connection in order, so a catch-up's ListOffsets
+        # would wait behind the long-polling fetch
         self._options = {"fetch_max_wait_ms": 20, **consumer_options}
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
