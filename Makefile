@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint
+.PHONY: demo test lint packages
 
 $(BIN)/exchange: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,5 +19,10 @@ lint: $(BIN)/exchange
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The Debian packages whose servers the suite starts for itself (PostgreSQL, MariaDB):
+# installed here when missing and run as root, else one sentence says what to install.
+packages:
+	@bash tests/services/require-packages.sh
+
+test: packages lint
 	$(BIN)/pytest

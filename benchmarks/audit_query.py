@@ -8,7 +8,8 @@ baseline, in the same run) and then with them, and prints both times and
 their ratio::
 
     python benchmarks/audit_query.py                       # SQLite, temp file
-    python benchmarks/audit_query.py --to postgresql://postgres@127.0.0.1/test
+    python benchmarks/audit_query.py --to postgresql       # a throwaway PostgreSQL
+    python benchmarks/audit_query.py --to postgresql://USER@HOST:PORT/DB
     python benchmarks/audit_query.py --entries 100000      # quicker
 
 The entries are synthetic: their hashes are placeholders, not a chain (this
@@ -125,7 +126,11 @@ def timed(archive: Archive, flt: Filter, limit: int, repeat: int) -> tuple[float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--to", help="archive URL (default: a temporary SQLite file)")
+    ap.add_argument(
+        "--to",
+        help="archive URL (default: a temporary SQLite file); 'postgresql' alone starts a "
+        "throwaway PostgreSQL for the run (Debian package postgresql)",
+    )
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--limit", type=int, default=100, help="page size of every query")
     ap.add_argument("--json", type=Path, help="also write the figures here")
@@ -134,6 +139,12 @@ def main() -> int:
     cleanup = None
     tmp = None
     url = args.to
+    server = None
+    if url == "postgresql":
+        from exchange.dev.databases import ThrowawayPostgres
+
+        server = ThrowawayPostgres(fast=False).start()  # durable settings: this measures a database
+        url = server.url
     if url is None:
         tmp = tempfile.TemporaryDirectory()
         url = f"sqlite:///{tmp.name}/audit-bench.sqlite"
@@ -154,6 +165,8 @@ def main() -> int:
     except Exception:
         if cleanup:
             cleanup()
+        if server:
+            server.stop()
         raise
     try:
         archive.drop_indexes()  # loaded without them; the full-scan baseline runs first
@@ -204,6 +217,8 @@ def main() -> int:
             cleanup()
         if tmp:
             tmp.cleanup()
+        if server:
+            server.stop()
 
 
 if __name__ == "__main__":

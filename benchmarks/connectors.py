@@ -1,8 +1,14 @@
 """Connector throughput beside a plain SELECT / INSERT loop on the same database, same run.
 
     python benchmarks/connectors.py [--rows 50000] [--batch 2000] [--only postgresql|mysql]
+        [--postgres-url postgresql://USER@HOST:PORT/DB] [--mariadb-url mysql://USER@HOST:PORT/]
 
-For each database (the local PostgreSQL and MariaDB, database ``test``):
+Without a URL, a throwaway server is started for the run (``exchange/dev/databases.py``,
+from the Debian packages postgresql and mariadb-server) with durable settings (fsync on),
+and removed at the end. With a URL, the user needs to create schemas (PostgreSQL) or
+databases (MariaDB); the password, if any, comes from PGPASSWORD / MYSQL_PWD.
+
+For each database:
 
 * plain SELECT loop: keyset pagination ``WHERE (changed_at, id) > (...) ORDER BY ... LIMIT
   batch`` with the bare driver, every row fetched: what reading costs at all;
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -30,6 +37,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # This file is named like the package it measures: when run as a script, its own
 # directory comes first on sys.path and would shadow the package.
@@ -48,11 +56,11 @@ from exchange.api import Department
 from exchange.broker import given_or_embedded
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
+from exchange.dev.databases import DatabaseServerError, ThrowawayMariaDB, ThrowawayPostgres
 from exchange.jsoncodec import CHINA_TZ
 from exchange.router import Router
 
 RESOURCE = "enterprise_registration"  # market provides it, unconditional: hrss subscribes
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -70,14 +78,19 @@ def _sql_type(avro_type: Any, dialect: str) -> str:
 class Db:
     """The bare driver, for setting up and for the baseline loops."""
 
-    def __init__(self, dialect: str, database: str) -> None:
+    def __init__(self, dialect: str, url: str, database: str | None = None) -> None:
         self.dialect = dialect
-        self.database = database
         if dialect == "postgresql":
-            self.conn: Any = psycopg.connect(PG_DSN)
+            self.conn: Any = psycopg.connect(url)
         else:
+            parts = urlsplit(url)
             self.conn = pymysql.connect(
-                host="127.0.0.1", user="root", password="", database=database, charset="utf8mb4"
+                host=parts.hostname or "127.0.0.1",
+                port=parts.port or 3306,
+                user=parts.username or "root",
+                password=os.environ.get("MYSQL_PWD", ""),
+                database=database or parts.path.strip("/") or None,
+                charset="utf8mb4",
             )
 
     def value(self, v: Any) -> Any:
@@ -163,7 +176,13 @@ def plain_insert(
 
 
 async def bench_database(
-    dialect: str, bootstrap: str, catalog: Catalog, rows: int, batch: int, workdir: Path
+    dialect: str,
+    server_url: str,
+    bootstrap: str,
+    catalog: Catalog,
+    rows: int,
+    batch: int,
+    workdir: Path,
 ) -> list[tuple[str, int, float, float | None]]:
     res = catalog.resource(RESOURCE)
     base = sample.generate(res.schema_, 500, seed=5)
@@ -171,16 +190,17 @@ async def bench_database(
     records = [{**base[i % len(base)], res.key: f"B{tag}{i:09d}"} for i in range(rows)]
     names = res.field_names()
     if dialect == "postgresql":
-        ns, url = f"bench_{tag}", "postgresql://postgres@127.0.0.1:5432/test"
-        admin = Db(dialect, "test")
+        ns, url = f"bench_{tag}", server_url
+        admin = Db(dialect, server_url)
         admin.run(f"CREATE SCHEMA {ns}")
         db = admin
         prefix = f"{ns}."
     else:
-        ns, url = f"bench_{tag}", f"mysql://root@127.0.0.1:3306/bench_{tag}"
-        admin = Db(dialect, "test")
+        ns = f"bench_{tag}"
+        url = urlsplit(server_url)._replace(path=f"/{ns}").geturl()
+        admin = Db(dialect, server_url)
         admin.run(f"CREATE DATABASE {ns} CHARACTER SET utf8mb4")
-        db = Db(dialect, ns)
+        db = Db(dialect, server_url, ns)
         prefix = ""
     out: list[tuple[str, int, float, float | None]] = []
     try:
@@ -267,8 +287,23 @@ async def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--only", choices=["postgresql", "mysql"])
+    parser.add_argument(
+        "--postgres-url", help="a PostgreSQL to use (default: a throwaway one for the run)"
+    )
+    parser.add_argument(
+        "--mariadb-url", help="a MariaDB/MySQL server to use (default: a throwaway one)"
+    )
     args = parser.parse_args()
     given = os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS")
+    servers = contextlib.ExitStack()
+    urls = {"postgresql": args.postgres_url, "mysql": args.mariadb_url}
+    try:
+        for dialect, server in [("postgresql", ThrowawayPostgres), ("mysql", ThrowawayMariaDB)]:
+            if not urls[dialect] and args.only in (None, dialect):
+                urls[dialect] = servers.enter_context(server(fast=False)).url
+    except DatabaseServerError as exc:
+        servers.close()
+        sys.exit(f"error: {exc}; or pass --postgres-url / --mariadb-url")
     bootstrap, broker = given_or_embedded(given)
     try:
         catalog = load_catalog(ROOT / "schemas")
@@ -281,11 +316,12 @@ async def main() -> None:
                 if args.only and args.only != dialect:
                     continue
                 results[dialect] = await bench_database(
-                    dialect, bootstrap, catalog, args.rows, args.batch, Path(tmp)
+                    dialect, urls[dialect], bootstrap, catalog, args.rows, args.batch, Path(tmp)
                 )
     finally:
         if broker is not None:
             broker.stop()
+        servers.close()
     print(
         f"\n{args.rows} rows of {RESOURCE} ({len(catalog.resource(RESOURCE).fields)} fields), batches of {args.batch}, broker {'given' if given else 'embedded'}\n"
     )

@@ -1,13 +1,21 @@
-"""Fixtures shared by every test."""
+"""Fixtures shared by every test.
+
+The database servers are the suite's own: a throwaway PostgreSQL and MariaDB
+(``exchange/dev/databases.py``) started the first time a test asks for one,
+and stopped, their data removed, when the session ends, also after failures
+or Ctrl-C. Nothing here connects to a server someone else started.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
+from exchange.dev.databases import DatabaseServerError, ThrowawayMariaDB, ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CATALOG = ROOT / "schemas"
@@ -16,3 +24,29 @@ SAMPLE_CATALOG = ROOT / "schemas"
 @pytest.fixture(scope="session")
 def sample_catalog() -> Catalog:
     return load_catalog(SAMPLE_CATALOG)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    """A PostgreSQL of the session's own: database ``test``, user ``postgres``, no password."""
+    try:
+        server = ThrowawayPostgres().start()
+    except DatabaseServerError as exc:
+        pytest.exit(str(exc), returncode=3)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[ThrowawayMariaDB]:
+    """A MariaDB of the session's own: user ``root``, no password; tests make their databases."""
+    try:
+        server = ThrowawayMariaDB().start()
+    except DatabaseServerError as exc:
+        pytest.exit(str(exc), returncode=3)
+    try:
+        yield server
+    finally:
+        server.stop()

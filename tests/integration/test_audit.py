@@ -40,6 +40,7 @@ from exchange.audit.query import Filter, select
 from exchange.audit.verify import Kind, verify
 from exchange.broker import EmbeddedBroker
 from exchange.catalog import Catalog
+from exchange.dev.databases import ThrowawayPostgres
 from exchange.errors import CommandRefused, PermissionDenied, UnknownResource
 from exchange.grants import EventKind, GrantEvent, now
 from exchange.jsoncodec import CHINA_TZ
@@ -69,7 +70,6 @@ MARRIAGE = "marriage_registration"
 OLD_APP = "APP-20200101-0ld0ld00"
 PURPOSE = "新生儿出生登记（落户） household registration of the newborn"
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
-PG_URL = os.environ.get("EXCHANGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @dataclass
@@ -365,19 +365,15 @@ async def test_verify_finds_each_tampering_in_a_copy_of_the_log(
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(postgres_server: ThrowawayPostgres) -> Iterator[str]:
     """A PostgreSQL archive URL in a schema of its own, dropped afterwards."""
     import psycopg
 
     schema = f"audit_test_{uuid.uuid4().hex[:10]}"
-    try:
-        conn = psycopg.connect(PG_URL, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"the archive must be tested on a real PostgreSQL; none at {PG_URL}: {exc}")
+    conn = psycopg.connect(postgres_server.url, autocommit=True)
     conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
     try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+        yield f"{postgres_server.url}?options=-csearch_path%3D{schema}"
     finally:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
         conn.close()

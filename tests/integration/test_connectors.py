@@ -1,4 +1,4 @@
-"""Connectors against the real PostgreSQL and MariaDB of this machine and a real broker.
+"""Connectors against a real PostgreSQL and MariaDB (the suite's own) and a real broker.
 
 Each test creates its own PostgreSQL schema or MariaDB database (``cx_<uuid>``)
 and drops it afterwards. One router runs in-process for the module, so rows
@@ -44,15 +44,13 @@ from exchange import kafka, sample, topics
 from exchange.api import Department
 from exchange.broker import free_port
 from exchange.catalog import Catalog
+from exchange.dev.databases import ThrowawayMariaDB, ThrowawayPostgres
 from exchange.jsoncodec import CHINA_TZ, dumps
 from exchange.publisher import Publisher
 from exchange.router import Router
 
 pytestmark = pytest.mark.integration
 
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-MY_URL = "mysql://root@127.0.0.1:3306/"
 SECRET = b"connector-tests-master-secret-0123456789"
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "connectors"
@@ -69,20 +67,41 @@ MARRIAGES = "marriage_registration"
 # --- databases ---------------------------------------------------------------------------
 
 
+class DB:
+    """The session's throwaway servers, set by :func:`_databases` before any test runs."""
+
+    pg_dsn = ""
+    pg_url = ""
+    my_url = ""
+    my_port = 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _databases(postgres_server: ThrowawayPostgres, mariadb_server: ThrowawayMariaDB) -> None:
+    DB.pg_dsn, DB.pg_url = postgres_server.dsn, postgres_server.url
+    DB.my_url, DB.my_port = mariadb_server.url, mariadb_server.port
+    my("mysql", "CREATE DATABASE IF NOT EXISTS test")
+
+
 def pg(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(PG_DSN, autocommit=True) as conn, conn.cursor() as cur:
+    with psycopg.connect(DB.pg_dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(sql, params)  # type: ignore[arg-type]
         return cur.fetchall() if cur.description else []
 
 
 def pg_many(sql: str, rows: list[tuple[Any, ...]]) -> None:
-    with psycopg.connect(PG_DSN) as conn, conn.cursor() as cur:
+    with psycopg.connect(DB.pg_dsn) as conn, conn.cursor() as cur:
         cur.executemany(sql, rows)  # type: ignore[arg-type]
 
 
 def my(database: str, sql: str, params: Any = None, *, many: bool = False) -> list[tuple[Any, ...]]:
     conn = pymysql.connect(
-        host="127.0.0.1", user="root", password="", database=database, autocommit=True
+        host="127.0.0.1",
+        port=DB.my_port,
+        user="root",
+        password="",
+        database=database,
+        autocommit=True,
     )
     try:
         with conn.cursor() as cur:
@@ -383,7 +402,7 @@ async def test_a_table_reaches_another_departments_table_as_exactly_its_masked_v
         await health.approve(app, masks={"mother_id_number": "keep:6:4"})
     await followed(router, "police", BIRTHS, "mother_name", "mother_id_number", "address")
 
-    database = {"url": PG_URL}
+    database = {"url": DB.pg_url}
     source = yaml.safe_load((DEPLOY / "health-births-source.yaml").read_text())["connectors"][0]
     source.update(
         name="src",
@@ -472,7 +491,7 @@ async def test_killed_source_and_sink_resume_without_losing_or_duplicating_a_row
     create_table("pg", table, res.schema_)
     insert("pg", table, records)
     await subscribe(bootstrap, router, "civil_affairs", ENTERPRISES)
-    database = {"url": PG_URL}
+    database = {"url": DB.pg_url}
     sink_table = f"{pg_schema}.ca_enterprises"
     path = write_config(
         tmp_path,
@@ -597,7 +616,7 @@ async def test_mariadb_table_to_mariadb_table(
     create_table("my", "licences", res.schema_, database=my_database)
     insert("my", "licences", records, database=my_database)
     await subscribe(bootstrap, router, "hrss", LICENCES)
-    database = {"url": MY_URL + my_database, "timezone": "+08:00"}
+    database = {"url": DB.my_url + my_database, "timezone": "+08:00"}
     path = write_config(
         tmp_path,
         [
@@ -699,7 +718,7 @@ async def test_a_source_that_does_not_fit_is_refused_before_publishing_anything(
             source_cfg(
                 PEOPLE,
                 "police",
-                {"url": PG_URL},
+                {"url": DB.pg_url},
                 table=table,
                 checkpoint={"table": f"{pg_schema}.checkpoints"},
                 **change,
@@ -734,7 +753,7 @@ async def test_a_bad_row_stops_the_source_before_its_batch_is_published(
             source_cfg(
                 PEOPLE,
                 "police",
-                {"url": PG_URL},
+                {"url": DB.pg_url},
                 query=query,
                 batch_size=100,
                 incremental={"column": "changed", "unique_key": ["id"]},
@@ -803,7 +822,7 @@ async def test_a_lost_database_connection_is_retried_without_loss(
             source_cfg(
                 DEATHS,
                 "health",
-                {"url": PG_URL},
+                {"url": DB.pg_url},
                 table=table,
                 batch_size=50,
                 poll_interval_s=0.1,
@@ -850,7 +869,7 @@ async def test_a_sink_that_does_not_fit_is_refused_before_writing_anything(
         "credit_code text, established_date integer)"
     )
     pg(f"CREATE TABLE {pg_schema}.no_key (gov_key text, gov_record_id text)")
-    database = {"url": PG_URL}
+    database = {"url": DB.pg_url}
     path = write_config(
         tmp_path,
         [
@@ -900,7 +919,7 @@ async def test_a_failed_sink_batch_writes_nothing_and_is_read_again(
         "region_code text, updated_at timestamptz, gov_record_id varchar(64) NOT NULL, "
         "gov_received_at timestamptz NOT NULL)"
     )
-    path = write_config(tmp_path, [sink_cfg(MARRIAGES, "police", {"url": PG_URL}, table)])
+    path = write_config(tmp_path, [sink_cfg(MARRIAGES, "police", {"url": DB.pg_url}, table)])
 
     def count() -> int:
         return int(pg(f"SELECT count(*) FROM {table}")[0][0])
@@ -928,7 +947,7 @@ async def test_connect_check_on_the_command_line(
             source_cfg(
                 PEOPLE,
                 "police",
-                {"url": PG_URL},
+                {"url": DB.pg_url},
                 table=f"{pg_schema}.people",
                 checkpoint={"table": f"{pg_schema}.cp"},
             )
@@ -941,7 +960,7 @@ async def test_connect_check_on_the_command_line(
             source_cfg(
                 PEOPLE,
                 "police",
-                {"url": PG_URL},
+                {"url": DB.pg_url},
                 table=f"{pg_schema}.people",
                 mapping={"name": "full_name"},
             )

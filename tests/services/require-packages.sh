@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Make sure the servers the test suite starts for itself are installed:
+# PostgreSQL and MariaDB from Debian's packages. Nothing here starts a server;
+# the suite starts throwaway ones (exchange/dev/databases.py) and stops them.
+#
+# Installed already: prints nothing and installs nothing.
+# Missing, run as root on Debian/Ubuntu: apt-get update once, then installs them.
+# Missing otherwise: one sentence saying what to install, exit 1.
+# EXCHANGE_NO_APT=1 turns the automatic install off.
+set -euo pipefail
+
+missing=()
+pg_bin() {
+    command -v initdb >/dev/null 2>&1 && return 0
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+pg_bin || missing+=(postgresql)
+{ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } &&
+    { command -v mariadb-install-db >/dev/null 2>&1 || [ -x /usr/bin/mariadb-install-db ]; } ||
+    missing+=(mariadb-server)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ -z "${EXCHANGE_NO_APT:-}" ]; then
+    echo "tests need ${missing[*]}: installing from Debian's packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # policy-rc.d 101: the packages must not start their own servers (the suite starts its own).
+    policy=/usr/sbin/policy-rc.d
+    had_policy=0; [ -e "$policy" ] && had_policy=1
+    [ $had_policy = 1 ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; }
+    trap '[ $had_policy = 1 ] || rm -f "$policy"' EXIT
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    exit 0
+fi
+
+echo "make test needs the Debian packages ${missing[*]} (the suite starts its own throwaway servers from them): run 'sudo apt-get install --no-install-recommends ${missing[*]}' and try again." >&2
+exit 1
