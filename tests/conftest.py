@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,27 +27,24 @@ def sample_catalog() -> Catalog:
     return load_catalog(SAMPLE_CATALOG)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[ThrowawayPostgres]:
-    """A PostgreSQL of the session's own: database ``test``, user ``postgres``, no password."""
+def _serve(kind: type[ThrowawayPostgres] | type[ThrowawayMariaDB]) -> Iterator[Any]:
     try:
-        server = ThrowawayPostgres().start()
+        server = kind().start()
     except DatabaseServerError as exc:
         pytest.exit(str(exc), returncode=3)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    """A PostgreSQL of the session's own: database ``test``, user ``postgres``, no password."""
+    yield from _serve(ThrowawayPostgres)
 
 
 @pytest.fixture(scope="session")
 def mariadb_server() -> Iterator[ThrowawayMariaDB]:
     """A MariaDB of the session's own: user ``root``, no password; tests make their databases."""
-    try:
-        server = ThrowawayMariaDB().start()
-    except DatabaseServerError as exc:
-        pytest.exit(str(exc), returncode=3)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(ThrowawayMariaDB)
