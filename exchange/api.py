@@ -38,7 +38,16 @@ from exchange import command_limits, kafka, signing, topics, workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.errors import CommandRefused, ExchangeError, PermissionDenied, UnknownResource
-from exchange.grants import Application, AppStatus, EventKind, Grant, GrantEvent, new_id, now
+from exchange.grants import (
+    GRANT_EVENT,
+    Application,
+    AppStatus,
+    EventKind,
+    Grant,
+    GrantEvent,
+    new_id,
+    now,
+)
 from exchange.policy import View, compute_view
 from exchange.state import GRANT_CODEC, ControlFollower, ControlState
 
@@ -127,6 +136,8 @@ class Department:
             event = replace(event, signature=signing.sign(self.signing_key, event.to_avro()))
         current = await self.refresh()
         current.book.check(event, current.catalog)  # raises CommandRefused
+        # resolvable on gov.ctl.schemas before the first event that uses it (a no-op once it is)
+        await current.registry.register(self._producer, GRANT_EVENT)
         written = await self._producer.send_and_wait(
             topics.GRANTS, key=event.resource.encode(), value=GRANT_CODEC.encode(event.to_avro())
         )

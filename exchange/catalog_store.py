@@ -1,6 +1,7 @@
 """The catalog on the bus: snapshots on ``gov.ctl.catalog``, newest accepted in force.
 
-A load writes the schemas first, then one snapshot record holding the whole
+A load writes the schemas first (those of the control records too: see
+:data:`CONTROL_SCHEMAS`), then one snapshot record holding the whole
 catalog. The snapshot is the commit point: a load that fails before it
 leaves the catalog in force unchanged (at worst a few schemas are
 registered that nothing refers to), so a load is all or nothing.
@@ -27,15 +28,20 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange import kafka, signing, topics
-from exchange.audit.entry import Action, Decision, Draft, detail_map
+from exchange.audit.entry import AUDIT_ENTRY, Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.catalog import Catalog
 from exchange.control_records import CATALOG_SNAPSHOT, CATALOG_SNAPSHOT_V1, ControlCodec
 from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
+from exchange.grants import GRANT_EVENT
 from exchange.registry import SchemaRegistry
 from exchange.schema import check_backward
 
 SNAPSHOT = ControlCodec(CATALOG_SNAPSHOT, older=(CATALOG_SNAPSHOT_V1,))
+#: the schema of every control record the bus writes, older versions included: each is
+#: registered on gov.ctl.schemas by every catalog load and every router start, so the
+#: records of a bus written before one was registered resolve too
+CONTROL_SCHEMAS = (CATALOG_SNAPSHOT_V1, CATALOG_SNAPSHOT, GRANT_EVENT, AUDIT_ENTRY)
 
 
 @dataclass
@@ -257,19 +263,18 @@ async def load(
         raise CommandRefused(refused)
     version = snap.version
     change = diff(before.catalog if before else None, catalog, version)
-    if (
-        before is not None
-        and change.empty
-        and before.catalog.schema_history == catalog.schema_history
-    ):
-        change.version = before.version
-        return change  # nothing to do: loading the same catalog twice is harmless
     registry = SchemaRegistry(bootstrap)
     await registry.refresh()
     async with kafka.producer(bootstrap, linger_ms=0, compression_type="gzip") as producer:
-        await registry.register(producer, CATALOG_SNAPSHOT)
-        for res in catalog.resources.values():
-            await registry.register(producer, res.schema_)
+        await registry.register_all(producer, CONTROL_SCHEMAS)
+        if (
+            before is not None
+            and change.empty
+            and before.catalog.schema_history == catalog.schema_history
+        ):
+            change.version = before.version
+            return change  # nothing to do: loading the same catalog twice is harmless
+        await registry.register_all(producer, (r.schema_ for r in catalog.resources.values()))
         await producer.send_and_wait(
             topics.CATALOG, key=b"catalog", value=SNAPSHOT.encode(snap.to_avro())
         )

@@ -1,7 +1,8 @@
 """Schema registry kept on the ``gov.ctl.schemas`` topic.
 
-Like Karapace's ``_schemas`` topic: every resource schema and every view
-schema is one record, keyed by its schema id, valued with its JSON. Each
+Like Karapace's ``_schemas`` topic: every resource, view and control record
+schema is one record, keyed by its schema id, valued with its JSON; every
+framed record on the bus resolves through it. Each
 process keeps the schemas in memory and re-reads the topic when it meets an
 id it does not know yet. Schema ids are content hashes (:mod:`exchange.schema`),
 so two processes registering the same schema agree on its id without talking.
@@ -10,6 +11,7 @@ so two processes registering the same schema agree on its id without talking.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -51,16 +53,36 @@ class SchemaRegistry:
 
     async def register(self, producer: AIOKafkaProducer, schema: avro.Schema) -> int:
         """Make a schema resolvable by every process; idempotent."""
-        sid = avro.schema_id(schema)
-        if sid in self._schemas:
-            return self.add(schema)
-        self.add(schema)
-        await producer.send_and_wait(
-            topics.SCHEMAS,
-            key=str(sid).encode(),
-            value=avro.canonical_json(schema).encode("utf-8"),
-        )
-        return sid
+        await self.register_all(producer, [schema])
+        return avro.schema_id(schema)
+
+    async def register_all(
+        self, producer: AIOKafkaProducer, schemas: Iterable[avro.Schema]
+    ) -> None:
+        """Register every schema not known yet, all acknowledged before this returns.
+
+        A schema counts as known only once the broker has it, so a write that
+        fails is written again by the next call.
+        """
+        new: dict[int, tuple[avro.Schema, Any]] = {}
+        for schema in schemas:
+            sid = avro.schema_id(schema)
+            if sid in self._schemas:
+                self.add(schema)  # checks the id does not collide with a different schema
+            elif sid not in new:  # parsed first: nothing broken is written
+                new[sid] = (schema, avro.parse(schema, where=f"schema {sid}"))
+        sent = [
+            await producer.send(
+                topics.SCHEMAS,
+                key=str(sid).encode(),
+                value=avro.canonical_json(schema).encode("utf-8"),
+            )
+            for sid, (schema, _) in new.items()
+        ]
+        for ack in sent:
+            await ack
+        for sid, (schema, parsed) in new.items():
+            self._schemas[sid], self._parsed[sid] = schema, parsed
 
     def schema(self, sid: int) -> avro.Schema:
         return self._schemas[sid]

@@ -52,7 +52,7 @@ from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.avroscan import LazyRecord, scanner_for
 from exchange.catalog import Catalog, Resource
-from exchange.catalog_store import Snapshot, refusal_draft
+from exchange.catalog_store import CONTROL_SCHEMAS, Snapshot, refusal_draft
 from exchange.errors import DecodeError, ExchangeError
 from exchange.grants import AppStatus, GrantEvent
 from exchange.metrics import RouterMetrics
@@ -281,6 +281,9 @@ class Router:
         # no linger: the outbox hands over whole batches, and waiting adds only latency
         self._producer = kafka.producer(self.bootstrap, linger_ms=0)
         await self._producer.start()
+        # the router writes audit entries and reads grant events: make sure an outside
+        # tool resolves them, also on a bus written before their schemas were registered
+        await self.state.registry.register_all(self._producer, CONTROL_SCHEMAS)
         self.audit = AuditWriter(
             self._producer,
             self.state.registry,

@@ -5,7 +5,7 @@
 ``gov.dlv.<consumer>.<res>``    the consumer's view, produced by the router
 ``gov.dlq.<res>``               source records the router could not decode
 ``gov.ctl.catalog``             catalog snapshots (departments, resources, shared list)
-``gov.ctl.schemas``             every schema by id (resource and view schemas)
+``gov.ctl.schemas``             every schema by id (resource, view and control records)
 ``gov.ctl.grants``              applications, approvals, rejections, revocations
 ``gov.audit``                   the access log
 ==============================  ==================================================
