@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from exchange import beijing
 from exchange import schema as avro
 from exchange.catalog import Catalog, Resource, ShareType
 from exchange.grants import GrantBook
@@ -47,7 +48,7 @@ class View:
             "row_filter": self.row_filter,
             "grant_id": self.grant_id,
             "purpose": self.purpose,
-            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            "valid_until": beijing.iso(self.valid_until) if self.valid_until else None,
             "excluded": self.excluded,
         }
 

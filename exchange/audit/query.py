@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from exchange import beijing
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.verify import Position
 from exchange.errors import ExchangeError
@@ -116,7 +117,7 @@ def table_rows(entries: list[AuditEntry]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for e in entries:
         r = row(e)
-        r["at"] = e.at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+        r["at"] = beijing.shown(e.at, seconds=True)
         rows.append([r[c] for c in COLUMNS])
     return COLUMNS, rows
 

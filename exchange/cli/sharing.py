@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from exchange import state
+from exchange import beijing, state
 from exchange.api import Department
 from exchange.cli.common import (
     AsOption,
@@ -46,7 +46,7 @@ def _print_view(view: View) -> None:
         if view.row_filter:
             typer.echo(f"row filter (CEL): {view.row_filter}")
         if view.grant_id:
-            until = view.valid_until.isoformat() if view.valid_until else "no expiry"
+            until = beijing.shown(view.valid_until) if view.valid_until else "no expiry"
             typer.echo(f"grant: {view.grant_id} (purpose: {view.purpose}; until: {until})")
     for f, why in view.excluded.items():
         typer.echo(f"  left out {f}: {why}")
@@ -246,7 +246,7 @@ def applications(
                     "provider": provider,
                     "fields": ",".join(app.fields),
                     "purpose": app.purpose,
-                    "applied_at": app.applied_at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M"),
+                    "applied_at": beijing.shown(app.applied_at),
                     "due": app.due().isoformat(),
                     "status": app.status.value + (" (overdue)" if overdue else ""),
                     "grant_id": app.grant_id or "",

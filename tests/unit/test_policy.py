@@ -222,7 +222,7 @@ def test_the_grant_carries_masks_filter_purpose_and_expiry(
     js = view.to_json()
     assert js["decision"] == "granted"
     assert js["masks"] == {"mother_id_number": "keep:6:4"}
-    assert js["valid_until"] == until.isoformat()
+    assert js["valid_until"] == until.astimezone(CHINA_TZ).isoformat()  # Beijing time
 
 
 def test_not_shared_fields_are_never_in_a_view_whatever_a_grant_says(
