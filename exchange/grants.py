@@ -243,6 +243,12 @@ class GrantBook:
         gid = self._current.get((consumer, resource))
         return self.grants.get(gid) if gid else None
 
+    def receives(self, consumer: str, resource: str, at: dt.datetime) -> bool:
+        """Whether the router delivers ``resource`` to ``consumer``: one of :meth:`targets`."""
+        return (consumer, resource) in self.subscriptions or bool(
+            self.grant_for(consumer, resource, at)
+        )
+
     def targets(self, resource: str, at: dt.datetime) -> set[str]:
         """Consumers that asked for ``resource``: subscribed, or holding an active grant."""
         out = {c for (c, r) in self.subscriptions if r == resource}

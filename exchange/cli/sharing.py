@@ -38,9 +38,13 @@ MASK_HELP = "Mask a field: FIELD=RULE, repeatable. Rules: " + "; ".join(
 
 def _print_view(view: View) -> None:
     if view.denied:
-        typer.echo(f"DENIED: {view.denied}")
+        typer.echo(f"DENIED: {view.not_receiving()}")
     else:
-        typer.echo(f"fields delivered: {', '.join(view.fields)}")
+        typer.echo(f"entitled to (可获取的字段): {', '.join(view.fields)}")
+        if view.receiving:
+            typer.echo(f"delivered (已接收) to {view.topic}: {', '.join(view.delivered)}")
+        else:
+            typer.echo(f"delivered (已接收): nothing yet: {view.not_receiving()}")
         for f, m in view.masks.items():
             typer.echo(f"  mask {f} = {m}")
         if view.row_filter:
@@ -81,7 +85,12 @@ def explain(
     bootstrap_servers: BootstrapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show the view you are entitled to (fields, masks, filter, grant, expiry) and why each other field is left out."""
+    """Show what you are entitled to of a resource and whether it is delivered to you.
+
+    Entitled (fields, masks, row filter, grant, expiry) is what the router would
+    deliver; nothing is delivered until you subscribe ('exchange subscribe') or a
+    provider approves your application. Each field left out is listed with the reason.
+    """
     bs = guarded(bootstrap)(bootstrap_servers)
 
     async def go() -> View:
