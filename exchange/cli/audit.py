@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import signal
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from exchange.cli.common import BootstrapOption, bootstrap, fail, guarded, print
 from exchange.errors import ExchangeError
 from exchange.grants import now
 from exchange.metrics import AuditMetrics
+from exchange.tables import fitted
 
 app = typer.Typer(
     help="The access log (gov.audit): verify its hash chains, query it, archive it, report on it.",
@@ -130,7 +132,12 @@ def query_cmd(
     archive: ArchiveOption = None,
     topic: TopicOption = topics.AUDIT,
 ) -> None:
-    """Audit entries matching every filter given, newest first."""
+    """Audit entries matching every filter given, newest first.
+
+    The table fits the terminal's width (100 columns when it is not a terminal;
+    COLUMNS overrides): the details wrap, at most three lines an entry.
+    --format json or csv gives every field of every entry in full.
+    """
     if fmt not in q.FORMATS:
         raise fail(f"--format {fmt!r}: use {', '.join(q.FORMATS)}")
     try:
@@ -158,7 +165,7 @@ def query_cmd(
         entries = q.select(items, flt, limit=limit, offset=offset)
     if fmt == "table":
         headers, rows = q.table_rows(entries)
-        typer.echo(table(rows, headers))
+        typer.echo(fitted(rows, headers, shutil.get_terminal_size((100, 24)).columns))
         typer.echo(f"{len(entries)} entries (offset {offset}, limit {limit})", err=True)
     else:
         typer.echo(q.render(entries, fmt))
