@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import shutil
 import signal
 from typing import Annotated
@@ -20,6 +19,14 @@ from exchange.audit.entry import AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.verify import VerifyReport, verify
 from exchange.cli.common import BootstrapOption, bootstrap, fail, guarded, print_json, run, table
+from exchange.cli.serving import (
+    ClientLogLevelOption,
+    LogLevelOption,
+    MetricsHostOption,
+    MetricsPortOption,
+    serve_metrics,
+    setup_logging,
+)
 from exchange.errors import ExchangeError
 from exchange.grants import now
 from exchange.metrics import AuditMetrics
@@ -183,9 +190,10 @@ def archive_cmd(
         bool, typer.Option("--follow/--once", help="Keep following, or stop when caught up.")
     ] = True,
     bootstrap_servers: BootstrapOption = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics.")
-    ] = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = None,
+    log_level: LogLevelOption = None,
+    client_log_level: ClientLogLevelOption = None,
 ) -> None:
     """Copy gov.audit into a database (SQLite or PostgreSQL), idempotently.
 
@@ -193,15 +201,10 @@ def archive_cmd(
     duplicates one. Chains are checked on the way (metric
     audit_verification_failures); 'exchange audit verify --archive' checks fully.
     """
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, client_log_level)
     bs = guarded(bootstrap)(bootstrap_servers)
     metrics = AuditMetrics()
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, registry=metrics.registry)
+    serve_metrics(metrics.registry, metrics_port, metrics_host)
 
     async def go() -> None:
         stop = asyncio.Event()
