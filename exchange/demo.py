@@ -136,7 +136,7 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
         _say(echo, "1. 人社 hrss subscribes: unconditional fields (无条件共享) need no application")
         async with Department(bs, "hrss", signing_key=keys["hrss"]) as hrss:
             view = await hrss.subscribe(RESOURCE)
-        echo(f"   hrss receives: {', '.join(view.fields)}")
+        echo(f"   hrss receives: {', '.join(view.delivered)}")
 
         _say(echo, "2. 公安 police applies for the parents' identity (有条件共享)")
         async with Department(bs, "police", signing_key=keys["police"]) as police:

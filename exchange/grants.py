@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from exchange import signing, workdays
+from exchange import beijing, signing, workdays
 from exchange.catalog import Catalog, ShareType
 from exchange.errors import CommandRefused, ExchangeError
 from exchange.masks import check_applicable, parse_mask
@@ -101,8 +101,9 @@ GRANT_EVENT: dict[str, Any] = {
 }
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{dt.datetime.now(dt.UTC):%Y%m%d}-{secrets.token_hex(4)}"
+def new_id(prefix: str, at: dt.datetime | None = None) -> str:
+    """``PREFIX-YYYYMMDD-xxxxxxxx``: the Beijing date it was made (see :mod:`exchange.beijing`)."""
+    return f"{prefix}-{beijing.id_date(at)}-{secrets.token_hex(4)}"
 
 
 def now() -> dt.datetime:
@@ -241,6 +242,12 @@ class GrantBook:
     def latest_grant(self, consumer: str, resource: str) -> Grant | None:
         gid = self._current.get((consumer, resource))
         return self.grants.get(gid) if gid else None
+
+    def receives(self, consumer: str, resource: str, at: dt.datetime) -> bool:
+        """Whether the router delivers ``resource`` to ``consumer``: one of :meth:`targets`."""
+        return (consumer, resource) in self.subscriptions or bool(
+            self.grant_for(consumer, resource, at)
+        )
 
     def targets(self, resource: str, at: dt.datetime) -> set[str]:
         """Consumers that asked for ``resource``: subscribed, or holding an active grant."""
@@ -403,7 +410,7 @@ class GrantBook:
                     "which rows arrive would disclose something of it"
                 )
         if ev.valid_until is not None and ev.valid_until <= ev.at:
-            raise _refuse(f"valid-until {ev.valid_until.isoformat()} is not in the future")
+            raise _refuse(f"valid-until {beijing.iso(ev.valid_until)} is not in the future")
         _text(ev.purpose, "purpose", required=False)
 
     def _check_reject(self, ev: GrantEvent, catalog: Catalog) -> None:

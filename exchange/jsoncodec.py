@@ -24,7 +24,7 @@ import decimal
 import json
 from typing import Any
 
-CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
+from exchange.beijing import CHINA_TZ as CHINA_TZ
 
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 

@@ -3,7 +3,8 @@
 fields(C, R) = unconditional fields ∪ (conditional fields ∩ fields of C's
 active grant on R); not-shared fields never; the provider sees everything.
 The grant adds masks and a row filter. An empty view is a denial, with the
-rule that denied it. This module only decides; :mod:`exchange.view` applies
+rule that denied it. Being entitled to a view is not receiving it: the router
+delivers a view only to a department that subscribed or holds an active grant. This module only decides; :mod:`exchange.view` applies
 the decision to records.
 """
 
@@ -13,15 +14,21 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from exchange import beijing, topics
 from exchange import schema as avro
 from exchange.catalog import Catalog, Resource, ShareType
-from exchange.grants import GrantBook
+from exchange.grants import Grant, GrantBook
 from exchange.masks import parse_mask
 
 
 @dataclass(frozen=True)
 class View:
-    """What ``consumer`` is entitled to receive of ``resource``, and why."""
+    """What ``consumer`` is entitled to receive of ``resource``, and why.
+
+    ``fields`` are the fields it is entitled to; ``receiving`` says whether the
+    router delivers them (it subscribed or holds an active grant; the provider
+    reads its own source). ``may_apply_for``: conditional fields it could apply for.
+    """
 
     consumer: str
     resource: str
@@ -34,6 +41,39 @@ class View:
     valid_until: dt.datetime | None = None
     excluded: dict[str, str] = field(default_factory=dict)  # field -> why it is left out
     denied: str | None = None  # the rule that denies the whole view, if empty
+    receiving: bool = False
+    may_apply_for: tuple[str, ...] = ()
+
+    @property
+    def topic(self) -> str:
+        """Where the department reads the resource: its delivery topic, or the source."""
+        if self.consumer == self.provider:
+            return topics.source(self.provider, self.resource)
+        return topics.delivery(self.consumer, self.resource)
+
+    @property
+    def delivered(self) -> tuple[str, ...]:
+        """The fields the router delivers to the department now (none until it subscribes)."""
+        return self.fields if self.receiving else ()
+
+    def not_receiving(self) -> str | None:
+        """Why nothing reaches the department, and what to do about it (None if it receives)."""
+        if self.receiving:
+            return None
+        who, what = self.consumer, self.resource
+        if self.denied:
+            why = f"{who!r} is not entitled to {what!r}: {self.denied}"
+            if self.may_apply_for:
+                why += (
+                    f"; apply to the provider {self.provider!r} for its conditional fields "
+                    f"(有条件共享): exchange apply --as {who} {what} "
+                    f"--fields {','.join(self.may_apply_for)} --purpose '...'"
+                )
+            return why
+        return (
+            f"{who!r} has not subscribed to {what!r}, so nothing is delivered to "
+            f"{self.topic}; subscribe first: exchange subscribe --as {who} {what}"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,14 +82,31 @@ class View:
             "provider": self.provider,
             "decision": "denied" if self.denied else "granted",
             "denied_reason": self.denied,
-            "fields": list(self.fields),
+            "entitled_fields": list(self.fields),
+            "receiving": self.receiving,
+            "delivered_fields": list(self.delivered),
+            "topic": self.topic,
+            "not_receiving_because": self.not_receiving(),
+            "may_apply_for": list(self.may_apply_for),
             "masks": self.masks,
             "row_filter": self.row_filter,
             "grant_id": self.grant_id,
             "purpose": self.purpose,
-            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            "valid_until": beijing.iso(self.valid_until) if self.valid_until else None,
             "excluded": self.excluded,
         }
+
+
+def _not_granted(res: Resource, grant: Grant | None, latest: Grant | None, at: dt.datetime) -> str:
+    """Why a conditional field is not in the view."""
+    if grant is not None:
+        return f"有条件共享 conditional: not among the fields of grant {grant.id}"
+    if latest is not None:
+        return f"有条件共享 conditional: grant {latest.id} is {latest.status(at)}; apply again"
+    return (
+        "有条件共享 conditional: no active grant; apply to the provider "
+        f"{res.provider!r} with 'exchange apply'"
+    )
 
 
 def compute_view(
@@ -58,12 +115,13 @@ def compute_view(
     res = catalog.resource(resource)
     catalog.department(consumer)
     if consumer == res.provider:
-        return View(consumer, res.id, res.provider, tuple(res.field_names()))
+        return View(consumer, res.id, res.provider, tuple(res.field_names()), receiving=True)
     grant = book.grant_for(consumer, res.id, at)
     latest = book.latest_grant(consumer, res.id)
     granted = set(grant.fields) if grant else set()
     fields: list[str] = []
     excluded: dict[str, str] = {}
+    conditional: list[str] = []
     for f in res.fields:
         if f.share_type is ShareType.UNCONDITIONAL:
             fields.append(f.name)
@@ -73,17 +131,9 @@ def compute_view(
             )
         elif f.name in granted:
             fields.append(f.name)
-        elif grant is not None:
-            excluded[f.name] = f"有条件共享 conditional: not among the fields of grant {grant.id}"
-        elif latest is not None:
-            excluded[f.name] = (
-                f"有条件共享 conditional: grant {latest.id} is {latest.status(at)}; apply again"
-            )
         else:
-            excluded[f.name] = (
-                "有条件共享 conditional: no active grant; apply to the provider "
-                f"{res.provider!r} with 'exchange apply'"
-            )
+            conditional.append(f.name)
+            excluded[f.name] = _not_granted(res, grant, latest, at)
     denied = None
     if res.share.type is ShareType.NOT_SHARED:
         denied = (
@@ -108,6 +158,8 @@ def compute_view(
         valid_until=grant.valid_until if grant else None,
         excluded=excluded,
         denied=denied,
+        receiving=not denied and book.receives(consumer, res.id, at),
+        may_apply_for=tuple(conditional) if res.share.type is not ShareType.NOT_SHARED else (),
     )
 
 

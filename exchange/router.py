@@ -166,11 +166,25 @@ class _SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self.router = router
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        if revoked:
+            log.info("partitions revoked from this router: %s", _partitions(revoked))
         if self.router._settler is not None:
             await asyncio.gather(self.router._settler, return_exceptions=True)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        pass
+        log.info(
+            "partitions assigned to this router (group %s): %s",
+            self.router.group,
+            _partitions(assigned) or "none",
+        )
+
+
+def _partitions(tps: Any) -> str:
+    """``topic[0,1,2] other[0]``: source partitions, one log line whatever their number."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{t}[{','.join(map(str, sorted(ps)))}]" for t, ps in sorted(by_topic.items()))
 
 
 class Router:
@@ -390,10 +404,21 @@ class Router:
             self._known_topics |= new_topics
         self.views, self.decoders = views, decoders
         self._next_expiry = book.next_expiry(now)
+        n_views = sum(len(v) for v in views.values())
+        n_active = sum(1 for g in book.grants.values() if g.active(now))
+        took = time.perf_counter() - started
         self.metrics.policy_reloads.inc()
-        self.metrics.views.set(sum(len(v) for v in views.values()))
-        self.metrics.active_grants.set(sum(1 for g in book.grants.values() if g.active(now)))
-        self.metrics.policy_reload_seconds.observe(time.perf_counter() - started)
+        self.metrics.views.set(n_views)
+        self.metrics.active_grants.set(n_active)
+        self.metrics.policy_reload_seconds.observe(took)
+        log.info(
+            "policy reloaded (%s): %d views of %d resources, %d active grants, in %.0f ms",
+            "every resource" if only is None else ", ".join(sorted(only)) or "no resource",
+            n_views,
+            len(views),
+            n_active,
+            took * 1000,
+        )
         self._watch(now)
 
     def _watch(self, now: dt.datetime) -> None:

@@ -50,3 +50,18 @@ class Settings(BaseSettings):
         description="master secret from which per-consumer hash-mask keys are derived",
     )
     request_timeout_s: float = Field(default=15.0, gt=0)
+    log_level: str = Field(
+        default="INFO",
+        description="level of the bus's own log in long-running commands (router, connectors, "
+        "audit archive): DEBUG, INFO, WARNING or ERROR",
+    )
+    client_log_level: str = Field(
+        default="WARNING",
+        description="level of the Kafka client libraries' log (aiokafka, kafka): their "
+        "connection and group-membership lines at INFO drown the bus's own",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address the Prometheus metrics endpoint listens on: loopback by default; "
+        "0.0.0.0 (every interface) only behind a firewall",
+    )

@@ -11,17 +11,9 @@ import datetime as dt
 
 import chinese_calendar
 
+from exchange.beijing import china_date as china_date
+
 ANSWER_WITHIN_WORKING_DAYS = 10
-
-
-CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
-
-
-def china_date(moment: dt.datetime) -> dt.date:
-    """The calendar date in Beijing of an instant (naive times are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(CHINA_TZ).date()
 
 
 def is_workday(day: dt.date) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from exchange import beijing
 from exchange.control_records import ControlCodec
 from exchange.jsoncodec import CHINA_TZ
 
@@ -131,7 +132,7 @@ def detail_map(**values: object) -> dict[str, str]:
         elif isinstance(value, list | tuple | set | frozenset):
             out[key] = ",".join(str(v) for v in value)
         elif isinstance(value, dt.datetime):
-            out[key] = value.astimezone(dt.UTC).isoformat()
+            out[key] = beijing.iso(value)
         elif isinstance(value, bool):
             out[key] = "true" if value else "false"
         else:

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from exchange import beijing
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.verify import Position
 from exchange.errors import ExchangeError
@@ -100,6 +101,10 @@ def select(
     return [e for _, _, e in page]
 
 
+#: the columns of the text table; the other columns lead its last one, "details"
+TABLE_COLUMNS = ["at", "action", "actor", "resource", "decision", "details"]
+
+
 def _details_text(details: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(details.items()))
 
@@ -112,13 +117,20 @@ def row(e: AuditEntry) -> dict[str, str]:
 
 
 def table_rows(entries: list[AuditEntry]) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows for a text table, times in Beijing time to the second."""
+    """Headers and rows for a text table, times in Beijing time to the second.
+
+    The columns not in :data:`TABLE_COLUMNS` (consumer, provider, grant, application,
+    purpose, reason) open the details text as ``name=value``; --format json or csv
+    gives each field on its own.
+    """
     rows = []
     for e in entries:
         r = row(e)
-        r["at"] = e.at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
-        rows.append([r[c] for c in COLUMNS])
-    return COLUMNS, rows
+        r["at"] = beijing.shown(e.at, seconds=True)
+        folded = [f"{c}={r[c]}" for c in COLUMNS if c not in TABLE_COLUMNS and r[c]]
+        r["details"] = " ".join([*folded, r["details"]]).strip()
+        rows.append([r[c] for c in TABLE_COLUMNS])
+    return TABLE_COLUMNS, rows
 
 
 def render(entries: list[AuditEntry], fmt: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
+import shutil
 import signal
 from typing import Annotated
 
@@ -19,9 +19,18 @@ from exchange.audit.entry import AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.verify import VerifyReport, verify
 from exchange.cli.common import BootstrapOption, bootstrap, fail, guarded, print_json, run, table
+from exchange.cli.serving import (
+    ClientLogLevelOption,
+    LogLevelOption,
+    MetricsHostOption,
+    MetricsPortOption,
+    serve_metrics,
+    setup_logging,
+)
 from exchange.errors import ExchangeError
 from exchange.grants import now
 from exchange.metrics import AuditMetrics
+from exchange.tables import fitted
 
 app = typer.Typer(
     help="The access log (gov.audit): verify its hash chains, query it, archive it, report on it.",
@@ -130,7 +139,12 @@ def query_cmd(
     archive: ArchiveOption = None,
     topic: TopicOption = topics.AUDIT,
 ) -> None:
-    """Audit entries matching every filter given, newest first."""
+    """Audit entries matching every filter given, newest first.
+
+    The table fits the terminal's width (100 columns when it is not a terminal;
+    COLUMNS overrides): the details wrap, at most three lines an entry.
+    --format json or csv gives every field of every entry in full.
+    """
     if fmt not in q.FORMATS:
         raise fail(f"--format {fmt!r}: use {', '.join(q.FORMATS)}")
     try:
@@ -158,7 +172,7 @@ def query_cmd(
         entries = q.select(items, flt, limit=limit, offset=offset)
     if fmt == "table":
         headers, rows = q.table_rows(entries)
-        typer.echo(table(rows, headers))
+        typer.echo(fitted(rows, headers, shutil.get_terminal_size((100, 24)).columns))
         typer.echo(f"{len(entries)} entries (offset {offset}, limit {limit})", err=True)
     else:
         typer.echo(q.render(entries, fmt))
@@ -176,9 +190,10 @@ def archive_cmd(
         bool, typer.Option("--follow/--once", help="Keep following, or stop when caught up.")
     ] = True,
     bootstrap_servers: BootstrapOption = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics.")
-    ] = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = None,
+    log_level: LogLevelOption = None,
+    client_log_level: ClientLogLevelOption = None,
 ) -> None:
     """Copy gov.audit into a database (SQLite or PostgreSQL), idempotently.
 
@@ -186,15 +201,10 @@ def archive_cmd(
     duplicates one. Chains are checked on the way (metric
     audit_verification_failures); 'exchange audit verify --archive' checks fully.
     """
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, client_log_level)
     bs = guarded(bootstrap)(bootstrap_servers)
     metrics = AuditMetrics()
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, registry=metrics.registry)
+    serve_metrics(metrics.registry, metrics_port, metrics_host)
 
     async def go() -> None:
         stop = asyncio.Event()

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import start_http_server
 
 from connectors.config import Loaded, load
 from connectors.errors import ConnectorConfigErrors
 from exchange.cli.common import BootstrapOption, bootstrap, fail, guarded, run, settings
+from exchange.cli.serving import (
+    ClientLogLevelOption,
+    LogLevelOption,
+    MetricsHostOption,
+    MetricsPortOption,
+    serve_metrics,
+    setup_logging,
+)
 from exchange.errors import ExchangeError
 
 app = typer.Typer(
@@ -74,10 +80,8 @@ def check(
 def run_connectors(
     config: ConfigArg,
     bootstrap_servers: BootstrapOption = None,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics."),
-    ] = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = None,
     until_idle: Annotated[
         float | None,
         typer.Option(
@@ -89,6 +93,8 @@ def run_connectors(
         float, typer.Option(help="Seconds between progress lines.", min=0.1)
     ] = 5.0,
     only: OnlyOption = None,
+    log_level: LogLevelOption = None,
+    client_log_level: ClientLogLevelOption = None,
 ) -> None:
     """Run the connectors of a config file until Ctrl-C or SIGTERM.
 
@@ -102,16 +108,11 @@ def run_connectors(
     from connectors import runner
     from connectors.base import ConnectorMetrics
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, client_log_level)
     loaded = _load(config)
     bs = guarded(bootstrap)(bootstrap_servers)
     metrics = ConnectorMetrics()
-    server = None
-    if metrics_port is not None:
-        server, _thread = start_http_server(metrics_port, registry=metrics.registry)
-        typer.echo(f"metrics on http://0.0.0.0:{metrics_port}/metrics")
+    server = serve_metrics(metrics.registry, metrics_port, metrics_host)
 
     def echo(line: str) -> None:
         typer.echo(line)

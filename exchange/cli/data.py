@@ -8,11 +8,13 @@ from typing import Annotated
 
 import typer
 
-from exchange import catalog_store, reader
+from exchange import catalog_store, reader, state
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
 from exchange.cli.common import AsOption, BootstrapOption, bootstrap, fail, guarded, run
+from exchange.grants import now
 from exchange.jsoncodec import dumps
+from exchange.policy import compute_view
 from exchange.publisher import Publisher
 
 
@@ -91,15 +93,19 @@ def consume(
 
     A consumer reads gov.dlv.<dept>.<resource> (what the router delivered to
     it); the provider reads its own source topic. Without --group it reads
-    from the beginning. Duplicates (same record id) are dropped.
+    from the beginning. Duplicates (same record id) are dropped. A department
+    that has not subscribed, or is not entitled, is told so and why (exit
+    code 2), and nothing is created on the bus.
     """
     bs = guarded(bootstrap)(bootstrap_servers)
 
     async def go() -> int:
-        cat = await _catalog(bs)
-        topic = reader.topic_for(cat, department, resource)
+        s = await state.load(bs)
+        view = compute_view(s.catalog, s.book, department, resource, at=now())
+        if not view.receiving:
+            raise fail(view.not_receiving() or "")
         n = 0
-        async with reader.Reader(bs, topic, group=group) as r:
+        async with reader.Reader(bs, view.topic, group=group) as r:
             async for batch in r.batches(idle_timeout=timeout):
                 for item in batch:
                     if as_json:

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from typing import Annotated
 
 import typer
-from prometheus_client import start_http_server
 
 from exchange.cli.common import BootstrapOption, bootstrap, guarded, run, settings
+from exchange.cli.serving import (
+    ClientLogLevelOption,
+    LogLevelOption,
+    MetricsHostOption,
+    MetricsPortOption,
+    serve_metrics,
+    setup_logging,
+)
 from exchange.metrics import RouterMetrics
 from exchange.router import Router
 
 
 def router(
     bootstrap_servers: BootstrapOption = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics.")
-    ] = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = None,
+    log_level: LogLevelOption = None,
+    client_log_level: ClientLogLevelOption = None,
     group: Annotated[
         str | None, typer.Option(help="Consumer group shared by all router instances.")
     ] = None,
@@ -39,15 +46,11 @@ def router(
     Follows catalog and grant changes live. Run several instances with the
     same --group to share the work. Stops cleanly on Ctrl-C or SIGTERM.
     """
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, client_log_level)
     s = settings()
     bs = guarded(bootstrap)(bootstrap_servers)
     metrics = RouterMetrics()
-    if metrics_port is not None:
-        start_http_server(metrics_port, registry=metrics.registry)
-        typer.echo(f"metrics on http://0.0.0.0:{metrics_port}/metrics")
+    serve_metrics(metrics.registry, metrics_port, metrics_host)
 
     async def go() -> None:
         stop = asyncio.Event()

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from exchange import state
+from exchange import beijing, state
 from exchange.api import Department
 from exchange.cli.common import (
     AsOption,
@@ -38,15 +38,19 @@ MASK_HELP = "Mask a field: FIELD=RULE, repeatable. Rules: " + "; ".join(
 
 def _print_view(view: View) -> None:
     if view.denied:
-        typer.echo(f"DENIED: {view.denied}")
+        typer.echo(f"DENIED: {view.not_receiving()}")
     else:
-        typer.echo(f"fields delivered: {', '.join(view.fields)}")
+        typer.echo(f"entitled to (可获取的字段): {', '.join(view.fields)}")
+        if view.receiving:
+            typer.echo(f"delivered (已接收) to {view.topic}: {', '.join(view.delivered)}")
+        else:
+            typer.echo(f"delivered (已接收): nothing yet: {view.not_receiving()}")
         for f, m in view.masks.items():
             typer.echo(f"  mask {f} = {m}")
         if view.row_filter:
             typer.echo(f"row filter (CEL): {view.row_filter}")
         if view.grant_id:
-            until = view.valid_until.isoformat() if view.valid_until else "no expiry"
+            until = beijing.shown(view.valid_until) if view.valid_until else "no expiry"
             typer.echo(f"grant: {view.grant_id} (purpose: {view.purpose}; until: {until})")
     for f, why in view.excluded.items():
         typer.echo(f"  left out {f}: {why}")
@@ -81,7 +85,12 @@ def explain(
     bootstrap_servers: BootstrapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show the view you are entitled to (fields, masks, filter, grant, expiry) and why each other field is left out."""
+    """Show what you are entitled to of a resource and whether it is delivered to you.
+
+    Entitled (fields, masks, row filter, grant, expiry) is what the router would
+    deliver; nothing is delivered until you subscribe ('exchange subscribe') or a
+    provider approves your application. Each field left out is listed with the reason.
+    """
     bs = guarded(bootstrap)(bootstrap_servers)
 
     async def go() -> View:
@@ -246,7 +255,7 @@ def applications(
                     "provider": provider,
                     "fields": ",".join(app.fields),
                     "purpose": app.purpose,
-                    "applied_at": app.applied_at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M"),
+                    "applied_at": beijing.shown(app.applied_at),
                     "due": app.due().isoformat(),
                     "status": app.status.value + (" (overdue)" if overdue else ""),
                     "grant_id": app.grant_id or "",

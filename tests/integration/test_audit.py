@@ -48,6 +48,7 @@ from exchange.metrics import AuditMetrics
 from exchange.publisher import Publisher
 from exchange.router import Router
 from exchange.state import GRANT_CODEC
+from exchange.tables import width
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +94,7 @@ async def wait_until(condition: Any, what: str, within_s: float = 30) -> None:
 async def cli(bootstrap: str, *args: str) -> tuple[int, str]:
     """Run the installed ``exchange`` command; (exit code, stdout + stderr)."""
     env = dict(os.environ, EXCHANGE_BOOTSTRAP_SERVERS=bootstrap)
+    env.pop("COLUMNS", None)  # not a terminal: tables are fitted to 100 columns
     proc = await asyncio.create_subprocess_exec(
         EXCHANGE,
         *args,
@@ -314,6 +316,19 @@ async def test_query_command_answers_from_the_log(bootstrap: str, scenario: Scen
     code, out = await cli(bootstrap, "audit", "query", "--grant", scenario.grant_id)
     assert code == 0, out
     for action in ("APPLICATION_APPROVED", "RECORDS_DELIVERED", "GRANT_REVOKED"):
+        assert action in out
+
+
+async def test_query_table_fits_a_100_column_terminal(bootstrap: str, scenario: Scenario) -> None:
+    code, out = await cli(bootstrap, "audit", "query", "--limit", "1000")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert max(width(line) for line in lines) <= 100, max(lines, key=width)
+    code, full = await cli(bootstrap, "audit", "query", "--limit", "1000", "--format", "json")
+    assert code == 0, full
+    rows = json.loads(full)
+    assert f"{len(rows)} entries" in lines[-1]
+    for action in {r["action"] for r in rows}:
         assert action in out
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from exchange import kafka
 from exchange.catalog import Catalog
 from exchange.catalog_loader import load_catalog
 from exchange.cli import app
@@ -278,3 +279,70 @@ def test_publishing_someone_elses_resource_is_denied(
     assert result.returncode == 2
     assert "'police' cannot publish" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def _topics(bootstrap: str) -> set[str]:
+    c = kafka.consumer(bootstrap)
+    await c.start()
+    try:
+        return set(await c.topics())
+    finally:
+        await c.stop()
+
+
+@pytest.mark.parametrize(
+    ("department", "resource", "expected"),
+    [
+        (
+            "civil_affairs",
+            "business_licence",
+            [
+                "'civil_affairs' has not subscribed to 'business_licence'",
+                "exchange subscribe --as civil_affairs business_licence",
+            ],
+        ),
+        ("civil_affairs", "death_registration", ["not entitled", "不予共享"]),
+    ],
+    ids=["not-subscribed", "not-shared"],
+)
+async def test_consume_without_a_subscription_says_why_and_creates_nothing(
+    cli: Callable[..., Result],
+    loaded_catalog: Catalog,
+    bootstrap: str,
+    department: str,
+    resource: str,
+    expected: list[str],
+) -> None:
+    result = cli("consume", "--as", department, resource, "--timeout", "1")
+
+    assert result.returncode == 2
+    text = " ".join(result.stderr.split())
+    for part in expected:
+        assert part in text
+    assert "0 records" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"gov.dlv.{department}.{resource}" not in await _topics(bootstrap)
+
+
+def test_explain_tells_entitled_from_delivered(
+    cli: Callable[..., Result], loaded_catalog: Catalog
+) -> None:
+    before = cli("explain", "--as", "civil_affairs", BIRTH)
+    assert before.returncode == 0, before.stderr
+    assert "entitled to (可获取的字段): certificate_no, child_name" in before.stdout
+    assert "delivered (已接收): nothing yet: 'civil_affairs' has not subscribed" in before.stdout
+    assert "fields delivered" not in before.stdout
+    data = json.loads(cli("explain", "--as", "civil_affairs", BIRTH, "--json").stdout)
+    assert data["receiving"] is False
+    assert data["delivered_fields"] == []
+    assert "certificate_no" in data["entitled_fields"]
+    assert "exchange subscribe --as civil_affairs" in data["not_receiving_because"]
+
+    assert cli("subscribe", "--as", "civil_affairs", BIRTH).returncode == 0
+    after = json.loads(cli("explain", "--as", "civil_affairs", BIRTH, "--json").stdout)
+    assert after["receiving"] is True
+    assert after["delivered_fields"] == after["entitled_fields"] == data["entitled_fields"]
+    assert after["topic"] == f"gov.dlv.civil_affairs.{BIRTH}"
+    assert after["not_receiving_because"] is None
+    shown = cli("explain", "--as", "civil_affairs", BIRTH).stdout
+    assert f"delivered (已接收) to gov.dlv.civil_affairs.{BIRTH}: certificate_no" in shown

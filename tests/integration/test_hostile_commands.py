@@ -232,7 +232,7 @@ async def test_a_bad_mask_is_refused(
 @pytest.mark.parametrize(
     ("until", "expected"),
     [
-        (dt.datetime(2000, 1, 1, tzinfo=dt.UTC), "valid-until 2000-01-01T00:00:00+00:00 is not"),
+        (dt.datetime(2000, 1, 1, tzinfo=dt.UTC), "valid-until 2000-01-01T08:00:00+08:00 is not"),
         (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1), "is not in the future"),
         (dt.datetime(2099, 1, 1), "valid-until 2099-01-01T00:00:00 has no time zone"),
     ],

@@ -242,7 +242,7 @@ def test_detail_map_never_holds_anything_but_strings() -> None:
         "ok": "true",
         "fields": "a,b",
         "masks": "id=keep:6:4",
-        "at": "2026-01-01T00:00:00+00:00",
+        "at": "2026-01-01T08:00:00+08:00",  # Beijing time, the same instant
     }
 
 

@@ -222,7 +222,7 @@ def test_the_grant_carries_masks_filter_purpose_and_expiry(
     js = view.to_json()
     assert js["decision"] == "granted"
     assert js["masks"] == {"mother_id_number": "keep:6:4"}
-    assert js["valid_until"] == until.isoformat()
+    assert js["valid_until"] == until.astimezone(CHINA_TZ).isoformat()  # Beijing time
 
 
 def test_not_shared_fields_are_never_in_a_view_whatever_a_grant_says(
@@ -413,3 +413,49 @@ def test_delivered_records_match_the_view(book: GrantBook, sample_catalog: Catal
         assert out[name] == rec[name]
     rec["region_code"] = "110101"  # Beijing: the filter drops it
     assert delivered(sample_catalog, view, rec) is None
+
+
+def test_entitled_is_not_received_until_the_department_subscribes_or_holds_a_grant(
+    book: GrantBook, sample_catalog: Catalog
+) -> None:
+    view = compute_view(sample_catalog, book, "hrss", BMC, at=LATER)
+    assert view.fields == tuple(UNCONDITIONAL)  # entitled to
+    assert not view.receiving
+    assert view.delivered == ()
+    assert view.not_receiving() == (
+        f"'hrss' has not subscribed to {BMC!r}, so nothing is delivered to gov.dlv.hrss.{BMC}; "
+        f"subscribe first: exchange subscribe --as hrss {BMC}"
+    )
+    assert view.to_json()["delivered_fields"] == []
+    assert view.to_json()["entitled_fields"] == UNCONDITIONAL
+
+    ok(book, sample_catalog, GrantEvent(EventKind.SUBSCRIBED, "hrss", BMC, "hrss", at=T0))
+    subscribed = compute_view(sample_catalog, book, "hrss", BMC, at=LATER)
+    assert subscribed.receiving
+    assert subscribed.delivered == subscribed.fields
+    assert subscribed.not_receiving() is None
+
+    grant(book, sample_catalog, "police", ("mother_name",))  # a grant is delivered unasked
+    assert compute_view(sample_catalog, book, "police", BMC, at=LATER).receiving
+    provider = compute_view(sample_catalog, book, "health", BMC, at=LATER)
+    assert provider.receiving
+    assert provider.topic == f"gov.src.health.{BMC}"
+
+
+def test_a_denied_view_says_which_conditional_fields_to_apply_for(
+    book: GrantBook, sample_catalog: Catalog
+) -> None:
+    only_conditional = reclassify(
+        sample_catalog,
+        POP,
+        {"region_code": ShareType.CONDITIONAL, "updated_at": ShareType.CONDITIONAL},
+    )
+    view = compute_view(only_conditional, book, "health", POP, at=LATER)
+    why = view.not_receiving()
+    assert why is not None
+    assert why.startswith(f"'health' is not entitled to {POP!r}: no field of")
+    assert "region_code" in view.may_apply_for
+    assert f"exchange apply --as health {POP} --fields " in why
+    not_shared = compute_view(sample_catalog, book, "hrss", DEATH, at=LATER)
+    assert not_shared.may_apply_for == ()
+    assert "exchange apply" not in (not_shared.not_receiving() or "")
