@@ -128,6 +128,8 @@ class Connector(ABC):
         self.ready = True
         #: how long run() waits after a poll that found nothing
         self.poll_interval_s = 0.5
+        #: what the operator should know before it starts (printed by check and run)
+        self.notes: list[str] = []
 
     @abstractmethod
     async def setup(self) -> list[str]:

@@ -8,10 +8,18 @@ skips one.
 
 Two stores, chosen per source:
 
-* **table** (default): ``gov_exchange_checkpoints`` in the source database
-  itself. The position lives and is backed up with the data it points
-  into, and nothing is kept on the connector's host, which can be replaced
-  at will. Needs CREATE and INSERT on that one table.
+* **table** (default): a table in the source database itself:
+  ``gov_exchange.checkpoints`` on PostgreSQL (the connector's own schema,
+  created if missing when the account may), ``gov_exchange_checkpoints`` in
+  the connection's database on MySQL/MariaDB (where a schema is a database).
+  The position lives and is backed up with the data it points into, and
+  nothing is kept on the connector's host, which can be replaced at will.
+  Columns: ``position`` (``jsonb``/``JSON``) and ``saved_at_utc``
+  (``timestamptz``/``DATETIME(6)`` in UTC).
+* An older table (``text`` and ``timestamp`` on PostgreSQL) is converted in
+  place when the source starts, and positions in the old default table
+  ``gov_exchange_checkpoints`` (PostgreSQL's ``public``) are read, then copied
+  to the new one: no position is lost.
 * **file**: a small JSON file, replaced atomically (write, fsync, rename,
   fsync the directory), for a connector that may only read its database.
 
@@ -26,6 +34,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+import logging
 import os
 import uuid
 from abc import ABC, abstractmethod
@@ -35,6 +44,18 @@ from typing import Any
 
 from connectors.errors import ConnectorError
 from connectors.sql import Database
+
+log = logging.getLogger(__name__)
+
+#: the connector's own schema on PostgreSQL
+SCHEMA = "gov_exchange"
+#: the default table before positions moved to the connector's schema
+LEGACY_TABLE = "gov_exchange_checkpoints"
+
+
+def default_table(dialect: str) -> str:
+    """Where a source keeps its positions unless ``checkpoint.table`` says otherwise."""
+    return f"{SCHEMA}.checkpoints" if dialect == "postgresql" else LEGACY_TABLE
 
 
 @dataclass(frozen=True)
@@ -50,8 +71,9 @@ class Position:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> Position:
-        data = json.loads(text)
+    def from_json(cls, text: str | dict[str, Any]) -> Position:
+        """From :meth:`to_json`'s text (or the object a ``jsonb`` column reads back as)."""
+        data = json.loads(text) if isinstance(text, str) else text
         return cls(tuple(data["columns"]), tuple(_decode(v) for v in data["values"]))
 
     def describe(self) -> str:
@@ -134,7 +156,7 @@ class CheckpointStore(ABC):
         """Store durably; returns only once it would survive a crash."""
 
 
-def _parse(text: str, where: str) -> Position:
+def _parse(text: str | dict[str, Any], where: str) -> Position:
     try:
         return Position.from_json(text)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -142,38 +164,118 @@ def _parse(text: str, where: str) -> Position:
 
 
 class TableCheckpoints(CheckpointStore):
-    """Positions in a table of the source database (autocommit: each save is its own commit)."""
+    """Positions in a table of the source database (autocommit: each save is its own commit).
 
-    def __init__(self, db: Database, table: str) -> None:
+    ``legacy``: an older table whose positions are read when this one has none,
+    and copied into this one by :meth:`ensure`.
+    """
+
+    def __init__(self, db: Database, table: str, *, legacy: str | None = None) -> None:
         self.db = db
         self.table = table
+        self.legacy = legacy if legacy != table else None
+        self._from_legacy = False
 
     def describe(self) -> str:
+        if self._from_legacy:
+            return (
+                f"table {self.legacy} in {self.db.where} (the old place: copied to "
+                f"{self.table} when the source runs)"
+            )
         return f"table {self.table} in {self.db.where}"
 
     async def ensure(self) -> None:
-        q = self.db.quote
-        saved = "timestamp" if self.db.dialect == "postgresql" else "DATETIME(6)"
-        await self.db.execute(
+        db, q = self.db, self.db.quote
+        schema = self.table.rpartition(".")[0]
+        if schema and db.dialect == "postgresql" and not await db.schema_exists(schema):
+            try:
+                await db.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
+            except ConnectorError as exc:
+                raise ConnectorError(
+                    f"cannot create schema {schema} for the checkpoint table {self.table} in "
+                    f"{db.where}: {exc.reason}. Run 'CREATE SCHEMA {q(schema)} AUTHORIZATION "
+                    f"{q(db.target.user)};' as an owner of the database, or set checkpoint.table "
+                    "(or checkpoint.file)"
+                ) from exc
+        saved, doc = (
+            ("timestamptz", "jsonb") if db.dialect == "postgresql" else ("DATETIME(6)", "JSON")
+        )
+        await db.execute(
             f"CREATE TABLE IF NOT EXISTS {q(self.table)} ("
             f"{q('connector')} VARCHAR(200) NOT NULL PRIMARY KEY, "
-            f"{q('position')} TEXT NOT NULL, "
+            f"{q('position')} {doc} NOT NULL, "
             f"{q('saved_at_utc')} {saved} NOT NULL)"
         )
+        if db.dialect == "postgresql":
+            await self._upgrade()
+        await self._adopt_legacy()
 
-    async def load(self, connector: str) -> Position | None:
-        if not await self.db.table_exists(self.table):
+    async def _upgrade(self) -> None:
+        """Convert a table of the old shape (text, timestamp without time zone) in place."""
+        rows = await self.db.fetch(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            (self.db.quote(self.table),),
+        )
+        types = dict(rows)
+        changes = []
+        if types.get("position") != "jsonb":
+            changes.append('ALTER COLUMN "position" TYPE jsonb USING "position"::jsonb')
+        if types.get("saved_at_utc") == "timestamp without time zone":
+            changes.append(
+                "ALTER COLUMN saved_at_utc TYPE timestamptz USING saved_at_utc AT TIME ZONE 'UTC'"
+            )
+        if changes:
+            await self.db.execute(f"ALTER TABLE {self.db.quote(self.table)} {', '.join(changes)}")
+            log.warning(
+                "checkpoint table %s in %s converted to jsonb and timestamptz (positions kept)",
+                self.table,
+                self.db.where,
+            )
+
+    async def _adopt_legacy(self) -> None:
+        """Copy positions of the old default table that this one does not have yet."""
+        if self.legacy is None or not await self.db.table_exists(self.legacy):
+            return
+        q = self.db.quote
+        select = f"SELECT {q('connector')}, {q('position')} FROM "  # noqa: S608
+        have = {r[0] for r in await self.db.fetch(select + q(self.table))}
+        moved = [r for r in await self.db.fetch(select + q(self.legacy)) if r[0] not in have]
+        for name, text in moved:
+            await self.save(name, _parse(text, f"table {self.legacy} in {self.db.where}"))
+        if moved:
+            log.warning(
+                "copied %d position(s) from the old checkpoint table %s to %s in %s; the old "
+                "table is no longer read: drop it once no older connector uses it",
+                len(moved),
+                self.legacy,
+                self.table,
+                self.db.where,
+            )
+        self._from_legacy = False
+
+    async def _read(self, table: str, connector: str) -> Position | None:
+        if not await self.db.table_exists(table):
             return None
         q = self.db.quote
         rows = await self.db.fetch(
-            f"SELECT {q('position')} FROM {q(self.table)} WHERE {q('connector')} = %s",  # noqa: S608
+            f"SELECT {q('position')} FROM {q(table)} WHERE {q('connector')} = %s",  # noqa: S608
             (connector,),
         )
-        return _parse(rows[0][0], self.describe()) if rows else None
+        return _parse(rows[0][0], f"table {table} in {self.db.where}") if rows else None
+
+    async def load(self, connector: str) -> Position | None:
+        position = await self._read(self.table, connector)
+        if position is None and self.legacy is not None:
+            position = await self._read(self.legacy, connector)
+            self._from_legacy = position is not None
+        return position
 
     async def save(self, connector: str, position: Position) -> None:
         sql = self.db.upsert(self.table, ["connector", "position", "saved_at_utc"], "connector")
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        now = dt.datetime.now(dt.UTC)
+        if self.db.dialect != "postgresql":
+            now = now.replace(tzinfo=None)  # DATETIME(6) in UTC
         await self.db.execute(sql, (connector, position.to_json(), now))
 
 

@@ -15,7 +15,9 @@ Example (see ``deploy/connectors/`` for complete ones)::
 
 Errors name the file and line (from :mod:`exchange.yamlfile`). Secrets never
 sit in the file: ``password_env`` names the environment variable holding the
-password, read by the entry point (:func:`load`), never by a connector.
+password, read by the entry point (:func:`load`), never by a connector. It is
+optional (trust or peer authentication needs none); named but unset, the
+connector connects without a password and says so.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ class DatabaseConfig(_Strict):
         description="postgresql://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB (mariadb:// too)"
     )
     password_env: str | None = Field(
-        default=None, description="environment variable that holds the password"
+        default=None,
+        description="environment variable that holds the password; leave out for a database "
+        "that needs none (trust or peer authentication)",
     )
     timezone: str = Field(
         default="+08:00",
@@ -147,6 +151,11 @@ class DbSinkConfig(_ConnectorBase):
     type: Literal["db_sink"]
     database: DatabaseConfig
     table: QualifiedName
+    create_schema: bool = Field(
+        default=False,
+        description="create the table's schema (PostgreSQL) or database (MySQL/MariaDB) "
+        "if it does not exist; otherwise a missing one is an error naming the statement to run",
+    )
     group: str | None = Field(
         default=None, description="Kafka consumer group; default gov-connector-<name>"
     )
@@ -206,11 +215,34 @@ class DatabaseTarget:
     database: str
     timezone: dt.tzinfo
     connect_timeout_s: float
+    #: the variable ``password_env`` names, when it is not set (no password is sent)
+    password_env_unset: str | None = None
 
     @property
     def where(self) -> str:
         name = "PostgreSQL" if self.dialect == "postgresql" else "MySQL/MariaDB"
         return f"{name} at {self.host}:{self.port}/{self.database}"
+
+    @property
+    def password_note(self) -> str | None:
+        """What to tell the operator when ``password_env`` names a variable that is not set."""
+        if self.password_env_unset is None:
+            return None
+        return (
+            f"environment variable {self.password_env_unset} (database.password_env) is not "
+            "set: connecting without a password"
+        )
+
+    def refused_hint(self) -> str:
+        """Why the database may have refused a login, when it was sent no password."""
+        if self.password is not None:
+            return ""
+        if self.password_env_unset is not None:
+            return (
+                f"; no password was sent because environment variable {self.password_env_unset} "
+                "(database.password_env) is not set: set it"
+            )
+        return "; no password was sent: name the variable holding it in database.password_env"
 
 
 def tz_of(offset: str) -> dt.tzinfo:
@@ -222,15 +254,15 @@ def tz_of(offset: str) -> dt.tzinfo:
 
 
 def resolve_database(cfg: DatabaseConfig, environ: Mapping[str, str]) -> DatabaseTarget:
-    """Connection facts of ``cfg``; the password is read from ``environ[cfg.password_env]``."""
+    """Connection facts of ``cfg``; the password is read from ``environ[cfg.password_env]``.
+
+    No ``password_env``, or one naming an unset variable: no password (the
+    target's :attr:`~DatabaseTarget.password_note` says which variable is unset).
+    """
     parts = urlsplit(cfg.url)
     dialect = DIALECTS[parts.scheme]
     password = None
-    if cfg.password_env:
-        if cfg.password_env not in environ:
-            raise ConnectorConfigError(
-                f"environment variable {cfg.password_env} (database.password_env) is not set"
-            )
+    if cfg.password_env and cfg.password_env in environ:
         password = SecretStr(environ[cfg.password_env])
     return DatabaseTarget(
         dialect="postgresql" if dialect == "postgresql" else "mysql",
@@ -241,6 +273,7 @@ def resolve_database(cfg: DatabaseConfig, environ: Mapping[str, str]) -> Databas
         database=unquote(parts.path.strip("/")),
         timezone=tz_of(cfg.timezone),
         connect_timeout_s=cfg.connect_timeout_s,
+        password_env_unset=cfg.password_env if cfg.password_env and password is None else None,
     )
 
 

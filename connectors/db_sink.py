@@ -111,6 +111,7 @@ class DbSink(Connector):
         self.poll_interval_s = 0.0  # poll() itself waits for records
         self._consumer: Any = None
         self._exists = False
+        self._new_schema = False
         self._table_cols: dict[str, mapping.Column] = {}
         self._fields: dict[str, FieldType] = {}  # field columns written by the upsert, in order
         self._docs: dict[str, str] = {}
@@ -176,11 +177,16 @@ class DbSink(Connector):
             )
         else:
             schema_name = cfg.table.rpartition(".")[0]
-            if schema_name and not await self.db.schema_exists(schema_name):
+            self._new_schema = bool(schema_name) and not await self.db.schema_exists(schema_name)
+            if self._new_schema and not cfg.create_schema:
                 raise self._error(
-                    f"schema {schema_name!r} does not exist in {self.db.where}: create it first",
+                    f"schema {schema_name!r} does not exist in {self.db.where}: run "
+                    f"'CREATE SCHEMA {self.db.quote(schema_name)};' there, or set "
+                    "create_schema: true to let the sink create it",
                     "table",
                 )
+            if self._new_schema:
+                notes.append(f"schema {schema_name} will be created")
             notes.append(f"table {cfg.table} will be created ({len(wanted)} field columns)")
         self._fields = dict(wanted)
         self._ready_setup = True
@@ -207,6 +213,10 @@ class DbSink(Connector):
             await self.db.connect()
             if not self._ready_setup:
                 await self.setup()
+            if self._new_schema:
+                schema_name = self.cfg.table.rpartition(".")[0]
+                await self.db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.db.quote(schema_name)}")
+                self._new_schema = False
             if not self._exists:
                 await self._create_table()
             else:

@@ -34,7 +34,14 @@ from typing import Any
 
 from connectors import mapping
 from connectors.base import Connector, ConnectorMetrics
-from connectors.checkpoint import CheckpointStore, FileCheckpoints, Position, TableCheckpoints
+from connectors.checkpoint import (
+    LEGACY_TABLE,
+    CheckpointStore,
+    FileCheckpoints,
+    Position,
+    TableCheckpoints,
+    default_table,
+)
 from connectors.config import DatabaseTarget, DbSourceConfig, Spot
 from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
 from connectors.mapping import Column
@@ -43,7 +50,6 @@ from exchange.catalog import Catalog, Resource
 from exchange.errors import RecordInvalid, UnknownResource
 from exchange.publisher import Prepared, Publisher
 
-DEFAULT_CHECKPOINT_TABLE = "gov_exchange_checkpoints"
 ORDERABLE = (
     *mapping.INTS,
     mapping.NUMERIC,
@@ -110,7 +116,11 @@ class DbSource(Connector):
         self.store: CheckpointStore = (
             FileCheckpoints(cfg.checkpoint.file)
             if cfg.checkpoint.file
-            else TableCheckpoints(self.db, cfg.checkpoint.table or DEFAULT_CHECKPOINT_TABLE)
+            else TableCheckpoints(
+                self.db,
+                cfg.checkpoint.table or default_table(self.db.dialect),
+                legacy=None if cfg.checkpoint.table else LEGACY_TABLE,
+            )
         )
         self.position: Position | None = None
         self._pending: Position | None = None

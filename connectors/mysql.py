@@ -40,6 +40,7 @@ _MY_DDL = {
 }
 
 _UNAVAILABLE_CODES = {2002, 2003, 2005, 2006, 2013, 2055}
+_ACCESS_DENIED = 1045
 
 
 def _my_column(d: Sequence[Any]) -> Column:
@@ -148,7 +149,8 @@ class MySQLDatabase(Database):
             self._conn = await asyncio.to_thread(open_conn)
         except pymysql.MySQLError as exc:
             text = exc.args[1] if len(exc.args) > 1 else str(exc)
-            raise DatabaseUnavailable(f"cannot connect to {self.where}: {text}") from exc
+            hint = t.refused_hint() if exc.args and exc.args[0] == _ACCESS_DENIED else ""
+            raise DatabaseUnavailable(f"cannot connect to {self.where}: {text}{hint}") from exc
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -58,6 +58,10 @@ _PG_DDL = {
 }
 
 
+# invalid_authorization_specification, invalid_password
+_LOGIN_REFUSED = frozenset(["28000", "28P01"])
+
+
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
@@ -87,9 +91,10 @@ class PostgresDatabase(Database):
                 application_name="gov-exchange-connector",
             )
         except psycopg.Error as exc:
-            raise DatabaseUnavailable(
-                f"cannot connect to {self.where}: {_pg_message(exc)}"
-            ) from exc
+            message = _pg_message(exc)
+            refused = getattr(exc, "sqlstate", None) in _LOGIN_REFUSED or "password" in message
+            hint = t.refused_hint() if refused else ""
+            raise DatabaseUnavailable(f"cannot connect to {self.where}: {message}{hint}") from exc
 
     async def close(self) -> None:
         if self._conn is not None:

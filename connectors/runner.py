@@ -66,12 +66,7 @@ async def build(
             continue
         spot = loaded.spots[cfg.name]
         if isinstance(cfg, DbSourceConfig | DbSinkConfig):
-            try:
-                target = resolve_database(cfg.database, environ)
-            except ConnectorConfigError as exc:
-                raise spot.error(
-                    exc.reason, "database", "password_env", connector=cfg.name
-                ) from None
+            target = resolve_database(cfg.database, environ)
         if isinstance(cfg, DbSourceConfig):
             out.append(
                 DbSource(
@@ -105,6 +100,12 @@ async def build(
             out.append(
                 FileExport(cfg, bootstrap=bootstrap, state=state, metrics=metrics, spot=spot)
             )
+        if isinstance(cfg, DbSourceConfig | DbSinkConfig) and target.password_note:
+            line = spot.line("database", "password_env")
+            where = f"{spot.file}:{line}" if spot.file and line else spot.file or ""
+            out[-1].notes.append(
+                f"{cfg.name}: {target.password_note}" + (f" ({where})" if where else "")
+            )
     return out
 
 
@@ -113,6 +114,7 @@ async def check(connectors: list[Connector]) -> tuple[list[str], list[ExchangeEr
     lines: list[str] = []
     errors: list[ExchangeError] = []
     for c in connectors:
+        lines.extend(c.notes)
         try:
             lines.extend(await c.setup())
         except ExchangeError as exc:
@@ -191,6 +193,8 @@ async def run_all(
     tasks: list[asyncio.Task[None]] = []
     try:
         for c in connectors:
+            for note in c.notes:
+                echo(f"[{c.name}] note: {note.removeprefix(c.name + ': ')}")
             await _start(c)
             started.append(c)
             echo(f"[{c.name}] started ({c.kind})")

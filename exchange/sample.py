@@ -31,6 +31,17 @@ Consistency inside one record:
   org names and (mostly) ID numbers.
 * One reference date per record places event dates (registration, approval,
   death), timestamps (issued before updated) and newborns' birth dates.
+* One life per person: everyone is born on or before the reference date, and
+  nothing of the record (issue, registration, approval) happens before the
+  birth of anyone in it. An ``age`` is the age on the reference date; parents
+  are 20 to 40 years older than their child (and born 1920 or later). The
+  subject of a record about school (``student``, ``pupil``, ``school`` or a
+  ``grade`` field; or a child with an enrolment date) is a pupil in grade 1-9:
+  it started school on 1 September of the year it was six by 31 August (its
+  ``enrolment_date``), and its ``grade`` counts the school years since. Adults
+  first enrol (in insurance, say) at 18 or later.
+* Nothing that has happened is dated after :data:`AS_OF`; expiry dates and term
+  ends fall after it.
 """
 
 from __future__ import annotations
@@ -51,9 +62,12 @@ from typing import Any
 
 from exchange import jsoncodec
 from exchange.jsoncodec import CHINA_TZ
+from exchange.lifedates import add_years, age_at, grade_at, grade_name, pupil_birth, school_entry
 from exchange.schema import parse
 
 __all__ = [
+    "AS_OF",
+    "REFERENCE_FIRST",
     "credit_code_check",
     "generate",
     "id_check_digit",
@@ -63,6 +77,12 @@ __all__ = [
 ]
 
 Schema = dict[str, Any]
+
+#: The records describe the days from REFERENCE_FIRST to AS_OF: each record's reference day
+#: (its events, the ages and school grades in it) falls in that period, and nothing that
+#: has happened is dated after AS_OF (an expiry or term end may be).
+REFERENCE_FIRST = dt.date(2024, 1, 1)
+AS_OF = dt.date(2026, 6, 30)
 
 _NULL_RATE = 0.1  # share of nullable values left null ...
 _ALWAYS_PRESENT = 3  # ... except in the first records, which are complete
@@ -567,6 +587,8 @@ _MAP_KEYS = ("source", "category", "tag", "note", "channel", "version", "owner",
 # Field names
 # ---------------------------------------------------------------------------
 
+_SCHOOLING = frozenset(["pupil", "student", "school", "kindergarten", "xueji", "nianji"])
+_ENROL = frozenset(["enrolment", "enrollment", "enrolled", "enrol", "enroll"])
 _CHILD = frozenset(
     ["child", "children", "kid", "son", "daughter", "minor", "pupil", "student", "juvenile"]
 )
@@ -993,9 +1015,10 @@ _ID_RE = re.compile(
 )
 _BIRTH_RE = re.compile(
     r"(?:^|_)(?:birth_?date|birth_?day|date_of_birth|dob|birth|born(?:_on|_date)?"
-    r"|birth_?(?:datetime|time|timestamp)|csrq)$"
+    r"|(?:birth|born)_?(?:datetime|time|timestamp|year)|csrq)$"
 )
 _GENDER_RE = re.compile(r"(?:^|_)(?:gender|sex|xb)(?:_code)?$")
+_AGE_RE = re.compile(r"(?:^|_)(?:age|nianling)$")
 _NAME_ENDINGS = {
     "name": "name",
     "fullname": "name",
@@ -1207,11 +1230,16 @@ def _canonical_key(tokens: list[str]) -> str:
 def _person_role(snake: str) -> tuple[str, str, str] | None:
     """``(role, person key, prefix)`` for fields describing a person, else ``None``.
 
-    Roles: ``id``, ``birth``, ``gender``, ``name``, ``surname``, ``given``. The
+    Roles: ``id``, ``birth``, ``gender``, ``age``, ``name``, ``surname``, ``given``. The
     prefix is what names the person (``mother`` in ``mother_id_number``); the key
     is the prefix without noise words, ``""`` for the record's subject.
     """
-    for role, regex in (("id", _ID_RE), ("birth", _BIRTH_RE), ("gender", _GENDER_RE)):
+    for role, regex in (
+        ("id", _ID_RE),
+        ("birth", _BIRTH_RE),
+        ("gender", _GENDER_RE),
+        ("age", _AGE_RE),
+    ):
         m = regex.search(snake)
         if m:
             before = snake[: m.start()]
@@ -1245,6 +1273,7 @@ def _person_role(snake: str) -> tuple[str, str, str] | None:
 class _Person:
     birth: dt.date
     male: bool
+    pupil: bool = False  # at school on the record's reference date (see _make_person)
 
 
 @dataclass(frozen=True)
@@ -1261,6 +1290,7 @@ class _RecordPlan:
     fields: tuple[_FieldPlan, ...]
     hints: frozenset[str]  # record name, namespace and enclosing field
     person_hints: Mapping[str, frozenset[str]]  # words naming each person of the record
+    schooling: bool  # the record is about school: its subject is a pupil (if a child)
 
 
 @dataclass(frozen=True)
@@ -1272,6 +1302,8 @@ class _Slot:
     hints: frozenset[str]
     example: str | None
     person: _Person | None
+    subject: _Person | None  # the person the record is about
+    earliest: dt.date  # the latest birth in the record: nothing of it happens before
     region: _Region
     anchor: dt.date  # the record's reference date
     record_path: str
@@ -1373,8 +1405,14 @@ class _Generator:
             m = _EXAMPLE_RE.search(doc) if isinstance(doc, str) else None
             example = m.group(1) if m and any(c.isdigit() for c in m.group(1)) else None
             fields.append(_FieldPlan(f["name"], snake, _tokens(snake), key, example))
+        words = hints.union(*(f.tokens for f in fields))
+        young = (hints | groups.get("", set())) & (_CHILD | _NEWBORN)
+        schooling = bool(words & _SCHOOLING) or any(f.snake == "grade" for f in fields)
         plan = _RecordPlan(
-            tuple(fields), frozenset(hints), {k: frozenset(v) for k, v in groups.items()}
+            tuple(fields),
+            frozenset(hints),
+            {k: frozenset(v) for k, v in groups.items()},
+            schooling or bool(words & _ENROL and young),
         )
         self._plans[cache_key] = plan
         return plan
@@ -1392,29 +1430,34 @@ class _Generator:
         """One record; nested records share the region and reference date of the top one."""
         plan = self._plan(t, outer)
         persons: dict[str, _Person] = {}
+        for key in sorted(plan.person_hints, key=bool):  # the subject first: parents follow it
+            persons[key] = _make_person(
+                self._rng(index, f"{path}#person:{key}"),
+                plan.person_hints[key],
+                plan.hints,
+                anchor,
+                subject=not key,
+                pupil=plan.schooling and not key,
+                child=persons.get(""),
+            )
+        subject = persons.get("")
+        earliest = max((p.birth for p in persons.values()), default=dt.date.min)
         out: dict[str, Any] = {}
         for fp, f in zip(plan.fields, t["fields"], strict=True):
             fpath = f"{path}.{fp.name}" if path else fp.name
             person = None
             hints = plan.hints
             if fp.person_key is not None:
-                group_hints = plan.person_hints[fp.person_key]
-                person = persons.get(fp.person_key)
-                if person is None:
-                    person = persons[fp.person_key] = _make_person(
-                        self._rng(index, f"{path}#person:{fp.person_key}"),
-                        group_hints,
-                        plan.hints,
-                        anchor,
-                        subject=not fp.person_key,
-                    )
-                hints = hints | group_hints
+                person = persons[fp.person_key]
+                hints = hints | plan.person_hints[fp.person_key]
             slot = _Slot(
                 fp.snake,
                 fp.tokens,
                 hints,
                 fp.example,
                 person,
+                subject,
+                earliest,
                 region,
                 anchor,
                 path,
@@ -1522,12 +1565,21 @@ def _is_record(t: Any) -> bool:
 
 
 def _make_person(
-    rng: Random, own: frozenset[str], context: frozenset[str], anchor: dt.date, *, subject: bool
+    rng: Random,
+    own: frozenset[str],
+    context: frozenset[str],
+    anchor: dt.date,
+    *,
+    subject: bool,
+    pupil: bool = False,
+    child: _Person | None = None,
 ) -> _Person:
     """A person named by ``own`` words (``mother``), in a record described by ``context``.
 
     The context (record name, namespace, enclosing field) speaks only for the
-    record's subject, except that parents of a newborn or child are young adults.
+    record's subject. Parents are 20 to 40 years older than ``child``, the
+    record's subject (or than a newborn or child the context speaks of).
+    Everyone is born on or before ``anchor``, the record's reference date.
     """
     hints = own | context if subject else own
     if hints & _FEMALE and not hints & _MALE:
@@ -1536,19 +1588,29 @@ def _make_person(
         male = True
     else:
         male = rng.random() < 0.5
-    if hints & _NEWBORN:
-        birth = anchor - dt.timedelta(days=rng.randrange(60))
+    parent_of = None  # the birth of the parent's child
+    if not subject and own & _PARENT:
+        parent_of = child.birth if child is not None else None
+        if parent_of is None and context & (_NEWBORN | _CHILD):
+            parent_of = anchor
+    # a record about school is about a pupil, unless its subject is said to be grown up
+    pupil = pupil and bool(hints & (_CHILD | _NEWBORN) or not hints & (_ELDER | _ADULT))
+    if pupil:
+        birth = pupil_birth(rng, anchor)
+    elif hints & _NEWBORN:
+        birth = anchor - dt.timedelta(days=1 + rng.randrange(60))
     elif hints & _CHILD:
-        birth = _rand_date(rng, dt.date(2010, 1, 1), dt.date(2025, 6, 30))
-    elif not subject and own & _PARENT and context & (_NEWBORN | _CHILD):
-        birth = _rand_date(rng, dt.date(1978, 1, 1), dt.date(2001, 12, 31))
+        birth = _rand_date(rng, add_years(anchor, -18) + dt.timedelta(days=1), anchor)
+    elif parent_of is not None:
+        oldest = max(add_years(parent_of, -40), dt.date(1920, 1, 1))
+        birth = _rand_date(rng, oldest, add_years(parent_of, -20))
     elif hints & _ELDER:
         birth = _rand_date(rng, dt.date(1940, 1, 1), dt.date(1975, 12, 31))
     elif hints & _ADULT:
-        birth = _rand_date(rng, dt.date(1955, 1, 1), dt.date(2002, 12, 31))
+        birth = _rand_date(rng, dt.date(1955, 1, 1), add_years(anchor, -22))
     else:
-        birth = _rand_date(rng, dt.date(1940, 1, 1), dt.date(2025, 12, 31))
-    return _Person(birth, male)
+        birth = _rand_date(rng, dt.date(1940, 1, 1), add_years(anchor, -22))
+    return _Person(birth, male, pupil)
 
 
 def _subject(slot: _Slot, rng: Random) -> _Person:
@@ -1568,14 +1630,21 @@ def _date(slot: _Slot, rng: Random) -> dt.date:
     if role is not None and role[0] == "birth":
         return _subject(slot, rng).birth
     tok = slot.tokens
-    anchor = slot.anchor
+    anchor, earliest, subject = slot.anchor, slot.earliest, slot.subject
     if tok & _EXPIRY or ("end" in tok and tok & {"term", "valid", "validity"}):
-        return _rand_date(rng, dt.date(2026, 1, 1), dt.date(2045, 12, 31))
+        return _rand_date(rng, AS_OF + dt.timedelta(days=1), add_years(anchor, 20))
+    if tok & _ENROL and subject is not None:
+        if subject.pupil:
+            return school_entry(subject.birth)
+        lo = max(add_years(subject.birth, 18), dt.date(1995, 1, 1))
+        if lo <= anchor - dt.timedelta(days=60):
+            return _rand_date(rng, lo, anchor - dt.timedelta(days=60))
     if tok & _EVENT:
-        return anchor - dt.timedelta(days=rng.randrange(31))
+        return anchor - dt.timedelta(days=rng.randrange(min(31, (anchor - earliest).days + 1)))
+    lo = max(dt.date(2015, 1, 1), earliest)
     if tok & _START:
-        return _rand_date(rng, dt.date(2015, 1, 1), anchor - dt.timedelta(days=60))
-    return _rand_date(rng, dt.date(2015, 1, 1), dt.date(2026, 12, 31))
+        return _rand_date(rng, lo, max(lo, anchor - dt.timedelta(days=60)))
+    return _rand_date(rng, lo, anchor)
 
 
 def _timestamp(slot: _Slot, rng: Random) -> dt.datetime:
@@ -1588,7 +1657,7 @@ def _timestamp(slot: _Slot, rng: Random) -> dt.datetime:
             offset = rng.randint(60, 360)
         else:
             offset = rng.randrange(31)
-        day = slot.anchor + dt.timedelta(days=offset)
+        day = min(slot.anchor + dt.timedelta(days=offset), AS_OF)
         ms = _time_of_day_ms(rng)
     midnight = dt.datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
     return midnight + dt.timedelta(milliseconds=ms)
@@ -1662,7 +1731,7 @@ def _numeric_range(slot: _Slot, kind: str) -> tuple[float, float, int]:
     if "area" in tok:
         return 20, 300, 2
     if "year" in tok:
-        return (1940, 2025, 0) if tok & {"birth", "born"} else (2015, 2026, 0)
+        return 2015, slot.anchor.year, 0
     if "month" in tok:
         return (1, 360, 0) if "months" in tok else (1, 12, 0)
     if "week" in tok:
@@ -1698,9 +1767,15 @@ def _integer(slot: _Slot, rng: Random, kind: str) -> int:
     role = _person_role(slot.snake)
     if role is not None and role[0] == "gender":
         return 1 if _subject(slot, rng).male else 2  # GB/T 2261.1
+    if role is not None and role[0] == "age":
+        return age_at(_subject(slot, rng).birth, slot.anchor)
+    if role is not None and role[0] == "birth" and "year" in tok:
+        return _subject(slot, rng).birth.year
     if (role is not None and role[0] == "birth") or "date" in tok:
         d = _date(slot, rng)
         return d.year * 10000 + d.month * 100 + d.day
+    if "grade" in tok and slot.subject is not None and slot.subject.pupil:
+        return grade_at(slot.subject.birth, slot.anchor)
     not_instants = {"times", "month", "day", "hour", "minute", "second", "duration", "elapsed"}
     if tok & _TIME_TOKENS and not tok & not_instants:
         seconds = int(_timestamp(slot, rng).timestamp())
@@ -1715,6 +1790,9 @@ def _integer(slot: _Slot, rng: Random, kind: str) -> int:
 
 
 def _floating(slot: _Slot, rng: Random, kind: str) -> float:
+    role = _person_role(slot.snake)
+    if role is not None and role[0] == "age":
+        return float(age_at(_subject(slot, rng).birth, slot.anchor))
     lo, hi, places = _numeric_range(slot, kind)
     value = round(rng.uniform(lo, hi), places if places else 1)
     return _float32(value) if kind == "float" else value
@@ -1865,7 +1943,12 @@ def _string(slot: _Slot, rng: Random) -> str:
     if role is not None and role[0] == "id":
         return _id_number(rng, _subject(slot, rng), slot.region)
     if role is not None and role[0] == "birth":
-        return _subject(slot, rng).birth.isoformat()
+        birth = _subject(slot, rng).birth
+        return str(birth.year) if "year" in tok else birth.isoformat()
+    if role is not None and role[0] == "age":
+        return str(age_at(_subject(slot, rng).birth, slot.anchor))
+    if "grade" in tok and slot.subject is not None and slot.subject.pupil:
+        return grade_name(grade_at(slot.subject.birth, slot.anchor))
     if role is not None and role[0] == "gender":
         male = _subject(slot, rng).male
         if tok & {"code"}:

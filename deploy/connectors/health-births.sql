@@ -16,9 +16,23 @@ CREATE TABLE IF NOT EXISTS health.birth_certificates (
     birth_weight_grams integer     NOT NULL,
     gestational_weeks  integer     NOT NULL,
     issued_at          timestamptz NOT NULL,
-    updated_at         timestamptz NOT NULL DEFAULT now(),  -- set on every insert and update
+    updated_at         timestamptz NOT NULL DEFAULT now(),  -- set on every insert and update (trigger below)
     is_deleted         boolean     NOT NULL DEFAULT false
 );
 -- each incremental read is a range scan of this index
 CREATE INDEX IF NOT EXISTS birth_certificates_incremental
     ON health.birth_certificates (updated_at, id);
+
+-- The connector reads rows whose updated_at grew since its last position, so every UPDATE
+-- must move updated_at, whatever the application writes: this trigger does it.
+CREATE OR REPLACE FUNCTION health.birth_certificates_touch() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := clock_timestamp();
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS birth_certificates_touch ON health.birth_certificates;
+CREATE TRIGGER birth_certificates_touch
+    BEFORE UPDATE ON health.birth_certificates
+    FOR EACH ROW EXECUTE FUNCTION health.birth_certificates_touch();

@@ -998,6 +998,198 @@ async def test_connect_check_on_the_command_line(
     assert pg(f"SELECT to_regclass('{pg_schema}.cp')")[0][0] is None  # check writes nothing
 
 
+# --- passwords, schemas, checkpoints, the example table -------------------------------------
+
+
+async def test_a_database_that_needs_no_password_needs_no_password_env(
+    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, my_database: str, tmp_path: Path
+) -> None:
+    people_table(pg_schema, loaded_catalog, 5)
+    unset = f"NO_SUCH_PASSWORD_{uuid.uuid4().hex[:6].upper()}"
+    user = f"pw_{uuid.uuid4().hex[:8]}"
+    hosts = ("localhost", "127.0.0.1", "%")
+    for host in hosts:
+        my("test", f"CREATE USER '{user}'@'{host}' IDENTIFIED BY 's3cret'")
+        my("test", f"GRANT ALL ON `{my_database}`.* TO '{user}'@'{host}'")
+    trust = {"url": DB.pg_url, "password_env": unset}  # the suite's PostgreSQL trusts loopback
+    wants_one = {
+        "url": f"mysql://{user}@127.0.0.1:{DB.my_port}/{my_database}",
+        "password_env": unset,
+    }
+    path = write_config(
+        tmp_path,
+        [
+            source_cfg(
+                PEOPLE,
+                "police",
+                trust,
+                table=f"{pg_schema}.people",
+                checkpoint={"table": f"{pg_schema}.cp"},
+            ),
+            {**source_cfg(PEOPLE, "police", wants_one, table="people"), "name": "refused"},
+        ],
+    )
+    try:
+        lines, errors = await runner.check(await runner.build(load(path), bootstrap, environ={}))
+        note = f"environment variable {unset} (database.password_env) is not set: connecting without a password"
+        assert f"src: {note} ({path}:" in "\n".join(lines)
+        assert f"refused: {note}" in "\n".join(lines)
+        assert any("incremental by (changed_at, id)" in line for line in lines), lines
+        assert len(errors) == 1, errors
+        assert "Access denied" in str(errors[0])
+        assert f"no password was sent because environment variable {unset}" in str(errors[0])
+        # with the variable set, the password is sent: the login works (the table is missing)
+        connectors = await runner.build(
+            load(path), bootstrap, environ={unset: "s3cret"}, only=["refused"]
+        )
+        lines, errors = await runner.check(connectors)
+        assert not any(unset in line for line in lines), lines
+        assert "table people does not exist" in str(errors[0])
+    finally:
+        for host in hosts:
+            my("test", f"DROP USER '{user}'@'{host}'")
+
+
+@pytest.mark.parametrize("dialect", ["pg", "my"])
+async def test_a_sink_creates_its_schema_only_when_allowed(
+    bootstrap: str, loaded_catalog: Catalog, tmp_path: Path, dialect: str
+) -> None:
+    async with Department(bootstrap, "hrss") as hrss:
+        await hrss.subscribe(ENTERPRISES)
+    schema = f"cx_{uuid.uuid4().hex[:12]}"
+    database = {"url": DB.pg_url if dialect == "pg" else f"{DB.my_url.rstrip('/')}/test"}
+    table = f"{schema}.hrss_enterprises"
+    path = write_config(
+        tmp_path,
+        [
+            sink_cfg(ENTERPRISES, "hrss", database, table),
+            {
+                **sink_cfg(ENTERPRISES, "hrss", database, table, create_schema=True),
+                "name": "allowed",
+            },
+        ],
+    )
+    quoted = f'"{schema}"' if dialect == "pg" else f"`{schema}`"
+    (refused,) = await runner.build(load(path), bootstrap, environ={}, only=["sink"])
+    _lines, errors = await runner.check([refused])
+    assert len(errors) == 1
+    message = str(errors[0])
+    assert f"{path}:" in message
+    assert "connector 'sink'" in message
+    assert f"run 'CREATE SCHEMA {quoted};' there, or set create_schema: true" in message
+    allowed = await one(path, bootstrap, "allowed")
+    try:
+        async with allowed:
+            pass
+        if dialect == "pg":
+            assert pg(f"SELECT to_regclass('{table}')")[0][0] is not None
+        else:
+            assert my("test", f"SHOW TABLES IN `{schema}`") == [("hrss_enterprises",)]
+    finally:
+        if dialect == "pg":
+            pg(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        else:
+            my("test", f"DROP DATABASE IF EXISTS `{schema}`")
+
+
+async def test_a_plain_update_of_the_example_table_is_published(
+    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
+) -> None:
+    records = generate(loaded_catalog, BIRTHS, 5, seed=13, key_prefix="U")
+    births_table(pg_schema, records, set())
+    source = yaml.safe_load((DEPLOY / "health-births-source.yaml").read_text())["connectors"][0]
+    source.update(
+        name="src",
+        database={"url": DB.pg_url},
+        table=f"{pg_schema}.birth_certificates",
+        checkpoint={"table": f"{pg_schema}.checkpoints"},
+    )
+    path = write_config(tmp_path, [source])
+    assert (await run_source(path, bootstrap)).progress.published == 5
+    # what a department's own application does: it does not know about updated_at
+    pg(
+        f"UPDATE {pg_schema}.birth_certificates SET address = address || '（已迁居）' "
+        "WHERE cert_no = %s",
+        (records[2]["certificate_no"],),
+    )
+    again = await run_source(path, bootstrap)
+    assert (again.progress.rows_read, again.progress.published) == (1, 1)
+    on_bus = Counter(
+        r.key.decode() for r in await on_topic(bootstrap, topics.source("health", BIRTHS))
+    )
+    mine = {r["certificate_no"]: on_bus[r["certificate_no"]] for r in records}
+    assert mine == {r["certificate_no"]: 2 if i == 2 else 1 for i, r in enumerate(records)}
+
+
+async def test_checkpoints_live_in_the_connectors_schema_as_jsonb_and_timestamptz(
+    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
+) -> None:
+    people_table(pg_schema, loaded_catalog, 20)
+    (last,) = pg(f"SELECT changed_at, id FROM {pg_schema}.people WHERE id = 10")
+    old = Position(("changed_at", "id"), tuple(last))
+    default, named = f"src-{uuid.uuid4().hex[:8]}", f"named-{uuid.uuid4().hex[:8]}"
+    old_shape = (
+        "(connector VARCHAR(200) NOT NULL PRIMARY KEY, position TEXT NOT NULL, "
+        "saved_at_utc timestamp NOT NULL)"
+    )
+    # positions saved by an older connector: in the old default table (public), and in a
+    # table the config names, both of the old shape
+    pg(f"CREATE TABLE IF NOT EXISTS gov_exchange_checkpoints {old_shape}")
+    pg(f"CREATE TABLE {pg_schema}.named_cp {old_shape}")
+    for table, name in (("gov_exchange_checkpoints", default), (f"{pg_schema}.named_cp", named)):
+        pg(f"INSERT INTO {table} VALUES (%s, %s, '2026-01-01 08:00')", (name, old.to_json()))
+    source = source_cfg(PEOPLE, "police", {"url": DB.pg_url}, table=f"{pg_schema}.people")
+    path = write_config(
+        tmp_path,
+        [
+            {**source, "name": default},
+            {**source, "name": named, "checkpoint": {"table": f"{pg_schema}.named_cp"}},
+        ],
+    )
+
+    def saved(name: str) -> list[tuple[Any, ...]]:
+        if not pg("SELECT to_regclass('gov_exchange.checkpoints')")[0][0]:
+            return []
+        return pg("SELECT position FROM gov_exchange.checkpoints WHERE connector = %s", (name,))
+
+    def column_types(schema: str, table: str) -> dict[str, str]:
+        rows = pg(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s",
+            (schema, table),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    try:
+        lines, errors = await runner.check(await runner.build(load(path), bootstrap, environ={}))
+        assert not errors, errors
+        assert any(
+            line.startswith(f"{default}: position in table gov_exchange_checkpoints")
+            and "the old place: copied to gov_exchange.checkpoints" in line
+            and "changed_at=" in line
+            for line in lines
+        ), lines
+        assert saved(default) == []  # check writes nothing
+        for name in (default, named):
+            src = await run_source(path, bootstrap, name)
+            assert src.progress.rows_read == 10, name  # resumed after id 10: nothing lost
+        assert column_types("gov_exchange", "checkpoints") == {
+            "connector": "character varying",
+            "position": "jsonb",
+            "saved_at_utc": "timestamp with time zone",
+        }
+        (position,) = saved(default)
+        assert Position.from_json(position[0]).values[1] == 20
+        assert column_types(pg_schema, "named_cp")["position"] == "jsonb"
+        assert column_types(pg_schema, "named_cp")["saved_at_utc"] == "timestamp with time zone"
+        (when,) = pg(f"SELECT saved_at_utc FROM {pg_schema}.named_cp")
+        assert when[0] > dt.datetime(2026, 1, 1, 8, tzinfo=dt.UTC)  # saved again after the run
+    finally:
+        pg("DELETE FROM gov_exchange_checkpoints WHERE connector = %s", (default,))
+        if pg("SELECT to_regclass('gov_exchange.checkpoints')")[0][0]:
+            pg("DELETE FROM gov_exchange.checkpoints WHERE connector = %s", (default,))
+
+
 # --- files ------------------------------------------------------------------------------------
 
 

@@ -151,8 +151,20 @@ def test_the_password_comes_from_the_environment_only() -> None:
     assert target.password is not None
     assert target.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(target)
-    with pytest.raises(ConnectorConfigError, match="MARKET_PW"):
-        resolve_database(cfg, {})
+    assert target.password_note is None
+    assert target.refused_hint() == ""
+    # named but unset: no password is sent (trust or peer authentication), and it is said
+    unset = resolve_database(cfg, {})
+    assert unset.password is None
+    assert unset.password_note == (
+        "environment variable MARKET_PW (database.password_env) is not set: "
+        "connecting without a password"
+    )
+    assert "MARKET_PW (database.password_env) is not set: set it" in unset.refused_hint()
+    none = resolve_database(DatabaseConfig(url="postgresql://u@h/db"), {})
+    assert none.password is None
+    assert none.password_note is None
+    assert "name the variable holding it in database.password_env" in none.refused_hint()
     assert tz_of("+08:00").utcoffset(None) == dt.timedelta(hours=8)
     assert tz_of("-03:30").utcoffset(None) == -dt.timedelta(hours=3, minutes=30)
 
