@@ -1,11 +1,15 @@
 """Files in and out of the bus: JSON Lines and CSV.
 
 **Import** publishes a file as records of a resource the department
-provides. The whole file is read and validated first (every line converted
-and checked against the schema); the first bad line stops the import with
-its line number, the column and the field, and nothing of the file is sent.
-Importing the same file twice gives the same record ids, which consumers
-drop as duplicates.
+provides. The whole file is read and checked first (every line converted,
+checked against the schema and its size against Kafka's and the router's
+limits, :mod:`exchange.limits`); the first bad line stops the import with
+its line number (and the column and field, or the size and the limit), and
+nothing of the file is sent. Then it goes out ``batch_size`` records at a
+time, each batch acknowledged by the broker before the next; a broker that
+fails part way leaves the acknowledged batches published. Importing the same
+file again is safe: the same records get the same record ids, which
+consumers drop as duplicates.
 
 CSV: the first line names the columns; ``mapping`` (field: column) renames,
 a field not mapped is read from the column of its own name, a column that
@@ -37,7 +41,7 @@ from connectors.base import Connector, ConnectorMetrics
 from connectors.config import FileExportConfig, FileImportConfig, Spot
 from connectors.db_sink import expected_schema
 from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
-from exchange import kafka, wire
+from exchange import kafka, limits, wire
 from exchange.catalog import Catalog, Resource
 from exchange.errors import DecodeError, ExchangeError, RecordInvalid, UnknownResource
 from exchange.jsoncodec import FieldProblem, dumps, from_json, to_jsonable
@@ -113,14 +117,10 @@ class FileImport(Connector):
                 prepared = await asyncio.to_thread(publisher.prepare_json_lines, res.id, cfg.path)
             else:
                 prepared = await asyncio.to_thread(self._read_csv, publisher, res)
-        except RecordInvalid as exc:
-            raise ConnectorDataError(
-                f"{exc.reason}; nothing of the file was published",
-                file=str(cfg.path),
-                line=exc.facts.get("line"),
-                connector=self.name,
-                field=exc.facts.get("field"),
-            ) from None
+            # sizes too, as far as known without a broker (start() adds the topic's limit)
+            limits.check(prepared, {})
+        except RecordInvalid as exc:  # RecordTooLarge too
+            raise self._refused(exc) from None
         except ConnectorError:
             raise
         except ExchangeError as exc:
@@ -128,6 +128,17 @@ class FileImport(Connector):
         self._prepared = prepared
         self._publisher = publisher
         return [f"{self.name}: {cfg.path} ({fmt}) → {res.id}: {len(prepared)} records, all valid"]
+
+    def _refused(self, exc: RecordInvalid) -> ConnectorDataError:
+        return ConnectorDataError(
+            f"{exc.reason}; nothing of the file was published",
+            file=str(self.cfg.path),
+            line=exc.facts.get("line"),
+            connector=self.name,
+            field=exc.facts.get("field"),
+            size=exc.facts.get("size"),
+            limit=exc.facts.get("limit"),
+        )
 
     def _read_csv(self, publisher: Publisher, res: Resource) -> list[Prepared]:
         cfg, path = self.cfg, self.cfg.path
@@ -238,7 +249,12 @@ class FileImport(Connector):
         if self._prepared is None:
             await self.setup()
         assert self._publisher is not None
+        assert self._prepared is not None
         if not self._started:
+            try:  # every record against its topic's limit too, before the first batch goes
+                await self._publisher.check(self._prepared)
+            except RecordInvalid as exc:
+                raise self._refused(exc) from None
             await self._publisher.start()
             self._started = True
 

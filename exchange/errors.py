@@ -61,20 +61,68 @@ class SchemaError(ExchangeError):
 
 
 class RecordInvalid(ExchangeError):
-    """A record does not match its resource schema; it was not sent."""
+    """A record cannot be published as it is; neither it nor the rest of its batch was sent.
+
+    The message starts with where it is: the line of a file, or the record's
+    index in the batch handed to the Python API (counted from 0).
+    """
 
     def __init__(
-        self, message: str, *, resource: str, field: str | None = None, line: int | None = None
+        self,
+        message: str,
+        *,
+        resource: str,
+        field: str | None = None,
+        line: int | None = None,
+        index: int | None = None,
+        **facts: Any,
     ) -> None:
-        where = f"line {line}: " if line is not None else ""
+        if line is not None:
+            where = f"line {line}: "
+        elif index is not None:
+            where = f"record {index}: "
+        else:
+            where = ""
         fld = f"field {field!r}: " if field else ""
         super().__init__(
             f"{where}resource {resource!r}: {fld}{message}",
             resource=resource,
             field=field,
             line=line,
+            index=index,
+            **facts,
         )
         self.reason = message
+
+
+class RecordTooLarge(RecordInvalid):
+    """A record is larger than Kafka or the router takes (``exchange.limits``).
+
+    Facts: ``size`` (bytes), ``limit`` (bytes) and ``limit_by`` (what sets the
+    limit), with the ``line`` or ``index`` of the record and its ``resource``.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        resource: str,
+        size: int,
+        limit: int,
+        limit_by: str,
+        line: int | None = None,
+        index: int | None = None,
+    ) -> None:
+        super().__init__(
+            f"{reason}; nothing was sent",
+            resource=resource,
+            line=line,
+            index=index,
+            size=size,
+            limit=limit,
+            limit_by=limit_by,
+        )
+        self.reason = reason
 
 
 class UnknownResource(ExchangeError):
@@ -104,6 +152,23 @@ class BrokerUnavailable(ExchangeError):
     """No Kafka broker could be reached or started."""
 
     retriable = True
+
+
+class PublishIncomplete(BrokerUnavailable):
+    """The broker failed part way through a publish: it acknowledged only some records.
+
+    Those stay published (Kafka cannot take them back). Publishing the same
+    records again is safe: they keep their record ids and readers drop duplicates.
+    """
+
+    def __init__(self, *, acknowledged: int, total: int, cause: BaseException) -> None:
+        super().__init__(
+            f"the broker acknowledged {acknowledged} of {total} records, then failed "
+            f"({str(cause) or type(cause).__name__}); publish the same records again: those "
+            "already on the bus keep their record ids and readers drop the duplicates",
+            acknowledged=acknowledged,
+            total=total,
+        )
 
 
 class DecodeError(ExchangeError):

@@ -23,6 +23,9 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from exchange import broker
 from exchange.errors import BrokerUnavailable
 
+MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default, stated: exchange.limits checks against it
+MAX_BATCH_SIZE = 256 * 1024
+
 NO_BROKER_HELP = (
     "no Kafka broker given and no embedded broker running. Either start the embedded one with "
     "'exchange broker start', or pass --bootstrap-servers HOST:PORT "
@@ -46,7 +49,8 @@ def producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
         "bootstrap_servers": bootstrap,
         "acks": "all",
         "linger_ms": 5,
-        "max_batch_size": 256 * 1024,
+        "max_batch_size": MAX_BATCH_SIZE,
+        "max_request_size": MAX_REQUEST_SIZE,
         "request_timeout_ms": 30_000,
         "client_id": "gov-exchange",
     }

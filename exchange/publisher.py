@@ -1,9 +1,17 @@
 """Typed publishing for department systems (the provider side).
 
-Every record is checked against its resource's schema before anything is
-sent; an invalid record raises :class:`RecordInvalid` naming the field and
-the problem. A batch or a file is validated as a whole first, so a bad
-record never leaves half a batch on the bus.
+A batch or a file is accepted whole or refused whole. Every record is
+checked against its resource's schema, and its size against what Kafka and
+the router take (:mod:`exchange.limits`), before anything is sent: an invalid
+record raises :class:`RecordInvalid` naming the field and the problem, one too
+large :class:`RecordTooLarge` with its size and the limit; either names the
+line of a file, or the record's index in a batch, and nothing is sent.
+
+A batch larger than one Kafka request goes out in several, each acknowledged
+by the broker. If the broker fails part way, the records it acknowledged stay
+on the bus (Kafka has no undo, and the embedded broker no transactions) and
+:class:`PublishIncomplete` says how many; sending the same records again is
+safe, since they keep their record ids and readers drop the duplicates.
 
 Each record gets:
 
@@ -15,20 +23,22 @@ Each record gets:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import fastavro
+from aiokafka.errors import KafkaError
 from fastavro.validation import ValidationError
 
-from exchange import kafka, topics, wire
+from exchange import kafka, limits, topics, wire
 from exchange import schema as avro
 from exchange.catalog import Catalog, Resource
-from exchange.errors import ExchangeError, PermissionDenied, RecordInvalid
+from exchange.errors import ExchangeError, PermissionDenied, PublishIncomplete, RecordInvalid
 from exchange.jsoncodec import FieldProblem, from_json
 
 RECORD_ID = "gov-record-id"
@@ -37,13 +47,15 @@ PUBLISHER = "gov-publisher"
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated, encoded record ready to send."""
+    """A validated, encoded record ready to send (``line``: where a file had it)."""
 
     topic: str
     key: bytes
     value: bytes
     record_id: str
     headers: list[tuple[str, bytes]]
+    resource: str
+    line: int | None = None
 
 
 def record_id(resource: str, body: bytes | memoryview) -> str:
@@ -95,10 +107,12 @@ class Publisher:
         self.bootstrap = bootstrap
         self._producer: Any = None
         self._parsed: dict[str, Any] = {}
+        self._limits: dict[str, limits.Limit] = {}
+        self._batch_size = kafka.MAX_BATCH_SIZE
 
     async def start(self) -> None:
         if self._producer is None:
-            producer = kafka.producer(self.bootstrap)
+            producer = kafka.producer(self.bootstrap, max_batch_size=self._batch_size)
             await producer.start()
             self._producer = producer
 
@@ -129,16 +143,26 @@ class Publisher:
         return res
 
     def prepare(
-        self, resource_id: str, record: Mapping[str, Any], *, line: int | None = None
+        self,
+        resource_id: str,
+        record: Mapping[str, Any],
+        *,
+        line: int | None = None,
+        index: int | None = None,
     ) -> Prepared:
-        """Validate and encode one record (Python form); raises :class:`RecordInvalid`."""
+        """Validate and encode one record (Python form); raises :class:`RecordInvalid`.
+
+        ``line`` (of a file) or ``index`` (in a batch) says where it was, in errors.
+        """
         res = self._resource(resource_id)
         parsed = self._parsed[resource_id]
+
+        def invalid(problem: str, field: str | None = None) -> RecordInvalid:
+            return RecordInvalid(problem, resource=resource_id, field=field, line=line, index=index)
+
         extra = sorted(set(record) - set(res.field_names()))
         if extra:
-            raise RecordInvalid(
-                "is not a field of the schema", resource=resource_id, field=extra[0], line=line
-            )
+            raise invalid("is not a field of the schema", extra[0])
         try:
             # the quiet check is ~3x faster (no error objects for every union branch that
             # does not match); only a record that fails it is checked again for the details
@@ -146,15 +170,15 @@ class Publisher:
                 fastavro.validation.validate(record, parsed, raise_errors=True)
         except ValidationError as exc:
             field, problem = _field_of(exc)
-            raise RecordInvalid(problem, resource=resource_id, field=field, line=line) from None
+            raise invalid(problem, field) from None
         except _PREPARE_ERRORS as exc:
             field = _culprit(parsed, record)
             problem = f"{record[field]!r} is not valid: {exc}" if field else str(exc)
-            raise RecordInvalid(problem, resource=resource_id, field=field, line=line) from None
+            raise invalid(problem, field) from None
         try:
             body = wire.encode(parsed, dict(record))
         except (ValueError, TypeError, OverflowError) as exc:
-            raise RecordInvalid(str(exc), resource=resource_id, line=line) from exc
+            raise invalid(str(exc)) from exc
         rid = record_id(resource_id, body)
         key = record[res.key]
         return Prepared(
@@ -163,6 +187,8 @@ class Publisher:
             value=wire.frame(res.schema_id, body),
             record_id=rid,
             headers=[(RECORD_ID, rid.encode()), (PUBLISHER, self.department.encode())],
+            resource=res.id,
+            line=line,
         )
 
     def prepare_json_lines(self, resource_id: str, path: Path) -> list[Prepared]:
@@ -195,29 +221,79 @@ class Publisher:
                 raise ExchangeError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
         return out
 
+    async def check(self, prepared: Sequence[Prepared]) -> None:
+        """Raise :class:`RecordTooLarge` if any record is too large for the bus; sends nothing.
+
+        Reads each topic's ``max.message.bytes`` from the broker once per publisher.
+        """
+        new_topics = {p.topic for p in prepared} - self._limits.keys()
+        if new_topics:
+            self._limits.update(await limits.topic_limits(self.bootstrap, new_topics))
+        limits.check(prepared, self._limits)
+
+    async def _fit_batches(self) -> None:
+        """Keep record batches within every topic's limit: the broker refuses a larger one whole."""
+        smallest = min(limit.bytes for limit in self._limits.values())
+        if smallest < self._batch_size:
+            await self.stop()
+            self._batch_size = smallest
+            await self.start()
+
     async def send(self, prepared: Iterable[Prepared]) -> int:
-        """Send prepared records and wait until the broker acknowledged every one."""
+        """Check every record's size, send them all, and wait for every acknowledgement.
+
+        A record too large refuses the whole batch before anything is sent
+        (:class:`RecordTooLarge`). A broker failing part way raises
+        :class:`PublishIncomplete` with the number it acknowledged.
+        """
         if self._producer is None:
             raise ExchangeError("Publisher is not started: use 'async with Publisher(...)'")
         items = list(prepared)
+        if not items:
+            return 0
+        await self.check(items)
+        await self._fit_batches()
         new_topics = {p.topic for p in items} - self._topics
         if new_topics:
             await kafka.ensure_topics(self.bootstrap, new_topics, partitions=self.partitions)
             self._topics |= new_topics
-        futures = [
-            await self._producer.send(p.topic, key=p.key, value=p.value, headers=p.headers)
-            for p in items
-        ]
-        for fut in futures:
-            await fut
+        await self._produce(items)
         return len(items)
 
+    async def _produce(self, items: list[Prepared]) -> None:
+        """Hand every record to the producer, then wait for every acknowledgement."""
+        futures = []
+        cause: BaseException | None = None
+        try:
+            for p in items:
+                futures.append(
+                    await self._producer.send(p.topic, key=p.key, value=p.value, headers=p.headers)
+                )
+        except KafkaError as exc:  # the records before it are on their way: count their acks
+            cause = exc
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for error in failed:
+            if not isinstance(error, KafkaError):
+                raise error
+        if cause is not None or failed:
+            raise PublishIncomplete(
+                acknowledged=len(results) - len(failed),
+                total=len(items),
+                cause=cause or failed[0],
+            )
+
     async def publish(self, resource_id: str, records: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Validate every record, then send them all; returns their record ids."""
-        prepared = [self.prepare(resource_id, r) for r in records]
+        """Check every record, then send them all; returns their record ids.
+
+        All or nothing: a record that is invalid or too large raises
+        (:class:`RecordInvalid`, :class:`RecordTooLarge`, naming its index in
+        ``records``) and nothing is sent.
+        """
+        prepared = [self.prepare(resource_id, r, index=i) for i, r in enumerate(records)]
         await self.send(prepared)
         return [p.record_id for p in prepared]
 
     async def publish_file(self, resource_id: str, path: Path) -> int:
-        """Publish a JSON Lines file, validated as a whole before anything is sent."""
+        """Publish a JSON Lines file, checked as a whole (naming the line) before anything is sent."""
         return await self.send(self.prepare_json_lines(resource_id, path))

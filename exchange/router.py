@@ -55,6 +55,7 @@ from exchange.catalog import Catalog, Resource
 from exchange.catalog_store import CONTROL_SCHEMAS, Snapshot, refusal_draft
 from exchange.errors import DecodeError, ExchangeError
 from exchange.grants import AppStatus, GrantEvent
+from exchange.limits import MAX_VALUE_BYTES  # publishers refuse larger values up front
 from exchange.metrics import RouterMetrics
 from exchange.outbox import Outbox
 from exchange.policy import compute_view
@@ -67,7 +68,6 @@ log = logging.getLogger(__name__)
 DLQ_REASON = "gov-dlq-reason"
 SOURCE_TOPIC = "gov-source-topic"
 SOURCE_OFFSET = "gov-source-offset"
-MAX_VALUE_BYTES = 1_000_000
 MAX_UNSETTLED = 64  # batches routed and not yet settled, at most
 SETTLE_INTERVAL_S = 0.05  # settling rounds (acks, audit write, commit) at most this often
 STALL_S = 5.0  # a wait for the broker longer than this is a stall: logged and counted

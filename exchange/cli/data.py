@@ -58,8 +58,17 @@ def publish(
 ) -> None:
     """Publish a JSON Lines file of records to gov.src.<provider>.<resource>.
 
-    The whole file is validated against the resource's schema first: a bad
-    line is reported with its number and nothing of the file is sent.
+    All or nothing: every line is checked before anything is sent, against the
+    resource's schema and against the size limits: a record's value at most
+    1,000,000 bytes (the router dead-letters larger ones), and the record with
+    its key and headers at most 1 MiB (the producer's max_request_size) and the
+    topic's max.message.bytes. The first bad line is reported with its number
+    (and the field, or the size and the limit), and nothing of the file is sent.
+
+    A file larger than one Kafka request goes out in several, each
+    acknowledged by the broker. If the broker fails part way, the records it
+    acknowledged stay published and the error says how many: publish the same
+    file again, as its records keep their ids and readers drop duplicates.
     """
     bs = guarded(bootstrap)(bootstrap_servers)
 
