@@ -516,7 +516,7 @@ async def _topic_total(bootstrap: str, topic: str) -> int:
     c = kafka.consumer(bootstrap)
     await c.start()
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        tps = await kafka.topic_partitions(c, topic)
         c.assign(tps)
         await c.seek_to_beginning(*tps)
         total = 0
