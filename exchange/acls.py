@@ -10,11 +10,12 @@ principal                 may
 ========================  ===================================================================
 ``User:<dept>``           write ``gov.src.<dept>.*`` (its own sources); read ``gov.dlv.<dept>.*``
                           (its own deliveries) with consumer groups ``<dept>.*``; read the
-                          catalog, schemas and grants; write ``gov.ctl.grants`` (its
+                          catalog, schemas, grants and grant book; write ``gov.ctl.grants`` (its
                           commands) and ``gov.audit`` (their audit entries)
 ``User:gov-router``       read every source; create and write deliveries and dead letters;
-                          read control topics; write ``gov.ctl.schemas`` (view schemas) and
-                          ``gov.audit``; consumer group of the routers
+                          read control topics; write ``gov.ctl.schemas`` (view schemas),
+                          ``gov.ctl.book`` (grant book snapshots) and ``gov.audit``; consumer
+                          group of the routers
 ``User:catalog-admin``    write ``gov.ctl.catalog`` and ``gov.ctl.schemas``; create topics
 ``User:auditor``          read ``gov.audit`` with consumer groups ``auditor.*``
 ========================  ===================================================================
@@ -84,7 +85,7 @@ def generate(catalog: Catalog, *, router_group: str = "gov-exchange-router") -> 
         allow(dept, "topic", f"gov.src.{dept}.", "prefixed", Op.WRITE)
         allow(dept, "topic", f"gov.dlv.{dept}.", "prefixed", Op.READ)
         allow(dept, "group", f"{dept}.", "prefixed", Op.READ)
-        for t in (topics.CATALOG, topics.SCHEMAS, topics.GRANTS):
+        for t in (topics.CATALOG, topics.SCHEMAS, topics.GRANTS, topics.BOOK):
             allow(dept, "topic", t, "literal", Op.READ)
         allow(dept, "topic", topics.GRANTS, "literal", Op.WRITE)
         allow(dept, "topic", topics.AUDIT, "literal", Op.WRITE)
@@ -95,12 +96,14 @@ def generate(catalog: Catalog, *, router_group: str = "gov-exchange-router") -> 
     for t in (topics.CATALOG, topics.SCHEMAS, topics.GRANTS):
         allow(ROUTER, "topic", t, "literal", Op.READ)
     allow(ROUTER, "topic", topics.SCHEMAS, "literal", Op.WRITE)
+    # only routers write grant book snapshots, which sessions start from
+    allow(ROUTER, "topic", topics.BOOK, "literal", Op.READ, Op.WRITE)
     allow(ROUTER, "topic", topics.AUDIT, "literal", Op.WRITE)
     allow(ROUTER, "group", router_group, "literal", Op.READ)
 
     allow(ADMIN, "topic", topics.CATALOG, "literal", Op.READ, Op.WRITE, Op.CREATE)
     allow(ADMIN, "topic", topics.SCHEMAS, "literal", Op.READ, Op.WRITE, Op.CREATE)
-    for t in (topics.GRANTS, topics.AUDIT):
+    for t in (topics.GRANTS, topics.BOOK, topics.AUDIT):
         allow(ADMIN, "topic", t, "literal", Op.CREATE)
     allow(ADMIN, "topic", "gov.src.", "prefixed", Op.CREATE)
     allow(ADMIN, "topic", topics.AUDIT, "literal", Op.WRITE)

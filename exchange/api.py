@@ -71,10 +71,10 @@ class Department:
         self._reader: ControlFollower | None = None
 
     async def start(self) -> None:
-        # one control-topic reader for the whole session: each command then reads only
-        # what was written since the last one, not the whole history again
+        # one control-topic reader for the whole session, starting from the routers' last
+        # snapshot of the grant book: each command then reads only what was written since
         self._reader = ControlFollower(ControlState(self.bootstrap))
-        await self._reader.start(follow=False)
+        await self._reader.start(follow=False, from_snapshot=True)
         self._state = self._reader.state
         catalog = self._state.catalog  # no catalog loaded: fail early
         if self._producer is None:

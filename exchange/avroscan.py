@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -140,6 +141,19 @@ class _Source:
         self.consts[name] = value
         return name
 
+    def function(self, name: str, where: str) -> Any:
+        """The function ``name`` defined by the source, its constants bound."""
+        env: dict[str, Any] = dict(self.consts)
+        exec(_compiled("\n".join(self.lines), where), env)  # noqa: S102
+        return env[name]
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str, where: str) -> Any:
+    """Compiled once per distinct source: views of one shape differ only in their constants
+    (3,600 grants have a few dozen shapes; compiling each view took most of a recompile)."""
+    return compile(source, where, "exec")
+
 
 def _emit_varint(src: _Source, d: int) -> None:
     """Read a zigzag varint at ``pos`` into ``v``: one or two bytes inline (lengths under
@@ -245,7 +259,7 @@ def _compile_offsets(kinds: list[tuple[Any, ...]]) -> Callable[[bytes], list[int
     src.emit(2, ")")
     src.emit(1, f"return [0, {', '.join(f'p{i}' for i in range(len(kinds)))}]")
     env: dict[str, Any] = {"DecodeError": DecodeError, "_read_long": _read_long}
-    exec(compile("\n".join(src.lines), "<avroscan offsets>", "exec"), env)  # noqa: S102
+    exec(_compiled("\n".join(src.lines), "<avroscan offsets>"), env)  # noqa: S102
     return env["offsets"]  # type: ignore[no-any-return]
 
 
@@ -460,6 +474,4 @@ def compile_projection(
     close_run()
     src.emit(0, "def render(buf, o, record):")
     src.emit(1, f"return b''.join(({', '.join(parts)}{',' if len(parts) == 1 else ''}))")
-    env: dict[str, Any] = dict(src.consts)
-    exec(compile("\n".join(src.lines), "<avroscan projection>", "exec"), env)  # noqa: S102
-    return env["render"]  # type: ignore[no-any-return]
+    return src.function("render", "<avroscan projection>")  # type: ignore[no-any-return]

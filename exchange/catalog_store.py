@@ -125,7 +125,7 @@ async def ensure_control_topics(bootstrap: str, replication_factor: int = 1) -> 
         topics.CONTROL_TOPICS,
         partitions=1,
         replication_factor=replication_factor,
-        compacted=[topics.SCHEMAS],
+        compacted=[topics.SCHEMAS, topics.BOOK],
     )
 
 

@@ -230,17 +230,18 @@ class GrantBook:
         self.subscriptions: set[tuple[str, str]] = set()
         self.accepted: set[str] = set()  # event ids
         self.refused: dict[str, str] = {}  # event id -> reason
-        self._current: dict[tuple[str, str], str] = {}  # (consumer, resource) -> grant id
+        #: (consumer, resource) -> id of its latest grant
+        self.current: dict[tuple[str, str], str] = {}
 
     # --- queries ---------------------------------------------------------------
 
     def grant_for(self, consumer: str, resource: str, at: dt.datetime) -> Grant | None:
-        gid = self._current.get((consumer, resource))
+        gid = self.current.get((consumer, resource))
         grant = self.grants.get(gid) if gid else None
         return grant if grant is not None and grant.active(at) else None
 
     def latest_grant(self, consumer: str, resource: str) -> Grant | None:
-        gid = self._current.get((consumer, resource))
+        gid = self.current.get((consumer, resource))
         return self.grants.get(gid) if gid else None
 
     def receives(self, consumer: str, resource: str, at: dt.datetime) -> bool:
@@ -450,7 +451,7 @@ class GrantBook:
                 app, status=AppStatus.APPROVED, answered_at=ev.at, grant_id=ev.grant_id
             )
             key = (ev.consumer, ev.resource)
-            previous = self._current.get(key)
+            previous = self.current.get(key)
             if previous and self.grants[previous].superseded_by is None:
                 self.grants[previous] = replace(self.grants[previous], superseded_by=ev.grant_id)
             self.grants[ev.grant_id] = Grant(
@@ -465,7 +466,7 @@ class GrantBook:
                 valid_until=ev.valid_until,
                 approved_at=ev.at,
             )
-            self._current[key] = ev.grant_id
+            self.current[key] = ev.grant_id
         elif ev.kind is EventKind.REJECTED:
             assert ev.application_id
             app = self.applications[ev.application_id]

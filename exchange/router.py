@@ -47,7 +47,7 @@ import fastavro
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from exchange import kafka, topics, wire
+from exchange import book_snapshot, kafka, topics, wire
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.avroscan import LazyRecord, scanner_for
@@ -231,6 +231,7 @@ class Router:
         self._settled = asyncio.Event()  # pulsed at the end of every settling round
         self._stalled_since: float | None = None  # monotonic time the current stall began
         self._watchdog: asyncio.Task[None] | None = None
+        self._book_writer: asyncio.Task[None] | None = None  # book snapshots for sessions
         self._last_round = 0.0  # monotonic start of the last settling round
         self.state.on_catalog = lambda _snap: self._mark_dirty()
         self.state.on_grant_event = self._on_grant_event
@@ -322,11 +323,16 @@ class Router:
         self._consumer.subscribe(pattern=topics.SOURCE_PATTERN, listener=_SettleOnRevoke(self))
         await self._recompile()
         self._watchdog = asyncio.create_task(self._broker_watchdog(), name="broker-watchdog")
+        self._book_writer = asyncio.create_task(
+            book_snapshot.keep_written(self.state, self._producer, self.instance),
+            name="grant-book-snapshots",
+        )
 
     async def stop(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        for task in (self._watchdog, self._book_writer):
+            if task is not None:
+                task.cancel()
+        self._watchdog = self._book_writer = None
         await self.follower.stop()
         if self._unsettled and self._producer is not None:
             try:  # what was routed: delivered, audited and committed before the clients close

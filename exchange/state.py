@@ -2,7 +2,10 @@
 
 Catalog snapshots (newest in force), schemas and grant events are read from
 the beginning; :class:`ControlFollower` then keeps following them live, so a
-revocation written by one process reaches every router within a poll.
+revocation written by one process reaches every router within a poll. A
+session (``from_snapshot``) starts instead from the last snapshot of the
+grant book that routers write (:mod:`exchange.book_snapshot`) and replays only
+the grant events after it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from exchange import kafka, topics
+from exchange import book_snapshot, kafka, topics
 from exchange.catalog import Catalog
 from exchange.catalog_store import Snapshot, decode_snapshot, ensure_control_topics, refusal
 from exchange.control_records import ControlCodec
@@ -47,6 +50,9 @@ class ControlState:
         self.on_catalog_refused: Callable[[Snapshot, str], None] | None = None
         #: control topic -> offset of the next record to apply (how far this state has read)
         self.positions: dict[str, int] = {}
+        #: (version, digest) of the catalog every event in the book was checked under;
+        #: None if the catalog changed after grant events were applied
+        self.book_catalog: tuple[int, str] | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -55,7 +61,9 @@ class ControlState:
         return self.snapshot.catalog
 
     def handle(self, rec: Any) -> None:
-        """Apply one record of a control topic."""
+        """Apply one record of a control topic (once: a record before the position is skipped)."""
+        if rec.offset < self.positions.get(rec.topic, 0):
+            return  # read already, or in the grant book snapshot this state started from
         self.positions[rec.topic] = rec.offset + 1
         if rec.value is None:
             return
@@ -77,6 +85,8 @@ class ControlState:
                     self.on_catalog_refused(snap, refused)
                 return
             self.snapshot = snap
+            fresh = topics.GRANTS not in self.positions  # no grant event applied yet
+            self.book_catalog = (snap.version, snap.digest) if fresh else None
             if self.on_catalog:
                 self.on_catalog(self.snapshot)
         elif rec.topic == topics.GRANTS:
@@ -94,11 +104,25 @@ class ControlState:
             if self.on_grant_event:
                 self.on_grant_event(event, reason)
 
+    def start_from(self, snap: book_snapshot.BookSnapshot) -> bool:
+        """Take the book of ``snap`` if it was made under the catalog in force; True if taken."""
+        if self.snapshot is None or topics.GRANTS in self.positions:
+            return False
+        if (snap.catalog_version, snap.catalog_digest) != (
+            self.snapshot.version,
+            self.snapshot.digest,
+        ):
+            return False
+        self.book = snap.book
+        self.positions[topics.GRANTS] = snap.grants_offset
+        self.book_catalog = (snap.catalog_version, snap.catalog_digest)
+        return True
 
-async def load(bootstrap: str) -> ControlState:
-    """Read the control topics to their current end."""
+
+async def load(bootstrap: str, *, from_snapshot: bool = True) -> ControlState:
+    """Read the control topics to their current end (from the last grant book snapshot)."""
     reader = ControlFollower(ControlState(bootstrap))
-    await reader.start(follow=False)
+    await reader.start(follow=False, from_snapshot=from_snapshot)
     await reader.stop()
     return reader.state
 
@@ -118,18 +142,56 @@ class ControlFollower:
         self._task: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
 
-    async def start(self, *, follow: bool = True) -> None:
-        """Read the control topics to their end; then follow them (or catch up on demand)."""
+    async def start(self, *, follow: bool = True, from_snapshot: bool = False) -> None:
+        """Read the control topics to their end; then follow them (or catch up on demand).
+
+        ``from_snapshot``: start the grant book from the last snapshot on ``gov.ctl.book``
+        made under the catalog in force (if any), not from the beginning of the history.
+        Routers never do: they check every event themselves.
+        """
         await ensure_control_topics(self.state.bootstrap)
         c = kafka.consumer(self.state.bootstrap, **self._options)
         await c.start()
+        self._consumer = c
+        last = await self._last_book_record() if from_snapshot else None
         c.assign(self._tps)
         await c.seek_to_beginning(*self._tps)
-        self._consumer = c
+        if last is not None:
+            for tp in self._tps[:2]:  # schemas and catalog, then the snapshot's book
+                for rec in await kafka.drain(c, [tp], timeout_s=30):
+                    self.state.handle(rec)
+            try:
+                snap = book_snapshot.decode(last)
+            except DecodeError as exc:
+                log.warning("grant book snapshot not used: %s", exc)
+            else:
+                if self.state.start_from(snap):
+                    c.seek(self._tps[2], snap.grants_offset)
         await self.catch_up()
+        grants = self._tps[2]
+        taken = self.state.positions.get(topics.GRANTS, 0)
+        if taken > (c.highwater(grants) or 0):  # a snapshot past the end: forged
+            log.warning("grant book snapshot claims offset %s, past the end: not used", taken)
+            self.state.book = GrantBook()
+            del self.state.positions[topics.GRANTS]
+            await c.seek_to_beginning(grants)
+            await self.catch_up()
         self.caught_up.set()
         if follow:
             self._task = asyncio.create_task(self._follow(), name="control-follower")
+
+    async def _last_book_record(self) -> bytes | None:
+        """The value of the last record on ``gov.ctl.book`` (None if there is none)."""
+        c = self._consumer
+        tp = TopicPartition(topics.BOOK, 0)
+        c.assign([tp])
+        end = (await c.end_offsets([tp]))[tp]  # may be low on the embedded broker: take
+        if end == 0:  # the last record of what the fetch from there returns
+            return None
+        c.seek(tp, end - 1)
+        batch = await c.getmany(tp, timeout_ms=1000)
+        records = [r for r in batch.get(tp, []) if r.value is not None]
+        return records[-1].value if records else None
 
     @property
     def _tps(self) -> list[TopicPartition]:

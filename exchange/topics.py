@@ -7,6 +7,7 @@
 ``gov.ctl.catalog``             catalog snapshots (departments, resources, shared list)
 ``gov.ctl.schemas``             every schema by id (resource, view and control records)
 ``gov.ctl.grants``              applications, approvals, rejections, revocations
+``gov.ctl.book``                snapshots of the grant book, written by routers (compacted)
 ``gov.audit``                   the access log
 ==============================  ==================================================
 """
@@ -18,8 +19,9 @@ import re
 CATALOG = "gov.ctl.catalog"
 SCHEMAS = "gov.ctl.schemas"
 GRANTS = "gov.ctl.grants"
+BOOK = "gov.ctl.book"
 AUDIT = "gov.audit"
-CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, AUDIT)
+CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, AUDIT)
 
 SOURCE_PATTERN = r"^gov\.src\..*"
 _SOURCE = re.compile(r"^gov\.src\.(?P<provider>[a-z][a-z0-9_]*)\.(?P<resource>[a-z][a-z0-9_]*)$")

@@ -1,4 +1,8 @@
-"""The ``exchange`` command line."""
+"""The ``exchange`` command line.
+
+Only typer is imported here: each command's module is imported when that
+command runs (:mod:`exchange.cli.lazy`), so ``exchange --help`` starts fast.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +11,15 @@ from typing import Annotated
 
 import typer
 
-from exchange.cli import acls, audit, broker, catalog, connect, data, keys, router, sharing
+from exchange.cli.lazy import LazyGroup
 
 app = typer.Typer(
     help="Inter-department data exchange bus (政务数据共享交换总线): Avro records on Kafka, "
     "routed through the shared list (共享清单).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,
 )
-app.add_typer(broker.app, name="broker")
-app.add_typer(catalog.app, name="catalog")
-app.add_typer(audit.app, name="audit")
-app.add_typer(connect.app, name="connect")
-app.add_typer(keys.app, name="keys")
-app.command("sample")(data.sample_cmd)
-app.command()(data.publish)
-app.command()(data.consume)
-app.command()(sharing.subscribe)
-app.command()(sharing.explain)
-app.command("apply")(sharing.apply)
-app.command()(sharing.approve)
-app.command()(sharing.reject)
-app.command()(sharing.revoke)
-app.command()(sharing.applications)
-app.command()(router.router)
-app.command()(acls.acls)
 
 
 def main() -> None:

@@ -8,14 +8,15 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from exchange import kafka
 from exchange.errors import CatalogErrors, ExchangeError
-from exchange.settings import Settings
 from exchange.tables import table
+
+if TYPE_CHECKING:
+    from exchange.settings import Settings
 
 __all__ = ["table"]
 
@@ -63,10 +64,14 @@ def signing_key(path: Path | None) -> Any:
 
 
 def settings() -> Settings:
+    from exchange.settings import Settings  # pydantic: imported when a command needs it
+
     return Settings()
 
 
 def bootstrap(explicit: str | None) -> str:
+    from exchange import kafka  # aiokafka: imported when a command talks to Kafka
+
     s = settings()
     return kafka.resolve_bootstrap(explicit or s.bootstrap_servers, s.state_dir)
 

@@ -23,7 +23,6 @@ import uuid
 from collections import Counter
 
 import pytest
-from aiokafka import TopicPartition
 from routing_support import SESSION_MS
 
 from exchange import kafka, sample, topics
@@ -56,8 +55,8 @@ async def committed_total(bootstrap: str, group: str, source: str) -> int:
     c = kafka.consumer(bootstrap, group_id=group)
     await c.start()
     try:
-        parts = c.partitions_for_topic(source) or set()
-        return sum([await c.committed(TopicPartition(source, p)) or 0 for p in parts])
+        parts = await kafka.topic_partitions(c, source)
+        return sum([await c.committed(tp) or 0 for tp in parts])
     finally:
         await c.stop()
 

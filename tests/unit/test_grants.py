@@ -49,7 +49,7 @@ def state_of(book: GrantBook) -> tuple[Any, ...]:
         dict(book.grants),
         set(book.subscriptions),
         set(book.accepted),
-        dict(book._current),
+        dict(book.current),
     )
 
 

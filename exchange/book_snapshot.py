@@ -1,0 +1,192 @@
+"""Snapshots of the grant book on ``gov.ctl.book``, so a session need not replay all history.
+
+A department session (every CLI command, :class:`exchange.api.Department`)
+used to replay ``gov.ctl.grants`` from the beginning on start: its latency
+grew with the history. Routers replay the whole history anyway; every few
+seconds, when their book changed, they write it here as one record: the book
+as it stands after ``gov.ctl.grants`` offset ``grants_offset - 1``, and the
+catalog (version and digest) it was checked against. A session reads only
+the last snapshot and replays the events after it, each checked as before.
+
+Correct under concurrent writers: the book after offset N is the same in
+every process that replayed the topic under the same catalog (replay is
+deterministic), so two routers write the same snapshot for the same offset,
+and a reader may take whichever came last. A snapshot made under another
+catalog than the one in force, that does not decode, or whose digest does
+not match its content is not used (the session replays everything instead).
+
+Trust: a snapshot is a cache for sessions, never a source of truth for
+delivery. Routers never read it: they replay and check every event, so a
+snapshot forged onto the topic cannot make any record reach anyone, and a
+command it wrongly let through is refused (and audited) by every router.
+What a forged snapshot can do is mislead a session (say, refuse a command
+or explain a view wrongly); so only the router principal may write the
+topic (``exchange acls``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.errors import KafkaError
+
+from exchange import schema as avro
+from exchange import topics
+from exchange.control_records import ControlCodec
+from exchange.errors import DecodeError
+from exchange.grants import Application, AppStatus, Grant, GrantBook
+
+BOOK_SNAPSHOT: avro.Schema = {
+    "type": "record",
+    "name": "GrantBookSnapshot",
+    "namespace": "gov.exchange.control",
+    "doc": "授权簿快照 The grant book after a point of gov.ctl.grants, for sessions to start from.",
+    "fields": [
+        {
+            "name": "grants_offset",
+            "type": "long",
+            "doc": "the next offset of gov.ctl.grants to replay after this book",
+        },
+        {"name": "catalog_version", "type": "int", "doc": "catalog the events were checked under"},
+        {"name": "catalog_digest", "type": "string", "doc": "its SHA-256"},
+        {"name": "written_by", "type": "string", "doc": "router instance that wrote it"},
+        {"name": "digest", "type": "string", "doc": "SHA-256 of book"},
+        {"name": "book", "type": "bytes", "doc": "the book as zlib-compressed JSON"},
+    ],
+}
+CODEC = ControlCodec(BOOK_SNAPSHOT)
+EVERY_S = 2.0  # a changed book is written at most this often
+FRESH_REPLAY_EVERY_S = 30.0  # after a catalog change: a full replay at most this often
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+
+    from exchange.state import ControlState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BookSnapshot:
+    grants_offset: int
+    catalog_version: int
+    catalog_digest: str
+    book: GrantBook
+
+
+def _ms(t: dt.datetime | None) -> int | None:
+    return None if t is None else int(t.timestamp() * 1000)
+
+
+def _time(ms: int | None) -> dt.datetime | None:
+    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+_TIMES = {
+    "applied_at",
+    "answered_at",
+    "valid_until",
+    "approved_at",
+    "revoked_at",
+}
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return {k: _ms(v) if k in _TIMES else v for k, v in asdict(obj).items()}
+
+
+def _revive(cls: Any, d: dict[str, Any]) -> Any:
+    d = {k: _time(v) if k in _TIMES else v for k, v in d.items()}
+    d["fields"] = tuple(d["fields"])
+    if "status" in d:
+        d["status"] = AppStatus(d["status"])
+    return cls(**d)
+
+
+def encode(
+    book: GrantBook, grants_offset: int, catalog_version: int, catalog_digest: str, writer: str
+) -> bytes:
+    document = json.dumps(
+        {
+            "applications": [_plain(a) for a in book.applications.values()],
+            "grants": [_plain(g) for g in book.grants.values()],
+            "subscriptions": sorted(book.subscriptions),
+            "accepted": sorted(book.accepted),
+            "refused": book.refused,
+            "current": [[c, r, g] for (c, r), g in book.current.items()],
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode("utf-8")
+    return CODEC.encode(
+        {
+            "grants_offset": grants_offset,
+            "catalog_version": catalog_version,
+            "catalog_digest": catalog_digest,
+            "written_by": writer,
+            "digest": hashlib.sha256(document).hexdigest(),
+            "book": zlib.compress(document, 1),
+        }
+    )
+
+
+def decode(value: bytes) -> BookSnapshot:
+    """The snapshot in ``value``; :class:`DecodeError` if it is not one or is damaged."""
+    rec = CODEC.decode(value)
+    try:
+        document = zlib.decompress(rec["book"])
+        if hashlib.sha256(document).hexdigest() != rec["digest"]:
+            raise DecodeError("grant book snapshot does not match its digest")
+        d = json.loads(document)
+        book = GrantBook()
+        book.applications = {a["id"]: _revive(Application, a) for a in d["applications"]}
+        book.grants = {g["id"]: _revive(Grant, g) for g in d["grants"]}
+        book.subscriptions = {(c, r) for c, r in d["subscriptions"]}
+        book.accepted = set(d["accepted"])
+        book.refused = dict(d["refused"])
+        book.current = {(c, r): g for c, r, g in d["current"]}
+    except (zlib.error, ValueError, KeyError, TypeError) as exc:
+        raise DecodeError(f"grant book snapshot does not decode: {exc}") from exc
+    return BookSnapshot(rec["grants_offset"], rec["catalog_version"], rec["catalog_digest"], book)
+
+
+async def keep_written(state: ControlState, producer: AIOKafkaProducer, writer: str) -> None:
+    """Write the grant book of a router's ``state`` whenever it changed (runs until cancelled).
+
+    A book whose events were checked under two catalogs (the catalog changed
+    while the router ran) is not what a fresh replay gives: then a full replay
+    under the catalog in force is written instead, at most every
+    :data:`FRESH_REPLAY_EVERY_S`.
+    """
+    from exchange.state import load  # it imports this module
+
+    await state.registry.register(producer, BOOK_SNAPSHOT)
+    written, last_fresh = 0, -FRESH_REPLAY_EVERY_S
+    while True:
+        offset = state.positions.get(topics.GRANTS, 0)
+        if offset > written and state.snapshot is not None:
+            source: ControlState | None = state
+            if state.book_catalog != (state.snapshot.version, state.snapshot.digest):
+                source = None
+                if time.monotonic() - last_fresh >= FRESH_REPLAY_EVERY_S:
+                    last_fresh = time.monotonic()
+                    source = await load(state.bootstrap, from_snapshot=False)
+            if source is not None and source.snapshot is not None:
+                at = source.positions.get(topics.GRANTS, 0)
+                value = encode(
+                    source.book, at, source.snapshot.version, source.snapshot.digest, writer
+                )
+                try:
+                    await producer.send_and_wait(topics.BOOK, key=b"book", value=value)
+                    written = at
+                except KafkaError as exc:
+                    log.warning("grant book snapshot not written: %s", exc)
+        await asyncio.sleep(EVERY_S)
