@@ -36,13 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from exchange import catalog_store, kafka, state, topics
-from exchange.bench import EMBEDDED_SESSION_MS, SECRET, _write_events
-from exchange.bench_catalog import grant_events, write_catalog
-from exchange.broker import given_or_embedded
-from exchange.catalog_loader import load_catalog
-from exchange.grants import EventKind, GrantEvent
-from exchange.state import GRANT_CODEC
+from exchange.bus import kafka, topics
+from exchange.catalog.loader import load_catalog
+from exchange.control import catalog_store, state
+from exchange.control.state import GRANT_CODEC
+from exchange.dev.bench import EMBEDDED_SESSION_MS, SECRET, _write_events
+from exchange.dev.bench_catalog import grant_events, write_catalog
+from exchange.dev.broker import given_or_embedded
+from exchange.sharing.grants import EventKind, GrantEvent
 
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 RAW_TOPIC = "bench.cli.raw"

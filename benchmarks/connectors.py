@@ -51,14 +51,16 @@ import yaml
 from connectors import runner
 from connectors.config import load
 from connectors.mapping import field_type
-from exchange import catalog_store, kafka, sample, topics
-from exchange.api import Department
-from exchange.broker import given_or_embedded
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
+from exchange.avro.jsoncodec import CHINA_TZ
+from exchange.bus import kafka, topics
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.control import catalog_store
+from exchange.dev import sample
+from exchange.dev.broker import given_or_embedded
 from exchange.dev.databases import DatabaseServerError, ThrowawayMariaDB, ThrowawayPostgres
-from exchange.jsoncodec import CHINA_TZ
-from exchange.router import Router
+from exchange.router.loop import Router
 
 RESOURCE = "enterprise_registration"  # market provides it, unconditional: hrss subscribes
 ROOT = Path(__file__).resolve().parents[1]

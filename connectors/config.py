@@ -13,7 +13,7 @@ Example (see ``deploy/connectors/`` for complete ones)::
         mapping: {certificate_no: cert_no, child_name: baby_name}   # field: column
         incremental: {column: updated_at, unique_key: [id]}
 
-Errors name the file and line (from :mod:`exchange.yamlfile`). Secrets never
+Errors name the file and line (from :mod:`exchange.catalog.yamlfile`). Secrets never
 sit in the file: ``password_env`` names the environment variable holding the
 password, read by the entry point (:func:`load`), never by a connector. It is
 optional (trust or peer authentication needs none); named but unset, the
@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from connectors.errors import ConnectorConfigError, ConnectorConfigErrors
-from exchange.yamlfile import Document, YamlProblem, read
+from exchange.catalog.yamlfile import Document, YamlProblem, read
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 QUALIFIED = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"

@@ -41,15 +41,16 @@ from connectors.config import DatabaseTarget, DbSinkConfig, Spot
 from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
 from connectors.mapping import FieldType
 from connectors.sql import Database, open_database
-from exchange import kafka, wire
-from exchange import schema as avro
+from exchange.avro import schema as avro
+from exchange.avro import wire
+from exchange.avro.jsoncodec import to_jsonable
+from exchange.bus import kafka
+from exchange.clients.publisher import RECORD_ID
+from exchange.clients.reader import topic_for
+from exchange.control.registry import SchemaRegistry
+from exchange.control.state import ControlState
 from exchange.errors import DecodeError, UnknownResource
-from exchange.jsoncodec import to_jsonable
-from exchange.policy import compute_view, view_schema
-from exchange.publisher import RECORD_ID
-from exchange.reader import topic_for
-from exchange.registry import SchemaRegistry
-from exchange.state import ControlState
+from exchange.sharing.policy import compute_view, view_schema
 
 KEY, RECORD_ID_COLUMN, RECEIVED_AT = "gov_key", "gov_record_id", "gov_received_at"
 TECHNICAL = (KEY, RECORD_ID_COLUMN, RECEIVED_AT)

@@ -46,9 +46,9 @@ from connectors.config import DatabaseTarget, DbSourceConfig, Spot
 from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
 from connectors.mapping import Column
 from connectors.sql import Database, open_database
-from exchange.catalog import Catalog, Resource
+from exchange.catalog.model import Catalog, Resource
+from exchange.clients.publisher import Prepared, Publisher
 from exchange.errors import RecordInvalid, UnknownResource
-from exchange.publisher import Prepared, Publisher
 
 ORDERABLE = (
     *mapping.INTS,

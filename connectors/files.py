@@ -3,7 +3,7 @@
 **Import** publishes a file as records of a resource the department
 provides. The whole file is read and checked first (every line converted,
 checked against the schema and its size against Kafka's and the router's
-limits, :mod:`exchange.limits`); the first bad line stops the import with
+limits, :mod:`exchange.bus.limits`); the first bad line stops the import with
 its line number (and the column and field, or the size and the limit), and
 nothing of the file is sent. Then it goes out ``batch_size`` records at a
 time, each batch acknowledged by the broker before the next; a broker that
@@ -14,7 +14,7 @@ consumers drop as duplicates.
 CSV: the first line names the columns; ``mapping`` (field: column) renames,
 a field not mapped is read from the column of its own name, a column that
 feeds no field is refused unless listed in ``ignore_columns``. An empty cell
-is NULL. Cells are read as JSON Lines values are (:mod:`exchange.jsoncodec`):
+is NULL. Cells are read as JSON Lines values are (:mod:`exchange.avro.jsoncodec`):
 dates ``YYYY-MM-DD``, timestamps ISO-8601 (without an offset: China time),
 decimals as written, booleans ``true``/``false`` (or ``1``/``0``), bytes in
 base64, records, arrays and maps as JSON.
@@ -41,14 +41,15 @@ from connectors.base import Connector, ConnectorMetrics
 from connectors.config import FileExportConfig, FileImportConfig, Spot
 from connectors.db_sink import expected_schema
 from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
-from exchange import kafka, limits, wire
-from exchange.catalog import Catalog, Resource
+from exchange.avro import wire
+from exchange.avro.jsoncodec import FieldProblem, dumps, from_json, to_jsonable
+from exchange.bus import kafka, limits
+from exchange.catalog.model import Catalog, Resource
+from exchange.clients.publisher import RECORD_ID, Prepared, Publisher
+from exchange.clients.reader import topic_for
+from exchange.control.registry import SchemaRegistry
+from exchange.control.state import ControlState
 from exchange.errors import DecodeError, ExchangeError, RecordInvalid, UnknownResource
-from exchange.jsoncodec import FieldProblem, dumps, from_json, to_jsonable
-from exchange.publisher import RECORD_ID, Prepared, Publisher
-from exchange.reader import topic_for
-from exchange.registry import SchemaRegistry
-from exchange.state import ControlState
 
 _INT = re.compile(r"^[+-]?\d+$")
 

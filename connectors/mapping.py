@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exchange import schema as avro
+from exchange.avro import schema as avro
 
 #: families of column types (see connectors.sql for what each database maps to them)
 TEXT, UUID, BLOB, BYTES, JSON = "text", "uuid", "blob", "bytes", "json"

@@ -30,9 +30,9 @@ from connectors.db_sink import DbSink
 from connectors.db_source import DbSource
 from connectors.errors import ConnectorConfigError
 from connectors.files import FileExport, FileImport
-from exchange import state as control
+from exchange.control import state as control
+from exchange.control.state import NO_CATALOG
 from exchange.errors import BrokerUnavailable, ExchangeError
-from exchange.state import NO_CATALOG
 
 log = logging.getLogger(__name__)
 

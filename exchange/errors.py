@@ -96,7 +96,7 @@ class RecordInvalid(ExchangeError):
 
 
 class RecordTooLarge(RecordInvalid):
-    """A record is larger than Kafka or the router takes (``exchange.limits``).
+    """A record is larger than Kafka or the router takes (``exchange.bus.limits``).
 
     Facts: ``size`` (bytes), ``limit`` (bytes) and ``limit_by`` (what sets the
     limit), with the ``line`` or ``index`` of the record and its ``resource``.

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
 from exchange.dev.databases import DatabaseServerError, ThrowawayMariaDB, ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,11 +17,11 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from exchange import kafka, topics
 from exchange.audit.archive import Archive
 from exchange.audit.log import decode_record
 from exchange.audit.verify import ChainChecker, Position
-from exchange.catalog_store import ensure_control_topics
+from exchange.bus import kafka, topics
+from exchange.control.catalog_store import ensure_control_topics
 from exchange.metrics import AuditMetrics
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from enum import StrEnum
 from typing import Any
 
 from exchange import beijing
-from exchange.control_records import ControlCodec
-from exchange.jsoncodec import CHINA_TZ
+from exchange.avro.control_records import ControlCodec
+from exchange.avro.jsoncodec import CHINA_TZ
 
 GENESIS_HASH = "0" * 64
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange import kafka, topics
 from exchange.audit.entry import AuditEntry
 from exchange.audit.verify import Position
+from exchange.bus import kafka, topics
 from exchange.errors import DecodeError
 
 Item = tuple[Position, AuditEntry | str]

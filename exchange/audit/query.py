@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from exchange import beijing
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.verify import Position
+from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.errors import ExchangeError
-from exchange.jsoncodec import CHINA_TZ
 
 FORMATS = ("table", "json", "csv")
 COLUMNS = [

@@ -24,10 +24,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from exchange import topics
 from exchange.audit.entry import AUDIT_ENTRY, GENESIS_HASH, AuditEntry, Draft
+from exchange.bus import topics
+from exchange.control.registry import SchemaRegistry
 from exchange.metrics import AuditMetrics
-from exchange.registry import SchemaRegistry
 
 
 def default_instance() -> str:

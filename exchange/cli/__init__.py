@@ -38,7 +38,7 @@ def demo(
     then shows what each department received and what was denied, and why.
     """
     from exchange.cli.common import run
-    from exchange.demo import run_demo
+    from exchange.dev.demo import run_demo
 
     run(run_demo(catalog_dir, echo=typer.echo))
 
@@ -62,8 +62,8 @@ def bench(
     row gives the value, the baseline measured in the same run, their ratio,
     the target and whether it is met.
     """
-    from exchange.bench import format_rows, run_bench, write_json
     from exchange.cli.common import run
+    from exchange.dev.bench import format_rows, run_bench, write_json
 
     rows = run(run_bench(quick, echo=lambda m: typer.echo(m, err=True)))
     typer.echo(format_rows(rows))

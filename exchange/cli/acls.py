@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from exchange import acls as acl_model
-from exchange.catalog_loader import load_catalog
+from exchange.admin import acls as acl_model
+from exchange.catalog.loader import load_catalog
 from exchange.cli.common import fail, guarded, print_json, settings
 
 

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from exchange import topics
 from exchange.audit import archive as archive_db
 from exchange.audit import query as q
 from exchange.audit import report as rpt
@@ -18,6 +17,7 @@ from exchange.audit.archiver import Archiver
 from exchange.audit.entry import AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.verify import VerifyReport, verify
+from exchange.bus import topics
 from exchange.cli.common import BootstrapOption, bootstrap, fail, guarded, print_json, run, table
 from exchange.cli.serving import (
     ClientLogLevelOption,
@@ -27,10 +27,10 @@ from exchange.cli.serving import (
     serve_metrics,
     setup_logging,
 )
+from exchange.cli.tables import fitted
 from exchange.errors import ExchangeError
-from exchange.grants import now
 from exchange.metrics import AuditMetrics
-from exchange.tables import fitted
+from exchange.sharing.grants import now
 
 app = typer.Typer(
     help="The access log (gov.audit): verify its hash chains, query it, archive it, report on it.",

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from exchange import broker
 from exchange.cli.common import guarded, settings
+from exchange.dev import broker
 
 app = typer.Typer(
     help="Start, stop or inspect the embedded Kafka-protocol broker (Tansu, memory only: "

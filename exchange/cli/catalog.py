@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from exchange import catalog_store
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
 from exchange.cli.common import (
     BootstrapOption,
     bootstrap,
@@ -21,6 +20,7 @@ from exchange.cli.common import (
     signing_key,
     table,
 )
+from exchange.control import catalog_store
 from exchange.errors import CatalogErrors
 
 app = typer.Typer(help="The resource catalog and its shared list (共享清单).", no_args_is_help=True)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from exchange.cli.tables import table
 from exchange.errors import CatalogErrors, ExchangeError
-from exchange.tables import table
 
 if TYPE_CHECKING:
     from exchange.settings import Settings
@@ -55,7 +55,7 @@ def signing_key(path: Path | None) -> Any:
     """The private key in ``path`` (None if no file is given)."""
     if path is None:
         return None
-    from exchange.signing import load_private_key
+    from exchange.catalog.signing import load_private_key
 
     try:
         return load_private_key(path)
@@ -70,7 +70,7 @@ def settings() -> Settings:
 
 
 def bootstrap(explicit: str | None) -> str:
-    from exchange import kafka  # aiokafka: imported when a command talks to Kafka
+    from exchange.bus import kafka  # aiokafka: imported when a command talks to Kafka
 
     s = settings()
     return kafka.resolve_bootstrap(explicit or s.bootstrap_servers, s.state_dir)

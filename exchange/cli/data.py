@@ -8,14 +8,15 @@ from typing import Annotated
 
 import typer
 
-from exchange import catalog_store, reader, state
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
+from exchange.avro.jsoncodec import dumps
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
 from exchange.cli.common import AsOption, BootstrapOption, bootstrap, fail, guarded, run
-from exchange.grants import now
-from exchange.jsoncodec import dumps
-from exchange.policy import compute_view
-from exchange.publisher import Publisher
+from exchange.clients import reader
+from exchange.clients.publisher import Publisher
+from exchange.control import catalog_store, state
+from exchange.sharing.grants import now
+from exchange.sharing.policy import compute_view
 
 
 async def _catalog(bs: str) -> Catalog:
@@ -38,7 +39,7 @@ def sample_cmd(
     ] = None,
 ) -> None:
     """Write realistic sample records of any resource as JSON Lines, generated from its schema."""
-    from exchange import sample  # its name and place tables take a while to import
+    from exchange.dev import sample  # its name and place tables take a while to import
 
     res = load_catalog(catalog_dir).resource(resource)
     out = output.open("w", encoding="utf-8") if output else sys.stdout

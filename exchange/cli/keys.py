@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from exchange import signing
+from exchange.catalog import signing
 from exchange.cli.common import fail
 
 app = typer.Typer(help="Keys that sign a department's commands (see README: signed commands).")

@@ -46,8 +46,7 @@ COMMANDS: dict[str, Lazy] = {
     "explain": Lazy(
         "sharing",
         "explain",
-        "Show the view you are entitled to (fields, masks, filter, grant, expiry) and why each "
-        "other field is left out.",
+        "Show what you are entitled to of a resource and whether it is delivered to you.",
     ),
     "apply": Lazy(
         "sharing", "apply", "Apply for conditional fields (有条件共享); prints the application id."

@@ -18,7 +18,7 @@ from exchange.cli.serving import (
     setup_logging,
 )
 from exchange.metrics import RouterMetrics
-from exchange.router import Router
+from exchange.router.loop import Router
 
 
 def router(

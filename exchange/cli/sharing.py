@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from exchange import beijing, state
-from exchange.api import Department
+from exchange import beijing
+from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.cli.common import (
     AsOption,
     BootstrapOption,
@@ -26,10 +26,11 @@ from exchange.cli.common import (
     signing_key,
     table,
 )
-from exchange.grants import now
-from exchange.jsoncodec import CHINA_TZ
-from exchange.masks import KNOWN_RULES
-from exchange.policy import View
+from exchange.clients.department import Department
+from exchange.control import state
+from exchange.enforce.masks import KNOWN_RULES
+from exchange.sharing.grants import now
+from exchange.sharing.policy import View
 
 MASK_HELP = "Mask a field: FIELD=RULE, repeatable. Rules: " + "; ".join(
     f"{k}: {v}" for k, v in KNOWN_RULES.items()

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from exchange import catalog_store
-from exchange.broker import EmbeddedBroker
-from exchange.catalog import Catalog
+from exchange.catalog.model import Catalog
+from exchange.control import catalog_store
+from exchange.dev.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 

@@ -14,15 +14,16 @@ from typing import Any
 
 import pytest
 
-from exchange import command_limits, kafka, topics
-from exchange.api import Department
 from exchange.audit.entry import MAX_REASON, Action, AuditEntry, Decision
 from exchange.audit.log import entries_only, read_log
-from exchange.command_limits import MAX_AUDIT_TEXT
+from exchange.bus import kafka, topics
+from exchange.clients.department import Department
+from exchange.control.state import load
 from exchange.errors import CommandRefused, ExchangeError
-from exchange.grants import now
-from exchange.policy import compute_view
-from exchange.state import load
+from exchange.sharing import limits as command_limits
+from exchange.sharing.grants import now
+from exchange.sharing.limits import MAX_AUDIT_TEXT
+from exchange.sharing.policy import compute_view
 
 REFUSALS = (Action.COMMAND_REFUSED, Action.SUBSCRIPTION_DENIED)
 EXPLAINED = ("birth_medical_certificate", "population_basic")

@@ -18,12 +18,12 @@ from typing import Any, cast
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from exchange import kafka
-from exchange.catalog import Catalog
-from exchange.publisher import Publisher
-from exchange.reader import Reader, Received
-from exchange.router import Router
-from exchange.view import CompiledView
+from exchange.bus import kafka
+from exchange.catalog.model import Catalog
+from exchange.clients.publisher import Publisher
+from exchange.clients.reader import Reader, Received
+from exchange.enforce.view import CompiledView
+from exchange.router.loop import Router
 
 MASTER_SECRET = b"x" * 32
 #: the embedded broker holds a group join for half the session timeout (5 s at the

@@ -30,25 +30,26 @@ from typing import Any
 
 import pytest
 
-from exchange import kafka, sample, topics
-from exchange.api import Department
 from exchange.audit.archive import open_archive
 from exchange.audit.archiver import Archiver
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.query import Filter, select
 from exchange.audit.verify import Kind, verify
-from exchange.broker import EmbeddedBroker
-from exchange.catalog import Catalog
+from exchange.avro.jsoncodec import CHINA_TZ
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog
+from exchange.cli.tables import width
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.control.state import GRANT_CODEC
+from exchange.dev import sample
+from exchange.dev.broker import EmbeddedBroker
 from exchange.dev.databases import ThrowawayPostgres
 from exchange.errors import CommandRefused, PermissionDenied, UnknownResource
-from exchange.grants import EventKind, GrantEvent, now
-from exchange.jsoncodec import CHINA_TZ
 from exchange.metrics import AuditMetrics
-from exchange.publisher import Publisher
-from exchange.router import Router
-from exchange.state import GRANT_CODEC
-from exchange.tables import width
+from exchange.router.loop import Router
+from exchange.sharing.grants import EventKind, GrantEvent, now
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.bench import TINY, format_rows, run_bench, write_json
+from exchange.dev.bench import TINY, format_rows, run_bench, write_json
 
 pytestmark = pytest.mark.integration
 

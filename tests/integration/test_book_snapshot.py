@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from routing_support import RouterRun, running_router
 
-from exchange import book_snapshot, kafka, state, topics
-from exchange.api import Department
-from exchange.catalog import Catalog
-from exchange.grants import EventKind, Grant, GrantBook, GrantEvent
-from exchange.state import GRANT_CODEC
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.control import book_snapshot, state
+from exchange.control.state import GRANT_CODEC
+from exchange.sharing.grants import EventKind, Grant, GrantBook, GrantEvent
 
 pytestmark = pytest.mark.integration
 

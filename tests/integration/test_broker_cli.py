@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.broker import answers_kafka, free_port
+from exchange.dev.broker import answers_kafka, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,14 @@ from collections.abc import Iterator
 import pytest
 from routing_support import read_topic, start_router, wait_routed
 
-from exchange import catalog_store, sample, topics
-from exchange.api import Department
-from exchange.broker import EmbeddedBroker
-from exchange.catalog import Catalog
-from exchange.publisher import Publisher
-from exchange.router import STALL_S as STALL_THRESHOLD_S
+from exchange.bus import topics
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.control import catalog_store
+from exchange.dev import sample
+from exchange.dev.broker import EmbeddedBroker
+from exchange.router.loop import STALL_S as STALL_THRESHOLD_S
 
 BMC = "birth_medical_certificate"
 STALL_S = 10.0
@@ -46,7 +48,7 @@ def own_broker() -> Iterator[EmbeddedBroker]:
 async def test_router_and_clients_recover_from_a_frozen_broker(
     own_broker: EmbeddedBroker, sample_catalog: Catalog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="exchange.router")
+    caplog.set_level(logging.WARNING, logger="exchange.router.loop")
     bs = own_broker.bootstrap
     await catalog_store.load(bs, sample_catalog, actor="tests")
     async with Department(bs, "hrss") as hrss:
@@ -92,7 +94,7 @@ async def test_router_and_clients_recover_from_a_frozen_broker(
         assert stalls._value.get() == 1
         assert max(waits) >= STALL_THRESHOLD_S
         assert waits[-1] < STALL_THRESHOLD_S
-        messages = [r.getMessage() for r in caplog.records if r.name == "exchange.router"]
+        messages = [r.getMessage() for r in caplog.records if r.name == "exchange.router.loop"]
         assert any(m.startswith("broker stall: no answer from the broker") for m in messages)
         assert any(m.startswith("broker answering again after a stall of") for m in messages)
     finally:

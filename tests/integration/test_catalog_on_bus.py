@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
-from exchange import catalog_store, kafka, topics
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
+from exchange.bus import kafka, topics
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
+from exchange.clients.publisher import Publisher
+from exchange.clients.reader import Reader, topic_for
+from exchange.control import catalog_store
+from exchange.control.registry import SchemaRegistry
+from exchange.dev.sample import generate
 from exchange.errors import CatalogErrors
-from exchange.publisher import Publisher
-from exchange.reader import Reader, topic_for
-from exchange.registry import SchemaRegistry
-from exchange.sample import generate
 
 pytestmark = pytest.mark.integration
 

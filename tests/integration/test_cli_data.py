@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from exchange import kafka
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
+from exchange.avro.jsoncodec import from_json
+from exchange.bus import kafka
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
 from exchange.cli import app
-from exchange.jsoncodec import from_json
 
 pytestmark = pytest.mark.integration
 

@@ -40,14 +40,15 @@ from connectors.errors import (
 )
 from connectors.mapping import field_type
 from connectors.postgres import PostgresDatabase
-from exchange import kafka, sample, topics
-from exchange.api import Department
-from exchange.broker import free_port
-from exchange.catalog import Catalog
+from exchange.avro.jsoncodec import CHINA_TZ, dumps
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.dev import sample
+from exchange.dev.broker import free_port
 from exchange.dev.databases import ThrowawayMariaDB, ThrowawayPostgres
-from exchange.jsoncodec import CHINA_TZ, dumps
-from exchange.publisher import Publisher
-from exchange.router import Router
+from exchange.router.loop import Router
 
 pytestmark = pytest.mark.integration
 

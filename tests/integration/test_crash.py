@@ -25,11 +25,12 @@ from collections import Counter
 import pytest
 from routing_support import SESSION_MS
 
-from exchange import kafka, sample, topics
-from exchange.api import Department
-from exchange.catalog import Catalog
-from exchange.publisher import Publisher
-from exchange.reader import Reader
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.clients.reader import Reader
+from exchange.dev import sample
 
 BMC = "birth_medical_certificate"
 TOTAL = 100_000 if os.environ.get("EXCHANGE_LONG_TESTS") else 20_000

@@ -24,12 +24,14 @@ from routing_support import (
     wait_views,
 )
 
-from exchange import kafka, sample, topics, wire
-from exchange import schema as avro
-from exchange.api import Department
-from exchange.catalog import Catalog, ShareType
-from exchange.publisher import Publisher
-from exchange.router import DLQ_REASON, SOURCE_OFFSET, SOURCE_TOPIC
+from exchange.avro import schema as avro
+from exchange.avro import wire
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog, ShareType
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.dev import sample
+from exchange.router.loop import DLQ_REASON, SOURCE_OFFSET, SOURCE_TOPIC
 
 pytestmark = pytest.mark.integration
 

@@ -41,18 +41,21 @@ from routing_support import (
     wait_views,
 )
 
-from exchange import catalog_store, kafka, sample, topics, wire
-from exchange.api import Department
 from exchange.audit.entry import AUDIT_ENTRY
-from exchange.broker import EmbeddedBroker
-from exchange.catalog import Catalog
-from exchange.control_records import CATALOG_SNAPSHOT
+from exchange.avro import wire
+from exchange.avro.control_records import CATALOG_SNAPSHOT
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.control import catalog_store
+from exchange.control.registry import SchemaRegistry
+from exchange.control.state import GRANT_CODEC
+from exchange.dev import sample
+from exchange.dev.broker import EmbeddedBroker
 from exchange.errors import CommandRefused
-from exchange.grants import EventKind, GrantEvent
-from exchange.publisher import Publisher
-from exchange.registry import SchemaRegistry
-from exchange.router import SOURCE_OFFSET, SOURCE_TOPIC
-from exchange.state import GRANT_CODEC
+from exchange.router.loop import SOURCE_OFFSET, SOURCE_TOPIC
+from exchange.sharing.grants import EventKind, GrantEvent
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,14 @@ from typing import Any
 import pytest
 from routing_support import RouterRun, publish, read_topic, running_router, wait_for
 
-from exchange import catalog_store, kafka, sample, topics
-from exchange.api import Department
 from exchange.audit.entry import Action
 from exchange.audit.log import entries_only, read_log
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
+from exchange.bus import kafka, topics
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.control import catalog_store
+from exchange.dev import sample
 from exchange.errors import CatalogErrors
 
 pytestmark = pytest.mark.integration

@@ -27,14 +27,14 @@ from typing import Any
 import pytest
 from refusal_support import audit_log, new_refusals, refused_and_audited, snapshot
 
-from exchange import command_limits
-from exchange.api import Department
 from exchange.audit.entry import Action
-from exchange.catalog import Catalog
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.control.state import load
+from exchange.enforce.rowfilter import MAX_FILTER_CHARS
 from exchange.errors import CommandRefused, UnknownResource
-from exchange.grants import AppStatus
-from exchange.rowfilter import MAX_FILTER_CHARS
-from exchange.state import load
+from exchange.sharing import limits as command_limits
+from exchange.sharing.grants import AppStatus
 
 pytestmark = pytest.mark.integration
 

@@ -36,13 +36,15 @@ from routing_support import (
     wait_views,
 )
 
-from exchange import sample, topics, wire
-from exchange.api import Department
-from exchange.catalog import Catalog, ShareType
-from exchange.grants import EventKind, GrantEvent, new_id, now
-from exchange.publisher import RECORD_ID, Publisher
-from exchange.registry import SchemaRegistry
-from exchange.state import GRANT_CODEC, load
+from exchange.avro import wire
+from exchange.bus import topics
+from exchange.catalog.model import Catalog, ShareType
+from exchange.clients.department import Department
+from exchange.clients.publisher import RECORD_ID, Publisher
+from exchange.control.registry import SchemaRegistry
+from exchange.control.state import GRANT_CODEC, load
+from exchange.dev import sample
+from exchange.sharing.grants import EventKind, GrantEvent, new_id, now
 
 pytestmark = pytest.mark.integration
 

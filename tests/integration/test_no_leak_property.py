@@ -32,11 +32,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from routing_support import RouterRun, read_topic, start_router, wait_for, wait_routed
 
-from exchange import catalog_store, topics
-from exchange.api import Department
-from exchange.catalog_loader import load_catalog
+from exchange.bus import topics
+from exchange.catalog.loader import load_catalog
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.control import catalog_store
 from exchange.errors import CommandRefused
-from exchange.publisher import Publisher
 
 settings.register_profile(
     "ci",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exchange import kafka
-from exchange.outbox import Outbox
+from exchange.bus import kafka
+from exchange.router.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 

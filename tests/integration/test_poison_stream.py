@@ -42,16 +42,18 @@ from routing_support import (
     wait_routed,
 )
 
-from exchange import kafka, sample, topics, wire
-from exchange import schema as avro
-from exchange.api import Department
 from exchange.audit.entry import Action
 from exchange.audit.log import entries_only, read_log
-from exchange.catalog import Catalog
+from exchange.avro import schema as avro
+from exchange.avro import wire
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.clients.publisher import RECORD_ID, Publisher
+from exchange.clients.reader import Reader
+from exchange.dev import sample
 from exchange.errors import DecodeError
-from exchange.publisher import RECORD_ID, Publisher
-from exchange.reader import Reader
-from exchange.router import DLQ_REASON, MAX_VALUE_BYTES, SOURCE_OFFSET, SOURCE_TOPIC
+from exchange.router.loop import DLQ_REASON, MAX_VALUE_BYTES, SOURCE_OFFSET, SOURCE_TOPIC
 
 pytestmark = pytest.mark.integration
 

@@ -29,13 +29,13 @@ import yaml
 from connectors import runner
 from connectors.config import load
 from connectors.errors import ConnectorDataError
-from exchange import kafka, topics
-from exchange.catalog import Catalog
+from exchange.avro.jsoncodec import dumps
+from exchange.bus import kafka, topics
+from exchange.bus.limits import MAX_VALUE_BYTES, framed_size
+from exchange.catalog.model import Catalog
+from exchange.clients.publisher import Prepared, Publisher
+from exchange.dev.sample import generate
 from exchange.errors import RecordTooLarge
-from exchange.jsoncodec import dumps
-from exchange.limits import MAX_VALUE_BYTES, framed_size
-from exchange.publisher import Prepared, Publisher
-from exchange.sample import generate
 
 pytestmark = pytest.mark.integration
 

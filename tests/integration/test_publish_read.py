@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from exchange import kafka, topics
-from exchange.catalog import Catalog
+from exchange.avro.jsoncodec import from_json
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog
+from exchange.clients.publisher import PUBLISHER, RECORD_ID, Publisher
+from exchange.clients.reader import Reader, Received, topic_for
+from exchange.dev.sample import generate, iter_json_lines
 from exchange.errors import PermissionDenied, RecordInvalid, UnknownResource
-from exchange.jsoncodec import from_json
-from exchange.publisher import PUBLISHER, RECORD_ID, Publisher
-from exchange.reader import Reader, Received, topic_for
-from exchange.sample import generate, iter_json_lines
 
 pytestmark = pytest.mark.integration
 

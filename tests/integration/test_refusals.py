@@ -18,12 +18,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from refusal_support import refused_and_audited, snapshot
 
-from exchange import topics
-from exchange.api import Department
-from exchange.catalog import Catalog
+from exchange.bus import topics
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.control.state import GRANT_CODEC, load
 from exchange.errors import PermissionDenied
-from exchange.grants import AppStatus, EventKind, GrantEvent, new_id
-from exchange.state import GRANT_CODEC, load
+from exchange.sharing.grants import AppStatus, EventKind, GrantEvent, new_id
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,13 @@ from typing import Any, cast
 import pytest
 from routing_support import RouterRun, read_topic, running_router, wait_for, wait_routed, wait_views
 
-from exchange import grants, sample, topics
-from exchange.api import Department
-from exchange.catalog import Catalog, ShareType
-from exchange.publisher import Publisher
-from exchange.reader import Reader
+from exchange.bus import topics
+from exchange.catalog.model import Catalog, ShareType
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.clients.reader import Reader
+from exchange.dev import sample
+from exchange.sharing import grants
 
 pytestmark = pytest.mark.integration
 

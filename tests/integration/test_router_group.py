@@ -25,10 +25,11 @@ from routing_support import (
     wait_views,
 )
 
-from exchange import sample, topics
-from exchange.api import Department
-from exchange.catalog import Catalog
-from exchange.publisher import Publisher
+from exchange.bus import topics
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.dev import sample
 
 pytestmark = pytest.mark.integration
 

@@ -39,12 +39,13 @@ from routing_support import (
     wait_views,
 )
 
-from exchange import sample, topics
-from exchange.api import Department
-from exchange.catalog import Catalog
+from exchange.bus import topics
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.clients.reader import Received
+from exchange.control.registry import SchemaRegistry
+from exchange.dev import sample
 from exchange.errors import PermissionDenied
-from exchange.reader import Received
-from exchange.registry import SchemaRegistry
 
 pytestmark = pytest.mark.integration
 

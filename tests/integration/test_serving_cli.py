@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.catalog import Catalog
+from exchange.catalog.model import Catalog
 
 pytestmark = pytest.mark.integration
 
@@ -138,7 +138,9 @@ def test_router_metrics_on_loopback_and_its_own_events_in_its_log(
         if outside is not None:
             assert not answers(outside, port), f"metrics answer on {outside}"
     log = router.stderr.read_text(encoding="utf-8").splitlines()
-    assert any("INFO exchange.router: policy reloaded (every resource)" in line for line in log)
+    assert any(
+        "INFO exchange.router.loop: policy reloaded (every resource)" in line for line in log
+    )
     assert not [line for line in log if " aiokafka" in line or " kafka." in line], log
 
 

@@ -24,14 +24,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from routing_support import running_router
 from typer.testing import CliRunner, Result
 
-from exchange import catalog_store, kafka, signing, state, topics
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.log import entries_only, read_log
-from exchange.catalog import Catalog
-from exchange.catalog_store import SNAPSHOT, Snapshot, new_snapshot
+from exchange.bus import kafka, topics
+from exchange.catalog import signing
+from exchange.catalog.model import Catalog
 from exchange.cli import app
+from exchange.control import catalog_store, state
+from exchange.control.catalog_store import SNAPSHOT, Snapshot, new_snapshot
+from exchange.control.state import ControlFollower, ControlState
 from exchange.errors import CommandRefused
-from exchange.state import ControlFollower, ControlState
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import catalog_store, kafka, signing, state, topics
-from exchange.api import Department
-from exchange.catalog import Catalog
+from exchange.bus import kafka, topics
+from exchange.catalog import signing
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.control import catalog_store, state
+from exchange.control.state import GRANT_CODEC
 from exchange.errors import CommandRefused
-from exchange.grants import EventKind, GrantEvent
-from exchange.state import GRANT_CODEC
+from exchange.sharing.grants import EventKind, GrantEvent
 
 BMC = "birth_medical_certificate"
 

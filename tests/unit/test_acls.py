@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from exchange import topics
-from exchange.acls import ADMIN, AUDITOR, ROUTER, Op, allowed, generate, to_kafka_acls, user
-from exchange.catalog import Catalog
+from exchange.admin.acls import ADMIN, AUDITOR, ROUTER, Op, allowed, generate, to_kafka_acls, user
+from exchange.bus import topics
+from exchange.catalog.model import Catalog
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_each_department_reads_its_own_deliveries_only(rules, sample_catalog: Ca
 
 def test_a_prefix_cannot_be_abused_by_a_department_whose_id_extends_another() -> None:
     # 'police' must not match 'police_archive' sources: prefixes end with a dot
-    from exchange.catalog import Department
+    from exchange.catalog.model import Department
 
     depts = {
         d: Department(id=d, name_zh="部门", name_en="Dept", code=f"11330000{n:09d}X")
@@ -127,7 +127,7 @@ def test_cli_prints_a_kafka_acls_script_and_json() -> None:
 
 
 def test_kafka_acls_script_quotes_names() -> None:
-    from exchange.acls import Acl
+    from exchange.admin.acls import Acl
 
     out = to_kafka_acls([Acl("User:x", "topic", "gov.src.x.", "prefixed", Op.WRITE)])
     assert out.startswith("#!/bin/sh")

@@ -13,8 +13,8 @@ from exchange.audit.archive import Archive, open_archive, sqlite_path
 from exchange.audit.entry import Action, AuditEntry, Decision, Draft, chain, detail_map
 from exchange.audit.query import Filter, parse_action, parse_time, render, select, table_rows
 from exchange.audit.verify import Kind, Position, verify
+from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.errors import ExchangeError
-from exchange.jsoncodec import CHINA_TZ
 
 T0 = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
 TOPIC = "gov.audit"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exchange.audit.entry import Action, Decision, Draft, detail_map
-from exchange.router import _merge_deliveries
+from exchange.router.loop import _merge_deliveries
 
 
 def delivered(consumer: str, partition: int, offsets: str, n: int, filtered: int = 0) -> Draft:

@@ -8,8 +8,8 @@ import pytest
 
 from exchange.audit.entry import Action, AuditEntry, Decision, Draft, chain, detail_map
 from exchange.audit.report import UNCONDITIONAL, Period, answered_in_time, monthly, to_csv
+from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.errors import ExchangeError
-from exchange.jsoncodec import CHINA_TZ
 
 RES = "birth_medical_certificate"
 PURPOSE = "新生儿落户 household registration"

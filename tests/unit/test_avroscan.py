@@ -13,11 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange import sample, wire
-from exchange import schema as avro
-from exchange.avroscan import LazyRecord, compile_projection, project, scanner_for, zigzag
+from exchange.avro import schema as avro
+from exchange.avro import wire
+from exchange.avro.scan import LazyRecord, compile_projection, project, scanner_for, zigzag
+from exchange.dev import sample
+from exchange.enforce.masks import compile_mask, parse_mask
 from exchange.errors import DecodeError
-from exchange.masks import compile_mask, parse_mask
 
 SCHEMAS = sorted((Path(__file__).resolve().parents[2] / "schemas" / "avro").glob("*.avsc"))
 

@@ -11,9 +11,9 @@ import datetime as dt
 
 from exchange import beijing
 from exchange.audit.entry import detail_map
-from exchange.catalog import Catalog
-from exchange.grants import EventKind, GrantBook, GrantEvent, new_id
-from exchange.policy import compute_view
+from exchange.catalog.model import Catalog
+from exchange.sharing.grants import EventKind, GrantBook, GrantEvent, new_id
+from exchange.sharing.policy import compute_view
 
 LATE_UTC = dt.datetime(2026, 11, 29, 21, 40, tzinfo=dt.UTC)  # 2026-11-30 05:40 in Beijing
 BMC = "birth_medical_certificate"

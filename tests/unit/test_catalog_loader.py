@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from exchange import yamlfile
-from exchange.catalog import CREDIT_CODE, RESOURCE_CODE, ShareType
-from exchange.catalog_loader import load_catalog
+from exchange.catalog import yamlfile
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import CREDIT_CODE, RESOURCE_CODE, ShareType
 from exchange.errors import CatalogError, CatalogErrors
 
 SAMPLE = Path(__file__).resolve().parents[2] / "schemas"

@@ -12,13 +12,20 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import signing, topics
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
-from exchange.catalog_store import SNAPSHOT, Snapshot, decode_snapshot, new_snapshot, refusal
-from exchange.control_records import CATALOG_SNAPSHOT_V1, ControlCodec
+from exchange.avro.control_records import CATALOG_SNAPSHOT_V1, ControlCodec
+from exchange.bus import topics
+from exchange.catalog import signing
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
+from exchange.control.catalog_store import (
+    SNAPSHOT,
+    Snapshot,
+    decode_snapshot,
+    new_snapshot,
+    refusal,
+)
+from exchange.control.state import ControlState
 from exchange.errors import CatalogErrors
-from exchange.state import ControlState
 
 SAMPLE = Path(__file__).resolve().parents[2] / "schemas"
 

@@ -9,7 +9,7 @@ import pytest
 
 from exchange.cli import lazy
 
-HEAVY = ("aiokafka", "fastavro", "pydantic", "cryptography", "cel", "exchange.api")
+HEAVY = ("aiokafka", "fastavro", "pydantic", "cryptography", "cel", "exchange.clients.department")
 
 
 def _modules_after(args: list[str]) -> set[str]:

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from exchange import command_limits as limits
-from exchange.catalog import Catalog
+from exchange.catalog.model import Catalog
 from exchange.errors import CommandRefused
-from exchange.grants import EventKind, GrantEvent
+from exchange.sharing import limits
+from exchange.sharing.grants import EventKind, GrantEvent
 
 NOT_UTF8 = b"ab\xffc".decode("utf-8", "surrogateescape")
 

@@ -32,7 +32,7 @@ from connectors.files import FileImport
 from connectors.mapping import Column, field_type
 from connectors.mysql import MySQLDatabase
 from connectors.postgres import PostgresDatabase
-from exchange.catalog import Catalog
+from exchange.catalog.model import Catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "connectors"
@@ -436,7 +436,7 @@ async def test_csv_columns_must_match_fields(tmp_path: Path, sample_catalog: Cat
 async def test_a_bad_json_line_is_reported_with_its_number(
     tmp_path: Path, sample_catalog: Catalog
 ) -> None:
-    from exchange import sample
+    from exchange.dev import sample
 
     records = sample.iter_json_lines(
         sample_catalog.resource("birth_medical_certificate").schema_, 3, 1

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from exchange.errors import ExchangeError
-from exchange.masks import (
+from exchange.enforce.masks import (
     KNOWN_RULES,
     MaskError,
     MaskSpec,
@@ -18,6 +17,7 @@ from exchange.masks import (
     consumer_key,
     parse_mask,
 )
+from exchange.errors import ExchangeError
 
 SECRET = b"test master secret, 32 bytes ok!"
 ID_NUMBER = "330102199001011234"

@@ -13,14 +13,15 @@ from typing import Any
 import fastavro
 import pytest
 
-from exchange import sample, wire
-from exchange import schema as avro
-from exchange.catalog import Catalog, ShareType
+from exchange.avro import schema as avro
+from exchange.avro import wire
+from exchange.avro.jsoncodec import CHINA_TZ
+from exchange.catalog.model import Catalog, ShareType
+from exchange.dev import sample
+from exchange.enforce.view import compile_view
 from exchange.errors import ExchangeError
-from exchange.grants import EventKind, GrantBook, GrantEvent
-from exchange.jsoncodec import CHINA_TZ
-from exchange.policy import View, compute_view, view_schema
-from exchange.view import compile_view
+from exchange.sharing.grants import EventKind, GrantBook, GrantEvent
+from exchange.sharing.policy import View, compute_view, view_schema
 
 BMC = "birth_medical_certificate"
 DEATH = "death_registration"

@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from exchange.router import Router, _Routed
+from exchange.router.loop import Router, _Routed
 
 
 class RebalancedConsumer:

@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 
+from exchange.enforce.rowfilter import (
+    MAX_FILTER_CHARS,
+    FilterError,
+    RowFilter,
+    compile_filter,
+    to_cel,
+)
 from exchange.errors import ExchangeError
-from exchange.rowfilter import MAX_FILTER_CHARS, FilterError, RowFilter, compile_filter, to_cel
 
 CST = dt.timezone(dt.timedelta(hours=8))
 FIELDS = [

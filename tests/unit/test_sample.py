@@ -19,7 +19,8 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from exchange import jsoncodec, sample
+from exchange.avro import jsoncodec
+from exchange.dev import sample
 from exchange.errors import SchemaError
 
 AVRO_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
@@ -405,7 +406,7 @@ def test_people_in_one_record_are_told_apart_by_prefix() -> None:
 
 
 def test_credit_codes_are_valid() -> None:
-    from exchange.catalog import CREDIT_CODE
+    from exchange.catalog.model import CREDIT_CODE
 
     for r in sample.generate(ALL_TYPES, 200, seed=1):
         assert sample.is_valid_credit_code(r["credit_code"])

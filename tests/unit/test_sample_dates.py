@@ -36,8 +36,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange import bench_catalog, sample
-from exchange.jsoncodec import CHINA_TZ
+from exchange.avro.jsoncodec import CHINA_TZ
+from exchange.dev import bench_catalog, sample
 
 AVSC_FILES = sorted((Path(__file__).resolve().parents[2] / "schemas" / "avro").glob("*.avsc"))
 DATE = {"type": "int", "logicalType": "date"}

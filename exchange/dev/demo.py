@@ -32,18 +32,22 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import catalog_store, sample, signing, topics, wire
-from exchange import schema as avro
-from exchange.api import Department
-from exchange.broker import given_or_embedded
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
+from exchange.avro import schema as avro
+from exchange.avro import wire
+from exchange.avro.jsoncodec import to_jsonable
+from exchange.bus import topics
+from exchange.catalog import signing
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
+from exchange.cli.tables import clip, table
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher, record_id
+from exchange.clients.reader import Reader
+from exchange.control import catalog_store
+from exchange.dev import sample
+from exchange.dev.broker import given_or_embedded
 from exchange.errors import CommandRefused, ExchangeError
-from exchange.jsoncodec import to_jsonable
-from exchange.publisher import Publisher, record_id
-from exchange.reader import Reader
-from exchange.router import Router
-from exchange.tables import clip, table
+from exchange.router.loop import Router
 
 RESOURCE = "birth_medical_certificate"
 #: the catalog administrator (目录管理员) of the demo: the sample catalog has no data

@@ -11,7 +11,7 @@ Signed loads: once the catalog in force names catalog administrators
 replaces it only if its actor is one of them, its Ed25519 signature over
 every other field of the snapshot verifies with that administrator's key,
 and its version is newer. Every reader applies :func:`refusal` as it
-replays the topic (:func:`current`, :class:`exchange.state.ControlState`),
+replays the topic (:func:`current`, :class:`exchange.control.state.ControlState`),
 so a snapshot written straight onto the topic by anyone else is ignored.
 The first catalog, and any load while the catalog in force names no
 administrator, is accepted unsigned.
@@ -27,15 +27,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import kafka, signing, topics
 from exchange.audit.entry import AUDIT_ENTRY, Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
-from exchange.catalog import Catalog
-from exchange.control_records import CATALOG_SNAPSHOT, CATALOG_SNAPSHOT_V1, ControlCodec
+from exchange.avro.control_records import CATALOG_SNAPSHOT, CATALOG_SNAPSHOT_V1, ControlCodec
+from exchange.avro.schema import check_backward
+from exchange.bus import kafka, topics
+from exchange.catalog import signing
+from exchange.catalog.model import Catalog
+from exchange.control.registry import SchemaRegistry
 from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
-from exchange.grants import GRANT_EVENT
-from exchange.registry import SchemaRegistry
-from exchange.schema import check_backward
+from exchange.sharing.grants import GRANT_EVENT
 
 SNAPSHOT = ControlCodec(CATALOG_SNAPSHOT, older=(CATALOG_SNAPSHOT_V1,))
 #: the schema of every control record the bus writes, older versions included: each is

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange import schema as avro
-from exchange import wire
+from exchange.avro import schema as avro
+from exchange.avro import wire
 from exchange.errors import DecodeError
 
 _SNAPSHOT_FIELDS: list[dict[str, Any]] = [

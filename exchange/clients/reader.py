@@ -18,11 +18,12 @@ from typing import Any, Self
 
 from aiokafka import TopicPartition
 
-from exchange import kafka, topics, wire
-from exchange.catalog import Catalog
+from exchange.avro import wire
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog
+from exchange.clients.publisher import RECORD_ID
+from exchange.control.registry import SchemaRegistry
 from exchange.errors import DecodeError, ExchangeError
-from exchange.publisher import RECORD_ID
-from exchange.registry import SchemaRegistry
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ batch leaves, or a batch is half sent. Three limits apply:
 * the router's: a source value (Confluent framing and Avro body) of at most
   :data:`MAX_VALUE_BYTES`; the router dead-letters a larger one, so no
   subscriber would ever receive it;
-* the producer's ``max_request_size`` (:data:`exchange.kafka.MAX_REQUEST_SIZE`):
+* the producer's ``max_request_size`` (:data:`exchange.bus.kafka.MAX_REQUEST_SIZE`):
   aiokafka refuses a larger record;
 * the topic's ``max.message.bytes``: the broker refuses a larger record batch.
   :func:`topic_limits` reads it from the broker; a topic that does not say
@@ -30,7 +30,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from exchange import kafka, topics
+from exchange.bus import kafka, topics
 from exchange.errors import BrokerUnavailable, RecordTooLarge
 
 MAX_VALUE_BYTES = 1_000_000
@@ -50,7 +50,7 @@ REQUEST = Limit(kafka.MAX_REQUEST_SIZE, "the producer's max_request_size")
 
 
 class Outgoing(Protocol):
-    """A record about to be sent, as the check sees it (``exchange.publisher.Prepared``)."""
+    """A record about to be sent, as the check sees it (``exchange.clients.publisher.Prepared``)."""
 
     @property
     def topic(self) -> str: ...

@@ -30,10 +30,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from exchange import broker, topics
+from exchange.bus import topics
+from exchange.dev import broker
 from exchange.errors import BrokerUnavailable
 
-MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default, stated: exchange.limits checks against it
+MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default, stated: exchange.bus.limits checks against it
 MAX_BATCH_SIZE = 256 * 1024
 
 #: what a client's bootstrap asks about: it needs only the brokers, which come with any answer

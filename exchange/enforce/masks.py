@@ -30,7 +30,7 @@ Everything is checked and prepared once, when the grant is made:
 :func:`parse_mask` checks the spec, :func:`check_applicable` checks that the
 rule suits the field's Avro type, and :func:`compile_mask` returns a plain
 function the router calls for every record. Text is converted the way the
-JSON form of a record shows it (:mod:`exchange.jsoncodec`): dates as
+JSON form of a record shows it (:mod:`exchange.avro.jsoncodec`): dates as
 ``2026-11-26``, timestamps in China time with milliseconds, decimals as
 written.
 """
@@ -45,9 +45,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from exchange.avro.jsoncodec import CHINA_TZ, to_jsonable
+from exchange.avro.schema import non_null_type
 from exchange.errors import ExchangeError
-from exchange.jsoncodec import CHINA_TZ, to_jsonable
-from exchange.schema import non_null_type
 
 __all__ = [
     "HASH_HEX_CHARS",

@@ -32,17 +32,25 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from exchange import book_snapshot, catalog_store, kafka, sample, state, topics
-from exchange.api import Department
-from exchange.bench_catalog import BENCH_RESOURCE, PROVIDER, dept_id, grant_events, write_catalog
-from exchange.broker import given_or_embedded
-from exchange.catalog import Catalog
-from exchange.catalog_loader import load_catalog
-from exchange.outbox import Outbox
-from exchange.publisher import Prepared, Publisher
-from exchange.router import SOURCE_OFFSET, Router
+from exchange.bus import kafka, topics
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.clients.publisher import Prepared, Publisher
+from exchange.control import book_snapshot, catalog_store, state
+from exchange.control.state import GRANT_CODEC
+from exchange.dev import sample
+from exchange.dev.bench_catalog import (
+    BENCH_RESOURCE,
+    PROVIDER,
+    dept_id,
+    grant_events,
+    write_catalog,
+)
+from exchange.dev.broker import given_or_embedded
+from exchange.router.loop import SOURCE_OFFSET, Router
+from exchange.router.outbox import Outbox
 from exchange.settings import Settings
-from exchange.state import GRANT_CODEC
 
 SECRET = b"benchmark-secret-not-for-production"
 #: group session of the bench's routers on the embedded broker, which holds every group
@@ -194,7 +202,7 @@ async def _raw_throughput(s: Setup, source: str, count: int, *, batched: bool) -
 
     ``batched=False``: the plain loop of the issue, one ``send`` per record.
     ``batched=True``: the same loop appending to record batches as the router does
-    (:class:`exchange.outbox.Outbox`), to show what the produce path alone is worth.
+    (:class:`exchange.router.outbox.Outbox`), to show what the produce path alone is worth.
     Partitions are assigned, not joined through a group (no 5 s join), and offsets
     are committed per batch as the router does.
     """
@@ -280,7 +288,7 @@ async def _steady_publish(
     sent: dict[bytes, float],
     make_key: Callable[[int], bytes],
 ) -> None:
-    # the publisher's own batching (5 ms linger, as exchange.publisher uses): a record
+    # the publisher's own batching (5 ms linger, as exchange.clients.publisher uses): a record
     # per produce request at 2,000/s is no department's publisher, and the embedded
     # broker slows down under it (raw p99 over a 20 s run: 254 ms without linger)
     async with kafka.producer(s.bootstrap, linger_ms=PUBLISH_LINGER_MS) as producer:
@@ -797,7 +805,7 @@ async def run_bench(
 
 
 def format_rows(rows: list[Row]) -> str:
-    from exchange.tables import table
+    from exchange.cli.tables import table
 
     def num(v: float | None) -> str:
         if v is None:

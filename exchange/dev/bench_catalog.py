@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from exchange.grants import EventKind, GrantEvent
+from exchange.sharing.grants import EventKind, GrantEvent
 
-SAMPLE = Path(__file__).resolve().parent.parent / "schemas"
+SAMPLE = Path(__file__).resolve().parents[2] / "schemas"
 BENCH_RESOURCE = "bench_enterprise"
 PROVIDER = "dept00"
 

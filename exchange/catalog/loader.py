@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from exchange import schema as avro
-from exchange.catalog import (
+from exchange.avro import schema as avro
+from exchange.catalog.model import (
     RESOURCE_CODE,
     Catalog,
     Department,
@@ -27,8 +27,8 @@ from exchange.catalog import (
     ResourceSpec,
     ShareType,
 )
+from exchange.catalog.yamlfile import Document, YamlProblem, read
 from exchange.errors import CatalogError, CatalogErrors, SchemaError
-from exchange.yamlfile import Document, YamlProblem, read
 
 NEEDS_LEGAL_BASIS = (ShareType.CONDITIONAL, ShareType.NOT_SHARED)
 

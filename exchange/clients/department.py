@@ -18,7 +18,7 @@ Every command is audited on ``gov.audit`` before it returns, a refused one
 included (``COMMAND_REFUSED`` with the reason; ``SUBSCRIPTION_DENIED`` for a
 subscription): each :class:`Department` is one audit chain.
 
-What a command carries is checked first (:mod:`exchange.command_limits`:
+What a command carries is checked first (:mod:`exchange.sharing.limits`:
 lengths, control characters, text that is not UTF-8), and whatever a refused
 command carried is quoted in the audit entry escaped and cut short, so no
 argument can make the refusal itself fail.
@@ -34,11 +34,15 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import command_limits, kafka, signing, topics, workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
+from exchange.bus import kafka, topics
+from exchange.catalog import signing
+from exchange.control.state import GRANT_CODEC, ControlFollower, ControlState
 from exchange.errors import CommandRefused, ExchangeError, PermissionDenied, UnknownResource
-from exchange.grants import (
+from exchange.sharing import limits as command_limits
+from exchange.sharing import workdays
+from exchange.sharing.grants import (
     GRANT_EVENT,
     Application,
     AppStatus,
@@ -48,8 +52,7 @@ from exchange.grants import (
     new_id,
     now,
 )
-from exchange.policy import View, compute_view
-from exchange.state import GRANT_CODEC, ControlFollower, ControlState
+from exchange.sharing.policy import View, compute_view
 
 _MAX_DETAIL = 10_000  # longest detail value (the fields of a wide resource)
 
@@ -61,7 +64,7 @@ class Department:
         self, bootstrap: str, department: str, *, signing_key: Ed25519PrivateKey | None = None
     ) -> None:
         """``signing_key``: the department's Ed25519 private key; required for commands when
-        the catalog registers a public key for it (see :mod:`exchange.signing`)."""
+        the catalog registers a public key for it (see :mod:`exchange.catalog.signing`)."""
         self.bootstrap = bootstrap
         self.department = department
         self.signing_key = signing_key
@@ -153,7 +156,7 @@ class Department:
         """Write one audit entry of this department and wait for its acknowledgement.
 
         Text that a refused command carried (too long, not UTF-8, control
-        characters) is written as :func:`~exchange.command_limits.shown` of it.
+        characters) is written as :func:`~exchange.sharing.limits.shown` of it.
         """
         if self._audit is None:
             raise ExchangeError("Department is not started: use 'async with Department(...)'")

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exchange import schema as avro
-from exchange import topics, wire
-from exchange.avroscan import LazyRecord, PlanItem, Scanner, compile_projection
-from exchange.catalog import Resource
-from exchange.masks import compile_mask, consumer_key, parse_mask
-from exchange.policy import View, view_schema
-from exchange.rowfilter import RowFilter, compile_filter
+from exchange.avro import schema as avro
+from exchange.avro import wire
+from exchange.avro.scan import LazyRecord, PlanItem, Scanner, compile_projection
+from exchange.bus import topics
+from exchange.catalog.model import Resource
+from exchange.enforce.masks import compile_mask, consumer_key, parse_mask
+from exchange.enforce.rowfilter import RowFilter, compile_filter
+from exchange.sharing.policy import View, view_schema
 
 
 @dataclass

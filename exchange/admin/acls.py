@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from exchange import topics
-from exchange.catalog import Catalog
+from exchange.bus import topics
+from exchange.catalog.model import Catalog
 
 ROUTER = "gov-router"
 ADMIN = "catalog-admin"

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from exchange import beijing, signing, workdays
-from exchange.catalog import Catalog, ShareType
+from exchange import beijing
+from exchange.catalog import signing
+from exchange.catalog.model import Catalog, ShareType
+from exchange.enforce.masks import check_applicable, parse_mask
+from exchange.enforce.rowfilter import compile_filter
 from exchange.errors import CommandRefused, ExchangeError
-from exchange.masks import check_applicable, parse_mask
-from exchange.rowfilter import compile_filter
+from exchange.sharing import workdays
 
 MAX_TEXT = 2000
 
@@ -270,7 +272,7 @@ class GrantBook:
         """Raise :class:`CommandRefused` with the reason if ``ev`` breaks a rule."""
         if ev.event_id in self.accepted or ev.event_id in self.refused:
             raise _refuse(f"event {ev.event_id} was already processed")
-        from exchange import command_limits  # it imports this module
+        from exchange.sharing import limits as command_limits  # it imports this module
 
         command_limits.check_event(ev, row_filter=False)  # a forged event breaks them too
         try:
@@ -308,7 +310,7 @@ class GrantBook:
         return None
 
     def _check_subscribe(self, ev: GrantEvent, catalog: Catalog) -> None:
-        from exchange.policy import compute_view
+        from exchange.sharing.policy import compute_view
 
         if ev.actor != ev.consumer:
             raise _refuse(f"{ev.actor!r} cannot subscribe on behalf of {ev.consumer!r}")

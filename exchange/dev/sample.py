@@ -8,9 +8,9 @@ words of the field's ``doc``. A resource added tomorrow gets sensible data
 without a code change; a field nothing recognises still gets a valid value.
 
 Records come back in fastavro's Python form (``datetime.date``, aware
-``datetime`` in :data:`~exchange.jsoncodec.CHINA_TZ`, ``Decimal`` at the
-schema's scale, ``bytes``) and survive :func:`exchange.jsoncodec.dumps`
-followed by :func:`exchange.jsoncodec.from_json` unchanged.
+``datetime`` in :data:`~exchange.avro.jsoncodec.CHINA_TZ`, ``Decimal`` at the
+schema's scale, ``bytes``) and survive :func:`exchange.avro.jsoncodec.dumps`
+followed by :func:`exchange.avro.jsoncodec.from_json` unchanged.
 
 Reproducibility: every value is drawn from its own random stream, derived from
 ``(seed, schema full name, field path, record index)``. The same seed gives the
@@ -60,10 +60,17 @@ from itertools import accumulate
 from random import Random
 from typing import Any
 
-from exchange import jsoncodec
-from exchange.jsoncodec import CHINA_TZ
-from exchange.lifedates import add_years, age_at, grade_at, grade_name, pupil_birth, school_entry
-from exchange.schema import parse
+from exchange.avro import jsoncodec
+from exchange.avro.jsoncodec import CHINA_TZ
+from exchange.avro.schema import parse
+from exchange.dev.lifedates import (
+    add_years,
+    age_at,
+    grade_at,
+    grade_name,
+    pupil_birth,
+    school_entry,
+)
 
 __all__ = [
     "AS_OF",

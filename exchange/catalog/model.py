@@ -2,7 +2,7 @@
 
 Pydantic models for departments and information resources, plus the
 :class:`Catalog` that the rest of the bus looks things up in. Loading and
-cross-file rules live in :mod:`exchange.catalog_loader`.
+cross-file rules live in :mod:`exchange.catalog.loader`.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Department(_Strict):
     @field_validator("public_key")
     @classmethod
     def _public_key(cls, v: str | None) -> str | None:
-        from exchange.signing import check_public_key
+        from exchange.catalog.signing import check_public_key
 
         return None if v is None else check_public_key(v)
 

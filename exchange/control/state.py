@@ -4,7 +4,7 @@ Catalog snapshots (newest in force), schemas and grant events are read from
 the beginning; :class:`ControlFollower` then keeps following them live, so a
 revocation written by one process reaches every router within a poll. A
 session (``from_snapshot``) starts instead from the last snapshot of the
-grant book that routers write (:mod:`exchange.book_snapshot`) and replays only
+grant book that routers write (:mod:`exchange.control.book_snapshot`) and replays only
 the grant events after it.
 """
 
@@ -20,13 +20,14 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from exchange import book_snapshot, kafka, topics
-from exchange.catalog import Catalog
-from exchange.catalog_store import Snapshot, decode_snapshot, ensure_control_topics, refusal
-from exchange.control_records import ControlCodec
+from exchange.avro.control_records import ControlCodec
+from exchange.bus import kafka, topics
+from exchange.catalog.model import Catalog
+from exchange.control import book_snapshot
+from exchange.control.catalog_store import Snapshot, decode_snapshot, ensure_control_topics, refusal
+from exchange.control.registry import SchemaRegistry
 from exchange.errors import BrokerUnavailable, DecodeError, ExchangeError
-from exchange.grants import GRANT_EVENT, GrantBook, GrantEvent
-from exchange.registry import SchemaRegistry
+from exchange.sharing.grants import GRANT_EVENT, GrantBook, GrantEvent
 
 log = logging.getLogger(__name__)
 GRANT_CODEC = ControlCodec(GRANT_EVENT)

@@ -4,7 +4,7 @@ fields(C, R) = unconditional fields ∪ (conditional fields ∩ fields of C's
 active grant on R); not-shared fields never; the provider sees everything.
 The grant adds masks and a row filter. An empty view is a denial, with the
 rule that denied it. Being entitled to a view is not receiving it: the router
-delivers a view only to a department that subscribed or holds an active grant. This module only decides; :mod:`exchange.view` applies
+delivers a view only to a department that subscribed or holds an active grant. This module only decides; :mod:`exchange.enforce.view` applies
 the decision to records.
 """
 
@@ -14,11 +14,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from exchange import beijing, topics
-from exchange import schema as avro
-from exchange.catalog import Catalog, Resource, ShareType
-from exchange.grants import Grant, GrantBook
-from exchange.masks import parse_mask
+from exchange import beijing
+from exchange.avro import schema as avro
+from exchange.bus import topics
+from exchange.catalog.model import Catalog, Resource, ShareType
+from exchange.enforce.masks import parse_mask
+from exchange.sharing.grants import Grant, GrantBook
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Loop, per batch of source records::
 
     fetch ─▶ scan once ─▶ for each compiled view: filter, project, mask
-          ─▶ append to the record batch of gov.dlv.<consumer>.<resource> (see exchange.outbox)
+          ─▶ append to the record batch of gov.dlv.<consumer>.<resource> (see exchange.router.outbox)
           ─▶ hand the batches to the producer ─▶ next fetch
     and in the background, batch after batch in order:
           every ack of the batch ─▶ its audit entries acked ─▶ commit its offsets
@@ -47,21 +47,23 @@ import fastavro
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from exchange import book_snapshot, kafka, topics, wire
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
-from exchange.avroscan import LazyRecord, scanner_for
-from exchange.catalog import Catalog, Resource
-from exchange.catalog_store import CONTROL_SCHEMAS, Snapshot, refusal_draft
+from exchange.avro import wire
+from exchange.avro.scan import LazyRecord, scanner_for
+from exchange.bus import kafka, topics
+from exchange.bus.limits import MAX_VALUE_BYTES  # publishers refuse larger values up front
+from exchange.catalog.model import Catalog, Resource
+from exchange.clients.publisher import RECORD_ID, record_id
+from exchange.control import book_snapshot
+from exchange.control.catalog_store import CONTROL_SCHEMAS, Snapshot, refusal_draft
+from exchange.control.state import ControlFollower, ControlState
+from exchange.enforce.view import CompiledView, compile_view
 from exchange.errors import DecodeError, ExchangeError
-from exchange.grants import AppStatus, GrantEvent
-from exchange.limits import MAX_VALUE_BYTES  # publishers refuse larger values up front
 from exchange.metrics import RouterMetrics
-from exchange.outbox import Outbox
-from exchange.policy import compute_view
-from exchange.publisher import RECORD_ID, record_id
-from exchange.state import ControlFollower, ControlState
-from exchange.view import CompiledView, compile_view
+from exchange.router.outbox import Outbox
+from exchange.sharing.grants import AppStatus, GrantEvent
+from exchange.sharing.policy import compute_view
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ class _Decoder:
     def __init__(self, res: Resource, state: ControlState) -> None:
         self.res = res
         self.reader = state.registry.parsed(res.schema_id)
-        #: records of the current schema are sliced, not decoded (see exchange.avroscan)
+        #: records of the current schema are sliced, not decoded (see exchange.avro.scan)
         self.scanner = scanner_for(res.schema_)
         self.writers: dict[int, Any] = {}
         for sid in state.catalog.schema_history.get(res.id, [res.schema_id]):

@@ -2,7 +2,7 @@
 
 A batch or a file is accepted whole or refused whole. Every record is
 checked against its resource's schema, and its size against what Kafka and
-the router take (:mod:`exchange.limits`), before anything is sent: an invalid
+the router take (:mod:`exchange.bus.limits`), before anything is sent: an invalid
 record raises :class:`RecordInvalid` naming the field and the problem, one too
 large :class:`RecordTooLarge` with its size and the limit; either names the
 line of a file, or the record's index in a batch, and nothing is sent.
@@ -35,11 +35,12 @@ import fastavro
 from aiokafka.errors import KafkaError
 from fastavro.validation import ValidationError
 
-from exchange import kafka, limits, topics, wire
-from exchange import schema as avro
-from exchange.catalog import Catalog, Resource
+from exchange.avro import schema as avro
+from exchange.avro import wire
+from exchange.avro.jsoncodec import FieldProblem, from_json
+from exchange.bus import kafka, limits, topics
+from exchange.catalog.model import Catalog, Resource
 from exchange.errors import ExchangeError, PermissionDenied, PublishIncomplete, RecordInvalid
-from exchange.jsoncodec import FieldProblem, from_json
 
 RECORD_ID = "gov-record-id"
 PUBLISHER = "gov-publisher"

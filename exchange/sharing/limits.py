@@ -1,6 +1,6 @@
 """Limits on what a command may carry, checked before it is written or audited.
 
-:class:`~exchange.grants.GrantBook` checks the rules of sharing (who may
+:class:`~exchange.sharing.grants.GrantBook` checks the rules of sharing (who may
 approve, which fields, which filters). This module checks the text a
 command carries, so that a hostile or broken caller gets a clear refusal
 instead of a crash halfway, and nothing it sent can break the control
@@ -10,14 +10,14 @@ topics or the access log:
   targets) are at most :data:`MAX_ID_CHARS` characters, not empty, and
   contain no control or format character;
 * free text (purpose, legal basis, reasons) is at most
-  :data:`~exchange.grants.MAX_TEXT` characters and contains no control or
+  :data:`~exchange.sharing.grants.MAX_TEXT` characters and contains no control or
   format character except tab and newline (no terminal escapes, no
   right-to-left overrides that make an audit report read differently);
 * no text may contain a lone surrogate: what Python makes of bytes that are
   not UTF-8 (``surrogateescape``), which cannot be encoded for the bus;
 * an application or approval names at most :data:`MAX_FIELDS` fields and
   masks; a row filter is at most
-  :data:`~exchange.rowfilter.MAX_FILTER_CHARS` characters;
+  :data:`~exchange.enforce.rowfilter.MAX_FILTER_CHARS` characters;
 * a valid-until time carries its time zone;
 * a row filter that compiles must be a condition: one giving a string or a
   number for a sample record of the resource is refused (it would deliver
@@ -34,10 +34,10 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from exchange.catalog import Resource
+from exchange.catalog.model import Resource
+from exchange.enforce.rowfilter import MAX_FILTER_CHARS, FilterError, compile_filter, to_cel
 from exchange.errors import CommandRefused
-from exchange.grants import MAX_TEXT, GrantEvent
-from exchange.rowfilter import MAX_FILTER_CHARS, FilterError, compile_filter, to_cel
+from exchange.sharing.grants import MAX_TEXT, GrantEvent
 
 __all__ = [
     "MAX_AUDIT_TEXT",
@@ -184,7 +184,7 @@ def check_row_filter(expression: str | None, res: Resource | None = None) -> Non
         return  # a constant: compile_filter already insists on true or false
     import cel  # the filter compiled, so the library is loaded already
 
-    from exchange import sample
+    from exchange.dev import sample
 
     program = cel.compile(expression)
     for record in sample.generate(res.schema_, SAMPLE_RECORDS, seed=0):

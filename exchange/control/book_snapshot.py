@@ -1,6 +1,6 @@
 """Snapshots of the grant book on ``gov.ctl.book``, so a session need not replay all history.
 
-A department session (every CLI command, :class:`exchange.api.Department`)
+A department session (every CLI command, :class:`exchange.clients.department.Department`)
 used to replay ``gov.ctl.grants`` from the beginning on start: its latency
 grew with the history. Routers replay the whole history anyway; every few
 seconds, when their book changed, they write it here as one record: the book
@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
 
-from exchange import schema as avro
-from exchange import topics
-from exchange.control_records import ControlCodec
+from exchange.avro import schema as avro
+from exchange.avro.control_records import ControlCodec
+from exchange.bus import topics
 from exchange.errors import DecodeError
-from exchange.grants import Application, AppStatus, Grant, GrantBook
+from exchange.sharing.grants import Application, AppStatus, Grant, GrantBook
 
 BOOK_SNAPSHOT: avro.Schema = {
     "type": "record",
@@ -69,7 +69,7 @@ FRESH_REPLAY_EVERY_S = 30.0  # after a catalog change: a full replay at most thi
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
-    from exchange.state import ControlState
+    from exchange.control.state import ControlState
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ async def keep_written(state: ControlState, producer: AIOKafkaProducer, writer: 
     under the catalog in force is written instead, at most every
     :data:`FRESH_REPLAY_EVERY_S`.
     """
-    from exchange.state import load  # it imports this module
+    from exchange.control.state import load  # it imports this module
 
     await state.registry.register(producer, BOOK_SNAPSHOT)
     written, last_fresh = 0, -FRESH_REPLAY_EVERY_S

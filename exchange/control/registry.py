@@ -4,7 +4,7 @@ Like Karapace's ``_schemas`` topic: every resource, view and control record
 schema is one record, keyed by its schema id, valued with its JSON; every
 framed record on the bus resolves through it. Each
 process keeps the schemas in memory and re-reads the topic when it meets an
-id it does not know yet. Schema ids are content hashes (:mod:`exchange.schema`),
+id it does not know yet. Schema ids are content hashes (:mod:`exchange.avro.schema`),
 so two processes registering the same schema agree on its id without talking.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from exchange import kafka, topics
-from exchange import schema as avro
+from exchange.avro import schema as avro
+from exchange.bus import kafka, topics
 from exchange.errors import DecodeError, SchemaError
 
 

@@ -1,0 +1,1 @@
+"""Administering the Kafka cluster from the catalog: ACLs."""

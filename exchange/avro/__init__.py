@@ -1,0 +1,1 @@
+"""Avro: schemas and their ids, wire framing, byte-level scanning, JSON form."""

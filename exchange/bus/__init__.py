@@ -1,0 +1,1 @@
+"""The Kafka side of the bus: clients, topic names, the record envelope."""

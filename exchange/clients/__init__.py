@@ -1,0 +1,1 @@
+"""What department systems call: publisher, reader, department session."""

@@ -1,0 +1,1 @@
+"""The control topics every process follows: catalog snapshots, schemas, grant events."""

@@ -1,0 +1,1 @@
+"""Enforcing a decision on records: compiled views, masks, row filters."""

@@ -1,0 +1,1 @@
+"""The router: source records to every entitled consumer, as its own view."""

@@ -1,0 +1,1 @@
+"""The sharing workflow (共享): command limits, grant book, policy, working days."""
