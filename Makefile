@@ -18,6 +18,7 @@ lint: $(BIN)/exchange
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The Debian packages whose servers the suite starts for itself (PostgreSQL, MariaDB):
 # installed here when missing and run as root, else one sentence says what to install.

@@ -31,7 +31,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from exchange.audit.archive import Archive, open_archive
+from exchange.audit.archive import Archive
+from exchange.audit.archive_url import open_archive
 from exchange.audit.entry import Action, from_millis, to_millis
 from exchange.audit.query import Filter
 

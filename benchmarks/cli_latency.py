@@ -43,7 +43,7 @@ from exchange.control.state import GRANT_CODEC
 from exchange.dev.bench import EMBEDDED_SESSION_MS, SECRET, _write_events
 from exchange.dev.bench_catalog import grant_events, write_catalog
 from exchange.dev.broker import given_or_embedded
-from exchange.sharing.grants import EventKind, GrantEvent
+from exchange.sharing.records import EventKind, GrantEvent
 
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 RAW_TOPIC = "bench.cli.raw"

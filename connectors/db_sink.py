@@ -38,16 +38,17 @@ from aiokafka import TopicPartition
 from connectors import mapping
 from connectors.base import Connector, ConnectorMetrics
 from connectors.config import DatabaseTarget, DbSinkConfig, Spot
+from connectors.dialects import open_database
 from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
 from connectors.mapping import FieldType
-from connectors.sql import Database, open_database
+from connectors.sql import Database
 from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.avro.jsoncodec import to_jsonable
 from exchange.bus import kafka
-from exchange.clients.publisher import RECORD_ID
+from exchange.bus.envelope import RECORD_ID
+from exchange.bus.registry import SchemaRegistry
 from exchange.clients.reader import topic_for
-from exchange.control.registry import SchemaRegistry
 from exchange.control.state import ControlState
 from exchange.errors import DecodeError, UnknownResource
 from exchange.sharing.policy import compute_view, view_schema

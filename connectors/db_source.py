@@ -43,9 +43,10 @@ from connectors.checkpoint import (
     default_table,
 )
 from connectors.config import DatabaseTarget, DbSourceConfig, Spot
+from connectors.dialects import open_database
 from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
 from connectors.mapping import Column
-from connectors.sql import Database, open_database
+from connectors.sql import Database
 from exchange.catalog.model import Catalog, Resource
 from exchange.clients.publisher import Prepared, Publisher
 from exchange.errors import RecordInvalid, UnknownResource

@@ -44,10 +44,11 @@ from connectors.errors import ConnectorConfigError, ConnectorDataError, Connecto
 from exchange.avro import wire
 from exchange.avro.jsoncodec import FieldProblem, dumps, from_json, to_jsonable
 from exchange.bus import kafka, limits
+from exchange.bus.envelope import RECORD_ID
+from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog, Resource
-from exchange.clients.publisher import RECORD_ID, Prepared, Publisher
+from exchange.clients.publisher import Prepared, Publisher
 from exchange.clients.reader import topic_for
-from exchange.control.registry import SchemaRegistry
 from exchange.control.state import ControlState
 from exchange.errors import DecodeError, ExchangeError, RecordInvalid, UnknownResource
 

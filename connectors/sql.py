@@ -115,17 +115,6 @@ class Database(ABC):
         await self.close()
 
 
-def open_database(target: DatabaseTarget, *, autocommit: bool) -> Database:
-    """A connection (not opened yet) to the database ``target`` names."""
-    if target.dialect == "postgresql":
-        from connectors.postgres import PostgresDatabase
-
-        return PostgresDatabase(target, autocommit=autocommit)
-    from connectors.mysql import MySQLDatabase
-
-    return MySQLDatabase(target, autocommit=autocommit)
-
-
 def literal(text: str, *, backslash_escapes: bool) -> str:
     """A SQL string literal, for comments (DDL takes no parameters)."""
     if backslash_escapes:  # MySQL's default sql_mode

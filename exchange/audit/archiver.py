@@ -21,7 +21,7 @@ from exchange.audit.archive import Archive
 from exchange.audit.log import decode_record
 from exchange.audit.verify import ChainChecker, Position
 from exchange.bus import kafka, topics
-from exchange.control.catalog_store import ensure_control_topics
+from exchange.bus.kafka import ensure_control_topics
 from exchange.metrics import AuditMetrics
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ For a month (Beijing time) and each department:
   the end of the month, revoked and expired during it;
 * applications it answered as provider during the month, within and beyond
   10 working days (the official calendar with its make-up working days,
-  :mod:`exchange.sharing.workdays`), and those still unanswered past their due date
+  :mod:`exchange.workdays`), and those still unanswered past their due date
   at the end of the month.
 
 Counts follow the log, which is at-least-once like deliveries: a router
@@ -29,10 +29,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from exchange import workdays
 from exchange.audit.entry import Action, AuditEntry
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.errors import ExchangeError
-from exchange.sharing import workdays
 
 UNCONDITIONAL = "(无条件共享 unconditional subscription)"
 NOT_DEPARTMENTS = {"router", "admin"}

@@ -26,7 +26,7 @@ from typing import Any
 
 from exchange.audit.entry import AUDIT_ENTRY, GENESIS_HASH, AuditEntry, Draft
 from exchange.bus import topics
-from exchange.control.registry import SchemaRegistry
+from exchange.bus.registry import SchemaRegistry
 from exchange.metrics import AuditMetrics
 
 

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -31,7 +30,6 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from aiokafka.protocol.metadata import MetadataRequest
 
 from exchange.bus import topics
-from exchange.dev import broker
 from exchange.errors import BrokerUnavailable
 
 MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default, stated: exchange.bus.limits checks against it
@@ -65,22 +63,6 @@ class _QuietProbe(logging.Filter):
 
 aiokafka_client.MetadataRequest = _BootstrapRequest
 logging.getLogger("aiokafka.cluster").addFilter(_QuietProbe())
-
-NO_BROKER_HELP = (
-    "no Kafka broker given and no embedded broker running. Either start the embedded one with "
-    "'exchange broker start', or pass --bootstrap-servers HOST:PORT "
-    "(or set EXCHANGE_BOOTSTRAP_SERVERS) for a real Kafka cluster"
-)
-
-
-def resolve_bootstrap(explicit: str | None, state_dir: Path) -> str:
-    """The bootstrap servers to use: the option/env value, else the running embedded broker."""
-    if explicit:
-        return explicit
-    info = broker.status(state_dir)
-    if info is None:
-        raise BrokerUnavailable(NO_BROKER_HELP)
-    return info.bootstrap
 
 
 def producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
@@ -212,3 +194,13 @@ async def check_reachable(bootstrap: str) -> None:
         await admin.close()
     except (KafkaError, OSError) as exc:
         raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+
+
+async def ensure_control_topics(bootstrap: str, replication_factor: int = 1) -> None:
+    await ensure_topics(
+        bootstrap,
+        topics.CONTROL_TOPICS,
+        partitions=1,
+        replication_factor=replication_factor,
+        compacted=[topics.SCHEMAS, topics.BOOK],
+    )

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from exchange.audit import archive as archive_db
+from exchange.audit import archive_url as archive_db
 from exchange.audit import query as q
 from exchange.audit import report as rpt
 from exchange.audit.archiver import Archiver
@@ -27,10 +27,10 @@ from exchange.cli.serving import (
     serve_metrics,
     setup_logging,
 )
-from exchange.cli.tables import fitted
 from exchange.errors import ExchangeError
 from exchange.metrics import AuditMetrics
-from exchange.sharing.grants import now
+from exchange.sharing.records import now
+from exchange.tables import fitted
 
 app = typer.Typer(
     help="The access log (gov.audit): verify its hash chains, query it, archive it, report on it.",

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from exchange.cli.tables import table
-from exchange.errors import CatalogErrors, ExchangeError
+from exchange.errors import BrokerUnavailable, CatalogErrors, ExchangeError
+from exchange.tables import table
 
 if TYPE_CHECKING:
     from exchange.settings import Settings
@@ -69,11 +69,24 @@ def settings() -> Settings:
     return Settings()
 
 
-def bootstrap(explicit: str | None) -> str:
-    from exchange.bus import kafka  # aiokafka: imported when a command talks to Kafka
+NO_BROKER_HELP = (
+    "no Kafka broker given and no embedded broker running. Either start the embedded one with "
+    "'exchange broker start', or pass --bootstrap-servers HOST:PORT "
+    "(or set EXCHANGE_BOOTSTRAP_SERVERS) for a real Kafka cluster"
+)
 
+
+def bootstrap(explicit: str | None) -> str:
+    """The bootstrap servers to use: the option/env value, else the running embedded broker."""
     s = settings()
-    return kafka.resolve_bootstrap(explicit or s.bootstrap_servers, s.state_dir)
+    if explicit or s.bootstrap_servers:
+        return str(explicit or s.bootstrap_servers)
+    from exchange.dev import broker
+
+    info = broker.status(s.state_dir)
+    if info is None:
+        raise BrokerUnavailable(NO_BROKER_HELP)
+    return info.bootstrap
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -15,8 +15,8 @@ from exchange.cli.common import AsOption, BootstrapOption, bootstrap, fail, guar
 from exchange.clients import reader
 from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store, state
-from exchange.sharing.grants import now
 from exchange.sharing.policy import compute_view
+from exchange.sharing.records import now
 
 
 async def _catalog(bs: str) -> Catalog:

@@ -29,8 +29,8 @@ from exchange.cli.common import (
 from exchange.clients.department import Department
 from exchange.control import state
 from exchange.enforce.masks import KNOWN_RULES
-from exchange.sharing.grants import now
 from exchange.sharing.policy import View
+from exchange.sharing.records import now
 
 MASK_HELP = "Mask a field: FIELD=RULE, repeatable. Rules: " + "; ".join(
     f"{k}: {v}" for k, v in KNOWN_RULES.items()

@@ -34,6 +34,7 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from exchange import workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
@@ -41,8 +42,8 @@ from exchange.catalog import signing
 from exchange.control.state import GRANT_CODEC, ControlFollower, ControlState
 from exchange.errors import CommandRefused, ExchangeError, PermissionDenied, UnknownResource
 from exchange.sharing import limits as command_limits
-from exchange.sharing import workdays
-from exchange.sharing.grants import (
+from exchange.sharing.policy import View, compute_view
+from exchange.sharing.records import (
     GRANT_EVENT,
     Application,
     AppStatus,
@@ -52,7 +53,6 @@ from exchange.sharing.grants import (
     new_id,
     now,
 )
-from exchange.sharing.policy import View, compute_view
 
 _MAX_DETAIL = 10_000  # longest detail value (the fields of a wide resource)
 

@@ -24,7 +24,6 @@ Each record gets:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,11 +38,9 @@ from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.avro.jsoncodec import FieldProblem, from_json
 from exchange.bus import kafka, limits, topics
+from exchange.bus.envelope import PUBLISHER, RECORD_ID, record_id
 from exchange.catalog.model import Catalog, Resource
 from exchange.errors import ExchangeError, PermissionDenied, PublishIncomplete, RecordInvalid
-
-RECORD_ID = "gov-record-id"
-PUBLISHER = "gov-publisher"
 
 
 @dataclass(frozen=True)
@@ -57,10 +54,6 @@ class Prepared:
     headers: list[tuple[str, bytes]]
     resource: str
     line: int | None = None
-
-
-def record_id(resource: str, body: bytes | memoryview) -> str:
-    return hashlib.sha256(resource.encode() + b"\0" + body).hexdigest()[:32]
 
 
 # what fastavro raises when it cannot prepare a logical value (a date string that is

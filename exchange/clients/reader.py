@@ -20,9 +20,9 @@ from aiokafka import TopicPartition
 
 from exchange.avro import wire
 from exchange.bus import kafka, topics
+from exchange.bus.envelope import RECORD_ID
+from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
-from exchange.clients.publisher import RECORD_ID
-from exchange.control.registry import SchemaRegistry
 from exchange.errors import DecodeError, ExchangeError
 
 

@@ -26,23 +26,18 @@ topic (``exchange acls``).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
-import logging
-import time
 import zlib
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
-
-from aiokafka.errors import KafkaError
+from typing import Any
 
 from exchange.avro import schema as avro
 from exchange.avro.control_records import ControlCodec
-from exchange.bus import topics
 from exchange.errors import DecodeError
-from exchange.sharing.grants import Application, AppStatus, Grant, GrantBook
+from exchange.sharing.grants import GrantBook
+from exchange.sharing.records import Application, AppStatus, Grant
 
 BOOK_SNAPSHOT: avro.Schema = {
     "type": "record",
@@ -63,15 +58,7 @@ BOOK_SNAPSHOT: avro.Schema = {
     ],
 }
 CODEC = ControlCodec(BOOK_SNAPSHOT)
-EVERY_S = 2.0  # a changed book is written at most this often
-FRESH_REPLAY_EVERY_S = 30.0  # after a catalog change: a full replay at most this often
-
-if TYPE_CHECKING:
-    from aiokafka import AIOKafkaProducer
-
-    from exchange.control.state import ControlState
-
-log = logging.getLogger(__name__)
+EVERY_S = 2.0  # a changed book is written at most this often (by exchange.router.book_writer)
 
 
 @dataclass(frozen=True)
@@ -156,37 +143,3 @@ def decode(value: bytes) -> BookSnapshot:
     except (zlib.error, ValueError, KeyError, TypeError) as exc:
         raise DecodeError(f"grant book snapshot does not decode: {exc}") from exc
     return BookSnapshot(rec["grants_offset"], rec["catalog_version"], rec["catalog_digest"], book)
-
-
-async def keep_written(state: ControlState, producer: AIOKafkaProducer, writer: str) -> None:
-    """Write the grant book of a router's ``state`` whenever it changed (runs until cancelled).
-
-    A book whose events were checked under two catalogs (the catalog changed
-    while the router ran) is not what a fresh replay gives: then a full replay
-    under the catalog in force is written instead, at most every
-    :data:`FRESH_REPLAY_EVERY_S`.
-    """
-    from exchange.control.state import load  # it imports this module
-
-    await state.registry.register(producer, BOOK_SNAPSHOT)
-    written, last_fresh = 0, -FRESH_REPLAY_EVERY_S
-    while True:
-        offset = state.positions.get(topics.GRANTS, 0)
-        if offset > written and state.snapshot is not None:
-            source: ControlState | None = state
-            if state.book_catalog != (state.snapshot.version, state.snapshot.digest):
-                source = None
-                if time.monotonic() - last_fresh >= FRESH_REPLAY_EVERY_S:
-                    last_fresh = time.monotonic()
-                    source = await load(state.bootstrap, from_snapshot=False)
-            if source is not None and source.snapshot is not None:
-                at = source.positions.get(topics.GRANTS, 0)
-                value = encode(
-                    source.book, at, source.snapshot.version, source.snapshot.digest, writer
-                )
-                try:
-                    await producer.send_and_wait(topics.BOOK, key=b"book", value=value)
-                    written = at
-                except KafkaError as exc:
-                    log.warning("grant book snapshot not written: %s", exc)
-        await asyncio.sleep(EVERY_S)

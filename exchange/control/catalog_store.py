@@ -32,11 +32,11 @@ from exchange.audit.writer import AuditWriter
 from exchange.avro.control_records import CATALOG_SNAPSHOT, CATALOG_SNAPSHOT_V1, ControlCodec
 from exchange.avro.schema import check_backward
 from exchange.bus import kafka, topics
+from exchange.bus.registry import SchemaRegistry
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog
-from exchange.control.registry import SchemaRegistry
 from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
-from exchange.sharing.grants import GRANT_EVENT
+from exchange.sharing.records import GRANT_EVENT
 
 SNAPSHOT = ControlCodec(CATALOG_SNAPSHOT, older=(CATALOG_SNAPSHOT_V1,))
 #: the schema of every control record the bus writes, older versions included: each is
@@ -118,16 +118,6 @@ def refusal(before: Snapshot | None, new: Snapshot) -> str | None:
             "force (a replayed or superseded load)"
         )
     return None
-
-
-async def ensure_control_topics(bootstrap: str, replication_factor: int = 1) -> None:
-    await kafka.ensure_topics(
-        bootstrap,
-        topics.CONTROL_TOPICS,
-        partitions=1,
-        replication_factor=replication_factor,
-        compacted=[topics.SCHEMAS, topics.BOOK],
-    )
 
 
 def decode_snapshot(value: bytes) -> Snapshot:
@@ -254,7 +244,7 @@ async def load(
     publishers find it from the start. The change is audited
     (``CATALOG_CHANGED``, actor ``admin``) once the snapshot is written.
     """
-    await ensure_control_topics(bootstrap)
+    await kafka.ensure_control_topics(bootstrap)
     before = await current(bootstrap)
     catalog = check_evolution(before.catalog if before else None, catalog)
     snap = new_snapshot(before, catalog, actor=actor, signing_key=signing_key)

@@ -22,12 +22,14 @@ from aiokafka import TopicPartition
 
 from exchange.avro.control_records import ControlCodec
 from exchange.bus import kafka, topics
+from exchange.bus.kafka import ensure_control_topics
+from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
 from exchange.control import book_snapshot
-from exchange.control.catalog_store import Snapshot, decode_snapshot, ensure_control_topics, refusal
-from exchange.control.registry import SchemaRegistry
+from exchange.control.catalog_store import Snapshot, decode_snapshot, refusal
 from exchange.errors import BrokerUnavailable, DecodeError, ExchangeError
-from exchange.sharing.grants import GRANT_EVENT, GrantBook, GrantEvent
+from exchange.sharing.grants import GrantBook
+from exchange.sharing.records import GRANT_EVENT, GrantEvent
 
 log = logging.getLogger(__name__)
 GRANT_CODEC = ControlCodec(GRANT_EVENT)

@@ -805,7 +805,7 @@ async def run_bench(
 
 
 def format_rows(rows: list[Row]) -> str:
-    from exchange.cli.tables import table
+    from exchange.tables import table
 
     def num(v: float | None) -> str:
         if v is None:

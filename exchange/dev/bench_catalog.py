@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from exchange.sharing.grants import EventKind, GrantEvent
+from exchange.sharing.records import EventKind, GrantEvent
 
 SAMPLE = Path(__file__).resolve().parents[2] / "schemas"
 BENCH_RESOURCE = "bench_enterprise"

@@ -36,18 +36,19 @@ from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.avro.jsoncodec import to_jsonable
 from exchange.bus import topics
+from exchange.bus.envelope import record_id
 from exchange.catalog import signing
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
-from exchange.cli.tables import clip, table
 from exchange.clients.department import Department
-from exchange.clients.publisher import Publisher, record_id
+from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader
 from exchange.control import catalog_store
 from exchange.dev import sample
 from exchange.dev.broker import given_or_embedded
 from exchange.errors import CommandRefused, ExchangeError
 from exchange.router.loop import Router
+from exchange.tables import clip, table
 
 RESOURCE = "birth_medical_certificate"
 #: the catalog administrator (目录管理员) of the demo: the sample catalog has no data

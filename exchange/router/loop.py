@@ -52,18 +52,18 @@ from exchange.audit.writer import AuditWriter
 from exchange.avro import wire
 from exchange.avro.scan import LazyRecord, scanner_for
 from exchange.bus import kafka, topics
+from exchange.bus.envelope import RECORD_ID, record_id
 from exchange.bus.limits import MAX_VALUE_BYTES  # publishers refuse larger values up front
 from exchange.catalog.model import Catalog, Resource
-from exchange.clients.publisher import RECORD_ID, record_id
-from exchange.control import book_snapshot
 from exchange.control.catalog_store import CONTROL_SCHEMAS, Snapshot, refusal_draft
 from exchange.control.state import ControlFollower, ControlState
-from exchange.enforce.view import CompiledView, compile_view
 from exchange.errors import DecodeError, ExchangeError
 from exchange.metrics import RouterMetrics
+from exchange.router import book_writer
 from exchange.router.outbox import Outbox
-from exchange.sharing.grants import AppStatus, GrantEvent
+from exchange.router.view import CompiledView, compile_view
 from exchange.sharing.policy import compute_view
+from exchange.sharing.records import AppStatus, GrantEvent
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ class Router:
         await self._recompile()
         self._watchdog = asyncio.create_task(self._broker_watchdog(), name="broker-watchdog")
         self._book_writer = asyncio.create_task(
-            book_snapshot.keep_written(self.state, self._producer, self.instance),
+            book_writer.keep_written(self.state, self._producer, self.instance),
             name="grant-book-snapshots",
         )
 

@@ -10,7 +10,7 @@ topics or the access log:
   targets) are at most :data:`MAX_ID_CHARS` characters, not empty, and
   contain no control or format character;
 * free text (purpose, legal basis, reasons) is at most
-  :data:`~exchange.sharing.grants.MAX_TEXT` characters and contains no control or
+  :data:`~exchange.sharing.records.MAX_TEXT` characters and contains no control or
   format character except tab and newline (no terminal escapes, no
   right-to-left overrides that make an audit report read differently);
 * no text may contain a lone surrogate: what Python makes of bytes that are
@@ -34,10 +34,11 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from exchange.avro.probe import probe_records
 from exchange.catalog.model import Resource
 from exchange.enforce.rowfilter import MAX_FILTER_CHARS, FilterError, compile_filter, to_cel
 from exchange.errors import CommandRefused
-from exchange.sharing.grants import MAX_TEXT, GrantEvent
+from exchange.sharing.records import MAX_TEXT, GrantEvent
 
 __all__ = [
     "MAX_AUDIT_TEXT",
@@ -63,8 +64,8 @@ MAX_AUDIT_TEXT = 2000
 """Longest text fact (purpose, ids, reason) an audit entry holds as given."""
 MAX_SHOWN = 80
 """How much of a refused value a refusal quotes."""
-SAMPLE_RECORDS = 20
-"""Sample records a row filter is tried on for a non-boolean result."""
+PROBE_RECORDS = 12
+"""Typical records (:mod:`exchange.avro.probe`) a row filter is tried on for a non-boolean result."""
 
 # Unicode categories never allowed: control (Cc), format (Cf: bidi overrides, zero
 # width), surrogate (Cs), private use (Co), line/paragraph separators (Zl, Zp)
@@ -168,7 +169,7 @@ def check_until(until: object) -> None:
 
 
 def check_row_filter(expression: str | None, res: Resource | None = None) -> None:
-    """A row filter's text; with ``res``, also that it gives a boolean for sample records.
+    """A row filter's text; with ``res``, also that it gives a boolean for typical records.
 
     A filter that does not compile is left to the grant book, which refuses it
     with the compiler's reason.
@@ -184,10 +185,8 @@ def check_row_filter(expression: str | None, res: Resource | None = None) -> Non
         return  # a constant: compile_filter already insists on true or false
     import cel  # the filter compiled, so the library is loaded already
 
-    from exchange.dev import sample
-
     program = cel.compile(expression)
-    for record in sample.generate(res.schema_, SAMPLE_RECORDS, seed=0):
+    for record in probe_records(res.schema_, PROBE_RECORDS):
         context = {name: to_cel(record.get(name)) for name in row_filter.variables}
         try:
             result = program.execute(context)

@@ -4,7 +4,7 @@ fields(C, R) = unconditional fields ∪ (conditional fields ∩ fields of C's
 active grant on R); not-shared fields never; the provider sees everything.
 The grant adds masks and a row filter. An empty view is a denial, with the
 rule that denied it. Being entitled to a view is not receiving it: the router
-delivers a view only to a department that subscribed or holds an active grant. This module only decides; :mod:`exchange.enforce.view` applies
+delivers a view only to a department that subscribed or holds an active grant. This module only decides; :mod:`exchange.router.view` applies
 the decision to records.
 """
 
@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from exchange import beijing
 from exchange.avro import schema as avro
 from exchange.bus import topics
 from exchange.catalog.model import Catalog, Resource, ShareType
 from exchange.enforce.masks import parse_mask
-from exchange.sharing.grants import Grant, GrantBook
+from exchange.sharing.records import Grant
+
+
+class GrantLookup(Protocol):
+    """What the decision needs of the grant book (:class:`~exchange.sharing.grants.GrantBook`)."""
+
+    def grant_for(self, consumer: str, resource: str, at: dt.datetime) -> Grant | None: ...
+
+    def latest_grant(self, consumer: str, resource: str) -> Grant | None: ...
+
+    def receives(self, consumer: str, resource: str, at: dt.datetime) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,7 @@ def _not_granted(res: Resource, grant: Grant | None, latest: Grant | None, at: d
 
 
 def compute_view(
-    catalog: Catalog, book: GrantBook, consumer: str, resource: str, *, at: dt.datetime
+    catalog: Catalog, book: GrantLookup, consumer: str, resource: str, *, at: dt.datetime
 ) -> View:
     res = catalog.resource(resource)
     catalog.department(consumer)

@@ -21,9 +21,9 @@ from exchange.clients.department import Department
 from exchange.control.state import load
 from exchange.errors import CommandRefused, ExchangeError
 from exchange.sharing import limits as command_limits
-from exchange.sharing.grants import now
 from exchange.sharing.limits import MAX_AUDIT_TEXT
 from exchange.sharing.policy import compute_view
+from exchange.sharing.records import now
 
 REFUSALS = (Action.COMMAND_REFUSED, Action.SUBSCRIPTION_DENIED)
 EXPLAINED = ("birth_medical_certificate", "population_basic")

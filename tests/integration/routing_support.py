@@ -22,8 +22,8 @@ from exchange.bus import kafka
 from exchange.catalog.model import Catalog
 from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader, Received
-from exchange.enforce.view import CompiledView
 from exchange.router.loop import Router
+from exchange.router.view import CompiledView
 
 MASTER_SECRET = b"x" * 32
 #: the embedded broker holds a group join for half the session timeout (5 s at the

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from exchange.audit.archive import open_archive
+from exchange.audit.archive_url import open_archive
 from exchange.audit.archiver import Archiver
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.log import entries_only, read_log
@@ -39,7 +39,6 @@ from exchange.audit.verify import Kind, verify
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.bus import kafka, topics
 from exchange.catalog.model import Catalog
-from exchange.cli.tables import width
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.control.state import GRANT_CODEC
@@ -49,7 +48,8 @@ from exchange.dev.databases import ThrowawayPostgres
 from exchange.errors import CommandRefused, PermissionDenied, UnknownResource
 from exchange.metrics import AuditMetrics
 from exchange.router.loop import Router
-from exchange.sharing.grants import EventKind, GrantEvent, now
+from exchange.sharing.records import EventKind, GrantEvent, now
+from exchange.tables import width
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,8 @@ from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.control import book_snapshot, state
 from exchange.control.state import GRANT_CODEC
-from exchange.sharing.grants import EventKind, Grant, GrantBook, GrantEvent
+from exchange.sharing.grants import GrantBook
+from exchange.sharing.records import EventKind, Grant, GrantEvent
 
 pytestmark = pytest.mark.integration
 

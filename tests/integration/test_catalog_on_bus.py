@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from exchange.bus import kafka, topics
+from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader, topic_for
 from exchange.control import catalog_store
-from exchange.control.registry import SchemaRegistry
 from exchange.dev.sample import generate
 from exchange.errors import CatalogErrors
 

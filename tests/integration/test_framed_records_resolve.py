@@ -45,17 +45,17 @@ from exchange.audit.entry import AUDIT_ENTRY
 from exchange.avro import wire
 from exchange.avro.control_records import CATALOG_SNAPSHOT
 from exchange.bus import kafka, topics
+from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store
-from exchange.control.registry import SchemaRegistry
 from exchange.control.state import GRANT_CODEC
 from exchange.dev import sample
 from exchange.dev.broker import EmbeddedBroker
 from exchange.errors import CommandRefused
 from exchange.router.loop import SOURCE_OFFSET, SOURCE_TOPIC
-from exchange.sharing.grants import EventKind, GrantEvent
+from exchange.sharing.records import EventKind, GrantEvent
 
 pytestmark = pytest.mark.integration
 
@@ -192,7 +192,7 @@ async def test_every_framed_record_of_a_busy_bus_decodes_by_its_registered_id(
 
 async def write_bus_of_before(bootstrap: str, catalog: Catalog) -> None:
     """What a load and a subscription wrote before the fix: grant events under an unknown id."""
-    await catalog_store.ensure_control_topics(bootstrap)
+    await kafka.ensure_control_topics(bootstrap)
     snap = catalog_store.new_snapshot(
         None, catalog_store.check_evolution(None, catalog), actor="tests"
     )

@@ -34,7 +34,7 @@ from exchange.control.state import load
 from exchange.enforce.rowfilter import MAX_FILTER_CHARS
 from exchange.errors import CommandRefused, UnknownResource
 from exchange.sharing import limits as command_limits
-from exchange.sharing.grants import AppStatus
+from exchange.sharing.records import AppStatus
 
 pytestmark = pytest.mark.integration
 

@@ -38,13 +38,14 @@ from routing_support import (
 
 from exchange.avro import wire
 from exchange.bus import topics
+from exchange.bus.envelope import RECORD_ID
+from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog, ShareType
 from exchange.clients.department import Department
-from exchange.clients.publisher import RECORD_ID, Publisher
-from exchange.control.registry import SchemaRegistry
+from exchange.clients.publisher import Publisher
 from exchange.control.state import GRANT_CODEC, load
 from exchange.dev import sample
-from exchange.sharing.grants import EventKind, GrantEvent, new_id, now
+from exchange.sharing.records import EventKind, GrantEvent, new_id, now
 
 pytestmark = pytest.mark.integration
 

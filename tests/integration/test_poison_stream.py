@@ -47,9 +47,10 @@ from exchange.audit.log import entries_only, read_log
 from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.bus import kafka, topics
+from exchange.bus.envelope import RECORD_ID
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
-from exchange.clients.publisher import RECORD_ID, Publisher
+from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader
 from exchange.dev import sample
 from exchange.errors import DecodeError

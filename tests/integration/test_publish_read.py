@@ -21,8 +21,9 @@ import pytest
 
 from exchange.avro.jsoncodec import from_json
 from exchange.bus import kafka, topics
+from exchange.bus.envelope import PUBLISHER, RECORD_ID
 from exchange.catalog.model import Catalog
-from exchange.clients.publisher import PUBLISHER, RECORD_ID, Publisher
+from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader, Received, topic_for
 from exchange.dev.sample import generate, iter_json_lines
 from exchange.errors import PermissionDenied, RecordInvalid, UnknownResource

@@ -23,7 +23,7 @@ from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.control.state import GRANT_CODEC, load
 from exchange.errors import PermissionDenied
-from exchange.sharing.grants import AppStatus, EventKind, GrantEvent, new_id
+from exchange.sharing.records import AppStatus, EventKind, GrantEvent, new_id
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader
 from exchange.dev import sample
-from exchange.sharing import grants
+from exchange.sharing import records
 
 pytestmark = pytest.mark.integration
 
@@ -225,7 +225,7 @@ async def test_expiry_stops_delivery_without_restart(
     async with Department(bootstrap, "hrss") as hrss:
         app = await hrss.apply(BMC, fields=["father_name"], purpose="参保登记")
     async with Department(bootstrap, "health") as health:
-        until = grants.now() + dt.timedelta(seconds=3.5)
+        until = records.now() + dt.timedelta(seconds=3.5)
         await health.approve(app, until=until)
     await wait_views(router, BMC, {"hrss": [*unconditional(loaded_catalog), "father_name"]})
 

@@ -40,10 +40,10 @@ from routing_support import (
 )
 
 from exchange.bus import topics
+from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.reader import Received
-from exchange.control.registry import SchemaRegistry
 from exchange.dev import sample
 from exchange.errors import PermissionDenied
 

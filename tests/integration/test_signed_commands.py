@@ -12,7 +12,7 @@ from exchange.clients.department import Department
 from exchange.control import catalog_store, state
 from exchange.control.state import GRANT_CODEC
 from exchange.errors import CommandRefused
-from exchange.sharing.grants import EventKind, GrantEvent
+from exchange.sharing.records import EventKind, GrantEvent
 
 BMC = "birth_medical_certificate"
 

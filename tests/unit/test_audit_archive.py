@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.audit.archive import Archive, open_archive, sqlite_path
+from exchange.audit.archive import Archive
+from exchange.audit.archive_url import open_archive, sqlite_path
 from exchange.audit.entry import Action, AuditEntry, Decision, Draft, chain, detail_map
 from exchange.audit.query import Filter, parse_action, parse_time, render, select, table_rows
 from exchange.audit.verify import Kind, Position, verify

@@ -12,8 +12,9 @@ import datetime as dt
 from exchange import beijing
 from exchange.audit.entry import detail_map
 from exchange.catalog.model import Catalog
-from exchange.sharing.grants import EventKind, GrantBook, GrantEvent, new_id
+from exchange.sharing.grants import GrantBook
 from exchange.sharing.policy import compute_view
+from exchange.sharing.records import EventKind, GrantEvent, new_id
 
 LATE_UTC = dt.datetime(2026, 11, 29, 21, 40, tzinfo=dt.UTC)  # 2026-11-30 05:40 in Beijing
 BMC = "birth_medical_certificate"

@@ -9,7 +9,7 @@ import pytest
 from exchange.catalog.model import Catalog
 from exchange.errors import CommandRefused
 from exchange.sharing import limits
-from exchange.sharing.grants import EventKind, GrantEvent
+from exchange.sharing.records import EventKind, GrantEvent
 
 NOT_UTF8 = b"ab\xffc".decode("utf-8", "surrogateescape")
 

@@ -13,17 +13,12 @@ from typing import Any
 
 import pytest
 
+from exchange import workdays
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.catalog.model import Catalog, ShareType
 from exchange.control.state import GRANT_CODEC
-from exchange.sharing import workdays
-from exchange.sharing.grants import (
-    Application,
-    AppStatus,
-    EventKind,
-    GrantBook,
-    GrantEvent,
-)
+from exchange.sharing.grants import GrantBook
+from exchange.sharing.records import Application, AppStatus, EventKind, GrantEvent
 
 BMC = "birth_medical_certificate"  # provider health; mixes all three share types
 DEATH = "death_registration"  # provider health; wholly not shared

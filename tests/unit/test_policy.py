@@ -18,10 +18,11 @@ from exchange.avro import wire
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.catalog.model import Catalog, ShareType
 from exchange.dev import sample
-from exchange.enforce.view import compile_view
 from exchange.errors import ExchangeError
-from exchange.sharing.grants import EventKind, GrantBook, GrantEvent
+from exchange.router.view import compile_view
+from exchange.sharing.grants import GrantBook
 from exchange.sharing.policy import View, compute_view, view_schema
+from exchange.sharing.records import EventKind, GrantEvent
 
 BMC = "birth_medical_certificate"
 DEATH = "death_registration"

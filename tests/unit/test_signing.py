@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog
 from exchange.errors import CommandRefused
-from exchange.sharing.grants import EventKind, GrantBook, GrantEvent
+from exchange.sharing.grants import GrantBook
+from exchange.sharing.records import EventKind, GrantEvent
 
 BMC = "birth_medical_certificate"
 T0 = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)

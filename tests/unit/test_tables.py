@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.cli.tables import fitted, table, width, wrap
+from exchange.tables import fitted, table, width, wrap
 
 HEADERS = ["at", "action", "actor", "resource", "decision", "details"]
 ROW = [

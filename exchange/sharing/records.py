@@ -1,0 +1,200 @@
+"""The records of the sharing workflow (共享): commands, applications and grants.
+
+A :class:`GrantEvent` is one command on ``gov.ctl.grants`` (subscribe, apply,
+approve, reject, revoke); :class:`Application` and :class:`Grant` are what the
+:class:`~exchange.sharing.grants.GrantBook` makes of them. Plain data: the
+rules that decide whether an event is accepted live in
+:mod:`exchange.sharing.limits` (what a command may carry) and
+:mod:`exchange.sharing.grants` (who may do what).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from exchange import beijing, workdays
+
+MAX_TEXT = 2000
+
+
+class EventKind(StrEnum):
+    SUBSCRIBED = "SUBSCRIBED"
+    APPLIED = "APPLIED"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    REVOKED = "REVOKED"
+
+
+GRANT_EVENT: dict[str, Any] = {
+    "type": "record",
+    "name": "GrantEvent",
+    "namespace": "gov.exchange.control",
+    "doc": "共享申请与授权 A subscription, application, approval, rejection or revocation.",
+    "fields": [
+        {"name": "event_id", "type": "string", "doc": "unique id of this command"},
+        {
+            "name": "kind",
+            "type": {
+                "type": "enum",
+                "name": "GrantEventKind",
+                "symbols": [k.value for k in EventKind],
+            },
+            "doc": "what the command does",
+        },
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}, "doc": "when"},
+        {"name": "actor", "type": "string", "doc": "department acting"},
+        {"name": "resource", "type": "string", "doc": "resource concerned"},
+        {"name": "consumer", "type": "string", "doc": "department receiving the data"},
+        {
+            "name": "application_id",
+            "type": ["null", "string"],
+            "default": None,
+            "doc": "application",
+        },
+        {"name": "grant_id", "type": ["null", "string"], "default": None, "doc": "grant"},
+        {
+            "name": "fields",
+            "type": {"type": "array", "items": "string"},
+            "default": [],
+            "doc": "fields",
+        },
+        {"name": "purpose", "type": ["null", "string"], "default": None, "doc": "purpose of use"},
+        {"name": "legal_basis", "type": ["null", "string"], "default": None, "doc": "legal basis"},
+        {
+            "name": "row_filter",
+            "type": ["null", "string"],
+            "default": None,
+            "doc": "CEL row filter",
+        },
+        {
+            "name": "masks",
+            "type": {"type": "map", "values": "string"},
+            "default": {},
+            "doc": "masks",
+        },
+        {
+            "name": "valid_until",
+            "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}],
+            "default": None,
+            "doc": "end of the grant",
+        },
+        {"name": "reason", "type": ["null", "string"], "default": None, "doc": "reason given"},
+        {
+            "name": "signature",
+            "type": ["null", "string"],
+            "default": None,
+            "doc": "Ed25519 signature of the acting department (base64)",
+        },
+    ],
+}
+
+
+def new_id(prefix: str, at: dt.datetime | None = None) -> str:
+    """``PREFIX-YYYYMMDD-xxxxxxxx``: the Beijing date it was made (see :mod:`exchange.beijing`)."""
+    return f"{prefix}-{beijing.id_date(at)}-{secrets.token_hex(4)}"
+
+
+def now() -> dt.datetime:
+    """The current time at Avro timestamp-millis precision."""
+    t = dt.datetime.now(dt.UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class GrantEvent:
+    kind: EventKind
+    actor: str
+    resource: str
+    consumer: str
+    at: dt.datetime = field(default_factory=now)
+    event_id: str = field(default_factory=lambda: new_id("EV"))
+    application_id: str | None = None
+    grant_id: str | None = None
+    fields: tuple[str, ...] = ()
+    purpose: str | None = None
+    legal_basis: str | None = None
+    row_filter: str | None = None
+    masks: dict[str, str] = field(default_factory=dict)
+    valid_until: dt.datetime | None = None
+    reason: str | None = None
+    signature: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["kind"] = self.kind.value
+        d["fields"] = list(self.fields)
+        return d
+
+    @classmethod
+    def from_avro(cls, d: dict[str, Any]) -> GrantEvent:
+        d = dict(d)
+        d["kind"] = EventKind(d["kind"])
+        d["fields"] = tuple(d["fields"])
+        return cls(**d)
+
+
+class AppStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Application:
+    id: str
+    consumer: str
+    resource: str
+    fields: tuple[str, ...]
+    purpose: str
+    legal_basis: str | None
+    applied_at: dt.datetime
+    status: AppStatus = AppStatus.PENDING
+    answered_at: dt.datetime | None = None
+    reason: str | None = None
+    grant_id: str | None = None
+
+    def due(self) -> dt.date:
+        """Last day of the answer period, on the Beijing calendar."""
+        return workdays.answer_due(workdays.china_date(self.applied_at))
+
+    def overdue(self, at: dt.datetime) -> bool:
+        """Unanswered after 10 working days (or answered after them)."""
+        end = self.answered_at or at
+        return workdays.china_date(end) > self.due()
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    application_id: str
+    consumer: str
+    resource: str
+    fields: tuple[str, ...]
+    purpose: str
+    row_filter: str | None
+    masks: dict[str, str]
+    valid_until: dt.datetime | None
+    approved_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+    revoke_reason: str | None = None
+    superseded_by: str | None = None
+
+    def active(self, at: dt.datetime) -> bool:
+        return (
+            self.revoked_at is None
+            and self.superseded_by is None
+            and (self.valid_until is None or at < self.valid_until)
+        )
+
+    def status(self, at: dt.datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.superseded_by is not None:
+            return "superseded"
+        if self.valid_until is not None and at >= self.valid_until:
+            return "expired"
+        return "active"
