@@ -27,7 +27,7 @@ argument can make the refusal itself fail.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, Self
@@ -297,10 +297,33 @@ class Department:
 
     # --- provider side ---------------------------------------------------------
 
-    def _application(self, application_id: str) -> Application:
+    async def _answer(
+        self,
+        command: str,
+        facts: dict[str, Any],
+        action: Action,
+        decision: str,
+        make: Callable[[], Awaitable[tuple[GrantEvent, dict[str, Any]]]],
+    ) -> GrantEvent:
+        """The one path of approve, reject and revoke: build the event, write it, audit it.
+
+        ``make`` checks what the command carries and builds its event and the facts of
+        its audit entry; a refusal anywhere is audited with ``facts`` as known by then.
+        """
+        async with self._refusals_audited(command, facts):
+            event, audited = await make()
+            await self._submit(event)
+        await self._audit_entry(action, decision, **audited)
+        return event
+
+    async def _application(self, application_id: str, facts: dict[str, Any]) -> Application:
+        """The application a provider answers, from the book caught up to now."""
+        command_limits.check_id(application_id, "application id")
+        await self.refresh()
         app = self.state.book.applications.get(application_id)
         if app is None:
             raise CommandRefused(f"unknown application {application_id!r}")
+        facts.update(resource=app.resource, consumer=app.consumer, purpose=app.purpose)
         return app
 
     async def approve(
@@ -315,11 +338,9 @@ class Department:
     ) -> str:
         """Approve an application (provider only), possibly narrowing it; returns the grant id."""
         facts: dict[str, Any] = {"application_id": application_id}
-        async with self._refusals_audited("approve", facts):
-            command_limits.check_id(application_id, "application id")
-            await self.refresh()
-            app = self._application(application_id)
-            facts.update(resource=app.resource, consumer=app.consumer, purpose=app.purpose)
+
+        async def make() -> tuple[GrantEvent, dict[str, Any]]:
+            app = await self._application(application_id, facts)
             command_limits.check_fields(fields)
             command_limits.check_masks(masks)
             command_limits.check_text(purpose, "the purpose of use (用途)")
@@ -327,14 +348,13 @@ class Department:
             command_limits.check_row_filter(
                 row_filter, self.state.catalog.resources.get(app.resource)
             )
-            grant_id = new_id("GR")
             event = GrantEvent(
                 kind=EventKind.APPROVED,
                 actor=self.department,
                 consumer=app.consumer,
                 resource=app.resource,
                 application_id=app.id,
-                grant_id=grant_id,
+                grant_id=new_id("GR"),
                 fields=tuple(dict.fromkeys(fields)) if fields else app.fields,
                 purpose=purpose or app.purpose,
                 row_filter=row_filter,
@@ -342,50 +362,34 @@ class Department:
                 valid_until=until,
             )
             facts.update(
-                resource=app.resource,
-                consumer=app.consumer,
                 purpose=event.purpose,
                 details={"fields": event.fields, "masks": event.masks or None},
             )
-            await self._submit(event)
-        await self._audit_entry(
-            Action.APPLICATION_APPROVED,
-            Decision.APPROVED,
-            resource=app.resource,
-            consumer=app.consumer,
-            application_id=app.id,
-            grant_id=grant_id,
-            purpose=event.purpose,
-            details=detail_map(
-                fields=event.fields,
-                masks=event.masks or None,
-                row_filter=row_filter,
-                valid_until=until,
-                **self._answer_facts(app, event.at),
-            ),
-        )
-        return grant_id
+            return event, {
+                **_answered(app),
+                "grant_id": event.grant_id,
+                "purpose": event.purpose,
+                "details": detail_map(
+                    fields=event.fields,
+                    masks=event.masks or None,
+                    row_filter=row_filter,
+                    valid_until=until,
+                    **_answer_facts(app, event.at),
+                ),
+            }
 
-    @staticmethod
-    def _answer_facts(app: Application, answered: dt.datetime) -> dict[str, Any]:
-        due = app.due()
-        return {
-            "applied_at": app.applied_at,
-            "due": due,
-            "working_days_taken": workdays.working_days_between(
-                workdays.china_date(app.applied_at), workdays.china_date(answered)
-            ),
-            "within_10_working_days": workdays.china_date(answered) <= due,
-        }
+        event = await self._answer(
+            "approve", facts, Action.APPLICATION_APPROVED, Decision.APPROVED, make
+        )
+        assert event.grant_id is not None
+        return event.grant_id
 
     async def reject(self, application_id: str, *, reason: str) -> None:
         """Reject an application (provider only); a reason is required."""
         facts: dict[str, Any] = {"application_id": application_id}
-        async with self._refusals_audited("reject", facts):
-            command_limits.check_id(application_id, "application id")
-            await self.refresh()
-            app = self._application(application_id)
-            facts.update(resource=app.resource, consumer=app.consumer, purpose=app.purpose)
+
+        async def make() -> tuple[GrantEvent, dict[str, Any]]:
+            app = await self._application(application_id, facts)
             event = GrantEvent(
                 kind=EventKind.REJECTED,
                 actor=self.department,
@@ -394,22 +398,20 @@ class Department:
                 application_id=app.id,
                 reason=reason,
             )
-            await self._submit(event)
-        await self._audit_entry(
-            Action.APPLICATION_REJECTED,
-            Decision.REJECTED,
-            resource=app.resource,
-            consumer=app.consumer,
-            application_id=app.id,
-            purpose=app.purpose,
-            reason=reason,
-            details=detail_map(fields=app.fields, **self._answer_facts(app, event.at)),
-        )
+            return event, {
+                **_answered(app),
+                "purpose": app.purpose,
+                "reason": reason,
+                "details": detail_map(fields=app.fields, **_answer_facts(app, event.at)),
+            }
+
+        await self._answer("reject", facts, Action.APPLICATION_REJECTED, Decision.REJECTED, make)
 
     async def revoke(self, grant_id: str, *, reason: str) -> None:
         """End a grant at once (provider only); a reason is required."""
         facts: dict[str, Any] = {"grant_id": grant_id}
-        async with self._refusals_audited("revoke", facts):
+
+        async def make() -> tuple[GrantEvent, dict[str, Any]]:
             command_limits.check_id(grant_id, "grant id")
             await self.refresh()
             grant = self.state.book.grants.get(grant_id)
@@ -421,28 +423,23 @@ class Department:
                 application_id=grant.application_id,
                 purpose=grant.purpose,
             )
-            await self._submit(
-                GrantEvent(
-                    kind=EventKind.REVOKED,
-                    actor=self.department,
-                    consumer=grant.consumer,
-                    resource=grant.resource,
-                    grant_id=grant.id,
-                    application_id=grant.application_id,
-                    reason=reason,
-                )
+            event = GrantEvent(
+                kind=EventKind.REVOKED,
+                actor=self.department,
+                consumer=grant.consumer,
+                resource=grant.resource,
+                grant_id=grant.id,
+                application_id=grant.application_id,
+                reason=reason,
             )
-        await self._audit_entry(
-            Action.GRANT_REVOKED,
-            Decision.REVOKED,
-            resource=grant.resource,
-            consumer=grant.consumer,
-            application_id=grant.application_id,
-            grant_id=grant.id,
-            purpose=grant.purpose,
-            reason=reason,
-            details=detail_map(fields=grant.fields),
-        )
+            return event, {
+                **facts,
+                "grant_id": grant.id,
+                "reason": reason,
+                "details": detail_map(fields=grant.fields),
+            }
+
+        await self._answer("revoke", facts, Action.GRANT_REVOKED, Decision.REVOKED, make)
 
     # --- listings --------------------------------------------------------------
 
@@ -480,3 +477,21 @@ class Department:
             if self.department in (g.consumer, provider):
                 out.append(g)
         return sorted(out, key=lambda g: g.approved_at, reverse=True)
+
+
+def _answered(app: Application) -> dict[str, Any]:
+    """The facts every answer to an application names in its audit entry."""
+    return {"resource": app.resource, "consumer": app.consumer, "application_id": app.id}
+
+
+def _answer_facts(app: Application, answered: dt.datetime) -> dict[str, Any]:
+    """When it was applied for and answered, against the 10-working-day rule."""
+    due = app.due()
+    return {
+        "applied_at": app.applied_at,
+        "due": due,
+        "working_days_taken": workdays.working_days_between(
+            workdays.china_date(app.applied_at), workdays.china_date(answered)
+        ),
+        "within_10_working_days": workdays.china_date(answered) <= due,
+    }
