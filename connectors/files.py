@@ -33,6 +33,7 @@ import csv
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,15 @@ from exchange.control.state import ControlState
 from exchange.errors import DecodeError, ExchangeError, RecordInvalid, UnknownResource
 
 _INT = re.compile(r"^[+-]?\d+$")
+
+
+@dataclass(frozen=True)
+class _CsvColumns:
+    """A CSV file's header and which column feeds which field (``None``: the field's default)."""
+
+    header: list[str]
+    wanted: dict[str, str]  # field: column
+    plan: list[tuple[str, int | None, mapping.FieldType]]
 
 
 def file_format(path: Path, given: str | None) -> str:
@@ -143,6 +153,7 @@ class FileImport(Connector):
         )
 
     def _read_csv(self, publisher: Publisher, res: Resource) -> list[Prepared]:
+        """Every record of the CSV file, converted, checked and prepared; the first bad line stops it."""
         cfg, path = self.cfg, self.cfg.path
         fields = {f["name"]: f for f in res.schema_["fields"]}
         unknown = sorted(set(cfg.mapping) - set(fields))
@@ -154,19 +165,6 @@ class FileImport(Connector):
                 connector=self.name,
                 field=unknown[0],
             )
-
-        def bad(
-            message: str, line: int, column: str | None = None, field: str | None = None
-        ) -> ConnectorDataError:
-            return ConnectorDataError(
-                f"{message}; nothing of the file was published",
-                file=str(path),
-                line=line,
-                connector=self.name,
-                column=column,
-                field=field,
-            )
-
         try:
             fh = path.open(encoding="utf-8-sig", newline="")
         except OSError as exc:
@@ -179,73 +177,97 @@ class FileImport(Connector):
             try:
                 header = next(reader, None)
                 if header is None:
-                    raise bad("the file is empty: the first line must name the columns", 1)
-                index: dict[str, int] = {}
-                for i, name in enumerate(header):
-                    if name in index:
-                        raise bad(f"column {name!r} appears twice in the header", 1, column=name)
-                    index[name] = i
-                wanted = {f: cfg.mapping.get(f, f) for f in fields}
-                used = set(wanted.values()) | set(cfg.ignore_columns)
-                for name in header:
-                    if name not in used:
-                        raise bad(
-                            f"column {name!r} feeds no field of {res.id!r}: map it (mapping: FIELD: "
-                            f"{name}) or list it under ignore_columns",
-                            1,
-                            column=name,
-                        )
-                plan: list[tuple[str, int | None, mapping.FieldType]] = []
-                for fname, column in wanted.items():
-                    ft = mapping.field_type(fields[fname]["type"])
-                    if column not in index:
-                        if fname not in cfg.mapping and "default" in fields[fname]:
-                            plan.append((fname, None, ft))
-                            continue
-                        raise bad(
-                            f"no column {column!r} for field {fname!r}",
-                            1,
-                            column=column,
-                            field=fname,
-                        )
-                    plan.append((fname, index[column], ft))
+                    raise self._bad("the file is empty: the first line must name the columns", 1)
+                columns = self._csv_columns(header, fields, res)
                 end = reader.line_num
                 for cells in reader:
                     line, end = end + 1, reader.line_num
-                    if not any(cells):
-                        continue
-                    if len(cells) != len(header):
-                        raise bad(
-                            f"{len(cells)} cells, but the header names {len(header)} columns", line
-                        )
-                    data: dict[str, Any] = {}
-                    for fname, idx, ft in plan:
-                        if idx is None:
-                            continue
-                        try:
-                            data[fname] = _cell(cells[idx], ft)
-                        except ValueError as exc:
-                            raise bad(str(exc), line, column=header[idx], field=fname) from None
-                    try:
-                        record = from_json(res.schema_, data)
-                    except FieldProblem as exc:
-                        raise bad(
-                            exc.message, line, column=wanted.get(exc.path), field=exc.path
-                        ) from None
-                    try:
-                        out.append(publisher.prepare(res.id, record, line=line))
-                    except RecordInvalid as exc:
-                        field = exc.facts.get("field")
-                        raise bad(
-                            exc.reason, line, column=wanted.get(str(field)), field=field
-                        ) from None
+                    if any(cells):
+                        out.append(self._csv_record(cells, line, columns, publisher, res))
             except csv.Error as exc:
-                raise bad(f"not valid CSV: {exc}", reader.line_num) from None
+                raise self._bad(f"not valid CSV: {exc}", reader.line_num) from None
             except UnicodeDecodeError as exc:
                 raise ConnectorDataError(
                     f"{path}: not UTF-8 text (byte {exc.start})", connector=self.name
                 ) from None
         return out
+
+    def _csv_columns(
+        self, header: list[str], fields: dict[str, dict[str, Any]], res: Resource
+    ) -> _CsvColumns:
+        """Which column feeds which field: no column twice, none unused, none missing."""
+        cfg = self.cfg
+        index: dict[str, int] = {}
+        for i, name in enumerate(header):
+            if name in index:
+                raise self._bad(f"column {name!r} appears twice in the header", 1, column=name)
+            index[name] = i
+        wanted = {f: cfg.mapping.get(f, f) for f in fields}
+        used = set(wanted.values()) | set(cfg.ignore_columns)
+        for name in header:
+            if name not in used:
+                raise self._bad(
+                    f"column {name!r} feeds no field of {res.id!r}: map it (mapping: FIELD: "
+                    f"{name}) or list it under ignore_columns",
+                    1,
+                    column=name,
+                )
+        plan: list[tuple[str, int | None, mapping.FieldType]] = []
+        for fname, column in wanted.items():
+            ft = mapping.field_type(fields[fname]["type"])
+            if column not in index:
+                if fname not in cfg.mapping and "default" in fields[fname]:
+                    plan.append((fname, None, ft))
+                    continue
+                raise self._bad(
+                    f"no column {column!r} for field {fname!r}", 1, column=column, field=fname
+                )
+            plan.append((fname, index[column], ft))
+        return _CsvColumns(header, wanted, plan)
+
+    def _csv_record(
+        self,
+        cells: list[str],
+        line: int,
+        columns: _CsvColumns,
+        publisher: Publisher,
+        res: Resource,
+    ) -> Prepared:
+        """One line of the file as a record ready to send; its errors name line, column and field."""
+        header, wanted = columns.header, columns.wanted
+        if len(cells) != len(header):
+            raise self._bad(f"{len(cells)} cells, but the header names {len(header)} columns", line)
+        data: dict[str, Any] = {}
+        for fname, idx, ft in columns.plan:
+            if idx is None:
+                continue
+            try:
+                data[fname] = _cell(cells[idx], ft)
+            except ValueError as exc:
+                raise self._bad(str(exc), line, column=header[idx], field=fname) from None
+        try:
+            record = from_json(res.schema_, data)
+        except FieldProblem as exc:
+            raise self._bad(
+                exc.message, line, column=wanted.get(exc.path), field=exc.path
+            ) from None
+        try:
+            return publisher.prepare(res.id, record, line=line)
+        except RecordInvalid as exc:
+            field = exc.facts.get("field")
+            raise self._bad(exc.reason, line, column=wanted.get(str(field)), field=field) from None
+
+    def _bad(
+        self, message: str, line: int, column: str | None = None, field: str | None = None
+    ) -> ConnectorDataError:
+        return ConnectorDataError(
+            f"{message}; nothing of the file was published",
+            file=str(self.cfg.path),
+            line=line,
+            connector=self.name,
+            column=column,
+            field=field,
+        )
 
     async def start(self) -> None:
         if self._prepared is None:

@@ -128,121 +128,141 @@ def monthly(
     at: dt.datetime | None = None,
 ) -> list[DepartmentReport]:
     """Reports for every department in the log (or one), for ``period``; entries in any order."""
-    start, end = period.start, period.end
-    horizon = min(end, at) if at is not None else end  # "active at the end" never after now
-    reports: dict[str, DepartmentReport] = {}
-
-    def rep(name: str | None) -> DepartmentReport | None:
-        if name is None or name in NOT_DEPARTMENTS:
-            return None
-        if department is not None and name != department:
-            return None
-        return reports.setdefault(name, DepartmentReport(name))
-
-    grants: dict[str, _Grant] = {}
-    current: dict[tuple[str | None, str | None], str] = {}
-    applied: dict[str, dt.datetime] = {}
-    answered: dict[str, dt.datetime] = {}
-    app_provider: dict[str, str | None] = {}
+    horizon = min(period.end, at) if at is not None else period.end  # never after now
+    tally = _Tally(period.start, period.end, department)
     seen: set[str] = set()
     for e in sorted(entries, key=lambda x: x.at):
         if e.id in seen:  # a duplicate written by a producer retry
             continue
         seen.add(e.id)
-        if e.at >= end:
-            continue
-        in_period = e.at >= start
+        if e.at < period.end:
+            tally.add(e)
+    tally.count_grants(horizon)
+    tally.count_overdue(horizon)
+    return [tally.reports[k] for k in sorted(tally.reports)]
+
+
+class _Tally:
+    """What the log says up to the end of a period, read entry by entry in time order."""
+
+    def __init__(self, start: dt.datetime, end: dt.datetime, department: str | None) -> None:
+        self.start, self.end, self.department = start, end, department
+        self.reports: dict[str, DepartmentReport] = {}
+        self.grants: dict[str, _Grant] = {}
+        self.current: dict[tuple[str | None, str | None], str] = {}  # (consumer, resource)
+        self.applied: dict[str, dt.datetime] = {}
+        self.answered: dict[str, dt.datetime] = {}
+        self.app_provider: dict[str, str | None] = {}
+
+    def rep(self, name: str | None) -> DepartmentReport | None:
+        """The report of department ``name``; None for the router, admin or another department."""
+        if name is None or name in NOT_DEPARTMENTS:
+            return None
+        if self.department is not None and name != self.department:
+            return None
+        return self.reports.setdefault(name, DepartmentReport(name))
+
+    def add(self, e: AuditEntry) -> None:
+        in_period = e.at >= self.start
         for name in (e.actor, e.consumer, e.provider):
             if in_period:
-                rep(name)
+                self.rep(name)
         if e.action is Action.RECORDS_DELIVERED and in_period:
-            r = rep(e.consumer)
+            r = self.rep(e.consumer)
             if r is not None:
                 n = int(e.details.get("record_count", "0"))
                 r.received[(e.resource or "", e.purpose or UNCONDITIONAL)] += n
         elif e.action in (Action.SUBSCRIPTION_DENIED, Action.COMMAND_REFUSED) and in_period:
-            r = rep(e.actor if e.actor not in NOT_DEPARTMENTS else e.consumer)
+            r = self.rep(e.actor if e.actor not in NOT_DEPARTMENTS else e.consumer)
             if r is not None:
                 r.denials[(e.action.value, e.reason or "")] += 1
         elif e.action is Action.APPLICATION_SUBMITTED and e.application_id:
-            applied.setdefault(e.application_id, e.at)
-            app_provider[e.application_id] = e.provider
+            self.applied.setdefault(e.application_id, e.at)
+            self.app_provider[e.application_id] = e.provider
         elif e.action is Action.APPLICATION_OVERDUE and e.application_id:
             # noticed by a router: also covers applications written without the API
             when = _time(e.details.get("applied_at"))
             if when is not None:
-                applied.setdefault(e.application_id, when)
-                app_provider.setdefault(e.application_id, e.provider)
+                self.applied.setdefault(e.application_id, when)
+                self.app_provider.setdefault(e.application_id, e.provider)
         elif e.action in (Action.APPLICATION_APPROVED, Action.APPLICATION_REJECTED):
-            if e.application_id and e.application_id not in answered:
-                answered[e.application_id] = e.at
-                app_provider[e.application_id] = e.provider
-                when = _time(e.details.get("applied_at")) or applied.get(e.application_id)
-                if when is not None:
-                    applied.setdefault(e.application_id, when)
-                r = rep(e.provider)
-                if in_period and r is not None and when is not None:
-                    if answered_in_time(when, e.at):
-                        r.answered_within += 1
-                    else:
-                        r.answered_beyond += 1
-            if e.action is Action.APPLICATION_REJECTED and in_period:
-                r = rep(e.consumer)
-                if r is not None:
-                    r.denials[(e.action.value, e.reason or "")] += 1
-            if e.action is Action.APPLICATION_APPROVED and e.grant_id:
-                key = (e.consumer, e.resource)
-                previous = grants.get(current.get(key, ""))
-                if previous is not None and previous.ended_at is None:
-                    previous.ended_at = e.at  # superseded by the new approval
-                grants[e.grant_id] = _Grant(
-                    e.grant_id,
-                    e.consumer,
-                    e.provider,
-                    e.resource,
-                    e.at,
-                    _time(e.details.get("valid_until")),
-                )
-                current[key] = e.grant_id
-        elif e.action is Action.GRANT_REVOKED and e.grant_id in grants:
-            g = grants[e.grant_id or ""]
+            self._answer(e, in_period)
+        elif e.action is Action.GRANT_REVOKED and e.grant_id in self.grants:
+            g = self.grants[e.grant_id or ""]
             if g.revoked_at is None:
                 g.revoked_at = e.at
                 g.ended_at = g.ended_at or e.at
-        elif e.action is Action.GRANT_EXPIRED and e.grant_id in grants:
-            g = grants[e.grant_id or ""]
+        elif e.action is Action.GRANT_EXPIRED and e.grant_id in self.grants:
+            g = self.grants[e.grant_id or ""]
             g.expired_seen = g.expired_seen or e.at
 
-    for g in grants.values():
-        expiry = g.valid_until or g.expired_seen
-        ended = g.ended_at
-        if ended is not None and expiry is not None and ended > expiry:
-            ended = None  # it had expired already; the revocation changed nothing
-        for role, name in (("held", g.consumer), ("given", g.provider)):
-            r = rep(name)
-            if r is None:
-                continue
-            if g.revoked_at is not None and ended is not None and start <= g.revoked_at < end:
-                r.grants[role]["revoked"] += 1
-            elif expiry is not None and start <= expiry < end and ended is None:
-                r.grants[role]["expired"] += 1
-            if (
-                g.approved_at < horizon
-                and (ended is None or ended >= horizon)
-                and (expiry is None or expiry > horizon)
-            ):
-                r.grants[role]["active"] += 1
+    def _answer(self, e: AuditEntry, in_period: bool) -> None:
+        """An application approved or rejected: in time or not; a denial; a new grant."""
+        if e.application_id and e.application_id not in self.answered:
+            self.answered[e.application_id] = e.at
+            self.app_provider[e.application_id] = e.provider
+            when = _time(e.details.get("applied_at")) or self.applied.get(e.application_id)
+            if when is not None:
+                self.applied.setdefault(e.application_id, when)
+            r = self.rep(e.provider)
+            if in_period and r is not None and when is not None:
+                if answered_in_time(when, e.at):
+                    r.answered_within += 1
+                else:
+                    r.answered_beyond += 1
+        if e.action is Action.APPLICATION_REJECTED and in_period:
+            r = self.rep(e.consumer)
+            if r is not None:
+                r.denials[(e.action.value, e.reason or "")] += 1
+        if e.action is Action.APPLICATION_APPROVED and e.grant_id:
+            key = (e.consumer, e.resource)
+            previous = self.grants.get(self.current.get(key, ""))
+            if previous is not None and previous.ended_at is None:
+                previous.ended_at = e.at  # superseded by the new approval
+            self.grants[e.grant_id] = _Grant(
+                e.grant_id,
+                e.consumer,
+                e.provider,
+                e.resource,
+                e.at,
+                _time(e.details.get("valid_until")),
+            )
+            self.current[key] = e.grant_id
 
-    last_day = (horizon - dt.timedelta(milliseconds=1)).astimezone(CHINA_TZ).date()
-    for app_id, when in applied.items():
-        if app_id in answered and answered[app_id] < horizon:
-            continue
-        if when >= horizon:
-            continue
-        r = rep(app_provider.get(app_id))
-        if r is not None and last_day > workdays.answer_due(when.astimezone(CHINA_TZ).date()):
-            r.overdue_unanswered += 1
-    return [reports[k] for k in sorted(reports)]
+    def count_grants(self, horizon: dt.datetime) -> None:
+        """Grants held and given: revoked or expired in the period, active at ``horizon``."""
+        start, end = self.start, self.end
+        for g in self.grants.values():
+            expiry = g.valid_until or g.expired_seen
+            ended = g.ended_at
+            if ended is not None and expiry is not None and ended > expiry:
+                ended = None  # it had expired already; the revocation changed nothing
+            for role, name in (("held", g.consumer), ("given", g.provider)):
+                r = self.rep(name)
+                if r is None:
+                    continue
+                if g.revoked_at is not None and ended is not None and start <= g.revoked_at < end:
+                    r.grants[role]["revoked"] += 1
+                elif expiry is not None and start <= expiry < end and ended is None:
+                    r.grants[role]["expired"] += 1
+                if (
+                    g.approved_at < horizon
+                    and (ended is None or ended >= horizon)
+                    and (expiry is None or expiry > horizon)
+                ):
+                    r.grants[role]["active"] += 1
+
+    def count_overdue(self, horizon: dt.datetime) -> None:
+        """Applications unanswered at ``horizon`` and past their due date on its last day."""
+        last_day = (horizon - dt.timedelta(milliseconds=1)).astimezone(CHINA_TZ).date()
+        for app_id, when in self.applied.items():
+            if app_id in self.answered and self.answered[app_id] < horizon:
+                continue
+            if when >= horizon:
+                continue
+            r = self.rep(self.app_provider.get(app_id))
+            if r is not None and last_day > workdays.answer_due(when.astimezone(CHINA_TZ).date()):
+                r.overdue_unanswered += 1
 
 
 HEADERS = ["department", "metric", "resource/action", "purpose/reason", "value"]

@@ -22,6 +22,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+from collections.abc import Callable
 from typing import Any
 
 from exchange.beijing import CHINA_TZ as CHINA_TZ
@@ -73,118 +74,190 @@ def from_json(schema: dict[str, Any], data: Any) -> dict[str, Any]:
 
 
 def _from(t: Any, v: Any, path: str, named: dict[str, Any]) -> Any:
+    """The Python form of JSON value ``v`` of Avro type ``t``; a converter per type."""
     if isinstance(t, str) and t in named:
         t = named[t]
-    if v is None and not isinstance(t, list) and "null" not in (t, _base(t)):
-        raise FieldProblem(path, "is null but the field is not nullable")
     if isinstance(t, list):
-        if v is None:
-            if "null" in t:
-                return None
-            raise FieldProblem(path, "is null but the field is not nullable")
-        errors = []
-        for branch in t:
-            if branch == "null":
-                continue
-            try:
-                return _from(branch, v, path, named)
-            except FieldProblem as exc:
-                errors.append(exc.message)
-        raise FieldProblem(path, "; ".join(errors))
+        return _union(t, v, path, named)
+    if v is None and "null" not in (t, _base(t)):
+        raise FieldProblem(path, "is null but the field is not nullable")
     if isinstance(t, dict):
         lt = t.get("logicalType")
         base = t.get("type")
-        if lt == "date":
-            if isinstance(v, str):
-                try:
-                    return dt.date.fromisoformat(v)
-                except ValueError:
-                    pass
-            raise FieldProblem(path, f"expected a date 'YYYY-MM-DD', got {v!r}")
-        if lt in ("timestamp-millis", "timestamp-micros"):
-            if isinstance(v, str):
-                try:
-                    ts = dt.datetime.fromisoformat(v)
-                except ValueError:
-                    ts = None
-                if ts is not None:
-                    return ts if ts.tzinfo else ts.replace(tzinfo=CHINA_TZ)
-            raise FieldProblem(path, f"expected an ISO-8601 timestamp, got {v!r}")
-        if lt == "decimal":
-            if isinstance(v, bool) or not isinstance(v, str | int):
-                raise FieldProblem(path, f"expected a decimal as a string, got {v!r}")
-            try:
-                d = decimal.Decimal(str(v))
-            except decimal.InvalidOperation:
-                raise FieldProblem(path, f"expected a decimal number, got {v!r}") from None
-            scale = int(t.get("scale", 0))
-            precision = int(t["precision"])
-            exponent = d.as_tuple().exponent
-            if isinstance(exponent, int) and -exponent > scale:
-                raise FieldProblem(path, f"{v} has more than {scale} decimal places")
-            if len(d.quantize(decimal.Decimal(1).scaleb(-scale)).as_tuple().digits) > precision:
-                raise FieldProblem(path, f"{v} has more than {precision} digits")
-            return d
-        if base == "record":
-            if not isinstance(v, dict):
-                raise FieldProblem(path, f"expected an object, got {type(v).__name__}")
-            known = {f["name"] for f in t["fields"]}
-            extra = sorted(set(v) - known)
-            if extra:
-                raise FieldProblem(
-                    f"{path}.{extra[0]}" if path else extra[0], "is not a field of the schema"
-                )
-            out = {}
-            for f in t["fields"]:
-                fpath = f"{path}.{f['name']}" if path else f["name"]
-                if f["name"] not in v:
-                    if "default" in f:
-                        out[f["name"]] = f["default"]
-                        continue
-                    raise FieldProblem(fpath, "is missing")
-                out[f["name"]] = _from(f["type"], v[f["name"]], fpath, named)
-            return out
-        if base == "enum":
-            if v not in t["symbols"]:
-                raise FieldProblem(path, f"{v!r} is not one of {t['symbols']}")
-            return v
-        if base == "array":
-            if not isinstance(v, list):
-                raise FieldProblem(path, "expected a list")
-            return [_from(t["items"], x, f"{path}[{i}]", named) for i, x in enumerate(v)]
-        if base == "map":
-            if not isinstance(v, dict):
-                raise FieldProblem(path, "expected an object")
-            return {k: _from(t["values"], x, f"{path}.{k}", named) for k, x in v.items()}
-        if base == "fixed":
-            return _bytes(v, path)
-        return _from(base, v, path, named)
-    if t == "null":
-        if v is not None:
-            raise FieldProblem(path, "expected null")
-        return None
-    if t == "boolean":
-        if not isinstance(v, bool):
-            raise FieldProblem(path, f"expected true or false, got {v!r}")
-        return v
-    if t in ("int", "long"):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise FieldProblem(path, f"expected an integer, got {v!r}")
-        lo, hi = _INT_RANGE[t]
-        if not lo <= v <= hi:
-            raise FieldProblem(path, f"{v} does not fit in an Avro {t}")
-        return v
-    if t in ("float", "double"):
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise FieldProblem(path, f"expected a number, got {v!r}")
-        return float(v)
-    if t == "string":
-        if not isinstance(v, str):
-            raise FieldProblem(path, f"expected a string, got {type(v).__name__}")
-        return v
-    if t == "bytes":
-        return _bytes(v, path)
-    raise FieldProblem(path, f"unsupported Avro type {t!r}")
+        convert = (_LOGICAL.get(lt) if isinstance(lt, str) else None) or (
+            _COMPLEX.get(base) if isinstance(base, str) else None
+        )
+        if convert is None:
+            return _from(base, v, path, named)
+        return convert(t, v, path, named)
+    convert = _PRIMITIVE.get(t)
+    if convert is None:
+        raise FieldProblem(path, f"unsupported Avro type {t!r}")
+    return convert(t, v, path, named)
+
+
+def _union(t: list[Any], v: Any, path: str, named: dict[str, Any]) -> Any:
+    """The first non-null branch that takes ``v``; the problems of all of them otherwise."""
+    if v is None:
+        if "null" in t:
+            return None
+        raise FieldProblem(path, "is null but the field is not nullable")
+    errors = []
+    for branch in t:
+        if branch == "null":
+            continue
+        try:
+            return _from(branch, v, path, named)
+        except FieldProblem as exc:
+            errors.append(exc.message)
+    raise FieldProblem(path, "; ".join(errors))
+
+
+# -- logical types ---------------------------------------------------------------
+
+
+def _date(t: dict[str, Any], v: Any, path: str, named: dict[str, Any]) -> dt.date:
+    if isinstance(v, str):
+        try:
+            return dt.date.fromisoformat(v)
+        except ValueError:
+            pass
+    raise FieldProblem(path, f"expected a date 'YYYY-MM-DD', got {v!r}")
+
+
+def _timestamp(t: dict[str, Any], v: Any, path: str, named: dict[str, Any]) -> dt.datetime:
+    if isinstance(v, str):
+        try:
+            ts = dt.datetime.fromisoformat(v)
+        except ValueError:
+            ts = None
+        if ts is not None:
+            return ts if ts.tzinfo else ts.replace(tzinfo=CHINA_TZ)
+    raise FieldProblem(path, f"expected an ISO-8601 timestamp, got {v!r}")
+
+
+def _decimal(t: dict[str, Any], v: Any, path: str, named: dict[str, Any]) -> decimal.Decimal:
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        raise FieldProblem(path, f"expected a decimal as a string, got {v!r}")
+    try:
+        d = decimal.Decimal(str(v))
+    except decimal.InvalidOperation:
+        raise FieldProblem(path, f"expected a decimal number, got {v!r}") from None
+    scale = int(t.get("scale", 0))
+    precision = int(t["precision"])
+    exponent = d.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > scale:
+        raise FieldProblem(path, f"{v} has more than {scale} decimal places")
+    if len(d.quantize(decimal.Decimal(1).scaleb(-scale)).as_tuple().digits) > precision:
+        raise FieldProblem(path, f"{v} has more than {precision} digits")
+    return d
+
+
+# -- complex types -----------------------------------------------------------------
+
+
+def _record(t: dict[str, Any], v: Any, path: str, named: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise FieldProblem(path, f"expected an object, got {type(v).__name__}")
+    known = {f["name"] for f in t["fields"]}
+    extra = sorted(set(v) - known)
+    if extra:
+        raise FieldProblem(
+            f"{path}.{extra[0]}" if path else extra[0], "is not a field of the schema"
+        )
+    out = {}
+    for f in t["fields"]:
+        fpath = f"{path}.{f['name']}" if path else f["name"]
+        if f["name"] not in v:
+            if "default" in f:
+                out[f["name"]] = f["default"]
+                continue
+            raise FieldProblem(fpath, "is missing")
+        out[f["name"]] = _from(f["type"], v[f["name"]], fpath, named)
+    return out
+
+
+def _enum(t: dict[str, Any], v: Any, path: str, named: dict[str, Any]) -> Any:
+    if v not in t["symbols"]:
+        raise FieldProblem(path, f"{v!r} is not one of {t['symbols']}")
+    return v
+
+
+def _array(t: dict[str, Any], v: Any, path: str, named: dict[str, Any]) -> list[Any]:
+    if not isinstance(v, list):
+        raise FieldProblem(path, "expected a list")
+    return [_from(t["items"], x, f"{path}[{i}]", named) for i, x in enumerate(v)]
+
+
+def _map(t: dict[str, Any], v: Any, path: str, named: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise FieldProblem(path, "expected an object")
+    return {k: _from(t["values"], x, f"{path}.{k}", named) for k, x in v.items()}
+
+
+def _fixed(t: Any, v: Any, path: str, named: dict[str, Any]) -> bytes:
+    return _bytes(v, path)
+
+
+# -- primitive types ---------------------------------------------------------------
+
+
+def _null(t: str, v: Any, path: str, named: dict[str, Any]) -> None:
+    if v is not None:
+        raise FieldProblem(path, "expected null")
+
+
+def _boolean(t: str, v: Any, path: str, named: dict[str, Any]) -> bool:
+    if not isinstance(v, bool):
+        raise FieldProblem(path, f"expected true or false, got {v!r}")
+    return v
+
+
+def _integer(t: str, v: Any, path: str, named: dict[str, Any]) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise FieldProblem(path, f"expected an integer, got {v!r}")
+    lo, hi = _INT_RANGE[t]
+    if not lo <= v <= hi:
+        raise FieldProblem(path, f"{v} does not fit in an Avro {t}")
+    return v
+
+
+def _floating(t: str, v: Any, path: str, named: dict[str, Any]) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise FieldProblem(path, f"expected a number, got {v!r}")
+    return float(v)
+
+
+def _string(t: str, v: Any, path: str, named: dict[str, Any]) -> str:
+    if not isinstance(v, str):
+        raise FieldProblem(path, f"expected a string, got {type(v).__name__}")
+    return v
+
+
+_Convert = Callable[[Any, Any, str, dict[str, Any]], Any]
+_LOGICAL: dict[str, _Convert] = {
+    "date": _date,
+    "timestamp-millis": _timestamp,
+    "timestamp-micros": _timestamp,
+    "decimal": _decimal,
+}
+_COMPLEX: dict[str, _Convert] = {
+    "record": _record,
+    "enum": _enum,
+    "array": _array,
+    "map": _map,
+    "fixed": _fixed,
+}
+_PRIMITIVE: dict[Any, _Convert] = {
+    "null": _null,
+    "boolean": _boolean,
+    "int": _integer,
+    "long": _integer,
+    "float": _floating,
+    "double": _floating,
+    "string": _string,
+    "bytes": _fixed,
+}
 
 
 def _base(t: Any) -> Any:

@@ -187,24 +187,72 @@ def _load_resource(
         errors.extend(_pydantic_errors(exc, doc, name, (), rid))
         return None
     before = len(errors)
+    problem = _Problems(errors, doc, name, spec.id)
+    _check_provider(spec, departments, problem)
+    _check_share(spec, problem)
+    schema = _load_schema(path, spec, problem)
+    if schema is None:
+        return None
+    schema_fields = _schema_fields(spec, schema, problem)
+    infos = _field_infos(spec, schema_fields, problem)
+    if len(errors) > before:
+        return None
+    return Resource(
+        id=spec.id,
+        code=spec.code,
+        name_zh=spec.name_zh,
+        name_en=spec.name_en,
+        provider=spec.provider,
+        summary=spec.summary,
+        key=spec.key,
+        update_cycle=spec.update_cycle,
+        share=spec.share,
+        open_attribute=spec.open_attribute,
+        schema_=schema,
+        schema_id=avro.schema_id(schema),
+        fields=tuple(infos),
+    )
 
-    def problem(message: str, *, field: str | None = None, loc: tuple[Any, ...] = ()) -> None:
-        errors.append(
-            CatalogError(message, file=name, line=doc.line_of(loc), resource=spec.id, field=field)
+
+class _Problems:
+    """Records the problems of one resource file; each names file, line, resource and field."""
+
+    def __init__(self, errors: list[CatalogError], doc: Document, name: str, resource: str) -> None:
+        self._errors, self._doc, self._name, self._resource = errors, doc, name, resource
+
+    def __call__(
+        self, message: str, *, field: str | None = None, loc: tuple[Any, ...] = ()
+    ) -> None:
+        self._errors.append(
+            CatalogError(
+                message,
+                file=self._name,
+                line=self._doc.line_of(loc),
+                resource=self._resource,
+                field=field,
+            )
         )
 
+
+def _check_provider(
+    spec: ResourceSpec, departments: dict[str, Department], problem: _Problems
+) -> None:
+    """The provider is a department of the catalog, and the resource code names its code."""
     provider = departments.get(spec.provider)
     if provider is None:
         problem(f"provider {spec.provider!r} is not a department of the catalog", loc=("provider",))
-    else:
-        match = RESOURCE_CODE.match(spec.code)
-        if match and match["provider"] != provider.code:
-            problem(
-                f"resource code {spec.code} names provider code {match['provider']}, "
-                f"but provider {provider.id!r} has code {provider.code}",
-                loc=("code",),
-            )
+        return
+    match = RESOURCE_CODE.match(spec.code)
+    if match and match["provider"] != provider.code:
+        problem(
+            f"resource code {spec.code} names provider code {match['provider']}, "
+            f"but provider {provider.id!r} has code {provider.code}",
+            loc=("code",),
+        )
 
+
+def _check_share(spec: ResourceSpec, problem: _Problems) -> None:
+    """The resource's share type cites a legal basis and states conditions where it must."""
     share = spec.share
     if share.type in NEEDS_LEGAL_BASIS and not share.legal_basis:
         problem(
@@ -215,6 +263,9 @@ def _load_resource(
     if share.type is ShareType.CONDITIONAL and not share.conditions:
         problem("a conditional resource must state its share conditions (共享条件)", loc=("share",))
 
+
+def _load_schema(path: Path, spec: ResourceSpec, problem: _Problems) -> dict[str, Any] | None:
+    """The resource's Avro schema, from a file inside the catalog directory."""
     schema_path = (path.parent / spec.schema_file).resolve()
     catalog_root = path.parent.parent.resolve()
     if Path(spec.schema_file).is_absolute() or not schema_path.is_relative_to(catalog_root):
@@ -223,11 +274,16 @@ def _load_resource(
         )
         return None
     try:
-        schema = avro.load_file(str(schema_path))
+        return avro.load_file(str(schema_path))
     except SchemaError as exc:
         problem(str(exc), loc=("schema",))
         return None
 
+
+def _schema_fields(
+    spec: ResourceSpec, schema: dict[str, Any], problem: _Problems
+) -> dict[str, Any]:
+    """The schema's fields by name: each once, every classified one there, a usable key."""
     schema_fields: dict[str, Any] = {}
     for fdef in schema["fields"]:
         if fdef["name"] in schema_fields:
@@ -246,7 +302,14 @@ def _load_resource(
         problem(f"key field {spec.key!r} must not be nullable", loc=("key",))
     elif avro.non_null_type(schema_fields[spec.key]["type"]) not in ("string", "long", "int"):
         problem(f"key field {spec.key!r} must be a string, int or long", loc=("key",))
+    return schema_fields
 
+
+def _field_infos(
+    spec: ResourceSpec, schema_fields: dict[str, Any], problem: _Problems
+) -> list[FieldInfo]:
+    """Each field's share type, legal basis and conditions: its own, or the resource's."""
+    share = spec.share
     infos = []
     for fname, fdef in schema_fields.items():
         policy = spec.fields.get(fname)
@@ -293,20 +356,4 @@ def _load_resource(
                 nullable=avro.field_is_nullable(fdef["type"]),
             )
         )
-    if len(errors) > before:
-        return None
-    return Resource(
-        id=spec.id,
-        code=spec.code,
-        name_zh=spec.name_zh,
-        name_en=spec.name_en,
-        provider=spec.provider,
-        summary=spec.summary,
-        key=spec.key,
-        update_cycle=spec.update_cycle,
-        share=spec.share,
-        open_attribute=spec.open_attribute,
-        schema_=schema,
-        schema_id=avro.schema_id(schema),
-        fields=tuple(infos),
-    )
+    return infos

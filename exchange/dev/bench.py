@@ -641,33 +641,7 @@ async def run_bench(
             s = await _setup(bootstrap, Path(tmp), size.distinct, session_ms)
             source = await _preload(s, n)
             step(f"preloaded {n} records of {BENCH_RESOURCE}")
-            seconds = size.latency_s
-            step(f"measuring latency at 2,000 records/s for {seconds} s")
-            raw_p50, raw_p99 = await _latency(s, 2000, seconds, through_router=False)
-            p50, p99 = await _latency(s, 2000, seconds, through_router=True)
-            rows.append(
-                Row(
-                    "2. latency p50 at 2,000/s",
-                    p50,
-                    "ms",
-                    raw_p50,
-                    p50 / raw_p50,
-                    "(reported)",
-                    True,
-                )
-            )
-            rows.append(
-                Row(
-                    "2. latency p99 at 2,000/s",
-                    p99,
-                    "ms",
-                    raw_p99,
-                    p99 / raw_p99,
-                    "<= 50 ms and <= 2x raw p99",
-                    p99 <= 50 and p99 <= 2 * raw_p99,
-                )
-            )
-
+            rows += await _measure_latency(s, size.latency_s, step)
             step("measuring throughput")
             # one router for rows 1, 3 and 4: the embedded broker holds each group join
             router = Router(
@@ -678,130 +652,152 @@ async def run_bench(
             )
             await router.start()
             try:
-                # best of three, alternating: single runs on a shared 2-core machine vary by 20%
-                raw = raw_batched = routed_10 = 0.0
-                for attempt in range(3):
-                    raw = max(raw, await _raw_throughput(s, source, n, batched=False))
-                    raw_batched = max(
-                        raw_batched, await _raw_throughput(s, source, n, batched=True)
-                    )
-                    if attempt:
-                        await _rewind(router)
-                    routed_10 = max(routed_10, await _drain(router, n))
-                rows.append(
-                    Row(
-                        "1. routing throughput, 3 views",
-                        routed_10,
-                        "records/s",
-                        raw,
-                        routed_10 / raw,
-                        ">= 0.80 of raw copy loop",
-                        routed_10 / raw >= 0.80,
-                    )
-                )
-                rows.append(
-                    Row(
-                        "1. the same vs a raw loop producing record batches",
-                        routed_10,
-                        "records/s",
-                        raw_batched,
-                        routed_10 / raw_batched,
-                        "(reported: the router's produce path, without the routing)",
-                        True,
-                    )
-                )
-
+                throughput = await _measure_throughput(s, router, source, n)
+                rows += throughput
                 step("writing 3,600 grants over 57 departments")
-                await _write_events(bootstrap, grant_events(3600))
-                await _caught_up(s, router)
-                routed_3600 = 0.0
-                for _attempt in range(3):
-                    await _rewind(router)
-                    routed_3600 = max(routed_3600, await _drain(router, n))
-                rows.append(
-                    Row(
-                        "3. throughput with 3,600 grants",
-                        routed_3600,
-                        "records/s",
-                        routed_10,
-                        routed_3600 / routed_10,
-                        ">= 0.95 of 10 grants",
-                        routed_3600 / routed_10 >= 0.95,
-                    )
-                )
-
-                load_s, recompile_s = await _reload_times(s, router)
-                rows.append(
-                    Row(
-                        "4. load 3,600 grants (a session, from the book snapshot)",
-                        load_s,
-                        "s",
-                        None,
-                        None,
-                        "<= 0.5 s",
-                        load_s <= 0.5,
-                    )
-                )
-                rows.append(
-                    Row(
-                        "4. recompile every view (3,600 grants)",
-                        recompile_s,
-                        "s",
-                        None,
-                        None,
-                        "<= 0.5 s",
-                        recompile_s <= 0.5,
-                    )
-                )
-                rounds = size.rounds
-                step(f"measuring revocation under load, {rounds} rounds")
-                rev = await _revocation_latency(s, router, rounds, size.quick)
+                rows += await _measure_with_grants(s, router, n, baseline=throughput[0].value)
+                rows += await _measure_reload(s, router)
+                step(f"measuring revocation under load, {size.rounds} rounds")
+                rev = await _revocation_latency(s, router, size.rounds, size.quick)
             finally:
                 await router.stop()
             rev_p99 = _pct(rev, 0.99)
             rows.append(
-                Row(
-                    f"4. revocation → last delivery, p99 of {rounds}",
+                _alone(
+                    f"4. revocation → last delivery, p99 of {size.rounds}",
                     rev_p99,
                     "s",
-                    None,
-                    None,
                     "< 1 s",
                     rev_p99 < 1,
                 )
             )
-
-            backlog = size.backlog
-            step(f"router processes, {backlog} records each run: one, then two in one group")
-            one, rss = await _router_processes(s, source, 1, backlog)
-            two, rss2 = await _router_processes(s, source, 2, backlog)
-            rows.append(
-                Row(
-                    "5. router peak RSS, 3,600 grants, under load",
-                    max(rss, rss2),
-                    "MB",
-                    None,
-                    None,
-                    "<= 250 MB",
-                    max(rss, rss2) <= 250,
-                )
-            )
-            rows.append(
-                Row(
-                    "6. two routers in one group vs one",
-                    two,
-                    "records/s",
-                    one,
-                    two / one,
-                    "(reported; 2 cores shared with broker and load)",
-                    True,
-                )
-            )
+            step(f"router processes, {size.backlog} records each run: one, then two in one group")
+            rows += await _measure_processes(s, source, size.backlog)
     finally:
         if broker is not None:
             broker.stop()
     rows.sort(key=lambda r: int(r.name.split(".")[0]))  # measured out of order: see above
     return rows
+
+
+def _compared(name: str, value: float, unit: str, baseline: float, target: str, met: bool) -> Row:
+    return Row(name, value, unit, baseline, value / baseline, target, met)
+
+
+def _alone(name: str, value: float, unit: str, target: str, met: bool) -> Row:
+    return Row(name, value, unit, None, None, target, met)
+
+
+async def _measure_latency(s: Setup, seconds: float, step: Callable[[str], None]) -> list[Row]:
+    """Row 2: end-to-end latency at 2,000 records/s, through the router and raw."""
+    step(f"measuring latency at 2,000 records/s for {seconds} s")
+    raw_p50, raw_p99 = await _latency(s, 2000, seconds, through_router=False)
+    p50, p99 = await _latency(s, 2000, seconds, through_router=True)
+    return [
+        _compared("2. latency p50 at 2,000/s", p50, "ms", raw_p50, "(reported)", True),
+        _compared(
+            "2. latency p99 at 2,000/s",
+            p99,
+            "ms",
+            raw_p99,
+            "<= 50 ms and <= 2x raw p99",
+            p99 <= 50 and p99 <= 2 * raw_p99,
+        ),
+    ]
+
+
+async def _measure_throughput(s: Setup, router: Router, source: str, n: int) -> list[Row]:
+    """Row 1: records/s routed with 10 grants against raw copy loops."""
+    # best of three, alternating: single runs on a shared 2-core machine vary by 20%
+    raw = raw_batched = routed_10 = 0.0
+    for attempt in range(3):
+        raw = max(raw, await _raw_throughput(s, source, n, batched=False))
+        raw_batched = max(raw_batched, await _raw_throughput(s, source, n, batched=True))
+        if attempt:
+            await _rewind(router)
+        routed_10 = max(routed_10, await _drain(router, n))
+    return [
+        _compared(
+            "1. routing throughput, 3 views",
+            routed_10,
+            "records/s",
+            raw,
+            ">= 0.80 of raw copy loop",
+            routed_10 / raw >= 0.80,
+        ),
+        _compared(
+            "1. the same vs a raw loop producing record batches",
+            routed_10,
+            "records/s",
+            raw_batched,
+            "(reported: the router's produce path, without the routing)",
+            True,
+        ),
+    ]
+
+
+async def _measure_with_grants(s: Setup, router: Router, n: int, baseline: float) -> list[Row]:
+    """Row 3: throughput once 3,600 grants are written, against ``baseline`` (10 grants)."""
+    await _write_events(s.bootstrap, grant_events(3600))
+    await _caught_up(s, router)
+    routed_3600 = 0.0
+    for _attempt in range(3):
+        await _rewind(router)
+        routed_3600 = max(routed_3600, await _drain(router, n))
+    return [
+        _compared(
+            "3. throughput with 3,600 grants",
+            routed_3600,
+            "records/s",
+            baseline,
+            ">= 0.95 of 10 grants",
+            routed_3600 / baseline >= 0.95,
+        )
+    ]
+
+
+async def _measure_reload(s: Setup, router: Router) -> list[Row]:
+    """Row 4: loading the grant book and recompiling every view, 3,600 grants."""
+    load_s, recompile_s = await _reload_times(s, router)
+    return [
+        _alone(
+            "4. load 3,600 grants (a session, from the book snapshot)",
+            load_s,
+            "s",
+            "<= 0.5 s",
+            load_s <= 0.5,
+        ),
+        _alone(
+            "4. recompile every view (3,600 grants)",
+            recompile_s,
+            "s",
+            "<= 0.5 s",
+            recompile_s <= 0.5,
+        ),
+    ]
+
+
+async def _measure_processes(s: Setup, source: str, backlog: int) -> list[Row]:
+    """Rows 5 and 6: `exchange router` processes, one then two in a group: peak RSS, speed-up."""
+    one, rss = await _router_processes(s, source, 1, backlog)
+    two, rss2 = await _router_processes(s, source, 2, backlog)
+    return [
+        _alone(
+            "5. router peak RSS, 3,600 grants, under load",
+            max(rss, rss2),
+            "MB",
+            "<= 250 MB",
+            max(rss, rss2) <= 250,
+        ),
+        _compared(
+            "6. two routers in one group vs one",
+            two,
+            "records/s",
+            one,
+            "(reported; 2 cores shared with broker and load)",
+            True,
+        ),
+    ]
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -27,6 +27,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from exchange.dev import sample
 from exchange.dev.broker import given_or_embedded
 from exchange.errors import CommandRefused, ExchangeError
 from exchange.router.loop import Router
+from exchange.sharing.policy import View
 from exchange.tables import clip, table
 
 RESOURCE = "birth_medical_certificate"
@@ -113,38 +115,95 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
     task: asyncio.Task[None] | None = None
     key_dir = tempfile.TemporaryDirectory(prefix="exchange-demo-keys-")
     try:
-        catalog = load_catalog(catalog_dir)
-        keys = make_keys(catalog, Path(key_dir.name))
-        catalog = with_keys(catalog, keys, ADMIN)
-        echo(
-            f"keys: one Ed25519 key per department, made for this run in {key_dir.name} "
-            "(deleted at the end); public keys registered in the catalog"
-        )
-        try:
-            change = await catalog_store.load(bs, catalog, actor=ADMIN, signing_key=keys[ADMIN])
-        except CommandRefused as exc:
-            raise ExchangeError(
-                f"{exc}: this bus already has a catalog whose administrators' keys this demo "
-                "run does not hold (the demo makes new keys each run); run it on a fresh broker"
-            ) from None
-        echo(
-            f"catalog version {change.version} loaded: {len(catalog.resources)} resources; "
-            f"signed by {ADMIN}, its catalog administrator (目录管理员)"
-        )
-
+        catalog, keys = await _load_signed_catalog(bs, catalog_dir, Path(key_dir.name), echo)
         router = Router(bs, group="demo-router", master_secret=b"demo-secret-not-for-production")
         await router.start()
         task = asyncio.create_task(router.run(stop))
         echo("router started")
+        return await _Scenario(bs, catalog, keys, echo).run()
+    finally:
+        stop.set()
+        if task is not None:
+            await task
+        if router is not None:
+            await router.stop()
+        key_dir.cleanup()
+        if broker is not None:
+            broker.stop()
+            echo("embedded broker stopped")
 
-        summary: dict[str, Any] = {"denied": {}, "forged": {}}
-        _say(echo, "1. 人社 hrss subscribes: unconditional fields (无条件共享) need no application")
-        async with Department(bs, "hrss", signing_key=keys["hrss"]) as hrss:
+
+async def _load_signed_catalog(
+    bs: str, catalog_dir: Path, key_dir: Path, echo: Callable[[str], None]
+) -> tuple[Catalog, dict[str, Ed25519PrivateKey]]:
+    """The catalog with a key made for each department, loaded onto the bus by ``ADMIN``."""
+    catalog = load_catalog(catalog_dir)
+    keys = make_keys(catalog, key_dir)
+    catalog = with_keys(catalog, keys, ADMIN)
+    echo(
+        f"keys: one Ed25519 key per department, made for this run in {key_dir} "
+        "(deleted at the end); public keys registered in the catalog"
+    )
+    try:
+        change = await catalog_store.load(bs, catalog, actor=ADMIN, signing_key=keys[ADMIN])
+    except CommandRefused as exc:
+        raise ExchangeError(
+            f"{exc}: this bus already has a catalog whose administrators' keys this demo "
+            "run does not hold (the demo makes new keys each run); run it on a fresh broker"
+        ) from None
+    echo(
+        f"catalog version {change.version} loaded: {len(catalog.resources)} resources; "
+        f"signed by {ADMIN}, its catalog administrator (目录管理员)"
+    )
+    return catalog, keys
+
+
+@dataclass
+class _Scenario:
+    """The demo's steps, on a bus whose catalog is loaded and whose router runs."""
+
+    bs: str
+    catalog: Catalog
+    keys: dict[str, Ed25519PrivateKey]
+    echo: Callable[[str], None]
+    summary: dict[str, Any] = field(default_factory=lambda: {"denied": {}, "forged": {}})
+
+    def _department(self, name: str, key_of: str | None = None) -> Department:
+        """``name`` signing with the key of ``key_of`` (its own by default)."""
+        return Department(self.bs, name, signing_key=self.keys[key_of or name])
+
+    async def run(self) -> dict[str, Any]:
+        await self.subscribe()
+        grant_id = await self.apply_and_approve()
+        await self.ask_not_shared()
+        records = sample.generate(self.catalog.resource(RESOURCE).schema_, 300, seed=2017)
+        police_got, expected_police = await self.publish(records[:200])
+        hrss_all, police_all = await self.revoke_and_publish(grant_id, records[200:])
+        await self.show_certificate(records[:200], hrss_all, police_all)
+        self.conclude(len(records), len(hrss_all), len(police_all))
+        self.summary.update(
+            hrss=len(hrss_all),
+            police=len(police_all),
+            police_before_revoke=len(police_got),
+            expected_police=expected_police,
+            grant_id=grant_id,
+        )
+        return self.summary
+
+    async def subscribe(self) -> None:
+        _say(
+            self.echo,
+            "1. 人社 hrss subscribes: unconditional fields (无条件共享) need no application",
+        )
+        async with self._department("hrss") as hrss:
             view = await hrss.subscribe(RESOURCE)
-        echo(f"   hrss receives: {', '.join(view.delivered)}")
+        self.echo(f"   hrss receives: {', '.join(view.delivered)}")
 
+    async def apply_and_approve(self) -> str:
+        """Police applies, two forgeries are refused, health approves part of it: the grant id."""
+        echo = self.echo
         _say(echo, "2. 公安 police applies for the parents' identity (有条件共享)")
-        async with Department(bs, "police", signing_key=keys["police"]) as police:
+        async with self._department("police") as police:
             app_id = await police.apply(
                 RESOURCE,
                 fields=[
@@ -158,23 +217,8 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
                 legal_basis="《中华人民共和国户口登记条例》第七条",
             )
         echo(f"   application {app_id}")
-        # impersonation (冒用身份): police approves its own application "as" health
-        try:
-            async with Department(bs, "health", signing_key=keys["police"]) as impostor:
-                await impostor.approve(app_id)
-            raise ExchangeError("the forged approval was accepted: signed commands are broken")
-        except CommandRefused as exc:
-            summary["forged"]["approval"] = str(exc)
-            echo("   forged (冒用身份): police approves it 'as' health, signed with police's key")
-            echo(f"     REFUSED: {exc}")
-        try:
-            await catalog_store.load(bs, catalog, actor="police", signing_key=keys["police"])
-            raise ExchangeError("police's catalog load was accepted: signed loads are broken")
-        except CommandRefused as exc:
-            summary["forged"]["catalog load"] = str(exc)
-            echo("   forged: police loads a catalog of its own")
-            echo(f"     REFUSED: {exc}")
-        async with Department(bs, "health", signing_key=keys["health"]) as health:
+        await self.forge(app_id)
+        async with self._department("health") as health:
             grant_id = await health.approve(
                 app_id,
                 fields=["mother_name", "mother_id_number", "address"],
@@ -185,42 +229,86 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
             f"   health approves {grant_id}: mother_name, mother_id_number (masked keep:6:4), "
             "address; rows of Zhejiang (region_code 33xxxx) only; the father's fields are not granted"
         )
+        return grant_id
 
-        _say(echo, "3. 民政 civil affairs asks for birth weight, a not-shared field (不予共享)")
-        async with Department(bs, "civil_affairs", signing_key=keys["civil_affairs"]) as ca:
+    async def forge(self, app_id: str) -> None:
+        """Impersonation (冒用身份): police approves "as" health, and loads a catalog of its own."""
+        echo = self.echo
+        try:
+            async with self._department("health", key_of="police") as impostor:
+                await impostor.approve(app_id)
+            raise ExchangeError("the forged approval was accepted: signed commands are broken")
+        except CommandRefused as exc:
+            self.summary["forged"]["approval"] = str(exc)
+            echo("   forged (冒用身份): police approves it 'as' health, signed with police's key")
+            echo(f"     REFUSED: {exc}")
+        try:
+            await catalog_store.load(
+                self.bs, self.catalog, actor="police", signing_key=self.keys["police"]
+            )
+            raise ExchangeError("police's catalog load was accepted: signed loads are broken")
+        except CommandRefused as exc:
+            self.summary["forged"]["catalog load"] = str(exc)
+            echo("   forged: police loads a catalog of its own")
+            echo(f"     REFUSED: {exc}")
+
+    async def ask_not_shared(self) -> None:
+        _say(
+            self.echo, "3. 民政 civil affairs asks for birth weight, a not-shared field (不予共享)"
+        )
+        async with self._department("civil_affairs") as ca:
             try:
                 await ca.apply(RESOURCE, fields=["birth_weight_grams"], purpose="统计 statistics")
             except CommandRefused as exc:
-                summary["denied"]["civil_affairs"] = str(exc)
-                echo(f"   REFUSED: {exc}")
+                self.summary["denied"]["civil_affairs"] = str(exc)
+                self.echo(f"   REFUSED: {exc}")
             denied_view = ca.explain(RESOURCE)
-        echo(f"   civil affairs' own view: {denied_view.denied or ', '.join(denied_view.fields)}")
-
-        _say(echo, "4. 卫健 health publishes 200 birth medical certificates")
-        records = sample.generate(catalog.resource(RESOURCE).schema_, 300, seed=2017)
-        async with Publisher(bs, catalog, "health") as pub:
-            await pub.publish(RESOURCE, records[:200])
-        hrss_got = await _read_until(bs, topics.delivery("hrss", RESOURCE), 200)
-        expected_police = sum(1 for r in records[:200] if r["region_code"].startswith("33"))
-        police_got = await _read_until(bs, topics.delivery("police", RESOURCE), expected_police)
-        echo(f"   hrss received {len(hrss_got)}, police received {len(police_got)} (Zhejiang rows)")
-
-        _say(echo, "5. health revokes police's grant, then publishes 100 more")
-        async with Department(bs, "health", signing_key=keys["health"]) as health:
-            await health.revoke(grant_id, reason="落户办结 registration completed")
-        async with Publisher(bs, catalog, "health") as pub:
-            await pub.publish(RESOURCE, records[200:])
-        hrss_all = await _read_until(bs, topics.delivery("hrss", RESOURCE), 300)
-        police_all = await _read_until(bs, topics.delivery("police", RESOURCE), 10**9, wait_s=3)
-        echo(
-            f"   hrss now has {len(hrss_all)}; police still has {len(police_all)}: nothing after the revocation"
+        self.echo(
+            f"   civil affairs' own view: {denied_view.denied or ', '.join(denied_view.fields)}"
         )
 
-        _say(echo, "Summary: one certificate, as each department received it")
-        cert = next(r for r in records[:200] if r["region_code"].startswith("33"))
+    async def publish(self, records: list[dict[str, Any]]) -> tuple[list[Any], int]:
+        """Health publishes ``records``: what police received, and how many it should have."""
+        _say(self.echo, "4. 卫健 health publishes 200 birth medical certificates")
+        async with Publisher(self.bs, self.catalog, "health") as pub:
+            await pub.publish(RESOURCE, records)
+        hrss_got = await _read_until(self.bs, topics.delivery("hrss", RESOURCE), len(records))
+        expected_police = sum(1 for r in records if r["region_code"].startswith("33"))
+        police_got = await _read_until(
+            self.bs, topics.delivery("police", RESOURCE), expected_police
+        )
+        self.echo(
+            f"   hrss received {len(hrss_got)}, police received {len(police_got)} (Zhejiang rows)"
+        )
+        return police_got, expected_police
+
+    async def revoke_and_publish(
+        self, grant_id: str, records: list[dict[str, Any]]
+    ) -> tuple[list[Any], list[Any]]:
+        """Health revokes police's grant and publishes ``records``: all hrss and police have."""
+        _say(self.echo, "5. health revokes police's grant, then publishes 100 more")
+        async with self._department("health") as health:
+            await health.revoke(grant_id, reason="落户办结 registration completed")
+        async with Publisher(self.bs, self.catalog, "health") as pub:
+            await pub.publish(RESOURCE, records)
+        hrss_all = await _read_until(self.bs, topics.delivery("hrss", RESOURCE), 300)
+        police_all = await _read_until(
+            self.bs, topics.delivery("police", RESOURCE), 10**9, wait_s=3
+        )
+        self.echo(
+            f"   hrss now has {len(hrss_all)}; police still has {len(police_all)}: nothing after the revocation"
+        )
+        return hrss_all, police_all
+
+    async def show_certificate(
+        self, published: list[dict[str, Any]], hrss_all: list[Any], police_all: list[Any]
+    ) -> None:
+        """One Zhejiang certificate as health published it and as each department received it."""
+        _say(self.echo, "Summary: one certificate, as each department received it")
+        cert = next(r for r in published if r["region_code"].startswith("33"))
         # each department's copy is found by record id, the join that always works (a
         # delivery key is a keyed hash whenever a view does not carry the key field in clear)
-        cert_id = record_id_of(catalog, cert)
+        cert_id = record_id_of(self.catalog, cert)
         received = {
             "health (provider)": cert,
             "hrss (subscribed)": next((r.value for r in hrss_all if r.record_id == cert_id), None),
@@ -228,37 +316,26 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
                 (r.value for r in police_all if r.record_id == cert_id), None
             ),
         }
-        async with Department(bs, "police", signing_key=keys["police"]) as police:
+        async with self._department("police") as police:
             police_view = police.explain(RESOURCE)
-        async with Department(bs, "hrss", signing_key=keys["hrss"]) as hrss:
+        async with self._department("hrss") as hrss:
             hrss_view = hrss.explain(RESOURCE)
         explains = {"hrss (subscribed)": hrss_view, "police (grant, revoked)": police_view}
         rows = []
         for name in cert:
             cells = [name]
             for who, got in received.items():
-                dept_view = explains.get(who)
-                if got is not None and name in got:
-                    cells.append(clip(str(to_jsonable(got[name])), 26))
-                elif dept_view is not None and name in dept_view.excluded:
-                    cells.append(
-                        "(not shared)"
-                        if "不予共享" in dept_view.excluded[name]
-                        else "(not granted)"
-                    )
-                elif got is None:
-                    cells.append("(not received)")
-                else:
-                    cells.append("(not granted)")
+                cells.append(_cell(name, got, explains.get(who)))
             rows.append(cells)
-        echo(table(rows, ["field", *received]))
+        self.echo(table(rows, ["field", *received]))
+
+    def conclude(self, published: int, hrss: int, police: int) -> None:
+        echo = self.echo
         echo("")
-        echo(
-            f"police received {len(police_all)} of {len(records)} certificates: only Zhejiang rows"
-        )
+        echo(f"police received {police} of {published} certificates: only Zhejiang rows")
         echo('(row filter region_code.startsWith("33")), and none published after the revocation;')
         echo(
-            f"its mother_id_number is masked keep:6:4. hrss received {len(hrss_all)}, "
+            f"its mother_id_number is masked keep:6:4. hrss received {hrss}, "
             "unconditional fields only."
         )
         echo("denied: civil_affairs asking for birth_weight_grams (不予共享 not shared).")
@@ -266,21 +343,14 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
             "refused: an approval 'from' health signed with police's key, and a catalog load "
             "by police (only health's signature counts)."
         )
-        summary.update(
-            hrss=len(hrss_all),
-            police=len(police_all),
-            police_before_revoke=len(police_got),
-            expected_police=expected_police,
-            grant_id=grant_id,
-        )
-        return summary
-    finally:
-        stop.set()
-        if task is not None:
-            await task
-        if router is not None:
-            await router.stop()
-        key_dir.cleanup()
-        if broker is not None:
-            broker.stop()
-            echo("embedded broker stopped")
+
+
+def _cell(name: str, got: dict[str, Any] | None, dept_view: View | None) -> str:
+    """Field ``name`` of a department's copy ``got``, or why the department does not have it."""
+    if got is not None and name in got:
+        return clip(str(to_jsonable(got[name])), 26)
+    if dept_view is not None and name in dept_view.excluded:
+        return "(not shared)" if "不予共享" in dept_view.excluded[name] else "(not granted)"
+    if got is None:
+        return "(not received)"
+    return "(not granted)"
