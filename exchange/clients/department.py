@@ -290,7 +290,7 @@ class Department:
                 fields=wanted,
                 legal_basis=legal_basis,
                 applied_at=event.at,
-                due=workdays.answer_due(event.at.date()),
+                due=workdays.due_date(event.at),
             ),
         )
         return app_id
@@ -361,22 +361,10 @@ class Department:
                 masks=event.masks or None,
                 row_filter=row_filter,
                 valid_until=until,
-                **self._answer_facts(app, event.at),
+                **app.answer_facts(event.at),
             ),
         )
         return grant_id
-
-    @staticmethod
-    def _answer_facts(app: Application, answered: dt.datetime) -> dict[str, Any]:
-        due = app.due()
-        return {
-            "applied_at": app.applied_at,
-            "due": due,
-            "working_days_taken": workdays.working_days_between(
-                workdays.china_date(app.applied_at), workdays.china_date(answered)
-            ),
-            "within_10_working_days": workdays.china_date(answered) <= due,
-        }
 
     async def reject(self, application_id: str, *, reason: str) -> None:
         """Reject an application (provider only); a reason is required."""
@@ -403,7 +391,7 @@ class Department:
             application_id=app.id,
             purpose=app.purpose,
             reason=reason,
-            details=detail_map(fields=app.fields, **self._answer_facts(app, event.at)),
+            details=detail_map(fields=app.fields, **app.answer_facts(event.at)),
         )
 
     async def revoke(self, grant_id: str, *, reason: str) -> None:
