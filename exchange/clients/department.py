@@ -211,15 +211,16 @@ class Department:
                     view.denied, department=self.department, resource=resource, rule=view.denied
                 )
             already = (self.department, resource) in self.state.book.subscriptions
+            event_id = None  # no command written: subscribed already
             if not already:
-                await self._submit(
-                    GrantEvent(
-                        kind=EventKind.SUBSCRIBED,
-                        actor=self.department,
-                        consumer=self.department,
-                        resource=resource,
-                    )
+                event = GrantEvent(
+                    kind=EventKind.SUBSCRIBED,
+                    actor=self.department,
+                    consumer=self.department,
+                    resource=resource,
                 )
+                await self._submit(event)
+                event_id = event.event_id
         except (PermissionDenied, CommandRefused, UnknownResource) as exc:
             await self._audit_entry(
                 Action.SUBSCRIPTION_DENIED,
@@ -243,6 +244,7 @@ class Department:
                 row_filter=view.row_filter,
                 left_out=sorted(view.excluded) or None,
                 already_subscribed=already,
+                event_id=event_id,
             ),
         )
         return view
@@ -291,6 +293,7 @@ class Department:
                 legal_basis=legal_basis,
                 applied_at=event.at,
                 due=workdays.due_date(event.at),
+                event_id=event.event_id,
             ),
         )
         return app_id
@@ -361,6 +364,7 @@ class Department:
                 masks=event.masks or None,
                 row_filter=row_filter,
                 valid_until=until,
+                event_id=event.event_id,
                 **app.answer_facts(event.at),
             ),
         )
@@ -391,7 +395,9 @@ class Department:
             application_id=app.id,
             purpose=app.purpose,
             reason=reason,
-            details=detail_map(fields=app.fields, **app.answer_facts(event.at)),
+            details=detail_map(
+                fields=app.fields, event_id=event.event_id, **app.answer_facts(event.at)
+            ),
         )
 
     async def revoke(self, grant_id: str, *, reason: str) -> None:
@@ -409,17 +415,16 @@ class Department:
                 application_id=grant.application_id,
                 purpose=grant.purpose,
             )
-            await self._submit(
-                GrantEvent(
-                    kind=EventKind.REVOKED,
-                    actor=self.department,
-                    consumer=grant.consumer,
-                    resource=grant.resource,
-                    grant_id=grant.id,
-                    application_id=grant.application_id,
-                    reason=reason,
-                )
+            event = GrantEvent(
+                kind=EventKind.REVOKED,
+                actor=self.department,
+                consumer=grant.consumer,
+                resource=grant.resource,
+                grant_id=grant.id,
+                application_id=grant.application_id,
+                reason=reason,
             )
+            await self._submit(event)
         await self._audit_entry(
             Action.GRANT_REVOKED,
             Decision.REVOKED,
@@ -429,7 +434,7 @@ class Department:
             grant_id=grant.id,
             purpose=grant.purpose,
             reason=reason,
-            details=detail_map(fields=grant.fields),
+            details=detail_map(fields=grant.fields, event_id=event.event_id),
         )
 
     # --- listings --------------------------------------------------------------
