@@ -35,8 +35,20 @@ def working_days_between(start: dt.date, end: dt.date) -> int:
     return days
 
 
+def due_date(applied_at: dt.datetime) -> dt.date:
+    """The last day to answer an application made at the instant ``applied_at``.
+
+    The one place the due date of an application is computed: 10 working days
+    after the day it was made on the Beijing calendar (an application made at
+    01:30 in Beijing is made on that day, though it is still the day before in
+    UTC). The grant book, the audit entries and the reports all call this.
+    """
+    return answer_due(china_date(applied_at))
+
+
 def answer_due(applied: dt.date, within: int = ANSWER_WITHIN_WORKING_DAYS) -> dt.date:
-    """The last day of the answer period: ``within`` working days after ``applied``."""
+    """The last day of the answer period: ``within`` working days after the (Beijing) date
+    ``applied``. For an application, call :func:`due_date` with the instant it was made."""
     day = applied
     left = within
     while left:

@@ -98,8 +98,10 @@ def generate(catalog: Catalog, *, router_group: str = "gov-exchange-router") -> 
     allow(ROUTER, "topic", topics.SCHEMAS, "literal", Op.WRITE)
     # only routers write grant book snapshots, which sessions start from
     allow(ROUTER, "topic", topics.BOOK, "literal", Op.READ, Op.WRITE)
-    allow(ROUTER, "topic", topics.AUDIT, "literal", Op.WRITE)
+    # reads the log too: a command written without a client is audited unless it is already
+    allow(ROUTER, "topic", topics.AUDIT, "literal", Op.READ, Op.WRITE)
     allow(ROUTER, "group", router_group, "literal", Op.READ)
+    allow(ROUTER, "group", topics.COMMAND_AUDIT_GROUP, "literal", Op.READ)
 
     allow(ADMIN, "topic", topics.CATALOG, "literal", Op.READ, Op.WRITE, Op.CREATE)
     allow(ADMIN, "topic", topics.SCHEMAS, "literal", Op.READ, Op.WRITE, Op.CREATE)

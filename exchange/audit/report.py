@@ -116,7 +116,7 @@ def _time(text: str | None) -> dt.datetime | None:
 
 def answered_in_time(applied: dt.datetime, answered: dt.datetime) -> bool:
     """Whether an answer came within 10 working days (Beijing dates)."""
-    due = workdays.answer_due(applied.astimezone(CHINA_TZ).date())
+    due = workdays.due_date(applied)
     return answered.astimezone(CHINA_TZ).date() <= due
 
 
@@ -261,7 +261,7 @@ class _Tally:
             if when >= horizon:
                 continue
             r = self.rep(self.app_provider.get(app_id))
-            if r is not None and last_day > workdays.answer_due(when.astimezone(CHINA_TZ).date()):
+            if r is not None and last_day > workdays.due_date(when):
                 r.overdue_unanswered += 1
 
 

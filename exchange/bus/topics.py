@@ -22,6 +22,9 @@ GRANTS = "gov.ctl.grants"
 BOOK = "gov.ctl.book"
 AUDIT = "gov.audit"
 CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, AUDIT)
+#: the routers' consumer group on GRANTS whose one member audits commands written without
+#: a client (exchange.router.command_audit)
+COMMAND_AUDIT_GROUP = "gov-exchange-command-audit"
 
 SOURCE_PATTERN = r"^gov\.src\..*"
 _SOURCE = re.compile(r"^gov\.src\.(?P<provider>[a-z][a-z0-9_]*)\.(?P<resource>[a-z][a-z0-9_]*)$")

@@ -211,15 +211,16 @@ class Department:
                     view.denied, department=self.department, resource=resource, rule=view.denied
                 )
             already = (self.department, resource) in self.state.book.subscriptions
+            event_id = None  # no command written: subscribed already
             if not already:
-                await self._submit(
-                    GrantEvent(
-                        kind=EventKind.SUBSCRIBED,
-                        actor=self.department,
-                        consumer=self.department,
-                        resource=resource,
-                    )
+                event = GrantEvent(
+                    kind=EventKind.SUBSCRIBED,
+                    actor=self.department,
+                    consumer=self.department,
+                    resource=resource,
                 )
+                await self._submit(event)
+                event_id = event.event_id
         except (PermissionDenied, CommandRefused, UnknownResource) as exc:
             await self._audit_entry(
                 Action.SUBSCRIPTION_DENIED,
@@ -243,6 +244,7 @@ class Department:
                 row_filter=view.row_filter,
                 left_out=sorted(view.excluded) or None,
                 already_subscribed=already,
+                event_id=event_id,
             ),
         )
         return view
@@ -290,7 +292,8 @@ class Department:
                 fields=wanted,
                 legal_basis=legal_basis,
                 applied_at=event.at,
-                due=workdays.answer_due(event.at.date()),
+                due=workdays.due_date(event.at),
+                event_id=event.event_id,
             ),
         )
         return app_id
@@ -374,7 +377,8 @@ class Department:
                     masks=event.masks or None,
                     row_filter=row_filter,
                     valid_until=until,
-                    **_answer_facts(app, event.at),
+                    event_id=event.event_id,
+                    **app.answer_facts(event.at),
                 ),
             }
 
@@ -402,7 +406,9 @@ class Department:
                 **_answered(app),
                 "purpose": app.purpose,
                 "reason": reason,
-                "details": detail_map(fields=app.fields, **_answer_facts(app, event.at)),
+                "details": detail_map(
+                    fields=app.fields, event_id=event.event_id, **app.answer_facts(event.at)
+                ),
             }
 
         await self._answer("reject", facts, Action.APPLICATION_REJECTED, Decision.REJECTED, make)
@@ -436,7 +442,7 @@ class Department:
                 **facts,
                 "grant_id": grant.id,
                 "reason": reason,
-                "details": detail_map(fields=grant.fields),
+                "details": detail_map(fields=grant.fields, event_id=event.event_id),
             }
 
         await self._answer("revoke", facts, Action.GRANT_REVOKED, Decision.REVOKED, make)
@@ -482,16 +488,3 @@ class Department:
 def _answered(app: Application) -> dict[str, Any]:
     """The facts every answer to an application names in its audit entry."""
     return {"resource": app.resource, "consumer": app.consumer, "application_id": app.id}
-
-
-def _answer_facts(app: Application, answered: dt.datetime) -> dict[str, Any]:
-    """When it was applied for and answered, against the 10-working-day rule."""
-    due = app.due()
-    return {
-        "applied_at": app.applied_at,
-        "due": due,
-        "working_days_taken": workdays.working_days_between(
-            workdays.china_date(app.applied_at), workdays.china_date(answered)
-        ),
-        "within_10_working_days": workdays.china_date(answered) <= due,
-    }

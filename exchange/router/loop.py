@@ -60,6 +60,7 @@ from exchange.control.state import ControlFollower, ControlState
 from exchange.errors import DecodeError, ExchangeError
 from exchange.metrics import RouterMetrics
 from exchange.router import book_writer
+from exchange.router.command_audit import CommandAuditor
 from exchange.router.outbox import Outbox
 from exchange.router.view import CompiledView, compile_view
 from exchange.sharing.policy import compute_view
@@ -234,6 +235,7 @@ class Router:
         self._stalled_since: float | None = None  # monotonic time the current stall began
         self._watchdog: asyncio.Task[None] | None = None
         self._book_writer: asyncio.Task[None] | None = None  # book snapshots for sessions
+        self._command_audit: CommandAuditor | None = None  # commands written without a client
         self._last_round = 0.0  # monotonic start of the last settling round
         self.state.on_catalog = lambda _snap: self._mark_dirty()
         self.state.on_grant_event = self._on_grant_event
@@ -329,8 +331,14 @@ class Router:
             book_writer.keep_written(self.state, self._producer, self.instance),
             name="grant-book-snapshots",
         )
+        self._command_audit = await CommandAuditor.started(
+            self.state, self.audit, session_timeout_ms=self.session_timeout_ms
+        )
 
     async def stop(self) -> None:
+        if self._command_audit is not None:  # first: it waits for the follower and writes
+            auditor, self._command_audit = self._command_audit, None
+            await auditor.stop()
         for task in (self._watchdog, self._book_writer):
             if task is not None:
                 task.cancel()

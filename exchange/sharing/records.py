@@ -159,7 +159,19 @@ class Application:
 
     def due(self) -> dt.date:
         """Last day of the answer period, on the Beijing calendar."""
-        return workdays.answer_due(workdays.china_date(self.applied_at))
+        return workdays.due_date(self.applied_at)
+
+    def answer_facts(self, answered: dt.datetime) -> dict[str, Any]:
+        """What the audit entry of an answer (approval, rejection) says of its timeliness."""
+        due = self.due()
+        return {
+            "applied_at": self.applied_at,
+            "due": due,
+            "working_days_taken": workdays.working_days_between(
+                workdays.china_date(self.applied_at), workdays.china_date(answered)
+            ),
+            "within_10_working_days": workdays.china_date(answered) <= due,
+        }
 
     def overdue(self, at: dt.datetime) -> bool:
         """Unanswered after 10 working days (or answered after them)."""

@@ -76,6 +76,9 @@ def test_router_auditor_and_admin_have_what_they_need_and_no_more(rules) -> None
     assert allowed(rules, r, "topic", "gov.dlv.police.birth_medical_certificate", Op.CREATE)
     assert allowed(rules, r, "topic", "gov.dlq.birth_medical_certificate", Op.WRITE)
     assert allowed(rules, r, "topic", topics.AUDIT, Op.WRITE)
+    # the command audit: one router of the group reads gov.ctl.grants and gov.audit
+    assert allowed(rules, r, "topic", topics.AUDIT, Op.READ)
+    assert allowed(rules, r, "group", topics.COMMAND_AUDIT_GROUP, Op.READ)
     assert not allowed(rules, r, "topic", "gov.src.health.birth_medical_certificate", Op.WRITE)
     assert not allowed(rules, r, "topic", "gov.dlv.police.birth_medical_certificate", Op.READ)
     assert not allowed(rules, r, "topic", topics.CATALOG, Op.WRITE)

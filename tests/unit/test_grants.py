@@ -750,3 +750,17 @@ def test_a_forged_event_breaking_the_command_limits_is_refused_on_replay(
     """Written straight onto gov.ctl.grants, past the API's checks: refused all the same."""
     ev = event(EventKind.APPLIED, "police", "police", fields=("mother_name",), purpose=purpose)
     assert "purpose" in refuse(book, sample_catalog, ev)
+
+
+def test_the_due_date_of_an_application_is_counted_from_its_beijing_date() -> None:
+    """One function computes it: 01:30 on Monday 30 Nov in Beijing is Sunday 29 Nov in UTC."""
+    made = dt.datetime(2026, 11, 30, 1, 30, tzinfo=CHINA_TZ).astimezone(dt.UTC)
+    assert made.date() == dt.date(2026, 11, 29)
+    assert workdays.due_date(made) == dt.date(2026, 12, 14)  # not 11 Dec, from the UTC date
+    assert _app(made).due() == workdays.due_date(made)
+    facts = _app(made).answer_facts(made + dt.timedelta(days=1))
+    assert (facts["due"], facts["working_days_taken"], facts["within_10_working_days"]) == (
+        dt.date(2026, 12, 14),
+        1,
+        True,
+    )
