@@ -17,6 +17,7 @@ the caller sees the error and does not commit what the entry described.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -28,6 +29,8 @@ from exchange.audit.entry import AUDIT_ENTRY, GENESIS_HASH, AuditEntry, Draft
 from exchange.bus import topics
 from exchange.bus.registry import SchemaRegistry
 from exchange.metrics import AuditMetrics
+
+STOP_WAIT_S = 5.0  # how long stop() waits for the last entry's acknowledgement
 
 
 def default_instance() -> str:
@@ -55,7 +58,12 @@ class PendingWrites:
 
 
 class AuditWriter:
-    """Chains and writes audit entries through a producer the caller owns (and stops)."""
+    """Chains and writes audit entries through a producer the caller owns (and stops).
+
+    Usable as ``async with AuditWriter(...) as audit``: :meth:`start` registers the
+    entry schema up front (else the first write does), :meth:`stop` waits for what
+    was handed to the producer and refuses later writes; both may be called again.
+    """
 
     def __init__(
         self,
@@ -78,6 +86,37 @@ class AuditWriter:
         self._prev = GENESIS_HASH
         self._lock = asyncio.Lock()
         self._registered = False
+        self._stopped = False
+        self._last: Any = None  # the producer's future of the last entry handed over
+
+    async def start(self) -> None:
+        """Register the entry schema, so the first write does not wait for it; idempotent."""
+        async with self._lock:
+            await self._register()
+
+    async def stop(self) -> None:
+        """Refuse later writes; wait (at most ``STOP_WAIT_S``) for the last one handed over.
+
+        A write that failed was reported to its caller by ``acked()``: it is not raised
+        again here. Idempotent.
+        """
+        self._stopped = True
+        last, self._last = self._last, None
+        if last is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(last), STOP_WAIT_S)
+
+    async def __aenter__(self) -> AuditWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _register(self) -> None:
+        if not self._registered:
+            await self.registry.register(self.producer, AUDIT_ENTRY)
+            self._registered = True
 
     @property
     def next_seq(self) -> int:
@@ -87,10 +126,10 @@ class AuditWriter:
         """Chain and hand entries to the producer, in order; await ``.acked()`` before relying on them."""
         entries: list[AuditEntry] = []
         futures: list[Any] = []
+        if self._stopped:
+            raise RuntimeError("the audit writer is stopped")
         async with self._lock:
-            if not self._registered:
-                await self.registry.register(self.producer, AUDIT_ENTRY)
-                self._registered = True
+            await self._register()
             for draft in drafts:
                 entry = AuditEntry.seal(
                     draft,
@@ -99,9 +138,10 @@ class AuditWriter:
                     prev_hash=self._prev,
                     instance=self.instance,
                 )
-                futures.append(
-                    await self.producer.send(self.topic, value=entry.encode(), key=self._key)
+                self._last = await self.producer.send(
+                    self.topic, value=entry.encode(), key=self._key
                 )
+                futures.append(self._last)
                 # advanced only once the producer holds it: a send that raises leaves no gap
                 self._seq += 1
                 self._prev = entry.hash

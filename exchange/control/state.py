@@ -251,6 +251,18 @@ class ControlFollower:
             c, self._consumer = self._consumer, None
             await c.stop()
 
+    async def __aenter__(self) -> ControlFollower:
+        """``async with ControlFollower(state)``: started (following), stopped on the way out."""
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)

@@ -48,7 +48,8 @@ from exchange.dev.bench_catalog import (
     write_catalog,
 )
 from exchange.dev.broker import given_or_embedded
-from exchange.router.loop import SOURCE_OFFSET, Router
+from exchange.router.dead_letters import SOURCE_OFFSET
+from exchange.router.loop import Router
 from exchange.router.outbox import Outbox
 from exchange.settings import Settings
 
@@ -173,7 +174,7 @@ async def _drain(r: Router, count: int) -> float:
     the embedded broker holds every JoinGroup for 5 s).
     """
     deadline = time.monotonic() + 60
-    while not r._consumer.assignment():  # the join runs in the background; wait it out
+    while not r.assignment():  # the join runs in the background; wait it out
         if time.monotonic() > deadline:
             raise RuntimeError("the router got no partitions within 60 s")
         await asyncio.sleep(0.05)
@@ -191,10 +192,7 @@ async def _drain(r: Router, count: int) -> float:
 
 async def _rewind(r: Router) -> None:
     """Route the source again from its first record (the same group: no new join)."""
-    await r.settle()
-    consumer = r._consumer
-    assignment = list(consumer.assignment())
-    await consumer.seek_to_beginning(*assignment)
+    await r.rewind()
 
 
 async def _raw_throughput(s: Setup, source: str, count: int, *, batched: bool) -> float:
@@ -427,7 +425,7 @@ async def _reload_times(s: Setup, r: Router) -> tuple[float, float]:
     load_s = time.perf_counter() - t0
     assert len(st.book.grants) >= 3600
     t1 = time.perf_counter()
-    await r._recompile(everything=True)
+    await r.recompile(everything=True)
     recompile_s = time.perf_counter() - t1
     return load_s, recompile_s
 
@@ -440,7 +438,7 @@ async def _caught_up(s: Setup, r: Router) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("the router did not catch up with gov.ctl.grants within 60 s")
         await asyncio.sleep(0.1)
-    await r._recompile()
+    await r.recompile()
 
 
 async def _revocation_latency(s: Setup, router: Router, rounds: int, quick: bool) -> list[float]:

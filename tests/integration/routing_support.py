@@ -45,7 +45,7 @@ class RouterRun:
             raise AssertionError("the router stopped routing")
 
     async def stop(self) -> None:
-        if self.router._consumer is None:
+        if not self.router.running:
             return  # already stopped
         self.stop_event.set()
         try:
@@ -114,7 +114,7 @@ async def wait_views(
                     return False
             elif consumer not in views or set(views[consumer].view.fields) != set(fields):
                 return False
-        return not run.router._dirty
+        return not run.router.view_table.stale
 
     await wait_for(ready, within=within, what=f"router views of {resource}: {dict(expected)}")
 

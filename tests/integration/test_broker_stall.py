@@ -26,7 +26,7 @@ from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store
 from exchange.dev import sample
 from exchange.dev.broker import EmbeddedBroker
-from exchange.router.loop import STALL_S as STALL_THRESHOLD_S
+from exchange.router.watchdog import STALL_S as STALL_THRESHOLD_S
 
 BMC = "birth_medical_certificate"
 STALL_S = 10.0

@@ -31,7 +31,7 @@ from exchange.catalog.model import Catalog, ShareType
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.dev import sample
-from exchange.router.loop import DLQ_REASON, SOURCE_OFFSET, SOURCE_TOPIC
+from exchange.router.dead_letters import DLQ_REASON, SOURCE_OFFSET, SOURCE_TOPIC
 
 pytestmark = pytest.mark.integration
 

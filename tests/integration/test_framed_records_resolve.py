@@ -54,7 +54,7 @@ from exchange.control.state import GRANT_CODEC
 from exchange.dev import sample
 from exchange.dev.broker import EmbeddedBroker
 from exchange.errors import CommandRefused
-from exchange.router.loop import SOURCE_OFFSET, SOURCE_TOPIC
+from exchange.router.dead_letters import SOURCE_OFFSET, SOURCE_TOPIC
 from exchange.sharing.records import EventKind, GrantEvent
 
 pytestmark = pytest.mark.integration

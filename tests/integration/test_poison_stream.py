@@ -48,13 +48,14 @@ from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.bus import kafka, topics
 from exchange.bus.envelope import RECORD_ID
+from exchange.bus.limits import MAX_VALUE_BYTES
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader
 from exchange.dev import sample
 from exchange.errors import DecodeError
-from exchange.router.loop import DLQ_REASON, MAX_VALUE_BYTES, SOURCE_OFFSET, SOURCE_TOPIC
+from exchange.router.dead_letters import DLQ_REASON, SOURCE_OFFSET, SOURCE_TOPIC
 
 pytestmark = pytest.mark.integration
 
@@ -299,6 +300,6 @@ async def test_poison_records_in_a_long_stream(bootstrap: str, loaded_catalog: C
 async def wait_views_ready(run: RouterRun) -> None:
     def ready() -> bool:
         run.check_alive()
-        return set(ENTITLED) <= set(run.views(BMC)) and not run.router._dirty
+        return set(ENTITLED) <= set(run.views(BMC)) and not run.router.view_table.stale
 
     await wait_for(ready, within=15, what=f"views of {BMC} for {ENTITLED}")

@@ -55,10 +55,7 @@ async def pair(
 
 
 def assigned(run: RouterRun) -> set[tuple[str, int]]:
-    consumer: Any = run.router._consumer
-    if consumer is None:
-        return set()
-    return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+    return {(tp.topic, tp.partition) for tp in run.router.assignment()}
 
 
 def licences(catalog: Catalog, prefix: str, count: int) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exchange.audit.entry import Action, Decision, Draft, detail_map
-from exchange.router.loop import _merge_deliveries
+from exchange.router.settle import merge_deliveries
 
 
 def delivered(consumer: str, partition: int, offsets: str, n: int, filtered: int = 0) -> Draft:
@@ -33,7 +33,7 @@ def test_counts_are_summed_and_offset_ranges_joined_per_partition() -> None:
         delivered("police", 1, "0-3", 4),
         delivered("hrss", 0, "10-14", 5),
     ]
-    out = _merge_deliveries(drafts)
+    out = merge_deliveries(drafts)
     assert [(d.action, d.consumer, d.details.get("partition")) for d in out] == [
         (Action.RECORDS_DELIVERED, "police", "0"),
         (Action.RECORDS_DELIVERED, "hrss", "0"),
@@ -54,4 +54,4 @@ def test_a_different_view_is_not_merged() -> None:
     a = delivered("police", 0, "0-9", 10)
     b = delivered("police", 0, "10-19", 10)
     b = Draft(**{**b.__dict__, "grant_id": "GRANT-2"})  # the grant changed between batches
-    assert len(_merge_deliveries([a, b])) == 2
+    assert len(merge_deliveries([a, b])) == 2

@@ -11,7 +11,8 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from exchange.router.loop import Router, _Routed
+from exchange.metrics import RouterMetrics
+from exchange.router.settle import Settler
 
 
 class RebalancedConsumer:
@@ -27,14 +28,14 @@ class RebalancedConsumer:
 
 
 async def test_a_refused_commit_is_counted_and_routing_goes_on() -> None:
-    r = Router("127.0.0.1:9", master_secret=b"x" * 32)
+    settler = Settler(RouterMetrics())
     consumer = RebalancedConsumer()
-    r._consumer = consumer
+    settler.consumer = consumer
     tp = TopicPartition("gov.src.health.birth_medical_certificate", 0)
-    r._unsettled.append(_Routed([], [], [tp], {tp: 10}, 10, None, None))
-    r._unsettled.append(_Routed([], [], [tp], {tp: 25}, 15, None, None))
-    await r._settle_loop()  # no exception: the records are routed again after the rebalance
+    settler.add([], [tp], {tp: 10}, 10, None)
+    settler.add([], [tp], {tp: 25}, 15, None)
+    await settler.settle()  # no exception: the records are routed again after the rebalance
     assert consumer.commits == [{tp: 25}]  # one commit for the round, the later offset
-    assert r.metrics.uncommitted_batches._value.get() == 2
-    assert r.routed == 0  # 'routed' counts committed records only
-    assert not r._unsettled
+    assert settler.metrics.uncommitted_batches._value.get() == 2
+    assert settler.routed == 0  # 'routed' counts committed records only
+    assert settler.waiting == 0
