@@ -51,6 +51,7 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -212,8 +213,15 @@ class KafkaCluster:
     def cluster_id(self) -> str:
         return str(self.layout["cluster_id"])
 
+    @property
+    def kafka_version(self) -> str:
+        return str(self.layout["kafka_version"])
+
     def client_port(self, node: int) -> int:
         return int(self.layout["client_ports"][node - 1])
+
+    def controller_port(self, node: int) -> int:
+        return int(self.layout["controller_ports"][node - 1])
 
     @property
     def bootstrap(self) -> str:
@@ -263,7 +271,10 @@ class KafkaCluster:
         return [n for n in self.node_ids if self.pid(n) is not None] if self.formatted else []
 
     def start(self) -> Self:
-        """Format the storage if new, start every node that is not running, wait until served."""
+        """Format the storage if new, start every node that is not running, wait until served.
+
+        Also what brings nodes back after :meth:`kill_node`.
+        """
         jars = fetch_jars()
         if not self.formatted:
             self._format(jars)
@@ -277,11 +288,6 @@ class KafkaCluster:
                 self.stop()
             raise
         return self
-
-    def start_node(self, node: int) -> None:
-        """Start one node again (after :meth:`kill_node`) and wait until all brokers serve."""
-        self._launch(fetch_jars(), node)
-        self.wait_ready()
 
     def kill_node(self, node: int) -> None:
         """SIGKILL one node, as a crash would (the data stays)."""
@@ -330,7 +336,7 @@ class KafkaCluster:
 
     # --- inside ---
     @contextlib.contextmanager
-    def _admin(self) -> Any:
+    def _admin(self) -> Iterator[Any]:
         from kafka.admin import KafkaAdminClient
 
         admin = KafkaAdminClient(
@@ -397,7 +403,7 @@ class KafkaCluster:
         voters = ",".join(
             f"{i}@127.0.0.1:{port}" for i, port in enumerate(self.layout["controller_ports"], 1)
         )
-        controller_port = self.layout["controller_ports"][node - 1]
+        controller_port = self.controller_port(node)
         isr = 2 if n >= 3 else 1
         return _properties(
             {
@@ -484,7 +490,7 @@ class KafkaCluster:
         (home / "pid").write_text(f"{proc.pid}\n")
 
     def wait_ready(self) -> None:
-        """Wait until every node runs and the metadata lists all brokers."""
+        """Wait until every node answers on its client port and the metadata lists them all."""
         deadline = time.monotonic() + self.ready_timeout
         while True:
             for node, proc in self._processes.items():
@@ -493,7 +499,7 @@ class KafkaCluster:
                         f"Kafka node {node} exited with code {proc.returncode} at start; "
                         f"see {self.log_path(node)} and {self.node_dir(node) / 'jvm.log'}"
                     )
-            if self._brokers_registered() == self.nodes:
+            if self._serving():
                 return
             if time.monotonic() > deadline:
                 raise KafkaEngineError(
@@ -502,17 +508,20 @@ class KafkaCluster:
                 )
             time.sleep(0.2)
 
-    def _brokers_registered(self) -> int:
-        """How many brokers the metadata lists, asked as the super user (0 if none answers)."""
-        if not any(answers_kafka(self.client_port(n), timeout=0.2) for n in self.node_ids):
-            return 0
+    def _serving(self) -> bool:
+        """Every node answers, and the metadata (asked as the super user) has them all unfenced."""
+        if not all(answers_kafka(self.client_port(n), timeout=0.2) for n in self.node_ids):
+            return False
         from kafka.errors import KafkaError
 
         try:
             with self._admin() as admin:
-                return len(admin.describe_cluster()["brokers"])
+                brokers = admin.describe_cluster()["brokers"]
         except KafkaError:
-            return 0
+            return False
+        # the answer lists fenced brokers too: one is serving only once it is unfenced
+        serving = {int(b["broker_id"]) for b in brokers if not b.get("is_fenced")}
+        return serving == set(self.node_ids)
 
 
 def main(argv: list[str] | None = None) -> int:
