@@ -45,6 +45,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,17 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     path.chmod(0o600)
+
+
+def _bindable(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:``port`` (connections left in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _properties(values: dict[str, object]) -> str:
@@ -478,9 +490,12 @@ class KafkaCluster:
             )
 
     def _launch(self, jars: Path, node: int) -> None:
-        port = self.client_port(node)
-        if answers_kafka(port, timeout=0.2):
-            raise KafkaEngineError(f"node {node}'s port {port} is taken by another Kafka broker")
+        for port in (self.client_port(node), self.controller_port(node)):
+            if not _bindable(port):
+                raise KafkaEngineError(
+                    f"port {port} of Kafka node {node} is taken by another process; the cluster "
+                    f"in {self.dir} keeps the ports of its first start"
+                )
         home = self.node_dir(node)
         args = [*self._jvm(jars, self.heap), f"-Dkafka.logs.dir={home}"]
         proc = self._spawn(
