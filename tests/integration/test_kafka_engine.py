@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     SaslAuthenticationFailed,
@@ -69,6 +70,20 @@ async def _create(cluster: KafkaCluster, topic: str) -> None:
         await admin.create_topics([NewTopic(topic, 1, replication_factor=cluster.nodes)])
     finally:
         await admin.close()
+
+
+async def _replication(cluster: KafkaCluster, topic: str) -> tuple[int, str]:
+    """(replicas of partition 0, the topic's effective min.insync.replicas)."""
+    admin = AIOKafkaAdminClient(**cluster.client_options())
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"min.insync.replicas": None})
+        [answer] = await admin.describe_configs([resource])
+    finally:
+        await admin.close()
+    [config] = answer.to_object()["resources"][0]["config_entries"]
+    return len(described["partitions"][0]["replicas"]), config["config_value"]
 
 
 async def _produce(options: dict[str, Any], topic: str, values: list[bytes]) -> None:
@@ -204,15 +219,18 @@ async def test_three_nodes_survive_losing_one(three_nodes: KafkaCluster) -> None
     options = three_nodes.client_options()
     topic = "gov.test.replicated"
     await _create(three_nodes, topic)
-    await _produce(options, topic, [f"before-{i}".encode() for i in range(50)])
+    assert await _replication(three_nodes, topic) == (3, "2")
+    before = [f"before-{i}".encode() for i in range(50)]
+    after = [f"after-{i}".encode() for i in range(49)]
+    await _produce(options, topic, before)
     leader = await _leader(options, topic)
 
     three_nodes.kill_node(leader)  # SIGKILL the partition's leader
     failover = await _acked_within(options, topic, b"after-kill", 30)
-    await _produce(options, topic, [f"after-{i}".encode() for i in range(49)])
+    await _produce(options, topic, after)
     survivors = [n for n in three_nodes.node_ids if n != leader]
     assert three_nodes.running() == survivors
-    assert len(await _read_all(options, topic, 100)) == 100
+    assert await _read_all(options, topic, 100) == [*before, b"after-kill", *after]
 
     began = time.monotonic()
     three_nodes.start()  # starts the node that does not run
