@@ -394,7 +394,9 @@ class KafkaCluster:
             args = ["kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config)]
             _write_private(argfile, "\n".join([*args, "--add-scram", scram]) + "\n")
             log = self.node_dir(node) / "format.log"
-            formats.append((node, self._spawn([*self._jvm(jars, "256m"), f"@{argfile}"], log)))
+            formats.append(
+                (node, self._spawn([*self._jvm(jars, node, "256m"), f"@{argfile}"], log))
+            )
         for node, proc in formats:
             code = proc.wait(timeout=120)
             (self.node_dir(node) / "format.args").unlink(missing_ok=True)
@@ -462,7 +464,8 @@ class KafkaCluster:
             }
         )
 
-    def _jvm(self, jars: Path, heap: str) -> list[str]:
+    def _jvm(self, jars: Path, node: int, heap: str) -> list[str]:
+        """The java command up to the main class; the node's folder takes its log files."""
         return [
             java(),
             f"-Xmx{heap}",
@@ -474,6 +477,7 @@ class KafkaCluster:
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J2}",
+            f"-Dkafka.logs.dir={self.node_dir(node)}",
             "-cp",
             f"{jars}/*",
         ]
@@ -497,10 +501,8 @@ class KafkaCluster:
                     f"in {self.dir} keeps the ports of its first start"
                 )
         home = self.node_dir(node)
-        args = [*self._jvm(jars, self.heap), f"-Dkafka.logs.dir={home}"]
-        proc = self._spawn(
-            [*args, "kafka.Kafka", str(home / "server.properties")], home / "jvm.log"
-        )
+        args = [*self._jvm(jars, node, self.heap), "kafka.Kafka", str(home / "server.properties")]
+        proc = self._spawn(args, home / "jvm.log")
         self._processes[node] = proc
         (home / "pid").write_text(f"{proc.pid}\n")
 
