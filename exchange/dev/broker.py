@@ -114,7 +114,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the starting shell does not kill it
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
+                preexec_fn=die_with_parent if self.die_with_parent else None,
             )
         finally:
             if log is not subprocess.DEVNULL:
@@ -141,7 +141,7 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None:
             return
-        _terminate(self.process.pid, timeout, self.process)
+        terminate(self.process.pid, timeout, self.process)
         self.process = None
 
 
@@ -157,7 +157,7 @@ def given_or_embedded(bootstrap: str | None) -> tuple[str, EmbeddedBroker | None
     return broker.bootstrap, broker
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: ask Linux to SIGTERM us when our parent exits."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -166,7 +166,7 @@ def _die_with_parent() -> None:
         pass  # not Linux: the run's own cleanup still stops the broker
 
 
-def _terminate(pid: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def terminate(pid: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -174,7 +174,7 @@ def _terminate(pid: int, timeout: float, process: subprocess.Popen[bytes] | None
         if process is not None:
             if process.poll() is not None:
                 return
-        elif not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+        elif not Path(f"/proc/{pid}").exists() or is_zombie(pid):
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
@@ -183,7 +183,7 @@ def _terminate(pid: int, timeout: float, process: subprocess.Popen[bytes] | None
         process.wait(timeout=5)
 
 
-def _is_zombie(pid: int) -> bool:
+def is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except (OSError, IndexError):
@@ -204,7 +204,7 @@ def status(state_dir: Path) -> BrokerInfo | None:
         info = BrokerInfo(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if not _is_our_broker(info.pid, info.port) or _is_zombie(info.pid):
+    if not _is_our_broker(info.pid, info.port) or is_zombie(info.pid):
         path.unlink(missing_ok=True)  # stale: the process is gone
         return None
     return info
@@ -230,6 +230,6 @@ def stop(state_dir: Path) -> BrokerInfo | None:
     info = status(state_dir)
     if info is None:
         return None
-    _terminate(info.pid, timeout=10.0)
+    terminate(info.pid, timeout=10.0)
     _state_path(state_dir).unlink(missing_ok=True)
     return info

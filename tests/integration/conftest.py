@@ -4,18 +4,23 @@
 empty cluster; tests isolate themselves by unique ids). Not set: each test
 module gets its own embedded broker (Tansu, in memory, started in well
 under a second), so modules cannot see each other's catalog or grants.
+
+Tests on Apache Kafka ask for ``kafka_jars`` first: the server's jars are
+fetched from Maven Central once (``exchange/dev/kafka.py``) and re-used.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from exchange.catalog.model import Catalog
 from exchange.control import catalog_store
 from exchange.dev.broker import EmbeddedBroker
+from exchange.dev.kafka import KafkaEngineError, fetch_jars
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +37,15 @@ def bootstrap() -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_jars() -> Path:
+    """The Apache Kafka server's jars, fetched with mvn the first time (needs mvn and java)."""
+    try:
+        return fetch_jars()
+    except KafkaEngineError as exc:
+        pytest.exit(f"cannot run the tests on Apache Kafka: {exc}", returncode=3)
 
 
 @pytest.fixture(scope="module")

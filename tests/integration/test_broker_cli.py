@@ -8,32 +8,19 @@ broker is never touched) and ``EXCHANGE_BOOTSTRAP_SERVERS`` removed.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import Cli, alive
 
 from exchange.dev.broker import answers_kafka, free_port
 
 pytestmark = pytest.mark.integration
-
-EXCHANGE = str(Path(sys.executable).with_name("exchange"))
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _tansu_pids(port: int) -> list[int]:
@@ -48,32 +35,9 @@ def _tansu_pids(port: int) -> list[int]:
             continue
         if args and b"tansu" in args[0] and any(f":{port}".encode() in a for a in args):
             pid = int(proc.name)
-            if _alive(pid):
+            if alive(pid):
                 pids.append(pid)
     return pids
-
-
-class Cli:
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.env = {k: v for k, v in os.environ.items() if k != "EXCHANGE_BOOTSTRAP_SERVERS"}
-        self.env["EXCHANGE_STATE_DIR"] = str(state_dir)
-
-    def __call__(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [EXCHANGE, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def recorded_pid(self) -> int | None:
-        try:
-            return int(json.loads((self.state_dir / "broker.json").read_text())["pid"])
-        except (OSError, ValueError, KeyError):
-            return None
 
 
 @pytest.fixture
@@ -86,7 +50,7 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
         pid = c.recorded_pid()
         if pid is not None:
             c("broker", "stop")
-        if pid is not None and _alive(pid):
+        if pid is not None and alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -100,7 +64,7 @@ def _started(out: str) -> tuple[int, int]:
 def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.05)
     return False
@@ -116,7 +80,7 @@ def test_start_status_stop_leaves_no_broker_process(cli: Cli) -> None:
     assert "embedded broker started" in started.stdout
     pid, port = _started(started.stdout)
     assert cli.recorded_pid() == pid
-    assert _alive(pid)
+    assert alive(pid)
     assert _tansu_pids(port) == [pid]
     assert answers_kafka(port)
 

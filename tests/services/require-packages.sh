@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the servers the test suite starts for itself are installed:
-# PostgreSQL and MariaDB from Debian's packages. Nothing here starts a server;
-# the suite starts throwaway ones (exchange/dev/databases.py) and stops them.
+# PostgreSQL and MariaDB from Debian's packages, and Java and Maven for Apache
+# Kafka (Maven fetches Kafka's jars from Maven Central once, exchange/dev/kafka.py).
+# Nothing here starts a server; the suite starts throwaway ones and stops them.
 #
 # Installed already: prints nothing and installs nothing.
 # Missing, run as root on Debian/Ubuntu: apt-get update once, then installs them.
@@ -18,6 +19,9 @@ pg_bin || missing+=(postgresql)
 { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } &&
     { command -v mariadb-install-db >/dev/null 2>&1 || [ -x /usr/bin/mariadb-install-db ]; } ||
     missing+=(mariadb-server)
+{ [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; } || command -v java >/dev/null 2>&1 ||
+    missing+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -34,5 +38,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ -z "${EXCHANGE_
     exit 0
 fi
 
-echo "make test needs the Debian packages ${missing[*]} (the suite starts its own throwaway servers from them): run 'sudo apt-get install --no-install-recommends ${missing[*]}' and try again." >&2
+echo "make test needs the Debian packages ${missing[*]} (the suite starts its own throwaway servers from them; Kafka needs Java 17 or newer): run 'sudo apt-get install --no-install-recommends ${missing[*]}' and try again." >&2
 exit 1
