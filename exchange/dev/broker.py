@@ -21,6 +21,8 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from exchange.errors import BrokerUnavailable
 
@@ -157,13 +159,13 @@ def given_or_embedded(bootstrap: str | None) -> tuple[str, EmbeddedBroker | None
     return broker.bootstrap, broker
 
 
-def die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGTERM us when our parent exits."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In the child before exec: ask Linux to send ``sig`` when our parent exits."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
     except OSError:
-        pass  # not Linux: the run's own cleanup still stops the broker
+        pass  # not Linux: the run's own cleanup still stops the process
 
 
 def terminate(pid: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -233,3 +235,24 @@ def stop(state_dir: Path) -> BrokerInfo | None:
     terminate(info.pid, timeout=10.0)
     _state_path(state_dir).unlink(missing_ok=True)
     return info
+
+
+class Served:
+    """``with`` for a server the process starts: ``start()`` on entry, ``stop()`` on exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

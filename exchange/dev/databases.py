@@ -23,7 +23,6 @@ Run ``python -m exchange.dev.databases`` to start both and print their URLs
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import glob
 import os
 import pwd
@@ -35,9 +34,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
+from exchange.dev.broker import Served, die_with_parent, free_port
 from exchange.errors import ExchangeError
 
 #: prefix of every data directory this module makes, under the system's temp dir
@@ -76,12 +75,6 @@ def _binary(kind: str, names: list[str], patterns: list[str], package: str) -> s
     return found
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run_as() -> tuple[int, int] | None:
     """(uid, gid) to run servers as when we are root, else None (run as ourselves)."""
     if os.geteuid() != 0:
@@ -102,13 +95,6 @@ def _user_for(preferred: str) -> tuple[int, int] | None:
     return _run_as()
 
 
-def _die_with_parent(sig: int) -> None:
-    """In the child before exec: ask Linux to send ``sig`` when our parent exits."""
-    with contextlib.suppress(OSError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
-
-
 def remove_stale_dirs() -> list[Path]:
     """Remove data directories whose owning process no longer runs; returns them."""
     removed = []
@@ -124,7 +110,7 @@ def remove_stale_dirs() -> list[Path]:
     return removed
 
 
-class _Server:
+class _Server(Served):
     """What both servers share: a directory, a port, a process, start and stop."""
 
     kind = "database"
@@ -179,7 +165,7 @@ class _Server:
                 user=self._ids[0] if self._ids else None,
                 group=self._ids[1] if self._ids else None,
                 extra_groups=[] if self._ids else None,
-                preexec_fn=lambda: _die_with_parent(self.stop_signal),
+                preexec_fn=lambda: die_with_parent(self.stop_signal),
             )
         finally:
             if log:
@@ -201,7 +187,7 @@ class _Server:
         data = self.dir / "data"
         try:
             self._init(data)
-            self.port = _free_port()
+            self.port = free_port()
             self.process = self._popen(self._command(data), log=self.log_path)
             deadline = time.monotonic() + self.ready_timeout
             while not self._ready():
@@ -237,17 +223,6 @@ class _Server:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class ThrowawayPostgres(_Server):

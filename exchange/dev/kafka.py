@@ -54,10 +54,16 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
-from exchange.dev.broker import answers_kafka, die_with_parent, free_port, is_zombie, terminate
+from exchange.dev.broker import (
+    Served,
+    answers_kafka,
+    die_with_parent,
+    free_port,
+    is_zombie,
+    terminate,
+)
 from exchange.errors import ExchangeError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,7 +181,7 @@ def _properties(values: dict[str, object]) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
-class KafkaCluster:
+class KafkaCluster(Served):
     """A KRaft cluster of 1 or 3 combined nodes whose data lives in ``data_dir``."""
 
     def __init__(
@@ -318,17 +324,6 @@ class KafkaCluster:
         for node, pid in pids.items():
             terminate(pid, max(deadline - time.monotonic(), 1.0), self._processes.pop(node, None))
             (self.node_dir(node) / "pid").unlink(missing_ok=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- users ---
     def add_user(self, name: str, password: str) -> None:
