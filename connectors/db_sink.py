@@ -229,7 +229,7 @@ class DbSink(Connector):
             self._table_cols = {c.name: c for c in described}
             self._upsert = self._upsert_sql()
             await self.registry.refresh()
-            await kafka.ensure_topics(self.bootstrap, [self.topic], partitions=3)
+            await kafka.ensure_topics(self.bootstrap, [self.topic], partitions=None)
             consumer = kafka.consumer(
                 self.bootstrap,
                 group_id=self.group,

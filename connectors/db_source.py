@@ -104,7 +104,7 @@ class DbSource(Connector):
         target: DatabaseTarget,
         metrics: ConnectorMetrics | None = None,
         spot: Spot | None = None,
-        partitions: int = 3,
+        partitions: int | None = None,
     ) -> None:
         super().__init__(cfg.name, metrics)
         self.cfg = cfg

@@ -89,7 +89,7 @@ class FileImport(Connector):
         catalog: Catalog,
         metrics: ConnectorMetrics | None = None,
         spot: Spot | None = None,
-        partitions: int = 3,
+        partitions: int | None = None,
     ) -> None:
         super().__init__(cfg.name, metrics)
         self.cfg = cfg

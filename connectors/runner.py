@@ -47,7 +47,7 @@ async def build(
     environ: Mapping[str, str],
     metrics: ConnectorMetrics | None = None,
     only: list[str] | None = None,
-    partitions: int = 3,
+    partitions: int | None = None,
 ) -> list[Connector]:
     """One connector per entry of the file (or of ``only``), against the catalog in force."""
     metrics = metrics or ConnectorMetrics()

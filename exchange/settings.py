@@ -34,7 +34,28 @@ class Settings(BaseSettings):
         description="where the embedded broker's pid, port and log are kept",
     )
     partitions: int = Field(default=3, ge=1, description="partitions of new source topics")
-    replication_factor: int = Field(default=1, ge=1, description="replication of new topics")
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="replicas of every new topic (min.insync.replicas is min(2, it) from 2 on); "
+        "a router or archiver refuses to start on a control or audit topic with fewer",
+    )
+    audit_retention_ms: int = Field(
+        default=-1,
+        ge=-1,
+        description="retention of gov.audit: -1 (forever, the default: its entries are "
+        "hash-chained, and the legal period of an access log is often years); a finite "
+        "period only once the log is archived ('exchange audit archive')",
+    )
+    source_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.src.* topics"
+    )
+    delivery_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.dlv.* topics"
+    )
+    dead_letter_retention_ms: int = Field(
+        default=30 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.dlq.* topics"
+    )
     router_group: str = Field(default="gov-exchange-router", description="router consumer group")
     router_session_timeout_ms: int = Field(
         default=10_000,

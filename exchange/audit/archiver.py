@@ -54,6 +54,8 @@ class Archiver:
         """Archive until caught up (``follow=False``) or until ``stop`` is set."""
         stop = stop or asyncio.Event()
         await ensure_control_topics(self.bootstrap)
+        # an access log that loses entries before they are archived cannot be archived whole
+        await kafka.require_safe_control_topics(self.bootstrap, [self.topic])
         c = kafka.consumer(self.bootstrap)
         await c.start()
         try:

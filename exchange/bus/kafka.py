@@ -29,11 +29,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from exchange.bus import topics
+from exchange.bus import topic_config, topics
 from exchange.errors import BrokerUnavailable
 
 MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default, stated: exchange.bus.limits checks against it
 MAX_BATCH_SIZE = 256 * 1024
+CONTROL_PARTITIONS = 1  # one total order of the control and audit topics
 
 #: what a client's bootstrap asks about: it needs only the brokers, which come with any answer
 _PROBE = topics.CATALOG
@@ -95,39 +96,56 @@ async def ensure_topics(
     bootstrap: str,
     names: Iterable[str],
     *,
-    partitions: int = 1,
-    replication_factor: int = 1,
-    compacted: Iterable[str] = (),
+    partitions: int | None = 1,
+    policy: topic_config.TopicPolicy | None = None,
 ) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+    """Create the topics that do not exist yet (idempotent), configured for what they hold.
+
+    Replication, ``min.insync.replicas`` and retention or compaction come from ``policy``
+    (default: the process's, :func:`exchange.bus.topic_config.current`), by topic family;
+    ``partitions``: None for the policy's (``EXCHANGE_PARTITIONS``).
+    """
     wanted = sorted(set(names))
-    compact = set(compacted)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gov-exchange-admin")
     try:
         await admin.start()
     except KafkaConnectionError as exc:
         raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     try:
-        # only these topics' metadata (list_topics() fetches every topic's), never creating
-        answer = await admin._send_request(MetadataRequest(wanted, False))
-        existing = {t["topic"] for t in answer.to_object()["topics"] if t["error_code"] == 0}
-        missing = [n for n in wanted if n not in existing]
-        if not missing:
-            return
-        new = [
-            NewTopic(
-                n,
-                num_partitions=partitions,
-                replication_factor=replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if n in compact else {},
-            )
-            for n in missing
-        ]
-        # another process may create it between list and create
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(new)
+        await create_missing_topics(admin, wanted, partitions=partitions, policy=policy)
     finally:
         await admin.close()
+
+
+async def create_missing_topics(
+    admin: AIOKafkaAdminClient,
+    names: Iterable[str],
+    *,
+    partitions: int | None = 1,
+    policy: topic_config.TopicPolicy | None = None,
+) -> list[str]:
+    """:func:`ensure_topics` with a started admin client (any credentials); the topics made."""
+    policy = policy or topic_config.current()
+    wanted = sorted(set(names))
+    # only these topics' metadata (list_topics() fetches every topic's), never creating
+    answer = await admin._send_request(MetadataRequest(wanted, False))
+    existing = {t["topic"] for t in answer.to_object()["topics"] if t["error_code"] == 0}
+    missing = [n for n in wanted if n not in existing]
+    if not missing:
+        return []
+    new = [
+        NewTopic(
+            n,
+            num_partitions=policy.partitions if partitions is None else partitions,
+            replication_factor=policy.replication_factor,
+            topic_configs=policy.configs(n),
+        )
+        for n in missing
+    ]
+    # another process may create it between list and create
+    with contextlib.suppress(TopicAlreadyExistsError):
+        await admin.create_topics(new)
+    return missing
 
 
 async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -196,11 +214,20 @@ async def check_reachable(bootstrap: str) -> None:
         raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
 
 
-async def ensure_control_topics(bootstrap: str, replication_factor: int = 1) -> None:
-    await ensure_topics(
-        bootstrap,
-        topics.CONTROL_TOPICS,
-        partitions=1,
-        replication_factor=replication_factor,
-        compacted=[topics.SCHEMAS, topics.BOOK],
-    )
+async def ensure_control_topics(bootstrap: str) -> None:
+    """Create the control and audit topics (one partition each: one total order)."""
+    await ensure_topics(bootstrap, topics.CONTROL_TOPICS, partitions=CONTROL_PARTITIONS)
+
+
+async def require_safe_control_topics(
+    bootstrap: str, names: Iterable[str] = topics.CONTROL_TOPICS
+) -> None:
+    """Refuse (:class:`~exchange.bus.topic_config.TopicsUnsafe`) control or audit topics that
+    can lose entries or have fewer replicas than configured (see
+    :func:`exchange.bus.topic_config.check_topics`)."""
+    try:
+        await topic_config.require_safe_topics(
+            {"bootstrap_servers": bootstrap, "client_id": "gov-exchange-admin"}, names
+        )
+    except KafkaConnectionError as exc:
+        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc

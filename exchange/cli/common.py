@@ -64,9 +64,12 @@ def signing_key(path: Path | None) -> Any:
 
 
 def settings() -> Settings:
+    from exchange.bus import topic_config
     from exchange.settings import Settings  # pydantic: imported when a command needs it
 
-    return Settings()
+    s = Settings()
+    topic_config.use(topic_config.TopicPolicy.from_settings(s))  # topics the command creates
+    return s
 
 
 NO_BROKER_HELP = (

@@ -92,7 +92,7 @@ class Publisher:
     """
 
     def __init__(
-        self, bootstrap: str, catalog: Catalog, department: str, *, partitions: int = 3
+        self, bootstrap: str, catalog: Catalog, department: str, *, partitions: int | None = None
     ) -> None:
         self.catalog = catalog
         self.partitions = partitions

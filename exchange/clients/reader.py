@@ -92,7 +92,7 @@ class Reader:
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        await kafka.ensure_topics(self.bootstrap, [self.topic], partitions=3)
+        await kafka.ensure_topics(self.bootstrap, [self.topic], partitions=None)
         c = kafka.consumer(self.bootstrap, group_id=self.group)
         await c.start()
         if self.group is None:

@@ -230,7 +230,7 @@ async def load(
     *,
     actor: str,
     signing_key: Ed25519PrivateKey | None = None,
-    partitions: int = 3,
+    partitions: int | None = None,
 ) -> CatalogChange:
     """Publish a validated catalog as the new one in force; all or nothing.
 

@@ -73,7 +73,7 @@ class Router:
         group: str = "gov-exchange-router",
         master_secret: bytes,
         metrics: RouterMetrics | None = None,
-        partitions: int = 3,
+        partitions: int | None = None,
         instance: str | None = None,
         max_batch: int = 5000,
         session_timeout_ms: int = 10_000,
@@ -164,6 +164,10 @@ class Router:
         await self.stop()
 
     async def start(self) -> None:
+        # replay must see every catalog snapshot and grant event: refuse control topics
+        # configured to lose them (before reading them)
+        await kafka.ensure_control_topics(self.bootstrap)
+        await kafka.require_safe_control_topics(self.bootstrap)
         await self.follower.start()
         # no linger: the outbox hands over whole batches, and waiting adds only latency
         self._producer = kafka.producer(self.bootstrap, linger_ms=0)

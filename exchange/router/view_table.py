@@ -80,7 +80,7 @@ class ViewTable:
         metrics: RouterMetrics,
         *,
         bootstrap: str,
-        partitions: int,
+        partitions: int | None,
     ) -> None:
         self.state = state
         self.master_secret = master_secret
