@@ -76,8 +76,8 @@ COMMANDS: dict[str, Lazy] = {
     "broker": Lazy(
         "broker",
         "app",
-        "Start, stop or inspect the embedded Kafka-protocol broker (Tansu, memory only: for "
-        "development, demos and tests; production uses a real Kafka cluster).",
+        "Start, stop or inspect the development broker: the embedded one (Tansu, memory only: "
+        "demos and tests) or a durable Apache Kafka cluster (KRaft, SASL users, ACLs).",
     ),
     "catalog": Lazy("catalog", "app", "The resource catalog and its shared list (共享清单)."),
     "audit": Lazy(
