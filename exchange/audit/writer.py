@@ -23,12 +23,14 @@ import secrets
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exchange.audit.entry import AUDIT_ENTRY, GENESIS_HASH, AuditEntry, Draft
 from exchange.bus import topics
 from exchange.bus.registry import SchemaRegistry
-from exchange.metrics import AuditMetrics
+
+if TYPE_CHECKING:  # prometheus_client: imported only by processes that export metrics
+    from exchange.metrics import AuditMetrics
 
 STOP_WAIT_S = 5.0  # how long stop() waits for the last entry's acknowledgement
 
@@ -47,13 +49,14 @@ class PendingWrites:
 
     entries: list[AuditEntry]
     futures: list[Any]
-    metrics: AuditMetrics
+    metrics: AuditMetrics | None
 
     async def acked(self) -> list[AuditEntry]:
         for fut in self.futures:
             await fut
-        for entry in self.entries:
-            self.metrics.entries_written.labels(entry.action.value).inc()
+        if self.metrics is not None:
+            for entry in self.entries:
+                self.metrics.entries_written.labels(entry.action.value).inc()
         return self.entries
 
 
@@ -79,7 +82,9 @@ class AuditWriter:
         self.registry = registry
         self.instance = instance or default_instance()
         self.writer_id = new_writer_id(role, self.instance)
-        self.metrics = metrics or AuditMetrics()
+        #: None: nothing counted (a command's session exports no metrics, so it does not
+        #: import prometheus_client)
+        self.metrics = metrics
         self.topic = topic
         self._key = self.writer_id.encode()
         self._seq = 0

@@ -14,8 +14,6 @@ import json
 from typing import Any
 
 import fastavro
-from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
-from avro.schema import parse as avro_parse
 
 from exchange.errors import SchemaError
 
@@ -167,6 +165,10 @@ def check_backward(new: Schema, old: Schema) -> list[str]:
     BACKWARD compatibility, the Kafka ecosystem's default: the new schema reads
     everything the old one wrote. Empty list means compatible.
     """
+    # the Apache Avro library checks compatibility only (a catalog load): imported then
+    from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+    from avro.schema import parse as avro_parse
+
     reader = avro_parse(json.dumps(new))
     writer = avro_parse(json.dumps(old))
     checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
@@ -200,6 +202,10 @@ def check_backward(new: Schema, old: Schema) -> list[str]:
 
 def _field_incompatibility(new: Schema, field: dict[str, Any], before: dict[str, Any]) -> list[str]:
     """Why ``field`` of the new schema cannot read ``before`` of the old one (empty if it can)."""
+    # the Apache Avro library checks compatibility only (a catalog load): imported then
+    from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+    from avro.schema import parse as avro_parse
+
     shell = {k: v for k, v in new.items() if k in ("type", "name", "namespace")}
     try:
         reader = avro_parse(json.dumps({**shell, "fields": [field]}))

@@ -17,13 +17,14 @@ import base64
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from exchange.errors import ExchangeError
+
+# cryptography is imported when a key is used (signing, verifying, loading, generating):
+# a command on a bus whose catalog registers no key does not pay for it
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 class SigningError(ExchangeError):
@@ -51,6 +52,9 @@ def sign(key: Ed25519PrivateKey, fields: dict[str, Any]) -> str:
 def verify(public_key_b64: str, fields: dict[str, Any], signature: str | None) -> bool:
     if not signature:
         return False
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64, validate=True))
         key.verify(base64.b64decode(signature, validate=True), canonical(fields))
@@ -61,6 +65,9 @@ def verify(public_key_b64: str, fields: dict[str, Any], signature: str | None) -
 
 def generate() -> tuple[bytes, str]:
     """A new key pair: (private key as PEM, public key as base64 for the catalog)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -71,12 +78,17 @@ def generate() -> tuple[bytes, str]:
 
 
 def public_key_of(key: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode("ascii")
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """Read a PEM Ed25519 private key; errors name the file."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:

@@ -81,9 +81,11 @@ NO_BROKER_HELP = (
 
 def bootstrap(explicit: str | None) -> str:
     """The bootstrap servers to use: the option/env value, else the running embedded broker."""
+    if explicit:  # given: no settings to read (pydantic-settings costs a command ~0.1 s)
+        return explicit
     s = settings()
-    if explicit or s.bootstrap_servers:
-        return str(explicit or s.bootstrap_servers)
+    if s.bootstrap_servers:
+        return str(s.bootstrap_servers)
     from exchange.dev import broker
 
     info = broker.status(s.state_dir)

@@ -26,13 +26,12 @@ argument can make the refusal itself fail.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any, Self
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING, Any, Self
 
 from exchange import workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
@@ -53,6 +52,9 @@ from exchange.sharing.records import (
     new_id,
     now,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _MAX_DETAIL = 10_000  # longest detail value (the fields of a wide resource)
 
@@ -75,17 +77,25 @@ class Department:
 
     async def start(self) -> None:
         # one control-topic reader for the whole session, starting from the routers' last
-        # snapshot of the grant book: each command then reads only what was written since
+        # snapshot of the grant book: each command then reads only what was written since.
+        # The producer connects meanwhile (not after): one session start, not two in a row.
         self._reader = ControlFollower(ControlState(self.bootstrap))
-        await self._reader.start(follow=False, from_snapshot=True)
-        self._state = self._reader.state
-        catalog = self._state.catalog  # no catalog loaded: fail early
+        starts = [self._reader.start(follow=False, from_snapshot=True)]
         if self._producer is None:
-            producer = kafka.producer(self.bootstrap, linger_ms=0)
-            await producer.start()
-            self._producer = producer
+            self._producer = kafka.producer(self.bootstrap, linger_ms=0)
+            starts.append(self._producer.start())
+        try:
+            for result in await asyncio.gather(*starts, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result
+            self._state = self._reader.state
+            catalog = self._state.catalog  # no catalog loaded: fail early
+        except BaseException:
+            await self.stop()
+            raise
+        if self._audit is None:
             role = command_limits.safe(self.department, command_limits.MAX_ID_CHARS)
-            self._audit = AuditWriter(producer, self._state.registry, role=role)
+            self._audit = AuditWriter(self._producer, self._state.registry, role=role)
         try:
             command_limits.check_id(self.department, "department")
             catalog.department(self.department)
@@ -132,12 +142,16 @@ class Department:
             raise ExchangeError("Department is not started: use 'async with Department(...)'")
         return await self._reader.catch_up(at_least=at_least)
 
-    async def _submit(self, event: GrantEvent) -> None:
-        """Sign, check, write and read back one command."""
+    async def _submit(self, event: GrantEvent, *, caught_up: bool = False) -> None:
+        """Sign, check, write and read back one command.
+
+        ``caught_up``: the caller read the control topics for this very command just
+        before (nothing awaited since): the check uses that state, not a second read.
+        """
         command_limits.check_event(event)  # raises CommandRefused
         if self.signing_key is not None:
             event = replace(event, signature=signing.sign(self.signing_key, event.to_avro()))
-        current = await self.refresh()
+        current = self.state if caught_up else await self.refresh()
         current.book.check(event, current.catalog)  # raises CommandRefused
         # resolvable on gov.ctl.schemas before the first event that uses it (a no-op once it is)
         await current.registry.register(self._producer, GRANT_EVENT)
@@ -314,8 +328,8 @@ class Department:
         its audit entry; a refusal anywhere is audited with ``facts`` as known by then.
         """
         async with self._refusals_audited(command, facts):
-            event, audited = await make()
-            await self._submit(event)
+            event, audited = await make()  # caught up to find what it answers
+            await self._submit(event, caught_up=True)
         await self._audit_entry(action, decision, **audited)
         return event
 

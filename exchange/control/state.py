@@ -152,17 +152,21 @@ class ControlFollower:
         made under the catalog in force (if any), not from the beginning of the history.
         Routers never do: they check every event themselves.
         """
-        await ensure_control_topics(self.state.bootstrap)
         c = kafka.consumer(self.state.bootstrap, **self._options)
-        await c.start()
-        self._consumer = c
+        self._consumer = c  # stopped by stop(), also if the start fails half-way
+        # the topics are checked (created on a new bus) while the consumer connects
+        results: tuple[Any, ...] = await asyncio.gather(
+            ensure_control_topics(self.state.bootstrap), c.start(), return_exceptions=True
+        )
+        for failed in results:  # the clearer error (BrokerUnavailable) first
+            if isinstance(failed, BaseException):
+                raise failed
         last = await self._last_book_record() if from_snapshot else None
         c.assign(self._tps)
         await c.seek_to_beginning(*self._tps)
         if last is not None:
-            for tp in self._tps[:2]:  # schemas and catalog, then the snapshot's book
-                for rec in await kafka.drain(c, [tp], timeout_s=30):
-                    self.state.handle(rec)
+            # schemas and catalog (one drain: one offsets request), then the snapshot's book
+            self._handle_in_order(await kafka.drain(c, self._tps[:2], timeout_s=30))
             try:
                 snap = book_snapshot.decode(last)
             except DecodeError as exc:
@@ -181,6 +185,7 @@ class ControlFollower:
             await self.catch_up()
         self.caught_up.set()
         if follow:
+            c.resume(*self._tps)  # paused by catch_up
             self._task = asyncio.create_task(self._follow(), name="control-follower")
 
     async def _last_book_record(self) -> bytes | None:
@@ -211,17 +216,32 @@ class ControlFollower:
             raise RuntimeError("a following ControlFollower catches up by itself")
         c = self._consumer
         loop = asyncio.get_running_loop()
-        for tp in self._tps:
-            for rec in await kafka.drain(c, [tp], timeout_s=30):
-                self.state.handle(rec)
-            deadline = loop.time() + 30
-            while await c.position(tp) < (at_least or {}).get(tp.topic, 0):
-                if loop.time() > deadline:
-                    raise BrokerUnavailable(f"timed out reading {tp.topic}")
-                batch = await c.getmany(tp, timeout_ms=100)
-                for rec in batch.get(tp, []):
-                    self.state.handle(rec)
+        # fetched only while catching up: between catch-ups no fetch waits on the broker,
+        # so the next catch-up's offsets request is answered at once, not behind it
+        c.resume(*self._tps)
+        try:
+            # every control topic in one drain: one offsets request, not one per topic
+            self._handle_in_order(await kafka.drain(c, self._tps, timeout_s=30))
+            for tp in self._tps:
+                deadline = loop.time() + 30
+                while await c.position(tp) < (at_least or {}).get(tp.topic, 0):
+                    if loop.time() > deadline:
+                        raise BrokerUnavailable(f"timed out reading {tp.topic}")
+                    batch = await c.getmany(tp, timeout_ms=100)
+                    for rec in batch.get(tp, []):
+                        self.state.handle(rec)
+        finally:
+            c.pause(*self._tps)
         return self.state
+
+    def _handle_in_order(self, records: list[Any]) -> None:
+        """Apply records of several control topics: schemas, then catalog, then grants.
+
+        Each needs the one before; within a topic the order read is kept (a stable sort).
+        """
+        order = {tp.topic: n for n, tp in enumerate(self._tps)}
+        for rec in sorted(records, key=lambda r: order.get(r.topic, len(order))):
+            self.state.handle(rec)
 
     async def _follow(self) -> None:
         order = {topics.SCHEMAS: 0, topics.CATALOG: 1, topics.GRANTS: 2}
