@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -66,6 +66,23 @@ aiokafka_client.MetadataRequest = _BootstrapRequest
 logging.getLogger("aiokafka.cluster").addFilter(_QuietProbe())
 
 
+@contextlib.asynccontextmanager
+async def admin(bootstrap: str, **overrides: Any) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client, started (:class:`BrokerUnavailable` naming the address if no broker
+    answers) and closed when the block ends."""
+    options: dict[str, Any] = {"client_id": "gov-exchange-admin", **overrides}
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
+    try:
+        await client.start()
+    except (KafkaError, OSError) as exc:
+        await client.close()
+        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 def producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
     """A producer that waits for all in-sync replicas (acks=all) and keeps per-key order."""
     options: dict[str, Any] = {
@@ -105,16 +122,10 @@ async def ensure_topics(
     (default: the process's, :func:`exchange.bus.topic_config.current`), by topic family;
     ``partitions``: None for the policy's (``EXCHANGE_PARTITIONS``).
     """
-    wanted = sorted(set(names))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gov-exchange-admin")
-    try:
-        await admin.start()
-    except KafkaConnectionError as exc:
-        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-    try:
-        await create_missing_topics(admin, wanted, partitions=partitions, policy=policy)
-    finally:
-        await admin.close()
+    async with admin(bootstrap) as client:
+        await create_missing_topics(
+            client, sorted(set(names)), partitions=partitions, policy=policy
+        )
 
 
 async def create_missing_topics(
@@ -206,12 +217,8 @@ async def drain(c: AIOKafkaConsumer, tps: list[TopicPartition], *, timeout_s: fl
 
 async def check_reachable(bootstrap: str) -> None:
     """Raise :class:`BrokerUnavailable` with the address if no broker answers."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        await admin.start()
-        await admin.close()
-    except (KafkaError, OSError) as exc:
-        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    async with admin(bootstrap, request_timeout_ms=5000):
+        pass
 
 
 async def ensure_control_topics(bootstrap: str) -> None:

@@ -27,11 +27,11 @@ from typing import Any, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from exchange.bus import kafka, topics
-from exchange.errors import BrokerUnavailable, RecordTooLarge
+from exchange.errors import RecordTooLarge
 
 MAX_VALUE_BYTES = 1_000_000
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's message.max.bytes when nobody sets it
@@ -111,18 +111,11 @@ def check(prepared: Sequence[Outgoing], limits: Mapping[str, Limit]) -> None:
 async def topic_limits(bootstrap: str, names: Iterable[str]) -> dict[str, Limit]:
     """Each topic's ``max.message.bytes`` as the broker reports it, or the fallback, saying so."""
     wanted = sorted(set(names))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gov-exchange-admin")
-    try:
-        await admin.start()
-    except KafkaConnectionError as exc:
-        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-    try:
+    async with kafka.admin(bootstrap) as admin:
         found, missing = await _topic_settings(admin, wanted)
         if len(found) == len(wanted):
             return found
         broker = await _broker_setting(admin)
-    finally:
-        await admin.close()
     for name, why in missing.items():
         if broker is not None:
             found[name] = Limit(broker, f"the broker's message.max.bytes, as topic {name} {why}")
