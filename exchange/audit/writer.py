@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from exchange.audit.entry import AUDIT_ENTRY, GENESIS_HASH, AuditEntry, Draft
 from exchange.bus import topics
 from exchange.bus.registry import SchemaRegistry
+from exchange.lifecycle import AsyncService
 
 if TYPE_CHECKING:  # prometheus_client: imported only by processes that export metrics
     from exchange.metrics import AuditMetrics
@@ -60,7 +61,7 @@ class PendingWrites:
         return self.entries
 
 
-class AuditWriter:
+class AuditWriter(AsyncService):
     """Chains and writes audit entries through a producer the caller owns (and stops).
 
     Usable as ``async with AuditWriter(...) as audit``: :meth:`start` registers the
@@ -110,13 +111,6 @@ class AuditWriter:
         if last is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(last), STOP_WAIT_S)
-
-    async def __aenter__(self) -> AuditWriter:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def _register(self) -> None:
         if not self._registered:

@@ -28,6 +28,7 @@ from exchange.catalog.model import Catalog
 from exchange.control import book_snapshot
 from exchange.control.catalog_store import Snapshot, decode_snapshot, refusal
 from exchange.errors import BrokerUnavailable, DecodeError, ExchangeError
+from exchange.lifecycle import AsyncService
 from exchange.sharing.grants import GrantBook
 from exchange.sharing.records import GRANT_EVENT, GrantEvent
 
@@ -130,7 +131,7 @@ async def load(bootstrap: str, *, from_snapshot: bool = True) -> ControlState:
     return reader.state
 
 
-class ControlFollower:
+class ControlFollower(AsyncService):
     """Follows the control topics live and feeds every new record to a :class:`ControlState`."""
 
     def __init__(self, state: ControlState, **consumer_options: Any) -> None:
@@ -270,18 +271,6 @@ class ControlFollower:
         if self._consumer is not None:
             c, self._consumer = self._consumer, None
             await c.stop()
-
-    async def __aenter__(self) -> ControlFollower:
-        """``async with ControlFollower(state)``: started (following), stopped on the way out."""
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
 
 def utcnow() -> dt.datetime:

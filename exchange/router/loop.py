@@ -33,13 +33,13 @@ import datetime as dt
 import os
 import socket
 import time
-from types import TracebackType
 from typing import Any
 
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.control.catalog_store import CONTROL_SCHEMAS
 from exchange.control.state import ControlFollower, ControlState
+from exchange.lifecycle import AsyncService
 from exchange.metrics import RouterMetrics
 from exchange.router import book_writer
 from exchange.router.command_audit import CommandAuditor
@@ -56,7 +56,7 @@ from exchange.sharing.records import GrantEvent
 MAX_UNSETTLED = 64  # batches routed and not yet settled, at most
 
 
-class Router:
+class Router(AsyncService):
     """The consumer loop, and the one object that starts, stops and wires the router's parts.
 
     Usable as ``async with Router(...) as router``. Its parts, each with a public
@@ -146,22 +146,6 @@ class Router:
             self.notices.watch(now)
 
     # --- start and stop --------------------------------------------------------
-
-    async def __aenter__(self) -> Router:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         # replay must see every catalog snapshot and grant event: refuse control topics
