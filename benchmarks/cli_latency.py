@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.control import catalog_store, state
 from exchange.control.state import GRANT_CODEC
@@ -62,8 +63,8 @@ asyncio.run(main())
 class Watch:
     """Follows topics from their current end; stamps when a record matching a key appears."""
 
-    def __init__(self, bootstrap: str, *watched: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, bus: Connection, *watched: str) -> None:
+        self.bootstrap = bus
         self.watched = watched
         self.seen: dict[str, float] = {}
         self._consumer: Any = None
@@ -130,7 +131,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 async def run(rounds: int, grants: int) -> dict[str, list[float]]:
-    bootstrap, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
+    bus, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
     router: asyncio.subprocess.Process | None = None
     rows: dict[str, list[float]] = {}
 
@@ -140,23 +141,23 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             write_catalog(Path(tmp))
-            await catalog_store.load(bootstrap, load_catalog(Path(tmp)), actor="bench")
+            await catalog_store.load(bus, load_catalog(Path(tmp)), actor="bench")
         events = grant_events(grants + rounds)
-        await _write_events(bootstrap, events)
-        print(f"{grants + rounds} grants on {bootstrap}; starting a router", file=sys.stderr)
+        await _write_events(bus, events)
+        print(f"{grants + rounds} grants on {bus}; starting a router", file=sys.stderr)
         env = dict(
             os.environ,
             EXCHANGE_MASK_SECRET=SECRET.decode(),
             EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(EMBEDDED_SESSION_MS),
         )
         router = await asyncio.create_subprocess_exec(
-            *[EXCHANGE, "router", "-b", bootstrap, "--group", "cli-latency"],
+            *[EXCHANGE, "router", "-b", bus.bootstrap, "--group", "cli-latency"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         await asyncio.sleep(8)  # the router replays the control topics and joins its group
-        watch = Watch(bootstrap, topics.GRANTS, RAW_TOPIC)
+        watch = Watch(bus, topics.GRANTS, RAW_TOPIC)
         await watch.start()
         approvals = [e for e in events if e.kind is EventKind.APPROVED][grants:]
         try:
@@ -168,11 +169,11 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
                 _, t = await _timed([EXCHANGE, "--help"])
                 add("exchange --help", t)
                 marker = f"raw-{n}-{time.time_ns()}"
-                raw = [sys.executable, "-c", RAW_PRODUCE, bootstrap, RAW_TOPIC, marker]
+                raw = [sys.executable, "-c", RAW_PRODUCE, bus.bootstrap, RAW_TOPIC, marker]
                 start, t = await _timed(raw)
                 add("raw aiokafka produce: acknowledged", await watch.when(marker) - start)
                 add("raw aiokafka produce: exit", t)
-                revoke = [EXCHANGE, "revoke", "-b", bootstrap, "--as", grant.actor]
+                revoke = [EXCHANGE, "revoke", "-b", bus.bootstrap, "--as", grant.actor]
                 start, t = await _timed([*revoke, str(grant.grant_id), "--reason", "bench"])
                 add(
                     "exchange revoke: acknowledged",
@@ -180,7 +181,7 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
                 )
                 add("exchange revoke: exit", t)
                 t0 = time.perf_counter()
-                loaded = await state.load(bootstrap)
+                loaded = await state.load(bus)
                 add("load the grant book in this process", time.perf_counter() - t0)
                 assert len(loaded.book.grants) >= grants
                 print(f"round {n + 1}/{rounds} done", file=sys.stderr)

@@ -53,6 +53,7 @@ from connectors.config import load
 from connectors.mapping import field_type
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
@@ -180,7 +181,7 @@ def plain_insert(
 async def bench_database(
     dialect: str,
     server_url: str,
-    bootstrap: str,
+    bus: Connection,
     catalog: Catalog,
     rows: int,
     batch: int,
@@ -241,7 +242,7 @@ async def bench_database(
         path = workdir / f"{dialect}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         loaded = load(path)
-        (source,) = await runner.build(loaded, bootstrap, environ={}, only=[f"bench-src-{tag}"])
+        (source,) = await runner.build(loaded, bus, environ={}, only=[f"bench-src-{tag}"])
         async with source:
             started = time.perf_counter()
             await source.run(idle_exit_s=0)
@@ -250,9 +251,7 @@ async def bench_database(
         out.append(("db_source (read, validate, publish, acks)", rows, source_s, select_s))
 
         # route everything to hrss (untimed), then time the sink alone
-        router = Router(
-            bootstrap, group=f"bench-router-{tag}", master_secret=b"bench-secret-0123456789"
-        )
+        router = Router(bus, group=f"bench-router-{tag}", master_secret=b"bench-secret-0123456789")
         await router.start()
         delivered = topics.delivery("hrss", RESOURCE)
         deadline = time.monotonic() + 600
@@ -260,12 +259,12 @@ async def bench_database(
             await router.route_once()
             assert time.monotonic() < deadline, "router too slow"
         await router.stop()
-        assert len(await kafka.read_to_end(bootstrap, delivered, timeout_s=120)) >= rows
+        assert len(await kafka.read_to_end(bus, delivered, timeout_s=120)) >= rows
 
         insert_s = plain_insert(db, f"{prefix}plain", res.schema_, records, batch)
         out.append(("plain INSERT loop (executemany, commit)", rows, insert_s, None))
 
-        (sink,) = await runner.build(loaded, bootstrap, environ={}, only=[f"bench-sink-{tag}"])
+        (sink,) = await runner.build(loaded, bus, environ={}, only=[f"bench-sink-{tag}"])
         async with sink:
             while not await sink.step():
                 pass  # joining the group
@@ -306,11 +305,11 @@ async def main() -> None:
     except DatabaseServerError as exc:
         servers.close()
         sys.exit(f"error: {exc}; or pass --postgres-url / --mariadb-url")
-    bootstrap, broker = given_or_embedded(given)
+    bus, broker = given_or_embedded(given)
     try:
         catalog = load_catalog(ROOT / "schemas")
-        await catalog_store.load(bootstrap, catalog, actor="bench")
-        async with Department(bootstrap, "hrss") as hrss:
+        await catalog_store.load(bus, catalog, actor="bench")
+        async with Department(bus, "hrss") as hrss:
             await hrss.subscribe(RESOURCE)
         results: dict[str, list[tuple[str, int, float, float | None]]] = {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -318,7 +317,7 @@ async def main() -> None:
                 if args.only and args.only != dialect:
                     continue
                 results[dialect] = await bench_database(
-                    dialect, urls[dialect], bootstrap, catalog, args.rows, args.batch, Path(tmp)
+                    dialect, urls[dialect], bus, catalog, args.rows, args.batch, Path(tmp)
                 )
     finally:
         if broker is not None:

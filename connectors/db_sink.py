@@ -46,6 +46,7 @@ from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.avro.jsoncodec import to_jsonable
 from exchange.bus import kafka
+from exchange.bus.connection import Connection
 from exchange.bus.envelope import RECORD_ID
 from exchange.bus.registry import SchemaRegistry
 from exchange.clients.reader import topic_for
@@ -94,7 +95,7 @@ class DbSink(Connector):
         self,
         cfg: DbSinkConfig,
         *,
-        bootstrap: str,
+        bus: Connection,
         state: ControlState,
         target: DatabaseTarget,
         metrics: ConnectorMetrics | None = None,
@@ -102,13 +103,13 @@ class DbSink(Connector):
     ) -> None:
         super().__init__(cfg.name, metrics)
         self.cfg = cfg
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.state = state
         self.spot = spot or Spot()
         self.group = cfg.group or f"gov-connector-{cfg.name}"
         self.topic = ""
         self.db: Database = open_database(target, autocommit=False)
-        self.registry = SchemaRegistry(bootstrap)
+        self.registry = SchemaRegistry(bus)
         self.ready = False
         self.poll_interval_s = 0.0  # poll() itself waits for records
         self._consumer: Any = None
@@ -229,9 +230,9 @@ class DbSink(Connector):
             self._table_cols = {c.name: c for c in described}
             self._upsert = self._upsert_sql()
             await self.registry.refresh()
-            await kafka.ensure_topics(self.bootstrap, [self.topic], partitions=None)
+            await kafka.ensure_topics(self.bus, [self.topic], partitions=None)
             consumer = kafka.consumer(
-                self.bootstrap,
+                self.bus,
                 group_id=self.group,
                 max_poll_records=self.cfg.batch_size,
                 session_timeout_ms=self.cfg.session_timeout_ms,

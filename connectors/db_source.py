@@ -47,6 +47,7 @@ from connectors.dialects import open_database
 from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
 from connectors.mapping import Column
 from connectors.sql import Database
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog, Resource
 from exchange.clients.publisher import Prepared, Publisher
 from exchange.errors import RecordInvalid, UnknownResource
@@ -99,19 +100,17 @@ class DbSource(Connector):
         self,
         cfg: DbSourceConfig,
         *,
-        bootstrap: str,
+        bus: Connection,
         catalog: Catalog,
         target: DatabaseTarget,
         metrics: ConnectorMetrics | None = None,
         spot: Spot | None = None,
-        partitions: int | None = None,
     ) -> None:
         super().__init__(cfg.name, metrics)
         self.cfg = cfg
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.catalog = catalog
         self.spot = spot or Spot()
-        self.partitions = partitions
         self.poll_interval_s = cfg.poll_interval_s
         self.db: Database = open_database(target, autocommit=True)
         self.store: CheckpointStore = (
@@ -339,9 +338,7 @@ class DbSource(Connector):
                 await self.setup()
             await self.store.ensure()
             if self._publisher is None:
-                publisher = Publisher(
-                    self.bootstrap, self.catalog, self.cfg.department, partitions=self.partitions
-                )
+                publisher = Publisher(self.bus, self.catalog, self.cfg.department)
                 await publisher.start()
                 self._publisher = publisher
         except BaseException:

@@ -45,6 +45,7 @@ from connectors.errors import ConnectorConfigError, ConnectorDataError, Connecto
 from exchange.avro import wire
 from exchange.avro.jsoncodec import FieldProblem, dumps, from_json, to_jsonable
 from exchange.bus import kafka, limits
+from exchange.bus.connection import Connection
 from exchange.bus.envelope import RECORD_ID
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog, Resource
@@ -85,18 +86,16 @@ class FileImport(Connector):
         self,
         cfg: FileImportConfig,
         *,
-        bootstrap: str,
+        bus: Connection,
         catalog: Catalog,
         metrics: ConnectorMetrics | None = None,
         spot: Spot | None = None,
-        partitions: int | None = None,
     ) -> None:
         super().__init__(cfg.name, metrics)
         self.cfg = cfg
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.catalog = catalog
         self.spot = spot or Spot()
-        self.partitions = partitions
         self._publisher: Publisher | None = None
         self._prepared: list[Prepared] | None = None
         self._sent = 0
@@ -120,9 +119,7 @@ class FileImport(Connector):
             raise self.spot.error(
                 "mapping applies to CSV files only", "mapping", connector=self.name
             )
-        publisher = Publisher(
-            self.bootstrap, self.catalog, cfg.department, partitions=self.partitions
-        )
+        publisher = Publisher(self.bus, self.catalog, cfg.department)
         try:
             # reading and validating a whole file is CPU work: off the event loop
             if fmt == "jsonl":
@@ -345,17 +342,17 @@ class FileExport(Connector):
         self,
         cfg: FileExportConfig,
         *,
-        bootstrap: str,
+        bus: Connection,
         state: ControlState,
         metrics: ConnectorMetrics | None = None,
         spot: Spot | None = None,
     ) -> None:
         super().__init__(cfg.name, metrics)
         self.cfg = cfg
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.state = state
         self.spot = spot or Spot()
-        self.registry = SchemaRegistry(bootstrap)
+        self.registry = SchemaRegistry(bus)
         self.topic = ""
         self.format = ""
         self._fields: list[str] = []
@@ -390,7 +387,7 @@ class FileExport(Connector):
     async def poll(self) -> int:
         if self.finished:
             return 0
-        records = await kafka.read_to_end(self.bootstrap, self.topic, timeout_s=120)
+        records = await kafka.read_to_end(self.bus, self.topic, timeout_s=120)
         seen: set[str] = set()
         values: list[dict[str, Any]] = []
         for rec in records:

@@ -30,6 +30,7 @@ from connectors.db_sink import DbSink
 from connectors.db_source import DbSource
 from connectors.errors import ConnectorConfigError
 from connectors.files import FileExport, FileImport
+from exchange.bus.connection import Connection
 from exchange.control import state as control
 from exchange.control.state import NO_CATALOG
 from exchange.errors import BrokerUnavailable, ExchangeError
@@ -42,16 +43,15 @@ MAX_BACKOFF_S = 30.0
 
 async def build(
     loaded: Loaded,
-    bootstrap: str,
+    bus: Connection,
     *,
     environ: Mapping[str, str],
     metrics: ConnectorMetrics | None = None,
     only: list[str] | None = None,
-    partitions: int | None = None,
 ) -> list[Connector]:
     """One connector per entry of the file (or of ``only``), against the catalog in force."""
     metrics = metrics or ConnectorMetrics()
-    state = await control.load(bootstrap)
+    state = await control.load(bus)
     if state.snapshot is None:
         raise ExchangeError(NO_CATALOG)
     names = [c.name for c in loaded.connectors]
@@ -71,35 +71,27 @@ async def build(
             out.append(
                 DbSource(
                     cfg,
-                    bootstrap=bootstrap,
+                    bus=bus,
                     catalog=state.catalog,
                     target=target,
                     metrics=metrics,
                     spot=spot,
-                    partitions=partitions,
                 )
             )
         elif isinstance(cfg, DbSinkConfig):
-            out.append(
-                DbSink(
-                    cfg, bootstrap=bootstrap, state=state, target=target, metrics=metrics, spot=spot
-                )
-            )
+            out.append(DbSink(cfg, bus=bus, state=state, target=target, metrics=metrics, spot=spot))
         elif isinstance(cfg, FileImportConfig):
             out.append(
                 FileImport(
                     cfg,
-                    bootstrap=bootstrap,
+                    bus=bus,
                     catalog=state.catalog,
                     metrics=metrics,
                     spot=spot,
-                    partitions=partitions,
                 )
             )
         elif isinstance(cfg, FileExportConfig):
-            out.append(
-                FileExport(cfg, bootstrap=bootstrap, state=state, metrics=metrics, spot=spot)
-            )
+            out.append(FileExport(cfg, bus=bus, state=state, metrics=metrics, spot=spot))
         if isinstance(cfg, DbSourceConfig | DbSinkConfig) and target.password_note:
             line = spot.line("database", "password_env")
             where = f"{spot.file}:{line}" if spot.file and line else spot.file or ""

@@ -148,6 +148,10 @@ class CommandRefused(ExchangeError):
     """An application, approval, rejection or revocation was refused; nothing changed."""
 
 
+class AccessRefused(ExchangeError):
+    """The broker refused this principal an operation on a topic or group (Kafka ACLs)."""
+
+
 class BrokerUnavailable(ExchangeError):
     """No Kafka broker could be reached or started."""
 

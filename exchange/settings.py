@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from exchange.bus.connection import Connection
+    from exchange.bus.topic_config import TopicPolicy
 
 
 def _default_state_dir() -> Path:
@@ -28,6 +33,37 @@ class Settings(BaseSettings):
         default=None,
         description="Kafka bootstrap servers, e.g. 'kafka1:9092,kafka2:9092'. "
         "When unset, the embedded broker started by 'exchange broker start' is used.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="Kafka's security.protocol: PLAINTEXT (the embedded broker), SASL_PLAINTEXT "
+        "(users, no TLS: loopback or a private network only) or SASL_SSL (users over TLS)",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="Kafka's sasl.mechanism for the SASL_* protocols"
+    )
+    sasl_username: str | None = Field(
+        default=None,
+        description="the Kafka user this process acts as: a department's id, gov-router, "
+        "catalog-admin or auditor ('exchange acls --apply' creates them)",
+    )
+    sasl_password_file: Path | None = Field(
+        default=None,
+        description="file whose first line is the user's password (mode 0600); preferred to "
+        "EXCHANGE_SASL_PASSWORD. Never pass a password on a command line",
+    )
+    sasl_password: SecretStr | None = Field(
+        default=None, description="the user's password, when no password file is given"
+    )
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL); "
+        "default: the system's trusted CAs",
+    )
+    idempotent_producers: bool = Field(
+        default=True,
+        description="producers with Kafka's enable.idempotence: a send retried after a broker "
+        "failure is written once and in order. Off on the embedded broker, which lacks it",
     )
     state_dir: Path = Field(
         default_factory=_default_state_dir,
@@ -86,3 +122,37 @@ class Settings(BaseSettings):
         description="address the Prometheus metrics endpoint listens on: loopback by default; "
         "0.0.0.0 (every interface) only behind a firewall",
     )
+
+    def topic_policy(self) -> TopicPolicy:
+        """Partitions, replication and retention of the topics this process creates."""
+        from exchange.bus.topic_config import TopicPolicy
+
+        return TopicPolicy(
+            replication_factor=self.replication_factor,
+            partitions=self.partitions,
+            audit_retention_ms=self.audit_retention_ms,
+            source_retention_ms=self.source_retention_ms,
+            delivery_retention_ms=self.delivery_retention_ms,
+            dead_letter_retention_ms=self.dead_letter_retention_ms,
+        )
+
+    def connection(self, bootstrap: str, *, embedded: bool = False) -> Connection:
+        """The :class:`~exchange.bus.connection.Connection` of this process to ``bootstrap``
+        (``embedded``: the embedded broker, which has no idempotent producers)."""
+        from exchange.bus.connection import Connection, Secret
+
+        password: Secret | None = None
+        if self.sasl_password_file is not None:
+            password = Secret.from_file(self.sasl_password_file)
+        elif self.sasl_password is not None:
+            password = Secret(self.sasl_password.get_secret_value())
+        return Connection(
+            bootstrap,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            username=self.sasl_username,
+            password=password,
+            ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+            topics=self.topic_policy(),
+            idempotence=self.idempotent_producers and not embedded,
+        )

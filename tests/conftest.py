@@ -8,6 +8,7 @@ or Ctrl-C. Nothing here connects to a server someone else started.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,3 +49,18 @@ def postgres_server() -> Iterator[ThrowawayPostgres]:
 def mariadb_server() -> Iterator[ThrowawayMariaDB]:
     """A MariaDB of the session's own: user ``root``, no password; tests make their databases."""
     yield from _serve(ThrowawayMariaDB)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # read by modules at import (e.g. the routers' session timeouts), before any fixture
+    os.environ["EXCHANGE_TEST_ENGINE"] = str(config.getoption("--engine"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--engine",
+        choices=("embedded", "kafka"),
+        default="embedded",
+        help="the broker the integration tests run on: embedded (Tansu, one per module) or "
+        "kafka (one 3-node Apache Kafka cluster with SASL and ACLs for the session)",
+    )

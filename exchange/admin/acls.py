@@ -8,16 +8,18 @@ could bypass it and read ``gov.src.*`` or another department's
 ========================  ===================================================================
 principal                 may
 ========================  ===================================================================
-``User:<dept>``           write ``gov.src.<dept>.*`` (its own sources); read ``gov.dlv.<dept>.*``
-                          (its own deliveries) with consumer groups ``<dept>.*``; read the
-                          catalog, schemas, grants and grant book; write ``gov.ctl.grants`` (its
-                          commands) and ``gov.audit`` (their audit entries)
+``User:<dept>``           write ``gov.src.<dept>.*`` (its own sources, and read their size
+                          limits); read ``gov.dlv.<dept>.*`` (its own deliveries) with consumer
+                          groups ``<dept>.*``; read the catalog, schemas, grants and grant book;
+                          write ``gov.ctl.grants`` (its commands) and ``gov.audit`` (their audit
+                          entries)
 ``User:gov-router``       read every source; create and write deliveries and dead letters;
-                          read control topics; write ``gov.ctl.schemas`` (view schemas),
-                          ``gov.ctl.book`` (grant book snapshots) and ``gov.audit``; consumer
-                          group of the routers
+                          read control topics (and check their retention); write
+                          ``gov.ctl.schemas`` (view schemas), ``gov.ctl.book`` (grant book
+                          snapshots) and ``gov.audit``; consumer group of the routers
 ``User:catalog-admin``    write ``gov.ctl.catalog`` and ``gov.ctl.schemas``; create topics
-``User:auditor``          read ``gov.audit`` with consumer groups ``auditor.*``
+``User:auditor``          read ``gov.audit`` (and check its retention) with consumer groups
+                          ``auditor.*``
 ========================  ===================================================================
 
 Nothing else is allowed: with ``allow.everyone.if.no.acl.found=false`` a
@@ -33,9 +35,11 @@ from enum import StrEnum
 from typing import Any
 
 from exchange.bus import topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 
 ROUTER = "gov-router"
+ROUTER_GROUP = "gov-exchange-router"  # the routers' consumer group (EXCHANGE_ROUTER_GROUP)
 ADMIN = "catalog-admin"
 AUDITOR = "auditor"
 
@@ -45,6 +49,7 @@ class Op(StrEnum):
     WRITE = "Write"
     CREATE = "Create"
     DESCRIBE = "Describe"
+    DESCRIBE_CONFIGS = "DescribeConfigs"
 
 
 @dataclass(frozen=True, order=True)
@@ -64,9 +69,9 @@ class Acl:
             return False
         if self.pattern == "prefixed" and not name.startswith(self.name):
             return False
-        # Kafka: Read, Write and Create imply Describe
+        # Kafka: Read and Write imply Describe (Create does not)
         return operation == self.operation or (
-            operation is Op.DESCRIBE and self.operation in (Op.READ, Op.WRITE, Op.CREATE)
+            operation is Op.DESCRIBE and self.operation in (Op.READ, Op.WRITE)
         )
 
 
@@ -74,7 +79,7 @@ def user(principal: str) -> str:
     return f"User:{principal}"
 
 
-def generate(catalog: Catalog, *, router_group: str = "gov-exchange-router") -> list[Acl]:
+def generate(catalog: Catalog, *, router_group: str = ROUTER_GROUP) -> list[Acl]:
     """Every ACL the bus needs, and no more, for the departments of ``catalog``."""
     acls: list[Acl] = []
 
@@ -82,7 +87,7 @@ def generate(catalog: Catalog, *, router_group: str = "gov-exchange-router") -> 
         acls.extend(Acl(user(who), rtype, name, pattern, op) for op in ops)
 
     for dept in sorted(catalog.departments):
-        allow(dept, "topic", f"gov.src.{dept}.", "prefixed", Op.WRITE)
+        allow(dept, "topic", f"gov.src.{dept}.", "prefixed", Op.WRITE, Op.DESCRIBE_CONFIGS)
         allow(dept, "topic", f"gov.dlv.{dept}.", "prefixed", Op.READ)
         allow(dept, "group", f"{dept}.", "prefixed", Op.READ)
         for t in (topics.CATALOG, topics.SCHEMAS, topics.GRANTS, topics.BOOK):
@@ -95,6 +100,8 @@ def generate(catalog: Catalog, *, router_group: str = "gov-exchange-router") -> 
     allow(ROUTER, "topic", "gov.dlq.", "prefixed", Op.WRITE, Op.CREATE)
     for t in (topics.CATALOG, topics.SCHEMAS, topics.GRANTS):
         allow(ROUTER, "topic", t, "literal", Op.READ)
+    for t in topics.CONTROL_TOPICS:  # the check at start: can a control topic lose entries?
+        allow(ROUTER, "topic", t, "literal", Op.DESCRIBE_CONFIGS)
     allow(ROUTER, "topic", topics.SCHEMAS, "literal", Op.WRITE)
     # only routers write grant book snapshots, which sessions start from
     allow(ROUTER, "topic", topics.BOOK, "literal", Op.READ, Op.WRITE)
@@ -106,11 +113,11 @@ def generate(catalog: Catalog, *, router_group: str = "gov-exchange-router") -> 
     allow(ADMIN, "topic", topics.CATALOG, "literal", Op.READ, Op.WRITE, Op.CREATE)
     allow(ADMIN, "topic", topics.SCHEMAS, "literal", Op.READ, Op.WRITE, Op.CREATE)
     for t in (topics.GRANTS, topics.BOOK, topics.AUDIT):
-        allow(ADMIN, "topic", t, "literal", Op.CREATE)
-    allow(ADMIN, "topic", "gov.src.", "prefixed", Op.CREATE)
+        allow(ADMIN, "topic", t, "literal", Op.CREATE, Op.DESCRIBE)
+    allow(ADMIN, "topic", "gov.src.", "prefixed", Op.CREATE, Op.DESCRIBE)
     allow(ADMIN, "topic", topics.AUDIT, "literal", Op.WRITE)
 
-    allow(AUDITOR, "topic", topics.AUDIT, "literal", Op.READ)
+    allow(AUDITOR, "topic", topics.AUDIT, "literal", Op.READ, Op.DESCRIBE_CONFIGS)
     allow(AUDITOR, "group", f"{AUDITOR}.", "prefixed", Op.READ)
     return sorted(set(acls))
 
@@ -149,12 +156,12 @@ def to_kafka_acls(acls: list[Acl], bootstrap: str = "$BOOTSTRAP") -> str:
     return "\n".join(lines) + "\n"
 
 
-def apply(acls: list[Acl], bootstrap: str, **client_options: Any) -> int:
+def apply(acls: list[Acl], admin: Connection) -> int:
     """Create the ACLs on a real Kafka cluster through its admin API; returns how many.
 
-    Uses kafka-python's admin client (aiokafka has no ACL API). Pass the
-    security options of an admin principal, e.g. ``security_protocol``,
-    ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``.
+    Uses kafka-python's admin client (aiokafka has no ACL API); ``admin`` must be a
+    principal allowed to alter ACLs (the cluster's super user). Creating a binding
+    that exists is a no-op, so applying again after a catalog change adds what is new.
     """
     from kafka.admin import (
         ACL,
@@ -170,7 +177,7 @@ def apply(acls: list[Acl], bootstrap: str, **client_options: Any) -> int:
         ACL(
             principal=a.principal,
             host="*",
-            operation=ACLOperation[a.operation.value.upper()],
+            operation=ACLOperation[a.operation.name],
             permission_type=ACLPermissionType.ALLOW,
             resource_pattern=ResourcePattern(
                 ResourceType.TOPIC if a.resource_type == "topic" else ResourceType.GROUP,
@@ -182,13 +189,11 @@ def apply(acls: list[Acl], bootstrap: str, **client_options: Any) -> int:
         )
         for a in acls
     ]
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="gov-exchange-acls", **client_options
-    )
+    client = KafkaAdminClient(**admin.sync_client_options(), client_id="gov-exchange-acls")
     try:
-        result = admin.create_acls(bindings)
+        result = client.create_acls(bindings)
     finally:
-        admin.close()
+        client.close()
     failed = result.get("failed", [])
     if failed:
         from exchange.errors import ExchangeError

@@ -21,6 +21,7 @@ from exchange.audit.archive import Archive
 from exchange.audit.log import decode_record
 from exchange.audit.verify import ChainChecker, Position
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.bus.kafka import ensure_control_topics
 from exchange.metrics import AuditMetrics
 
@@ -36,14 +37,14 @@ class ArchiveRun:
 class Archiver:
     def __init__(
         self,
-        bootstrap: str,
+        bus: Connection,
         archive: Archive,
         *,
         metrics: AuditMetrics | None = None,
         topic: str = topics.AUDIT,
         batch: int = 5000,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.archive = archive
         self.metrics = metrics or AuditMetrics()
         self.topic = topic
@@ -53,10 +54,10 @@ class Archiver:
     async def run(self, *, follow: bool = False, stop: asyncio.Event | None = None) -> ArchiveRun:
         """Archive until caught up (``follow=False``) or until ``stop`` is set."""
         stop = stop or asyncio.Event()
-        await ensure_control_topics(self.bootstrap)
+        await ensure_control_topics(self.bus)
         # an access log that loses entries before they are archived cannot be archived whole
-        await kafka.require_safe_control_topics(self.bootstrap, [self.topic])
-        c = kafka.consumer(self.bootstrap)
+        await kafka.require_safe_control_topics(self.bus, [self.topic])
+        c = kafka.consumer(self.bus)
         await c.start()
         try:
             return await self._run(c, follow, stop)

@@ -7,6 +7,7 @@ from typing import Any
 from exchange.audit.entry import AuditEntry
 from exchange.audit.verify import Position
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.errors import DecodeError
 
 Item = tuple[Position, AuditEntry | str]
@@ -24,12 +25,10 @@ def decode_record(rec: Any) -> Item:
 
 
 async def read_log(
-    bootstrap: str, topic: str = topics.AUDIT, *, timeout_s: float = 300
+    bus: Connection, topic: str = topics.AUDIT, *, timeout_s: float = 300
 ) -> list[Item]:
     """The whole log, in log order."""
-    return [
-        decode_record(rec) for rec in await kafka.read_to_end(bootstrap, topic, timeout_s=timeout_s)
-    ]
+    return [decode_record(rec) for rec in await kafka.read_to_end(bus, topic, timeout_s=timeout_s)]
 
 
 def entries_only(items: list[Item]) -> list[tuple[Position, AuditEntry]]:

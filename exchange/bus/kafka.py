@@ -30,11 +30,15 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from aiokafka.protocol.metadata import MetadataRequest
 
 from exchange.bus import topic_config, topics
-from exchange.errors import BrokerUnavailable
+from exchange.bus.connection import Connection
+from exchange.errors import AccessRefused, BrokerUnavailable
 
 MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default, stated: exchange.bus.limits checks against it
 MAX_BATCH_SIZE = 256 * 1024
 CONTROL_PARTITIONS = 1  # one total order of the control and audit topics
+
+_UNKNOWN_TOPIC = 3  # UNKNOWN_TOPIC_OR_PARTITION
+_NOT_AUTHORIZED = 29  # TOPIC_AUTHORIZATION_FAILED
 
 #: what a client's bootstrap asks about: it needs only the brokers, which come with any answer
 _PROBE = topics.CATALOG
@@ -67,27 +71,34 @@ logging.getLogger("aiokafka.cluster").addFilter(_QuietProbe())
 
 
 @contextlib.asynccontextmanager
-async def admin(bootstrap: str, **overrides: Any) -> AsyncIterator[AIOKafkaAdminClient]:
+async def admin(bus: Connection, **overrides: Any) -> AsyncIterator[AIOKafkaAdminClient]:
     """An admin client, started (:class:`BrokerUnavailable` naming the address if no broker
     answers) and closed when the block ends."""
     options: dict[str, Any] = {"client_id": "gov-exchange-admin", **overrides}
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
+    client = AIOKafkaAdminClient(**bus.client_options(), **options)
     try:
         await client.start()
     except (KafkaError, OSError) as exc:
         await client.close()
-        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        raise unavailable(bus, exc) from exc
     try:
         yield client
     finally:
         await client.close()
 
 
-def producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
-    """A producer that waits for all in-sync replicas (acks=all) and keeps per-key order."""
+def unavailable(bus: Connection, exc: BaseException) -> BrokerUnavailable:
+    """The error of a client that could not reach (or log in to) the bus."""
+    return BrokerUnavailable(f"cannot reach Kafka at {bus.describe()}: {exc}")
+
+
+def producer(bus: Connection, **overrides: Any) -> AIOKafkaProducer:
+    """A producer that waits for all in-sync replicas (acks=all) and keeps per-key order;
+    idempotent where the connection says the broker supports it."""
     options: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
+        **bus.client_options(),
         "acks": "all",
+        "enable_idempotence": bus.idempotence,
         "linger_ms": 5,
         "max_batch_size": MAX_BATCH_SIZE,
         "max_request_size": MAX_REQUEST_SIZE,
@@ -98,9 +109,10 @@ def producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def consumer(bootstrap: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+def consumer(bus: Connection, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer that starts at the earliest offset and commits only when told to."""
     options: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
+        **bus.client_options(),
         "auto_offset_reset": "earliest",
         "enable_auto_commit": False,
         "client_id": "gov-exchange",
@@ -110,38 +122,32 @@ def consumer(bootstrap: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer
 
 
 async def ensure_topics(
-    bootstrap: str,
-    names: Iterable[str],
-    *,
-    partitions: int | None = 1,
-    policy: topic_config.TopicPolicy | None = None,
+    bus: Connection, names: Iterable[str], *, partitions: int | None = 1
 ) -> None:
     """Create the topics that do not exist yet (idempotent), configured for what they hold.
 
-    Replication, ``min.insync.replicas`` and retention or compaction come from ``policy``
-    (default: the process's, :func:`exchange.bus.topic_config.current`), by topic family;
-    ``partitions``: None for the policy's (``EXCHANGE_PARTITIONS``).
+    Replication, ``min.insync.replicas`` and retention or compaction come from the
+    connection's topic policy, by topic family; ``partitions``: None for the policy's
+    (``EXCHANGE_PARTITIONS``).
     """
-    async with admin(bootstrap) as client:
-        await create_missing_topics(
-            client, sorted(set(names)), partitions=partitions, policy=policy
-        )
+    async with admin(bus) as client:
+        await create_missing_topics(client, sorted(set(names)), bus.topics, partitions=partitions)
 
 
 async def create_missing_topics(
     admin: AIOKafkaAdminClient,
     names: Iterable[str],
+    policy: topic_config.TopicPolicy,
     *,
     partitions: int | None = 1,
-    policy: topic_config.TopicPolicy | None = None,
 ) -> list[str]:
     """:func:`ensure_topics` with a started admin client (any credentials); the topics made."""
-    policy = policy or topic_config.current()
     wanted = sorted(set(names))
     # only these topics' metadata (list_topics() fetches every topic's), never creating
     answer = await admin._send_request(MetadataRequest(wanted, False))
-    existing = {t["topic"] for t in answer.to_object()["topics"] if t["error_code"] == 0}
-    missing = [n for n in wanted if n not in existing]
+    errors = {t["topic"]: t["error_code"] for t in answer.to_object()["topics"]}
+    # a topic this principal may not even describe is not its to create (ACLs)
+    missing = [n for n in wanted if errors.get(n, _UNKNOWN_TOPIC) not in (0, _NOT_AUTHORIZED)]
     if not missing:
         return []
     new = [
@@ -159,6 +165,23 @@ async def create_missing_topics(
     return missing
 
 
+def refused(bus: Connection, operation: str, topic: str) -> AccessRefused:
+    """The error of an operation the broker's ACLs do not allow this principal."""
+    who = bus.principal or "this client"
+    return AccessRefused(
+        f"the broker refused {who} to {operation} topic {topic}: its ACLs do not allow it "
+        "(a department reads only its own gov.dlv.<dept>.* and writes only its own "
+        "gov.src.<dept>.*; see 'exchange acls')"
+    )
+
+
+def require_authorized(c: AIOKafkaConsumer, bus: Connection, topic: str) -> None:
+    """Raise :class:`AccessRefused` if the broker would not even describe ``topic`` to ``c``
+    (aiokafka only logs it, and a consumer would then wait for ever)."""
+    if topic in c._client.cluster.unauthorized_topics:
+        raise refused(bus, "read", topic)
+
+
 async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """The partitions of ``topic`` (refreshing the metadata once if unknown); [] if none."""
     partitions = c.partitions_for_topic(topic)
@@ -168,13 +191,13 @@ async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartiti
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
-async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
+async def read_to_end(bus: Connection, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end, in partition order."""
-    c = consumer(bootstrap)
+    c = consumer(bus)
     try:
         await c.start()
     except KafkaConnectionError as exc:
-        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        raise unavailable(bus, exc) from exc
     try:
         tps = await topic_partitions(c, topic)
         if not tps:
@@ -215,26 +238,26 @@ async def drain(c: AIOKafkaConsumer, tps: list[TopicPartition], *, timeout_s: fl
             fetched.add(tp)
 
 
-async def check_reachable(bootstrap: str) -> None:
+async def check_reachable(bus: Connection) -> None:
     """Raise :class:`BrokerUnavailable` with the address if no broker answers."""
-    async with admin(bootstrap, request_timeout_ms=5000):
+    async with admin(bus, request_timeout_ms=5000):
         pass
 
 
-async def ensure_control_topics(bootstrap: str) -> None:
+async def ensure_control_topics(bus: Connection) -> None:
     """Create the control and audit topics (one partition each: one total order)."""
-    await ensure_topics(bootstrap, topics.CONTROL_TOPICS, partitions=CONTROL_PARTITIONS)
+    await ensure_topics(bus, topics.CONTROL_TOPICS, partitions=CONTROL_PARTITIONS)
 
 
 async def require_safe_control_topics(
-    bootstrap: str, names: Iterable[str] = topics.CONTROL_TOPICS
+    bus: Connection, names: Iterable[str] = topics.CONTROL_TOPICS
 ) -> None:
     """Refuse (:class:`~exchange.bus.topic_config.TopicsUnsafe`) control or audit topics that
     can lose entries or have fewer replicas than configured (see
     :func:`exchange.bus.topic_config.check_topics`)."""
     try:
         await topic_config.require_safe_topics(
-            {"bootstrap_servers": bootstrap, "client_id": "gov-exchange-admin"}, names
+            {**bus.client_options(), "client_id": "gov-exchange-admin"}, names, bus.topics
         )
     except KafkaConnectionError as exc:
-        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        raise unavailable(bus, exc) from exc

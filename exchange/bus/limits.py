@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.errors import RecordTooLarge
 
 MAX_VALUE_BYTES = 1_000_000
@@ -108,10 +109,10 @@ def check(prepared: Sequence[Outgoing], limits: Mapping[str, Limit]) -> None:
             )
 
 
-async def topic_limits(bootstrap: str, names: Iterable[str]) -> dict[str, Limit]:
+async def topic_limits(bus: Connection, names: Iterable[str]) -> dict[str, Limit]:
     """Each topic's ``max.message.bytes`` as the broker reports it, or the fallback, saying so."""
     wanted = sorted(set(names))
-    async with kafka.admin(bootstrap) as admin:
+    async with kafka.admin(bus) as admin:
         found, missing = await _topic_settings(admin, wanted)
         if len(found) == len(wanted):
             return found

@@ -18,12 +18,13 @@ from aiokafka import AIOKafkaProducer
 
 from exchange.avro import schema as avro
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.errors import DecodeError, SchemaError
 
 
 class SchemaRegistry:
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, bus: Connection) -> None:
+        self.bus = bus
         self._schemas: dict[int, avro.Schema] = {}
         self._parsed: dict[int, Any] = {}
 
@@ -43,7 +44,7 @@ class SchemaRegistry:
 
     async def refresh(self) -> None:
         """Read every schema registered so far."""
-        for rec in await kafka.read_to_end(self.bootstrap, topics.SCHEMAS):
+        for rec in await kafka.read_to_end(self.bus, topics.SCHEMAS):
             if rec.value is None:
                 continue
             try:

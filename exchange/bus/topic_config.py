@@ -26,10 +26,8 @@ the legal retention period of an access log differs by jurisdiction (often sever
 years). An operator who archives it (``exchange audit archive``) may set a finite
 period (``EXCHANGE_AUDIT_RETENTION_MS``); the check then accepts that period or longer.
 
-The policy of a process is set once at its entry point (:func:`use`, called where the
-CLI reads its :class:`~exchange.settings.Settings`); library code reads it with
-:func:`current`. Until issue 14 part B gives every client one settings object, this
-saves passing it through every signature that may create a topic.
+The policy of a process is part of its :class:`~exchange.bus.connection.Connection`,
+built once at its entry point from :class:`~exchange.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ from exchange.errors import ExchangeError
 if TYPE_CHECKING:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from exchange.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
 FOREVER = -1
@@ -65,17 +62,6 @@ class TopicPolicy:
     source_retention_ms: int = 7 * DAY_MS
     delivery_retention_ms: int = 7 * DAY_MS
     dead_letter_retention_ms: int = 30 * DAY_MS
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> TopicPolicy:
-        return cls(
-            replication_factor=s.replication_factor,
-            partitions=s.partitions,
-            audit_retention_ms=s.audit_retention_ms,
-            source_retention_ms=s.source_retention_ms,
-            delivery_retention_ms=s.delivery_retention_ms,
-            dead_letter_retention_ms=s.dead_letter_retention_ms,
-        )
 
     def family(self, topic: str) -> str:
         """The family of ``topic``: control, audit, source, delivery, dead-letter or other."""
@@ -113,19 +99,6 @@ class TopicPolicy:
             if retention == FOREVER:
                 out["retention.bytes"] = str(FOREVER)
         return out
-
-
-_current = TopicPolicy()
-
-
-def use(policy: TopicPolicy) -> None:
-    """Make ``policy`` the one topics of this process are created and checked with."""
-    global _current
-    _current = policy
-
-
-def current() -> TopicPolicy:
-    return _current
 
 
 # --- the check at start --------------------------------------------------------------
@@ -205,7 +178,7 @@ def problems_of(
 async def check_topics(
     admin: AIOKafkaAdminClient,
     names: Iterable[str] = topics.CONTROL_TOPICS,
-    policy: TopicPolicy | None = None,
+    policy: TopicPolicy = TopicPolicy(),
 ) -> list[Problem]:
     """The problems of the control and audit topics ``names`` (a started admin client).
 
@@ -218,7 +191,6 @@ async def check_topics(
     """
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    policy = policy or current()
     wanted = sorted(set(names))
     # all configs: the embedded broker drops the connection on a filtered request
     responses = await admin.describe_configs(
@@ -246,7 +218,7 @@ async def check_topics(
 async def require_safe_topics(
     admin_options: dict[str, Any],
     names: Iterable[str] = topics.CONTROL_TOPICS,
-    policy: TopicPolicy | None = None,
+    policy: TopicPolicy = TopicPolicy(),
 ) -> None:
     """Raise :class:`TopicsUnsafe` naming every problem of ``names`` (see :func:`check_topics`).
 

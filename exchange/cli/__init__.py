@@ -33,16 +33,37 @@ def demo(
     catalog_dir: Annotated[Path, typer.Option("--catalog", help="Catalog directory.")] = Path(
         "schemas"
     ),
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="embedded: an embedded broker started for the run, in memory (or "
+            "EXCHANGE_BOOTSTRAP_SERVERS); kafka: the Apache Kafka cluster that 'exchange broker "
+            "start --engine kafka' started, where every department, the router and the "
+            "catalog administrator get their own user and ACLs, and everything stays.",
+        ),
+    ] = "embedded",
 ) -> None:
     """Run the 出生一件事 ("one thing" for a newborn) scenario end to end and clean up.
 
-    Starts an embedded broker (or uses EXCHANGE_BOOTSTRAP_SERVERS) and a router,
-    then shows what each department received and what was denied, and why.
+    Starts an embedded broker (or uses EXCHANGE_BOOTSTRAP_SERVERS, or the Apache
+    Kafka cluster with --engine kafka) and a router, then shows what each
+    department received and what was denied, and why.
     """
-    from exchange.cli.common import run
+    from exchange.cli.common import fail, run, settings
+    from exchange.dev import engines
     from exchange.dev.demo import run_demo
 
-    run(run_demo(catalog_dir, echo=typer.echo))
+    if engine not in ("embedded", "kafka"):
+        raise fail(f"--engine {engine!r}: use embedded or kafka")
+    cluster = None
+    if engine == "kafka":
+        cluster = engines.running_kafka(settings().state_dir)
+        if cluster is None:
+            raise fail(
+                "no Apache Kafka cluster is running: start one with "
+                "'exchange broker start --engine kafka --nodes 3'"
+            )
+    run(run_demo(catalog_dir, echo=typer.echo, kafka=cluster))
 
 
 @app.command()

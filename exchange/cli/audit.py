@@ -18,7 +18,8 @@ from exchange.audit.entry import AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.verify import VerifyReport, verify
 from exchange.bus import topics
-from exchange.cli.common import BootstrapOption, bootstrap, fail, guarded, print_json, run, table
+from exchange.bus.connection import Connection
+from exchange.cli.common import BootstrapOption, connection, fail, guarded, print_json, run, table
 from exchange.cli.serving import (
     ClientLogLevelOption,
     LogLevelOption,
@@ -99,7 +100,7 @@ def verify_cmd(
 
         report = guarded(from_archive)()
     else:
-        report = run(_read_and_verify(bootstrap(bootstrap_servers), topic))
+        report = run(_read_and_verify(connection(bootstrap_servers), topic))
     if as_json:
         print_json(report.to_json())
     else:
@@ -108,8 +109,8 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
-async def _read_and_verify(bs: str, topic: str) -> VerifyReport:
-    return verify(await read_log(bs, topic))
+async def _read_and_verify(bus: Connection, topic: str) -> VerifyReport:
+    return verify(await read_log(bus, topic))
 
 
 @app.command("query")
@@ -168,7 +169,7 @@ def query_cmd(
 
         entries = guarded(from_archive)()
     else:
-        items = entries_only(run(read_log(bootstrap(bootstrap_servers), topic)))
+        items = entries_only(run(read_log(connection(bootstrap_servers), topic)))
         entries = q.select(items, flt, limit=limit, offset=offset)
     if fmt == "table":
         headers, rows = q.table_rows(entries)
@@ -202,7 +203,7 @@ def archive_cmd(
     audit_verification_failures); 'exchange audit verify --archive' checks fully.
     """
     setup_logging(log_level, client_log_level)
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
     metrics = AuditMetrics()
     serve_metrics(metrics.registry, metrics_port, metrics_host)
 
@@ -214,8 +215,8 @@ def archive_cmd(
         db = await asyncio.to_thread(archive_db.open_archive, to)
         try:
             if follow:
-                typer.echo(f"archiving gov.audit from {bs} into {to}; Ctrl-C stops")
-            done = await Archiver(bs, db, metrics=metrics).run(follow=follow, stop=stop)
+                typer.echo(f"archiving gov.audit from {bus} into {to}; Ctrl-C stops")
+            done = await Archiver(bus, db, metrics=metrics).run(follow=follow, stop=stop)
             total = await asyncio.to_thread(db.count)
         finally:
             db.close()
@@ -254,7 +255,7 @@ def report_cmd(
 
         entries = guarded(from_archive)()
     else:
-        entries = [e for _, e in entries_only(run(read_log(bootstrap(bootstrap_servers))))]
+        entries = [e for _, e in entries_only(run(read_log(connection(bootstrap_servers))))]
     reports = rpt.monthly(entries, month, department=dept, at=now())
     if fmt == "csv":
         typer.echo(rpt.to_csv(reports, month))

@@ -10,7 +10,6 @@ so ``stop`` and ``start`` resume the same cluster.
 from __future__ import annotations
 
 import enum
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,12 +17,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from exchange.cli.common import fail, guarded, settings
-from exchange.dev import broker
+from exchange.dev import broker, engines
 
 if TYPE_CHECKING:
     from exchange.dev.kafka import KafkaCluster
-
-KAFKA_STATE = "kafka.json"
 
 app = typer.Typer(
     help="Start, stop or inspect the development broker: the embedded one (Tansu, memory "
@@ -40,44 +37,20 @@ class Engine(enum.StrEnum):
 # --- the Kafka cluster the CLI started, remembered in the state directory -----------------
 
 
-def _kafka(state_dir: Path, data_dir: Path | None = None, nodes: int | None = None) -> KafkaCluster:
-    """The cluster in ``data_dir``, else the one remembered, else in the state directory."""
-    from exchange.dev.kafka import KafkaCluster
-
-    if data_dir is None:
-        data_dir = _remembered_dir(state_dir) or state_dir / "kafka"
-    return KafkaCluster(data_dir, nodes, die_with_parent=False)
-
-
-def _remembered_dir(state_dir: Path) -> Path | None:
-    try:
-        return Path(json.loads((state_dir / KAFKA_STATE).read_text())["data_dir"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _running_kafka(state_dir: Path) -> KafkaCluster | None:
-    if _remembered_dir(state_dir) is None:
-        return None
-    cluster = _kafka(state_dir)
-    return cluster if cluster.running() else None
-
-
 def _start_kafka(state_dir: Path, nodes: int | None, data_dir: Path | None) -> None:
     if broker.status(state_dir) is not None:
         raise fail("the embedded broker runs; stop it first with 'exchange broker stop'")
-    running = _running_kafka(state_dir)
+    running = engines.running_kafka(state_dir)
     if running is not None and (data_dir is None or data_dir.resolve() == running.dir):
         typer.echo(f"Apache Kafka already running, bootstrap servers: {running.bootstrap}")
         return
     if running is not None:
         raise fail(f"Apache Kafka already runs from {running.dir}; stop it first")
-    cluster = _kafka(state_dir, data_dir, nodes)
+    cluster = engines.kafka_cluster(state_dir, data_dir, nodes)
     resumed = cluster.formatted
     began = time.monotonic()
     cluster.start()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / KAFKA_STATE).write_text(json.dumps({"data_dir": str(cluster.dir)}) + "\n")
+    engines.remember(state_dir, cluster)
     what = "resumed from" if resumed else "formatted in"
     typer.echo(
         f"Apache Kafka started ({cluster.nodes} node(s), {what} {cluster.dir}, serving after "
@@ -147,7 +120,7 @@ def start(
         return
     if nodes is not None or data_dir is not None:
         raise fail("--nodes and --data-dir are for --engine kafka")
-    kafka = _running_kafka(state_dir)
+    kafka = engines.running_kafka(state_dir)
     if kafka is not None:
         raise fail(
             f"Apache Kafka runs ({kafka.bootstrap}); stop it first with 'exchange broker stop'"
@@ -173,7 +146,7 @@ def stop() -> None:
     info = broker.stop(state_dir)
     if info is not None:
         typer.echo(f"embedded broker stopped (pid {info.pid}, {info.bootstrap})")
-    kafka = _running_kafka(state_dir)
+    kafka = engines.running_kafka(state_dir)
     if kafka is not None:
         kafka.stop()
         typer.echo(
@@ -196,8 +169,8 @@ def status() -> None:
             "engine: embedded (Tansu), memory only: its data does not survive a restart"
         )
         return
-    if _remembered_dir(state_dir) is not None:
-        cluster = _kafka(state_dir)
+    if engines.remembered_dir(state_dir) is not None:
+        cluster = engines.kafka_cluster(state_dir)
         if cluster.formatted:
             _describe_kafka(cluster)
             if cluster.running():

@@ -12,7 +12,7 @@ from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.cli.common import (
     BootstrapOption,
-    bootstrap,
+    connection,
     fail,
     guarded,
     print_json,
@@ -86,15 +86,15 @@ def load(
     while the catalog in force names no administrator, need no signature.
     """
     cat = _load(directory)
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
     change = run(
-        catalog_store.load(bs, cat, actor=actor or getpass.getuser(), signing_key=signing_key(key))
+        catalog_store.load(bus, cat, actor=actor or getpass.getuser(), signing_key=signing_key(key))
     )
     if change.empty:
         typer.echo(f"catalog unchanged (version {change.version} is in force)")
         return
     signed = f", signed by {actor}" if key is not None else ""
-    typer.echo(f"catalog version {change.version} loaded on {bs}{signed}")
+    typer.echo(f"catalog version {change.version} loaded on {bus}{signed}")
     for label, items in (
         ("added", change.added),
         ("removed", change.removed),
@@ -118,7 +118,7 @@ def show(
     if directory is not None:
         cat, version = _load(directory), None
     else:
-        snap = run(catalog_store.current(guarded(bootstrap)(bootstrap_servers)))
+        snap = run(catalog_store.current(guarded(connection)(bootstrap_servers)))
         if snap is None:
             raise fail("no catalog loaded yet: run 'exchange catalog load schemas/'")
         cat, version = snap.catalog, snap.version

@@ -16,6 +16,7 @@ from exchange.errors import BrokerUnavailable, CatalogErrors, ExchangeError
 from exchange.tables import table
 
 if TYPE_CHECKING:
+    from exchange.bus.connection import Connection
     from exchange.settings import Settings
 
 __all__ = ["table"]
@@ -64,34 +65,38 @@ def signing_key(path: Path | None) -> Any:
 
 
 def settings() -> Settings:
-    from exchange.bus import topic_config
     from exchange.settings import Settings  # pydantic: imported when a command needs it
 
-    s = Settings()
-    topic_config.use(topic_config.TopicPolicy.from_settings(s))  # topics the command creates
-    return s
+    return Settings()
 
 
 NO_BROKER_HELP = (
-    "no Kafka broker given and no embedded broker running. Either start the embedded one with "
-    "'exchange broker start', or pass --bootstrap-servers HOST:PORT "
+    "no Kafka broker given and none started by 'exchange broker start' is running. Either "
+    "start one ('exchange broker start [--engine kafka]'), or pass --bootstrap-servers HOST:PORT "
     "(or set EXCHANGE_BOOTSTRAP_SERVERS) for a real Kafka cluster"
 )
 
 
-def bootstrap(explicit: str | None) -> str:
-    """The bootstrap servers to use: the option/env value, else the running embedded broker."""
-    if explicit:  # given: no settings to read (pydantic-settings costs a command ~0.1 s)
-        return explicit
-    s = settings()
-    if s.bootstrap_servers:
-        return str(s.bootstrap_servers)
-    from exchange.dev import broker
+def connection(explicit: str | None) -> Connection:
+    """The command's connection to the bus, built once from its settings.
 
+    The bootstrap servers are the option's (or ``EXCHANGE_BOOTSTRAP_SERVERS``), else those
+    of the broker 'exchange broker start' started (:mod:`exchange.dev.engines`); security,
+    credentials and topic policy are the settings'.
+    """
+    from exchange.dev import broker, engines
+
+    s = settings()
+    address = explicit or s.bootstrap_servers
     info = broker.status(s.state_dir)
-    if info is None:
-        raise BrokerUnavailable(NO_BROKER_HELP)
-    return info.bootstrap
+    if address:  # the embedded broker's own address, given explicitly, is still it
+        return s.connection(address, embedded=info is not None and address == info.bootstrap)
+    if info is not None:
+        return s.connection(info.bootstrap, embedded=True)
+    cluster = engines.running_kafka(s.state_dir)
+    if cluster is not None:
+        return engines.connection_to(cluster, s)
+    raise BrokerUnavailable(NO_BROKER_HELP)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

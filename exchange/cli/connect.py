@@ -12,7 +12,7 @@ import typer
 
 from connectors.config import Loaded, load
 from connectors.errors import ConnectorConfigErrors
-from exchange.cli.common import BootstrapOption, bootstrap, fail, guarded, run, settings
+from exchange.cli.common import BootstrapOption, connection, fail, guarded, run
 from exchange.cli.serving import (
     ClientLogLevelOption,
     LogLevelOption,
@@ -60,10 +60,10 @@ def check(
     from connectors import runner
 
     loaded = _load(config)
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
 
     async def go() -> tuple[list[str], list[ExchangeError]]:
-        connectors = await runner.build(loaded, bs, environ=os.environ, only=only)
+        connectors = await runner.build(loaded, bus, environ=os.environ, only=only)
         return await runner.check(connectors)
 
     lines, errors = run(go())
@@ -110,7 +110,7 @@ def run_connectors(
 
     setup_logging(log_level, client_log_level)
     loaded = _load(config)
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
     metrics = ConnectorMetrics()
     server = serve_metrics(metrics.registry, metrics_port, metrics_host)
 
@@ -124,11 +124,10 @@ def run_connectors(
             loop.add_signal_handler(sig, stop.set)
         connectors = await runner.build(
             loaded,
-            bs,
+            bus,
             environ=os.environ,
             metrics=metrics,
             only=only,
-            partitions=settings().partitions,
         )
         await runner.run_all(
             connectors,

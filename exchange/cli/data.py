@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 
 from exchange.avro.jsoncodec import dumps
+from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
-from exchange.cli.common import AsOption, BootstrapOption, bootstrap, fail, guarded, run
+from exchange.cli.common import AsOption, BootstrapOption, connection, fail, guarded, run
 from exchange.clients import reader
 from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store, state
@@ -19,8 +20,8 @@ from exchange.sharing.policy import compute_view
 from exchange.sharing.records import now
 
 
-async def _catalog(bs: str) -> Catalog:
-    snap = await catalog_store.current(bs)
+async def _catalog(bus: Connection) -> Catalog:
+    snap = await catalog_store.current(bus)
     if snap is None:
         raise fail("no catalog loaded on this bus: run 'exchange catalog load schemas/' first")
     return snap.catalog
@@ -71,11 +72,11 @@ def publish(
     acknowledged stay published and the error says how many: publish the same
     file again, as its records keep their ids and readers drop duplicates.
     """
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
 
     async def go() -> int:
-        cat = await _catalog(bs)
-        async with Publisher(bs, cat, department) as pub:
+        cat = await _catalog(bus)
+        async with Publisher(bus, cat, department) as pub:
             prepared = pub.prepare_json_lines(resource, file)
             return await pub.send(prepared)
 
@@ -107,15 +108,15 @@ def consume(
     that has not subscribed, or is not entitled, is told so and why (exit
     code 2), and nothing is created on the bus.
     """
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
 
     async def go() -> int:
-        s = await state.load(bs)
+        s = await state.load(bus)
         view = compute_view(s.catalog, s.book, department, resource, at=now())
         if not view.receiving:
             raise fail(view.not_receiving() or "")
         n = 0
-        async with reader.Reader(bs, view.topic, group=group) as r:
+        async with reader.Reader(bus, view.topic, group=group) as r:
             async for batch in r.batches(idle_timeout=timeout):
                 for item in batch:
                     if as_json:
@@ -132,3 +133,38 @@ def consume(
     n = run(go())
     if not as_json:
         typer.echo(f"{n} records", err=True)
+
+
+def peek(
+    topic: Annotated[str, typer.Argument(help="Topic, e.g. gov.dlq.birth_medical_certificate.")],
+    bootstrap_servers: BootstrapOption = None,
+    max_records: Annotated[int, typer.Option("--max", help="Stop after N records.")] = 20,
+    timeout: Annotated[
+        float, typer.Option(help="Stop after this many seconds without a new record.")
+    ] = 5.0,
+) -> None:
+    """Read any topic your Kafka user may read, decoded: the broker's ACLs decide.
+
+    For operators inspecting dead letters or control topics, and for checking
+    the isolation: run as a department's user (EXCHANGE_SASL_USERNAME) on a
+    cluster with ACLs, reading another department's gov.src.* or gov.dlv.* is
+    refused by the broker (exit code 2), whatever the router would deliver.
+    Reads from the beginning; commits nothing.
+    """
+    bus = guarded(connection)(bootstrap_servers)
+
+    async def go() -> int:
+        n = 0
+        async with reader.Reader(bus, topic, dedup=False) as r:
+            async for batch in r.batches(idle_timeout=timeout):
+                for item in batch:
+                    typer.echo(
+                        f"{item.topic}[{item.partition}]@{item.offset} key={item.key} {dumps(item.value)}"
+                    )
+                    n += 1
+                    if n >= max_records:
+                        return n
+        return n
+
+    n = run(go())
+    typer.echo(f"{n} records of {topic} as {bus.principal or 'an anonymous client'}", err=True)

@@ -38,6 +38,11 @@ COMMANDS: dict[str, Lazy] = {
         "consume",
         "Read your department's records of a resource, decoded with your view's schema.",
     ),
+    "peek": Lazy(
+        "data",
+        "peek",
+        "Read any topic your Kafka user may read, decoded: the broker's ACLs decide.",
+    ),
     "subscribe": Lazy(
         "sharing",
         "subscribe",

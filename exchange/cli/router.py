@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from exchange.cli.common import BootstrapOption, bootstrap, guarded, run, settings
+from exchange.cli.common import BootstrapOption, connection, guarded, run, settings
 from exchange.cli.serving import (
     ClientLogLevelOption,
     LogLevelOption,
@@ -48,7 +48,7 @@ def router(
     """
     setup_logging(log_level, client_log_level)
     s = settings()
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
     metrics = RouterMetrics()
     serve_metrics(metrics.registry, metrics_port, metrics_host)
 
@@ -58,15 +58,14 @@ def router(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         r = Router(
-            bs,
+            bus,
             group=group or s.router_group,
             master_secret=s.mask_secret.get_secret_value().encode(),
             metrics=metrics,
-            partitions=s.partitions,
             session_timeout_ms=session_timeout_ms or s.router_session_timeout_ms,
         )
         await r.start()
-        typer.echo(f"router {r.instance} running on {bs} (group {r.group}); Ctrl-C stops it")
+        typer.echo(f"router {r.instance} running on {bus} (group {r.group}); Ctrl-C stops it")
         try:
             await r.run(stop)
         finally:

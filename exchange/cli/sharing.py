@@ -18,7 +18,7 @@ from exchange.cli.common import (
     AsOption,
     BootstrapOption,
     KeyOption,
-    bootstrap,
+    connection,
     fail,
     guarded,
     print_json,
@@ -68,10 +68,10 @@ def subscribe(
     Denied, with the rule, if the resource is wholly not shared (不予共享) or
     no field is left for you.
     """
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
 
     async def go() -> View:
-        async with Department(bs, department, signing_key=signing_key(key)) as d:
+        async with Department(bus, department, signing_key=signing_key(key)) as d:
             return await d.subscribe(resource)
 
     view = run(go())
@@ -92,10 +92,10 @@ def explain(
     deliver; nothing is delivered until you subscribe ('exchange subscribe') or a
     provider approves your application. Each field left out is listed with the reason.
     """
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
 
     async def go() -> View:
-        async with Department(bs, department, signing_key=signing_key(key)) as d:
+        async with Department(bus, department, signing_key=signing_key(key)) as d:
             return d.explain(resource)
 
     view = run(go())
@@ -119,10 +119,10 @@ def apply(
     The provider must answer within 10 working days ('exchange applications'
     marks those that are not as overdue).
     """
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
 
     async def go() -> str:
-        async with Department(bs, department, signing_key=signing_key(key)) as d:
+        async with Department(bus, department, signing_key=signing_key(key)) as d:
             return await d.apply(
                 resource,
                 fields=[f.strip() for f in fields.split(",") if f.strip()],
@@ -161,7 +161,7 @@ def approve(
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
     """Approve an application (provider only); prints the grant id."""
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
     masks = {}
     for m in mask or []:
         name, sep, rule = m.partition("=")
@@ -171,7 +171,7 @@ def approve(
     valid_until = _parse_until(until)
 
     async def go() -> str:
-        async with Department(bs, department, signing_key=signing_key(key)) as d:
+        async with Department(bus, department, signing_key=signing_key(key)) as d:
             return await d.approve(
                 application_id,
                 fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
@@ -191,10 +191,10 @@ def reject(
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
     """Reject an application (provider only), with a reason."""
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
 
     async def go() -> None:
-        async with Department(bs, department, signing_key=signing_key(key)) as d:
+        async with Department(bus, department, signing_key=signing_key(key)) as d:
             await d.reject(application_id, reason=reason)
 
     run(go())
@@ -209,10 +209,10 @@ def revoke(
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
     """Revoke a grant (provider only); deliveries under it stop at once."""
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
 
     async def go() -> None:
-        async with Department(bs, department, signing_key=signing_key(key)) as d:
+        async with Department(bus, department, signing_key=signing_key(key)) as d:
             await d.revoke(grant_id, reason=reason)
 
     run(go())
@@ -232,10 +232,10 @@ def applications(
     """List applications, newest first; overdue = unanswered after 10 working days."""
     if status not in (None, "pending", "approved", "rejected", "overdue"):
         raise fail(f"--status {status!r}: use pending, approved, rejected or overdue")
-    bs = guarded(bootstrap)(bootstrap_servers)
+    bus = guarded(connection)(bootstrap_servers)
 
     async def listing() -> list[dict[str, str]]:
-        s = await state.load(bs)
+        s = await state.load(bus)
         t = now()
         out = []
         for app in sorted(s.book.applications.values(), key=lambda a: a.applied_at, reverse=True):

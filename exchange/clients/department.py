@@ -3,11 +3,11 @@
 Every CLI command of the sharing workflow is a method here, so a
 department's system can apply for and approve data without shelling out::
 
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         app_id = await police.apply("birth_medical_certificate",
                                     fields=["mother_id_number"],
                                     purpose="新生儿户口登记 household registration of newborns")
-    async with Department(bootstrap, "health") as health:
+    async with Department(bus, "health") as health:
         grant_id = await health.approve(app_id, masks={"mother_id_number": "keep:6:4"})
 
 Each command is checked against the current state before it is written, and
@@ -37,6 +37,7 @@ from exchange import workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog import signing
 from exchange.control.state import GRANT_CODEC, ControlFollower, ControlState
 from exchange.errors import CommandRefused, ExchangeError, PermissionDenied, UnknownResource
@@ -63,11 +64,11 @@ class Department:
     """Acts on the bus as one department (``--as DEPT`` on the command line)."""
 
     def __init__(
-        self, bootstrap: str, department: str, *, signing_key: Ed25519PrivateKey | None = None
+        self, bus: Connection, department: str, *, signing_key: Ed25519PrivateKey | None = None
     ) -> None:
         """``signing_key``: the department's Ed25519 private key; required for commands when
         the catalog registers a public key for it (see :mod:`exchange.catalog.signing`)."""
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.department = department
         self.signing_key = signing_key
         self._state: ControlState | None = None
@@ -79,10 +80,10 @@ class Department:
         # one control-topic reader for the whole session, starting from the routers' last
         # snapshot of the grant book: each command then reads only what was written since.
         # The producer connects meanwhile (not after): one session start, not two in a row.
-        self._reader = ControlFollower(ControlState(self.bootstrap))
+        self._reader = ControlFollower(ControlState(self.bus))
         starts = [self._reader.start(follow=False, from_snapshot=True)]
         if self._producer is None:
-            self._producer = kafka.producer(self.bootstrap, linger_ms=0)
+            self._producer = kafka.producer(self.bus, linger_ms=0)
             starts.append(self._producer.start())
         try:
             for result in await asyncio.gather(*starts, return_exceptions=True):

@@ -38,6 +38,7 @@ from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.avro.jsoncodec import FieldProblem, from_json
 from exchange.bus import kafka, limits, topics
+from exchange.bus.connection import Connection
 from exchange.bus.envelope import PUBLISHER, RECORD_ID, record_id
 from exchange.catalog.model import Catalog, Resource
 from exchange.errors import ExchangeError, PermissionDenied, PublishIncomplete, RecordInvalid
@@ -87,18 +88,18 @@ def _field_of(exc: ValidationError) -> tuple[str | None, str]:
 class Publisher:
     """Publishes records of the resources one department provides.
 
-    Use as ``async with Publisher(bootstrap, catalog, "health") as pub:`` then
+    Use as ``async with Publisher(bus, catalog, "health") as pub:`` then
     ``await pub.publish("birth_medical_certificate", records)``.
     """
 
     def __init__(
-        self, bootstrap: str, catalog: Catalog, department: str, *, partitions: int | None = None
+        self, bus: Connection, catalog: Catalog, department: str, *, partitions: int | None = None
     ) -> None:
         self.catalog = catalog
         self.partitions = partitions
         self._topics: set[str] = set()
         self.department = catalog.department(department).id
-        self.bootstrap = bootstrap
+        self.bus = bus
         self._producer: Any = None
         self._parsed: dict[str, Any] = {}
         self._limits: dict[str, limits.Limit] = {}
@@ -106,7 +107,7 @@ class Publisher:
 
     async def start(self) -> None:
         if self._producer is None:
-            producer = kafka.producer(self.bootstrap, max_batch_size=self._batch_size)
+            producer = kafka.producer(self.bus, max_batch_size=self._batch_size)
             await producer.start()
             self._producer = producer
 
@@ -222,7 +223,7 @@ class Publisher:
         """
         new_topics = {p.topic for p in prepared} - self._limits.keys()
         if new_topics:
-            self._limits.update(await limits.topic_limits(self.bootstrap, new_topics))
+            self._limits.update(await limits.topic_limits(self.bus, new_topics))
         limits.check(prepared, self._limits)
 
     async def _fit_batches(self) -> None:
@@ -249,7 +250,7 @@ class Publisher:
         await self._fit_batches()
         new_topics = {p.topic for p in items} - self._topics
         if new_topics:
-            await kafka.ensure_topics(self.bootstrap, new_topics, partitions=self.partitions)
+            await kafka.ensure_topics(self.bus, new_topics, partitions=self.partitions)
             self._topics |= new_topics
         await self._produce(items)
         return len(items)

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from aiokafka import TopicPartition
+from aiokafka.errors import TopicAuthorizationFailedError
 
 from exchange.avro import wire
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.bus.envelope import RECORD_ID
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
@@ -75,28 +77,33 @@ class Reader:
 
     def __init__(
         self,
-        bootstrap: str,
+        bus: Connection,
         topic: str,
         *,
         group: str | None = None,
         dedup: bool = True,
         registry: SchemaRegistry | None = None,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.topic = topic
         self.group = group
-        self.registry = registry or SchemaRegistry(bootstrap)
+        self.registry = registry or SchemaRegistry(bus)
         self.seen = SeenIds() if dedup else None
         self._consumer: Any = None
 
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        await kafka.ensure_topics(self.bootstrap, [self.topic], partitions=None)
-        c = kafka.consumer(self.bootstrap, group_id=self.group)
+        await kafka.ensure_topics(self.bus, [self.topic], partitions=None)
+        c = kafka.consumer(self.bus, group_id=self.group)
         await c.start()
-        if self.group is None:
+        try:
             tps = await kafka.topic_partitions(c, self.topic)
+            kafka.require_authorized(c, self.bus, self.topic)
+        except BaseException:
+            await c.stop()
+            raise
+        if self.group is None:
             c.assign(tps or [TopicPartition(self.topic, 0)])
         else:
             c.subscribe([self.topic])
@@ -121,7 +128,10 @@ class Reader:
         loop = asyncio.get_running_loop()
         last = loop.time()
         while True:
-            fetched = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            try:
+                fetched = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            except TopicAuthorizationFailedError:
+                raise kafka.refused(self.bus, "read", self.topic) from None
             if not fetched:
                 if loop.time() - last >= idle_timeout:
                     return

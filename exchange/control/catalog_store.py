@@ -30,6 +30,7 @@ from exchange.audit.writer import AuditWriter
 from exchange.avro.control_records import CATALOG_SNAPSHOT, CATALOG_SNAPSHOT_V1, ControlCodec
 from exchange.avro.schema import check_backward
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog
@@ -134,13 +135,13 @@ def decode_snapshot(value: bytes) -> Snapshot:
     )
 
 
-async def current(bootstrap: str) -> Snapshot | None:
+async def current(bus: Connection) -> Snapshot | None:
     """The catalog in force, or None if none was ever loaded.
 
     Snapshots that :func:`refusal` refuses are skipped: the one before stays in force.
     """
     latest: Snapshot | None = None
-    for rec in await kafka.read_to_end(bootstrap, topics.CATALOG):
+    for rec in await kafka.read_to_end(bus, topics.CATALOG):
         if rec.value is None:
             continue
         try:
@@ -226,7 +227,7 @@ def check_evolution(old: Catalog | None, new: Catalog) -> Catalog:
 
 
 async def load(
-    bootstrap: str,
+    bus: Connection,
     catalog: Catalog,
     *,
     actor: str,
@@ -245,19 +246,19 @@ async def load(
     publishers find it from the start. The change is audited
     (``CATALOG_CHANGED``, actor ``admin``) once the snapshot is written.
     """
-    await kafka.ensure_control_topics(bootstrap)
-    before = await current(bootstrap)
+    await kafka.ensure_control_topics(bus)
+    before = await current(bus)
     catalog = check_evolution(before.catalog if before else None, catalog)
     snap = new_snapshot(before, catalog, actor=actor, signing_key=signing_key)
     refused = refusal(before, snap)
     if refused is not None:
-        await _audit_refusal(bootstrap, snap, refused)
+        await _audit_refusal(bus, snap, refused)
         raise CommandRefused(refused)
     version = snap.version
     change = diff(before.catalog if before else None, catalog, version)
-    registry = SchemaRegistry(bootstrap)
+    registry = SchemaRegistry(bus)
     await registry.refresh()
-    async with kafka.producer(bootstrap, linger_ms=0, compression_type="gzip") as producer:
+    async with kafka.producer(bus, linger_ms=0, compression_type="gzip") as producer:
         await registry.register_all(producer, CONTROL_SCHEMAS)
         if (
             before is not None
@@ -290,7 +291,7 @@ async def load(
             )
         )
     await kafka.ensure_topics(
-        bootstrap,
+        bus,
         [topics.source(r.provider, r.id) for r in catalog.resources.values()],
         partitions=partitions,
     )
@@ -314,11 +315,11 @@ def refusal_draft(snap: Snapshot, reason: str, **details: object) -> Draft:
     )
 
 
-async def _audit_refusal(bootstrap: str, snap: Snapshot, reason: str) -> None:
+async def _audit_refusal(bus: Connection, snap: Snapshot, reason: str) -> None:
     """Audit a load refused before writing."""
-    registry = SchemaRegistry(bootstrap)
+    registry = SchemaRegistry(bus)
     await registry.refresh()
-    async with kafka.producer(bootstrap, linger_ms=0) as producer:
+    async with kafka.producer(bus, linger_ms=0) as producer:
         await AuditWriter(producer, registry, role="admin").write(
             refusal_draft(snap, reason, resources=len(snap.catalog.resources))
         )

@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 
 from exchange.avro.control_records import ControlCodec
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.bus.kafka import ensure_control_topics
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
@@ -40,10 +41,10 @@ NO_CATALOG = "no catalog has been loaded on this bus: run 'exchange catalog load
 class ControlState:
     """Catalog in force, schema registry and grant book, as one process sees them."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, bus: Connection) -> None:
+        self.bus = bus
         self.snapshot: Snapshot | None = None
-        self.registry = SchemaRegistry(bootstrap)
+        self.registry = SchemaRegistry(bus)
         self.book = GrantBook()
         #: called with (event, refusal reason or None) for each grant event applied
         self.on_grant_event: Callable[[GrantEvent, str | None], None] | None = None
@@ -123,9 +124,9 @@ class ControlState:
         return True
 
 
-async def load(bootstrap: str, *, from_snapshot: bool = True) -> ControlState:
+async def load(bus: Connection, *, from_snapshot: bool = True) -> ControlState:
     """Read the control topics to their current end (from the last grant book snapshot)."""
-    reader = ControlFollower(ControlState(bootstrap))
+    reader = ControlFollower(ControlState(bus))
     await reader.start(follow=False, from_snapshot=from_snapshot)
     await reader.stop()
     return reader.state
@@ -153,11 +154,11 @@ class ControlFollower(AsyncService):
         made under the catalog in force (if any), not from the beginning of the history.
         Routers never do: they check every event themselves.
         """
-        c = kafka.consumer(self.state.bootstrap, **self._options)
+        c = kafka.consumer(self.state.bus, **self._options)
         self._consumer = c  # stopped by stop(), also if the start fails half-way
         # the topics are checked (created on a new bus) while the consumer connects
         results: tuple[Any, ...] = await asyncio.gather(
-            ensure_control_topics(self.state.bootstrap), c.start(), return_exceptions=True
+            ensure_control_topics(self.state.bus), c.start(), return_exceptions=True
         )
         for failed in results:  # the clearer error (BrokerUnavailable) first
             if isinstance(failed, BaseException):

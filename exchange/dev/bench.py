@@ -33,6 +33,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
@@ -96,7 +97,7 @@ TINY = Sizes(records=2_000, distinct=50, latency_s=1, rounds=1, backlog=3_000, q
 
 @dataclass
 class Setup:
-    bootstrap: str
+    bus: Connection
     catalog: Catalog
     prepared: list[Prepared]
     workdir: Path
@@ -106,8 +107,8 @@ class Setup:
 # --- setup --------------------------------------------------------------------------
 
 
-async def _write_events(bootstrap: str, events: list[Any]) -> None:
-    async with kafka.producer(bootstrap, linger_ms=20) as producer:
+async def _write_events(bus: Connection, events: list[Any]) -> None:
+    async with kafka.producer(bus, linger_ms=20) as producer:
         futures = [
             await producer.send(
                 topics.GRANTS, key=ev.resource.encode(), value=GRANT_CODEC.encode(ev.to_avro())
@@ -118,39 +119,39 @@ async def _write_events(bootstrap: str, events: list[Any]) -> None:
             await f
 
 
-async def _setup(bootstrap: str, workdir: Path, distinct: int, session_ms: int) -> Setup:
+async def _setup(bus: Connection, workdir: Path, distinct: int, session_ms: int) -> Setup:
     write_catalog(workdir / "catalog")
     catalog = load_catalog(workdir / "catalog")
-    await catalog_store.load(bootstrap, catalog, actor="bench", partitions=3)
+    await catalog_store.load(bus, catalog, actor="bench", partitions=3)
     res = catalog.resource(BENCH_RESOURCE)
     records = sample.generate(res.schema_, distinct, seed=6)
     median = statistics.median(float(r["registered_capital"]) for r in records)
     # the three views of the issue: full unconditional; projection with two masks;
     # conditional grant whose CEL row filter passes about half the rows
-    async with Department(bootstrap, dept_id(1)) as d1:
+    async with Department(bus, dept_id(1)) as d1:
         await d1.subscribe(BENCH_RESOURCE)
-    async with Department(bootstrap, dept_id(2)) as d2:
+    async with Department(bus, dept_id(2)) as d2:
         app2 = await d2.apply(
             BENCH_RESOURCE, fields=["legal_representative", "address"], purpose="bench"
         )
-    async with Department(bootstrap, dept_id(3)) as d3:
+    async with Department(bus, dept_id(3)) as d3:
         app3 = await d3.apply(
             BENCH_RESOURCE, fields=["registered_capital", "legal_representative"], purpose="bench"
         )
-    async with Department(bootstrap, PROVIDER) as provider:
+    async with Department(bus, PROVIDER) as provider:
         await provider.approve(
             app2, masks={"legal_representative": "surname", "credit_code": "keep:6:4"}
         )
         await provider.approve(app3, row_filter=f"registered_capital > {median}")
-    async with Publisher(bootstrap, catalog, PROVIDER) as pub:
+    async with Publisher(bus, catalog, PROVIDER) as pub:
         prepared = [pub.prepare(BENCH_RESOURCE, r) for r in records]
-    return Setup(bootstrap, catalog, prepared, workdir, session_ms)
+    return Setup(bus, catalog, prepared, workdir, session_ms)
 
 
 async def _preload(s: Setup, topic_count: int) -> str:
     """Put ``topic_count`` records on the bench source topic; returns the topic."""
     topic = topics.source(PROVIDER, BENCH_RESOURCE)
-    async with kafka.producer(s.bootstrap, linger_ms=20) as producer:
+    async with kafka.producer(s.bus, linger_ms=20) as producer:
         futures = []
         for i in range(topic_count):
             p = s.prepared[i % len(s.prepared)]
@@ -205,15 +206,15 @@ async def _raw_throughput(s: Setup, source: str, count: int, *, batched: bool) -
     are committed per batch as the router does.
     """
     outs = [f"bench.raw.{i}" for i in range(3)]
-    await kafka.ensure_topics(s.bootstrap, outs, partitions=3)
+    await kafka.ensure_topics(s.bus, outs, partitions=3)
     c = kafka.consumer(
-        s.bootstrap,
+        s.bus,
         group_id=f"raw-{uuid.uuid4().hex[:8]}",
         max_poll_records=5000,
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    p = kafka.producer(s.bootstrap, linger_ms=0 if batched else 2)
+    p = kafka.producer(s.bus, linger_ms=0 if batched else 2)
     await c.start()
     await p.start()
     tps = await kafka.topic_partitions(c, source)
@@ -256,13 +257,13 @@ async def _raw_throughput(s: Setup, source: str, count: int, *, batched: bool) -
     finally:
         await c.stop()
         await p.stop()
-        await _delete_topics(s.bootstrap, outs)
+        await _delete_topics(s.bus, outs)
 
 
-async def _delete_topics(bootstrap: str, names: list[str]) -> None:
+async def _delete_topics(bus: Connection, names: list[str]) -> None:
     """Drop the raw loops' copies: the embedded broker keeps everything in memory, and
     slows down as it fills (a full run used to reach 3.4 GB in the broker)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**bus.client_options())
     await admin.start()
     try:
         await admin.delete_topics(names)
@@ -289,7 +290,7 @@ async def _steady_publish(
     # the publisher's own batching (5 ms linger, as exchange.clients.publisher uses): a record
     # per produce request at 2,000/s is no department's publisher, and the embedded
     # broker slows down under it (raw p99 over a 20 s run: 254 ms without linger)
-    async with kafka.producer(s.bootstrap, linger_ms=PUBLISH_LINGER_MS) as producer:
+    async with kafka.producer(s.bus, linger_ms=PUBLISH_LINGER_MS) as producer:
         t0 = time.perf_counter()
         for i in range(int(rate * seconds)):
             due = t0 + i / rate
@@ -308,7 +309,7 @@ async def _steady_publish(
 
 
 async def _collect(
-    bootstrap: str,
+    bus: Connection,
     topic: str,
     got: dict[bytes, float],
     stop: asyncio.Event,
@@ -323,12 +324,12 @@ async def _collect(
     both pay what the broker charges per partition fetched (the embedded broker's
     fetch time grows with the partition count: ~3 ms for 3 partitions, ~8 ms for 210).
     """
-    await kafka.ensure_topics(bootstrap, [topic], partitions=3)  # the router may not have yet
+    await kafka.ensure_topics(bus, [topic], partitions=3)  # the router may not have yet
     # no consumer group (a group join takes seconds on the embedded broker): the
     # partitions are assigned and read from their end, which is resolved by the first
     # fetch, before ``ready`` is set and anything measured is published (reading from
     # the start would first wade through every earlier delivery: 200,000 in a full run)
-    c = kafka.consumer(bootstrap, fetch_max_wait_ms=5)
+    c = kafka.consumer(bus, fetch_max_wait_ms=5)
     await c.start()
     tps = await kafka.topic_partitions(c, topic) or [TopicPartition(topic, 0)]
     others: list[TopicPartition] = []
@@ -372,21 +373,21 @@ async def _latency(
         group = f"bench-lat-{tag}"
         proc = _spawn_router(s, group)
         # one record more, then wait until it has routed everything on the topic
-        async with kafka.producer(s.bootstrap) as producer:
+        async with kafka.producer(s.bus) as producer:
             first = s.prepared[0]
             await producer.send_and_wait(source, key=first.key, value=first.value)
-        end = await _topic_total(s.bootstrap, source)
-        while await _committed_total(s.bootstrap, group, source) < end:
+        end = await _topic_total(s.bus, source)
+        while await _committed_total(s.bus, group, source) < end:
             if proc.poll() is not None:
                 raise RuntimeError("the router process exited before the latency run")
             await asyncio.sleep(0.2)
     else:
         source = out = f"bench.lat.{tag}"
-        await kafka.ensure_topics(s.bootstrap, [source], partitions=3)
+        await kafka.ensure_topics(s.bus, [source], partitions=3)
     ready = asyncio.Event()
     collector = asyncio.create_task(
         _collect(
-            s.bootstrap,
+            s.bus,
             out,
             got,
             stop,
@@ -421,7 +422,7 @@ async def _reload_times(s: Setup, r: Router) -> tuple[float, float]:
     await _caught_up(s, r)
     await asyncio.sleep(book_snapshot.EVERY_S + 0.5)  # its snapshot of the 3,600 grants
     t0 = time.perf_counter()
-    st = await state.load(s.bootstrap)
+    st = await state.load(s.bus)
     load_s = time.perf_counter() - t0
     assert len(st.book.grants) >= 3600
     t1 = time.perf_counter()
@@ -432,7 +433,7 @@ async def _reload_times(s: Setup, r: Router) -> tuple[float, float]:
 
 async def _caught_up(s: Setup, r: Router) -> None:
     """Wait until router ``r`` follows every grant written so far (and compiled them)."""
-    end = await _topic_total(s.bootstrap, topics.GRANTS)
+    end = await _topic_total(s.bus, topics.GRANTS)
     deadline = time.monotonic() + 60
     while r.state.positions.get(topics.GRANTS, 0) < end:
         if time.monotonic() > deadline:
@@ -454,19 +455,19 @@ async def _revocation_latency(s: Setup, router: Router, rounds: int, quick: bool
     out: list[float] = []
     # one provider session for every round: a session replays the whole control history
     # when it starts, which takes seconds at 3,600 grants on a loaded machine
-    provider = Department(s.bootstrap, PROVIDER)
+    provider = Department(s.bus, PROVIDER)
     await provider.start()
     try:
         for n in range(rounds):
             consumer = dept_id(10 + n)
-            async with Department(s.bootstrap, consumer) as d:
+            async with Department(s.bus, consumer) as d:
                 app = await d.apply(BENCH_RESOURCE, fields=["address"], purpose="bench revocation")
             grant = await provider.approve(app)
             got: dict[bytes, float] = {}
             cstop = asyncio.Event()
             ready = asyncio.Event()
             collector = asyncio.create_task(
-                _collect(s.bootstrap, topics.delivery(consumer, BENCH_RESOURCE), got, cstop, ready)
+                _collect(s.bus, topics.delivery(consumer, BENCH_RESOURCE), got, cstop, ready)
             )
             await asyncio.wait_for(ready.wait(), timeout=30)
             for _ in range(300):  # deliveries under the grant flowing (up to 15 s)
@@ -495,16 +496,16 @@ async def _revocation_latency(s: Setup, router: Router, rounds: int, quick: bool
 # --- 5 and 6: router processes ------------------------------------------------------------
 
 
-async def _committed_total(bootstrap: str, group: str, source: str) -> int:
-    async with _CommitWatch(bootstrap, group, source) as watch:
+async def _committed_total(bus: Connection, group: str, source: str) -> int:
+    async with _CommitWatch(bus, group, source) as watch:
         return await watch.total()
 
 
 class _CommitWatch:
     """Reads a group's committed offsets on a topic, with one client (no group join)."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        self.consumer = kafka.consumer(bootstrap, group_id=group)
+    def __init__(self, bus: Connection, group: str, topic: str) -> None:
+        self.consumer = kafka.consumer(bus, group_id=group)
         self.topic = topic
 
     async def __aenter__(self) -> _CommitWatch:
@@ -519,10 +520,10 @@ class _CommitWatch:
         return sum([await self.consumer.committed(tp) or 0 for tp in self.tps])
 
 
-async def _topic_total(bootstrap: str, topic: str) -> int:
+async def _topic_total(bus: Connection, topic: str) -> int:
     """Records on a topic: the high watermarks of fetch responses (right on any broker)."""
 
-    c = kafka.consumer(bootstrap)
+    c = kafka.consumer(bus)
     await c.start()
     try:
         tps = await kafka.topic_partitions(c, topic)
@@ -549,20 +550,21 @@ def _spawn_router(s: Setup, group: str) -> subprocess.Popen[bytes]:
     """Start `exchange router` as its own process (Popen returns at once)."""
     env = dict(
         os.environ,
+        **s.bus.environment(),
         EXCHANGE_MASK_SECRET=SECRET.decode(),
         EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(s.session_ms),
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "exchange.cli", "router", "-b", s.bootstrap, "--group", group],
+        [sys.executable, "-m", "exchange.cli", "router", "--group", group],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-async def _commit_at_end(bootstrap: str, group: str, topic: str) -> int:
+async def _commit_at_end(bus: Connection, group: str, topic: str) -> int:
     """Commit ``group``'s offsets at the end of ``topic`` (no join); returns the total."""
-    c = kafka.consumer(bootstrap, group_id=group)
+    c = kafka.consumer(bus, group_id=group)
     await c.start()
     try:
         tps = await kafka.topic_partitions(c, topic)
@@ -586,16 +588,16 @@ async def _router_processes(
     first look after the last one was.
     """
     group = f"bench-proc-{uuid.uuid4().hex[:6]}"
-    start_total = await _commit_at_end(s.bootstrap, group, source)
+    start_total = await _commit_at_end(s.bus, group, source)
     await _preload(s, backlog)
     # the end as it is, not start + backlog: a publisher stopped just before may still
     # have been flushing records when the offsets were set
-    end_total = await _topic_total(s.bootstrap, source)
+    end_total = await _topic_total(s.bus, source)
     procs = [_spawn_router(s, group) for _ in range(instances)]
     peak = 0.0
     try:
         t0 = time.perf_counter()
-        async with _CommitWatch(s.bootstrap, group, source) as watch:
+        async with _CommitWatch(s.bus, group, source) as watch:
             while True:
                 await asyncio.sleep(0.05)
                 total = await watch.total()
@@ -622,7 +624,7 @@ async def run_bench(
     quick: bool, echo: Callable[[str], None] = print, sizes: Sizes | None = None
 ) -> list[Row]:
     size = sizes or Sizes.of(quick)
-    bootstrap, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
+    bus, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
     started = time.perf_counter()
 
     def step(message: str) -> None:  # every step says when it started
@@ -636,14 +638,14 @@ async def run_bench(
             session_ms = (
                 Settings().router_session_timeout_ms if broker is None else EMBEDDED_SESSION_MS
             )
-            s = await _setup(bootstrap, Path(tmp), size.distinct, session_ms)
+            s = await _setup(bus, Path(tmp), size.distinct, session_ms)
             source = await _preload(s, n)
             step(f"preloaded {n} records of {BENCH_RESOURCE}")
             rows += await _measure_latency(s, size.latency_s, step)
             step("measuring throughput")
             # one router for rows 1, 3 and 4: the embedded broker holds each group join
             router = Router(
-                s.bootstrap,
+                s.bus,
                 group=f"bench-{uuid.uuid4().hex[:8]}",
                 master_secret=SECRET,
                 session_timeout_ms=s.session_ms,
@@ -736,7 +738,7 @@ async def _measure_throughput(s: Setup, router: Router, source: str, n: int) -> 
 
 async def _measure_with_grants(s: Setup, router: Router, n: int, baseline: float) -> list[Row]:
     """Row 3: throughput once 3,600 grants are written, against ``baseline`` (10 grants)."""
-    await _write_events(s.bootstrap, grant_events(3600))
+    await _write_events(s.bus, grant_events(3600))
     await _caught_up(s, router)
     routed_3600 = 0.0
     for _attempt in range(3):

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from exchange.bus.connection import Connection
 from exchange.errors import BrokerUnavailable
 
 STATE_FILE = "broker.json"
@@ -103,6 +104,11 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def connection(self) -> Connection:
+        """A connection to this broker (plain, no idempotent producers: Tansu lacks them)."""
+        return Connection(self.bootstrap, idempotence=False)
+
     def start(self, ready_timeout: float = 15.0) -> BrokerInfo:
         if answers_kafka(self.port, timeout=0.2):
             raise BrokerUnavailable(f"port {self.port} is already taken by another Kafka broker")
@@ -147,16 +153,19 @@ class EmbeddedBroker:
         self.process = None
 
 
-def given_or_embedded(bootstrap: str | None) -> tuple[str, EmbeddedBroker | None]:
+def given_or_embedded(bootstrap: str | None) -> tuple[Connection, EmbeddedBroker | None]:
     """The Kafka a run uses: ``bootstrap`` if given, else a fresh embedded broker.
 
-    Returns the bootstrap servers and the broker the caller must stop (None if given).
+    Returns the connection (security and credentials from the ``EXCHANGE_*`` settings when
+    ``bootstrap`` is given) and the broker the caller must stop (None if given).
     """
     if bootstrap:
-        return bootstrap, None
+        from exchange.settings import Settings
+
+        return Settings().connection(bootstrap), None
     broker = EmbeddedBroker()
     broker.start()
-    return broker.bootstrap, broker
+    return broker.connection, broker
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:

@@ -29,14 +29,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from exchange.admin import acls, users
+from exchange.admin.users import Principals
 from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.avro.jsoncodec import to_jsonable
 from exchange.bus import topics
+from exchange.bus.connection import Connection
 from exchange.bus.envelope import record_id
 from exchange.catalog import signing
 from exchange.catalog.loader import load_catalog
@@ -45,12 +48,15 @@ from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader
 from exchange.control import catalog_store
-from exchange.dev import sample
+from exchange.dev import engines, sample
 from exchange.dev.broker import given_or_embedded
 from exchange.errors import CommandRefused, ExchangeError
 from exchange.router.loop import Router
 from exchange.sharing.policy import View
 from exchange.tables import clip, table
+
+if TYPE_CHECKING:
+    from exchange.dev.kafka import KafkaCluster
 
 RESOURCE = "birth_medical_certificate"
 #: the catalog administrator (目录管理员) of the demo: the sample catalog has no data
@@ -91,10 +97,10 @@ def _say(echo: Callable[[str], None], title: str) -> None:
     echo(f"== {title}")
 
 
-async def _read_until(bs: str, topic: str, want: int, wait_s: float = 20.0) -> list[Any]:
+async def _read_until(bus: Connection, topic: str, want: int, wait_s: float = 20.0) -> list[Any]:
     """Everything on ``topic`` so far, waiting up to ``wait_s`` for ``want`` records."""
     deadline = time.monotonic() + wait_s
-    async with Reader(bs, topic) as r:
+    async with Reader(bus, topic) as r:
         out: list[Any] = []
         async for batch in r.batches(idle_timeout=wait_s):
             out.extend(batch)
@@ -103,24 +109,57 @@ async def _read_until(bs: str, topic: str, want: int, wait_s: float = 20.0) -> l
     return out
 
 
-async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the scenario; returns what each department received (for tests)."""
-    bs, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
-    if broker is None:
-        echo(f"using Kafka at {bs}")
+async def _on_kafka(
+    cluster: KafkaCluster, catalog_dir: Path, echo: Callable[[str], None]
+) -> Principals:
+    """Every principal's SCRAM user and ACLs on ``cluster``; their connections."""
+    admin = engines.super_user(cluster)
+    done = await asyncio.to_thread(
+        users.provision, admin, load_catalog(catalog_dir), engines.credentials_dir(cluster)
+    )
+    echo(
+        f"Apache Kafka at {cluster.bootstrap} ({cluster.nodes} node(s), data in {cluster.dir}): "
+        f"{len(done.users)} users and {done.acl_bindings} ACL bindings; every step below runs "
+        f"as its own user (passwords in {done.credentials})"
+    )
+    return Principals(admin, done.credentials)
+
+
+async def run_demo(
+    catalog_dir: Path, echo: Callable[[str], None] = print, *, kafka: KafkaCluster | None = None
+) -> dict[str, Any]:
+    """Run the scenario; returns what each department received (for tests).
+
+    ``kafka``: a running Apache Kafka cluster (users and ACLs are provisioned on it);
+    else ``EXCHANGE_BOOTSTRAP_SERVERS``, else an embedded broker started for the run.
+    """
+    broker = None
+    if kafka is not None:
+        principals = await _on_kafka(kafka, catalog_dir, echo)
     else:
-        echo(f"embedded broker started on {bs} (memory only; stopped at the end)")
+        bus, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
+        principals = Principals(bus)
+        if broker is None:
+            echo(f"using Kafka at {bus}")
+        else:
+            echo(f"embedded broker started on {bus.bootstrap} (memory only; stopped at the end)")
     router: Router | None = None
     stop = asyncio.Event()
     task: asyncio.Task[None] | None = None
     key_dir = tempfile.TemporaryDirectory(prefix="exchange-demo-keys-")
     try:
-        catalog, keys = await _load_signed_catalog(bs, catalog_dir, Path(key_dir.name), echo)
-        router = Router(bs, group="demo-router", master_secret=b"demo-secret-not-for-production")
+        catalog, keys = await _load_signed_catalog(
+            principals, catalog_dir, Path(key_dir.name), echo
+        )
+        router = Router(
+            principals.of(acls.ROUTER),
+            group=acls.ROUTER_GROUP,
+            master_secret=b"demo-secret-not-for-production",
+        )
         await router.start()
         task = asyncio.create_task(router.run(stop))
         echo("router started")
-        return await _Scenario(bs, catalog, keys, echo).run()
+        return await _Scenario(principals, catalog, keys, echo).run()
     finally:
         stop.set()
         if task is not None:
@@ -134,7 +173,7 @@ async def run_demo(catalog_dir: Path, echo: Callable[[str], None] = print) -> di
 
 
 async def _load_signed_catalog(
-    bs: str, catalog_dir: Path, key_dir: Path, echo: Callable[[str], None]
+    principals: Principals, catalog_dir: Path, key_dir: Path, echo: Callable[[str], None]
 ) -> tuple[Catalog, dict[str, Ed25519PrivateKey]]:
     """The catalog with a key made for each department, loaded onto the bus by ``ADMIN``."""
     catalog = load_catalog(catalog_dir)
@@ -145,7 +184,9 @@ async def _load_signed_catalog(
         "(deleted at the end); public keys registered in the catalog"
     )
     try:
-        change = await catalog_store.load(bs, catalog, actor=ADMIN, signing_key=keys[ADMIN])
+        change = await catalog_store.load(
+            principals.of(acls.ADMIN), catalog, actor=ADMIN, signing_key=keys[ADMIN]
+        )
     except CommandRefused as exc:
         raise ExchangeError(
             f"{exc}: this bus already has a catalog whose administrators' keys this demo "
@@ -162,15 +203,20 @@ async def _load_signed_catalog(
 class _Scenario:
     """The demo's steps, on a bus whose catalog is loaded and whose router runs."""
 
-    bs: str
+    principals: Principals
     catalog: Catalog
     keys: dict[str, Ed25519PrivateKey]
     echo: Callable[[str], None]
     summary: dict[str, Any] = field(default_factory=lambda: {"denied": {}, "forged": {}})
 
+    async def _read_until(self, dept: str, want: int, wait_s: float = 20.0) -> list[Any]:
+        """What ``dept`` received of the resource, read with its own connection."""
+        topic = topics.delivery(dept, RESOURCE)
+        return await _read_until(self.principals.of(dept), topic, want, wait_s)
+
     def _department(self, name: str, key_of: str | None = None) -> Department:
         """``name`` signing with the key of ``key_of`` (its own by default)."""
-        return Department(self.bs, name, signing_key=self.keys[key_of or name])
+        return Department(self.principals.of(name), name, signing_key=self.keys[key_of or name])
 
     async def run(self) -> dict[str, Any]:
         await self.subscribe()
@@ -244,7 +290,10 @@ class _Scenario:
             echo(f"     REFUSED: {exc}")
         try:
             await catalog_store.load(
-                self.bs, self.catalog, actor="police", signing_key=self.keys["police"]
+                self.principals.of("police"),
+                self.catalog,
+                actor="police",
+                signing_key=self.keys["police"],
             )
             raise ExchangeError("police's catalog load was accepted: signed loads are broken")
         except CommandRefused as exc:
@@ -270,13 +319,11 @@ class _Scenario:
     async def publish(self, records: list[dict[str, Any]]) -> tuple[list[Any], int]:
         """Health publishes ``records``: what police received, and how many it should have."""
         _say(self.echo, "4. 卫健 health publishes 200 birth medical certificates")
-        async with Publisher(self.bs, self.catalog, "health") as pub:
+        async with Publisher(self.principals.of("health"), self.catalog, "health") as pub:
             await pub.publish(RESOURCE, records)
-        hrss_got = await _read_until(self.bs, topics.delivery("hrss", RESOURCE), len(records))
+        hrss_got = await self._read_until("hrss", len(records))
         expected_police = sum(1 for r in records if r["region_code"].startswith("33"))
-        police_got = await _read_until(
-            self.bs, topics.delivery("police", RESOURCE), expected_police
-        )
+        police_got = await self._read_until("police", expected_police)
         self.echo(
             f"   hrss received {len(hrss_got)}, police received {len(police_got)} (Zhejiang rows)"
         )
@@ -289,12 +336,10 @@ class _Scenario:
         _say(self.echo, "5. health revokes police's grant, then publishes 100 more")
         async with self._department("health") as health:
             await health.revoke(grant_id, reason="落户办结 registration completed")
-        async with Publisher(self.bs, self.catalog, "health") as pub:
+        async with Publisher(self.principals.of("health"), self.catalog, "health") as pub:
             await pub.publish(RESOURCE, records)
-        hrss_all = await _read_until(self.bs, topics.delivery("hrss", RESOURCE), 300)
-        police_all = await _read_until(
-            self.bs, topics.delivery("police", RESOURCE), 10**9, wait_s=3
-        )
+        hrss_all = await self._read_until("hrss", 300)
+        police_all = await self._read_until("police", 10**9, wait_s=3)
         self.echo(
             f"   hrss now has {len(hrss_all)}; police still has {len(police_all)}: nothing after the revocation"
         )

@@ -42,7 +42,7 @@ async def keep_written(state: ControlState, producer: AIOKafkaProducer, writer: 
                 source = None
                 if time.monotonic() - last_fresh >= FRESH_REPLAY_EVERY_S:
                     last_fresh = time.monotonic()
-                    source = await load(state.bootstrap, from_snapshot=False)
+                    source = await load(state.bus, from_snapshot=False)
             if source is not None and source.snapshot is not None:
                 at = source.positions.get(topics.GRANTS, 0)
                 value = book_snapshot.encode(

@@ -187,16 +187,16 @@ class CommandAuditor:
         await self.stop()
 
     async def _run(self) -> None:
-        bootstrap = self.state.bootstrap
+        bus = self.state.bus
         grants = kafka.consumer(
-            bootstrap,
+            bus,
             group_id=self.group,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(100, min(1_000, self.session_timeout_ms // 5)),
             fetch_max_wait_ms=100,
             max_poll_records=5000,  # a backlog (the bench's grants) in few rounds
         )
-        reader = kafka.consumer(bootstrap, fetch_max_wait_ms=20)
+        reader = kafka.consumer(bus, fetch_max_wait_ms=20)
         await grants.start()
         try:
             await reader.start()

@@ -20,6 +20,7 @@ from typing import Any
 
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.bus.limits import MAX_VALUE_BYTES  # publishers refuse larger values up front
 from exchange.control.state import ControlState
 from exchange.metrics import RouterMetrics
@@ -48,14 +49,14 @@ class DeadLetters:
         metrics: RouterMetrics,
         audit: Callable[[Draft], None],
         *,
-        bootstrap: str,
+        bus: Connection,
         known_topics: set[str],
     ) -> None:
         self.producer = producer
         self.state = state
         self.metrics = metrics
         self.audit = audit
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.known_topics = known_topics
 
     async def send(self, resource: str, rec: Any, reason: str) -> Any:
@@ -80,7 +81,7 @@ class DeadLetters:
             )
         )
         if dlq not in self.known_topics:
-            await kafka.ensure_topics(self.bootstrap, [dlq], partitions=1)
+            await kafka.ensure_topics(self.bus, [dlq], partitions=1)
             self.known_topics.add(dlq)
         headers = [  # a provider's own headers of these names would pass for ours: dropped
             *[(k, v) for k, v in rec.headers or () if k not in _OURS],

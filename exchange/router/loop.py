@@ -37,6 +37,7 @@ from typing import Any
 
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.control.catalog_store import CONTROL_SCHEMAS
 from exchange.control.state import ControlFollower, ControlState
 from exchange.lifecycle import AsyncService
@@ -68,7 +69,7 @@ class Router(AsyncService):
 
     def __init__(
         self,
-        bootstrap: str,
+        bus: Connection,
         *,
         group: str = "gov-exchange-router",
         master_secret: bytes,
@@ -78,7 +79,7 @@ class Router(AsyncService):
         max_batch: int = 5000,
         session_timeout_ms: int = 10_000,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.group = group
         self.master_secret = master_secret
         self.metrics = metrics or RouterMetrics()
@@ -86,11 +87,11 @@ class Router(AsyncService):
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
         self.max_batch = max_batch
         self.session_timeout_ms = session_timeout_ms
-        self.state = ControlState(bootstrap)
+        self.state = ControlState(bus)
         self.follower = ControlFollower(self.state)
         self.settler = Settler(self.metrics)
         self.view_table = ViewTable(
-            self.state, master_secret, self.metrics, bootstrap=bootstrap, partitions=partitions
+            self.state, master_secret, self.metrics, bus=bus, partitions=partitions
         )
         self.notices = Notices(self.state, self.metrics, self.settler.drafts.add)
         self.audit: AuditWriter | None = None
@@ -150,11 +151,11 @@ class Router(AsyncService):
     async def start(self) -> None:
         # replay must see every catalog snapshot and grant event: refuse control topics
         # configured to lose them (before reading them)
-        await kafka.ensure_control_topics(self.bootstrap)
-        await kafka.require_safe_control_topics(self.bootstrap)
+        await kafka.ensure_control_topics(self.bus)
+        await kafka.require_safe_control_topics(self.bus)
         await self.follower.start()
         # no linger: the outbox hands over whole batches, and waiting adds only latency
-        self._producer = kafka.producer(self.bootstrap, linger_ms=0)
+        self._producer = kafka.producer(self.bus, linger_ms=0)
         await self._producer.start()
         # the router writes audit entries and reads grant events: make sure an outside
         # tool resolves them, also on a bus written before their schemas were registered
@@ -180,7 +181,7 @@ class Router(AsyncService):
             self.state,
             self.metrics,
             self.settler.drafts.add,
-            bootstrap=self.bootstrap,
+            bus=self.bus,
             known_topics=self.view_table.known_topics,
         )
         self._routing = PartitionRouter(
@@ -199,7 +200,7 @@ class Router(AsyncService):
 
     def _source_consumer(self) -> Any:
         return kafka.consumer(
-            self.bootstrap,
+            self.bus,
             group_id=self.group,
             max_poll_records=self.max_batch,
             # the broker holds a fetch up to this long when no record is waiting; the

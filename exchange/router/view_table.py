@@ -23,6 +23,7 @@ import fastavro
 from exchange.avro import wire
 from exchange.avro.scan import scanner_for
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog, Resource
 from exchange.control.state import ControlState
 from exchange.errors import DecodeError, ExchangeError
@@ -79,13 +80,13 @@ class ViewTable:
         master_secret: bytes,
         metrics: RouterMetrics,
         *,
-        bootstrap: str,
+        bus: Connection,
         partitions: int | None,
     ) -> None:
         self.state = state
         self.master_secret = master_secret
         self.metrics = metrics
-        self.bootstrap = bootstrap
+        self.bus = bus
         self.partitions = partitions
         self.producer: Any = None
         self.views: dict[str, list[CompiledView]] = {}
@@ -146,7 +147,7 @@ class ViewTable:
             if dlq not in self.known_topics:
                 new_topics.add(dlq)
         if new_topics:
-            await kafka.ensure_topics(self.bootstrap, new_topics, partitions=self.partitions)
+            await kafka.ensure_topics(self.bus, new_topics, partitions=self.partitions)
             self.known_topics |= new_topics
         self.views, self.decoders = views, decoders
         self._next_expiry = book.next_expiry(now)

@@ -17,6 +17,7 @@ import pytest
 from exchange.audit.entry import MAX_REASON, Action, AuditEntry, Decision
 from exchange.audit.log import entries_only, read_log
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.clients.department import Department
 from exchange.control.state import load
 from exchange.errors import CommandRefused, ExchangeError
@@ -38,10 +39,10 @@ class Snapshot:
     explain: dict[tuple[str, str], dict[str, Any]]
 
 
-async def snapshot(bootstrap: str) -> Snapshot:
+async def snapshot(bus: Connection) -> Snapshot:
     """The grant state as a fresh process reads it from the topics."""
-    records = await kafka.read_to_end(bootstrap, topics.GRANTS)
-    state = await load(bootstrap)
+    records = await kafka.read_to_end(bus, topics.GRANTS)
+    state = await load(bus)
     explain = {  # what Department.explain shows each consumer
         (consumer, resource): compute_view(
             state.catalog, state.book, consumer, resource, at=now()
@@ -58,8 +59,8 @@ async def snapshot(bootstrap: str) -> Snapshot:
     )
 
 
-async def audit_log(bootstrap: str) -> list[AuditEntry]:
-    return [e for _, e in entries_only(await read_log(bootstrap))]
+async def audit_log(bus: Connection) -> list[AuditEntry]:
+    return [e for _, e in entries_only(await read_log(bus))]
 
 
 def as_audited(reason: str) -> str:
@@ -67,12 +68,12 @@ def as_audited(reason: str) -> str:
     return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
 
 
-async def new_refusals(bootstrap: str, seen: set[str]) -> list[AuditEntry]:
-    return [e for e in await audit_log(bootstrap) if e.id not in seen and e.action in REFUSALS]
+async def new_refusals(bus: Connection, seen: set[str]) -> list[AuditEntry]:
+    return [e for e in await audit_log(bus) if e.id not in seen and e.action in REFUSALS]
 
 
 async def refused_and_audited(
-    bootstrap: str,
+    bus: Connection,
     actor: str,
     command: str,
     *args: Any,
@@ -86,18 +87,18 @@ async def refused_and_audited(
     Returns the reason the caller was given. ``resource`` (and ``consumer``,
     if given) is what the audit entry must name.
     """
-    before = await snapshot(bootstrap)
-    seen = {e.id for e in await audit_log(bootstrap)}
-    async with Department(bootstrap, actor) as dept:
+    before = await snapshot(bus)
+    seen = {e.id for e in await audit_log(bus)}
+    async with Department(bus, actor) as dept:
         with pytest.raises(raises) as exc:
             await getattr(dept, command)(*args, **kw)
     reason = str(exc.value)
     assert len(reason) <= 2000, f"the reason quotes too much: {len(reason)} characters"
     assert all(c.isprintable() or c == "\n" for c in reason), f"not printable: {reason!r}"
-    after = await snapshot(bootstrap)
+    after = await snapshot(bus)
     assert after == before, "a refused command changed the grant state"
 
-    [entry] = await new_refusals(bootstrap, seen)
+    [entry] = await new_refusals(bus, seen)
     if command == "subscribe":
         assert (entry.action, entry.decision) == (Action.SUBSCRIPTION_DENIED, Decision.DENIED)
         assert entry.consumer == command_limits.safe(actor, command_limits.MAX_ID_CHARS)

@@ -19,6 +19,7 @@ from typing import Any, cast
 from aiokafka.admin import AIOKafkaAdminClient
 
 from exchange.bus import kafka
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader, Received
@@ -27,8 +28,11 @@ from exchange.router.view import CompiledView
 
 MASTER_SECRET = b"x" * 32
 #: the embedded broker holds a group join for half the session timeout (5 s at the
-#: default); a real Kafka refuses sessions under 6 s, so it gets the default
-SESSION_MS = 10_000 if os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS") else 3_000
+#: default); a real Kafka refuses sessions under 6 s (the Kafka lane: its minimum)
+ON_KAFKA = os.environ.get("EXCHANGE_TEST_ENGINE") == "kafka"
+SESSION_MS = (
+    6_000 if ON_KAFKA else 10_000 if os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS") else 3_000
+)
 
 
 @dataclass
@@ -57,9 +61,9 @@ class RouterRun:
         return {v.consumer: v for v in self.router.views.get(resource, [])}
 
 
-async def start_router(bootstrap: str, *, group: str | None = None, **options: Any) -> RouterRun:
+async def start_router(bus: Connection, *, group: str | None = None, **options: Any) -> RouterRun:
     router = Router(
-        bootstrap,
+        bus,
         group=group or f"test-router-{uuid.uuid4().hex[:8]}",
         master_secret=MASTER_SECRET,
         **{"session_timeout_ms": SESSION_MS, **options},
@@ -71,8 +75,8 @@ async def start_router(bootstrap: str, *, group: str | None = None, **options: A
 
 
 @contextlib.asynccontextmanager
-async def running_router(bootstrap: str, **options: Any) -> AsyncIterator[RouterRun]:
-    run = await start_router(bootstrap, **options)
+async def running_router(bus: Connection, **options: Any) -> AsyncIterator[RouterRun]:
+    run = await start_router(bus, **options)
     try:
         yield run
     finally:
@@ -130,15 +134,15 @@ async def wait_routed(run: RouterRun, count: int, *, within: float = 30.0) -> No
 
 
 async def publish(
-    bootstrap: str, catalog: Catalog, resource: str, records: list[dict[str, Any]]
+    bus: Connection, catalog: Catalog, resource: str, records: list[dict[str, Any]]
 ) -> list[str]:
     provider = catalog.resources[resource].provider
-    async with Publisher(bootstrap, catalog, provider) as pub:
+    async with Publisher(bus, catalog, provider) as pub:
         return await pub.publish(resource, records)
 
 
 async def read_topic(
-    bootstrap: str,
+    bus: Connection,
     topic: str,
     *,
     until: Callable[[list[Received]], bool] | None = None,
@@ -154,7 +158,7 @@ async def read_topic(
     """
     out: list[Received] = []
     deadline = time.monotonic() + within
-    async with Reader(bootstrap, topic, dedup=dedup) as reader:
+    async with Reader(bus, topic, dedup=dedup) as reader:
         wait = idle if until is None and idle is not None else within
         batches_of = cast("AsyncGenerator[list[Received], None]", reader.batches(idle_timeout=wait))
         async with contextlib.aclosing(batches_of) as batches:
@@ -169,13 +173,13 @@ async def read_topic(
     return out
 
 
-async def read_raw(bootstrap: str, topic: str) -> list[Any]:
+async def read_raw(bus: Connection, topic: str) -> list[Any]:
     """Every raw record of ``topic`` (values, keys, headers as bytes), read to its end."""
-    return await kafka.read_to_end(bootstrap, topic)
+    return await kafka.read_to_end(bus, topic)
 
 
-async def list_topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def list_topics(bus: Connection) -> set[str]:
+    admin = AIOKafkaAdminClient(**bus.client_options())
     await admin.start()
     try:
         return set(await admin.list_topics())

@@ -38,12 +38,12 @@ from exchange.audit.query import Filter, select
 from exchange.audit.verify import Kind, verify
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.control.state import GRANT_CODEC
 from exchange.dev import sample
-from exchange.dev.broker import EmbeddedBroker
 from exchange.dev.databases import ThrowawayPostgres
 from exchange.errors import CommandRefused, PermissionDenied, UnknownResource
 from exchange.metrics import AuditMetrics
@@ -52,19 +52,6 @@ from exchange.sharing.records import EventKind, GrantEvent, now
 from exchange.tables import width
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def bootstrap() -> Iterator[str]:
-    """An embedded broker of this module's own, even when the suite runs on a real Kafka:
-    one test forges an entry into gov.audit on purpose, which would break the chain
-    of a shared cluster's log for good."""
-    broker = EmbeddedBroker()
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 RES = "birth_medical_certificate"
@@ -92,9 +79,9 @@ async def wait_until(condition: Any, what: str, within_s: float = 30) -> None:
         await asyncio.sleep(0.05)
 
 
-async def cli(bootstrap: str, *args: str) -> tuple[int, str]:
+async def cli(bus: Connection, *args: str) -> tuple[int, str]:
     """Run the installed ``exchange`` command; (exit code, stdout + stderr)."""
-    env = dict(os.environ, EXCHANGE_BOOTSTRAP_SERVERS=bootstrap)
+    env = dict(os.environ, **bus.environment())
     env.pop("COLUMNS", None)  # not a terminal: tables are fitted to 100 columns
     proc = await asyncio.create_subprocess_exec(
         EXCHANGE,
@@ -109,13 +96,13 @@ async def cli(bootstrap: str, *args: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-async def scenario(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[Scenario]:
-    router = Router(bootstrap, group=f"audit-{uuid.uuid4().hex[:6]}", master_secret=b"k" * 32)
+async def scenario(bus: Connection, loaded_catalog: Catalog) -> AsyncIterator[Scenario]:
+    router = Router(bus, group=f"audit-{uuid.uuid4().hex[:6]}", master_secret=b"k" * 32)
     await router.start()
     stop = asyncio.Event()
     task = asyncio.create_task(router.run(stop))
     try:
-        yield await _play(bootstrap, loaded_catalog, router)
+        yield await _play(bus, loaded_catalog, router)
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
@@ -225,9 +212,9 @@ async def entries(bs: str) -> list[AuditEntry]:
 
 
 async def test_the_log_says_who_received_the_resource_under_which_grant_and_purpose(
-    bootstrap: str, scenario: Scenario
+    bus: Connection, scenario: Scenario
 ) -> None:
-    log = await entries(bootstrap)
+    log = await entries(bus)
     deliveries = [e for e in log if e.action is Action.RECORDS_DELIVERED and e.resource == RES]
     received = Counter[str]()
     for e in deliveries:
@@ -256,8 +243,8 @@ async def test_the_log_says_who_received_the_resource_under_which_grant_and_purp
     assert all(e.details["offsets"].count("-") == 1 for e in deliveries)
 
 
-async def test_the_log_says_who_was_refused_and_why(bootstrap: str, scenario: Scenario) -> None:
-    log = await entries(bootstrap)
+async def test_the_log_says_who_was_refused_and_why(bus: Connection, scenario: Scenario) -> None:
+    log = await entries(bus)
     refused = {
         (e.action, e.actor, e.details.get("command")): e.reason or ""
         for e in log
@@ -295,9 +282,9 @@ async def test_the_log_says_who_was_refused_and_why(bootstrap: str, scenario: Sc
         assert actions[action] >= 1, action
 
 
-async def test_query_command_answers_from_the_log(bootstrap: str, scenario: Scenario) -> None:
+async def test_query_command_answers_from_the_log(bus: Connection, scenario: Scenario) -> None:
     code, out = await cli(
-        bootstrap, "audit", "query", "--resource", RES, "--action", "records_delivered",
+        bus, "audit", "query", "--resource", RES, "--action", "records_delivered",
         "--format", "json", "--limit", "1000",
     )  # fmt: skip
     assert code == 0, out
@@ -307,22 +294,22 @@ async def test_query_command_answers_from_the_log(bootstrap: str, scenario: Scen
     assert rows == sorted(rows, key=lambda r: r["at"], reverse=True)
 
     code, out = await cli(
-        bootstrap, "audit", "query", "--dept", "civil_affairs", "--decision", "denied",
+        bus, "audit", "query", "--dept", "civil_affairs", "--decision", "denied",
         "--format", "csv",
     )  # fmt: skip
     assert code == 0, out
     assert "SUBSCRIPTION_DENIED" in out
     assert "death_registration" in out
 
-    code, out = await cli(bootstrap, "audit", "query", "--grant", scenario.grant_id)
+    code, out = await cli(bus, "audit", "query", "--grant", scenario.grant_id)
     assert code == 0, out
     for action in ("APPLICATION_APPROVED", "RECORDS_DELIVERED", "GRANT_REVOKED"):
         assert action in out
 
 
-async def test_query_table_fits_a_100_column_terminal(bootstrap: str, scenario: Scenario) -> None:
+async def test_query_table_fits_a_100_column_terminal(bus: Connection, scenario: Scenario) -> None:
     async def json_rows() -> list[dict[str, object]]:
-        code, full = await cli(bootstrap, "audit", "query", "--limit", "1000", "--format", "json")
+        code, full = await cli(bus, "audit", "query", "--limit", "1000", "--format", "json")
         assert code == 0, full
         rows: list[dict[str, object]] = json.loads(full)
         return rows
@@ -330,7 +317,7 @@ async def test_query_table_fits_a_100_column_terminal(bootstrap: str, scenario: 
     # the routers may still append entries (expiries, commands written without a client)
     # while the test runs: the table's count lies between two JSON queries around it
     before = await json_rows()
-    code, out = await cli(bootstrap, "audit", "query", "--limit", "1000")
+    code, out = await cli(bus, "audit", "query", "--limit", "1000")
     assert code == 0, out
     after = await json_rows()
     lines = out.splitlines()
@@ -341,19 +328,19 @@ async def test_query_table_fits_a_100_column_terminal(bootstrap: str, scenario: 
         assert action in out
 
 
-async def test_an_untouched_log_verifies(bootstrap: str, scenario: Scenario) -> None:
-    report = verify(await read_log(bootstrap))
+async def test_an_untouched_log_verifies(bus: Connection, scenario: Scenario) -> None:
+    report = verify(await read_log(bus))
     assert not report.broken, [f.message for f in report.problems]
-    code, out = await cli(bootstrap, "audit", "verify")
+    code, out = await cli(bus, "audit", "verify")
     assert code == 0, out
     assert "intact" in out
     assert "router-" in out
 
 
 async def test_verify_finds_each_tampering_in_a_copy_of_the_log(
-    bootstrap: str, scenario: Scenario
+    bus: Connection, scenario: Scenario
 ) -> None:
-    raw = await kafka.read_to_end(bootstrap, topics.AUDIT)
+    raw = await kafka.read_to_end(bus, topics.AUDIT)
     router_idx = [
         i for i, r in enumerate(raw) if AuditEntry.decode(r.value).writer.startswith("router-")
     ]
@@ -372,12 +359,12 @@ async def test_verify_finds_each_tampering_in_a_copy_of_the_log(
     values.insert(copy_of + 1, forged.encode())
     del values[gone]
     copy = f"audit-copy-{uuid.uuid4().hex[:8]}"
-    await kafka.ensure_topics(bootstrap, [copy])
-    async with kafka.producer(bootstrap) as p:
+    await kafka.ensure_topics(bus, [copy])
+    async with kafka.producer(bus) as p:
         for v in values:
             await p.send_and_wait(copy, value=v)
 
-    code, out = await cli(bootstrap, "audit", "verify", "--topic", copy, "--json")
+    code, out = await cli(bus, "audit", "verify", "--topic", copy, "--json")
     assert code == 1, out
     found = {f["kind"]: f for f in json.loads(out)["findings"] if f["writer"] == edited.writer}
     seq = {i: AuditEntry.decode(raw[i].value).seq for i in router_idx}
@@ -411,9 +398,9 @@ def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 async def test_archive_restarted_midway_has_no_duplicates_and_no_gaps(
-    bootstrap: str, scenario: Scenario, archive_url: str, monkeypatch: pytest.MonkeyPatch
+    bus: Connection, scenario: Scenario, archive_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = await read_log(bootstrap)
+    log = await read_log(bus)
     db = await asyncio.to_thread(open_archive, archive_url)
     try:
         # stopped right after its first batch, as a crash or Ctrl-C would
@@ -425,16 +412,16 @@ async def test_archive_restarted_midway_has_no_duplicates_and_no_gaps(
             return store(*args)
 
         monkeypatch.setattr(db, "store", store_then_stop)
-        first = await Archiver(bootstrap, db, batch=4).run(follow=True, stop=stop)
+        first = await Archiver(bus, db, batch=4).run(follow=True, stop=stop)
         monkeypatch.undo()
         assert 0 < first.added == db.count() < len(log)
-        again = await Archiver(bootstrap, db).run()
+        again = await Archiver(bus, db).run()
         assert db.count() == len(log)
         assert again.read == again.added == len(log) - first.added  # resumed where it stopped
         # progress lost: everything is read again, nothing is added twice
         with db.transaction() as cur:
             cur.execute("DELETE FROM audit_progress")
-        replay = await Archiver(bootstrap, db).run()
+        replay = await Archiver(bus, db).run()
         assert (replay.read, replay.added) == (len(log), 0)
         assert db.count() == len(log)
         assert not verify(db.log()).broken
@@ -444,21 +431,21 @@ async def test_archive_restarted_midway_has_no_duplicates_and_no_gaps(
     finally:
         db.close()
     code, out = await cli(
-        bootstrap, "audit", "query", "--archive", archive_url, "--dept", "police",
+        bus, "audit", "query", "--archive", archive_url, "--dept", "police",
         "--action", "RECORDS_DELIVERED", "--format", "json",
     )  # fmt: skip
     assert code == 0, out
     assert {r["grant_id"] for r in json.loads(out)} == {scenario.grant_id}
-    code, out = await cli(bootstrap, "audit", "verify", "--archive", archive_url)
+    code, out = await cli(bus, "audit", "verify", "--archive", archive_url)
     assert code == 0, out
-    code, out = await cli(bootstrap, "audit", "archive", "--to", archive_url, "--once")
+    code, out = await cli(bus, "audit", "archive", "--to", archive_url, "--once")
     assert code == 0, out
     assert "archived 0 new entries" in out
 
 
-async def test_monthly_report_has_the_scenario_numbers(bootstrap: str, scenario: Scenario) -> None:
+async def test_monthly_report_has_the_scenario_numbers(bus: Connection, scenario: Scenario) -> None:
     month = dt.datetime.now(CHINA_TZ).strftime("%Y-%m")
-    code, out = await cli(bootstrap, "audit", "report", "--period", month, "--format", "csv")
+    code, out = await cli(bus, "audit", "report", "--period", month, "--format", "csv")
     assert code == 0, out
     rows = list(csv.reader(io.StringIO(out.strip())))[1:]
     values: Counter[tuple[str, str]] = Counter()
@@ -478,31 +465,31 @@ async def test_monthly_report_has_the_scenario_numbers(bootstrap: str, scenario:
     assert values[("civil_affairs", "applications_unanswered_overdue")] == 1  # market's
     assert values[("civil_affairs", "denied")] == 2
     assert values[("police", "denied")] == 2  # its approval refused, its forged event refused
-    code, out = await cli(bootstrap, "audit", "report", "--period", month, "--dept", "hrss")
+    code, out = await cli(bus, "audit", "report", "--period", month, "--dept", "hrss")
     assert code == 0, out
     assert "records_received" in out
     assert "police" not in out.split("\n", 2)[2]
 
 
 async def test_a_forged_entry_appended_to_the_log_breaks_verify(
-    bootstrap: str, scenario: Scenario, tmp_path: Path
+    bus: Connection, scenario: Scenario, tmp_path: Path
 ) -> None:
     """Last in this module: it leaves the module's log broken on purpose."""
-    raw = await kafka.read_to_end(bootstrap, topics.AUDIT)
+    raw = await kafka.read_to_end(bus, topics.AUDIT)
     last = AuditEntry.decode(raw[-1].value)
     forged = dataclasses.replace(
         last, seq=last.seq + 1, id=f"{last.writer}#{last.seq + 1}", prev_hash=last.hash,
         consumer="market", hash="0" * 63 + "1",
     )  # fmt: skip
-    async with kafka.producer(bootstrap) as p:
+    async with kafka.producer(bus) as p:
         meta = await p.send_and_wait(topics.AUDIT, value=forged.encode())
-    code, out = await cli(bootstrap, "audit", "verify")
+    code, out = await cli(bus, "audit", "verify")
     assert code == 1, out
     assert f"MODIFIED [{last.writer}]: seq {forged.seq} at offset {meta.offset}" in out
     # the archiver checks chains on the way and counts what it finds
     metrics = AuditMetrics()
     with open_archive(str(tmp_path / "a.sqlite")) as db:
-        await Archiver(bootstrap, db, metrics=metrics).run()
+        await Archiver(bus, db, metrics=metrics).run()
     failures = metrics.registry.get_sample_value(
         "gov_exchange_audit_verification_failures_total", {"kind": "modified"}
     )

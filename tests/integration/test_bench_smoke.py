@@ -14,7 +14,12 @@ import pytest
 
 from exchange.dev.bench import TINY, format_rows, run_bench, write_json
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.embedded_only(
+        "measures on an embedded broker of its own; the Kafka figures come from exchange bench --engine kafka"
+    ),
+]
 
 
 @pytest.mark.timeout(240)

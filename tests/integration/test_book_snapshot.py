@@ -16,6 +16,7 @@ import pytest
 from routing_support import RouterRun, running_router
 
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.control import book_snapshot, state
@@ -30,8 +31,8 @@ HISTORY = 400  # applications written before the session starts
 
 
 @pytest.fixture(scope="module")
-async def router(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
-    async with kafka.producer(bootstrap, linger_ms=20) as producer:
+async def router(bus: Connection, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
+    async with kafka.producer(bus, linger_ms=20) as producer:
         for n in range(HISTORY):
             ev = GrantEvent(
                 kind=EventKind.APPLIED,
@@ -44,7 +45,7 @@ async def router(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[Route
             )
             await producer.send(topics.GRANTS, value=GRANT_CODEC.encode(ev.to_avro()))
         await producer.flush()
-    async with running_router(bootstrap) as run:
+    async with running_router(bus) as run:
         yield run
 
 
@@ -52,9 +53,9 @@ def state_of(book: GrantBook) -> tuple[Any, ...]:
     return (book.applications, book.grants, book.subscriptions, book.accepted, book.current)
 
 
-async def _snapshot_covering(bootstrap: str, offset: int) -> None:
+async def _snapshot_covering(bus: Connection, offset: int) -> None:
     async def covered() -> bool:
-        records = await kafka.read_to_end(bootstrap, topics.BOOK)
+        records = await kafka.read_to_end(bus, topics.BOOK)
         return any(book_snapshot.decode(r.value).grants_offset >= offset for r in records)
 
     for _ in range(100):
@@ -79,23 +80,23 @@ def applied(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_a_session_replays_only_what_follows_the_snapshot(
-    bootstrap: str, router: RouterRun, applied: list[str]
+    bus: Connection, router: RouterRun, applied: list[str]
 ) -> None:
     end = router.router.state.positions[topics.GRANTS]
-    await _snapshot_covering(bootstrap, end)
+    await _snapshot_covering(bus, end)
     applied.clear()
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         app = await police.apply(BMC, fields=["mother_name"], purpose="after the snapshot")
         assert app in police.state.book.applications
         assert len(police.state.book.applications) > HISTORY
         session = state_of(police.state.book)
     assert len(applied) < 10, f"the session applied {len(applied)} events, not the tail"
-    full = await state.load(bootstrap, from_snapshot=False)
+    full = await state.load(bus, from_snapshot=False)
     assert state_of(full.book) == session
 
 
-async def _write_book(bootstrap: str, value: bytes) -> None:
-    async with kafka.producer(bootstrap) as producer:
+async def _write_book(bus: Connection, value: bytes) -> None:
+    async with kafka.producer(bus) as producer:
         await producer.send_and_wait(topics.BOOK, key=b"book", value=value)
 
 
@@ -138,24 +139,24 @@ def _forged(loaded: state.ControlState, **changes: Any) -> bytes:
     ],
 )
 async def test_unusable_snapshots_are_not_used(
-    bootstrap: str, router: RouterRun, damage: dict[str, Any]
+    bus: Connection, router: RouterRun, damage: dict[str, Any]
 ) -> None:
-    loaded = await state.load(bootstrap, from_snapshot=False)
+    loaded = await state.load(bus, from_snapshot=False)
     value = _forged(loaded, **damage)
     if not damage:  # flip a byte of the compressed book: the digest no longer matches
         value = value[:-3] + bytes([value[-3] ^ 0xFF]) + value[-2:]
-    await _write_book(bootstrap, value)
-    session = await state.load(bootstrap)
+    await _write_book(bus, value)
+    session = await state.load(bus)
     assert "GR-FORGED" not in session.book.grants
     assert state_of(session.book) == state_of(loaded.book)
 
 
 async def test_a_router_never_takes_a_forged_snapshot(
-    bootstrap: str, router: RouterRun, loaded_catalog: Catalog
+    bus: Connection, router: RouterRun, loaded_catalog: Catalog
 ) -> None:
-    loaded = await state.load(bootstrap, from_snapshot=False)
-    await _write_book(bootstrap, _forged(loaded))
-    async with running_router(bootstrap) as fresh:
+    loaded = await state.load(bus, from_snapshot=False)
+    await _write_book(bus, _forged(loaded))
+    async with running_router(bus) as fresh:
         book = fresh.router.state.book
         assert "GR-FORGED" not in book.grants
         assert book.latest_grant("police", BMC) is None

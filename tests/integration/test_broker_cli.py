@@ -20,7 +20,12 @@ from cli_support import Cli, alive
 
 from exchange.dev.broker import answers_kafka, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.embedded_only(
+        "the embedded broker's own commands (exchange broker start/stop/status); test_kafka_engine covers --engine kafka"
+    ),
+]
 
 
 def _tansu_pids(port: int) -> list[int]:

@@ -49,7 +49,7 @@ async def test_router_and_clients_recover_from_a_frozen_broker(
     own_broker: EmbeddedBroker, sample_catalog: Catalog, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="exchange.router.loop")
-    bs = own_broker.bootstrap
+    bs = own_broker.connection
     await catalog_store.load(bs, sample_catalog, actor="tests")
     async with Department(bs, "hrss") as hrss:
         await hrss.subscribe(BMC)

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
@@ -68,14 +69,14 @@ def set_type(name: str, avro_type: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-async def in_force(bootstrap: str) -> catalog_store.Snapshot:
-    snap = await catalog_store.current(bootstrap)
+async def in_force(bus: Connection) -> catalog_store.Snapshot:
+    snap = await catalog_store.current(bus)
     assert snap is not None, "no catalog in force"
     return snap
 
 
-async def catalog_records(bootstrap: str) -> int:
-    return len(await kafka.read_to_end(bootstrap, topics.CATALOG))
+async def catalog_records(bus: Connection) -> int:
+    return len(await kafka.read_to_end(bus, topics.CATALOG))
 
 
 def assert_same_catalog(got: Catalog, want: Catalog) -> None:
@@ -86,16 +87,16 @@ def assert_same_catalog(got: Catalog, want: Catalog) -> None:
         assert res.schema_id in got.schema_history[rid]
 
 
-async def test_loaded_sample_catalog_is_in_force(bootstrap: str, sample_catalog: Catalog) -> None:
-    change = await catalog_store.load(bootstrap, sample_catalog, actor="tests")
-    snap = await in_force(bootstrap)
+async def test_loaded_sample_catalog_is_in_force(bus: Connection, sample_catalog: Catalog) -> None:
+    change = await catalog_store.load(bus, sample_catalog, actor="tests")
+    snap = await in_force(bus)
     assert snap.version == change.version
     assert_same_catalog(snap.catalog, sample_catalog)
     # Chinese text survives the trip through the control topic
     assert snap.catalog.resource(BIRTH).name_zh == "出生医学证明"
     assert snap.catalog.department("health").name_zh == "卫生健康委员会"
     # every resource schema is registered, and each resource has its source topic
-    registry = SchemaRegistry(bootstrap)
+    registry = SchemaRegistry(bus)
     await registry.refresh()
     for res in sample_catalog.resources.values():
         assert res.schema_id in registry
@@ -106,35 +107,35 @@ async def test_loaded_sample_catalog_is_in_force(bootstrap: str, sample_catalog:
 
 
 async def test_loading_the_same_catalog_twice_is_a_no_op(
-    bootstrap: str, sample_catalog: Catalog
+    bus: Connection, sample_catalog: Catalog
 ) -> None:
-    await catalog_store.load(bootstrap, sample_catalog, actor="tests")
-    before = await in_force(bootstrap)
-    records = await catalog_records(bootstrap)
-    schemas = len(await kafka.read_to_end(bootstrap, topics.SCHEMAS))
+    await catalog_store.load(bus, sample_catalog, actor="tests")
+    before = await in_force(bus)
+    records = await catalog_records(bus)
+    schemas = len(await kafka.read_to_end(bus, topics.SCHEMAS))
 
-    change = await catalog_store.load(bootstrap, sample_catalog, actor="someone else")
+    change = await catalog_store.load(bus, sample_catalog, actor="someone else")
 
     assert change.empty
     assert change.version == before.version
-    after = await in_force(bootstrap)
+    after = await in_force(bus)
     assert after.version == before.version
     assert after.actor == before.actor
-    assert await catalog_records(bootstrap) == records
-    assert len(await kafka.read_to_end(bootstrap, topics.SCHEMAS)) == schemas
+    assert await catalog_records(bus) == records
+    assert len(await kafka.read_to_end(bus, topics.SCHEMAS)) == schemas
 
 
 async def test_field_added_with_a_default_is_accepted_and_old_records_stay_readable(
-    bootstrap: str, catalog_dir: Path
+    bus: Connection, catalog_dir: Path
 ) -> None:
     base = load_catalog(catalog_dir)
-    await catalog_store.load(bootstrap, base, actor="tests")
-    before = await in_force(bootstrap)
+    await catalog_store.load(bus, base, actor="tests")
+    before = await in_force(bus)
     old_id = base.resource(BIRTH).schema_id
 
     # a record written with the schema in force
     old_record = generate(base.resource(BIRTH).schema_, 1, seed=11)[0]
-    async with Publisher(bootstrap, before.catalog, "health") as pub:
+    async with Publisher(bus, before.catalog, "health") as pub:
         await pub.publish(BIRTH, [old_record])
 
     edit_schema(
@@ -154,11 +155,11 @@ async def test_field_added_with_a_default_is_accepted_and_old_records_stay_reada
     new_id = evolved.resource(BIRTH).schema_id
     assert new_id != old_id
 
-    change = await catalog_store.load(bootstrap, evolved, actor="tests")
+    change = await catalog_store.load(bus, evolved, actor="tests")
 
     assert change.schema_changed == [BIRTH]
     assert change.version == before.version + 1
-    after = await in_force(bootstrap)
+    after = await in_force(bus)
     assert after.version == before.version + 1
     assert after.catalog.resource(BIRTH).schema_id == new_id
     assert "delivery_mode" in after.catalog.resource(BIRTH).field_names()
@@ -169,9 +170,9 @@ async def test_field_added_with_a_default_is_accepted_and_old_records_stay_reada
     # a record of the new version, then both read back: the old id still resolves
     new_record = {**generate(evolved.resource(BIRTH).schema_, 1, seed=12)[0]}
     new_record["delivery_mode"] = "剖宫产"
-    async with Publisher(bootstrap, after.catalog, "health") as pub:
+    async with Publisher(bus, after.catalog, "health") as pub:
         await pub.publish(BIRTH, [new_record])
-    async with Reader(bootstrap, topic_for(after.catalog, "health", BIRTH)) as reader:
+    async with Reader(bus, topic_for(after.catalog, "health", BIRTH)) as reader:
         got = await reader.read(idle_timeout=1.0)
     by_key = {r.value["certificate_no"]: r for r in got}
     old_got = by_key[old_record["certificate_no"]]
@@ -183,10 +184,10 @@ async def test_field_added_with_a_default_is_accepted_and_old_records_stay_reada
 
 
 async def test_nullable_union_with_null_default_is_accepted(
-    bootstrap: str, catalog_dir: Path
+    bus: Connection, catalog_dir: Path
 ) -> None:
-    await catalog_store.load(bootstrap, load_catalog(catalog_dir), actor="tests")
-    before = await in_force(bootstrap)
+    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
+    before = await in_force(bus)
     old_id = before.catalog.resource(LICENCE).schema_id
 
     edit_schema(
@@ -202,10 +203,10 @@ async def test_nullable_union_with_null_default_is_accepted(
         ),
     )
     evolved = load_catalog(catalog_dir)
-    change = await catalog_store.load(bootstrap, evolved, actor="tests")
+    change = await catalog_store.load(bus, evolved, actor="tests")
 
     assert change.schema_changed == [LICENCE]
-    after = await in_force(bootstrap)
+    after = await in_force(bus)
     assert after.version == before.version + 1
     res = after.catalog.resource(LICENCE)
     assert res.schema_id == evolved.resource(LICENCE).schema_id != old_id
@@ -215,27 +216,29 @@ async def test_nullable_union_with_null_default_is_accepted(
 
 
 async def _assert_rejected(
-    bootstrap: str, catalog_dir: Path, *expected: str
+    bus: Connection, catalog_dir: Path, *expected: str
 ) -> tuple[CatalogErrors, catalog_store.Snapshot]:
-    before = await in_force(bootstrap)
-    records = await catalog_records(bootstrap)
+    before = await in_force(bus)
+    records = await catalog_records(bus)
     changed = load_catalog(catalog_dir)  # the catalog itself is valid ...
     with pytest.raises(CatalogErrors) as caught:  # ... but not compatible with the one in force
-        await catalog_store.load(bootstrap, changed, actor="tests")
+        await catalog_store.load(bus, changed, actor="tests")
     message = str(caught.value)
     assert "nothing was applied" in message
     assert "not BACKWARD compatible" in message
     for text in expected:
         assert text in message, message
-    after = await in_force(bootstrap)
+    after = await in_force(bus)
     assert after.version == before.version
     assert after.catalog == before.catalog
-    assert await catalog_records(bootstrap) == records
+    assert await catalog_records(bus) == records
     return caught.value, before
 
 
-async def test_field_added_without_a_default_is_rejected(bootstrap: str, catalog_dir: Path) -> None:
-    await catalog_store.load(bootstrap, load_catalog(catalog_dir), actor="tests")
+async def test_field_added_without_a_default_is_rejected(
+    bus: Connection, catalog_dir: Path
+) -> None:
+    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
     edit_schema(
         catalog_dir,
         BIRTH,
@@ -243,7 +246,7 @@ async def test_field_added_without_a_default_is_rejected(bootstrap: str, catalog
     )
     classify(catalog_dir, BIRTH, "blood_type", "unconditional")
     errors, before = await _assert_rejected(
-        bootstrap,
+        bus,
         catalog_dir,
         f"resource {BIRTH!r}",
         "field 'blood_type' added without a default",
@@ -253,47 +256,47 @@ async def test_field_added_without_a_default_is_rejected(bootstrap: str, catalog
 
 
 async def test_nullable_field_added_without_a_default_is_rejected(
-    bootstrap: str, catalog_dir: Path
+    bus: Connection, catalog_dir: Path
 ) -> None:
-    await catalog_store.load(bootstrap, load_catalog(catalog_dir), actor="tests")
+    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
     edit_schema(
         catalog_dir,
         LICENCE,
         add_field({"name": "fax", "type": ["null", "string"], "doc": "传真 Fax"}),
     )
     await _assert_rejected(
-        bootstrap, catalog_dir, f"resource {LICENCE!r}", "field 'fax' added without a default"
+        bus, catalog_dir, f"resource {LICENCE!r}", "field 'fax' added without a default"
     )
 
 
-async def test_type_change_string_to_int_is_rejected(bootstrap: str, catalog_dir: Path) -> None:
-    await catalog_store.load(bootstrap, load_catalog(catalog_dir), actor="tests")
+async def test_type_change_string_to_int_is_rejected(bus: Connection, catalog_dir: Path) -> None:
+    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
     edit_schema(catalog_dir, BIRTH, set_type("hospital_name", "int"))
     await _assert_rejected(
-        bootstrap,
+        bus,
         catalog_dir,
         f"resource {BIRTH!r}",
         "reader type: int not compatible with writer type: string",
     )
 
 
-async def test_type_change_rejection_names_the_field(bootstrap: str, catalog_dir: Path) -> None:
-    await catalog_store.load(bootstrap, load_catalog(catalog_dir), actor="tests")
+async def test_type_change_rejection_names_the_field(bus: Connection, catalog_dir: Path) -> None:
+    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
     edit_schema(catalog_dir, BIRTH, set_type("hospital_name", "int"))
-    await _assert_rejected(bootstrap, catalog_dir, "hospital_name")
+    await _assert_rejected(bus, catalog_dir, "hospital_name")
 
 
-async def test_one_bad_resource_rejects_the_whole_load(bootstrap: str, catalog_dir: Path) -> None:
+async def test_one_bad_resource_rejects_the_whole_load(bus: Connection, catalog_dir: Path) -> None:
     """A compatible change next to an incompatible one: neither is applied."""
-    await catalog_store.load(bootstrap, load_catalog(catalog_dir), actor="tests")
+    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
     edit_schema(
         catalog_dir,
         LICENCE,
         add_field({"name": "email", "type": ["null", "string"], "default": None, "doc": "邮箱"}),
     )
     edit_schema(catalog_dir, BIRTH, set_type("birth_weight_grams", "string"))
-    _errors, before = await _assert_rejected(bootstrap, catalog_dir, f"resource {BIRTH!r}")
-    assert "email" not in (await in_force(bootstrap)).catalog.resource(LICENCE).field_names()
+    _errors, before = await _assert_rejected(bus, catalog_dir, f"resource {BIRTH!r}")
+    assert "email" not in (await in_force(bus)).catalog.resource(LICENCE).field_names()
     assert before.catalog.resource(LICENCE).field_names() == (
         load_catalog(SAMPLE_CATALOG).resource(LICENCE).field_names()
     )

@@ -12,10 +12,8 @@ several times faster than starting a Python process per command.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import CONNECTION_VARS, EXCHANGE, cli_env
 from typer.testing import CliRunner
 
 from exchange.avro.jsoncodec import from_json
 from exchange.bus import kafka
+from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.cli import app
@@ -35,13 +35,14 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
-EXCHANGE = str(Path(sys.executable).with_name("exchange"))
+
 BIRTH = "birth_medical_certificate"
 
 
-def exchange(*args: str, state_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "EXCHANGE_BOOTSTRAP_SERVERS"}
-    env["EXCHANGE_STATE_DIR"] = str(state_dir)
+def exchange(
+    *args: str, state_dir: Path, bus: Connection | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = cli_env(bus, EXCHANGE_STATE_DIR=str(state_dir))
     return subprocess.run(
         [EXCHANGE, *args],
         cwd=ROOT,
@@ -60,9 +61,11 @@ class Result:
     stderr: str
 
 
-def invoke(*args: str, state_dir: Path | None = None) -> Result:
+def invoke(*args: str, state_dir: Path | None = None, bus: Connection | None = None) -> Result:
     """Run the CLI app in-process (in a worker thread: the Kafka commands call asyncio.run)."""
-    env = {"EXCHANGE_BOOTSTRAP_SERVERS": None}
+    env: dict[str, str | None] = dict.fromkeys(CONNECTION_VARS)
+    if bus is not None:
+        env.update(bus.environment())
     if state_dir is not None:
         env["EXCHANGE_STATE_DIR"] = str(state_dir)
 
@@ -75,21 +78,25 @@ def invoke(*args: str, state_dir: Path | None = None) -> Result:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, bootstrap: str) -> Callable[..., Result]:
+def cli(tmp_path: Path, bus: Connection) -> Callable[..., Result]:
     """Run an ``exchange`` command in-process against this module's broker."""
 
     def run(*args: str) -> Result:
-        return invoke(*args, "--bootstrap-servers", bootstrap, state_dir=tmp_path / "state")
+        return invoke(
+            *args, "--bootstrap-servers", bus.bootstrap, state_dir=tmp_path / "state", bus=bus
+        )
 
     return run
 
 
 @pytest.fixture
-def script(tmp_path: Path, bootstrap: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+def script(tmp_path: Path, bus: Connection) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the installed ``exchange`` script against this module's broker."""
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return exchange(*args, "--bootstrap-servers", bootstrap, state_dir=tmp_path / "state")
+        return exchange(
+            *args, "--bootstrap-servers", bus.bootstrap, state_dir=tmp_path / "state", bus=bus
+        )
 
     return run
 
@@ -281,8 +288,8 @@ def test_publishing_someone_elses_resource_is_denied(
     assert "Traceback" not in result.stderr
 
 
-async def _topics(bootstrap: str) -> set[str]:
-    c = kafka.consumer(bootstrap)
+async def _topics(bus: Connection) -> set[str]:
+    c = kafka.consumer(bus)
     await c.start()
     try:
         return set(await c.topics())
@@ -308,7 +315,7 @@ async def _topics(bootstrap: str) -> set[str]:
 async def test_consume_without_a_subscription_says_why_and_creates_nothing(
     cli: Callable[..., Result],
     loaded_catalog: Catalog,
-    bootstrap: str,
+    bus: Connection,
     department: str,
     resource: str,
     expected: list[str],
@@ -321,7 +328,7 @@ async def test_consume_without_a_subscription_says_why_and_creates_nothing(
         assert part in text
     assert "0 records" not in result.stderr
     assert "Traceback" not in result.stderr
-    assert f"gov.dlv.{department}.{resource}" not in await _topics(bootstrap)
+    assert f"gov.dlv.{department}.{resource}" not in await _topics(bus)
 
 
 def test_explain_tells_entitled_from_delivered(

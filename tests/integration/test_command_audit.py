@@ -27,6 +27,7 @@ from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.control.state import GRANT_CODEC, ControlFollower, ControlState
@@ -59,18 +60,18 @@ def at_0130_beijing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(records, "dt", types.SimpleNamespace(datetime=_Clock, UTC=dt.UTC))
 
 
-async def log_entries(bootstrap: str) -> list[AuditEntry]:
-    return [e for _, e in entries_only(await read_log(bootstrap))]
+async def log_entries(bus: Connection) -> list[AuditEntry]:
+    return [e for _, e in entries_only(await read_log(bus))]
 
 
-async def grants_end(bootstrap: str) -> int:
-    recs = await kafka.read_to_end(bootstrap, topics.GRANTS)
+async def grants_end(bus: Connection) -> int:
+    recs = await kafka.read_to_end(bus, topics.GRANTS)
     return recs[-1].offset + 1 if recs else 0
 
 
-async def audited_through(bootstrap: str, group: str = command_audit.GROUP) -> int:
+async def audited_through(bus: Connection, group: str = command_audit.GROUP) -> int:
     """How far the routers' command audit has committed on ``gov.ctl.grants``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**bus.client_options())
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group, partitions=[GRANTS])
@@ -80,11 +81,11 @@ async def audited_through(bootstrap: str, group: str = command_audit.GROUP) -> i
     return found.offset if found is not None and found.offset >= 0 else 0
 
 
-async def wait_audited(bootstrap: str, group: str = command_audit.GROUP) -> None:
+async def wait_audited(bus: Connection, group: str = command_audit.GROUP) -> None:
     """Until every command written so far went through a round of the command audit."""
-    end = await grants_end(bootstrap)
+    end = await grants_end(bus)
     deadline = time.monotonic() + 90
-    while await audited_through(bootstrap, group) < end:
+    while await audited_through(bus, group) < end:
         if time.monotonic() > deadline:
             raise AssertionError(f"commands up to offset {end} not audited within 90 s")
         await asyncio.sleep(0.5)
@@ -99,9 +100,9 @@ def entries_naming(log: list[AuditEntry], event_id: str) -> list[AuditEntry]:
 AUDITING_ACTIONS = {action for action, _ in command_audit.ENTRY_OF.values()}
 
 
-async def write_straight(bootstrap: str, *events: GrantEvent) -> None:
+async def write_straight(bus: Connection, *events: GrantEvent) -> None:
     """Onto gov.ctl.grants with a plain producer, as the bench does: no client, no entry."""
-    async with kafka.producer(bootstrap) as p:
+    async with kafka.producer(bus) as p:
         for ev in events:
             await p.send_and_wait(
                 topics.GRANTS, key=ev.resource.encode(), value=GRANT_CODEC.encode(ev.to_avro())
@@ -109,12 +110,12 @@ async def write_straight(bootstrap: str, *events: GrantEvent) -> None:
 
 
 @pytest.fixture(scope="module")
-async def routers(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[list[RouterRun]]:
+async def routers(bus: Connection, loaded_catalog: Catalog) -> AsyncIterator[list[RouterRun]]:
     """Two routers of one group; tests may stop one and start another in the list."""
     group = f"test-group-{uuid.uuid4().hex[:8]}"
     runs = [
-        await start_router(bootstrap, group=group, instance="router-a"),
-        await start_router(bootstrap, group=group, instance="router-b"),
+        await start_router(bus, group=group, instance="router-a"),
+        await start_router(bus, group=group, instance="router-b"),
     ]
     try:
         yield runs
@@ -124,22 +125,22 @@ async def routers(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[list
 
 
 async def test_an_application_at_0130_beijing_has_one_due_date_in_audit_and_book(
-    bootstrap: str, loaded_catalog: Catalog, at_0130_beijing: None
+    bus: Connection, loaded_catalog: Catalog, at_0130_beijing: None
 ) -> None:
-    async with Department(bootstrap, "hrss") as hrss:
+    async with Department(bus, "hrss") as hrss:
         app_id = await hrss.apply(MARRIAGE, fields=["registration_no"], purpose="参保 enrolment")
         [app] = [a for a in hrss.applications() if a.id == app_id]
     assert app.applied_at == AT_0130_BEIJING
     [entry] = [
         e
-        for e in await log_entries(bootstrap)
+        for e in await log_entries(bus)
         if e.action is Action.APPLICATION_SUBMITTED and e.application_id == app_id
     ]
     assert entry.details["due"] == app.due().isoformat() == DUE
 
 
 async def test_a_command_written_straight_onto_the_topic_is_audited_once_by_two_routers(
-    bootstrap: str, loaded_catalog: Catalog, routers: list[RouterRun], at_0130_beijing: None
+    bus: Connection, loaded_catalog: Catalog, routers: list[RouterRun], at_0130_beijing: None
 ) -> None:
     subscribed = GrantEvent(kind=EventKind.SUBSCRIBED, actor="hrss", consumer="hrss", resource=BMC)
     applied = GrantEvent(
@@ -160,9 +161,9 @@ async def test_a_command_written_straight_onto_the_topic_is_audited_once_by_two_
         grant_id="GR-forged",
         fields=("mother_name",),
     )
-    await write_straight(bootstrap, subscribed, applied, applied, refused)  # applied retried
-    await wait_audited(bootstrap)
-    log = await log_entries(bootstrap)
+    await write_straight(bus, subscribed, applied, applied, refused)  # applied retried
+    await wait_audited(bus)
+    log = await log_entries(bus)
     [sub] = entries_naming(log, subscribed.event_id)
     assert (sub.action, sub.actor, sub.consumer, sub.resource) == (
         Action.SUBSCRIPTION_GRANTED,
@@ -184,7 +185,7 @@ async def test_a_command_written_straight_onto_the_topic_is_audited_once_by_two_
 
 
 async def test_commands_stay_audited_once_when_routers_stop_and_start(
-    bootstrap: str, loaded_catalog: Catalog, routers: list[RouterRun]
+    bus: Connection, loaded_catalog: Catalog, routers: list[RouterRun]
 ) -> None:
     events = [
         GrantEvent(kind=EventKind.SUBSCRIBED, actor=dept, consumer=dept, resource=BMC)
@@ -192,19 +193,19 @@ async def test_commands_stay_audited_once_when_routers_stop_and_start(
     ]
     group = routers[0].router.group
     await routers[0].stop()  # router-b alone
-    await write_straight(bootstrap, events[0])
-    await wait_audited(bootstrap)
-    routers[0] = await start_router(bootstrap, group=group, instance="router-a2")
-    await write_straight(bootstrap, events[1])  # router-a2 joins, router-b stays
-    await wait_audited(bootstrap)
+    await write_straight(bus, events[0])
+    await wait_audited(bus)
+    routers[0] = await start_router(bus, group=group, instance="router-a2")
+    await write_straight(bus, events[1])  # router-a2 joins, router-b stays
+    await wait_audited(bus)
     await wait_for(lambda: all(map(assigned, routers)), within=60, what="both routers routing")
     await routers[1].stop()  # router-a2 alone
-    await write_straight(bootstrap, events[2])
-    await wait_audited(bootstrap)
-    routers[1] = await start_router(bootstrap, group=group, instance="router-b2")
-    await write_straight(bootstrap, events[3])
-    await wait_audited(bootstrap)
-    log = await log_entries(bootstrap)
+    await write_straight(bus, events[2])
+    await wait_audited(bus)
+    routers[1] = await start_router(bus, group=group, instance="router-b2")
+    await write_straight(bus, events[3])
+    await wait_audited(bus)
+    log = await log_entries(bus)
     assert [len(entries_naming(log, ev.event_id)) for ev in events] == [1, 1, 1, 1]
     counts = Counter(e.details["event_id"] for e in log if e.action in AUDITING_ACTIONS)
     assert [ev for ev, n in counts.items() if n > 1] == []  # nothing audited twice, ever
@@ -217,17 +218,17 @@ def assigned(run: RouterRun) -> bool:
 
 
 async def test_commands_made_by_a_department_are_not_audited_again_by_the_routers(
-    bootstrap: str, loaded_catalog: Catalog, routers: list[RouterRun]
+    bus: Connection, loaded_catalog: Catalog, routers: list[RouterRun]
 ) -> None:
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         app_id = await police.apply(BMC, fields=["mother_name"], purpose="落户 registration")
-    async with Department(bootstrap, "health") as health:
+    async with Department(bus, "health") as health:
         grant_id = await health.approve(app_id)
         await health.revoke(grant_id, reason="办结 completed")
-    async with Department(bootstrap, "hrss") as hrss:
+    async with Department(bus, "hrss") as hrss:
         await hrss.subscribe("business_licence")
-    await wait_audited(bootstrap)
-    log = await log_entries(bootstrap)
+    await wait_audited(bus)
+    log = await log_entries(bus)
     ours = [  # every command a Department wrote, in this module
         e
         for e in log
@@ -245,21 +246,21 @@ async def test_commands_made_by_a_department_are_not_audited_again_by_the_router
 
 
 async def test_an_auditor_starting_from_scratch_finds_every_command_audited_already(
-    bootstrap: str, loaded_catalog: Catalog, routers: list[RouterRun]
+    bus: Connection, loaded_catalog: Catalog, routers: list[RouterRun]
 ) -> None:
     """No committed offset (a router that wrote its entries and died before committing,
     or a new group): the whole topic is read again, and the log says all is audited."""
-    await wait_audited(bootstrap)
-    before = len(await log_entries(bootstrap))
+    await wait_audited(bus)
+    before = len(await log_entries(bus))
     group = f"fresh-{uuid.uuid4().hex[:6]}"
-    follower = ControlFollower(ControlState(bootstrap))
+    follower = ControlFollower(ControlState(bus))
     await follower.start()
     try:
-        async with kafka.producer(bootstrap) as producer:
+        async with kafka.producer(bus) as producer:
             writer = AuditWriter(producer, follower.state.registry, role="test")
             async with CommandAuditor(follower.state, writer, group=group, grace_s=0.5) as auditor:
-                await wait_audited(bootstrap, group)
+                await wait_audited(bus, group)
                 assert auditor.audited == 0
     finally:
         await follower.stop()
-    assert len(await log_entries(bootstrap)) == before
+    assert len(await log_entries(bus)) == before

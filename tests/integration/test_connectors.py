@@ -12,9 +12,7 @@ import asyncio
 import csv
 import datetime as dt
 import json
-import os
 import signal
-import sys
 import time
 import urllib.request
 import uuid
@@ -27,6 +25,7 @@ import psycopg
 import pymysql
 import pytest
 import yaml
+from cli_support import EXCHANGE, cli_env
 
 from connectors import runner
 from connectors.base import Connector
@@ -42,6 +41,7 @@ from connectors.mapping import field_type
 from connectors.postgres import PostgresDatabase
 from exchange.avro.jsoncodec import CHINA_TZ, dumps
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
@@ -53,7 +53,7 @@ from exchange.router.loop import Router
 pytestmark = pytest.mark.integration
 
 SECRET = b"connector-tests-master-secret-0123456789"
-EXCHANGE = str(Path(sys.executable).with_name("exchange"))
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "connectors"
 
 BIRTHS = "birth_medical_certificate"
@@ -198,8 +198,8 @@ def generate(
 
 
 @pytest.fixture(scope="module")
-async def router(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[Router]:
-    r = Router(bootstrap, group=f"connector-tests-{uuid.uuid4().hex[:8]}", master_secret=SECRET)
+async def router(bus: Connection, loaded_catalog: Catalog) -> AsyncIterator[Router]:
+    r = Router(bus, group=f"connector-tests-{uuid.uuid4().hex[:8]}", master_secret=SECRET)
     await r.start()
     stop = asyncio.Event()
     task = asyncio.create_task(r.run(stop))
@@ -226,14 +226,14 @@ async def followed(router: Router, department: str, resource: str, *fields: str)
         await asyncio.sleep(0.05)
 
 
-async def subscribe(bootstrap: str, router: Router, department: str, resource: str) -> None:
-    async with Department(bootstrap, department) as d:
+async def subscribe(bus: Connection, router: Router, department: str, resource: str) -> None:
+    async with Department(bus, department) as d:
         await d.subscribe(resource)
     await followed(router, department, resource)
 
 
-async def on_topic(bootstrap: str, topic: str) -> list[Any]:
-    return await kafka.read_to_end(bootstrap, topic, timeout_s=30)
+async def on_topic(bus: Connection, topic: str) -> list[Any]:
+    return await kafka.read_to_end(bus, topic, timeout_s=30)
 
 
 def write_config(
@@ -245,14 +245,14 @@ def write_config(
     return path
 
 
-async def one(path: Path, bootstrap: str, name: str) -> Connector:
-    (c,) = await runner.build(load(path), bootstrap, environ={}, only=[name])
+async def one(path: Path, bus: Connection, name: str) -> Connector:
+    (c,) = await runner.build(load(path), bus, environ={}, only=[name])
     return c
 
 
-async def run_source(path: Path, bootstrap: str, name: str = "src") -> Connector:
+async def run_source(path: Path, bus: Connection, name: str = "src") -> Connector:
     """Run a source until it has nothing more to read."""
-    c = await one(path, bootstrap, name)
+    c = await one(path, bus, name)
     async with c:
         await c.run(idle_exit_s=0)
     return c
@@ -267,9 +267,9 @@ async def step_until(c: Connector, done: Callable[[], bool], timeout_s: float = 
 
 
 async def run_until(
-    path: Path, bootstrap: str, name: str, done: Callable[[], bool], timeout_s: float = 60
+    path: Path, bus: Connection, name: str, done: Callable[[], bool], timeout_s: float = 60
 ) -> Connector:
-    c = await one(path, bootstrap, name)
+    c = await one(path, bus, name)
     async with c:
         await step_until(c, done, timeout_s)
     return c
@@ -388,18 +388,18 @@ def pg_columns(schema: str, table: str) -> list[str]:
 
 
 async def test_a_table_reaches_another_departments_table_as_exactly_its_masked_view(
-    bootstrap: str, loaded_catalog: Catalog, router: Router, pg_schema: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, router: Router, pg_schema: str, tmp_path: Path
 ) -> None:
     records = generate(loaded_catalog, BIRTHS, 5000, seed=11, key_prefix="B")
     deleted = set(range(0, 5000, 250))  # 20 rows marked deleted are never published
     births_table(pg_schema, records, deleted)
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         app = await police.apply(
             BIRTHS,
             fields=["mother_name", "mother_id_number", "address"],
             purpose="落户 registration",
         )
-    async with Department(bootstrap, "health") as health:
+    async with Department(bus, "health") as health:
         await health.approve(app, masks={"mother_id_number": "keep:6:4"})
     await followed(router, "police", BIRTHS, "mother_name", "mother_id_number", "address")
 
@@ -415,7 +415,7 @@ async def test_a_table_reaches_another_departments_table_as_exactly_its_masked_v
     sink_table = f"{pg_schema}.police_births"
     path = write_config(tmp_path, [source, sink_cfg(BIRTHS, "police", database, sink_table)])
 
-    src = await run_source(path, bootstrap)
+    src = await run_source(path, bus)
     progress = src.progress
     assert (progress.rows_read, progress.published, progress.skipped) == (5000, 4980, 20)
     metric = src.metrics.registry.get_sample_value
@@ -431,7 +431,7 @@ async def test_a_table_reaches_another_departments_table_as_exactly_its_masked_v
     def updated() -> int:
         return int(pg(f"SELECT count(*) FROM {sink_table} WHERE address LIKE '%（已迁居）'")[0][0])
 
-    sink = await one(path, bootstrap, "sink")
+    sink = await one(path, bus, "sink")
     async with sink:
         await step_until(sink, lambda: count() >= len(live))
         assert pg_columns(pg_schema, "police_births") == [
@@ -476,7 +476,7 @@ async def test_a_table_reaches_another_departments_table_as_exactly_its_masked_v
                 for r in fresh
             ],
         )
-        again = await run_source(path, bootstrap)  # a new source: resumes from its saved position
+        again = await run_source(path, bus)  # a new source: resumes from its saved position
         assert (again.progress.rows_read, again.progress.published) == (150, 150)
         await step_until(sink, lambda: updated() == 100 and count() == 5030)
     assert sink.progress.rows_read == 4980 + 150
@@ -484,14 +484,14 @@ async def test_a_table_reaches_another_departments_table_as_exactly_its_masked_v
 
 
 async def test_killed_source_and_sink_resume_without_losing_or_duplicating_a_row(
-    bootstrap: str, loaded_catalog: Catalog, router: Router, pg_schema: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, router: Router, pg_schema: str, tmp_path: Path
 ) -> None:
     res = loaded_catalog.resource(ENTERPRISES)
     records = generate(loaded_catalog, ENTERPRISES, 6000, seed=21, key_prefix="9133")
     table = f"{pg_schema}.enterprises"
     create_table("pg", table, res.schema_)
     insert("pg", table, records)
-    await subscribe(bootstrap, router, "civil_affairs", ENTERPRISES)
+    await subscribe(bus, router, "civil_affairs", ENTERPRISES)
     database = {"url": DB.pg_url}
     sink_table = f"{pg_schema}.ca_enterprises"
     path = write_config(
@@ -508,8 +508,7 @@ async def test_killed_source_and_sink_resume_without_losing_or_duplicating_a_row
             sink_cfg(ENTERPRISES, "civil_affairs", database, sink_table, batch_size=200),
         ],
     )
-    env = {k: v for k, v in os.environ.items() if k != "EXCHANGE_BOOTSTRAP_SERVERS"}
-    env["EXCHANGE_STATE_DIR"] = str(tmp_path / "state")
+    env = cli_env(bus, EXCHANGE_STATE_DIR=str(tmp_path / "state"))
 
     async def start(*args: str) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
@@ -517,8 +516,6 @@ async def test_killed_source_and_sink_resume_without_losing_or_duplicating_a_row
             "connect",
             "run",
             str(path),
-            "-b",
-            bootstrap,
             "--progress-every",
             "0.5",
             *args,
@@ -559,9 +556,7 @@ async def test_killed_source_and_sink_resume_without_losing_or_duplicating_a_row
     assert "[src] stopped, read " in out
     assert position() == 6000
 
-    on_bus = [
-        r.key.decode() for r in await on_topic(bootstrap, topics.source("market", ENTERPRISES))
-    ]
+    on_bus = [r.key.decode() for r in await on_topic(bus, topics.source("market", ENTERPRISES))]
     assert set(on_bus) == {r["credit_code"] for r in records}  # nothing lost
     assert len(on_bus) <= 6000 + 100  # at most one batch was sent twice
 
@@ -610,13 +605,13 @@ async def test_killed_source_and_sink_resume_without_losing_or_duplicating_a_row
 
 
 async def test_mariadb_table_to_mariadb_table(
-    bootstrap: str, loaded_catalog: Catalog, router: Router, my_database: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, router: Router, my_database: str, tmp_path: Path
 ) -> None:
     res = loaded_catalog.resource(LICENCES)
     records = generate(loaded_catalog, LICENCES, 2000, seed=31, key_prefix="L")
     create_table("my", "licences", res.schema_, database=my_database)
     insert("my", "licences", records, database=my_database)
-    await subscribe(bootstrap, router, "hrss", LICENCES)
+    await subscribe(bus, router, "hrss", LICENCES)
     database = {"url": DB.my_url + my_database, "timezone": "+08:00"}
     path = write_config(
         tmp_path,
@@ -625,14 +620,14 @@ async def test_mariadb_table_to_mariadb_table(
             sink_cfg(LICENCES, "hrss", database, "hrss_licences"),
         ],
     )
-    src = await run_source(path, bootstrap)
+    src = await run_source(path, bus)
     assert src.progress.published == 2000
 
     def count() -> int:
         exists = my(my_database, "SHOW TABLES LIKE 'hrss_licences'")
         return int(my(my_database, "SELECT count(*) FROM hrss_licences")[0][0]) if exists else 0
 
-    await run_until(path, bootstrap, "sink", lambda: count() >= 2000)
+    await run_until(path, bus, "sink", lambda: count() >= 2000)
     fields = res.field_names()
     rows = my(my_database, f"SELECT gov_key, {', '.join(fields)} FROM hrss_licences")
     got = {
@@ -701,7 +696,7 @@ def people_table(schema: str, catalog: Catalog, count: int) -> list[dict[str, An
     ],
 )
 async def test_a_source_that_does_not_fit_is_refused_before_publishing_anything(
-    bootstrap: str,
+    bus: Connection,
     loaded_catalog: Catalog,
     pg_schema: str,
     tmp_path: Path,
@@ -726,8 +721,8 @@ async def test_a_source_that_does_not_fit_is_refused_before_publishing_anything(
             )
         ],
     )
-    before = len(await on_topic(bootstrap, topics.source("police", PEOPLE)))
-    src = await one(path, bootstrap, "src")
+    before = len(await on_topic(bus, topics.source("police", PEOPLE)))
+    src = await one(path, bus, "src")
     try:
         with pytest.raises(ConnectorConfigError) as info:
             await src.start()
@@ -737,16 +732,16 @@ async def test_a_source_that_does_not_fit_is_refused_before_publishing_anything(
     for needle in needles:
         assert needle in message, message
     assert f"{path}:" in message  # the config file and line
-    assert len(await on_topic(bootstrap, topics.source("police", PEOPLE))) == before
+    assert len(await on_topic(bus, topics.source("police", PEOPLE))) == before
     assert pg(f"SELECT to_regclass('{pg_schema}.checkpoints')")[0][0] is None
 
 
 async def test_a_bad_row_stops_the_source_before_its_batch_is_published(
-    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
 ) -> None:
     records = people_table(pg_schema, loaded_catalog, 250)
     pg(f"UPDATE {pg_schema}.people SET gender = 'M' WHERE id = 150")
-    before = len(await on_topic(bootstrap, topics.source("police", PEOPLE)))
+    before = len(await on_topic(bus, topics.source("police", PEOPLE)))
     query = f"SELECT p.*, p.changed_at AS changed FROM {pg_schema}.people AS p"
     path = write_config(
         tmp_path,
@@ -762,7 +757,7 @@ async def test_a_bad_row_stops_the_source_before_its_batch_is_published(
             )
         ],
     )
-    src = await one(path, bootstrap, "src")
+    src = await one(path, bus, "src")
     with pytest.raises(ConnectorDataError) as info:
         async with src:
             await src.run(idle_exit_s=0)
@@ -776,12 +771,12 @@ async def test_a_bad_row_stops_the_source_before_its_batch_is_published(
     ]:
         assert needle in message, message
     assert src.progress.published == 100  # the first batch, and nothing of the second
-    assert len(await on_topic(bootstrap, topics.source("police", PEOPLE))) == before + 100
+    assert len(await on_topic(bus, topics.source("police", PEOPLE))) == before + 100
 
     pg(f"UPDATE {pg_schema}.people SET gender = 'MALE' WHERE id = 150")
-    again = await run_source(path, bootstrap)
+    again = await run_source(path, bus)
     assert again.progress.published == 150  # resumed after the first batch
-    on_bus = await on_topic(bootstrap, topics.source("police", PEOPLE))
+    on_bus = await on_topic(bus, topics.source("police", PEOPLE))
     assert len(on_bus) == before + 250
     assert {r.key.decode() for r in on_bus[before:]} >= {r["id_number"] for r in records}
 
@@ -790,14 +785,14 @@ async def test_a_bad_row_stops_the_source_before_its_batch_is_published(
     "url", ["postgresql://postgres@127.0.0.1:1/test", "mysql://root@127.0.0.1:1/test"]
 )
 async def test_an_unreachable_database_is_named(
-    bootstrap: str, loaded_catalog: Catalog, tmp_path: Path, url: str
+    bus: Connection, loaded_catalog: Catalog, tmp_path: Path, url: str
 ) -> None:
     path = write_config(
         tmp_path,
         [source_cfg(DEATHS, "health", {"url": url, "connect_timeout_s": 2}, table="deaths")],
     )
-    before = len(await on_topic(bootstrap, topics.source("health", DEATHS)))
-    src = await one(path, bootstrap, "src")
+    before = len(await on_topic(bus, topics.source("health", DEATHS)))
+    src = await one(path, bus, "src")
     try:
         with pytest.raises(
             DatabaseUnavailable,
@@ -806,11 +801,11 @@ async def test_an_unreachable_database_is_named(
             await src.start()
     finally:
         await src.stop()
-    assert len(await on_topic(bootstrap, topics.source("health", DEATHS))) == before
+    assert len(await on_topic(bus, topics.source("health", DEATHS))) == before
 
 
 async def test_a_lost_database_connection_is_retried_without_loss(
-    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
 ) -> None:
     res = loaded_catalog.resource(DEATHS)
     records = generate(loaded_catalog, DEATHS, 400, seed=71, key_prefix="D")
@@ -832,8 +827,8 @@ async def test_a_lost_database_connection_is_retried_without_loss(
         ],
     )
     source_topic = topics.source("health", DEATHS)
-    before = Counter(r.key.decode() for r in await on_topic(bootstrap, source_topic))
-    (src,) = await runner.build(load(path), bootstrap, environ={})
+    before = Counter(r.key.decode() for r in await on_topic(bus, source_topic))
+    (src,) = await runner.build(load(path), bus, environ={})
     stop = asyncio.Event()
     lines: list[str] = []
     task = asyncio.create_task(
@@ -855,14 +850,14 @@ async def test_a_lost_database_connection_is_retried_without_loss(
         stop.set()
         await task
     assert any("retrying in" in line and "[src]" in line for line in lines), lines
-    after = Counter(r.key.decode() for r in await on_topic(bootstrap, source_topic))
+    after = Counter(r.key.decode() for r in await on_topic(bus, source_topic))
     assert after - before == Counter(r["certificate_no"] for r in records)  # each exactly once
 
 
 async def test_a_sink_that_does_not_fit_is_refused_before_writing_anything(
-    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
 ) -> None:
-    async with Department(bootstrap, "hrss") as hrss:
+    async with Department(bus, "hrss") as hrss:
         await hrss.subscribe(ENTERPRISES)  # the check needs a subscription, not deliveries
     table = f"{pg_schema}.hrss_enterprises"
     pg(
@@ -887,7 +882,7 @@ async def test_a_sink_that_does_not_fit_is_refused_before_writing_anything(
             {**sink_cfg(ENTERPRISES, "hrss", database, f"{pg_schema}.no_key"), "name": "no-key"},
         ],
     )
-    connectors = await runner.build(load(path), bootstrap, environ={})
+    connectors = await runner.build(load(path), bus, environ={})
     _lines, errors = await runner.check(connectors)
     messages = [str(e) for e in errors]
     assert len(messages) == 5, messages
@@ -906,13 +901,13 @@ async def test_a_sink_that_does_not_fit_is_refused_before_writing_anything(
 
 
 async def test_a_failed_sink_batch_writes_nothing_and_is_read_again(
-    bootstrap: str, loaded_catalog: Catalog, router: Router, pg_schema: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, router: Router, pg_schema: str, tmp_path: Path
 ) -> None:
     # police may see three unconditional fields of marriages; the key field is conditional,
     # so police's records are keyed by the router's keyed hash of it
-    await subscribe(bootstrap, router, "police", MARRIAGES)
+    await subscribe(bus, router, "police", MARRIAGES)
     records = generate(loaded_catalog, MARRIAGES, 300, seed=61, key_prefix="J3301")
-    async with Publisher(bootstrap, loaded_catalog, "civil_affairs") as pub:
+    async with Publisher(bus, loaded_catalog, "civil_affairs") as pub:
         await pub.publish(MARRIAGES, records)
     table = f"{pg_schema}.police_marriages"
     pg(
@@ -926,11 +921,11 @@ async def test_a_failed_sink_batch_writes_nothing_and_is_read_again(
         return int(pg(f"SELECT count(*) FROM {table}")[0][0])
 
     with pytest.raises(ConnectorError, match="value too long"):
-        await run_until(path, bootstrap, "sink", lambda: False)
+        await run_until(path, bus, "sink", lambda: False)
     assert count() == 0  # the batch was rolled back and its offsets not committed
 
     pg(f"ALTER TABLE {table} ALTER COLUMN registry_office TYPE text")
-    await run_until(path, bootstrap, "sink", lambda: count() >= 300)
+    await run_until(path, bus, "sink", lambda: count() >= 300)
     rows = pg(f"SELECT gov_key, registry_office, region_code FROM {table}")
     assert len({r[0] for r in rows}) == 300
     assert not {r[0] for r in rows} & {r["registration_no"] for r in records}
@@ -939,7 +934,7 @@ async def test_a_failed_sink_batch_writes_nothing_and_is_read_again(
 
 
 async def test_connect_check_on_the_command_line(
-    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
 ) -> None:
     people_table(pg_schema, loaded_catalog, 10)
     good = write_config(
@@ -968,7 +963,7 @@ async def test_connect_check_on_the_command_line(
         ],
         "bad.yaml",
     )
-    env = {k: v for k, v in os.environ.items() if k != "EXCHANGE_BOOTSTRAP_SERVERS"}
+    env = cli_env(bus)
 
     async def check(path: Path) -> tuple[int | None, str, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -976,8 +971,6 @@ async def test_connect_check_on_the_command_line(
             "connect",
             "check",
             str(path),
-            "-b",
-            bootstrap,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -1003,7 +996,7 @@ async def test_connect_check_on_the_command_line(
 
 
 async def test_a_database_that_needs_no_password_needs_no_password_env(
-    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, my_database: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, pg_schema: str, my_database: str, tmp_path: Path
 ) -> None:
     people_table(pg_schema, loaded_catalog, 5)
     unset = f"NO_SUCH_PASSWORD_{uuid.uuid4().hex[:6].upper()}"
@@ -1031,7 +1024,7 @@ async def test_a_database_that_needs_no_password_needs_no_password_env(
         ],
     )
     try:
-        lines, errors = await runner.check(await runner.build(load(path), bootstrap, environ={}))
+        lines, errors = await runner.check(await runner.build(load(path), bus, environ={}))
         note = f"environment variable {unset} (database.password_env) is not set: connecting without a password"
         assert f"src: {note} ({path}:" in "\n".join(lines)
         assert f"refused: {note}" in "\n".join(lines)
@@ -1041,7 +1034,7 @@ async def test_a_database_that_needs_no_password_needs_no_password_env(
         assert f"no password was sent because environment variable {unset}" in str(errors[0])
         # with the variable set, the password is sent: the login works (the table is missing)
         connectors = await runner.build(
-            load(path), bootstrap, environ={unset: "s3cret"}, only=["refused"]
+            load(path), bus, environ={unset: "s3cret"}, only=["refused"]
         )
         lines, errors = await runner.check(connectors)
         assert not any(unset in line for line in lines), lines
@@ -1053,9 +1046,9 @@ async def test_a_database_that_needs_no_password_needs_no_password_env(
 
 @pytest.mark.parametrize("dialect", ["pg", "my"])
 async def test_a_sink_creates_its_schema_only_when_allowed(
-    bootstrap: str, loaded_catalog: Catalog, tmp_path: Path, dialect: str
+    bus: Connection, loaded_catalog: Catalog, tmp_path: Path, dialect: str
 ) -> None:
-    async with Department(bootstrap, "hrss") as hrss:
+    async with Department(bus, "hrss") as hrss:
         await hrss.subscribe(ENTERPRISES)
     schema = f"cx_{uuid.uuid4().hex[:12]}"
     database = {"url": DB.pg_url if dialect == "pg" else f"{DB.my_url.rstrip('/')}/test"}
@@ -1071,14 +1064,14 @@ async def test_a_sink_creates_its_schema_only_when_allowed(
         ],
     )
     quoted = f'"{schema}"' if dialect == "pg" else f"`{schema}`"
-    (refused,) = await runner.build(load(path), bootstrap, environ={}, only=["sink"])
+    (refused,) = await runner.build(load(path), bus, environ={}, only=["sink"])
     _lines, errors = await runner.check([refused])
     assert len(errors) == 1
     message = str(errors[0])
     assert f"{path}:" in message
     assert "connector 'sink'" in message
     assert f"run 'CREATE SCHEMA {quoted};' there, or set create_schema: true" in message
-    allowed = await one(path, bootstrap, "allowed")
+    allowed = await one(path, bus, "allowed")
     try:
         async with allowed:
             pass
@@ -1094,7 +1087,7 @@ async def test_a_sink_creates_its_schema_only_when_allowed(
 
 
 async def test_a_plain_update_of_the_example_table_is_published(
-    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
 ) -> None:
     records = generate(loaded_catalog, BIRTHS, 5, seed=13, key_prefix="U")
     births_table(pg_schema, records, set())
@@ -1106,24 +1099,22 @@ async def test_a_plain_update_of_the_example_table_is_published(
         checkpoint={"table": f"{pg_schema}.checkpoints"},
     )
     path = write_config(tmp_path, [source])
-    assert (await run_source(path, bootstrap)).progress.published == 5
+    assert (await run_source(path, bus)).progress.published == 5
     # what a department's own application does: it does not know about updated_at
     pg(
         f"UPDATE {pg_schema}.birth_certificates SET address = address || '（已迁居）' "
         "WHERE cert_no = %s",
         (records[2]["certificate_no"],),
     )
-    again = await run_source(path, bootstrap)
+    again = await run_source(path, bus)
     assert (again.progress.rows_read, again.progress.published) == (1, 1)
-    on_bus = Counter(
-        r.key.decode() for r in await on_topic(bootstrap, topics.source("health", BIRTHS))
-    )
+    on_bus = Counter(r.key.decode() for r in await on_topic(bus, topics.source("health", BIRTHS)))
     mine = {r["certificate_no"]: on_bus[r["certificate_no"]] for r in records}
     assert mine == {r["certificate_no"]: 2 if i == 2 else 1 for i, r in enumerate(records)}
 
 
 async def test_checkpoints_live_in_the_connectors_schema_as_jsonb_and_timestamptz(
-    bootstrap: str, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
 ) -> None:
     people_table(pg_schema, loaded_catalog, 20)
     (last,) = pg(f"SELECT changed_at, id FROM {pg_schema}.people WHERE id = 10")
@@ -1162,7 +1153,7 @@ async def test_checkpoints_live_in_the_connectors_schema_as_jsonb_and_timestampt
         return {r[0]: r[1] for r in rows}
 
     try:
-        lines, errors = await runner.check(await runner.build(load(path), bootstrap, environ={}))
+        lines, errors = await runner.check(await runner.build(load(path), bus, environ={}))
         assert not errors, errors
         assert any(
             line.startswith(f"{default}: position in table gov_exchange_checkpoints")
@@ -1172,7 +1163,7 @@ async def test_checkpoints_live_in_the_connectors_schema_as_jsonb_and_timestampt
         ), lines
         assert saved(default) == []  # check writes nothing
         for name in (default, named):
-            src = await run_source(path, bootstrap, name)
+            src = await run_source(path, bus, name)
             assert src.progress.rows_read == 10, name  # resumed after id 10: nothing lost
         assert column_types("gov_exchange", "checkpoints") == {
             "connector": "character varying",
@@ -1195,10 +1186,10 @@ async def test_checkpoints_live_in_the_connectors_schema_as_jsonb_and_timestampt
 
 
 async def test_files_in_and_out(
-    bootstrap: str, loaded_catalog: Catalog, router: Router, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, router: Router, tmp_path: Path
 ) -> None:
     res = loaded_catalog.resource(ALLOWANCES)
-    await subscribe(bootstrap, router, "police", ALLOWANCES)  # unconditional fields only
+    await subscribe(bus, router, "police", ALLOWANCES)  # unconditional fields only
     records = generate(loaded_catalog, ALLOWANCES, 300, seed=51, key_prefix="DB")
     source_topic = topics.source("civil_affairs", ALLOWANCES)
 
@@ -1228,24 +1219,24 @@ async def test_files_in_and_out(
     (tmp_path / "out").mkdir()
 
     with pytest.raises(ConnectorDataError) as info:
-        await run_source(path, bootstrap, "bad")
+        await run_source(path, bus, "bad")
     assert "bad.csv:202" in str(info.value)
     assert "column 'household_size'" in str(info.value)
-    assert await on_topic(bootstrap, source_topic) == []
+    assert await on_topic(bus, source_topic) == []
 
-    good = await run_source(path, bootstrap, "good")
+    good = await run_source(path, bus, "good")
     assert good.finished
     assert good.progress.published == 300
 
-    await run_source(path, bootstrap, "own")
+    await run_source(path, bus, "own")
     exported = (tmp_path / "out" / "own.jsonl").read_text(encoding="utf-8").splitlines()
     assert sorted(exported) == sorted(dumps(r) for r in records)
 
     deadline = time.monotonic() + 30
-    while len(await on_topic(bootstrap, topics.delivery("police", ALLOWANCES))) < 300:
+    while len(await on_topic(bus, topics.delivery("police", ALLOWANCES))) < 300:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.2)
-    await run_source(path, bootstrap, "police")
+    await run_source(path, bus, "police")
     with (tmp_path / "out" / "police.csv").open(encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == ["region_code", "updated_at"]

@@ -26,6 +26,7 @@ import pytest
 from routing_support import SESSION_MS
 
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
@@ -38,22 +39,23 @@ KILLS = 5
 CHUNK = 500
 
 
-def spawn_router(bootstrap: str, group: str) -> subprocess.Popen[bytes]:
+def spawn_router(bus: Connection, group: str) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
+        **bus.environment(),
         EXCHANGE_MASK_SECRET="crash-test-secret-0123456789",
         EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(SESSION_MS),
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "exchange.cli", "router", "-b", bootstrap, "--group", group],
+        [sys.executable, "-m", "exchange.cli", "router", "--group", group],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-async def committed_total(bootstrap: str, group: str, source: str) -> int:
-    c = kafka.consumer(bootstrap, group_id=group)
+async def committed_total(bus: Connection, group: str, source: str) -> int:
+    c = kafka.consumer(bus, group_id=group)
     await c.start()
     try:
         parts = await kafka.topic_partitions(c, source)
@@ -64,13 +66,13 @@ async def committed_total(bootstrap: str, group: str, source: str) -> int:
 
 @pytest.mark.timeout(900)
 async def test_router_killed_repeatedly_loses_nothing(
-    bootstrap: str, loaded_catalog: Catalog
+    bus: Connection, loaded_catalog: Catalog
 ) -> None:
-    async with Department(bootstrap, "hrss") as hrss:
+    async with Department(bus, "hrss") as hrss:
         await hrss.subscribe(BMC)
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         app = await police.apply(BMC, fields=["mother_name"], purpose="落户 registration")
-    async with Department(bootstrap, "health") as health:
+    async with Department(bus, "health") as health:
         await health.approve(app, masks={"mother_name": "surname"})
 
     group = f"crash-{uuid.uuid4().hex[:6]}"
@@ -78,10 +80,10 @@ async def test_router_killed_repeatedly_loses_nothing(
     template = sample.generate(loaded_catalog.resources[BMC].schema_, 1, seed=9)[0]
     ids: list[str] = []
     kills = 0
-    router = spawn_router(bootstrap, group)
+    router = spawn_router(bus, group)
     rng = random.Random(7)
     try:
-        async with Publisher(bootstrap, loaded_catalog, "health") as pub:
+        async with Publisher(bus, loaded_catalog, "health") as pub:
             kill_at = sorted(rng.sample(range(1, TOTAL // CHUNK), KILLS))
             for n in range(TOTAL // CHUNK):
                 batch = [
@@ -93,9 +95,9 @@ async def test_router_killed_repeatedly_loses_nothing(
                 if kill_at and n == kill_at[0]:
                     kill_at.pop(0)
                     # kill a router that is working: it has joined and committed since its start
-                    before = await committed_total(bootstrap, group, source)
+                    before = await committed_total(bus, group, source)
                     deadline = time.monotonic() + 60
-                    while await committed_total(bootstrap, group, source) <= before:
+                    while await committed_total(bus, group, source) <= before:
                         assert time.monotonic() < deadline, "the restarted router never routed"
                         await asyncio.sleep(0.2)
                     more = [
@@ -108,10 +110,10 @@ async def test_router_killed_repeatedly_loses_nothing(
                     router.send_signal(signal.SIGKILL)
                     router.wait()
                     kills += 1
-                    router = spawn_router(bootstrap, group)
+                    router = spawn_router(bus, group)
         # the last router finishes the stream
         deadline = time.monotonic() + 180
-        while await committed_total(bootstrap, group, source) < len(ids):
+        while await committed_total(bus, group, source) < len(ids):
             assert router.poll() is None, "the router exited by itself"
             assert time.monotonic() < deadline, "the router did not finish the stream"
             await asyncio.sleep(0.5)
@@ -126,14 +128,14 @@ async def test_router_killed_repeatedly_loses_nothing(
     wanted = set(ids)
     assert len(wanted) == len(ids)
     for consumer in ("hrss", "police"):
-        raw = await kafka.read_to_end(bootstrap, topics.delivery(consumer, BMC), timeout_s=60)
+        raw = await kafka.read_to_end(bus, topics.delivery(consumer, BMC), timeout_s=60)
         seen = Counter(dict(r.headers)["gov-record-id"].decode() for r in raw)
         lost = wanted - set(seen)
         duplicates = sum(n - 1 for rid, n in seen.items() if rid in wanted)
         print(f"{consumer}: {len(ids)} published, {kills} kills, 0 lost, {duplicates} duplicates")
         assert not lost, f"{len(lost)} records never reached {consumer}"
         # the application sees each record once
-        async with Reader(bootstrap, topics.delivery(consumer, BMC)) as reader:
+        async with Reader(bus, topics.delivery(consumer, BMC)) as reader:
             once = await reader.read(idle_timeout=2.0)
         assert {r.record_id for r in once} >= wanted
         assert len(once) == len({r.record_id for r in once})

@@ -27,6 +27,7 @@ from routing_support import (
 from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog, ShareType
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
@@ -42,10 +43,10 @@ UNKNOWN_TOPIC = topics.source("health", "vaccination_record")  # not in the cata
 
 
 @pytest.fixture(scope="module")
-async def router(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
+async def router(bus: Connection, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
     # created before the router starts, so its pattern subscription has them at once
-    await kafka.ensure_topics(bootstrap, [IMPOSTOR_TOPIC, UNKNOWN_TOPIC], partitions=1)
-    async with running_router(bootstrap) as run:
+    await kafka.ensure_topics(bus, [IMPOSTOR_TOPIC, UNKNOWN_TOPIC], partitions=1)
+    async with running_router(bus) as run:
         yield run
 
 
@@ -83,10 +84,10 @@ def bad_values(catalog: Catalog, valid: bytes) -> list[tuple[str, bytes | None, 
 
 
 async def test_undecodable_records_go_to_the_dead_letter_topic_and_routing_goes_on(
-    bootstrap: str, loaded_catalog: Catalog, router: RouterRun
+    bus: Connection, loaded_catalog: Catalog, router: RouterRun
 ) -> None:
     catalog = loaded_catalog
-    async with Department(bootstrap, "hrss") as hrss:
+    async with Department(bus, "hrss") as hrss:
         await hrss.subscribe(BMC)
     unconditional = catalog.resources[BMC].fields_of(ShareType.UNCONDITIONAL)
     await wait_views(router, BMC, {"hrss": unconditional})
@@ -94,7 +95,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_and_routing_goes_
     records = sample.generate(catalog.resources[BMC].schema_, 30, seed=21)
     for i, rec in enumerate(records):
         rec["certificate_no"] = f"D{i:05d}"
-    async with Publisher(bootstrap, catalog, "health") as pub:
+    async with Publisher(bus, catalog, "health") as pub:
         prepared = [pub.prepare(BMC, rec) for rec in records]
     bad = bad_values(catalog, prepared[0].value)
     source = topics.source("health", BMC)
@@ -103,7 +104,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_and_routing_goes_
     valid_sent = []
     before = router.router.routed
     written = 0
-    async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer:
+    async with AIOKafkaProducer(**bus.client_options(), acks="all") as producer:
         # valid, bad, valid, bad, ... all in partition 0, so every bad one is followed by a good one
         for i, (name, value, reason) in enumerate(bad):
             p = prepared[i]
@@ -126,20 +127,20 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_and_routing_goes_
         await producer.send_and_wait(UNKNOWN_TOPIC, value=prepared[21].value, key=b"v-1")
         written += 2
     # and the ordinary publisher afterwards: the router is still routing
-    await publish(bootstrap, catalog, BMC, records[len(bad) : 20])
+    await publish(bus, catalog, BMC, records[len(bad) : 20])
     written += 20 - len(bad)
     await wait_routed(router, before + written)
     router.check_alive()
 
     # every valid record reached the subscriber; none of the bad or misplaced ones did
-    got = await read_topic(bootstrap, topics.delivery("hrss", BMC), idle=1.0)
+    got = await read_topic(bus, topics.delivery("hrss", BMC), idle=1.0)
     delivered = sorted(r.value["certificate_no"] for r in got)
     assert delivered == sorted(valid_sent + [f"D{i:05d}" for i in range(len(bad), 20)])
     for r in got:
         assert list(r.value) == unconditional
 
     # every bad record is on the DLQ, unchanged, with the reason and where it came from
-    dlq = await read_raw(bootstrap, topics.dead_letter(BMC))
+    dlq = await read_raw(bus, topics.dead_letter(BMC))
     from_source = {}
     from_impostor = []
     for rec in dlq:
@@ -165,7 +166,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_and_routing_goes_
     assert headers[DLQ_REASON].decode() == f"{BMC!r} is provided by 'health', not 'police'"
     assert rec.value == prepared[20].value
 
-    unknown = await read_raw(bootstrap, topics.dead_letter("vaccination_record"))
+    unknown = await read_raw(bus, topics.dead_letter("vaccination_record"))
     assert len(unknown) == 1
     reason = dict(unknown[0].headers)[DLQ_REASON].decode()
     assert reason == f"topic {UNKNOWN_TOPIC} is not the source topic of a catalog resource"
@@ -178,14 +179,14 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_and_routing_goes_
 
 
 async def test_the_router_still_routes_afterwards(
-    bootstrap: str, loaded_catalog: Catalog, router: RouterRun
+    bus: Connection, loaded_catalog: Catalog, router: RouterRun
 ) -> None:
     records = sample.generate(loaded_catalog.resources[BMC].schema_, 3, seed=22)
     for i, rec in enumerate(records):
         rec["certificate_no"] = f"AFTER{i}"
-    await publish(bootstrap, loaded_catalog, BMC, records)
+    await publish(bus, loaded_catalog, BMC, records)
     got = await read_topic(
-        bootstrap,
+        bus,
         topics.delivery("hrss", BMC),
         until=lambda out: (
             {"AFTER0", "AFTER1", "AFTER2"} <= {r.value["certificate_no"] for r in out}

@@ -26,12 +26,13 @@ import io
 import json
 import struct
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import fastavro
 import pytest
+from lanes import fresh_bus
 from routing_support import (
     list_topics,
     publish,
@@ -45,6 +46,7 @@ from exchange.audit.entry import AUDIT_ENTRY
 from exchange.avro import wire
 from exchange.avro.control_records import CATALOG_SNAPSHOT
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
@@ -52,7 +54,7 @@ from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store
 from exchange.control.state import GRANT_CODEC
 from exchange.dev import sample
-from exchange.dev.broker import EmbeddedBroker
+from exchange.dev.kafka import KafkaCluster
 from exchange.errors import CommandRefused
 from exchange.router.dead_letters import SOURCE_OFFSET, SOURCE_TOPIC
 from exchange.sharing.records import EventKind, GrantEvent
@@ -64,13 +66,9 @@ FOREIGN_ID = 2_000_000_001  # a provider framing with a registry of its own
 
 
 @pytest.fixture
-async def bus() -> AsyncIterator[str]:
-    broker = EmbeddedBroker()
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
+def bus(kafka_lane: KafkaCluster | None) -> Iterator[Connection]:
+    """An empty bus for each test (the schema ids it checks start from nothing)."""
+    yield from fresh_bus(kafka_lane)
 
 
 # --- the outside reader ---------------------------------------------------------------
@@ -83,10 +81,10 @@ class Scan:
     dead_lettered: int = 0
 
 
-async def registered(bootstrap: str) -> dict[int, Any]:
+async def registered(bus: Connection) -> dict[int, Any]:
     """Schema id -> parsed schema, from the records of ``gov.ctl.schemas`` (key: the id)."""
     schemas: dict[int, Any] = {}
-    for rec in await kafka.read_to_end(bootstrap, "gov.ctl.schemas"):
+    for rec in await kafka.read_to_end(bus, "gov.ctl.schemas"):
         if rec.value is None:
             schemas.pop(int(rec.key), None)
         else:
@@ -106,11 +104,11 @@ def decode(value: bytes, schemas: dict[int, Any]) -> dict[str, Any]:
     return record
 
 
-async def scan(bootstrap: str) -> Scan:
+async def scan(bus: Connection) -> Scan:
     """Decode every framed record of every topic (Kafka's internal ``__`` topics aside)."""
-    schemas = await registered(bootstrap)
-    names = sorted(t for t in await list_topics(bootstrap) if not t.startswith("__"))
-    records = {t: await kafka.read_to_end(bootstrap, t) for t in names}
+    schemas = await registered(bus)
+    names = sorted(t for t in await list_topics(bus) if not t.startswith("__"))
+    records = {t: await kafka.read_to_end(bus, t) for t in names}
     result, quoted = Scan(), set()
     for topic in (t for t in names if t.startswith("gov.dlq.")):
         for letter in records[topic]:
@@ -138,7 +136,7 @@ async def scan(bootstrap: str) -> Scan:
 
 
 async def test_every_framed_record_of_a_busy_bus_decodes_by_its_registered_id(
-    bus: str, sample_catalog: Catalog
+    bus: Connection, sample_catalog: Catalog
 ) -> None:
     catalog = sample_catalog
     await catalog_store.load(bus, catalog, actor="tests")
@@ -190,15 +188,15 @@ async def test_every_framed_record_of_a_busy_bus_decodes_by_its_registered_id(
 # --- a bus written before every control schema was registered ------------------------------
 
 
-async def write_bus_of_before(bootstrap: str, catalog: Catalog) -> None:
+async def write_bus_of_before(bus: Connection, catalog: Catalog) -> None:
     """What a load and a subscription wrote before the fix: grant events under an unknown id."""
-    await kafka.ensure_control_topics(bootstrap)
+    await kafka.ensure_control_topics(bus)
     snap = catalog_store.new_snapshot(
         None, catalog_store.check_evolution(None, catalog), actor="tests"
     )
-    registry = SchemaRegistry(bootstrap)
+    registry = SchemaRegistry(bus)
     event = GrantEvent(kind=EventKind.SUBSCRIBED, actor="hrss", consumer="hrss", resource=BMC)
-    async with kafka.producer(bootstrap) as p:
+    async with kafka.producer(bus) as p:
         resource_schemas = [r.schema_ for r in catalog.resources.values()]
         await registry.register_all(p, [CATALOG_SNAPSHOT, AUDIT_ENTRY, *resource_schemas])
         await p.send_and_wait(
@@ -209,17 +207,17 @@ async def write_bus_of_before(bootstrap: str, catalog: Catalog) -> None:
         )
 
 
-async def _router_start(bootstrap: str, catalog: Catalog) -> None:
-    async with running_router(bootstrap):
+async def _router_start(bus: Connection, catalog: Catalog) -> None:
+    async with running_router(bus):
         pass
 
 
-async def _catalog_load(bootstrap: str, catalog: Catalog) -> None:
-    await catalog_store.load(bootstrap, catalog, actor="tests")  # the same catalog again
+async def _catalog_load(bus: Connection, catalog: Catalog) -> None:
+    await catalog_store.load(bus, catalog, actor="tests")  # the same catalog again
 
 
-async def _department_command(bootstrap: str, catalog: Catalog) -> None:
-    async with Department(bootstrap, "police") as police:
+async def _department_command(bus: Connection, catalog: Catalog) -> None:
+    async with Department(bus, "police") as police:
         await police.subscribe(BMC)
 
 
@@ -229,7 +227,7 @@ async def _department_command(bootstrap: str, catalog: Catalog) -> None:
     ids=["router", "catalog", "department"],
 )
 async def test_a_bus_written_before_gets_its_control_schemas_registered(
-    bus: str,
+    bus: Connection,
     sample_catalog: Catalog,
     upgrade: Callable[[str, Catalog], Awaitable[None]],
 ) -> None:

@@ -25,6 +25,7 @@ from routing_support import RouterRun, publish, read_topic, running_router, wait
 from exchange.audit.entry import Action
 from exchange.audit.log import entries_only, read_log
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
@@ -115,22 +116,22 @@ CASES: list[Any] = [
 
 
 @pytest.fixture(scope="module")
-async def router(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
-    async with Department(bootstrap, "hrss") as hrss:
+async def router(bus: Connection, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
+    async with Department(bus, "hrss") as hrss:
         await hrss.subscribe(BMC)
-    async with running_router(bootstrap) as run:
+    async with running_router(bus) as run:
         await wait_for(lambda: "hrss" in run.views(BMC), within=15, what="the hrss view")
         yield run
 
 
-async def catalog_changes(bootstrap: str) -> int:
-    log = entries_only(await read_log(bootstrap))
+async def catalog_changes(bus: Connection) -> int:
+    log = entries_only(await read_log(bus))
     return sum(1 for _, e in log if e.action is Action.CATALOG_CHANGED)
 
 
 @pytest.mark.parametrize(("breakage", "expected"), CASES)
 async def test_a_hostile_catalog_load_leaves_the_catalog_in_force_unchanged(
-    bootstrap: str,
+    bus: Connection,
     router: RouterRun,
     tmp_path: Path,
     breakage: Callable[[Path], None],
@@ -138,19 +139,19 @@ async def test_a_hostile_catalog_load_leaves_the_catalog_in_force_unchanged(
 ) -> None:
     root = Path(shutil.copytree(SAMPLE_CATALOG, tmp_path / "catalog"))
     breakage(root)
-    before = await catalog_store.current(bootstrap)
+    before = await catalog_store.current(bus)
     assert before is not None
-    records = await kafka.read_to_end(bootstrap, topics.CATALOG)
-    changes = await catalog_changes(bootstrap)
+    records = await kafka.read_to_end(bus, topics.CATALOG)
+    changes = await catalog_changes(bus)
 
     with pytest.raises(CatalogErrors) as caught:  # as `exchange catalog load` does it
-        await catalog_store.load(bootstrap, load_catalog(root), actor="tests")
+        await catalog_store.load(bus, load_catalog(root), actor="tests")
 
     message = str(caught.value)
     assert "nothing was applied" in message
     assert expected in message, message
     assert len(message) < 2000
-    after = await catalog_store.current(bootstrap)
+    after = await catalog_store.current(bus)
     assert after is not None
     assert (after.version, after.loaded_at, after.actor) == (
         before.version,
@@ -158,24 +159,22 @@ async def test_a_hostile_catalog_load_leaves_the_catalog_in_force_unchanged(
         before.actor,
     )
     assert after.catalog == before.catalog
-    assert [r.value for r in await kafka.read_to_end(bootstrap, topics.CATALOG)] == [
+    assert [r.value for r in await kafka.read_to_end(bus, topics.CATALOG)] == [
         r.value for r in records
     ]
-    assert await catalog_changes(bootstrap) == changes
+    assert await catalog_changes(bus) == changes
     router.check_alive()
     assert router.router.state.snapshot is not None
     assert router.router.state.snapshot.version == before.version
 
 
 async def test_the_router_still_routes_with_the_catalog_it_had(
-    bootstrap: str, loaded_catalog: Catalog, router: RouterRun
+    bus: Connection, loaded_catalog: Catalog, router: RouterRun
 ) -> None:
     record = sample.generate(loaded_catalog.resources[BMC].schema_, 1, seed=3)[0]
-    [rid] = await publish(
-        bootstrap, loaded_catalog, BMC, [{**record, "certificate_no": "AFTER-HOSTILE"}]
-    )
+    [rid] = await publish(bus, loaded_catalog, BMC, [{**record, "certificate_no": "AFTER-HOSTILE"}])
     got = await read_topic(
-        bootstrap,
+        bus,
         topics.delivery("hrss", BMC),
         until=lambda out: any(r.record_id == rid for r in out),
     )

@@ -28,6 +28,7 @@ import pytest
 from refusal_support import audit_log, new_refusals, refused_and_audited, snapshot
 
 from exchange.audit.entry import Action
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.control.state import load
@@ -45,18 +46,18 @@ NOT_UTF8 = b"\xff\xfe\xc0 purpose".decode("utf-8", "surrogateescape")  # as Pyth
 
 
 @pytest.fixture(scope="module")
-async def apps(bootstrap: str, loaded_catalog: Catalog) -> dict[str, str]:
+async def apps(bus: Connection, loaded_catalog: Catalog) -> dict[str, str]:
     """A pending application for BMC (police) and for POP (civil_affairs); a grant on POP."""
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         bmc = await police.apply(
             BMC, fields=["mother_name", "mother_id_number"], purpose="新生儿落户 registration"
         )
-    async with Department(bootstrap, "civil_affairs") as civil:
+    async with Department(bus, "civil_affairs") as civil:
         pop = await civil.apply(
             POP, fields=["name", "address"], purpose="低保审核 allowance review"
         )
         granted = await civil.apply(POP, fields=["name"], purpose="婚姻登记 marriage registration")
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         grant = await police.approve(granted)
     return {"bmc": bmc, "pop": pop, "grant": grant}
 
@@ -64,30 +65,30 @@ async def apps(bootstrap: str, loaded_catalog: Catalog) -> dict[str, str]:
 # ------------------------------------------------------------------ unknown ids
 
 
-async def test_approval_of_an_unknown_application_is_refused(bootstrap: str, apps: Any) -> None:
+async def test_approval_of_an_unknown_application_is_refused(bus: Connection, apps: Any) -> None:
     reason = await refused_and_audited(
-        bootstrap, "health", "approve", "APP-20990101-deadbeef", resource=None
+        bus, "health", "approve", "APP-20990101-deadbeef", resource=None
     )
     assert reason == "unknown application 'APP-20990101-deadbeef'"
 
 
-async def test_rejection_of_an_unknown_application_is_refused(bootstrap: str, apps: Any) -> None:
+async def test_rejection_of_an_unknown_application_is_refused(bus: Connection, apps: Any) -> None:
     reason = await refused_and_audited(
-        bootstrap, "health", "reject", "APP-nope", reason="不批准", resource=None
+        bus, "health", "reject", "APP-nope", reason="不批准", resource=None
     )
     assert reason == "unknown application 'APP-nope'"
 
 
-async def test_revocation_of_an_unknown_grant_is_refused(bootstrap: str, apps: Any) -> None:
+async def test_revocation_of_an_unknown_grant_is_refused(bus: Connection, apps: Any) -> None:
     reason = await refused_and_audited(
-        bootstrap, "health", "revoke", "GR-nope", reason="撤销", resource=None
+        bus, "health", "revoke", "GR-nope", reason="撤销", resource=None
     )
     assert reason == "unknown grant 'GR-nope'"
 
 
-async def test_application_for_an_unknown_resource_is_refused(bootstrap: str, apps: Any) -> None:
+async def test_application_for_an_unknown_resource_is_refused(bus: Connection, apps: Any) -> None:
     reason = await refused_and_audited(
-        bootstrap,
+        bus,
         "police",
         "apply",
         "vaccination_record",
@@ -98,9 +99,9 @@ async def test_application_for_an_unknown_resource_is_refused(bootstrap: str, ap
     assert reason.startswith("unknown resource 'vaccination_record'")
 
 
-async def test_subscription_to_an_unknown_resource_is_denied(bootstrap: str, apps: Any) -> None:
+async def test_subscription_to_an_unknown_resource_is_denied(bus: Connection, apps: Any) -> None:
     reason = await refused_and_audited(
-        bootstrap,
+        bus,
         "hrss",
         "subscribe",
         "vaccination_record",
@@ -115,11 +116,11 @@ async def test_subscription_to_an_unknown_resource_is_denied(bootstrap: str, app
 
 @pytest.mark.parametrize("command", ["approve", "reject"])
 async def test_answering_an_application_for_another_departments_resource_is_refused(
-    bootstrap: str, apps: dict[str, str], command: str
+    bus: Connection, apps: dict[str, str], command: str
 ) -> None:
     kw = {"reason": "不批准"} if command == "reject" else {}
     reason = await refused_and_audited(
-        bootstrap, "health", command, apps["pop"], resource=POP, consumer="civil_affairs", **kw
+        bus, "health", command, apps["pop"], resource=POP, consumer="civil_affairs", **kw
     )
     what = "approve" if command == "approve" else "reject"
     assert reason == (
@@ -128,10 +129,10 @@ async def test_answering_an_application_for_another_departments_resource_is_refu
 
 
 async def test_revoking_another_departments_grant_is_refused(
-    bootstrap: str, apps: dict[str, str]
+    bus: Connection, apps: dict[str, str]
 ) -> None:
     reason = await refused_and_audited(
-        bootstrap, "health", "revoke", apps["grant"], reason="越权", resource=POP
+        bus, "health", "revoke", apps["grant"], reason="越权", resource=POP
     )
     assert (
         reason == f"only the provider of {POP!r} (police) may revoke its grants; 'health' may not"
@@ -139,9 +140,9 @@ async def test_revoking_another_departments_grant_is_refused(
 
 
 async def test_the_applicant_approving_its_own_application_is_refused(
-    bootstrap: str, apps: dict[str, str]
+    bus: Connection, apps: dict[str, str]
 ) -> None:
-    reason = await refused_and_audited(bootstrap, "police", "approve", apps["bmc"], resource=BMC)
+    reason = await refused_and_audited(bus, "police", "approve", apps["bmc"], resource=BMC)
     assert "only the provider of 'birth_medical_certificate' (health)" in reason
 
 
@@ -197,10 +198,10 @@ async def test_the_applicant_approving_its_own_application_is_refused(
     ],
 )
 async def test_a_hostile_row_filter_is_refused(
-    bootstrap: str, apps: dict[str, str], row_filter: str, expected: str
+    bus: Connection, apps: dict[str, str], row_filter: str, expected: str
 ) -> None:
     reason = await refused_and_audited(
-        bootstrap, "health", "approve", apps["bmc"], row_filter=row_filter, resource=BMC
+        bus, "health", "approve", apps["bmc"], row_filter=row_filter, resource=BMC
     )
     assert reason.startswith(expected), reason
     if len(row_filter) > MAX_FILTER_CHARS:
@@ -221,10 +222,10 @@ async def test_a_hostile_row_filter_is_refused(
     ids=["unknown-field", "field-not-granted", "bad-parameter", "1MB-rule"],
 )
 async def test_a_bad_mask_is_refused(
-    bootstrap: str, apps: dict[str, str], masks: dict[str, str], expected: str
+    bus: Connection, apps: dict[str, str], masks: dict[str, str], expected: str
 ) -> None:
     reason = await refused_and_audited(
-        bootstrap, "health", "approve", apps["bmc"], masks=masks, resource=BMC
+        bus, "health", "approve", apps["bmc"], masks=masks, resource=BMC
     )
     assert reason.startswith(expected), reason
 
@@ -239,10 +240,10 @@ async def test_a_bad_mask_is_refused(
     ids=["long-past", "a-second-ago", "no-time-zone"],
 )
 async def test_a_bad_expiry_is_refused(
-    bootstrap: str, apps: dict[str, str], until: dt.datetime, expected: str
+    bus: Connection, apps: dict[str, str], until: dt.datetime, expected: str
 ) -> None:
     reason = await refused_and_audited(
-        bootstrap, "health", "approve", apps["bmc"], until=until, resource=BMC
+        bus, "health", "approve", apps["bmc"], until=until, resource=BMC
     )
     assert expected in reason, reason
 
@@ -250,14 +251,14 @@ async def test_a_bad_expiry_is_refused(
 # ------------------------------------------------------- absurdly long text
 
 
-async def test_a_purpose_of_one_megabyte_is_refused(bootstrap: str, apps: Any) -> None:
+async def test_a_purpose_of_one_megabyte_is_refused(bus: Connection, apps: Any) -> None:
     reason = await refused_and_audited(
-        bootstrap, "police", "apply", BMC, fields=["mother_name"], purpose="用" * MB, resource=BMC
+        bus, "police", "apply", BMC, fields=["mother_name"], purpose="用" * MB, resource=BMC
     )
     assert (
         reason == "the purpose of use (用途) is 1000000 characters long; at most 2000 are allowed"
     )
-    [entry] = [e for e in (await audit_log(bootstrap))[-5:] if e.reason == reason]
+    [entry] = [e for e in (await audit_log(bus))[-5:] if e.reason == reason]
     assert entry.purpose is not None
     assert len(entry.purpose) < 200  # quoted, cut short: the log holds no megabyte
 
@@ -310,7 +311,7 @@ async def test_a_purpose_of_one_megabyte_is_refused(bootstrap: str, apps: Any) -
     ],
 )
 async def test_absurdly_long_text_is_refused(
-    bootstrap: str,
+    bus: Connection,
     apps: dict[str, str],
     command: str,
     args: tuple[Any, ...],
@@ -320,17 +321,17 @@ async def test_absurdly_long_text_is_refused(
 ) -> None:
     actor = "police" if command == "apply" else "health"
     args = tuple(apps.get(a, a) for a in args)
-    reason = await refused_and_audited(bootstrap, actor, command, *args, resource=resource, **kw)
+    reason = await refused_and_audited(bus, actor, command, *args, resource=resource, **kw)
     assert reason.startswith(expected), reason
     if "'" in expected:
         assert "1000000 characters long; at most 200 are allowed" in reason
 
 
 async def test_a_subscription_to_a_one_megabyte_resource_id_is_denied(
-    bootstrap: str, apps: Any
+    bus: Connection, apps: Any
 ) -> None:
     reason = await refused_and_audited(
-        bootstrap, "hrss", "subscribe", "n" * MB, resource="n" * MB, raises=CommandRefused
+        bus, "hrss", "subscribe", "n" * MB, resource="n" * MB, raises=CommandRefused
     )
     assert reason.endswith("is 1000000 characters long; at most 200 are allowed")
 
@@ -428,7 +429,7 @@ async def test_a_subscription_to_a_one_megabyte_resource_id_is_denied(
     ],
 )
 async def test_text_that_is_not_utf8_or_has_control_characters_is_refused(
-    bootstrap: str,
+    bus: Connection,
     apps: dict[str, str],
     command: str,
     args: tuple[Any, ...],
@@ -438,7 +439,7 @@ async def test_text_that_is_not_utf8_or_has_control_characters_is_refused(
 ) -> None:
     actor = "police" if command == "apply" else "health"
     args = tuple(apps.get(a, a) for a in args)
-    reason = await refused_and_audited(bootstrap, actor, command, *args, resource=resource, **kw)
+    reason = await refused_and_audited(bus, actor, command, *args, resource=resource, **kw)
     assert reason.startswith(expected), reason
 
 
@@ -452,36 +453,36 @@ async def test_text_that_is_not_utf8_or_has_control_characters_is_refused(
     ids=["nul", "not-utf8", "one-megabyte"],
 )
 async def test_acting_as_a_hostile_department_name_is_refused_and_audited(
-    bootstrap: str, apps: Any, department: str, expected: str
+    bus: Connection, apps: Any, department: str, expected: str
 ) -> None:
-    before = await snapshot(bootstrap)
-    seen = {e.id for e in await audit_log(bootstrap)}
+    before = await snapshot(bus)
+    seen = {e.id for e in await audit_log(bus)}
     with pytest.raises(CommandRefused) as exc:
-        async with Department(bootstrap, department):
+        async with Department(bus, department):
             pass
     reason = str(exc.value)
     assert reason.startswith(expected), reason
     assert len(reason) < 300
-    [entry] = await new_refusals(bootstrap, seen)
+    [entry] = await new_refusals(bus, seen)
     assert (entry.action, entry.details["command"]) == (Action.COMMAND_REFUSED, "start")
     assert entry.actor == command_limits.safe(department, command_limits.MAX_ID_CHARS)
     assert entry.actor.isprintable()
     assert len(entry.actor) < 200
     assert entry.reason == reason
-    assert await snapshot(bootstrap) == before
+    assert await snapshot(bus) == before
 
 
 # ------------------------------------------------------------------ afterwards
 
 
 async def test_after_all_that_the_applications_are_pending_and_can_be_approved(
-    bootstrap: str, apps: dict[str, str]
+    bus: Connection, apps: dict[str, str]
 ) -> None:
-    state = await load(bootstrap)
+    state = await load(bus)
     assert state.book.applications[apps["bmc"]].status is AppStatus.PENDING
     assert state.book.applications[apps["pop"]].status is AppStatus.PENDING
     assert set(state.book.grants) == {apps["grant"]}
-    async with Department(bootstrap, "health") as health:
+    async with Department(bus, "health") as health:
         gid = await health.approve(
             apps["bmc"],
             row_filter='mother_name.startsWith("张") || mother_name == null',
@@ -489,7 +490,7 @@ async def test_after_all_that_the_applications_are_pending_and_can_be_approved(
             until=dt.datetime.now(dt.UTC) + dt.timedelta(days=30),
             purpose="新生儿落户\n household registration",  # a newline is fine in a purpose
         )
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         view = police.explain(BMC)
     assert view.grant_id == gid
     assert view.masks == {"mother_id_number": "keep:6:4"}

@@ -27,7 +27,13 @@ from cli_support import Cli, alive
 
 from exchange.dev.kafka import KafkaCluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(180),
+    pytest.mark.embedded_only(
+        "starts Apache Kafka clusters of its own: run once, in the first lane"
+    ),
+]
 
 TOPIC = "gov.test.durable"
 GROUP = "gov-test-reader"

@@ -38,6 +38,7 @@ from routing_support import (
 
 from exchange.avro import wire
 from exchange.bus import topics
+from exchange.bus.connection import Connection
 from exchange.bus.envelope import RECORD_ID
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog, ShareType
@@ -120,14 +121,14 @@ def marked_records(catalog: Catalog, resource: str, seed: int, m: Markers) -> li
 
 
 @pytest.fixture(scope="module")
-async def router(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
-    async with running_router(bootstrap) as run:
+async def router(bus: Connection, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
+    async with running_router(bus) as run:
         yield run
 
 
-async def forge(bootstrap: str, *events: GrantEvent) -> None:
+async def forge(bus: Connection, *events: GrantEvent) -> None:
     """Write grant events straight to gov.ctl.grants, bypassing the API's checks."""
-    async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer:
+    async with AIOKafkaProducer(**bus.client_options(), acks="all") as producer:
         for ev in events:
             await producer.send_and_wait(
                 topics.GRANTS, key=ev.resource.encode(), value=GRANT_CODEC.encode(ev.to_avro())
@@ -142,14 +143,14 @@ class Published:
 
 
 @pytest.fixture(scope="module")
-async def published(bootstrap: str, loaded_catalog: Catalog, router: RouterRun) -> Published:
+async def published(bus: Connection, loaded_catalog: Catalog, router: RouterRun) -> Published:
     catalog = loaded_catalog
     async with (
-        Department(bootstrap, "police") as police,
-        Department(bootstrap, "hrss") as hrss,
-        Department(bootstrap, "health") as health,
-        Department(bootstrap, "civil_affairs") as civil,
-        Department(bootstrap, "market") as market,
+        Department(bus, "police") as police,
+        Department(bus, "hrss") as hrss,
+        Department(bus, "health") as health,
+        Department(bus, "civil_affairs") as civil,
+        Department(bus, "market") as market,
     ):
         # birth certificates: subscribed only / granted / rejected / revoked / the provider
         await hrss.subscribe(BMC)
@@ -211,7 +212,7 @@ async def published(bootstrap: str, loaded_catalog: Catalog, router: RouterRun) 
             fields=("birth_weight_grams",),
         ),
     ]
-    await forge(bootstrap, *forged)
+    await forge(bus, *forged)
 
     unconditional = {r: catalog.resources[r].fields_of(ShareType.UNCONDITIONAL) for r in RESOURCES}
     await wait_views(
@@ -256,7 +257,7 @@ async def published(bootstrap: str, loaded_catalog: Catalog, router: RouterRun) 
     total = 0
     for seed, resource in enumerate(RESOURCES, start=100):
         records = marked_records(catalog, resource, seed, markers)
-        await publish(bootstrap, catalog, resource, records)
+        await publish(bus, catalog, resource, records)
         total += len(records)
     await wait_routed(router, before + total)
     return Published(markers, total, forged)
@@ -275,16 +276,16 @@ def _consumer_resource(topic: str) -> tuple[str, str]:
     return consumer, resource
 
 
-async def scan(bootstrap: str, p: Published) -> Findings:
+async def scan(bus: Connection, p: Published) -> Findings:
     found = Findings()
-    registry = SchemaRegistry(bootstrap)
+    registry = SchemaRegistry(bus)
     await registry.refresh()
     token = TOKEN.encode()
-    for topic in sorted(t for t in await list_topics(bootstrap) if t.startswith("gov.dlv.")):
+    for topic in sorted(t for t in await list_topics(bus) if t.startswith("gov.dlv.")):
         found.topics.append(topic)
         consumer, resource = _consumer_resource(topic)
         clear = CLEAR_GRANTS.get((consumer, resource), set())
-        for rec in await read_raw(bootstrap, topic):
+        for rec in await read_raw(bus, topic):
             found.records += 1
             where = f"{topic}[{rec.partition}]@{rec.offset}"
             for hkey, hval in rec.headers or ():
@@ -330,9 +331,9 @@ async def scan(bootstrap: str, p: Published) -> Findings:
 
 
 async def test_no_marker_reaches_a_consumer_without_entitlement(
-    bootstrap: str, published: Published, router: RouterRun
+    bus: Connection, published: Published, router: RouterRun
 ) -> None:
-    found = await scan(bootstrap, published)
+    found = await scan(bus, published)
     print(
         f"\nscanned {found.records} records on {len(found.topics)} delivery topics "
         f"({published.count} published with {published.markers.strings} string markers, "
@@ -344,9 +345,9 @@ async def test_no_marker_reaches_a_consumer_without_entitlement(
     router.check_alive()
 
 
-async def test_the_scan_sees_what_was_granted(bootstrap: str, published: Published) -> None:
+async def test_the_scan_sees_what_was_granted(bus: Connection, published: Published) -> None:
     """The scanner is not blind: approved conditional fields do show their markers."""
-    found = await scan(bootstrap, published)
+    found = await scan(bus, published)
     assert found.allowed == {
         ("police", BMC, "mother_name"): N,
         ("police", BMC, "address"): N,
@@ -373,9 +374,9 @@ async def test_the_scan_sees_what_was_granted(bootstrap: str, published: Publish
 
 
 async def test_forged_events_are_refused_by_every_reader_of_the_topic(
-    bootstrap: str, published: Published
+    bus: Connection, published: Published
 ) -> None:
-    state = await load(bootstrap)
+    state = await load(bus)
     for ev in published.forged:
         assert ev.event_id in state.book.refused
         assert ev.event_id not in state.book.accepted
@@ -393,24 +394,24 @@ async def test_forged_events_are_refused_by_every_reader_of_the_topic(
 
 
 async def _raw_record(
-    bootstrap: str, catalog: Catalog, key: bytes, headers: list[tuple[str, bytes]]
+    bus: Connection, catalog: Catalog, key: bytes, headers: list[tuple[str, bytes]]
 ) -> str:
     """A valid birth certificate written by a provider's own producer with ``key``/``headers``."""
     rec = sample.generate(catalog.resources[BMC].schema_, 1, seed=77)[0]
     cert = f"RAW-{uuid.uuid4().hex[:8]}"
     rec["certificate_no"] = cert
-    async with Publisher(bootstrap, catalog, "health") as pub:
+    async with Publisher(bus, catalog, "health") as pub:
         value = pub.prepare(BMC, rec).value
-    async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer:
+    async with AIOKafkaProducer(**bus.client_options(), acks="all") as producer:
         await producer.send_and_wait(
             topics.source("health", BMC), value=value, key=key, headers=headers
         )
     return cert
 
 
-async def _delivered_to_hrss(bootstrap: str, cert: str) -> Any:
+async def _delivered_to_hrss(bus: Connection, cert: str) -> Any:
     got = await read_topic(
-        bootstrap,
+        bus,
         topics.delivery("hrss", BMC),
         until=lambda out: any(r.value["certificate_no"] == cert for r in out),
         within=20,
@@ -419,19 +420,19 @@ async def _delivered_to_hrss(bootstrap: str, cert: str) -> Any:
 
 
 async def test_a_source_key_that_is_not_the_key_field_is_not_forwarded(
-    bootstrap: str, loaded_catalog: Catalog, published: Published
+    bus: Connection, loaded_catalog: Catalog, published: Published
 ) -> None:
     secret = f"{TOKEN}-key-330102199001011234".encode()
-    cert = await _raw_record(bootstrap, loaded_catalog, secret, [])
-    rec = await _delivered_to_hrss(bootstrap, cert)
+    cert = await _raw_record(bus, loaded_catalog, secret, [])
+    rec = await _delivered_to_hrss(bus, cert)
     assert TOKEN not in (rec.key or "")
     assert rec.key == cert  # the key field's value, which hrss is entitled to
 
 
 async def test_a_forged_record_id_header_is_not_forwarded(
-    bootstrap: str, loaded_catalog: Catalog, published: Published
+    bus: Connection, loaded_catalog: Catalog, published: Published
 ) -> None:
     secret = f"{TOKEN}-header-birth-weight-4200".encode()
-    cert = await _raw_record(bootstrap, loaded_catalog, b"k", [(RECORD_ID, secret)])
-    rec = await _delivered_to_hrss(bootstrap, cert)
+    cert = await _raw_record(bus, loaded_catalog, b"k", [(RECORD_ID, secret)])
+    rec = await _delivered_to_hrss(bus, cert)
     assert all(TOKEN not in v for v in rec.headers.values())

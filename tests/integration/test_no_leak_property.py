@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from routing_support import RouterRun, read_topic, start_router, wait_for, wait_routed
 
 from exchange.bus import topics
+from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
@@ -161,14 +162,14 @@ def write_catalog(root: Path, shares: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-async def router(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+async def router(bus: Connection, tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("prop") / "catalog"
     write_catalog(root, dict.fromkeys(FIELDS, "unconditional"))
-    await catalog_store.load(bootstrap, load_catalog(root), actor="tests")
+    await catalog_store.load(bus, load_catalog(root), actor="tests")
     for consumer in CONSUMERS:
-        async with Department(bootstrap, consumer) as d:
+        async with Department(bus, consumer) as d:
             await d.subscribe(RESOURCE)
-    run = await start_router(bootstrap)
+    run = await start_router(bus)
     yield run, root
     await run.stop()
 
@@ -183,13 +184,13 @@ def _entitled(shares: dict[str, str], granted: set[str]) -> set[str]:
 
 @given(scenario=scenarios())
 async def test_no_record_ever_carries_more_than_its_entitlement(
-    bootstrap: str, router: tuple[RouterRun, Path], scenario: dict[str, Any]
+    bus: Connection, router: tuple[RouterRun, Path], scenario: dict[str, Any]
 ) -> None:
     run, root = router
     shares: dict[str, str] = scenario["shares"]
     write_catalog(root, shares)
     catalog = load_catalog(root)
-    change = await catalog_store.load(bootstrap, catalog, actor="tests")
+    change = await catalog_store.load(bus, catalog, actor="tests")
     # policy changes reach a running router within a poll (test_revocation measures how
     # fast); this test is about what the policy allows, so it waits for the router to know
     state = run.router.state
@@ -203,7 +204,7 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
     approved: dict[str, dict[str, Any]] = {}
     for consumer, g in scenario["grants"].items():
         conditional = [f for f in g["fields"] if shares[f] == "conditional"]
-        async with Department(bootstrap, consumer) as d:
+        async with Department(bus, consumer) as d:
             try:
                 app = await d.apply(RESOURCE, fields=g["fields"], purpose="property test")
             except CommandRefused:
@@ -214,7 +215,7 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
         row_filter = FILTERS[g["filter"]][0] if g["filter"] else None
         if g["filter"] and shares[g["filter"]] == "not_shared":
             row_filter = None  # refused by design: it would disclose a not-shared field
-        async with Department(bootstrap, PROVIDER) as p:
+        async with Department(bus, PROVIDER) as p:
             gid = await p.approve(app, masks=masks, row_filter=row_filter)
         await wait_for(lambda gid=gid: gid in state.book.grants, within=10, what="the approval")
         approved[consumer] = {
@@ -230,14 +231,14 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
     records = [{"pid": f"{nonce}-{i}", **r} for i, r in enumerate(scenario["records"])]
     first = records[: len(records) // 2 + 1]
     before = run.router.routed
-    async with Publisher(bootstrap, catalog, PROVIDER) as pub:
+    async with Publisher(bus, catalog, PROVIDER) as pub:
         ids = await pub.publish(RESOURCE, first)
     await wait_routed(run, before + len(first))
 
     revoked: set[str] = set()
     for consumer, g in scenario["grants"].items():
         if g["revoke"] and consumer in approved:
-            async with Department(bootstrap, PROVIDER) as p:
+            async with Department(bus, PROVIDER) as p:
                 await p.revoke(approved[consumer]["grant"], reason="property test")
             revoked.add(consumer)
             gid = approved[consumer]["grant"]
@@ -248,7 +249,7 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
             )
     second = records[len(records) // 2 + 1 :]
     before = run.router.routed
-    async with Publisher(bootstrap, catalog, PROVIDER) as pub:
+    async with Publisher(bus, catalog, PROVIDER) as pub:
         ids += await pub.publish(RESOURCE, second)
     await wait_routed(run, before + len(second))
 
@@ -258,7 +259,7 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
     checked = 0
     for consumer in CONSUMERS:
         grant = approved.get(consumer)
-        delivered = await read_topic(bootstrap, topics.delivery(consumer, RESOURCE), idle=0.5)
+        delivered = await read_topic(bus, topics.delivery(consumer, RESOURCE), idle=0.5)
         for item in delivered:
             if item.record_id not in by_id:
                 continue  # an earlier example's record
@@ -284,5 +285,5 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
     # end every grant so the next example starts from subscriptions only
     for consumer, g in approved.items():
         if consumer not in revoked:
-            async with Department(bootstrap, PROVIDER) as p:
+            async with Department(bus, PROVIDER) as p:
                 await p.revoke(g["grant"], reason="end of example")

@@ -47,6 +47,7 @@ from exchange.audit.log import entries_only, read_log
 from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.bus.envelope import RECORD_ID
 from exchange.bus.limits import MAX_VALUE_BYTES
 from exchange.catalog.model import Catalog
@@ -137,21 +138,21 @@ def make_poison(catalog: Catalog, rng: random.Random, count: int) -> list[Poison
     return out
 
 
-async def read_raw(bootstrap: str, topic: str) -> list[Any]:
-    return await kafka.read_to_end(bootstrap, topic, timeout_s=300 if LONG else 30)
+async def read_raw(bus: Connection, topic: str) -> list[Any]:
+    return await kafka.read_to_end(bus, topic, timeout_s=300 if LONG else 30)
 
 
-async def entitle(bootstrap: str, catalog: Catalog) -> dict[str, tuple[str, ...]]:
+async def entitle(bus: Connection, catalog: Catalog) -> dict[str, tuple[str, ...]]:
     """hrss subscribes, police is granted mother_name (masked); their view fields."""
-    async with Department(bootstrap, "hrss") as hrss:
+    async with Department(bus, "hrss") as hrss:
         await hrss.subscribe(BMC)
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         app = await police.apply(BMC, fields=["mother_name"], purpose="落户 household registration")
-    async with Department(bootstrap, "health") as health:
+    async with Department(bus, "health") as health:
         await health.approve(app, masks={"mother_name": "surname"})
     fields = {}
     for dept in ENTITLED:
-        async with Department(bootstrap, dept) as d:
+        async with Department(bus, dept) as d:
             fields[dept] = d.explain(BMC).fields
     assert "mother_name" in fields["police"]
     assert "mother_name" not in fields["hrss"]
@@ -159,15 +160,15 @@ async def entitle(bootstrap: str, catalog: Catalog) -> dict[str, tuple[str, ...]
 
 
 @pytest.mark.timeout(1800 if LONG else 120)
-async def test_poison_records_in_a_long_stream(bootstrap: str, loaded_catalog: Catalog) -> None:
+async def test_poison_records_in_a_long_stream(bus: Connection, loaded_catalog: Catalog) -> None:
     catalog = loaded_catalog
     rng = random.Random(20240505)
-    fields = await entitle(bootstrap, catalog)
+    fields = await entitle(bus, catalog)
     source = topics.source("health", BMC)
 
     # the stream: valid records in order, the bad ones at random positions
     template = sample.generate(catalog.resources[BMC].schema_, 1, seed=9)[0]
-    async with Publisher(bootstrap, catalog, "health") as pub:
+    async with Publisher(bus, catalog, "health") as pub:
         valid = [
             pub.prepare(BMC, {**template, "certificate_no": f"P{i:07d}"}) for i in range(TOTAL)
         ]
@@ -179,13 +180,13 @@ async def test_poison_records_in_a_long_stream(bootstrap: str, loaded_catalog: C
     certificate_of = {p.record_id: f"P{i:07d}" for i, p in enumerate(valid)}
     assert len(expected_ids) == TOTAL
 
-    async with running_router(bootstrap) as run:
+    async with running_router(bus) as run:
         await wait_views_ready(run)
         before = run.router.routed
         started = time.monotonic()
         sent: list[tuple[str, Any, Any]] = []
         async with AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", max_request_size=2 * MAX_VALUE_BYTES
+            **bus.client_options(), acks="all", max_request_size=2 * MAX_VALUE_BYTES
         ) as producer:
             for what, item in stream:
                 if what == "valid":
@@ -210,7 +211,7 @@ async def test_poison_records_in_a_long_stream(bootstrap: str, loaded_catalog: C
         run.check_alive()
 
         # the dead letters: each bad record once, with its kind's reason, as it was sent
-        dlq = await read_raw(bootstrap, topics.dead_letter(BMC))
+        dlq = await read_raw(bus, topics.dead_letter(BMC))
         dead: dict[str, tuple[Any, dict[str, bytes]]] = {}
         for rec in dlq:
             headers = dict(rec.headers)
@@ -235,7 +236,7 @@ async def test_poison_records_in_a_long_stream(bootstrap: str, loaded_catalog: C
         assert len(kinds) == 6, kinds
 
         # each one audited, naming its offset, with the same reason
-        log = [e for _, e in entries_only(await read_log(bootstrap))]
+        log = [e for _, e in entries_only(await read_log(bus))]
         audited = {}
         for e in log:
             if e.action is Action.RECORD_DEAD_LETTERED and e.details["source_topic"] == source:
@@ -251,14 +252,14 @@ async def test_poison_records_in_a_long_stream(bootstrap: str, loaded_catalog: C
         # every valid record reached every entitled department, as itself; nothing else did
         for dept in ENTITLED:
             topic = topics.delivery(dept, BMC)
-            raw = await read_raw(bootstrap, topic)
+            raw = await read_raw(bus, topic)
             ids = Counter(dict(r.headers)[RECORD_ID].decode() for r in raw)
             assert set(ids) == set(expected_ids), (
                 f"{dept}: {len(set(expected_ids) - set(ids))} valid records missing, "
                 f"{len(set(ids) - set(expected_ids))} records that were never valid"
             )
             assert sum(ids.values()) == TOTAL, f"{dept}: duplicates without a crash"
-            async with Reader(bootstrap, topic) as reader:
+            async with Reader(bus, topic) as reader:
                 got = await reader.read(idle_timeout=1.0)
             assert len(got) == TOTAL
             for r in got:
@@ -272,8 +273,8 @@ async def test_poison_records_in_a_long_stream(bootstrap: str, loaded_catalog: C
             )
             assert delivered == TOTAL, f"{dept}: the audit log counts {delivered} deliveries"
         market = topics.delivery(NOT_ENTITLED, BMC)
-        if market in await list_topics(bootstrap):
-            assert await read_raw(bootstrap, market) == []
+        if market in await list_topics(bus):
+            assert await read_raw(bus, market) == []
 
         counted = run.router.metrics.registry.get_sample_value(
             "gov_exchange_records_dead_lettered_total", {"resource": BMC}
@@ -281,11 +282,11 @@ async def test_poison_records_in_a_long_stream(bootstrap: str, loaded_catalog: C
         assert counted == BAD
 
         # and it is still routing: one more record, delivered to both
-        async with Publisher(bootstrap, catalog, "health") as pub:
+        async with Publisher(bus, catalog, "health") as pub:
             [last_id] = await pub.publish(BMC, [{**template, "certificate_no": "LAST"}])
         for dept in ENTITLED:
             await read_topic(
-                bootstrap,
+                bus,
                 topics.delivery(dept, BMC),
                 until=lambda out: any(r.record_id == last_id for r in out),
                 within=20,

@@ -21,6 +21,7 @@ import pytest
 
 from exchange.avro.jsoncodec import from_json
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.bus.envelope import PUBLISHER, RECORD_ID
 from exchange.catalog.model import Catalog
 from exchange.clients.publisher import Publisher
@@ -34,21 +35,21 @@ BIRTH = "birth_medical_certificate"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
-async def count(bootstrap: str, topic: str) -> int:
+async def count(bus: Connection, topic: str) -> int:
     """Every record on the topic, whatever its content."""
-    return len(await kafka.read_to_end(bootstrap, topic, timeout_s=10))
+    return len(await kafka.read_to_end(bus, topic, timeout_s=10))
 
 
-async def read_all(bootstrap: str, topic: str, *, dedup: bool = True) -> list[Received]:
-    async with Reader(bootstrap, topic, dedup=dedup) as reader:
+async def read_all(bus: Connection, topic: str, *, dedup: bool = True) -> list[Received]:
+    async with Reader(bus, topic, dedup=dedup) as reader:
         return await reader.read(idle_timeout=1.0)
 
 
-async def read_until(bootstrap: str, topic: str, ids: Iterable[str]) -> dict[str, Received]:
+async def read_until(bus: Connection, topic: str, ids: Iterable[str]) -> dict[str, Received]:
     """Read from the beginning until every one of ``ids`` arrived (others are skipped)."""
     wanted = set(ids)
     got: dict[str, Received] = {}
-    reader = Reader(bootstrap, topic)
+    reader = Reader(bus, topic)
     async with reader, contextlib.aclosing(reader.batches(idle_timeout=5.0)) as batches:
         async for batch in batches:
             got.update((r.record_id, r) for r in batch if r.record_id in wanted)
@@ -76,18 +77,18 @@ def source_of(catalog: Catalog, resource: str) -> str:
     ],
 )
 async def test_sample_records_read_back_equal(
-    bootstrap: str, loaded_catalog: Catalog, resource: str, seed: int
+    bus: Connection, loaded_catalog: Catalog, resource: str, seed: int
 ) -> None:
     res = loaded_catalog.resource(resource)
     records = generate(res.schema_, 20, seed=seed)
-    async with Publisher(bootstrap, loaded_catalog, res.provider) as pub:
+    async with Publisher(bus, loaded_catalog, res.provider) as pub:
         ids = await pub.publish(resource, records)
     assert len(set(ids)) == len(records)
     sent = dict(zip(ids, records, strict=True))
 
     topic = topic_for(loaded_catalog, res.provider, resource)
     assert topic == f"gov.src.{res.provider}.{resource}"
-    got = await read_until(bootstrap, topic, sent)
+    got = await read_until(bus, topic, sent)
 
     assert got.keys() == sent.keys()
     for rid, want in sent.items():
@@ -109,15 +110,15 @@ async def test_sample_records_read_back_equal(
         assert any(isinstance(v, decimal.Decimal) for v in values)
 
 
-async def test_topic_counts_agree_with_the_reader(bootstrap: str, loaded_catalog: Catalog) -> None:
+async def test_topic_counts_agree_with_the_reader(bus: Connection, loaded_catalog: Catalog) -> None:
     """The fast counter the other tests use sees what a plain Reader sees."""
     topic = source_of(loaded_catalog, "population_basic")
-    async with Publisher(bootstrap, loaded_catalog, "police") as pub:
+    async with Publisher(bus, loaded_catalog, "police") as pub:
         await pub.publish(
             "population_basic",
             generate(loaded_catalog.resource("population_basic").schema_, 7, seed=7),
         )
-    assert await count(bootstrap, topic) == len(await read_all(bootstrap, topic, dedup=False)) > 0
+    assert await count(bus, topic) == len(await read_all(bus, topic, dedup=False)) > 0
 
 
 def _birth(catalog: Catalog, n: int, seed: int) -> list[dict[str, Any]]:
@@ -161,20 +162,20 @@ def _bad_date(r: dict[str, Any]) -> None:
     ids=["wrong-type", "missing-field", "extra-field", "null-not-nullable", "enum", "date"],
 )
 async def test_invalid_record_is_rejected_and_nothing_is_sent(
-    bootstrap: str, loaded_catalog: Catalog, spoil: Any, field: str
+    bus: Connection, loaded_catalog: Catalog, spoil: Any, field: str
 ) -> None:
     topic = source_of(loaded_catalog, BIRTH)
-    before = await count(bootstrap, topic)
+    before = await count(bus, topic)
     good = _birth(loaded_catalog, 3, seed=200)
     bad = dict(good[1])
     spoil(bad)
-    async with Publisher(bootstrap, loaded_catalog, "health") as pub:
+    async with Publisher(bus, loaded_catalog, "health") as pub:
         with pytest.raises(RecordInvalid) as caught:
             await pub.publish(BIRTH, [good[0], bad, good[2]])  # the good ones are not sent either
     assert caught.value.facts["field"] == field
     assert f"field {field!r}" in str(caught.value)
     assert f"resource {BIRTH!r}" in str(caught.value)
-    assert await count(bootstrap, topic) == before
+    assert await count(bus, topic) == before
 
 
 @pytest.mark.parametrize(
@@ -187,26 +188,26 @@ async def test_invalid_record_is_rejected_and_nothing_is_sent(
     ids=["scale", "precision", "float"],
 )
 async def test_invalid_decimal_is_rejected_naming_the_field(
-    bootstrap: str, loaded_catalog: Catalog, value: Any, reason: str
+    bus: Connection, loaded_catalog: Catalog, value: Any, reason: str
 ) -> None:
     resource = "minimum_living_allowance"
     record = generate(loaded_catalog.resource(resource).schema_, 1, seed=202)[0]
     record["monthly_allowance"] = value
     topic = source_of(loaded_catalog, resource)
-    before = await count(bootstrap, topic)
-    async with Publisher(bootstrap, loaded_catalog, "civil_affairs") as pub:
+    before = await count(bus, topic)
+    async with Publisher(bus, loaded_catalog, "civil_affairs") as pub:
         with pytest.raises(RecordInvalid, match=reason) as caught:
             await pub.publish(resource, [record])
     assert caught.value.facts["field"] == "monthly_allowance"
-    assert await count(bootstrap, topic) == before
+    assert await count(bus, topic) == before
 
 
 async def test_null_rejection_says_the_field_is_not_nullable(
-    bootstrap: str, loaded_catalog: Catalog
+    bus: Connection, loaded_catalog: Catalog
 ) -> None:
     record = _birth(loaded_catalog, 1, seed=201)[0]
     record["child_name"] = None
-    async with Publisher(bootstrap, loaded_catalog, "health") as pub:
+    async with Publisher(bus, loaded_catalog, "health") as pub:
         with pytest.raises(RecordInvalid, match="child_name") as caught:
             pub.prepare(BIRTH, record)
     assert "None" in caught.value.reason or "null" in caught.value.reason
@@ -230,7 +231,7 @@ def _json_lines(catalog: Catalog, resource: str, n: int, seed: int) -> list[str]
     ids=["json", "date", "int", "missing", "extra", "null", "timestamp"],
 )
 async def test_file_with_a_bad_line_in_the_middle_sends_nothing(
-    bootstrap: str,
+    bus: Connection,
     loaded_catalog: Catalog,
     tmp_path: Path,
     spoil: Any,
@@ -242,9 +243,9 @@ async def test_file_with_a_bad_line_in_the_middle_sends_nothing(
     path = tmp_path / "births.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     topic = source_of(loaded_catalog, BIRTH)
-    before = await count(bootstrap, topic)
+    before = await count(bus, topic)
 
-    async with Publisher(bootstrap, loaded_catalog, "health") as pub:
+    async with Publisher(bus, loaded_catalog, "health") as pub:
         with pytest.raises(RecordInvalid) as caught:
             await pub.publish_file(BIRTH, path)
 
@@ -253,23 +254,23 @@ async def test_file_with_a_bad_line_in_the_middle_sends_nothing(
     assert reason in str(caught.value)
     if field is not None:
         assert caught.value.facts["field"] == field
-    assert await count(bootstrap, topic) == before
+    assert await count(bus, topic) == before
 
 
 async def test_good_file_is_published_whole_and_reads_back_equal(
-    bootstrap: str, loaded_catalog: Catalog, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, tmp_path: Path
 ) -> None:
     schema = loaded_catalog.resource(BIRTH).schema_
     lines = _json_lines(loaded_catalog, BIRTH, 12, seed=301)
     path = tmp_path / "births.jsonl"
     # a blank line does not count as a record, nor shift the line numbers
     path.write_text("\n".join(lines[:6]) + "\n\n" + "\n".join(lines[6:]) + "\n", encoding="utf-8")
-    async with Publisher(bootstrap, loaded_catalog, "health") as pub:
+    async with Publisher(bus, loaded_catalog, "health") as pub:
         assert await pub.publish_file(BIRTH, path) == 12
     want = [from_json(schema, json.loads(line)) for line in lines]
-    async with Publisher(bootstrap, loaded_catalog, "health") as pub:
+    async with Publisher(bus, loaded_catalog, "health") as pub:
         ids = [pub.prepare(BIRTH, record).record_id for record in want]
-    got = await read_until(bootstrap, source_of(loaded_catalog, BIRTH), ids)
+    got = await read_until(bus, source_of(loaded_catalog, BIRTH), ids)
     assert [got[rid].value for rid in ids] == want
 
 
@@ -285,10 +286,10 @@ def _drop(line: str, name: str) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-async def test_only_the_provider_publishes(bootstrap: str, loaded_catalog: Catalog) -> None:
+async def test_only_the_provider_publishes(bus: Connection, loaded_catalog: Catalog) -> None:
     topic = source_of(loaded_catalog, BIRTH)
-    before = await count(bootstrap, topic)
-    async with Publisher(bootstrap, loaded_catalog, "police") as pub:
+    before = await count(bus, topic)
+    async with Publisher(bus, loaded_catalog, "police") as pub:
         with pytest.raises(PermissionDenied) as caught:
             await pub.publish(BIRTH, _birth(loaded_catalog, 2, seed=400))
         with pytest.raises(PermissionDenied):
@@ -296,27 +297,27 @@ async def test_only_the_provider_publishes(bootstrap: str, loaded_catalog: Catal
     assert "'police'" in str(caught.value)
     assert "'health'" in str(caught.value)  # who the provider is
     assert caught.value.rule == "only the provider publishes a resource"
-    assert await count(bootstrap, topic) == before
-    assert await count(bootstrap, topics.source("police", BIRTH)) == 0
+    assert await count(bus, topic) == before
+    assert await count(bus, topics.source("police", BIRTH)) == 0
 
     with pytest.raises(UnknownResource, match="nobody"):
-        Publisher(bootstrap, loaded_catalog, "nobody")
+        Publisher(bus, loaded_catalog, "nobody")
 
 
 async def test_republished_record_keeps_its_id_and_the_reader_drops_it(
-    bootstrap: str, loaded_catalog: Catalog
+    bus: Connection, loaded_catalog: Catalog
 ) -> None:
     first, second = _birth(loaded_catalog, 2, seed=500)
-    async with Publisher(bootstrap, loaded_catalog, "health") as pub:
+    async with Publisher(bus, loaded_catalog, "health") as pub:
         ids = await pub.publish(BIRTH, [first, second])
         again = await pub.publish(BIRTH, [dict(first)])
     assert again == ids[:1]
 
     topic = source_of(loaded_catalog, BIRTH)
-    raw = [r for r in await read_all(bootstrap, topic, dedup=False) if r.record_id in ids]
+    raw = [r for r in await read_all(bus, topic, dedup=False) if r.record_id in ids]
     assert sorted(r.record_id for r in raw) == sorted([ids[0], ids[0], ids[1]])
 
-    async with Reader(bootstrap, topic) as reader:
+    async with Reader(bus, topic) as reader:
         deduped = [r for r in await reader.read(idle_timeout=1.0) if r.record_id in ids]
         assert reader.seen is not None
         assert reader.seen.duplicates >= 1

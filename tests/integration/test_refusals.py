@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from refusal_support import refused_and_audited, snapshot
 
 from exchange.bus import topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.control.state import GRANT_CODEC, load
@@ -32,8 +33,8 @@ DEATH = "death_registration"
 
 
 @pytest.fixture(scope="module")
-async def application(bootstrap: str, loaded_catalog: Catalog) -> str:
-    async with Department(bootstrap, "police") as police:
+async def application(bus: Connection, loaded_catalog: Catalog) -> str:
+    async with Department(bus, "police") as police:
         return await police.apply(
             BMC,
             fields=["mother_name", "mother_id_number", "address"],
@@ -42,24 +43,24 @@ async def application(bootstrap: str, loaded_catalog: Catalog) -> str:
         )
 
 
-async def refused(bootstrap: str, actor: str, command: str, *args: Any, **kw: Any) -> str:
+async def refused(bus: Connection, actor: str, command: str, *args: Any, **kw: Any) -> str:
     """Run ``command`` about BMC as ``actor``: refused, nothing changed, the refusal audited."""
-    return await refused_and_audited(bootstrap, actor, command, *args, resource=BMC, **kw)
+    return await refused_and_audited(bus, actor, command, *args, resource=BMC, **kw)
 
 
 @pytest.mark.parametrize("actor", ["hrss", "police", "market"])
 async def test_approval_by_a_non_provider_is_refused(
-    bootstrap: str, application: str, actor: str
+    bus: Connection, application: str, actor: str
 ) -> None:
-    reason = await refused(bootstrap, actor, "approve", application)
+    reason = await refused(bus, actor, "approve", application)
     assert reason == (
         f"only the provider of {BMC!r} (health) may approve its applications; {actor!r} may not"
     )
 
 
-async def test_approval_of_a_not_shared_field_is_refused(bootstrap: str, application: str) -> None:
+async def test_approval_of_a_not_shared_field_is_refused(bus: Connection, application: str) -> None:
     reason = await refused(
-        bootstrap,
+        bus,
         "health",
         "approve",
         application,
@@ -69,10 +70,10 @@ async def test_approval_of_a_not_shared_field_is_refused(bootstrap: str, applica
 
 
 async def test_application_for_a_not_shared_field_is_refused(
-    bootstrap: str, loaded_catalog: Catalog
+    bus: Connection, loaded_catalog: Catalog
 ) -> None:
     reason = await refused(
-        bootstrap,
+        bus,
         "civil_affairs",
         "apply",
         BMC,
@@ -93,36 +94,36 @@ async def test_application_for_a_not_shared_field_is_refused(
     ],
 )
 async def test_a_bad_row_filter_is_refused(
-    bootstrap: str, application: str, row_filter: str, expected: str
+    bus: Connection, application: str, row_filter: str, expected: str
 ) -> None:
-    reason = await refused(bootstrap, "health", "approve", application, row_filter=row_filter)
+    reason = await refused(bus, "health", "approve", application, row_filter=row_filter)
     assert reason.startswith(expected), reason
 
 
-async def test_an_unknown_mask_rule_is_refused(bootstrap: str, application: str) -> None:
+async def test_an_unknown_mask_rule_is_refused(bus: Connection, application: str) -> None:
     reason = await refused(
-        bootstrap, "health", "approve", application, masks={"mother_id_number": "scramble"}
+        bus, "health", "approve", application, masks={"mother_id_number": "scramble"}
     )
     assert reason.startswith("mask on 'mother_id_number': unknown mask rule 'scramble'")
     assert "known rules: keep, replace, hash, year, surname" in reason
 
 
-async def test_a_mask_on_a_field_not_granted_is_refused(bootstrap: str, application: str) -> None:
+async def test_a_mask_on_a_field_not_granted_is_refused(bus: Connection, application: str) -> None:
     reason = await refused(
-        bootstrap, "health", "approve", application, masks={"birth_weight_grams": "replace"}
+        bus, "health", "approve", application, masks={"birth_weight_grams": "replace"}
     )
     assert reason == "mask on 'birth_weight_grams': not a field this consumer receives"
 
 
-async def test_an_expiry_in_the_past_is_refused(bootstrap: str, application: str) -> None:
+async def test_an_expiry_in_the_past_is_refused(bus: Connection, application: str) -> None:
     until = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    reason = await refused(bootstrap, "health", "approve", application, until=until)
+    reason = await refused(bus, "health", "approve", application, until=until)
     assert "is not in the future" in reason
 
 
-async def test_widening_the_fields_is_refused(bootstrap: str, application: str) -> None:
+async def test_widening_the_fields_is_refused(bus: Connection, application: str) -> None:
     reason = await refused(
-        bootstrap, "health", "approve", application, fields=["mother_name", "father_name"]
+        bus, "health", "approve", application, fields=["mother_name", "father_name"]
     )
     assert "never widen" in reason
     assert "father_name" in reason
@@ -130,26 +131,26 @@ async def test_widening_the_fields_is_refused(bootstrap: str, application: str) 
 
 @pytest.mark.parametrize("reason", ["", "   "])
 async def test_a_rejection_without_reason_is_refused(
-    bootstrap: str, application: str, reason: str
+    bus: Connection, application: str, reason: str
 ) -> None:
-    message = await refused(bootstrap, "health", "reject", application, reason=reason)
+    message = await refused(bus, "health", "reject", application, reason=reason)
     assert message == "a reason for the rejection is required"
 
 
-async def test_a_rejection_by_a_non_provider_is_refused(bootstrap: str, application: str) -> None:
-    message = await refused(bootstrap, "hrss", "reject", application, reason="不批")
+async def test_a_rejection_by_a_non_provider_is_refused(bus: Connection, application: str) -> None:
+    message = await refused(bus, "hrss", "reject", application, reason="不批")
     assert "only the provider" in message
 
 
 async def test_subscribing_to_a_wholly_not_shared_resource_is_denied(
-    bootstrap: str, loaded_catalog: Catalog
+    bus: Connection, loaded_catalog: Catalog
 ) -> None:
     reason = await refused_and_audited(
-        bootstrap, "police", "subscribe", DEATH, resource=DEATH, raises=PermissionDenied
+        bus, "police", "subscribe", DEATH, resource=DEATH, raises=PermissionDenied
     )
     assert "不予共享" in reason
-    before = await snapshot(bootstrap)
-    async with Department(bootstrap, "police") as police:
+    before = await snapshot(bus)
+    async with Department(bus, "police") as police:
         with pytest.raises(PermissionDenied) as exc:
             await police.subscribe(DEATH)
         explained = police.explain(DEATH)
@@ -159,14 +160,14 @@ async def test_subscribing_to_a_wholly_not_shared_resource_is_denied(
     assert exc.value.facts["resource"] == DEATH
     assert explained.denied == str(exc.value)
     assert explained.fields == ()
-    assert await snapshot(bootstrap) == before
+    assert await snapshot(bus) == before
 
 
 async def test_forged_commands_on_the_topic_are_refused_on_replay(
-    bootstrap: str, application: str
+    bus: Connection, application: str
 ) -> None:
     """Written by hand with a plain producer: every reader refuses them, nothing changes."""
-    before = await snapshot(bootstrap)
+    before = await snapshot(bus)
     forged = [
         GrantEvent(
             kind=EventKind.APPROVED,
@@ -196,12 +197,12 @@ async def test_forged_commands_on_the_topic_are_refused_on_replay(
         ),
         GrantEvent(kind=EventKind.SUBSCRIBED, actor="police", consumer="police", resource=DEATH),
     ]
-    async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer:
+    async with AIOKafkaProducer(**bus.client_options(), acks="all") as producer:
         for ev in forged:
             await producer.send_and_wait(
                 topics.GRANTS, key=ev.resource.encode(), value=GRANT_CODEC.encode(ev.to_avro())
             )
-    state = await load(bootstrap)
+    state = await load(bus)
     reasons = [state.book.refused.get(ev.event_id) for ev in forged]
     assert reasons[0] is not None
     assert "only the provider" in reasons[0]
@@ -210,7 +211,7 @@ async def test_forged_commands_on_the_topic_are_refused_on_replay(
     assert reasons[2] == "a reason for the rejection is required"
     assert reasons[3] is not None
     assert "不予共享" in reasons[3]
-    after = await snapshot(bootstrap)
+    after = await snapshot(bus)
     assert after.grant_records == before.grant_records + len(forged)
     assert (after.grants, after.applications, after.subscriptions, after.explain) == (
         before.grants,
@@ -221,29 +222,29 @@ async def test_forged_commands_on_the_topic_are_refused_on_replay(
 
 
 async def test_after_all_the_refusals_the_application_is_still_pending_and_can_be_approved(
-    bootstrap: str, application: str
+    bus: Connection, application: str
 ) -> None:
-    state = await load(bootstrap)
+    state = await load(bus)
     assert state.book.applications[application].status is AppStatus.PENDING
     assert state.book.grants == {}
-    async with Department(bootstrap, "health") as health:
+    async with Department(bus, "health") as health:
         gid = await health.approve(
             application,
             fields=["mother_name", "mother_id_number"],
             masks={"mother_id_number": "keep:6:4"},
             row_filter='region_code.startsWith("33")',
         )
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         view = police.explain(BMC)
     assert view.grant_id == gid
     assert "mother_id_number" in view.fields
     assert view.masks == {"mother_id_number": "keep:6:4"}
 
 
-async def test_revocation_without_reason_is_refused(bootstrap: str) -> None:
-    state = await load(bootstrap)
+async def test_revocation_without_reason_is_refused(bus: Connection) -> None:
+    state = await load(bus)
     (gid,) = state.book.grants
-    message = await refused(bootstrap, "health", "revoke", gid, reason=" ")
+    message = await refused(bus, "health", "revoke", gid, reason=" ")
     assert message == "a reason for the revocation is required"
-    message = await refused(bootstrap, "police", "revoke", gid, reason="我不要了")
+    message = await refused(bus, "police", "revoke", gid, reason="我不要了")
     assert "only the provider" in message

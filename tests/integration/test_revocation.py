@@ -23,6 +23,7 @@ import pytest
 from routing_support import RouterRun, read_topic, running_router, wait_for, wait_routed, wait_views
 
 from exchange.bus import topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog, ShareType
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
@@ -40,8 +41,8 @@ MARGIN_S = 1.0  # a record published later than this after the end must not be d
 
 
 @pytest.fixture(scope="module")
-async def router(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
-    async with running_router(bootstrap) as run:
+async def router(bus: Connection, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
+    async with running_router(bus) as run:
         yield run
 
 
@@ -49,7 +50,7 @@ async def router(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[Route
 class Feeder:
     """Publishes certificates ``<prefix>000000``, ``<prefix>000001``, ... at a steady rate."""
 
-    bootstrap: str
+    bus: Connection
     catalog: Catalog
     prefix: str
     sent: dict[str, float] = field(default_factory=dict)  # certificate_no -> wall time sent
@@ -58,7 +59,7 @@ class Feeder:
     async def run(self) -> None:
         template = sample.generate(self.catalog.resources[BMC].schema_, 1, seed=3)[0]
         loop = asyncio.get_running_loop()
-        async with Publisher(self.bootstrap, self.catalog, "health") as pub:
+        async with Publisher(self.bus, self.catalog, "health") as pub:
             start = loop.time()
             seq = 0
             while not self.stop.is_set():
@@ -83,13 +84,13 @@ class Feeder:
 class Watcher:
     """Reads a delivery topic live; notes when each certificate arrived."""
 
-    bootstrap: str
+    bus: Connection
     topic: str
     arrived: dict[str, float] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
-        async with Reader(self.bootstrap, self.topic) as reader:
+        async with Reader(self.bus, self.topic) as reader:
             while not self.stop.is_set():
                 polled = cast("AsyncGenerator[list[Any], None]", reader.batches(idle_timeout=0.3))
                 async with contextlib.aclosing(polled) as batches:
@@ -114,7 +115,7 @@ class Measured:
 
 
 async def measure_stop(
-    bootstrap: str,
+    bus: Connection,
     router: RouterRun,
     catalog: Catalog,
     consumer: str,
@@ -123,8 +124,8 @@ async def measure_stop(
 ) -> Measured:
     """Feed records, let ``end_grant()`` end the grant (returns the end time), analyse."""
     topic = topics.delivery(consumer, BMC)
-    feeder = Feeder(bootstrap, catalog, prefix)
-    watcher = Watcher(bootstrap, topic)
+    feeder = Feeder(bus, catalog, prefix)
+    watcher = Watcher(bus, topic)
     routed_before = router.router.routed
     tasks = [asyncio.create_task(feeder.run()), asyncio.create_task(watcher.run())]
     try:
@@ -154,7 +155,7 @@ async def measure_stop(
     for t in tasks:
         t.result()
 
-    on_topic = await read_topic(bootstrap, topic, idle=1.0)
+    on_topic = await read_topic(bus, topic, idle=1.0)
     delivered = {r.value["certificate_no"] for r in on_topic}
     delivered &= set(feeder.sent)
     assert set(watcher.arrived) & set(feeder.sent) == delivered
@@ -190,11 +191,11 @@ def unconditional(catalog: Catalog) -> list[str]:
 
 
 async def test_revocation_stops_delivery_while_the_router_runs(
-    bootstrap: str, loaded_catalog: Catalog, router: RouterRun
+    bus: Connection, loaded_catalog: Catalog, router: RouterRun
 ) -> None:
-    async with Department(bootstrap, "police") as police:
+    async with Department(bus, "police") as police:
         app = await police.apply(BMC, fields=["mother_name"], purpose="落户")
-    async with Department(bootstrap, "health") as health:
+    async with Department(bus, "health") as health:
         gid = await health.approve(app)
         await wait_views(router, BMC, {"police": [*unconditional(loaded_catalog), "mother_name"]})
         timing: dict[str, float] = {}
@@ -205,7 +206,7 @@ async def test_revocation_stops_delivery_while_the_router_runs(
             timing["returned"] = time.time()
             return timing["returned"]
 
-        m = await measure_stop(bootstrap, router, loaded_catalog, "police", "R", revoke)
+        m = await measure_stop(bus, router, loaded_catalog, "police", "R", revoke)
 
     report(
         "revocation",
@@ -220,11 +221,11 @@ async def test_revocation_stops_delivery_while_the_router_runs(
 
 
 async def test_expiry_stops_delivery_without_restart(
-    bootstrap: str, loaded_catalog: Catalog, router: RouterRun
+    bus: Connection, loaded_catalog: Catalog, router: RouterRun
 ) -> None:
-    async with Department(bootstrap, "hrss") as hrss:
+    async with Department(bus, "hrss") as hrss:
         app = await hrss.apply(BMC, fields=["father_name"], purpose="参保登记")
-    async with Department(bootstrap, "health") as health:
+    async with Department(bus, "health") as health:
         until = records.now() + dt.timedelta(seconds=3.5)
         await health.approve(app, until=until)
     await wait_views(router, BMC, {"hrss": [*unconditional(loaded_catalog), "father_name"]})
@@ -234,7 +235,7 @@ async def test_expiry_stops_delivery_without_restart(
         await asyncio.sleep(max(0.0, end - time.time()))  # nothing is done: it just expires
         return end
 
-    m = await measure_stop(bootstrap, router, loaded_catalog, "hrss", "E", expire)
+    m = await measure_stop(bus, router, loaded_catalog, "hrss", "E", expire)
     report("expiry", m, f"; valid until {until.isoformat()}")
     assert m.published_after > RATE * 2
     assert m.late == [], f"delivered after the expiry: {m.late[:10]}"

@@ -26,6 +26,7 @@ from routing_support import (
 )
 
 from exchange.bus import topics
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
@@ -40,12 +41,12 @@ TOTAL = 3000
 
 @pytest.fixture(scope="module")
 async def pair(
-    bootstrap: str, loaded_catalog: Catalog
+    bus: Connection, loaded_catalog: Catalog
 ) -> AsyncIterator[tuple[RouterRun, RouterRun]]:
     group = f"test-group-{uuid.uuid4().hex[:8]}"
-    a = await start_router(bootstrap, group=group, instance="router-a")
+    a = await start_router(bus, group=group, instance="router-a")
     try:
-        b = await start_router(bootstrap, group=group, instance="router-b")
+        b = await start_router(bus, group=group, instance="router-b")
         try:
             yield a, b
         finally:
@@ -69,10 +70,10 @@ def duplicates(received: list[Any]) -> int:
 
 
 async def test_two_routers_share_the_partitions_and_deliver_every_record(
-    bootstrap: str, loaded_catalog: Catalog, pair: tuple[RouterRun, RouterRun]
+    bus: Connection, loaded_catalog: Catalog, pair: tuple[RouterRun, RouterRun]
 ) -> None:
     a, b = pair
-    async with Department(bootstrap, "hrss") as hrss:
+    async with Department(bus, "hrss") as hrss:
         await hrss.subscribe(LICENCE)
     fields = loaded_catalog.resources[LICENCE].field_names()
     await wait_views(a, LICENCE, {"hrss": fields})
@@ -98,7 +99,7 @@ async def test_two_routers_share_the_partitions_and_deliver_every_record(
     before_a, before_b = a.router.routed, b.router.routed
     records = licences(loaded_catalog, "G", TOTAL)
     ids: list[str] = []
-    async with Publisher(bootstrap, loaded_catalog, "market") as pub:
+    async with Publisher(bus, loaded_catalog, "market") as pub:
         for start in range(0, TOTAL, 500):
             ids += await pub.publish(LICENCE, records[start : start + 500])
     assert len(set(ids)) == TOTAL
@@ -109,7 +110,7 @@ async def test_two_routers_share_the_partitions_and_deliver_every_record(
         what=f"{TOTAL} records routed by the pair",
     )
     got = await read_topic(
-        bootstrap,
+        bus,
         topics.delivery("hrss", LICENCE),
         until=lambda out: len({r.record_id for r in out}) >= TOTAL,
         within=30,
@@ -129,7 +130,7 @@ async def test_two_routers_share_the_partitions_and_deliver_every_record(
 
 
 async def test_when_one_router_leaves_the_other_takes_over_without_loss(
-    bootstrap: str, loaded_catalog: Catalog, pair: tuple[RouterRun, RouterRun]
+    bus: Connection, loaded_catalog: Catalog, pair: tuple[RouterRun, RouterRun]
 ) -> None:
     a, b = pair
     count = 1500
@@ -138,7 +139,7 @@ async def test_when_one_router_leaves_the_other_takes_over_without_loss(
     stopped = asyncio.Event()
 
     async def feed() -> None:
-        async with Publisher(bootstrap, loaded_catalog, "market") as pub:
+        async with Publisher(bus, loaded_catalog, "market") as pub:
             for start in range(0, count, 50):
                 ids.extend(await pub.publish(LICENCE, records[start : start + 50]))
                 if start == count // 3:
@@ -156,7 +157,7 @@ async def test_when_one_router_leaves_the_other_takes_over_without_loss(
     )
     await feeder
     got = await read_topic(
-        bootstrap,
+        bus,
         topics.delivery("hrss", LICENCE),
         until=lambda out: set(ids) <= {r.record_id for r in out},
         within=45,

@@ -40,6 +40,7 @@ from routing_support import (
 )
 
 from exchange.bus import topics
+from exchange.bus.connection import Connection
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
@@ -97,8 +98,8 @@ class Scenario:
 
 
 @pytest.fixture(scope="module")
-async def router(bootstrap: str, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
-    async with running_router(bootstrap) as run:
+async def router(bus: Connection, loaded_catalog: Catalog) -> AsyncIterator[RouterRun]:
+    async with running_router(bus) as run:
         yield run
 
 
@@ -117,14 +118,14 @@ def bmc_records(catalog: Catalog) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-async def scenario(bootstrap: str, loaded_catalog: Catalog, router: RouterRun) -> Scenario:
+async def scenario(bus: Connection, loaded_catalog: Catalog, router: RouterRun) -> Scenario:
     catalog = loaded_catalog
     sc = Scenario(catalog)
     async with (
-        Department(bootstrap, "police") as police,
-        Department(bootstrap, "hrss") as hrss,
-        Department(bootstrap, "health") as health,
-        Department(bootstrap, "civil_affairs") as civil,
+        Department(bus, "police") as police,
+        Department(bus, "hrss") as hrss,
+        Department(bus, "health") as health,
+        Department(bus, "civil_affairs") as civil,
     ):
         await police.subscribe(LICENCE)
         await hrss.subscribe(BMC)
@@ -175,7 +176,7 @@ async def scenario(bootstrap: str, loaded_catalog: Catalog, router: RouterRun) -
     }
     before = router.router.routed
     for resource, records in to_publish.items():
-        ids = await publish(bootstrap, catalog, resource, records)
+        ids = await publish(bus, catalog, resource, records)
         assert len(set(ids)) == len(records)
         sc.published[resource] = dict(zip(ids, records, strict=True))
     await wait_routed(router, before + sum(len(r) for r in to_publish.values()))
@@ -191,7 +192,7 @@ async def scenario(bootstrap: str, loaded_catalog: Catalog, router: RouterRun) -
     }
     # everything is routed and acknowledged: read what there is, then check the counts
     reads = await asyncio.gather(
-        *(read_topic(bootstrap, topics.delivery(c, r), idle=1.0) for c, r in expected)
+        *(read_topic(bus, topics.delivery(c, r), idle=1.0) for c, r in expected)
     )
     for ((consumer, resource), count), got in zip(expected.items(), reads, strict=True):
         assert len(got) == count, f"{consumer}/{resource}: {len(got)} records, expected {count}"
@@ -283,9 +284,9 @@ async def test_unconditional_field_masked_by_the_grant(scenario: Scenario) -> No
 
 
 async def test_view_schemas_on_the_bus_say_which_rule_masked_which_field(
-    bootstrap: str, scenario: Scenario
+    bus: Connection, scenario: Scenario
 ) -> None:
-    registry = SchemaRegistry(bootstrap)
+    registry = SchemaRegistry(bus)
     await registry.refresh()
     res = scenario.catalog.resources[BMC]
     police = registry.schema(scenario.got("police", BMC)[0].schema_id)
@@ -368,26 +369,26 @@ async def test_int_row_filter_and_decimal_fields(scenario: Scenario) -> None:
 
 
 async def test_wholly_not_shared_resource_is_denied_and_never_delivered(
-    bootstrap: str, scenario: Scenario
+    bus: Connection, scenario: Scenario
 ) -> None:
     denied = scenario.death_denied
     assert denied is not None
     assert "不予共享" in str(denied)
     assert denied.rule is not None
     assert "不予共享" in denied.rule
-    delivery = {t for t in await list_topics(bootstrap) if t.startswith("gov.dlv.")}
+    delivery = {t for t in await list_topics(bus) if t.startswith("gov.dlv.")}
     assert not {t for t in delivery if t.endswith(f".{DEATH}")}, delivery
     # the provider reads its source topic; the router makes it no delivery topic
     assert not {t for t in delivery if t.startswith("gov.dlv.health.") and t.endswith(BMC)}
 
 
 async def test_deliveries_happen_in_the_background_without_restart(
-    bootstrap: str, scenario: Scenario, router: RouterRun
+    bus: Connection, scenario: Scenario, router: RouterRun
 ) -> None:
     """A grant approved now, while the router runs, applies to the next records."""
     async with (
-        Department(bootstrap, "market") as market,
-        Department(bootstrap, "health") as health,
+        Department(bus, "market") as market,
+        Department(bus, "health") as health,
     ):
         app = await market.apply(BMC, fields=["address"], purpose="住所核验")
         await health.approve(app, until=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
@@ -395,9 +396,9 @@ async def test_deliveries_happen_in_the_background_without_restart(
     recs = bmc_records(scenario.catalog)[:5]
     for i, rec in enumerate(recs):
         rec["certificate_no"] = f"M{i:05d}"
-    await publish(bootstrap, scenario.catalog, BMC, recs)
+    await publish(bus, scenario.catalog, BMC, recs)
     got = await read_topic(
-        bootstrap, topics.delivery("market", BMC), until=lambda out: len(out) >= 5, within=20
+        bus, topics.delivery("market", BMC), until=lambda out: len(out) >= 5, within=20
     )
     assert sorted(r.value["certificate_no"] for r in got) == [f"M{i:05d}" for i in range(5)]
     assert all(r.value["address"] == recs[int(r.key[1:])]["address"] for r in got if r.key)

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from routing_support import SESSION_MS
 
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 
 pytestmark = pytest.mark.integration
@@ -89,11 +91,14 @@ class Running:
 
 
 @contextmanager
-def running(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Running]:
+def running(
+    tmp_path: Path, bus: Connection, *args: str, env: dict[str, str] | None = None
+) -> Iterator[Running]:
     tag = uuid.uuid4().hex[:6]
     out, err = tmp_path / f"{tag}.out", tmp_path / f"{tag}.err"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")},
+        **bus.environment(),
         **(env or {}),
     }
     with out.open("wb") as o, err.open("wb") as e:
@@ -109,15 +114,15 @@ def running(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> It
             proc.wait()
 
 
-def router_args(bootstrap: str, port: int, *extra: str) -> list[str]:
+def router_args(bus: Connection, port: int, *extra: str) -> list[str]:
     return [
         "router",
         "--bootstrap-servers",
-        bootstrap,
+        bus.bootstrap,
         "--group",
         f"serving-{uuid.uuid4().hex[:6]}",
         "--session-timeout-ms",
-        "3000",
+        str(SESSION_MS),
         "--metrics-port",
         str(port),
         *extra,
@@ -125,10 +130,10 @@ def router_args(bootstrap: str, port: int, *extra: str) -> list[str]:
 
 
 def test_router_metrics_on_loopback_and_its_own_events_in_its_log(
-    bootstrap: str, loaded_catalog: Catalog, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, tmp_path: Path
 ) -> None:
     port = free_port()
-    with running(tmp_path, *router_args(bootstrap, port)) as router:
+    with running(tmp_path, bus, *router_args(bus, port)) as router:
         router.wait_for(f"metrics on http://127.0.0.1:{port}/metrics")
         router.wait_for("partitions assigned to this router", in_stderr=True)
         assert listening(port) == {"0100007F"}  # 127.0.0.1 only: not 0.0.0.0, not ::
@@ -145,22 +150,22 @@ def test_router_metrics_on_loopback_and_its_own_events_in_its_log(
 
 
 def test_metrics_host_and_client_log_level_are_the_operators_choice(
-    bootstrap: str, loaded_catalog: Catalog, tmp_path: Path
+    bus: Connection, loaded_catalog: Catalog, tmp_path: Path
 ) -> None:
     port = free_port()
-    args = router_args(bootstrap, port, "--metrics-host", "0.0.0.0")
-    with running(tmp_path, *args, env={"EXCHANGE_CLIENT_LOG_LEVEL": "info"}) as router:
+    args = router_args(bus, port, "--metrics-host", "0.0.0.0")
+    with running(tmp_path, bus, *args, env={"EXCHANGE_CLIENT_LOG_LEVEL": "info"}) as router:
         router.wait_for(f"metrics on http://0.0.0.0:{port}/metrics")
         router.wait_for("partitions assigned to this router", in_stderr=True)
         assert listening(port) == {"00000000"}
     assert " INFO aiokafka" in router.stderr.read_text(encoding="utf-8")
 
 
-def test_audit_archive_metrics_listen_on_loopback(bootstrap: str, tmp_path: Path) -> None:
+def test_audit_archive_metrics_listen_on_loopback(bus: Connection, tmp_path: Path) -> None:
     port = free_port()
     args = ["audit", "archive", "--to", str(tmp_path / "audit.sqlite")]
-    args += ["--bootstrap-servers", bootstrap, "--metrics-port", str(port)]
-    with running(tmp_path, *args) as archiver:
+    args += ["--bootstrap-servers", bus.bootstrap, "--metrics-port", str(port)]
+    with running(tmp_path, bus, *args) as archiver:
         archiver.wait_for(f"metrics on http://127.0.0.1:{port}/metrics")
         assert listening(port) == {"0100007F"}
 

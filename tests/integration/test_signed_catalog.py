@@ -27,6 +27,7 @@ from typer.testing import CliRunner, Result
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.bus import kafka, topics
+from exchange.bus.connection import Connection
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog
 from exchange.cli import app
@@ -59,30 +60,30 @@ def without(catalog: Catalog, resource: str) -> Catalog:
 
 @pytest.fixture(scope="module")
 async def admin_catalog(
-    bootstrap: str, sample_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+    bus: Connection, sample_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
 ) -> AsyncIterator[Catalog]:
     catalog = keyed(sample_catalog, keys, admins={"health"})
     # accepted unsigned if no catalog, or one without administrators, is in force
-    await catalog_store.load(bootstrap, catalog, actor="tests")
+    await catalog_store.load(bus, catalog, actor="tests")
     yield catalog
     # hand the bus back without administrators (a signed load, as any change now needs)
     await catalog_store.load(
-        bootstrap,
+        bus,
         keyed(sample_catalog, keys, admins=set()),
         actor="health",
         signing_key=keys["health"],
     )
 
 
-async def in_force(bootstrap: str) -> Snapshot:
-    snap = await catalog_store.current(bootstrap)
+async def in_force(bus: Connection) -> Snapshot:
+    snap = await catalog_store.current(bus)
     assert snap is not None, "no catalog in force"
     return snap
 
 
-async def write_snapshot(bootstrap: str, snap: Snapshot) -> None:
+async def write_snapshot(bus: Connection, snap: Snapshot) -> None:
     """Write a snapshot straight onto gov.ctl.catalog, as anyone with write access could."""
-    async with kafka.producer(bootstrap) as producer:
+    async with kafka.producer(bus) as producer:
         await producer.send_and_wait(
             topics.CATALOG, key=b"catalog", value=SNAPSHOT.encode(snap.to_avro())
         )
@@ -98,14 +99,14 @@ async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 
 
 
 async def test_forged_snapshots_are_ignored_by_every_reader(
-    bootstrap: str,
+    bus: Connection,
     admin_catalog: Catalog,
     sample_catalog: Catalog,
     keys: dict[str, Ed25519PrivateKey],
 ) -> None:
-    before = await in_force(bootstrap)
+    before = await in_force(bus)
     assert before.catalog.admins().keys() == {"health"}
-    follower = ControlFollower(ControlState(bootstrap))
+    follower = ControlFollower(ControlState(bus))
     refused: list[tuple[Snapshot, str]] = []
     follower.state.on_catalog_refused = lambda snap, reason: refused.append((snap, reason))
     await follower.start()
@@ -118,7 +119,7 @@ async def test_forged_snapshots_are_ignored_by_every_reader(
             new_snapshot(before, taken_over, actor="police", signing_key=keys["police"]),
         ]
         for forged in forgeries:
-            await write_snapshot(bootstrap, forged)
+            await write_snapshot(bus, forged)
 
         await wait_for(lambda: len(refused) == len(forgeries), "the follower to refuse them")
         reasons = [reason for _, reason in refused]
@@ -129,8 +130,8 @@ async def test_forged_snapshots_are_ignored_by_every_reader(
 
         for reader, snap in (
             ("running ControlFollower", follower.state.snapshot),
-            ("fresh state.load", (await state.load(bootstrap)).snapshot),
-            ("catalog_store.current", await catalog_store.current(bootstrap)),
+            ("fresh state.load", (await state.load(bus)).snapshot),
+            ("catalog_store.current", await catalog_store.current(bus)),
         ):
             assert snap is not None, reader
             assert (snap.version, snap.digest) == (before.version, before.digest), reader
@@ -141,16 +142,16 @@ async def test_forged_snapshots_are_ignored_by_every_reader(
 
 
 async def test_a_running_router_audits_a_forged_snapshot_once(
-    bootstrap: str,
+    bus: Connection,
     admin_catalog: Catalog,
     sample_catalog: Catalog,
     keys: dict[str, Ed25519PrivateKey],
 ) -> None:
-    before = await in_force(bootstrap)
+    before = await in_force(bus)
     forged = new_snapshot(before, without(admin_catalog, BMC), actor="police")  # unsigned
-    async with running_router(bootstrap) as run:
-        await write_snapshot(bootstrap, forged)
-        await write_snapshot(bootstrap, forged)  # the same forgery again: one entry
+    async with running_router(bus) as run:
+        await write_snapshot(bus, forged)
+        await write_snapshot(bus, forged)  # the same forgery again: one entry
 
         def by_router(entries: list[AuditEntry]) -> list[AuditEntry]:
             return [
@@ -166,7 +167,7 @@ async def test_a_running_router_audits_a_forged_snapshot_once(
         deadline = loop.time() + 20
         while not found and loop.time() < deadline:
             await asyncio.sleep(0.3)
-            found = by_router([e for _, e in entries_only(await read_log(bootstrap))])
+            found = by_router([e for _, e in entries_only(await read_log(bus))])
         assert len(found) == 1, "the router audits a forged catalog snapshot exactly once"
         assert found[0].actor == "police"
         assert "catalog administrator" in (found[0].reason or "")
@@ -175,25 +176,23 @@ async def test_a_running_router_audits_a_forged_snapshot_once(
 
 
 async def test_a_signed_load_by_the_administrator_is_accepted(
-    bootstrap: str, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+    bus: Connection, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
 ) -> None:
-    before = await in_force(bootstrap)
-    follower = ControlFollower(ControlState(bootstrap))
+    before = await in_force(bus)
+    follower = ControlFollower(ControlState(bus))
     await follower.start()
     try:
         smaller = without(before.catalog, "marriage_registration")
-        change = await catalog_store.load(
-            bootstrap, smaller, actor="health", signing_key=keys["health"]
-        )
+        change = await catalog_store.load(bus, smaller, actor="health", signing_key=keys["health"])
         assert change.version == before.version + 1
         assert change.removed == ["marriage_registration"]
 
-        after = await in_force(bootstrap)
+        after = await in_force(bus)
         assert after.version == change.version
         assert after.actor == "health"
         assert after.signature is not None
         assert "marriage_registration" not in after.catalog.resources
-        fresh = (await state.load(bootstrap)).snapshot
+        fresh = (await state.load(bus)).snapshot
         assert fresh is not None
         assert (fresh.version, fresh.digest) == (after.version, after.digest)
         await wait_for(
@@ -207,29 +206,27 @@ async def test_a_signed_load_by_the_administrator_is_accepted(
     finally:
         await follower.stop()
         # put the resource back (signed), so the tests do not depend on their order
-        await catalog_store.load(
-            bootstrap, before.catalog, actor="health", signing_key=keys["health"]
-        )
+        await catalog_store.load(bus, before.catalog, actor="health", signing_key=keys["health"])
 
 
 async def test_a_load_by_another_department_is_refused_up_front_and_audited(
-    bootstrap: str, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+    bus: Connection, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
 ) -> None:
-    before = await in_force(bootstrap)
-    records = len(await kafka.read_to_end(bootstrap, topics.CATALOG))
+    before = await in_force(bus)
+    records = len(await kafka.read_to_end(bus, topics.CATALOG))
     changed = without(before.catalog, BMC)
 
     with pytest.raises(CommandRefused, match="'police' is not a catalog administrator"):
-        await catalog_store.load(bootstrap, changed, actor="police", signing_key=keys["police"])
+        await catalog_store.load(bus, changed, actor="police", signing_key=keys["police"])
     with pytest.raises(CommandRefused, match=r"not signed with 'health'.*no signature"):
-        await catalog_store.load(bootstrap, changed, actor="health")
+        await catalog_store.load(bus, changed, actor="health")
 
-    assert len(await kafka.read_to_end(bootstrap, topics.CATALOG)) == records  # nothing written
-    after = await in_force(bootstrap)
+    assert len(await kafka.read_to_end(bus, topics.CATALOG)) == records  # nothing written
+    after = await in_force(bus)
     assert (after.version, after.digest) == (before.version, before.digest)
     assert BMC in after.catalog.resources
 
-    entries: list[AuditEntry] = [e for _, e in entries_only(await read_log(bootstrap))]
+    entries: list[AuditEntry] = [e for _, e in entries_only(await read_log(bus))]
     refusals = [
         e
         for e in entries
@@ -267,9 +264,9 @@ def invoke(*args: str, env: dict[str, str | None]) -> Result:
 
 
 async def test_the_cli_signs_a_load_with_the_administrators_key(
-    bootstrap: str, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey], tmp_path: Path
+    bus: Connection, admin_catalog: Catalog, keys: dict[str, Ed25519PrivateKey], tmp_path: Path
 ) -> None:
-    before = await in_force(bootstrap)
+    before = await in_force(bus)
     directory = Path(shutil.copytree(SCHEMAS, tmp_path / "schemas"))
     (directory / "resources" / "marriage_registration.yaml").unlink()
     path = directory / "departments.yaml"
@@ -282,7 +279,7 @@ async def test_the_cli_signs_a_load_with_the_administrators_key(
     health_pem = write_key(keys["health"], tmp_path / "health.pem")
     police_pem = write_key(keys["police"], tmp_path / "police.pem")
     env: dict[str, str | None] = {
-        "EXCHANGE_BOOTSTRAP_SERVERS": bootstrap,
+        **bus.environment(),
         "EXCHANGE_KEY_FILE": None,
     }
     load = ("catalog", "load", str(directory))
@@ -293,17 +290,15 @@ async def test_the_cli_signs_a_load_with_the_administrators_key(
         unsigned = invoke(*load, "--as", "health", env=env)
         assert unsigned.exit_code == 2
         assert "no signature" in unsigned.stderr
-        assert (await in_force(bootstrap)).digest == before.digest
+        assert (await in_force(bus)).digest == before.digest
 
         signed = invoke(*load, "--as", "health", env={**env, "EXCHANGE_KEY_FILE": str(health_pem)})
         assert signed.exit_code == 0, signed.stderr
         assert f"catalog version {before.version + 1} loaded" in signed.stdout
         assert "signed by health" in signed.stdout
         assert "removed: marriage_registration" in signed.stdout
-        after = await in_force(bootstrap)
+        after = await in_force(bus)
         assert after.version == before.version + 1
         assert "marriage_registration" not in after.catalog.resources
     finally:
-        await catalog_store.load(
-            bootstrap, before.catalog, actor="health", signing_key=keys["health"]
-        )
+        await catalog_store.load(bus, before.catalog, actor="health", signing_key=keys["health"])

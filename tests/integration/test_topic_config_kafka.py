@@ -1,8 +1,7 @@
 """Topics configured for what they hold, on a real 1-node Apache Kafka (SCRAM admin).
 
-The bus's own clients take no SASL credentials yet (issue 14 part B): the topics are
-created by :func:`exchange.bus.kafka.create_missing_topics` and checked by
-:func:`exchange.bus.topic_config.check_topics` with an admin client built from the
+The topics are created by :func:`exchange.bus.kafka.create_missing_topics` and checked
+by :func:`exchange.bus.topic_config.check_topics` with an admin client built from the
 cluster's admin credentials. Run with -s to see the figures.
 """
 
@@ -21,7 +20,13 @@ from exchange.bus import kafka, topic_config, topics
 from exchange.bus.topic_config import TopicPolicy, TopicsUnsafe
 from exchange.dev.kafka import KafkaCluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(180),
+    pytest.mark.embedded_only(
+        "starts Apache Kafka clusters of its own: run once, in the first lane"
+    ),
+]
 
 WEEK_MS = "604800000"
 
@@ -60,7 +65,7 @@ async def test_control_topics_are_created_kept_forever_or_compacted(
     admin: AIOKafkaAdminClient,
 ) -> None:
     made = await kafka.create_missing_topics(
-        admin, topics.CONTROL_TOPICS, partitions=kafka.CONTROL_PARTITIONS
+        admin, topics.CONTROL_TOPICS, TopicPolicy(), partitions=kafka.CONTROL_PARTITIONS
     )
     assert sorted(made) == sorted(topics.CONTROL_TOPICS)
     seen = {t: await _configs(admin, t) for t in topics.CONTROL_TOPICS}
@@ -79,7 +84,7 @@ async def test_control_topics_are_created_kept_forever_or_compacted(
 
 async def test_data_topics_get_their_family_retention(admin: AIOKafkaAdminClient) -> None:
     source, dlq = topics.source("tax", "filings"), topics.dead_letter("filings")
-    await kafka.create_missing_topics(admin, [source, dlq], partitions=None)
+    await kafka.create_missing_topics(admin, [source, dlq], TopicPolicy(), partitions=None)
     assert (await _configs(admin, source))["retention.ms"] == str(7 * topic_config.DAY_MS)
     assert (await _configs(admin, dlq))["retention.ms"] == str(30 * topic_config.DAY_MS)
 
@@ -87,7 +92,7 @@ async def test_data_topics_get_their_family_retention(admin: AIOKafkaAdminClient
 async def test_a_control_topic_kept_a_week_is_refused(
     cluster: KafkaCluster, admin: AIOKafkaAdminClient
 ) -> None:
-    await kafka.create_missing_topics(admin, topics.CONTROL_TOPICS, partitions=1)
+    await kafka.create_missing_topics(admin, topics.CONTROL_TOPICS, TopicPolicy(), partitions=1)
     resource = ConfigResource(ConfigResourceType.TOPIC, topics.GRANTS, {"retention.ms": WEEK_MS})
     await admin.alter_configs([resource])  # what an operator's slip, or a stock default, does
     try:
@@ -133,7 +138,7 @@ async def test_a_topic_on_broker_defaults_is_refused(admin: AIOKafkaAdminClient)
 
 
 async def test_fewer_replicas_than_configured_are_refused(admin: AIOKafkaAdminClient) -> None:
-    await kafka.create_missing_topics(admin, topics.CONTROL_TOPICS, partitions=1)
+    await kafka.create_missing_topics(admin, topics.CONTROL_TOPICS, TopicPolicy(), partitions=1)
     found = await topic_config.check_topics(
         admin, [topics.CATALOG], TopicPolicy(replication_factor=3)
     )

@@ -50,7 +50,7 @@ def admin_catalog(sample_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]) -
 @pytest.fixture
 def in_force(admin_catalog: Catalog) -> Snapshot:
     """Version 1, naming health as the only catalog administrator."""
-    return new_snapshot(None, admin_catalog, actor="bootstrap")
+    return new_snapshot(None, admin_catalog, actor="bus")
 
 
 def test_the_first_catalog_is_accepted_unsigned(admin_catalog: Catalog) -> None:

@@ -32,6 +32,7 @@ from connectors.files import FileImport
 from connectors.mapping import Column, field_type
 from connectors.mysql import MySQLDatabase
 from connectors.postgres import PostgresDatabase
+from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -342,7 +343,7 @@ async def test_a_source_must_be_the_resources_provider(
     assert isinstance(cfg, DbSourceConfig)
     source = DbSource(
         cfg,
-        bootstrap="127.0.0.1:9",
+        bus=Connection("127.0.0.1:9"),
         catalog=sample_catalog,
         target=resolve_database(cfg.database, {}),
         spot=loaded.spots[cfg.name],
@@ -368,7 +369,7 @@ def file_import(tmp_path: Path, catalog: Catalog, name: str, text: str, **extra:
         path=path,
         **extra,
     )
-    return FileImport(cfg, bootstrap="127.0.0.1:9", catalog=catalog, spot=Spot())
+    return FileImport(cfg, bus=Connection("127.0.0.1:9"), catalog=catalog, spot=Spot())
 
 
 HEADER = (

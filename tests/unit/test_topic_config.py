@@ -56,7 +56,7 @@ def test_policy_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXCHANGE_REPLICATION_FACTOR", "3")
     monkeypatch.setenv("EXCHANGE_PARTITIONS", "6")
     monkeypatch.setenv("EXCHANGE_AUDIT_RETENTION_MS", str(3650 * DAY_MS))
-    policy = TopicPolicy.from_settings(Settings())
+    policy = Settings().topic_policy()
     assert (policy.replication_factor, policy.partitions) == (3, 6)
     assert policy.audit_retention_ms == 3650 * DAY_MS
 
