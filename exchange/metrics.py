@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from exchange import workdays
+
 
 class AuditMetrics:
     """Metrics of the access log; part of :class:`RouterMetrics`, usable on their own."""
@@ -35,6 +37,30 @@ class AuditMetrics:
             "(0 when none waits); the rule is an answer within 10 working days",
             registry=r,
         )
+
+
+class CalendarMetrics:
+    """What the official holiday calendar lacked (see :mod:`exchange.workdays`).
+
+    ``gov_exchange_calendar_years_missing`` is read at each scrape: the
+    number of years this process counted a deadline into with neither the
+    chinesecalendar package nor a calendar file of the catalog in force
+    (counted Monday to Friday meanwhile). It falls back to 0 once a catalog
+    with the year's file is in force. Alert on it above 0.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, prefix: str = "gov_exchange"
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.years_missing = Gauge(
+            f"{prefix}_calendar_years_missing",
+            "Years a deadline reached into with no official holiday calendar (neither the "
+            "chinesecalendar package nor calendar/<year>.yaml of the catalog in force); "
+            "those days were counted Monday to Friday. Add the year's file and load the catalog.",
+            registry=self.registry,
+        )
+        self.years_missing.set_function(lambda: len(workdays.missing_years()))
 
 
 class RouterMetrics:
@@ -111,3 +137,4 @@ class RouterMetrics:
             registry=r,
         )
         self.audit = AuditMetrics(r, prefix)
+        self.calendar = CalendarMetrics(r, prefix)

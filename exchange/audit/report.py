@@ -11,7 +11,14 @@ For a month (Beijing time) and each department:
 * applications it answered as provider during the month, within and beyond
   10 working days (the official calendar with its make-up working days,
   :mod:`exchange.workdays`), and those still unanswered past their due date
-  at the end of the month.
+  at the end of the month;
+* the deadlines computed without official holiday data: those this
+  report computed into a year that neither the chinesecalendar package nor
+  a calendar file has (counted Monday to Friday, so within/beyond may be
+  wrong), and those a router or client computed so when it audited them
+  (detail ``calendar_missing``), one row each, naming the application.
+  The calendar is the one of this process (:func:`exchange.workdays.use`;
+  ``exchange audit report`` installs the catalog's).
 
 Counts follow the log, which is at-least-once like deliveries: a router
 that crashes before committing re-routes (and re-audits) the uncommitted
@@ -74,6 +81,8 @@ class DepartmentReport:
     answered_within: int = 0
     answered_beyond: int = 0
     overdue_unanswered: int = 0
+    #: application id -> what was computed without holiday data, and how
+    without_calendar: dict[str, str] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, str, str, int]]:
         """(metric, resource, detail, value) rows, in a fixed order."""
@@ -88,6 +97,8 @@ class DepartmentReport:
         out.append(("applications_answered_within_10_working_days", "", "", self.answered_within))
         out.append(("applications_answered_beyond_10_working_days", "", "", self.answered_beyond))
         out.append(("applications_unanswered_overdue", "", "", self.overdue_unanswered))
+        for app_id, what in sorted(self.without_calendar.items()):
+            out.append(("deadline_without_calendar_data", app_id, what, 1))
         return out
 
 
@@ -118,6 +129,19 @@ def answered_in_time(applied: dt.datetime, answered: dt.datetime) -> bool:
     """Whether an answer came within 10 working days (Beijing dates)."""
     due = workdays.due_date(applied)
     return answered.astimezone(CHINA_TZ).date() <= due
+
+
+def _deadline(applied: dt.datetime) -> workdays.Deadline:
+    """The due date of an application made at ``applied``, and the years it lacked data for."""
+    return workdays.deadline(workdays.china_date(applied))
+
+
+def _without_data(found: workdays.Deadline) -> str:
+    years = ", ".join(str(y) for y in found.years_missing)
+    return (
+        f"due {found.day} computed by this report with no holiday calendar for {years} "
+        "(counted Monday to Friday): add calendar/<year>.yaml to the catalog"
+    )
 
 
 def monthly(
@@ -164,6 +188,15 @@ class _Tally:
 
     def add(self, e: AuditEntry) -> None:
         in_period = e.at >= self.start
+        missing = e.details.get("calendar_missing")
+        if missing and in_period and e.application_id:
+            r = self.rep(e.provider)
+            if r is not None:
+                r.without_calendar.setdefault(
+                    e.application_id,
+                    f"due {e.details.get('due', '?')} in the {e.action.value} entry of {e.actor} "
+                    f"computed with no holiday calendar for {missing} (counted Monday to Friday)",
+                )
         for name in (e.actor, e.consumer, e.provider):
             if in_period:
                 self.rep(name)
@@ -206,10 +239,13 @@ class _Tally:
                 self.applied.setdefault(e.application_id, when)
             r = self.rep(e.provider)
             if in_period and r is not None and when is not None:
-                if answered_in_time(when, e.at):
+                found = _deadline(when)
+                if e.at.astimezone(CHINA_TZ).date() <= found.day:
                     r.answered_within += 1
                 else:
                     r.answered_beyond += 1
+                if not found.complete:
+                    r.without_calendar.setdefault(e.application_id, _without_data(found))
         if e.action is Action.APPLICATION_REJECTED and in_period:
             r = self.rep(e.consumer)
             if r is not None:
@@ -261,8 +297,13 @@ class _Tally:
             if when >= horizon:
                 continue
             r = self.rep(self.app_provider.get(app_id))
-            if r is not None and last_day > workdays.due_date(when):
+            if r is None:
+                continue
+            found = _deadline(when)
+            if last_day > found.day:
                 r.overdue_unanswered += 1
+            if not found.complete:
+                r.without_calendar.setdefault(app_id, _without_data(found))
 
 
 HEADERS = ["department", "metric", "resource/action", "purpose/reason", "value"]

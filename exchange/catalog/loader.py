@@ -5,6 +5,8 @@ Layout of a catalog directory::
     departments.yaml          # list of departments
     resources/*.yaml          # one information resource per file
     avro/*.avsc               # Avro schemas the resources refer to
+    calendar/<year>.yaml      # official holidays and make-up days of a year (optional;
+                              # see exchange.catalog.calendar)
 
 All errors of all files are collected and reported together; any error
 rejects the whole catalog, so nothing is ever partly applied.
@@ -18,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from exchange.avro import schema as avro
+from exchange.catalog.calendar import load_years
 from exchange.catalog.model import (
     RESOURCE_CODE,
     Catalog,
@@ -109,6 +112,7 @@ def load_catalog(directory: str | Path) -> Catalog:
             continue
         codes[resource.code] = resource.id
         resources[resource.id] = resource
+    calendar = load_years(root, lambda path: _rel(path, root), errors)
     if errors:
         raise CatalogErrors(errors)
     try:
@@ -116,6 +120,7 @@ def load_catalog(directory: str | Path) -> Catalog:
             departments=departments,
             resources=resources,
             signatures_required=signatures_required,
+            calendar=calendar,
         )
     except ValidationError as exc:  # a rule over the whole catalog (signatures_required)
         raise CatalogErrors(

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from exchange.errors import UnknownResource
+from exchange.workdays import YearCalendar
 
 SLUG = r"^[a-z][a-z0-9_]{1,39}$"
 #: Resource code as the catalog guide structures it: classification (类/项/目, digits),
@@ -217,6 +218,9 @@ class Catalog(BaseModel):
     #: every department must register a public key and sign every command (签名必需);
     #: set by ``signatures_required: true`` at the top of departments.yaml
     signatures_required: bool = False
+    #: the official holiday calendar's years from calendar/<year>.yaml (法定节假日 and 调休);
+    #: they win over the chinesecalendar package (see :mod:`exchange.catalog.calendar`)
+    calendar: tuple[YearCalendar, ...] = ()
 
     @model_validator(mode="after")
     def _keys_when_required(self) -> Catalog:
@@ -268,6 +272,7 @@ class Catalog(BaseModel):
             signatures_required=(
                 self.signatures_required if signatures_required is None else signatures_required
             ),
+            calendar=self.calendar,
         )
 
     def admins(self) -> dict[str, Department]:

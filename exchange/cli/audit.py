@@ -6,10 +6,12 @@ import asyncio
 import json
 import shutil
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from exchange import workdays
 from exchange.audit import archive_url as archive_db
 from exchange.audit import query as q
 from exchange.audit import report as rpt
@@ -19,6 +21,7 @@ from exchange.audit.log import entries_only, read_log
 from exchange.audit.verify import VerifyReport, verify
 from exchange.bus import topics
 from exchange.bus.connection import Connection
+from exchange.catalog.loader import load_catalog
 from exchange.cli.common import BootstrapOption, connection, fail, guarded, print_json, run, table
 from exchange.cli.serving import (
     ClientLogLevelOption,
@@ -28,6 +31,7 @@ from exchange.cli.serving import (
     serve_metrics,
     setup_logging,
 )
+from exchange.control import catalog_store
 from exchange.errors import ExchangeError
 from exchange.metrics import AuditMetrics
 from exchange.sharing.records import now
@@ -234,12 +238,24 @@ def report_cmd(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     bootstrap_servers: BootstrapOption = None,
     archive: ArchiveOption = None,
+    catalog_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            help="Catalog directory whose holiday calendar (calendar/<year>.yaml) to count "
+            "working days with. Default: the catalog in force on the bus (with --archive: "
+            "the chinesecalendar package only).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """The monthly report per department, from the access log.
 
     Records received per resource and purpose, denials by reason, grants
     active/revoked/expired, applications answered within or beyond 10
-    working days (official calendar, make-up working days included).
+    working days (official calendar, make-up working days included), and
+    every deadline computed without holiday data for its year
+    (deadline_without_calendar_data, one row per application).
     """
     try:
         month = rpt.Period.parse(period)
@@ -247,6 +263,8 @@ def report_cmd(
         raise fail(str(exc)) from None
     if fmt not in ("table", "csv", "json"):
         raise fail(f"--format {fmt!r}: use table, csv or json")
+    if catalog_dir is not None:
+        workdays.use(workdays.Calendar(guarded(load_catalog)(catalog_dir).calendar))
     if archive is not None:
 
         def from_archive() -> list[AuditEntry]:
@@ -255,8 +273,20 @@ def report_cmd(
 
         entries = guarded(from_archive)()
     else:
-        entries = [e for _, e in entries_only(run(read_log(connection(bootstrap_servers))))]
+        bus = guarded(connection)(bootstrap_servers)
+        entries = [e for _, e in entries_only(run(read_log(bus)))]
+        in_force = run(catalog_store.current(bus)) if catalog_dir is None else None
+        if in_force is not None:
+            workdays.use(workdays.Calendar(in_force.catalog.calendar))
     reports = rpt.monthly(entries, month, department=dept, at=now())
+    blind = sum(len(r.without_calendar) for r in reports)
+    if blind:
+        typer.secho(
+            f"warning: {blind} deadline(s) computed without official holiday data "
+            "(rows deadline_without_calendar_data): add the year's calendar file to the catalog",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     if fmt == "csv":
         typer.echo(rpt.to_csv(reports, month))
     elif fmt == "json":

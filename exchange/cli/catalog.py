@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from exchange.beijing import china_date
+from exchange.catalog.calendar import calendar_check
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.cli.common import (
@@ -22,6 +26,7 @@ from exchange.cli.common import (
 )
 from exchange.control import catalog_store
 from exchange.errors import CatalogErrors
+from exchange.sharing.records import now
 
 app = typer.Typer(help="The resource catalog and its shared list (共享清单).", no_args_is_help=True)
 
@@ -38,14 +43,49 @@ def _load(directory: Path) -> Catalog:
         raise typer.Exit(2) from None
 
 
+def _calendar(directory: Path, cat: Catalog, today: dt.date | None, *, strict: bool) -> None:
+    """Say what the holiday calendar lacks on ``today``; exit 2 on an error if ``strict``."""
+    check = calendar_check(directory, cat.calendar, today or china_date(now()))
+    for notice in check.notices:
+        typer.secho(f"notice: {notice}", fg=typer.colors.CYAN, err=True)
+    for warning in check.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    if check.errors and strict:
+        typer.secho(str(CatalogErrors(check.errors)), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    for error in check.errors:
+        typer.secho(f"warning: {error}", fg=typer.colors.YELLOW, err=True)
+
+
+TodayOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--today",
+        formats=["%Y-%m-%d"],
+        help="Check the holiday calendar as on this (Beijing) date instead of today, "
+        "e.g. to see whether the catalog still passes on 1 January.",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
-def validate(directory: DirArg) -> None:
-    """Check every rule of a catalog directory without touching the bus."""
+def validate(directory: DirArg, today: TodayOption = None) -> None:
+    """Check every rule of a catalog directory without touching the bus.
+
+    The holiday calendar (calendar/<year>.yaml, 法定节假日 and 调休): fails
+    when the current year has no data (neither the chinesecalendar package
+    nor a file), or when a deadline starting today reaches into a year
+    without data; warns from 1 October when next year has none yet; notes a
+    file that contradicts the package (the file wins).
+    """
     cat = _load(directory)
+    _calendar(directory, cat, today.date() if today else None, strict=True)
     fields = sum(len(r.fields) for r in cat.resources.values())
     typer.echo(
         f"catalog OK: {len(cat.departments)} departments, {len(cat.resources)} resources, "
-        f"{fields} fields"
+        f"{fields} fields, holiday calendar files: "
+        + (", ".join(str(y.year) for y in cat.calendar) or "none")
     )
 
 
@@ -86,6 +126,7 @@ def load(
     while the catalog in force names no administrator, need no signature.
     """
     cat = _load(directory)
+    _calendar(directory, cat, None, strict=False)  # a late holiday file never blocks a load
     bus = guarded(connection)(bootstrap_servers)
     change = run(
         catalog_store.load(bus, cat, actor=actor or getpass.getuser(), signing_key=signing_key(key))
@@ -101,6 +142,7 @@ def load(
         ("schema changed", change.schema_changed),
         ("policy changed", change.policy_changed),
         ("departments changed", change.departments_changed),
+        ("holiday calendar changed", change.calendar_changed),
     ):
         if items:
             typer.echo(f"  {label}: {', '.join(items)}")

@@ -307,7 +307,7 @@ class Department:
                 fields=wanted,
                 legal_basis=legal_basis,
                 applied_at=event.at,
-                due=workdays.due_date(event.at),
+                **workdays.due_facts(event.at),
                 event_id=event.event_id,
             ),
         )

@@ -58,6 +58,8 @@ class CatalogChange:
     policy_changed: list[str] = field(default_factory=list)
     #: departments added, removed or changed (names, code, public key, administrator)
     departments_changed: list[str] = field(default_factory=list)
+    #: years of the holiday calendar (calendar/<year>.yaml) added, removed or changed
+    calendar_changed: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -67,6 +69,7 @@ class CatalogChange:
             or self.schema_changed
             or self.policy_changed
             or self.departments_changed
+            or self.calendar_changed
         )
 
 
@@ -199,6 +202,13 @@ def diff(old: Catalog | None, new: Catalog, version: int) -> CatalogChange:
             for d in set(old.departments) | set(new.departments)
             if old.departments.get(d) != new.departments.get(d)
         )
+    old_years = {y.year: y for y in old.calendar} if old else {}
+    new_years = {y.year: y for y in new.calendar}
+    change.calendar_changed = [
+        str(y)
+        for y in sorted(set(old_years) | set(new_years))
+        if old_years.get(y) != new_years.get(y)
+    ]
     return change
 
 
@@ -287,6 +297,7 @@ async def load(
                     schema_changed=change.schema_changed or None,
                     policy_changed=change.policy_changed or None,
                     departments_changed=change.departments_changed or None,
+                    calendar_changed=change.calendar_changed or None,
                 ),
             )
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from exchange import workdays
 from exchange.avro.control_records import ControlCodec
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
@@ -90,6 +91,7 @@ class ControlState:
                     self.on_catalog_refused(snap, refused)
                 return
             self.snapshot = snap
+            workdays.use(workdays.Calendar(snap.catalog.calendar))  # its holiday calendar too
             fresh = topics.GRANTS not in self.positions  # no grant event applied yet
             self.book_catalog = (snap.version, snap.digest) if fresh else None
             if self.on_catalog:

@@ -87,7 +87,7 @@ def command_draft(event: GrantEvent, state: ControlState) -> Draft:
     res = state.catalog.resources.get(event.resource) if state.snapshot else None
     facts: dict[str, Any] = {}
     if event.kind is EventKind.APPLIED:
-        facts = {"applied_at": event.at, "due": workdays.due_date(event.at)}
+        facts = {"applied_at": event.at, **workdays.due_facts(event.at)}
     elif event.kind in (EventKind.APPROVED, EventKind.REJECTED) and event.application_id:
         app = state.book.applications.get(event.application_id)
         facts = app.answer_facts(event.at) if app is not None else {}

@@ -17,6 +17,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
+from exchange import workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.control.catalog_store import Snapshot, refusal_draft
 from exchange.control.state import ControlState
@@ -140,7 +141,9 @@ class Notices:
                         application_id=app.id,
                         purpose=app.purpose,
                         reason=f"no answer within 10 working days (due {app.due().isoformat()})",
-                        details=detail_map(applied_at=app.applied_at, due=app.due()),
+                        details=detail_map(
+                            applied_at=app.applied_at, **workdays.due_facts(app.applied_at)
+                        ),
                     )
                 )
         return oldest

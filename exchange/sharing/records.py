@@ -163,10 +163,11 @@ class Application:
 
     def answer_facts(self, answered: dt.datetime) -> dict[str, Any]:
         """What the audit entry of an answer (approval, rejection) says of its timeliness."""
-        due = self.due()
+        facts = workdays.due_facts(self.applied_at)  # due, and calendar_missing if so
+        due = facts["due"]
         return {
             "applied_at": self.applied_at,
-            "due": due,
+            **facts,
             "working_days_taken": workdays.working_days_between(
                 workdays.china_date(self.applied_at), workdays.china_date(answered)
             ),
