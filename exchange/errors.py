@@ -177,3 +177,16 @@ class PublishIncomplete(BrokerUnavailable):
 
 class DecodeError(ExchangeError):
     """Bytes on a topic could not be decoded as a framed Avro record."""
+
+
+class ControlStateReset(ExchangeError):
+    """The control topics went backwards (recreated, truncated, deleted) under a process
+    that had read them: what it holds is not on the bus any more. A router pauses and
+    rebuilds; a session refuses to act and must be started again."""
+
+    def __init__(
+        self, message: str, *, topic: str, partition: int, kind: str, had: str, found: str
+    ) -> None:
+        super().__init__(message, topic=topic, partition=partition, kind=kind, had=had, found=found)
+        self.topic, self.partition, self.kind = topic, partition, kind
+        self.had, self.found = had, found

@@ -136,5 +136,18 @@ class RouterMetrics:
             "rebalanced; their records are routed again (duplicates, never losses)",
             registry=r,
         )
+        self.control_resets = Counter(
+            f"{prefix}_control_reset",
+            "Times the control topics went backwards under the router (recreated, truncated "
+            "or deleted), per topic: it paused routing and rebuilt its state from the topics",
+            ["topic"],
+            registry=r,
+        )
+        self.routing_paused = Gauge(
+            f"{prefix}_routing_paused",
+            "1 while the router routes nothing (no delivery, no commit) because its control "
+            "state was reset and is being rebuilt from the topics, else 0",
+            registry=r,
+        )
         self.audit = AuditMetrics(r, prefix)
         self.calendar = CalendarMetrics(r, prefix)

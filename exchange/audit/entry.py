@@ -59,6 +59,7 @@ class Decision(StrEnum):
     DEAD_LETTERED = "dead_lettered"
     CHANGED = "changed"
     REFUSED = "refused"
+    RESET = "reset"
 
 
 def _opt(name: str, doc: str) -> dict[str, Any]:

@@ -82,6 +82,7 @@ class AuditWriter(AsyncService):
         self.producer = producer
         self.registry = registry
         self.instance = instance or default_instance()
+        self.role = role
         self.writer_id = new_writer_id(role, self.instance)
         #: None: nothing counted (a command's session exports no metrics, so it does not
         #: import prometheus_client)
@@ -116,6 +117,16 @@ class AuditWriter(AsyncService):
         if not self._registered:
             await self.registry.register(self.producer, AUDIT_ENTRY)
             self._registered = True
+
+    async def new_chain(self) -> None:
+        """Start a chain of its own (new writer id, seq 0): after the access log may have been
+        recreated, so the new topic does not hold a chain that begins in the middle."""
+        async with self._lock:
+            self.writer_id = new_writer_id(self.role, self.instance)
+            self._key = self.writer_id.encode()
+            self._seq = 0
+            self._prev = GENESIS_HASH
+            self._registered = False  # gov.ctl.schemas may have been recreated too
 
     @property
     def next_seq(self) -> int:

@@ -31,6 +31,11 @@ class SchemaRegistry:
     def __contains__(self, sid: int) -> bool:
         return sid in self._schemas
 
+    def clear(self) -> None:
+        """Forget every schema (after ``gov.ctl.schemas`` was reset: it may lack them now)."""
+        self._schemas.clear()
+        self._parsed.clear()
+
     def add(self, schema: avro.Schema) -> int:
         """Know a schema locally (no write); returns its id."""
         sid = avro.schema_id(schema)

@@ -40,7 +40,13 @@ from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
 from exchange.catalog import signing
 from exchange.control.state import GRANT_CODEC, ControlFollower, ControlState
-from exchange.errors import CommandRefused, ExchangeError, PermissionDenied, UnknownResource
+from exchange.errors import (
+    CommandRefused,
+    ControlStateReset,
+    ExchangeError,
+    PermissionDenied,
+    UnknownResource,
+)
 from exchange.sharing import limits as command_limits
 from exchange.sharing.policy import View, compute_view
 from exchange.sharing.records import (
@@ -141,7 +147,19 @@ class Department:
     async def _catch_up(self, at_least: dict[str, int] | None) -> ControlState:
         if self._reader is None:
             raise ExchangeError("Department is not started: use 'async with Department(...)'")
-        return await self._reader.catch_up(at_least=at_least)
+        try:
+            return await self._reader.catch_up(at_least=at_least)
+        except ControlStateReset as exc:
+            # no command is checked against, or written after, state that left the bus
+            raise ControlStateReset(
+                f"{exc.message}. This session refuses to act on it: nothing was written; "
+                "start a new session (it reads the control topics as they are now)",
+                topic=exc.topic,
+                partition=exc.partition,
+                kind=exc.kind,
+                had=exc.had,
+                found=exc.found,
+            ) from exc
 
     async def _submit(self, event: GrantEvent, *, caught_up: bool = False) -> None:
         """Sign, check, write and read back one command.

@@ -13,7 +13,10 @@ every process that replayed the topic under the same catalog (replay is
 deterministic), so two routers write the same snapshot for the same offset,
 and a reader may take whichever came last. A snapshot made under another
 catalog than the one in force, that does not decode, or whose digest does
-not match its content is not used (the session replays everything instead).
+not match its content is not used (the session replays everything instead);
+nor is one made from another incarnation of ``gov.ctl.grants`` (another topic
+id: the topic was recreated) or from a replay that began at another log start
+(the topic was truncated): its book may hold grants that no longer exist.
 
 Trust: a snapshot is a cache for sessions, never a source of truth for
 delivery. Routers never read it: they replay and check every event, so a
@@ -39,7 +42,7 @@ from exchange.errors import DecodeError
 from exchange.sharing.grants import GrantBook
 from exchange.sharing.records import Application, AppStatus, Grant
 
-BOOK_SNAPSHOT: avro.Schema = {
+BOOK_SNAPSHOT_V1: avro.Schema = {
     "type": "record",
     "name": "GrantBookSnapshot",
     "namespace": "gov.exchange.control",
@@ -57,7 +60,26 @@ BOOK_SNAPSHOT: avro.Schema = {
         {"name": "book", "type": "bytes", "doc": "the book as zlib-compressed JSON"},
     ],
 }
-CODEC = ControlCodec(BOOK_SNAPSHOT)
+#: V1 and the topic whose replay it is: snapshots of a recreated or truncated topic are not used
+BOOK_SNAPSHOT: avro.Schema = {
+    **BOOK_SNAPSHOT_V1,
+    "fields": [
+        *BOOK_SNAPSHOT_V1["fields"],
+        {
+            "name": "grants_topic_id",
+            "type": "string",
+            "default": "",
+            "doc": "topic id of the gov.ctl.grants replayed ('' if the broker reports none)",
+        },
+        {
+            "name": "grants_from",
+            "type": "long",
+            "default": 0,
+            "doc": "the log start offset of gov.ctl.grants the replay began at",
+        },
+    ],
+}
+CODEC = ControlCodec(BOOK_SNAPSHOT, older=(BOOK_SNAPSHOT_V1,))
 EVERY_S = 2.0  # a changed book is written at most this often (by exchange.router.book_writer)
 
 
@@ -67,6 +89,8 @@ class BookSnapshot:
     catalog_version: int
     catalog_digest: str
     book: GrantBook
+    grants_topic_id: str = ""
+    grants_from: int = 0
 
 
 def _ms(t: dt.datetime | None) -> int | None:
@@ -119,8 +143,14 @@ def _revive(cls: Any, d: dict[str, Any]) -> Any:
 
 
 def encode(
-    book: GrantBook, grants_offset: int, catalog_version: int, catalog_digest: str, writer: str
+    book: GrantBook,
+    grants_offset: int,
+    catalog_version: int,
+    catalog_digest: str,
+    writer: str,
+    origin: tuple[str, int] = ("", 0),
 ) -> bytes:
+    """``origin``: the topic id of the ``gov.ctl.grants`` replayed and its first offset."""
     document = json.dumps(
         {
             "applications": [_plain(a) for a in book.applications.values()],
@@ -141,6 +171,8 @@ def encode(
             "written_by": writer,
             "digest": hashlib.sha256(document).hexdigest(),
             "book": zlib.compress(document, 1),
+            "grants_topic_id": origin[0],
+            "grants_from": origin[1],
         }
     )
 
@@ -162,4 +194,11 @@ def decode(value: bytes) -> BookSnapshot:
         book.current = {(c, r): g for c, r, g in d["current"]}
     except (zlib.error, ValueError, KeyError, TypeError) as exc:
         raise DecodeError(f"grant book snapshot does not decode: {exc}") from exc
-    return BookSnapshot(rec["grants_offset"], rec["catalog_version"], rec["catalog_digest"], book)
+    return BookSnapshot(
+        rec["grants_offset"],
+        rec["catalog_version"],
+        rec["catalog_digest"],
+        book,
+        rec["grants_topic_id"],
+        rec["grants_from"],
+    )

@@ -6,6 +6,11 @@ revocation written by one process reaches every router within a poll. A
 session (``from_snapshot``) starts instead from the last snapshot of the
 grant book that routers write (:mod:`exchange.control.book_snapshot`) and replays only
 the grant events after it.
+
+If the control topics go backwards under a follower (recreated, truncated,
+deleted: :mod:`exchange.control.lineage`), it stops applying records and
+reports it (``reset``, ``on_reset``); a catch-up raises
+:class:`~exchange.errors.ControlStateReset` instead of reading on.
 """
 
 from __future__ import annotations
@@ -29,13 +34,15 @@ from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
 from exchange.control import book_snapshot
 from exchange.control.catalog_store import Snapshot, decode_snapshot, refusal
-from exchange.errors import BrokerUnavailable, DecodeError, ExchangeError
+from exchange.control.lineage import Lineage
+from exchange.errors import BrokerUnavailable, ControlStateReset, DecodeError, ExchangeError
 from exchange.lifecycle import AsyncService
 from exchange.sharing.grants import GrantBook
 from exchange.sharing.records import GRANT_EVENT, GrantEvent
 
 log = logging.getLogger(__name__)
 GRANT_CODEC = ControlCodec(GRANT_EVENT)
+CHECK_EVERY_S = 0.5  # a following follower checks the control topics' lineage this often
 NO_CATALOG = "no catalog has been loaded on this bus: run 'exchange catalog load schemas/' first"
 
 
@@ -59,6 +66,18 @@ class ControlState:
         #: (version, digest) of the catalog every event in the book was checked under;
         #: None if the catalog changed after grant events were applied
         self.book_catalog: tuple[int, str] | None = None
+        #: control topic -> (its topic id, "" if the broker reports none; the first offset
+        #: replayed): which incarnation of the topic this state was built from
+        self.origin: dict[str, tuple[str, int]] = {}
+
+    def clear(self) -> None:
+        """Forget everything read (after a reset of the control topics): no catalog, no grant."""
+        self.snapshot = None
+        self.registry.clear()  # the same object: every part of the process holds it
+        self.book = GrantBook()
+        self.positions = {}
+        self.book_catalog = None
+        self.origin = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -148,6 +167,11 @@ class ControlFollower(AsyncService):
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
+        self.lineage = Lineage()
+        #: set when the control topics went backwards under this follower (then it stops)
+        self.reset: ControlStateReset | None = None
+        #: called (from the following task) with the reset when one is found
+        self.on_reset: Callable[[ControlStateReset], None] | None = None
 
     async def start(self, *, follow: bool = True, from_snapshot: bool = False) -> None:
         """Read the control topics to their end; then follow them (or catch up on demand).
@@ -165,9 +189,12 @@ class ControlFollower(AsyncService):
         for failed in results:  # the clearer error (BrokerUnavailable) first
             if isinstance(failed, BaseException):
                 raise failed
+        self.reset = None
         last = await self._last_book_record() if from_snapshot else None
         c.assign(self._tps)
         await c.seek_to_beginning(*self._tps)
+        first = {tp.topic: n for tp, n in (await c.beginning_offsets(self._tps)).items()}
+        await self.lineage.start(c, self._tps, first)
         if last is not None:
             # schemas and catalog (one drain: one offsets request), then the snapshot's book
             self._handle_in_order(await kafka.drain(c, self._tps[:2], timeout_s=30))
@@ -176,8 +203,9 @@ class ControlFollower(AsyncService):
             except DecodeError as exc:
                 log.warning("grant book snapshot not used: %s", exc)
             else:
-                if self.state.start_from(snap):
+                if self._same_grants(snap, first) and self.state.start_from(snap):
                     c.seek(self._tps[2], snap.grants_offset)
+                    self.lineage.marks[self._tps[2]].first = snap.grants_from
         await self.catch_up()
         grants = self._tps[2]
         taken = self.state.positions.get(topics.GRANTS, 0)
@@ -186,11 +214,28 @@ class ControlFollower(AsyncService):
             self.state.book = GrantBook()
             del self.state.positions[topics.GRANTS]
             await c.seek_to_beginning(grants)
+            self.lineage.marks[grants].first = first[grants.topic]
             await self.catch_up()
+        self.state.origin = {
+            tp.topic: (str(m.topic_id or ""), m.first) for tp, m in self.lineage.marks.items()
+        }
         self.caught_up.set()
         if follow:
             c.resume(*self._tps)  # paused by catch_up
             self._task = asyncio.create_task(self._follow(), name="control-follower")
+
+    def _same_grants(self, snap: book_snapshot.BookSnapshot, first: dict[str, int]) -> bool:
+        """Whether ``snap`` was made from the ``gov.ctl.grants`` on the bus now: the same topic
+        (id, where the broker reports ids) replayed from the same log start. A snapshot of a
+        topic since recreated or truncated holds grants that may not exist any more."""
+        mark = self.lineage.marks[self._tps[2]]
+        if mark.topic_id is not None and snap.grants_topic_id != str(mark.topic_id):
+            log.info("grant book snapshot not used: made from another gov.ctl.grants topic")
+            return False
+        if snap.grants_from != first.get(topics.GRANTS, 0):
+            log.info("grant book snapshot not used: gov.ctl.grants was truncated since")
+            return False
+        return True
 
     async def _last_book_record(self) -> bytes | None:
         """The value of the last record on ``gov.ctl.book`` (None if there is none)."""
@@ -225,7 +270,10 @@ class ControlFollower(AsyncService):
         c.resume(*self._tps)
         try:
             # every control topic in one drain: one offsets request, not one per topic
-            self._handle_in_order(await kafka.drain(c, self._tps, timeout_s=30))
+            records = await kafka.drain(c, self._tps, timeout_s=30)
+            # before applying what was read: it may come from another topic of the same name
+            await self.lineage.check(c, self.state.positions, confirm=False)
+            self._handle_in_order(records)
             for tp in self._tps:
                 deadline = loop.time() + 30
                 while await c.position(tp) < (at_least or {}).get(tp.topic, 0):
@@ -249,8 +297,22 @@ class ControlFollower(AsyncService):
 
     async def _follow(self) -> None:
         order = {topics.SCHEMAS: 0, topics.CATALOG: 1, topics.GRANTS: 2}
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         while True:
             batch = await self._consumer.getmany(timeout_ms=100)
+            if batch or loop.time() - checked >= CHECK_EVERY_S:
+                # before applying records too: they may come from another topic of the name
+                checked = loop.time()
+                try:
+                    await self.lineage.check(self._consumer, self.state.positions, confirm=True)
+                except ControlStateReset as exc:
+                    self.reset = exc  # nothing more is applied: the state is stale
+                    if self.on_reset is not None:
+                        self.on_reset(exc)
+                    return
+                except Exception:  # a broker that does not answer now: the next check will
+                    log.debug("control lineage check failed", exc_info=True)
             for tp in sorted(batch, key=lambda tp: order.get(tp.topic, 3)):
                 for rec in batch[tp]:
                     try:

@@ -46,7 +46,12 @@ async def keep_written(state: ControlState, producer: AIOKafkaProducer, writer: 
             if source is not None and source.snapshot is not None:
                 at = source.positions.get(topics.GRANTS, 0)
                 value = book_snapshot.encode(
-                    source.book, at, source.snapshot.version, source.snapshot.digest, writer
+                    source.book,
+                    at,
+                    source.snapshot.version,
+                    source.snapshot.digest,
+                    writer,
+                    source.origin.get(topics.GRANTS, ("", 0)),
                 )
                 try:
                     await producer.send_and_wait(topics.BOOK, key=b"book", value=value)

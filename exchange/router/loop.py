@@ -24,6 +24,8 @@ routers in one consumer group share the source partitions. What the router
 notices on its own (an expiry, an overdue application, a refused grant event
 or catalog) is audited once per instance (exchange.router.notices); a broker
 that keeps it waiting is logged and counted (exchange.router.watchdog).
+Control topics that go backwards (recreated, truncated) pause routing until
+the state is rebuilt from them (exchange.router.control_reset): fail closed.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from exchange.lifecycle import AsyncService
 from exchange.metrics import RouterMetrics
 from exchange.router import book_writer
 from exchange.router.command_audit import CommandAuditor
+from exchange.router.control_reset import ControlResetGuard
 from exchange.router.dead_letters import DeadLetters
 from exchange.router.notices import Notices
 from exchange.router.outbox import Outbox
@@ -104,6 +107,9 @@ class Router(AsyncService):
         self.state.on_catalog = lambda _snap: self.view_table.changed()
         self.state.on_grant_event = self._on_grant_event
         self.state.on_catalog_refused = self.notices.catalog_refused
+        #: pauses routing while the control state is rebuilt after a reset of the topics
+        self.guard = ControlResetGuard(self)
+        self.follower.on_reset = self.guard.tripped
 
     def _on_grant_event(self, event: GrantEvent, refused: str | None) -> None:
         if refused is None:
@@ -127,6 +133,34 @@ class Router(AsyncService):
     def running(self) -> bool:
         """True from :meth:`start` until :meth:`stop`."""
         return self._consumer is not None
+
+    @property
+    def consumer(self) -> Any:
+        """The source consumer (None before :meth:`start`)."""
+        return self._consumer
+
+    @property
+    def producer(self) -> Any:
+        """The producer of deliveries, dead letters and audit entries (None before start)."""
+        return self._producer
+
+    @property
+    def paused(self) -> bool:
+        """True while routing is paused by a reset of the control topics."""
+        return self.guard.paused
+
+    def start_book_writer(self) -> None:
+        """Write grant-book snapshots for sessions while the router runs."""
+        self.stop_book_writer()
+        self._book_writer = asyncio.create_task(
+            book_writer.keep_written(self.state, self._producer, self.instance),
+            name="grant-book-snapshots",
+        )
+
+    def stop_book_writer(self) -> None:
+        if self._book_writer is not None:
+            self._book_writer.cancel()
+            self._book_writer = None
 
     def assignment(self) -> set[Any]:
         """The source partitions this router holds in its group now (none before a join)."""
@@ -190,10 +224,7 @@ class Router(AsyncService):
         await self.recompile()
         self._watchdog = BrokerWatchdog(self._consumer, self.follower, self.settler, self.metrics)
         self._watchdog.start()
-        self._book_writer = asyncio.create_task(
-            book_writer.keep_written(self.state, self._producer, self.instance),
-            name="grant-book-snapshots",
-        )
+        self.start_book_writer()
         self._command_audit = await CommandAuditor.started(
             self.state, self.audit, session_timeout_ms=self.session_timeout_ms
         )
@@ -220,9 +251,8 @@ class Router(AsyncService):
             await auditor.stop()
         if self._watchdog is not None:
             self._watchdog.stop()
-        if self._book_writer is not None:
-            self._book_writer.cancel()
-        self._watchdog = self._book_writer = None
+        self.stop_book_writer()
+        self._watchdog = None
         await self.follower.stop()
         if self._producer is not None:
             await self.settler.close()
@@ -255,6 +285,9 @@ class Router(AsyncService):
         settler = self.settler
         settler.raise_if_failed()
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
+        if self.guard.paused:  # fail closed: nothing routed, nothing committed
+            await self.guard.hold(batch)
+            return 0
         # after the fetch, not before: getmany may wait (for a group assignment, say) while
         # a grant changes, and a batch must never be routed with views older than it is
         if self.view_table.expired():
@@ -282,6 +315,10 @@ class Router(AsyncService):
                 count += len(records)
                 futures.extend(await route(tp.topic, records, now, outbox))
                 offsets[tp] = records[-1].offset + 1
+            if self.guard.paused:  # the control topics went backwards while it was routed
+                settler.drafts.drop_from(mark)
+                await self.guard.hold(batch)  # the outbox is dropped: nothing delivered
+                return 0
             futures.extend(await outbox.send())
         except BaseException:
             settler.drafts.drop_from(mark)  # not committed: routed (and audited) again later

@@ -110,6 +110,12 @@ class ViewTable:
         elif self._stale_resources is not None:
             self._stale_resources.add(resource)
 
+    def forget(self) -> None:
+        """Drop every view and decoder (the control state was reset): all recompiled next."""
+        self.views, self.decoders = {}, {}
+        self._next_expiry = None
+        self.changed()
+
     def expired(self) -> bool:
         """True once a grant in force has reached its end: every view must be recompiled."""
         return self._next_expiry is not None and dt.datetime.now(dt.UTC) >= self._next_expiry
