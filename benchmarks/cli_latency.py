@@ -132,6 +132,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 async def run(rounds: int, grants: int) -> dict[str, list[float]]:
     bus, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
+    os.environ.update(bus.environment())  # every command started below reaches the same bus
     router: asyncio.subprocess.Process | None = None
     rows: dict[str, list[float]] = {}
 
@@ -151,7 +152,7 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
             EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(EMBEDDED_SESSION_MS),
         )
         router = await asyncio.create_subprocess_exec(
-            *[EXCHANGE, "router", "-b", bus.bootstrap, "--group", "cli-latency"],
+            *[EXCHANGE, "router", "--group", "cli-latency"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -173,7 +174,7 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
                 start, t = await _timed(raw)
                 add("raw aiokafka produce: acknowledged", await watch.when(marker) - start)
                 add("raw aiokafka produce: exit", t)
-                revoke = [EXCHANGE, "revoke", "-b", bus.bootstrap, "--as", grant.actor]
+                revoke = [EXCHANGE, "revoke", "--as", grant.actor]
                 start, t = await _timed([*revoke, str(grant.grant_id), "--reason", "bench"])
                 add(
                     "exchange revoke: acknowledged",
