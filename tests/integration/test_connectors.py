@@ -26,6 +26,7 @@ import pymysql
 import pytest
 import yaml
 from cli_support import EXCHANGE, cli_env
+from routing_support import SESSION_MS
 
 from connectors import runner
 from connectors.base import Connector
@@ -301,8 +302,8 @@ def sink_cfg(
         "table": table,
         "group": f"sink-{uuid.uuid4().hex[:8]}",
         # the embedded broker only hands a restarted sink its partitions once the
-        # previous member's session has expired: keep that short here
-        "session_timeout_ms": 3000,
+        # previous member's session has expired: keep that short here (Kafka: 6 s at least)
+        "session_timeout_ms": SESSION_MS,
         **extra,
     }
 

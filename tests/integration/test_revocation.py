@@ -213,7 +213,7 @@ async def test_revocation_stops_delivery_while_the_router_runs(
         m,
         f"; revoke() took {(timing['returned'] - timing['called']) * 1000:.0f} ms",
     )
-    assert m.published_after > RATE * 2  # the feed really went on
+    assert m.published_after > m.rate * 1.5  # the feed really went on (2 s at its rate)
     assert m.late == [], f"delivered after the revocation: {m.late[:10]}"
     assert m.missing_before == [], f"lost while the grant was active: {m.missing_before[:10]}"
     await wait_views(router, BMC, {"police": None})
@@ -237,7 +237,7 @@ async def test_expiry_stops_delivery_without_restart(
 
     m = await measure_stop(bus, router, loaded_catalog, "hrss", "E", expire)
     report("expiry", m, f"; valid until {until.isoformat()}")
-    assert m.published_after > RATE * 2
+    assert m.published_after > m.rate * 1.5
     assert m.late == [], f"delivered after the expiry: {m.late[:10]}"
     assert m.missing_before == [], f"lost while the grant was active: {m.missing_before[:10]}"
     await wait_views(router, BMC, {"hrss": None})
