@@ -182,6 +182,20 @@ def require_authorized(c: AIOKafkaConsumer, bus: Connection, topic: str) -> None
         raise refused(bus, "read", topic)
 
 
+async def reconfigure_topics(bus: Connection, names: Iterable[str]) -> None:
+    """Set existing topics' configuration to what the connection's policy gives them
+    (retention, cleanup, min.insync.replicas: the whole set the bus manages)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    async with admin(bus) as client:
+        await client.alter_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, n, configs=bus.topics.configs(n))
+                for n in sorted(set(names))
+            ]
+        )
+
+
 async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """The partitions of ``topic`` (refreshing the metadata once if unknown); [] if none."""
     partitions = c.partitions_for_topic(topic)

@@ -33,6 +33,7 @@ built once at its entry point from :class:`~exchange.settings.Settings`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,12 @@ class TopicPolicy:
     source_retention_ms: int = 7 * DAY_MS
     delivery_retention_ms: int = 7 * DAY_MS
     dead_letter_retention_ms: int = 30 * DAY_MS
+    #: (source topic, retention ms) the catalog sets for some resources
+    source_overrides: tuple[tuple[str, int], ...] = ()
+
+    def with_sources(self, retention_ms: dict[str, int]) -> TopicPolicy:
+        """This policy with per-topic retentions of source topics (from the catalog)."""
+        return dataclasses.replace(self, source_overrides=tuple(sorted(retention_ms.items())))
 
     def family(self, topic: str) -> str:
         """The family of ``topic``: control, audit, source, delivery, dead-letter or other."""
@@ -86,13 +93,15 @@ class TopicPolicy:
         if topic in CONTROL_KEYED:
             out["cleanup.policy"] = "compact"
             return out
-        retention = {
+        by_family = {
             "control": FOREVER,
             "audit": self.audit_retention_ms,
             "source": self.source_retention_ms,
             "delivery": self.delivery_retention_ms,
             "dead-letter": self.dead_letter_retention_ms,
-        }.get(self.family(topic))
+        }
+        overrides = dict(self.source_overrides)
+        retention = overrides[topic] if topic in overrides else by_family.get(self.family(topic))
         if retention is not None:
             out["cleanup.policy"] = "delete"
             out["retention.ms"] = str(retention)

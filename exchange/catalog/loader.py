@@ -216,6 +216,7 @@ def _load_resource(
         schema_=schema,
         schema_id=avro.schema_id(schema),
         fields=tuple(infos),
+        source_retention_days=spec.source_retention_days,
     )
 
 

@@ -148,6 +148,12 @@ class ResourceSpec(_Strict):
     share: ShareSpec
     open_attribute: OpenAttribute
     fields: dict[str, FieldPolicy] = Field(default_factory=dict)
+    source_retention_days: int | None = Field(
+        default=None,
+        ge=-1,
+        description="how long gov.src.<provider>.<id> keeps records: days, -1 for ever; "
+        "unset: the platform's EXCHANGE_SOURCE_RETENTION_MS (7 days by default)",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -190,6 +196,8 @@ class Resource(_Strict):
     schema_: dict[str, Any] = Field(alias="schema")
     schema_id: int
     fields: tuple[FieldInfo, ...]
+    #: retention of the source topic in days (-1: for ever); None: the platform's default
+    source_retention_days: int | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

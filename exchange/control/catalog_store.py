@@ -301,12 +301,42 @@ async def load(
                 ),
             )
         )
+    await source_topics(bus, catalog, before.catalog if before else None, partitions=partitions)
+    return change
+
+
+def source_retention(catalog: Catalog) -> dict[str, int]:
+    """Retention (ms, -1 for ever) of the source topics whose resource sets one."""
+    return {
+        topics.source(r.provider, r.id): (
+            -1 if r.source_retention_days == -1 else r.source_retention_days * 24 * 3600 * 1000
+        )
+        for r in catalog.resources.values()
+        if r.source_retention_days is not None
+    }
+
+
+async def source_topics(
+    bus: Connection, catalog: Catalog, before: Catalog | None, *, partitions: int | None = None
+) -> None:
+    """Create the source topic of every resource with its retention (the catalog's, else the
+    platform's), and set it anew on the existing ones whose resource changed it."""
+    policy = bus.topics.with_sources(source_retention(catalog))
+    placed = bus.with_topics(policy)
     await kafka.ensure_topics(
-        bus,
+        placed,
         [topics.source(r.provider, r.id) for r in catalog.resources.values()],
         partitions=partitions,
     )
-    return change
+    changed = [
+        topics.source(r.provider, r.id)
+        for r in catalog.resources.values()
+        if before is not None
+        and r.id in before.resources
+        and before.resources[r.id].source_retention_days != r.source_retention_days
+    ]
+    if changed:
+        await kafka.reconfigure_topics(placed, changed)
 
 
 def refusal_draft(snap: Snapshot, reason: str, **details: object) -> Draft:

@@ -18,6 +18,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from exchange.bus import kafka, topic_config, topics
 from exchange.bus.topic_config import TopicPolicy, TopicsUnsafe
+from exchange.catalog.model import Catalog
+from exchange.control import catalog_store
+from exchange.dev import engines
 from exchange.dev.kafka import KafkaCluster
 
 pytestmark = [
@@ -144,3 +147,31 @@ async def test_fewer_replicas_than_configured_are_refused(admin: AIOKafkaAdminCl
     )
     assert [(p.setting, p.found) for p in found] == [("replication factor", "1")]
     print(f"\n{found[0]}")
+
+
+async def test_source_topics_keep_what_the_catalog_says(
+    cluster: KafkaCluster, admin: AIOKafkaAdminClient, sample_catalog: Catalog
+) -> None:
+    """A resource's ``source_retention_days`` is its source topic's retention, changed with it."""
+    bus = engines.super_user(cluster)
+    birth = sample_catalog.resource("birth_medical_certificate")
+    topic = topics.source(birth.provider, birth.id)
+
+    def with_days(days: int | None) -> Catalog:
+        changed = birth.model_copy(update={"source_retention_days": days})
+        return sample_catalog.model_copy(
+            update={"resources": {**sample_catalog.resources, birth.id: changed}}
+        )
+
+    await catalog_store.load(bus, with_days(30), actor="tests")
+    assert (await _configs(admin, topic))["retention.ms"] == str(30 * topic_config.DAY_MS)
+    other = topics.source("police", "population_basic")
+    assert (await _configs(admin, other))["retention.ms"] == str(7 * topic_config.DAY_MS)
+    await catalog_store.load(bus, with_days(-1), actor="tests")
+    for _ in range(50):  # the new value reaches every broker shortly after the controller
+        seen = await _configs(admin, topic)
+        if seen["retention.ms"] == "-1":
+            break
+        await asyncio.sleep(0.2)
+    assert (seen["retention.ms"], seen["retention.bytes"]) == ("-1", "-1")
+    print(f"\n{topic}: 30 days from the catalog, then for ever after a catalog change")

@@ -959,3 +959,16 @@ def test_directory_that_does_not_exist_is_rejected(tmp_path: Path) -> None:
     error = only_error(rejected(tmp_path / "nowhere"))
 
     assert error.reason == "not a directory"
+
+
+def test_a_resource_sets_its_source_topics_retention(catalog_dir: Path) -> None:
+    path = resource_file(catalog_dir, "birth_medical_certificate")
+    edit_yaml(path, lambda d: d.update(source_retention_days=30))
+    assert (
+        load_catalog(catalog_dir).resource("birth_medical_certificate").source_retention_days == 30
+    )
+    edit_yaml(path, lambda d: d.update(source_retention_days=-2))
+    error = only_error(rejected(catalog_dir))
+    assert str(error.facts["file"]).endswith("birth_medical_certificate.yaml")
+    assert error.facts["line"] == line_of(path, "source_retention_days")
+    assert "source_retention_days" in str(error)

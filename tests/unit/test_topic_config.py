@@ -108,3 +108,15 @@ def test_fewer_replicas_than_configured_are_refused() -> None:
 def test_settings_not_reported_raise_no_alarm() -> None:
     """The embedded broker reports only the settings a topic was created with."""
     assert problems_of(topics.GRANTS, {}, None, TopicPolicy()) == []
+
+
+def test_the_catalog_sets_a_source_topics_retention() -> None:
+    policy = TopicPolicy().with_sources(
+        {"gov.src.health.birth_medical_certificate": 30 * DAY_MS, "gov.src.police.people": -1}
+    )
+    assert policy.configs("gov.src.health.birth_medical_certificate")["retention.ms"] == str(
+        30 * DAY_MS
+    )
+    forever = policy.configs("gov.src.police.people")
+    assert (forever["retention.ms"], forever["retention.bytes"]) == ("-1", "-1")
+    assert policy.configs("gov.src.market.licences")["retention.ms"] == str(7 * DAY_MS)
