@@ -164,11 +164,15 @@ async def test_the_whole_cluster_restarts_with_everything_intact(
             within=30,
             what="police's view gone",
         )
-        second = set(await _stream(principals, sample_catalog, 10_000, seed=70_000, tick=tick))
+        stream = asyncio.create_task(
+            _stream(principals, sample_catalog, 10_000, seed=70_000, tick=tick)
+        )
         await wait_for(lambda: run.router.routed > 5_000, within=60, what="some routed")
     finally:
-        await run.stop()  # mid-stream: part of the second batch is not routed yet
+        await run.stop()  # mid-stream: the second batch is still being published
+    second = set(await stream)  # the rest is published with no router running
     routed_before = run.router.routed
+    assert routed_before < len(first | second), "the router was not stopped mid-stream"
     audit_before = await _audit_intact(bus)
     committed_before = await _committed(bus, group)
 
