@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from exchange.bus.connection import Connection
+    from exchange.bus.connection import Connection, Secret
     from exchange.bus.topic_config import TopicPolicy
 
 
@@ -136,22 +136,27 @@ class Settings(BaseSettings):
             dead_letter_retention_ms=self.dead_letter_retention_ms,
         )
 
+    def password(self) -> Secret | None:
+        """The SASL password: from ``sasl_password_file`` if set, else ``sasl_password``."""
+        from exchange.bus.connection import Secret
+
+        if self.sasl_password_file is not None:
+            return Secret.from_file(self.sasl_password_file)
+        if self.sasl_password is not None:
+            return Secret(self.sasl_password.get_secret_value())
+        return None
+
     def connection(self, bootstrap: str, *, embedded: bool = False) -> Connection:
         """The :class:`~exchange.bus.connection.Connection` of this process to ``bootstrap``
         (``embedded``: the embedded broker, which has no idempotent producers)."""
-        from exchange.bus.connection import Connection, Secret
+        from exchange.bus.connection import Connection
 
-        password: Secret | None = None
-        if self.sasl_password_file is not None:
-            password = Secret.from_file(self.sasl_password_file)
-        elif self.sasl_password is not None:
-            password = Secret(self.sasl_password.get_secret_value())
         return Connection(
             bootstrap,
             security_protocol=self.security_protocol,
             sasl_mechanism=self.sasl_mechanism,
             username=self.sasl_username,
-            password=password,
+            password=self.password(),
             ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
             topics=self.topic_policy(),
             idempotence=self.idempotent_producers and not embedded,

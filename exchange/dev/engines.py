@@ -88,10 +88,7 @@ def connection_to(cluster: KafkaCluster, settings: Settings) -> Connection:
     user = settings.sasl_username
     if not user or user == admin.username:
         return admin
-    if settings.sasl_password_file is not None:
-        password = Secret.from_file(settings.sasl_password_file)
-    elif settings.sasl_password is not None:
-        password = Secret(settings.sasl_password.get_secret_value())
-    else:
-        password = Secret.from_file(credentials_dir(cluster) / f"{user}.password")
+    password = settings.password() or Secret.from_file(
+        credentials_dir(cluster) / f"{user}.password"
+    )
     return admin.as_user(user, password)
