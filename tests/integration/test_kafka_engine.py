@@ -316,3 +316,53 @@ def test_cli_starts_stops_and_resumes_a_kafka_cluster(kafka_jars: Path, tmp_path
         cli("broker", "stop", timeout=60)
         if (data / "cluster.json").exists():
             KafkaCluster(data).stop()  # whatever the CLI left running
+
+
+@pytest.mark.timeout(600)
+def test_the_readmes_production_path(kafka_jars: Path, tmp_path: Path) -> None:
+    """The README's production section, command by command, on a 3-node cluster."""
+    cli = Cli(tmp_path / "state")
+    data = tmp_path / "bus-data"
+    try:
+        began = time.monotonic()
+        start = ["broker", "start", "--engine", "kafka", "--nodes", "3", "--data-dir", str(data)]
+        started = cli(*start, timeout=200)
+        assert started.returncode == 0, started.stderr
+        demo = cli("demo", "--engine", "kafka", timeout=300)
+        assert demo.returncode == 0, demo.stderr
+        assert "every step below runs as its own user" in demo.stdout
+        assert "police received 140 of 300 certificates" in demo.stdout
+        demo_took = time.monotonic() - began
+        police_pw = data / "credentials" / "police.password"
+        assert police_pw.stat().st_mode & 0o777 == 0o600
+
+        assert cli("broker", "stop", timeout=90).returncode == 0
+        again = cli("broker", "start", "--engine", "kafka", timeout=200)
+        assert again.returncode == 0, again.stderr
+
+        explain = cli("explain", "--as", "police", "birth_medical_certificate")
+        assert explain.returncode == 0, explain.stderr
+        assert "is revoked" in explain.stdout  # the demo's grant, after a full restart
+        cli.env["EXCHANGE_SASL_USERNAME"] = "auditor"
+        verified = cli("audit", "verify")
+        assert verified.returncode == 0, verified.stderr
+        intact = re.search(r"intact: (\d+) entries", verified.stdout)
+        assert intact, verified.stdout
+        cli.env["EXCHANGE_SASL_USERNAME"] = "police"
+        peek = cli("peek", "gov.src.health.birth_medical_certificate")
+        assert peek.returncode == 2
+        assert "the broker refused User:police to read topic gov.src.health" in peek.stderr
+        cli.env["EXCHANGE_SASL_USERNAME"] = "hrss"
+        own = cli("peek", "gov.dlv.hrss.birth_medical_certificate", "--max", "300")
+        assert own.returncode == 0, own.stderr
+        assert "300 records" in own.stderr
+        print(
+            f"\ncluster started and demo run as each principal in {demo_took:.0f} s; after a "
+            f"full restart: grant still revoked, {intact[1]} audit entries intact (read as "
+            "auditor), police refused by the broker on health's source, hrss reads its 300"
+        )
+    finally:
+        cli.env.pop("EXCHANGE_SASL_USERNAME", None)
+        cli("broker", "stop", timeout=90)
+        if (data / "cluster.json").exists():
+            KafkaCluster(data).stop()
