@@ -33,9 +33,9 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Protocol
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from exchange.bus.connection import Connection, Secret
 from exchange.http.errors import HttpError
@@ -192,3 +192,7 @@ async def principal(request: Request) -> Principal:
     """The FastAPI dependency every protected route takes: the caller, or 401."""
     gate: Gate = request.app.state.gate
     return await gate.principal(request)
+
+
+#: a route's parameter for the caller: ``caller: Caller``
+Caller = Annotated[Principal, Depends(principal)]

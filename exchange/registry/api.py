@@ -18,12 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from exchange.avro import schema as avro
 from exchange.errors import SchemaError
-from exchange.http.auth import Principal, principal
+from exchange.http.auth import Caller, Principal
 from exchange.http.errors import MEDIA_TYPE, ApiJSONResponse, ErrorBody, HttpError
 from exchange.registry.service import Index, RegistryService, parsing_canonical_form
 from exchange.registry.subjects import Subject
 
-Caller = Annotated[Principal, Depends(principal)]
 MAX_VERSION = 2**31 - 1
 READ_ONLY = (
     "this registry is read-only: schemas change only through a signed catalog load "
