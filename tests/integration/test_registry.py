@@ -97,6 +97,20 @@ def sr_conf(url: str, user: str) -> dict[str, Any]:
     return {"url": url, "basic.auth.user.info": f"{user}:{PASSWORDS[user]}"}
 
 
+def kafka_conf(bus: Connection) -> dict[str, Any]:
+    """librdkafka's settings for ``bus``: its address, and its SASL user on the Kafka lane."""
+    conf: dict[str, Any] = {"bootstrap.servers": bus.bootstrap}
+    if bus.sasl:
+        assert bus.password is not None
+        conf |= {
+            "security.protocol": bus.security_protocol,
+            "sasl.mechanism": bus.sasl_mechanism,
+            "sasl.username": bus.username,
+            "sasl.password": bus.password.reveal(),
+        }
+    return conf
+
+
 def confluent_read(
     bus: Connection, url: str, user: str, topic: str, count: int, within: float = 30.0
 ) -> list[tuple[str | None, dict[str, Any]]]:
@@ -110,7 +124,7 @@ def confluent_read(
     deserializer = AvroDeserializer(registry)
     consumer = Consumer(
         {
-            "bootstrap.servers": bus.bootstrap,
+            **kafka_conf(bus),
             "group.id": f"{user}-confluent-{time.monotonic_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -171,9 +185,7 @@ async def test_confluent_producer_publishes_with_the_latest_source_schema(
         sr,
         conf={"auto.register.schemas": False, "use.latest.version": True},
     )
-    producer = Producer(
-        {"bootstrap.servers": bus.bootstrap, "enable.idempotence": False, "acks": "all"}
-    )
+    producer = Producer({**kafka_conf(bus), "enable.idempotence": False, "acks": "all"})
     before = router.router.routed
 
     def produce() -> None:
