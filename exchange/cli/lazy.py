@@ -73,6 +73,11 @@ COMMANDS: dict[str, Lazy] = {
         "router",
         "Route every source record to every entitled consumer, as its own view.",
     ),
+    "registry": Lazy(
+        "registry",
+        "registry",
+        "Serve a read-only Confluent Schema Registry API: any Kafka client decodes the bus.",
+    ),
     "acls": Lazy(
         "acls",
         "acls",

@@ -1,0 +1,11 @@
+"""The bus's HTTP services share this stack: FastAPI on uvicorn (ASGI).
+
+It owns the app factory (:mod:`.app`), the one way a caller proves which
+principal it is (:mod:`.auth`: HTTP basic, checked against the same users as
+the broker), the one error format (:mod:`.errors`: Confluent's
+``{"error_code", "message"}``), request metrics for Prometheus
+(:mod:`.metrics`) and serving with uvicorn (:mod:`.server`). Each service (the
+Schema Registry–compatible API in :mod:`exchange.registry`, later the query
+gateway and the web console) is a small module of routes on top. It may import
+the bus and control layers; nothing below it imports it.
+"""

@@ -1,0 +1,198 @@
+"""Who is calling: HTTP basic authentication against the bus's own users.
+
+A department reaches every HTTP service with the user name and password it
+already has for the broker (``exchange acls --apply`` made them: one SCRAM
+user per department, ``gov-router``, ``catalog-admin`` and ``auditor``), sent
+as HTTP basic credentials: every Kafka client, Schema Registry client and
+tool (confluent-kafka's ``basic.auth.user.info``, Java's
+``basic.auth.credentials.source=USER_INFO``, kcat's ``https://user:pass@...``)
+can send those, and no second set of secrets has to be handed out or revoked.
+
+Two ways to check them, chosen where the service starts:
+
+* :class:`BrokerLogin` (production): a SCRAM login to the broker as that user.
+  The broker stays the one place passwords live; changing or deleting a Kafka
+  user takes effect here within :data:`CACHE_S`.
+* :class:`PasswordFiles`: the files ``exchange acls --apply`` writes
+  (``<dir>/<user>.password``), for a bus whose broker has no users (the
+  embedded one) and for tests.
+
+Anonymous requests are refused (401) unless the service names a principal
+they act as. Credentials that are given and wrong are refused either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
+
+from exchange.bus.connection import Connection, Secret
+from exchange.http.errors import HttpError
+
+log = logging.getLogger(__name__)
+
+#: principals that see everything (the access log's reader, the catalog's keeper, the router)
+SEE_ALL = frozenset({"auditor", "catalog-admin", "gov-router"})
+#: seconds a successful check is remembered (per user and password)
+CACHE_S = 60.0
+#: a Kafka user name as the bus makes them: no path separators, no control characters
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$")
+REALM = 'Basic realm="gov-exchange", charset="UTF-8"'
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a department's id, or one of the bus's own principals."""
+
+    name: str
+    anonymous: bool = False
+
+    @property
+    def sees_all(self) -> bool:
+        return self.name in SEE_ALL
+
+
+class Authenticator(Protocol):
+    async def check(self, user: str, password: str) -> bool:
+        """True if ``password`` is ``user``'s password."""
+        ...
+
+
+class PasswordFiles:
+    """Passwords from ``<directory>/<user>.password``, the files ``exchange acls --apply`` writes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def check(self, user: str, password: str) -> bool:
+        path = self.directory / f"{user}.password"
+        try:
+            # a few bytes from the page cache: harmless on the event loop
+            expected = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            expected = secrets.token_urlsafe(24)  # compare anyway: no timing difference
+            hmac.compare_digest(expected.encode(), password.encode())
+            return False
+        return bool(expected) and hmac.compare_digest(expected.encode(), password.encode())
+
+
+class BrokerLogin:
+    """A SCRAM (or PLAIN) login to the broker as the user: the broker decides."""
+
+    def __init__(self, bus: Connection, *, timeout_s: float = 10.0) -> None:
+        if not bus.sasl:
+            raise ValueError(
+                "checking passwords against the broker needs a SASL connection "
+                "(EXCHANGE_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL)"
+            )
+        self.bus = bus
+        self.timeout_s = timeout_s
+
+    async def check(self, user: str, password: str) -> bool:
+        from aiokafka.client import AIOKafkaClient
+        from aiokafka.errors import KafkaConnectionError, KafkaError
+
+        options = self.bus.as_user(user, Secret(password)).client_options()
+        client = AIOKafkaClient(request_timeout_ms=int(self.timeout_s * 1000), **options)
+        try:
+            await client.bootstrap()
+        except KafkaConnectionError as exc:
+            # aiokafka reports a refused SASL handshake as a failed bootstrap connection
+            if "authentication" in str(exc).lower() or "sasl" in str(exc).lower():
+                return False
+            raise HttpError(503, 50302, f"the broker cannot be reached: {exc}") from exc
+        except KafkaError as exc:
+            if "auth" in type(exc).__name__.lower() or "authentication" in str(exc).lower():
+                return False
+            raise HttpError(503, 50302, f"the broker cannot be reached: {exc}") from exc
+        finally:
+            await client.close()
+        return True
+
+
+class CachedAuthenticator:
+    """Remembers successful checks for :data:`CACHE_S` (a broker login per request is slow).
+
+    Keys are an HMAC of the password under a key made for this process, so the
+    cache never holds a password.
+    """
+
+    def __init__(self, inner: Authenticator, *, ttl_s: float = CACHE_S) -> None:
+        self.inner = inner
+        self.ttl_s = ttl_s
+        self._key = secrets.token_bytes(32)
+        self._ok: dict[tuple[str, bytes], float] = {}
+
+    async def check(self, user: str, password: str) -> bool:
+        tag = hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+        now = time.monotonic()
+        until = self._ok.get((user, tag))
+        if until is not None and until > now:
+            return True
+        ok = await self.inner.check(user, password)
+        if ok:
+            if len(self._ok) > 10_000:  # bounded: forget the expired
+                self._ok = {k: t for k, t in self._ok.items() if t > now}
+            self._ok[(user, tag)] = now + self.ttl_s
+        else:
+            self._ok.pop((user, tag), None)
+        return ok
+
+
+def unauthorized(message: str) -> HttpError:
+    return HttpError(401, 401, message, headers={"WWW-Authenticate": REALM})
+
+
+def basic_credentials(header: str) -> tuple[str, str]:
+    """(user, password) of an ``Authorization: Basic ...`` header; 401 if it is not one."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        raise unauthorized("Unauthorized: use HTTP basic authentication")
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise unauthorized("Unauthorized: malformed basic credentials") from None
+    if not sep or not USER_NAME.match(user):
+        raise unauthorized("Unauthorized: malformed basic credentials")
+    return user, password
+
+
+class Gate:
+    """What a service checks every request with: its authenticator and anonymous policy."""
+
+    def __init__(self, authenticator: Authenticator, *, anonymous: str | None = None) -> None:
+        self.authenticator = authenticator
+        self.anonymous = anonymous
+
+    async def principal(self, request: Request) -> Principal:
+        header = request.headers.get("authorization")
+        if header is None:
+            if self.anonymous is None:
+                raise unauthorized("Unauthorized: credentials are required")
+            return Principal(self.anonymous, anonymous=True)
+        user, password = basic_credentials(header)
+        if not await self.authenticator.check(user, password):
+            log.info("refused the credentials given for user %r", user)
+            raise unauthorized("Unauthorized: wrong user name or password")
+        return Principal(user)
+
+
+async def principal(request: Request) -> Principal:
+    """The FastAPI dependency every protected route takes: the caller, or 401."""
+    gate: Gate = request.app.state.gate
+    return await gate.principal(request)
+
+
+#: a route's parameter for the caller: ``caller: Caller``
+Caller = Annotated[Principal, Depends(principal)]

@@ -1,0 +1,91 @@
+"""Request metrics of an HTTP service, and its ``/metrics`` endpoint.
+
+Labels are bounded: the route's template (``/schemas/ids/{id}``), never the
+path asked for, so a caller cannot grow the label set.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class HttpMetrics:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, prefix: str = "gov_exchange"
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            f"{prefix}_http_requests",
+            "HTTP requests answered, per service, route template, method and status",
+            ["service", "route", "method", "status"],
+            registry=r,
+        )
+        self.seconds = Histogram(
+            f"{prefix}_http_request_seconds",
+            "Time to answer an HTTP request, per service and route template",
+            ["service", "route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            f"{prefix}_http_auth_failures",
+            "Requests refused for missing or wrong credentials, per service",
+            ["service"],
+            registry=r,
+        )
+
+
+class MetricsMiddleware:
+    """Counts and times every request (plain ASGI: no per-request task, unlike BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, service: str) -> None:
+        self.app, self.metrics, self.service = app, metrics, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route: Any = scope.get("route")
+            template = getattr(route, "path", None) or "(unrouted)"
+            self.metrics.requests.labels(
+                self.service, template, scope.get("method", ""), str(status)
+            ).inc()
+            self.metrics.seconds.labels(self.service, template).observe(
+                time.perf_counter() - started
+            )
+            if status == 401:
+                self.metrics.auth_failures.labels(self.service).inc()
+
+
+def metrics_endpoint(registry: CollectorRegistry) -> Any:
+    """A route handler serving ``registry`` in Prometheus' text format."""
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
