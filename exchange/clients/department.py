@@ -110,7 +110,7 @@ class Department:
             try:
                 await self._audit_entry(
                     Action.COMMAND_REFUSED,
-                    Decision.REFUSED,
+                    Decision.DENIED,
                     reason=exc.message,
                     details=detail_map(command="start"),
                 )
@@ -219,7 +219,7 @@ class Department:
             details = detail_map(command=command, **facts.pop("details", {}))
             await self._audit_entry(
                 Action.COMMAND_REFUSED,
-                Decision.REFUSED,
+                Decision.DENIED,
                 reason=exc.message,
                 details=details,
                 **facts,

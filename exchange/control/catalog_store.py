@@ -381,7 +381,7 @@ def refusal_draft(snap: Snapshot, reason: str, **details: object) -> Draft:
     return Draft(
         Action.COMMAND_REFUSED,
         actor=snap.actor,
-        decision=Decision.REFUSED,
+        decision=Decision.DENIED,
         reason=reason,
         details=detail_map(
             command="catalog load",
