@@ -8,11 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from exchange.bus.connection import Connection
+from exchange.catalog.model import Catalog
 from exchange.cli import app
 from exchange.router import mask_secret
 from exchange.router.loop import Router
 from exchange.router.mask_secret import PUBLIC_SECRETS, MaskSecretError
+from exchange.router.view import compile_view
 from exchange.settings import Settings
+from exchange.sharing.policy import View
 
 PRODUCTION = Connection("k1:9092")
 DEVELOPMENT = Connection("127.0.0.1:9092", idempotence=False, development=True)
@@ -85,3 +88,23 @@ def test_the_router_command_refuses_to_start_without_a_secret(
     assert result.exit_code == 2
     assert "no mask secret" in result.stderr
     assert "EXCHANGE_MASK_SECRET" in result.stderr
+
+
+def test_a_view_that_hashes_names_its_key_by_fingerprint(sample_catalog: Catalog) -> None:
+    """What RECORDS_DELIVERED audits as mask_key: it changes when the secret is rotated."""
+    res = sample_catalog.resource("birth_medical_certificate")
+    fields = (res.key, "mother_id_number")
+
+    def view(masks: dict[str, str]) -> View:
+        return View("police", res.id, res.provider, fields, masks=masks, receiving=True)
+
+    old, new = b"o" * 32, b"n" * 32
+    hashed = compile_view(res, view({"mother_id_number": "hash"}), old)
+    assert hashed.key_fingerprint is not None
+    assert (
+        hashed.key_fingerprint
+        != compile_view(res, view({"mother_id_number": "hash"}), new).key_fingerprint
+    )
+    assert compile_view(res, view({}), old).key_fingerprint is None  # nothing hashed
+    key_hashed = compile_view(res, view({res.key: "keep:2:2"}), old)  # the key is masked
+    assert key_hashed.key_fingerprint == hashed.key_fingerprint
