@@ -308,7 +308,7 @@ async def main() -> None:
     bus, broker = given_or_embedded(given)
     try:
         catalog = load_catalog(ROOT / "schemas")
-        await catalog_store.load(bus, catalog, actor="bench")
+        await catalog_store.load(bus, catalog, actor="bench", unsigned_override="benchmark catalog")
         async with Department(bus, "hrss") as hrss:
             await hrss.subscribe(RESOURCE)
         results: dict[str, list[tuple[str, int, float, float | None]]] = {}

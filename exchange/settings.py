@@ -102,9 +102,17 @@ class Settings(BaseSettings):
         "half of it, so shorter means faster starts there; real Kafka refuses less than its "
         "group.min.session.timeout.ms (6 s by default)",
     )
-    mask_secret: SecretStr = Field(
-        default=SecretStr("change-me: set EXCHANGE_MASK_SECRET in production"),
-        description="master secret from which per-consumer hash-mask keys are derived",
+    mask_secret: SecretStr | None = Field(
+        default=None,
+        description="master secret from which per-consumer hash-mask keys are derived: at "
+        "least 32 random characters, the same on every router of a bus. No default: a router "
+        "outside the embedded development broker refuses to start without it (on that broker "
+        "it makes a random one per bus)",
+    )
+    development: bool = Field(
+        default=False,
+        description="set by a process on the embedded development broker for the commands it "
+        "starts (Connection.environment()); PLAINTEXT only. Not a production setting",
     )
     request_timeout_s: float = Field(default=15.0, gt=0)
     log_level: str = Field(
@@ -148,7 +156,8 @@ class Settings(BaseSettings):
 
     def connection(self, bootstrap: str, *, embedded: bool = False) -> Connection:
         """The :class:`~exchange.bus.connection.Connection` of this process to ``bootstrap``
-        (``embedded``: the embedded broker, which has no idempotent producers)."""
+        (``embedded``: the embedded broker, which has no idempotent producers, a development
+        bus; so is one a parent process handed over as such, ``EXCHANGE_DEVELOPMENT``)."""
         from exchange.bus.connection import Connection
 
         return Connection(
@@ -160,4 +169,6 @@ class Settings(BaseSettings):
             ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
             topics=self.topic_policy(),
             idempotence=self.idempotent_producers and not embedded,
+            # the embedded broker speaks PLAINTEXT only: a secured connection is never one
+            development=(embedded or self.development) and self.security_protocol == "PLAINTEXT",
         )

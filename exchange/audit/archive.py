@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from exchange.audit.entry import AuditEntry
-from exchange.audit.query import Filter
+from exchange.audit.query import Filter, decisions
 from exchange.audit.verify import Position
 from exchange.errors import ExchangeError
 
@@ -257,10 +257,13 @@ class Archive:
         if flt.dept is not None:
             conds.append("(actor = ? OR consumer = ? OR provider = ?)")
             params += [flt.dept] * 3
+        if flt.decision is not None:  # "denied" finds every refusal
+            words = sorted(decisions(flt.decision))
+            conds.append(f"decision IN ({', '.join('?' for _ in words)})")
+            params += words
         for column, value in (
             ("resource", flt.resource),
             ("action", flt.action.value if flt.action else None),
-            ("decision", flt.decision),
             ("grant_id", flt.grant),
         ):
             if value is not None:

@@ -32,6 +32,10 @@ MAX_REASON = 1000
 
 
 class Action(StrEnum):
+    """What happened: the vocabulary of the log. The README's table "Audit actions" says,
+    for each, when it is written and which fields are set; every refusal, whatever its
+    action, has the decision ``denied`` (:data:`REFUSALS`)."""
+
     SUBSCRIPTION_GRANTED = "SUBSCRIPTION_GRANTED"
     SUBSCRIPTION_DENIED = "SUBSCRIPTION_DENIED"
     APPLICATION_SUBMITTED = "APPLICATION_SUBMITTED"
@@ -48,6 +52,8 @@ class Action(StrEnum):
 
 class Decision(StrEnum):
     GRANTED = "granted"
+    #: the one word for a refusal by the bus, whatever the action (SUBSCRIPTION_DENIED,
+    #: COMMAND_REFUSED, ...): ``audit query --decision denied`` finds them all
     DENIED = "denied"
     SUBMITTED = "submitted"
     APPROVED = "approved"
@@ -58,8 +64,14 @@ class Decision(StrEnum):
     DELIVERED = "delivered"
     DEAD_LETTERED = "dead_lettered"
     CHANGED = "changed"
+    #: the word COMMAND_REFUSED entries had before ``denied`` became the only one; kept so
+    #: that old entries are read, and found by ``--decision denied``. Never written now
     REFUSED = "refused"
     RESET = "reset"
+
+
+#: every decision that means "refused": ``denied``, and ``refused`` in entries written before
+REFUSALS = frozenset({Decision.DENIED.value, Decision.REFUSED.value})
 
 
 def _opt(name: str, doc: str) -> dict[str, Any]:

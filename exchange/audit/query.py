@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from exchange import beijing
-from exchange.audit.entry import Action, AuditEntry
+from exchange.audit.entry import REFUSALS, Action, AuditEntry, Decision
 from exchange.audit.verify import Position
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.errors import ExchangeError
@@ -39,7 +39,8 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class Filter:
-    """Every criterion given must hold; ``dept`` matches actor, consumer or provider."""
+    """Every criterion given must hold; ``dept`` matches actor, consumer or provider;
+    ``decision`` ``denied`` matches every refusal (:func:`decisions`)."""
 
     dept: str | None = None
     resource: str | None = None
@@ -55,7 +56,7 @@ class Filter:
             (self.dept is None or e.involves(self.dept))
             and (self.resource is None or e.resource == self.resource)
             and (self.action is None or e.action is self.action)
-            and (self.decision is None or e.decision == self.decision)
+            and (self.decision is None or e.decision in decisions(self.decision))
             and (self.grant is None or e.grant_id == self.grant)
             and (self.purpose is None or (e.purpose is not None and self.purpose in e.purpose))
             and (self.since is None or e.at >= self.since)
@@ -72,6 +73,24 @@ def parse_action(value: str | None) -> Action | None:
         raise ExchangeError(
             f"unknown action {value!r}; use one of {', '.join(a.value for a in Action)}"
         ) from None
+
+
+def decisions(decision: str) -> frozenset[str]:
+    """The decisions written that ``decision`` finds: every refusal for ``denied``."""
+    return REFUSALS if decision in REFUSALS else frozenset({decision})
+
+
+def parse_decision(value: str | None) -> str | None:
+    """A decision of the vocabulary (``refused``, the old word, is ``denied``)."""
+    if value is None:
+        return None
+    word = value.strip().lower()
+    if word == Decision.REFUSED.value:
+        return Decision.DENIED.value
+    if word not in {d.value for d in Decision}:
+        known = ", ".join(d.value for d in Decision if d is not Decision.REFUSED)
+        raise ExchangeError(f"unknown decision {value!r}; use one of {known}")
+    return word
 
 
 def parse_time(value: str | None, *, end: bool = False) -> dt.datetime | None:

@@ -7,7 +7,9 @@ For a month (Beijing time) and each department:
 * its requests that were denied, by reason (subscriptions denied, commands
   refused, applications rejected);
 * grants it holds (as consumer) and grants it gave (as provider): active at
-  the end of the month, revoked and expired during it;
+  the moment the report describes (the end of the month, or now for the
+  current month), revoked and expired during the month up to that moment (a
+  grant that runs out later is active, not expired);
 * applications it answered as provider during the month, within and beyond
   10 working days (the official calendar with its make-up working days,
   :mod:`exchange.workdays`), and those still unanswered past their due date
@@ -19,6 +21,13 @@ For a month (Beijing time) and each department:
   (detail ``calendar_missing``), one row each, naming the application.
   The calendar is the one of this process (:func:`exchange.workdays.use`;
   ``exchange audit report`` installs the catalog's).
+
+Names that are not departments of the catalog (``departments``: an actor
+such as ``--as nobody`` whose commands were refused) are not departments:
+they get a report of their own marked ``known=False``, listed in a section
+of their own after the departments (CSV and JSON column ``section``:
+``department`` or ``unknown actor``), since they are exactly what an auditor
+wants to see.
 
 Counts follow the log, which is at-least-once like deliveries: a router
 that crashes before committing re-routes (and re-audits) the uncommitted
@@ -33,16 +42,18 @@ import datetime as dt
 import io
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from exchange import workdays
-from exchange.audit.entry import Action, AuditEntry
+from exchange.audit.entry import REFUSALS, Action, AuditEntry
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.errors import ExchangeError
 
 UNCONDITIONAL = "(无条件共享 unconditional subscription)"
 NOT_DEPARTMENTS = {"router", "admin"}
+DEPARTMENT = "department"
+UNKNOWN_ACTOR = "unknown actor"
 
 
 @dataclass(frozen=True)
@@ -83,9 +94,21 @@ class DepartmentReport:
     overdue_unanswered: int = 0
     #: application id -> what was computed without holiday data, and how
     without_calendar: dict[str, str] = field(default_factory=dict)
+    #: False for a name that is not a department of the catalog (an unknown actor)
+    known: bool = True
+
+    @property
+    def section(self) -> str:
+        return DEPARTMENT if self.known else UNKNOWN_ACTOR
 
     def rows(self) -> list[tuple[str, str, str, int]]:
-        """(metric, resource, detail, value) rows, in a fixed order."""
+        """(metric, resource, detail, value) rows, in a fixed order; an unknown actor's
+        only the metrics it has (it holds no grants and answers no applications)."""
+        if not self.known:
+            return [row for row in self._rows() if row[0] == "denied" or row[3]]
+        return self._rows()
+
+    def _rows(self) -> list[tuple[str, str, str, int]]:
         out: list[tuple[str, str, str, int]] = []
         for (res, purpose), n in sorted(self.received.items()):
             out.append(("records_received", res, purpose, n))
@@ -150,10 +173,16 @@ def monthly(
     *,
     department: str | None = None,
     at: dt.datetime | None = None,
+    departments: Collection[str] | None = None,
 ) -> list[DepartmentReport]:
-    """Reports for every department in the log (or one), for ``period``; entries in any order."""
+    """Reports for every department in the log (or one), for ``period``; entries in any order.
+
+    ``at`` is now: the report describes the end of the period, or ``at`` if earlier.
+    ``departments``: the catalog's; any other name gets an unknown actor's report,
+    listed after the departments (None: every name is taken for a department).
+    """
     horizon = min(period.end, at) if at is not None else period.end  # never after now
-    tally = _Tally(period.start, period.end, department)
+    tally = _Tally(period.start, period.end, department, departments)
     seen: set[str] = set()
     for e in sorted(entries, key=lambda x: x.at):
         if e.id in seen:  # a duplicate written by a producer retry
@@ -163,14 +192,21 @@ def monthly(
             tally.add(e)
     tally.count_grants(horizon)
     tally.count_overdue(horizon)
-    return [tally.reports[k] for k in sorted(tally.reports)]
+    return sorted(tally.reports.values(), key=lambda r: (not r.known, r.department))
 
 
 class _Tally:
     """What the log says up to the end of a period, read entry by entry in time order."""
 
-    def __init__(self, start: dt.datetime, end: dt.datetime, department: str | None) -> None:
+    def __init__(
+        self,
+        start: dt.datetime,
+        end: dt.datetime,
+        department: str | None,
+        departments: Collection[str] | None,
+    ) -> None:
         self.start, self.end, self.department = start, end, department
+        self.departments = None if departments is None else frozenset(departments)
         self.reports: dict[str, DepartmentReport] = {}
         self.grants: dict[str, _Grant] = {}
         self.current: dict[tuple[str | None, str | None], str] = {}  # (consumer, resource)
@@ -184,7 +220,11 @@ class _Tally:
             return None
         if self.department is not None and name != self.department:
             return None
-        return self.reports.setdefault(name, DepartmentReport(name))
+        report = self.reports.get(name)
+        if report is None:
+            known = self.departments is None or name in self.departments
+            report = self.reports[name] = DepartmentReport(name, known=known)
+        return report
 
     def add(self, e: AuditEntry) -> None:
         in_period = e.at >= self.start
@@ -205,7 +245,10 @@ class _Tally:
             if r is not None:
                 n = int(e.details.get("record_count", "0"))
                 r.received[(e.resource or "", e.purpose or UNCONDITIONAL)] += n
-        elif e.action in (Action.SUBSCRIPTION_DENIED, Action.COMMAND_REFUSED) and in_period:
+        elif in_period and (  # every refusal, whatever the action
+            e.decision in REFUSALS
+            or e.action in (Action.SUBSCRIPTION_DENIED, Action.COMMAND_REFUSED)
+        ):
             r = self.rep(e.actor if e.actor not in NOT_DEPARTMENTS else e.consumer)
             if r is not None:
                 r.denials[(e.action.value, e.reason or "")] += 1
@@ -266,7 +309,9 @@ class _Tally:
             self.current[key] = e.grant_id
 
     def count_grants(self, horizon: dt.datetime) -> None:
-        """Grants held and given: revoked or expired in the period, active at ``horizon``."""
+        """Grants held and given: revoked or expired in the period up to ``horizon`` (the
+        moment the report describes: a grant that runs out after it has not expired),
+        active at ``horizon``."""
         start, end = self.start, self.end
         for g in self.grants.values():
             expiry = g.valid_until or g.expired_seen
@@ -279,7 +324,12 @@ class _Tally:
                     continue
                 if g.revoked_at is not None and ended is not None and start <= g.revoked_at < end:
                     r.grants[role]["revoked"] += 1
-                elif expiry is not None and start <= expiry < end and ended is None:
+                elif (
+                    expiry is not None
+                    and start <= expiry < end
+                    and expiry <= horizon  # not the end of the month: it may still run
+                    and ended is None
+                ):
                     r.grants[role]["expired"] += 1
                 if (
                     g.approved_at < horizon
@@ -306,11 +356,15 @@ class _Tally:
                 r.without_calendar.setdefault(app_id, _without_data(found))
 
 
-HEADERS = ["department", "metric", "resource/action", "purpose/reason", "value"]
+HEADERS = ["department", "metric", "resource/action", "purpose/reason", "value", "section"]
 
 
 def to_rows(reports: list[DepartmentReport]) -> list[list[str]]:
-    return [[r.department, m, a, b, str(v)] for r in reports for (m, a, b, v) in r.rows()]
+    """Rows of :data:`HEADERS`: the departments', then the unknown actors' (``section``)."""
+    ordered = sorted(reports, key=lambda r: not r.known)
+    return [
+        [r.department, m, a, b, str(v), r.section] for r in ordered for (m, a, b, v) in r.rows()
+    ]
 
 
 def to_csv(reports: list[DepartmentReport], period: Period) -> str:

@@ -89,10 +89,20 @@ class Connection:
     #: producers with ``enable.idempotence``: a retry after a broker failure writes no
     #: duplicate and keeps the order. Apache Kafka has it; the embedded broker does not
     idempotence: bool = True
+    #: the embedded development broker (``exchange broker start``, the demo, the test
+    #: fixtures): only there may a router make up its own mask secret and a catalog load
+    #: go unsigned without an override. Set by whoever started or found that broker, never
+    #: guessed from an address; plain connections only (the embedded broker has no users)
+    development: bool = False
 
     def __post_init__(self) -> None:
         if not self.bootstrap.strip():
             raise ConnectionSettingsError("no bootstrap servers given (EXCHANGE_BOOTSTRAP_SERVERS)")
+        if self.development and self.security_protocol != "PLAINTEXT":
+            raise ConnectionSettingsError(
+                f"a {self.security_protocol} connection is not the embedded development broker, "
+                "which speaks PLAINTEXT only: unset EXCHANGE_DEVELOPMENT"
+            )
         if self.security_protocol not in SECURITY_PROTOCOLS:
             raise ConnectionSettingsError(
                 f"security protocol {self.security_protocol!r} is not one of "
@@ -175,6 +185,7 @@ class Connection:
             "EXCHANGE_PARTITIONS": str(self.topics.partitions),
             "EXCHANGE_REPLICATION_FACTOR": str(self.topics.replication_factor),
             "EXCHANGE_IDEMPOTENT_PRODUCERS": str(self.idempotence).lower(),
+            "EXCHANGE_DEVELOPMENT": str(self.development).lower(),
         }
         if self.sasl:
             assert self.password is not None
@@ -191,7 +202,8 @@ class Connection:
     def describe(self) -> str:
         """One line for logs and errors: where, how and as whom (never the password)."""
         who = f" as {self.username}" if self.sasl else ""
-        return f"{self.bootstrap} ({self.security_protocol}{who})"
+        dev = ", embedded development broker" if self.development else ""
+        return f"{self.bootstrap} ({self.security_protocol}{who}{dev})"
 
     def __str__(self) -> str:
         return self.describe()

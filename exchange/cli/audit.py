@@ -125,10 +125,15 @@ def query_cmd(
     ] = None,
     resource: Annotated[str | None, typer.Option(help="Resource id.")] = None,
     action: Annotated[
-        str | None, typer.Option(help="RECORDS_DELIVERED, COMMAND_REFUSED, ...")
+        str | None,
+        typer.Option(help="RECORDS_DELIVERED, COMMAND_REFUSED, ... (README: Audit actions)."),
     ] = None,
     decision: Annotated[
-        str | None, typer.Option(help="granted, denied, delivered, refused, ...")
+        str | None,
+        typer.Option(
+            help="granted, denied, delivered, approved, rejected, revoked, expired, ...; "
+            "'denied' finds every refusal, whatever the action."
+        ),
     ] = None,
     grant: Annotated[str | None, typer.Option(help="Grant id (GR-...).")] = None,
     purpose: Annotated[str | None, typer.Option(help="Text the purpose contains.")] = None,
@@ -157,7 +162,7 @@ def query_cmd(
             dept=dept,
             resource=resource,
             action=q.parse_action(action),
-            decision=decision,
+            decision=q.parse_decision(decision),
             grant=grant,
             purpose=purpose,
             since=q.parse_time(since),
@@ -252,10 +257,13 @@ def report_cmd(
     """The monthly report per department, from the access log.
 
     Records received per resource and purpose, denials by reason, grants
-    active/revoked/expired, applications answered within or beyond 10
+    active (at the end of the month, or now) and revoked/expired during it
+    (up to now), applications answered within or beyond 10
     working days (official calendar, make-up working days included), and
     every deadline computed without holiday data for its year
-    (deadline_without_calendar_data, one row per application).
+    (deadline_without_calendar_data, one row per application). Names that are
+    not departments of the catalog (a refused '--as nobody') are listed in a
+    section of their own (column section: 'unknown actor').
     """
     try:
         month = rpt.Period.parse(period)
@@ -263,8 +271,11 @@ def report_cmd(
         raise fail(str(exc)) from None
     if fmt not in ("table", "csv", "json"):
         raise fail(f"--format {fmt!r}: use table, csv or json")
+    departments: set[str] | None = None
     if catalog_dir is not None:
-        workdays.use(workdays.Calendar(guarded(load_catalog)(catalog_dir).calendar))
+        given = guarded(load_catalog)(catalog_dir)
+        workdays.use(workdays.Calendar(given.calendar))
+        departments = set(given.departments)
     if archive is not None:
 
         def from_archive() -> list[AuditEntry]:
@@ -278,7 +289,15 @@ def report_cmd(
         in_force = run(catalog_store.current(bus)) if catalog_dir is None else None
         if in_force is not None:
             workdays.use(workdays.Calendar(in_force.catalog.calendar))
-    reports = rpt.monthly(entries, month, department=dept, at=now())
+            departments = set(in_force.catalog.departments)
+    if departments is None:
+        typer.secho(
+            "warning: no catalog to tell departments from unknown actors (give --catalog): "
+            "every name in the log is listed as a department",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    reports = rpt.monthly(entries, month, department=dept, at=now(), departments=departments)
     blind = sum(len(r.without_calendar) for r in reports)
     if blind:
         typer.secho(
@@ -294,6 +313,11 @@ def report_cmd(
         typer.echo(json.dumps({"period": str(month), "rows": data}, ensure_ascii=False, indent=2))
     else:
         typer.echo(f"access report {month} (Beijing time)\n")
-        nonzero = [r for r in rpt.to_rows(reports) if r[-1] != "0"]
-        typer.echo(table(nonzero, rpt.HEADERS))
+        rows = rpt.to_rows(reports)
+        nonzero = [r[:-1] for r in rows if r[-2] != "0" and r[-1] == rpt.DEPARTMENT]
+        typer.echo(table(nonzero, rpt.HEADERS[:-1]))
+        unknown = [r[:-1] for r in rows if r[-1] == rpt.UNKNOWN_ACTOR]
+        if unknown:
+            typer.echo("\nunknown actors (names that are not departments of the catalog)\n")
+            typer.echo(table(unknown, ["actor", *rpt.HEADERS[1:-1]]))
         typer.echo("\n(metrics at 0 are left out; --format csv lists every one)")

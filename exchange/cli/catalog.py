@@ -114,6 +114,17 @@ def load(
             show_default=False,
         ),
     ] = None,
+    allow_unsigned: Annotated[
+        str | None,
+        typer.Option(
+            "--allow-unsigned",
+            metavar="REASON",
+            help="Load a catalog without signatures_required: true on a bus other than the "
+            "embedded development broker anyway, for REASON (recorded in the audit log). "
+            "Without it such a load is refused.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Publish a catalog and its schemas to the bus, all or nothing.
 
@@ -124,18 +135,34 @@ def load(
     load by one of them, signed with their key, replaces it; any other load is
     refused and audited, and nothing is written. The first catalog, and loads
     while the catalog in force names no administrator, need no signature.
+
+    Outside the embedded development broker a catalog must set
+    signatures_required: true (every department keyed and signing); another one
+    is refused and audited unless --allow-unsigned REASON is given.
     """
     cat = _load(directory)
     _calendar(directory, cat, None, strict=False)  # a late holiday file never blocks a load
     bus = guarded(connection)(bootstrap_servers)
     change = run(
-        catalog_store.load(bus, cat, actor=actor or getpass.getuser(), signing_key=signing_key(key))
+        catalog_store.load(
+            bus,
+            cat,
+            actor=actor or getpass.getuser(),
+            signing_key=signing_key(key),
+            unsigned_override=allow_unsigned,
+        )
     )
     if change.empty:
         typer.echo(f"catalog unchanged (version {change.version} is in force)")
         return
     signed = f", signed by {actor}" if key is not None else ""
     typer.echo(f"catalog version {change.version} loaded on {bus}{signed}")
+    if allow_unsigned and not cat.signatures_required and not bus.development:
+        typer.secho(
+            f"warning: loaded without signatures_required, by override: {allow_unsigned}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     for label, items in (
         ("added", change.added),
         ("removed", change.removed),

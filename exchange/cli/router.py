@@ -18,6 +18,7 @@ from exchange.cli.serving import (
     setup_logging,
 )
 from exchange.metrics import RouterMetrics
+from exchange.router import mask_secret
 from exchange.router.loop import Router
 
 
@@ -45,10 +46,16 @@ def router(
 
     Follows catalog and grant changes live. Run several instances with the
     same --group to share the work. Stops cleanly on Ctrl-C or SIGTERM.
+
+    Needs EXCHANGE_MASK_SECRET (at least 32 random characters, the same on every
+    router of the bus) except on the embedded development broker, where a random
+    one is made per bus.
     """
     setup_logging(log_level, client_log_level)
     s = settings()
     bus = guarded(connection)(bootstrap_servers)
+    configured = s.mask_secret.get_secret_value() if s.mask_secret is not None else None
+    secret = guarded(mask_secret.resolve)(configured, bus, s.state_dir)
     metrics = RouterMetrics()
     serve_metrics(metrics.registry, metrics_port, metrics_host)
 
@@ -60,12 +67,17 @@ def router(
         r = Router(
             bus,
             group=group or s.router_group,
-            master_secret=s.mask_secret.get_secret_value().encode(),
+            master_secret=secret.value,
             metrics=metrics,
             session_timeout_ms=session_timeout_ms or s.router_session_timeout_ms,
         )
+        if secret.origin != "EXCHANGE_MASK_SECRET":
+            typer.secho(f"note: {secret.origin}", fg=typer.colors.YELLOW, err=True)
         await r.start()
-        typer.echo(f"router {r.instance} running on {bus} (group {r.group}); Ctrl-C stops it")
+        typer.echo(
+            f"router {r.instance} running on {bus} (group {r.group}; mask secret fingerprint "
+            f"{secret.fingerprint}); Ctrl-C stops it"
+        )
         try:
             await r.run(stop)
         finally:

@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 from exchange import beijing
-from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.cli.common import (
     AsOption,
     BootstrapOption,
@@ -134,15 +133,13 @@ def apply(
 
 
 def _parse_until(until: str | None) -> dt.datetime | None:
+    """``--until`` by the rule of the API too (:data:`exchange.beijing.EXPIRY_RULE`)."""
     if until is None:
         return None
     try:
-        value = dt.datetime.fromisoformat(until)
-    except ValueError:
-        raise fail(f"--until {until!r} is not a date (YYYY-MM-DD) or ISO timestamp") from None
-    if len(until) == 10:  # a date: valid through that whole day, China time
-        value = value + dt.timedelta(days=1)
-    return value if value.tzinfo else value.replace(tzinfo=CHINA_TZ)
+        return beijing.expiry(until)
+    except beijing.ExpiryError as exc:
+        raise fail(f"--until: {exc}") from None
 
 
 def approve(
@@ -156,7 +153,15 @@ def approve(
         typer.Option("--filter", help="CEL row filter, e.g. 'region_code.startsWith(\"3301\")'."),
     ] = None,
     mask: Annotated[list[str] | None, typer.Option(help=MASK_HELP)] = None,
-    until: Annotated[str | None, typer.Option(help="Last day of the grant (YYYY-MM-DD).")] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="Expiry of the grant: a date, YYYY-MM-DD (valid through the end of that day, "
+            "Beijing time), or an ISO timestamp with its zone, e.g. 2026-12-31T18:00+08:00. "
+            "A time without a zone is refused. Default: no expiry.",
+            show_default=False,
+        ),
+    ] = None,
     key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:

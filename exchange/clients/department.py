@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Self
 
-from exchange import workdays
+from exchange import beijing, workdays
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
@@ -110,7 +110,7 @@ class Department:
             try:
                 await self._audit_entry(
                     Action.COMMAND_REFUSED,
-                    Decision.REFUSED,
+                    Decision.DENIED,
                     reason=exc.message,
                     details=detail_map(command="start"),
                 )
@@ -219,7 +219,7 @@ class Department:
             details = detail_map(command=command, **facts.pop("details", {}))
             await self._audit_entry(
                 Action.COMMAND_REFUSED,
-                Decision.REFUSED,
+                Decision.DENIED,
                 reason=exc.message,
                 details=details,
                 **facts,
@@ -369,11 +369,18 @@ class Department:
         fields: Iterable[str] | None = None,
         row_filter: str | None = None,
         masks: Mapping[str, str] | None = None,
-        until: dt.datetime | None = None,
+        until: dt.datetime | dt.date | None = None,
         purpose: str | None = None,
     ) -> str:
-        """Approve an application (provider only), possibly narrowing it; returns the grant id."""
+        """Approve an application (provider only), possibly narrowing it; returns the grant id.
+
+        ``until`` follows :data:`exchange.beijing.EXPIRY_RULE`, as ``--until`` does: a
+        :class:`datetime.date` is valid through the end of that day in Beijing; a
+        :class:`datetime.datetime` must carry its zone (one without is refused, audited).
+        """
         facts: dict[str, Any] = {"application_id": application_id}
+        if isinstance(until, dt.date) and not isinstance(until, dt.datetime):
+            until = beijing.end_of_day(until)
 
         async def make() -> tuple[GrantEvent, dict[str, Any]]:
             app = await self._application(application_id, facts)

@@ -15,6 +15,14 @@ replays the topic (:func:`current`, :class:`exchange.control.state.ControlState`
 so a snapshot written straight onto the topic by anyone else is ignored.
 The first catalog, and any load while the catalog in force names no
 administrator, is accepted unsigned.
+
+Production is strict (:func:`unsigned_refusal`): on any bus but the embedded
+development broker, a catalog must set ``signatures_required: true`` (every
+department registers a public key and signs its commands, a catalog
+administrator signs loads), or anyone who can write ``gov.ctl.grants`` could
+act as any department. A load of any other catalog there is refused with the
+reason, unless it states an override (``unsigned_override``, the reason),
+which its ``CATALOG_CHANGED`` entry records.
 """
 
 from __future__ import annotations
@@ -123,6 +131,23 @@ def refusal(before: Snapshot | None, new: Snapshot) -> str | None:
             "force (a replayed or superseded load)"
         )
     return None
+
+
+def unsigned_refusal(bus: Connection, snap: Snapshot, override: str | None) -> str | None:
+    """Why a catalog without ``signatures_required`` may not be loaded on ``bus``; None if
+    it may (it requires signatures, the bus is the embedded development broker, or an
+    override with its reason is given)."""
+    if snap.catalog.signatures_required or bus.development or (override and override.strip()):
+        return None
+    return (
+        f"catalog version {snap.version} loaded by {snap.actor!r} refused: it does not set "
+        "signatures_required: true, and this bus is not the embedded development broker. "
+        "Unsigned, anyone who can write gov.ctl.grants can act as any department. Register "
+        "a public_key for every department, make one a catalog_admin and set "
+        "signatures_required: true in departments.yaml (README: Signed commands); or, "
+        "knowingly, load it with an override stating why (exchange catalog load "
+        "--allow-unsigned REASON), which the audit log records"
+    )
 
 
 def decode_snapshot(value: bytes) -> Snapshot:
@@ -243,6 +268,7 @@ async def load(
     actor: str,
     signing_key: Ed25519PrivateKey | None = None,
     partitions: int | None = None,
+    unsigned_override: str | None = None,
 ) -> CatalogChange:
     """Publish a validated catalog as the new one in force; all or nothing.
 
@@ -250,7 +276,10 @@ async def load(
     administrators it must be one of them, and ``signing_key`` its private
     key. A load that readers would refuse is refused here, before anything is
     written (:class:`CommandRefused` with the reason, audited as
-    ``COMMAND_REFUSED``).
+    ``COMMAND_REFUSED``). So is, outside the embedded development broker, a
+    catalog without ``signatures_required: true``, unless ``unsigned_override``
+    says why it may be loaded anyway (recorded in the ``CATALOG_CHANGED`` entry
+    as ``unsigned_override``; see :func:`unsigned_refusal`).
 
     The source topic of every resource is created too, so routers and
     publishers find it from the start. The change is audited
@@ -260,7 +289,7 @@ async def load(
     before = await current(bus)
     catalog = check_evolution(before.catalog if before else None, catalog)
     snap = new_snapshot(before, catalog, actor=actor, signing_key=signing_key)
-    refused = refusal(before, snap)
+    refused = refusal(before, snap) or unsigned_refusal(bus, snap, unsigned_override)
     if refused is not None:
         await _audit_refusal(bus, snap, refused)
         raise CommandRefused(refused)
@@ -290,6 +319,14 @@ async def load(
                     version=version,
                     loaded_by=actor,
                     signed=snap.signature is not None,
+                    signatures_required=catalog.signatures_required,
+                    unsigned_override=(
+                        unsigned_override.strip()
+                        if unsigned_override
+                        and not catalog.signatures_required
+                        and not bus.development
+                        else None
+                    ),
                     digest=snap.digest,
                     resources=len(catalog.resources),
                     added=change.added or None,
@@ -344,7 +381,7 @@ def refusal_draft(snap: Snapshot, reason: str, **details: object) -> Draft:
     return Draft(
         Action.COMMAND_REFUSED,
         actor=snap.actor,
-        decision=Decision.REFUSED,
+        decision=Decision.DENIED,
         reason=reason,
         details=detail_map(
             command="catalog load",

@@ -106,8 +106,9 @@ class EmbeddedBroker:
 
     @property
     def connection(self) -> Connection:
-        """A connection to this broker (plain, no idempotent producers: Tansu lacks them)."""
-        return Connection(self.bootstrap, idempotence=False)
+        """A connection to this broker (plain, no idempotent producers: Tansu lacks them;
+        a development bus)."""
+        return Connection(self.bootstrap, idempotence=False, development=True)
 
     def start(self, ready_timeout: float = 15.0) -> BrokerInfo:
         if answers_kafka(self.port, timeout=0.2):
@@ -232,6 +233,10 @@ def start(state_dir: Path, port: int | None = None) -> tuple[BrokerInfo, bool]:
     state_dir.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(port=port, log_path=state_dir / "broker.log", die_with_parent=False)
     info = broker.start()
+    from exchange.router import mask_secret
+
+    # a new bus: the random mask secret a router made for the last one must not carry over
+    mask_secret.dev_secret_path(state_dir, broker.connection).unlink(missing_ok=True)
     _state_path(state_dir).write_text(json.dumps(asdict(info)))
     return info, True
 

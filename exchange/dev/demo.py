@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -154,7 +155,7 @@ async def run_demo(
         router = Router(
             principals.of(acls.ROUTER),
             group=acls.ROUTER_GROUP,
-            master_secret=b"demo-secret-not-for-production",
+            master_secret=secrets.token_bytes(32),  # made per run: a secret in code is none
         )
         await router.start()
         task = asyncio.create_task(router.run(stop))

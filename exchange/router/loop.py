@@ -48,6 +48,7 @@ from exchange.router import book_writer
 from exchange.router.command_audit import CommandAuditor
 from exchange.router.control_reset import ControlResetGuard
 from exchange.router.dead_letters import DeadLetters
+from exchange.router.mask_secret import check as check_mask_secret
 from exchange.router.notices import Notices
 from exchange.router.outbox import Outbox
 from exchange.router.routing import PartitionRouter
@@ -82,6 +83,7 @@ class Router(AsyncService):
         max_batch: int = 5000,
         session_timeout_ms: int = 10_000,
     ) -> None:
+        check_mask_secret(master_secret, development=bus.development)  # no public secret
         self.bus = bus
         self.group = group
         self.master_secret = master_secret

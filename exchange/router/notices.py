@@ -62,7 +62,7 @@ class Notices:
             Draft(
                 Action.COMMAND_REFUSED,
                 actor=event.actor,
-                decision=Decision.REFUSED,
+                decision=Decision.DENIED,
                 resource=event.resource,
                 consumer=event.consumer,
                 provider=provider_of(self.state, event.resource),

@@ -231,5 +231,6 @@ def _delivery_draft(
             masks=v.masks or None,
             row_filter=v.row_filter,
             view_schema_id=view.schema_id,
+            mask_key=view.key_fingerprint,
         ),
     )

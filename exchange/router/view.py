@@ -21,6 +21,7 @@ from exchange.bus import topics
 from exchange.catalog.model import Resource
 from exchange.enforce.masks import compile_mask, consumer_key, parse_mask
 from exchange.enforce.rowfilter import RowFilter, compile_filter
+from exchange.router.mask_secret import fingerprint
 from exchange.sharing.policy import View, view_schema
 
 
@@ -47,10 +48,17 @@ class CompiledView:
     #: keyed mode, a MAC): the same source key always gives the same delivery key (order
     #: per key is kept), but it reveals nothing.
     key_hash: Callable[[bytes], bytes] | None = None
+    #: the fingerprint of the consumer's mask key when the view hashes (a ``hash`` mask or
+    #: a hashed delivery key), None else: audited with each delivery, it changes when the
+    #: master secret is rotated (:mod:`exchange.router.mask_secret`)
+    key_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
+        hashes = any(parse_mask(spec).rule == "hash" for spec in self.view.masks.values())
         if not self.key_plain:
             self.key_hash = functools.partial(_hashed_key, self.key_secret)
+        if hashes or not self.key_plain:
+            self.key_fingerprint = fingerprint(self.key_secret)
         if self.plan is None:
             return
         project = compile_projection(self.plan, wire.frame(self.schema_id, b""))

@@ -34,6 +34,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from exchange import beijing
 from exchange.avro.probe import probe_records
 from exchange.catalog.model import Resource
 from exchange.enforce.rowfilter import MAX_FILTER_CHARS, FilterError, compile_filter, to_cel
@@ -157,15 +158,15 @@ def check_masks(masks: Mapping[Any, Any] | None) -> None:
 
 
 def check_until(until: object) -> None:
+    """A valid-until follows :data:`exchange.beijing.EXPIRY_RULE` (a zone-less time is refused)."""
     if until is None:
         return
     if not isinstance(until, dt.datetime):
         raise _refuse(f"valid-until must be a date and time, not {type(until).__name__}")
-    if until.tzinfo is None or until.utcoffset() is None:
-        raise _refuse(
-            f"valid-until {until.isoformat()} has no time zone; give one "
-            "(for example +08:00, Beijing time)"
-        )
+    try:
+        beijing.expiry(until)
+    except beijing.ExpiryError as exc:
+        raise _refuse(str(exc)) from None
 
 
 def check_row_filter(expression: str | None, res: Resource | None = None) -> None:

@@ -107,5 +107,5 @@ def principals(
 @pytest.fixture(scope="module")
 async def loaded_catalog(bus: Connection, sample_catalog: Catalog) -> Catalog:
     """The sample catalog, loaded on the module's broker."""
-    await catalog_store.load(bus, sample_catalog, actor="tests")
+    await catalog_store.load(bus, sample_catalog, actor="tests", unsigned_override="test suite")
     return sample_catalog

@@ -103,7 +103,7 @@ async def refused_and_audited(
         assert (entry.action, entry.decision) == (Action.SUBSCRIPTION_DENIED, Decision.DENIED)
         assert entry.consumer == command_limits.safe(actor, command_limits.MAX_ID_CHARS)
     else:
-        assert (entry.action, entry.decision) == (Action.COMMAND_REFUSED, Decision.REFUSED)
+        assert (entry.action, entry.decision) == (Action.COMMAND_REFUSED, Decision.DENIED)
         assert entry.details["command"] == command
     assert entry.actor == actor
     expected = None if resource is None else command_limits.safe(resource, MAX_AUDIT_TEXT)

@@ -449,9 +449,15 @@ async def test_monthly_report_has_the_scenario_numbers(bus: Connection, scenario
     assert code == 0, out
     rows = list(csv.reader(io.StringIO(out.strip())))[1:]
     values: Counter[tuple[str, str]] = Counter()
-    for period, dept, metric, _, _, value in rows:
+    sections: dict[str, set[str]] = {}
+    for period, dept, metric, _, _, value, section in rows:
         assert period == month
         values[(dept, metric)] += int(value)
+        sections.setdefault(section, set()).add(dept)
+    # 'nobody' (a refused --as) is no department: its own section (issue 23 item 4)
+    assert "nobody" not in sections["department"]
+    assert sections["unknown actor"] == {"nobody"}
+    assert values[("nobody", "denied")] == 1
     assert values[("police", "records_received")] == scenario.received["police"]
     assert values[("hrss", "records_received")] == scenario.received["hrss"]
     assert values[("health", "applications_answered_within_10_working_days")] == 1
@@ -469,6 +475,11 @@ async def test_monthly_report_has_the_scenario_numbers(bus: Connection, scenario
     assert code == 0, out
     assert "records_received" in out
     assert "police" not in out.split("\n", 2)[2]
+    code, out = await cli(bus, "audit", "report", "--period", month)
+    assert code == 0, out
+    departments, unknown = out.split("unknown actors (names that are not departments")
+    assert "nobody" not in departments
+    assert "nobody" in unknown
 
 
 async def test_a_forged_entry_appended_to_the_log_breaks_verify(

@@ -50,7 +50,7 @@ async def test_router_and_clients_recover_from_a_frozen_broker(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="exchange.router.loop")
     bs = own_broker.connection
-    await catalog_store.load(bs, sample_catalog, actor="tests")
+    await catalog_store.load(bs, sample_catalog, actor="tests", unsigned_override="test suite")
     async with Department(bs, "hrss") as hrss:
         await hrss.subscribe(BMC)
     run = await start_router(bs)

@@ -88,7 +88,9 @@ def assert_same_catalog(got: Catalog, want: Catalog) -> None:
 
 
 async def test_loaded_sample_catalog_is_in_force(bus: Connection, sample_catalog: Catalog) -> None:
-    change = await catalog_store.load(bus, sample_catalog, actor="tests")
+    change = await catalog_store.load(
+        bus, sample_catalog, actor="tests", unsigned_override="test suite"
+    )
     snap = await in_force(bus)
     assert snap.version == change.version
     assert_same_catalog(snap.catalog, sample_catalog)
@@ -109,12 +111,14 @@ async def test_loaded_sample_catalog_is_in_force(bus: Connection, sample_catalog
 async def test_loading_the_same_catalog_twice_is_a_no_op(
     bus: Connection, sample_catalog: Catalog
 ) -> None:
-    await catalog_store.load(bus, sample_catalog, actor="tests")
+    await catalog_store.load(bus, sample_catalog, actor="tests", unsigned_override="test suite")
     before = await in_force(bus)
     records = await catalog_records(bus)
     schemas = len(await kafka.read_to_end(bus, topics.SCHEMAS))
 
-    change = await catalog_store.load(bus, sample_catalog, actor="someone else")
+    change = await catalog_store.load(
+        bus, sample_catalog, actor="someone else", unsigned_override="test suite"
+    )
 
     assert change.empty
     assert change.version == before.version
@@ -129,7 +133,7 @@ async def test_field_added_with_a_default_is_accepted_and_old_records_stay_reada
     bus: Connection, catalog_dir: Path
 ) -> None:
     base = load_catalog(catalog_dir)
-    await catalog_store.load(bus, base, actor="tests")
+    await catalog_store.load(bus, base, actor="tests", unsigned_override="test suite")
     before = await in_force(bus)
     old_id = base.resource(BIRTH).schema_id
 
@@ -155,7 +159,7 @@ async def test_field_added_with_a_default_is_accepted_and_old_records_stay_reada
     new_id = evolved.resource(BIRTH).schema_id
     assert new_id != old_id
 
-    change = await catalog_store.load(bus, evolved, actor="tests")
+    change = await catalog_store.load(bus, evolved, actor="tests", unsigned_override="test suite")
 
     assert change.schema_changed == [BIRTH]
     assert change.version == before.version + 1
@@ -186,7 +190,9 @@ async def test_field_added_with_a_default_is_accepted_and_old_records_stay_reada
 async def test_nullable_union_with_null_default_is_accepted(
     bus: Connection, catalog_dir: Path
 ) -> None:
-    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
+    await catalog_store.load(
+        bus, load_catalog(catalog_dir), actor="tests", unsigned_override="test suite"
+    )
     before = await in_force(bus)
     old_id = before.catalog.resource(LICENCE).schema_id
 
@@ -203,7 +209,7 @@ async def test_nullable_union_with_null_default_is_accepted(
         ),
     )
     evolved = load_catalog(catalog_dir)
-    change = await catalog_store.load(bus, evolved, actor="tests")
+    change = await catalog_store.load(bus, evolved, actor="tests", unsigned_override="test suite")
 
     assert change.schema_changed == [LICENCE]
     after = await in_force(bus)
@@ -222,7 +228,7 @@ async def _assert_rejected(
     records = await catalog_records(bus)
     changed = load_catalog(catalog_dir)  # the catalog itself is valid ...
     with pytest.raises(CatalogErrors) as caught:  # ... but not compatible with the one in force
-        await catalog_store.load(bus, changed, actor="tests")
+        await catalog_store.load(bus, changed, actor="tests", unsigned_override="test suite")
     message = str(caught.value)
     assert "nothing was applied" in message
     assert "not BACKWARD compatible" in message
@@ -238,7 +244,9 @@ async def _assert_rejected(
 async def test_field_added_without_a_default_is_rejected(
     bus: Connection, catalog_dir: Path
 ) -> None:
-    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
+    await catalog_store.load(
+        bus, load_catalog(catalog_dir), actor="tests", unsigned_override="test suite"
+    )
     edit_schema(
         catalog_dir,
         BIRTH,
@@ -258,7 +266,9 @@ async def test_field_added_without_a_default_is_rejected(
 async def test_nullable_field_added_without_a_default_is_rejected(
     bus: Connection, catalog_dir: Path
 ) -> None:
-    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
+    await catalog_store.load(
+        bus, load_catalog(catalog_dir), actor="tests", unsigned_override="test suite"
+    )
     edit_schema(
         catalog_dir,
         LICENCE,
@@ -270,7 +280,9 @@ async def test_nullable_field_added_without_a_default_is_rejected(
 
 
 async def test_type_change_string_to_int_is_rejected(bus: Connection, catalog_dir: Path) -> None:
-    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
+    await catalog_store.load(
+        bus, load_catalog(catalog_dir), actor="tests", unsigned_override="test suite"
+    )
     edit_schema(catalog_dir, BIRTH, set_type("hospital_name", "int"))
     await _assert_rejected(
         bus,
@@ -281,14 +293,18 @@ async def test_type_change_string_to_int_is_rejected(bus: Connection, catalog_di
 
 
 async def test_type_change_rejection_names_the_field(bus: Connection, catalog_dir: Path) -> None:
-    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
+    await catalog_store.load(
+        bus, load_catalog(catalog_dir), actor="tests", unsigned_override="test suite"
+    )
     edit_schema(catalog_dir, BIRTH, set_type("hospital_name", "int"))
     await _assert_rejected(bus, catalog_dir, "hospital_name")
 
 
 async def test_one_bad_resource_rejects_the_whole_load(bus: Connection, catalog_dir: Path) -> None:
     """A compatible change next to an incompatible one: neither is applied."""
-    await catalog_store.load(bus, load_catalog(catalog_dir), actor="tests")
+    await catalog_store.load(
+        bus, load_catalog(catalog_dir), actor="tests", unsigned_override="test suite"
+    )
     edit_schema(
         catalog_dir,
         LICENCE,

@@ -124,7 +124,9 @@ def test_catalog_validate_names_file_resource_and_field(tmp_path: Path) -> None:
 
 
 def test_catalog_load_and_show_json(cli: Callable[..., Result], sample_catalog: Catalog) -> None:
-    loaded = cli("catalog", "load", str(SCHEMAS), "--actor", "tests")
+    loaded = cli(
+        "catalog", "load", str(SCHEMAS), "--actor", "tests", "--allow-unsigned", "test suite"
+    )
     assert loaded.returncode == 0, loaded.stderr
     assert "catalog version 1 loaded" in loaded.stdout or "unchanged" in loaded.stdout
 
@@ -139,7 +141,7 @@ def test_catalog_load_and_show_json(cli: Callable[..., Result], sample_catalog: 
     assert data["resources"][BIRTH]["name_zh"] == "出生医学证明"  # Chinese kept readable
     assert history[BIRTH] == [sample_catalog.resource(BIRTH).schema_id]
 
-    again = cli("catalog", "load", str(SCHEMAS))
+    again = cli("catalog", "load", str(SCHEMAS), "--allow-unsigned", "test suite")
     assert again.returncode == 0, again.stderr
     assert "catalog unchanged" in again.stdout
 
@@ -159,7 +161,7 @@ def test_incompatible_catalog_load_is_refused_with_the_reason(
     path.write_text(json.dumps(schema, ensure_ascii=False), encoding="utf-8")
     before = json.loads(cli("catalog", "show", "--json").stdout)
 
-    result = cli("catalog", "load", str(changed))
+    result = cli("catalog", "load", str(changed), "--allow-unsigned", "test suite")
 
     assert result.returncode == 2
     assert "field 'fax' added without a default" in result.stderr

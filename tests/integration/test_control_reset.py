@@ -104,7 +104,9 @@ async def test_recreated_control_topics_pause_then_rebuild(
             # published while paused: routed only after the rebuild, under the new state
             await publish(bus, loaded_catalog, BMC, certificates(loaded_catalog, "B"))
             await kafka.ensure_control_topics(bus)
-            await catalog_store.load(bus, loaded_catalog, actor="tests")
+            await catalog_store.load(
+                bus, loaded_catalog, actor="tests", unsigned_override="test suite"
+            )
             reloaded = time.monotonic()
             await wait_for(lambda: not run.router.paused, within=20, what="routing resumed")
             to_resume = time.monotonic() - reloaded

@@ -108,7 +108,9 @@ async def _wait_all(
 async def test_one_broker_dies_mid_stream_nothing_is_lost(
     kafka_lane: KafkaCluster, bus: Connection, principals: Principals, sample_catalog: Catalog
 ) -> None:
-    await catalog_store.load(principals.of(acls.ADMIN), sample_catalog, actor=acls.ADMIN)
+    await catalog_store.load(
+        principals.of(acls.ADMIN), sample_catalog, actor=acls.ADMIN, unsigned_override="test suite"
+    )
     run = await start_router(principals.of(acls.ROUTER), group="gov-exchange-router")
     try:
         _, hrss_fields, police_fields = await _entitle(principals)
@@ -149,7 +151,9 @@ async def test_one_broker_dies_mid_stream_nothing_is_lost(
 async def test_the_whole_cluster_restarts_with_everything_intact(
     kafka_lane: KafkaCluster, bus: Connection, principals: Principals, sample_catalog: Catalog
 ) -> None:
-    loaded = await catalog_store.load(principals.of(acls.ADMIN), sample_catalog, actor=acls.ADMIN)
+    loaded = await catalog_store.load(
+        principals.of(acls.ADMIN), sample_catalog, actor=acls.ADMIN, unsigned_override="test suite"
+    )
     group = "gov-exchange-router"
     run = await start_router(principals.of(acls.ROUTER), group=group)
     tick = asyncio.Event()

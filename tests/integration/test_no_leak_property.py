@@ -165,7 +165,7 @@ def write_catalog(root: Path, shares: dict[str, str]) -> None:
 async def router(bus: Connection, tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("prop") / "catalog"
     write_catalog(root, dict.fromkeys(FIELDS, "unconditional"))
-    await catalog_store.load(bus, load_catalog(root), actor="tests")
+    await catalog_store.load(bus, load_catalog(root), actor="tests", unsigned_override="test suite")
     for consumer in CONSUMERS:
         async with Department(bus, consumer) as d:
             await d.subscribe(RESOURCE)
@@ -190,7 +190,7 @@ async def test_no_record_ever_carries_more_than_its_entitlement(
     shares: dict[str, str] = scenario["shares"]
     write_catalog(root, shares)
     catalog = load_catalog(root)
-    change = await catalog_store.load(bus, catalog, actor="tests")
+    change = await catalog_store.load(bus, catalog, actor="tests", unsigned_override="test suite")
     # policy changes reach a running router within a poll (test_revocation measures how
     # fast); this test is about what the policy allows, so it waits for the router to know
     state = run.router.state

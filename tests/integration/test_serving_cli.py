@@ -99,6 +99,8 @@ def running(
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")},
         **bus.environment(),
+        # a router outside the embedded broker (the Kafka lane) refuses to start without one
+        "EXCHANGE_MASK_SECRET": "serving-tests-mask-secret-0123456789",
         **(env or {}),
     }
     with out.open("wb") as o, err.open("wb") as e:

@@ -64,7 +64,7 @@ async def admin_catalog(
 ) -> AsyncIterator[Catalog]:
     catalog = keyed(sample_catalog, keys, admins={"health"})
     # accepted unsigned if no catalog, or one without administrators, is in force
-    await catalog_store.load(bus, catalog, actor="tests")
+    await catalog_store.load(bus, catalog, actor="tests", unsigned_override="test suite")
     yield catalog
     # hand the bus back without administrators (a signed load, as any change now needs)
     await catalog_store.load(
@@ -72,6 +72,7 @@ async def admin_catalog(
         keyed(sample_catalog, keys, admins=set()),
         actor="health",
         signing_key=keys["health"],
+        unsigned_override="test suite",
     )
 
 
@@ -183,7 +184,9 @@ async def test_a_signed_load_by_the_administrator_is_accepted(
     await follower.start()
     try:
         smaller = without(before.catalog, "marriage_registration")
-        change = await catalog_store.load(bus, smaller, actor="health", signing_key=keys["health"])
+        change = await catalog_store.load(
+            bus, smaller, actor="health", signing_key=keys["health"], unsigned_override="test suite"
+        )
         assert change.version == before.version + 1
         assert change.removed == ["marriage_registration"]
 
@@ -206,7 +209,13 @@ async def test_a_signed_load_by_the_administrator_is_accepted(
     finally:
         await follower.stop()
         # put the resource back (signed), so the tests do not depend on their order
-        await catalog_store.load(bus, before.catalog, actor="health", signing_key=keys["health"])
+        await catalog_store.load(
+            bus,
+            before.catalog,
+            actor="health",
+            signing_key=keys["health"],
+            unsigned_override="test suite",
+        )
 
 
 async def test_a_load_by_another_department_is_refused_up_front_and_audited(
@@ -217,9 +226,11 @@ async def test_a_load_by_another_department_is_refused_up_front_and_audited(
     changed = without(before.catalog, BMC)
 
     with pytest.raises(CommandRefused, match="'police' is not a catalog administrator"):
-        await catalog_store.load(bus, changed, actor="police", signing_key=keys["police"])
+        await catalog_store.load(
+            bus, changed, actor="police", signing_key=keys["police"], unsigned_override="test suite"
+        )
     with pytest.raises(CommandRefused, match=r"not signed with 'health'.*no signature"):
-        await catalog_store.load(bus, changed, actor="health")
+        await catalog_store.load(bus, changed, actor="health", unsigned_override="test suite")
 
     assert len(await kafka.read_to_end(bus, topics.CATALOG)) == records  # nothing written
     after = await in_force(bus)
@@ -282,7 +293,7 @@ async def test_the_cli_signs_a_load_with_the_administrators_key(
         **bus.environment(),
         "EXCHANGE_KEY_FILE": None,
     }
-    load = ("catalog", "load", str(directory))
+    load = ("catalog", "load", str(directory), "--allow-unsigned", "test suite")
     try:
         refused = invoke(*load, "--as", "police", "--key", str(police_pem), env=env)
         assert refused.exit_code == 2
@@ -301,4 +312,10 @@ async def test_the_cli_signs_a_load_with_the_administrators_key(
         assert after.version == before.version + 1
         assert "marriage_registration" not in after.catalog.resources
     finally:
-        await catalog_store.load(bus, before.catalog, actor="health", signing_key=keys["health"])
+        await catalog_store.load(
+            bus,
+            before.catalog,
+            actor="health",
+            signing_key=keys["health"],
+            unsigned_override="test suite",
+        )

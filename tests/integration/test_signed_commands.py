@@ -31,7 +31,7 @@ async def keyed_catalog(
     for d, k in keys.items():
         depts[d] = depts[d].model_copy(update={"public_key": signing.public_key_of(k)})
     catalog = sample_catalog.model_copy(update={"departments": depts})
-    await catalog_store.load(bus, catalog, actor="tests")
+    await catalog_store.load(bus, catalog, actor="tests", unsigned_override="test suite")
     return catalog
 
 

@@ -7,7 +7,16 @@ import datetime as dt
 import pytest
 
 from exchange.audit.entry import Action, AuditEntry, Decision, Draft, chain, detail_map
-from exchange.audit.report import UNCONDITIONAL, Period, answered_in_time, monthly, to_csv
+from exchange.audit.report import (
+    UNCONDITIONAL,
+    UNKNOWN_ACTOR,
+    DepartmentReport,
+    Period,
+    answered_in_time,
+    monthly,
+    to_csv,
+    to_rows,
+)
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.errors import ExchangeError
 
@@ -167,3 +176,86 @@ def test_a_duplicate_entry_is_counted_once(october: list[AuditEntry]) -> None:
     doubled = october + [e for e in october if e.action is Action.RECORDS_DELIVERED]
     [r] = monthly(doubled, Period.parse("2026-10"), department="police")
     assert r.received == {(RES, PURPOSE): 12}
+
+
+def _grant(grant: str, consumer: str, approved_at: dt.datetime, until: dt.datetime) -> Draft:
+    return approved(f"APP-{grant}", grant, consumer, approved_at, valid_until=until)
+
+
+@pytest.fixture
+def expiring() -> list[AuditEntry]:
+    """Four grants approved on 1 September, running out before, during, later in and
+    after October (issue 23 item 3)."""
+    approved_at = at("2026-09-01")
+    return chain(
+        [
+            _grant("GR-BEFORE", "police", approved_at, at("2026-09-30")),
+            _grant("GR-DURING", "hrss", approved_at, at("2026-10-10")),
+            _grant(
+                "GR-SOON", "market", approved_at, at("2026-10-20", 12) + dt.timedelta(minutes=10)
+            ),
+            _grant("GR-AFTER", "civil_affairs", approved_at, at("2026-11-15")),
+        ],
+        writer="w",
+    )
+
+
+def _grants(reports: list[DepartmentReport]) -> dict[str, tuple[int, int]]:
+    """consumer -> (active, expired) held; and the provider's under 'health (given)'."""
+    out = {r.department: (r.grants["held"]["active"], r.grants["held"]["expired"]) for r in reports}
+    health = next(r for r in reports if r.department == "health")
+    out["health (given)"] = (health.grants["given"]["active"], health.grants["given"]["expired"])
+    return out
+
+
+def test_a_running_grant_is_active_not_expired_in_the_current_month(
+    expiring: list[AuditEntry],
+) -> None:
+    now = at("2026-10-20", 12)  # GR-SOON runs out 10 minutes from now, later this month
+    counts = _grants(monthly(expiring, Period.parse("2026-10"), at=now))
+    assert counts["police"] == (0, 0)  # ran out in September
+    assert counts["hrss"] == (0, 1)  # ran out in October, before now
+    assert counts["market"] == (1, 0)  # still running: active, not (also) expired
+    assert counts["civil_affairs"] == (1, 0)
+    assert counts["health (given)"] == (2, 1)
+
+
+def test_a_report_of_a_past_month_counts_what_expired_in_it(expiring: list[AuditEntry]) -> None:
+    now = at("2026-10-20", 12)
+    counts = _grants(monthly(expiring, Period.parse("2026-09"), at=now))
+    assert counts["police"] == (0, 1)  # 30 September, in the month
+    assert counts["hrss"] == (1, 0)
+    assert counts["market"] == (1, 0)
+    assert counts["civil_affairs"] == (1, 0)
+    assert counts["health (given)"] == (3, 1)
+    whole = _grants(monthly(expiring, Period.parse("2026-10"), at=at("2026-12-01")))
+    assert whole["market"] == (0, 1)  # October seen from December: it did expire
+    assert whole["health (given)"] == (1, 2)
+
+
+def test_unknown_actors_have_their_own_section(october: list[AuditEntry]) -> None:
+    """Issue 23 item 4: a refused command by a name that is no department is no department."""
+    nobody = d(
+        Action.COMMAND_REFUSED,
+        at("2026-10-22"),
+        actor="nobody",
+        decision=Decision.DENIED,
+        reason="unknown department 'nobody'",
+        details=detail_map(command="catalog load"),
+    )
+    entries = october + chain([nobody], writer="other")
+    departments = {"police", "hrss", "health", "civil_affairs", "market"}
+    reports = monthly(entries, Period.parse("2026-10"), departments=departments)
+    assert [r.department for r in reports if r.known] == sorted(departments)
+    [unknown] = [r for r in reports if not r.known]
+    assert unknown.department == "nobody"
+    assert reports[-1] is unknown  # after every department
+    assert unknown.rows() == [("denied", "COMMAND_REFUSED", "unknown department 'nobody'", 1)]
+    rows = to_rows(reports)
+    assert [r for r in rows if r[0] == "nobody"] == [
+        ["nobody", "denied", "COMMAND_REFUSED", "unknown department 'nobody'", "1", UNKNOWN_ACTOR]
+    ]
+    assert {r[-1] for r in rows if r[0] != "nobody"} == {"department"}
+    csv_text = to_csv(reports, Period.parse("2026-10"))
+    assert csv_text.splitlines()[0].endswith(",section")
+    assert csv_text.splitlines()[-1].endswith(",unknown actor")

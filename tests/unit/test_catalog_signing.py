@@ -287,3 +287,22 @@ def test_signatures_required_needs_a_catalog_administrator(sample_catalog: Catal
             resources=dict(keyed.resources),
             signatures_required=True,
         )
+
+
+def test_outside_development_an_unsigned_catalog_needs_an_override(
+    sample_catalog: Catalog,
+) -> None:
+    """Issue 23 item 2: the production path is strict, the development broker easy."""
+    from exchange.bus.connection import Connection
+    from exchange.control.catalog_store import new_snapshot, unsigned_refusal
+
+    snap = new_snapshot(None, sample_catalog, actor="ops")
+    production = Connection("k1:9092")
+    development = Connection("127.0.0.1:9092", idempotence=False, development=True)
+    reason = unsigned_refusal(production, snap, None)
+    assert reason is not None
+    assert "signatures_required: true" in reason
+    assert "--allow-unsigned" in reason
+    assert unsigned_refusal(production, snap, "   ") == reason  # a blank reason is none
+    assert unsigned_refusal(production, snap, "keys come next week") is None
+    assert unsigned_refusal(development, snap, None) is None

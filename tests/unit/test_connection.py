@@ -126,3 +126,40 @@ def test_environment_hands_the_connection_to_a_child_process(
         monkeypatch.setenv(key, value)
     again = Settings().connection(Settings().bootstrap_servers or "")
     assert again == bus
+
+
+def test_development_is_explicit_and_handed_to_child_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the embedded development broker's connection is a development bus (issue 23)."""
+    monkeypatch.delenv("EXCHANGE_DEVELOPMENT", raising=False)
+    assert not Connection("127.0.0.1:9092").development  # never guessed from an address
+    assert not Settings().connection("127.0.0.1:9092").development
+    assert Settings().connection("127.0.0.1:9092", embedded=True).development
+    dev = Connection("127.0.0.1:9092", idempotence=False, development=True)
+    assert dev.environment()["EXCHANGE_DEVELOPMENT"] == "true"
+    assert Connection("k1:9092").environment()["EXCHANGE_DEVELOPMENT"] == "false"
+    for key, value in dev.environment().items():
+        monkeypatch.setenv(key, value)
+    again = Settings().connection(Settings().bootstrap_servers or "")
+    assert again == dev
+    with pytest.raises(ConnectionSettingsError, match="PLAINTEXT only"):
+        Connection(
+            "k1:9092",
+            security_protocol="SASL_PLAINTEXT",
+            username="x",
+            password=Secret("pw"),
+            development=True,
+        )
+    monkeypatch.setenv("EXCHANGE_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("EXCHANGE_SASL_USERNAME", "gov-router")
+    monkeypatch.setenv("EXCHANGE_SASL_PASSWORD", "pw")
+    assert not Settings().connection("k1:9092").development  # a secured bus never is one
+
+
+def test_the_embedded_broker_connection_is_a_development_bus() -> None:
+    from exchange.dev.broker import EmbeddedBroker
+
+    bus = EmbeddedBroker(port=9).connection
+    assert bus.development
+    assert not bus.idempotence
