@@ -56,7 +56,11 @@ async def read_one(bus: Connection, topic: str, *, group: str | None = None) -> 
         auto_offset_reset="earliest",
         request_timeout_ms=10_000,
     )
-    await c.start()
+    try:
+        await c.start()
+    except BaseException:
+        await c.stop()
+        raise
     await asyncio.sleep(0)  # aiokafka: a consumer stopped before its first await cannot stop
     try:
         tp = TopicPartition(topic, 0)

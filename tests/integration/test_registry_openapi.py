@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cli_support import cli_env
 
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
@@ -31,7 +32,9 @@ def registry_cli(
     port = free_port()
     command = [sys.executable, "-m", "exchange", "registry", "--bootstrap-servers"]
     command += [bus.bootstrap, "--port", str(port), "--credentials-dir", str(credentials)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, env=cli_env(bus), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
