@@ -402,7 +402,15 @@ async def _collect(
     # the start would first wade through every earlier delivery: 200,000 in a full run)
     c = kafka.consumer(reader, fetch_max_wait_ms=5)
     await c.start()
-    tps = await kafka.topic_partitions(c, topic) or [TopicPartition(topic, 0)]
+    # a topic just created is known to every broker of a Kafka cluster a moment later:
+    # reading partition 0 alone meanwhile would miss two thirds of the records
+    tps = await kafka.topic_partitions(c, topic)
+    deadline = time.monotonic() + 15
+    while not tps and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        await c._client.force_metadata_update()  # asked once already: ask again
+        tps = await kafka.topic_partitions(c, topic)
+    tps = tps or [TopicPartition(topic, 0)]
     others: list[TopicPartition] = []
     if also_fetch is not None:
         for name in sorted(await c.topics()):
