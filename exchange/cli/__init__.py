@@ -78,17 +78,62 @@ def bench(
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="embedded: an embedded broker started for the run (or "
+            "EXCHANGE_BOOTSTRAP_SERVERS); kafka: a throwaway Apache Kafka cluster started for "
+            "the run in a temporary directory and stopped at the end (or "
+            "EXCHANGE_BOOTSTRAP_SERVERS, or with --running the cluster 'exchange broker start "
+            "--engine kafka' started), each role with its own user and ACLs.",
+        ),
+    ] = "embedded",
+    nodes: Annotated[
+        int, typer.Option(min=1, max=3, help="Nodes of the throwaway Kafka cluster: 1 or 3.")
+    ] = 1,
+    running: Annotated[
+        bool,
+        typer.Option(
+            help="--engine kafka: measure on the cluster 'exchange broker start --engine "
+            "kafka' started instead (it gets the bench's catalog, users and ACLs, and keeps "
+            "them: use a cluster of its own)."
+        ),
+    ] = False,
 ) -> None:
     """Measure routing speed, latency, policy scale and memory beside raw-Kafka baselines.
 
-    Starts an embedded broker unless EXCHANGE_BOOTSTRAP_SERVERS is set. Each
-    row gives the value, the baseline measured in the same run, their ratio,
-    the target and whether it is met.
+    Starts an embedded broker (or, with --engine kafka, an Apache Kafka cluster)
+    unless EXCHANGE_BOOTSTRAP_SERVERS is set. Each row gives the value, the
+    baseline measured in the same run, their ratio, the target and whether it
+    is met; the table and the JSON say which engine.
     """
-    from exchange.cli.common import run
+    from exchange.cli.common import fail, run, settings
+    from exchange.dev import engines
     from exchange.dev.bench import format_rows, run_bench, write_json
 
-    rows = run(run_bench(quick, echo=lambda m: typer.echo(m, err=True)))
+    if engine not in ("embedded", "kafka"):
+        raise fail(f"--engine {engine!r}: use embedded or kafka")
+    if nodes not in (1, 3):
+        raise fail(f"--nodes {nodes}: a cluster has 1 or 3 nodes")
+    if running and engine != "kafka":
+        raise fail("--running is for --engine kafka")
+    cluster = None
+    if running:
+        cluster = engines.running_kafka(settings().state_dir)
+        if cluster is None:
+            raise fail(
+                "no Apache Kafka cluster is running: start one with "
+                "'exchange broker start --engine kafka --nodes 3', or drop --running"
+            )
+    rows = run(
+        run_bench(
+            quick,
+            echo=lambda m: typer.echo(m, err=True),
+            engine=engine,
+            nodes=nodes,
+            cluster=cluster,
+        )
+    )
     typer.echo(format_rows(rows))
     if json_file is not None:
         write_json(rows, json_file)

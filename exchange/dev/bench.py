@@ -9,6 +9,14 @@ broker, and printed as a ratio against it:
 4. time to load the 3,600 grants and to recompile every view; revocation → last delivery;
 5. router peak RSS with 3,600 grants, under load;
 6. two router processes in one group vs one.
+
+The engine is the embedded broker (started for the run), Apache Kafka (``engine="kafka"``:
+a throwaway KRaft cluster of 1 or 3 nodes with SASL/SCRAM and ACLs, or the one
+``exchange broker start --engine kafka`` started), or whatever ``EXCHANGE_BOOTSTRAP_SERVERS``
+names. On a cluster with users, each role acts as its own principal: the routers (in
+this process and spawned) and the raw copy loop as ``gov-router``, the publisher as the
+providing department, the collectors as the receiving one; the bench's own plumbing
+(preloading grants, reading offsets, creating and deleting its topics) as the super user.
 """
 
 from __future__ import annotations
@@ -27,11 +35,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from exchange.admin import acls, users
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
@@ -54,12 +63,19 @@ from exchange.router.loop import Router
 from exchange.router.outbox import Outbox
 from exchange.settings import Settings
 
+if TYPE_CHECKING:
+    from exchange.dev.kafka import KafkaCluster
+
 SECRET = b"benchmark-secret-not-for-production"
 #: group session of the bench's routers on the embedded broker, which holds every group
 #: join for half the session timeout (5 s at the default 10 s); on a real Kafka the
-#: default, as it refuses less than 6 s
+#: router's setting (10 s unless set), never under the 6 s Kafka accepts
 EMBEDDED_SESSION_MS = 3_000
+KAFKA_MIN_SESSION_MS = 6_000
 PUBLISH_LINGER_MS = 5
+#: the bench's own topics (raw loops, raw latency) and consumer groups (its routers)
+RAW_PREFIX = "bench."
+GROUP_PREFIX = "bench-"
 
 
 @dataclass
@@ -71,6 +87,8 @@ class Row:
     ratio: float | None
     target: str
     met: bool
+    #: where it was measured: "embedded", "kafka" or "given" (EXCHANGE_BOOTSTRAP_SERVERS)
+    engine: str = "embedded"
 
 
 @dataclass(frozen=True)
@@ -97,11 +115,38 @@ TINY = Sizes(records=2_000, distinct=50, latency_s=1, rounds=1, backlog=3_000, q
 
 @dataclass
 class Setup:
-    bus: Connection
+    bus: Connection  # the bench's own plumbing (the super user on a cluster with users)
     catalog: Catalog
     prepared: list[Prepared]
     workdir: Path
     session_ms: int  # the routers' group session timeout on this broker
+    principals: users.Principals | None = None  # each role's own user, if the bus has users
+
+    def as_(self, principal: str) -> Connection:
+        """The connection of ``principal``: its own user on a cluster with users."""
+        return self.principals.of(principal) if self.principals is not None else self.bus
+
+    @property
+    def router(self) -> Connection:
+        return self.as_(acls.ROUTER)
+
+    @property
+    def provider(self) -> Connection:
+        return self.as_(PROVIDER)
+
+
+@dataclass
+class Engine:
+    """The bus a run measures, and how to give each role its own user on it."""
+
+    name: str  # "embedded" | "kafka" | "given"
+    describe: str
+    bus: Connection
+    session_ms: int
+    #: a directory to keep the principals' passwords in, to create users and ACLs for the
+    #: bench catalog's principals (None: every role acts as ``bus``)
+    credentials: Path | None = None
+    stop: Callable[[], None] | None = None
 
 
 # --- setup --------------------------------------------------------------------------
@@ -119,39 +164,64 @@ async def _write_events(bus: Connection, events: list[Any]) -> None:
             await f
 
 
-async def _setup(bus: Connection, workdir: Path, distinct: int, session_ms: int) -> Setup:
+def bench_acls() -> list[acls.Acl]:
+    """What the bench needs beyond the catalog's ACLs: its routers' consumer groups and its
+    raw loops' topics for ``gov-router`` (the raw baselines run with the router's
+    credentials), its raw latency topic for the publishing department."""
+    router, provider = acls.user(acls.ROUTER), acls.user(PROVIDER)
+    ops = (acls.Op.READ, acls.Op.WRITE, acls.Op.CREATE, acls.Op.DESCRIBE)
+    return [
+        acls.Acl(router, "group", GROUP_PREFIX, "prefixed", acls.Op.READ),
+        *(acls.Acl(router, "topic", RAW_PREFIX, "prefixed", op) for op in ops),
+        acls.Acl(provider, "topic", RAW_PREFIX, "prefixed", acls.Op.WRITE),
+    ]
+
+
+async def _provision(bus: Connection, catalog: Catalog, credentials: Path) -> users.Principals:
+    """SCRAM users and ACLs for every principal of the bench catalog, and the bench's own."""
+    await asyncio.to_thread(users.provision, bus, catalog, credentials)
+    await asyncio.to_thread(acls.apply, bench_acls(), bus)
+    return users.Principals(bus, credentials)
+
+
+async def _setup(engine: Engine, workdir: Path, distinct: int) -> Setup:
+    bus = engine.bus
     write_catalog(workdir / "catalog")
     catalog = load_catalog(workdir / "catalog")
-    await catalog_store.load(bus, catalog, actor="bench", partitions=3)
+    principals = None
+    if engine.credentials is not None:
+        principals = await _provision(bus, catalog, engine.credentials)
+    s = Setup(bus, catalog, [], workdir, engine.session_ms, principals)
+    await catalog_store.load(s.as_(acls.ADMIN), catalog, actor="bench", partitions=3)
     res = catalog.resource(BENCH_RESOURCE)
     records = sample.generate(res.schema_, distinct, seed=6)
     median = statistics.median(float(r["registered_capital"]) for r in records)
     # the three views of the issue: full unconditional; projection with two masks;
     # conditional grant whose CEL row filter passes about half the rows
-    async with Department(bus, dept_id(1)) as d1:
+    async with Department(s.as_(dept_id(1)), dept_id(1)) as d1:
         await d1.subscribe(BENCH_RESOURCE)
-    async with Department(bus, dept_id(2)) as d2:
+    async with Department(s.as_(dept_id(2)), dept_id(2)) as d2:
         app2 = await d2.apply(
             BENCH_RESOURCE, fields=["legal_representative", "address"], purpose="bench"
         )
-    async with Department(bus, dept_id(3)) as d3:
+    async with Department(s.as_(dept_id(3)), dept_id(3)) as d3:
         app3 = await d3.apply(
             BENCH_RESOURCE, fields=["registered_capital", "legal_representative"], purpose="bench"
         )
-    async with Department(bus, PROVIDER) as provider:
+    async with Department(s.provider, PROVIDER) as provider:
         await provider.approve(
             app2, masks={"legal_representative": "surname", "credit_code": "keep:6:4"}
         )
         await provider.approve(app3, row_filter=f"registered_capital > {median}")
-    async with Publisher(bus, catalog, PROVIDER) as pub:
-        prepared = [pub.prepare(BENCH_RESOURCE, r) for r in records]
-    return Setup(bus, catalog, prepared, workdir, session_ms)
+    async with Publisher(s.provider, catalog, PROVIDER) as pub:
+        s.prepared = [pub.prepare(BENCH_RESOURCE, r) for r in records]
+    return s
 
 
 async def _preload(s: Setup, topic_count: int) -> str:
     """Put ``topic_count`` records on the bench source topic; returns the topic."""
     topic = topics.source(PROVIDER, BENCH_RESOURCE)
-    async with kafka.producer(s.bus, linger_ms=20) as producer:
+    async with kafka.producer(s.provider, linger_ms=20) as producer:
         futures = []
         for i in range(topic_count):
             p = s.prepared[i % len(s.prepared)]
@@ -205,16 +275,16 @@ async def _raw_throughput(s: Setup, source: str, count: int, *, batched: bool) -
     Partitions are assigned, not joined through a group (no 5 s join), and offsets
     are committed per batch as the router does.
     """
-    outs = [f"bench.raw.{i}" for i in range(3)]
+    outs = [f"{RAW_PREFIX}raw.{i}" for i in range(3)]
     await kafka.ensure_topics(s.bus, outs, partitions=3)
     c = kafka.consumer(
-        s.bus,
-        group_id=f"raw-{uuid.uuid4().hex[:8]}",
+        s.router,  # the router's credentials, as the router's loop has
+        group_id=f"{GROUP_PREFIX}raw-{uuid.uuid4().hex[:8]}",
         max_poll_records=5000,
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    p = kafka.producer(s.bus, linger_ms=0 if batched else 2)
+    p = kafka.producer(s.router, linger_ms=0 if batched else 2)
     await c.start()
     await p.start()
     tps = await kafka.topic_partitions(c, source)
@@ -290,7 +360,7 @@ async def _steady_publish(
     # the publisher's own batching (5 ms linger, as exchange.clients.publisher uses): a record
     # per produce request at 2,000/s is no department's publisher, and the embedded
     # broker slows down under it (raw p99 over a 20 s run: 254 ms without linger)
-    async with kafka.producer(s.bus, linger_ms=PUBLISH_LINGER_MS) as producer:
+    async with kafka.producer(s.provider, linger_ms=PUBLISH_LINGER_MS) as producer:
         t0 = time.perf_counter()
         for i in range(int(rate * seconds)):
             due = t0 + i / rate
@@ -309,7 +379,8 @@ async def _steady_publish(
 
 
 async def _collect(
-    bus: Connection,
+    s: Setup,
+    reader: Connection,
     topic: str,
     got: dict[bytes, float],
     stop: asyncio.Event,
@@ -324,14 +395,22 @@ async def _collect(
     both pay what the broker charges per partition fetched (the embedded broker's
     fetch time grows with the partition count: ~3 ms for 3 partitions, ~8 ms for 210).
     """
-    await kafka.ensure_topics(bus, [topic], partitions=3)  # the router may not have yet
+    await kafka.ensure_topics(s.bus, [topic], partitions=3)  # the router may not have yet
     # no consumer group (a group join takes seconds on the embedded broker): the
     # partitions are assigned and read from their end, which is resolved by the first
     # fetch, before ``ready`` is set and anything measured is published (reading from
     # the start would first wade through every earlier delivery: 200,000 in a full run)
-    c = kafka.consumer(bus, fetch_max_wait_ms=5)
+    c = kafka.consumer(reader, fetch_max_wait_ms=5)
     await c.start()
-    tps = await kafka.topic_partitions(c, topic) or [TopicPartition(topic, 0)]
+    # a topic just created is known to every broker of a Kafka cluster a moment later:
+    # reading partition 0 alone meanwhile would miss two thirds of the records
+    tps = await kafka.topic_partitions(c, topic)
+    deadline = time.monotonic() + 15
+    while not tps and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        await c._client.force_metadata_update()  # asked once already: ask again
+        tps = await kafka.topic_partitions(c, topic)
+    tps = tps or [TopicPartition(topic, 0)]
     others: list[TopicPartition] = []
     if also_fetch is not None:
         for name in sorted(await c.topics()):
@@ -370,10 +449,10 @@ async def _latency(
         # event loop with the publisher and the collector, and measure them too
         source = topics.source(PROVIDER, BENCH_RESOURCE)
         out = topics.delivery(dept_id(1), BENCH_RESOURCE)  # plain key: credit_code in clear
-        group = f"bench-lat-{tag}"
+        group = f"{GROUP_PREFIX}lat-{tag}"
         proc = _spawn_router(s, group)
         # one record more, then wait until it has routed everything on the topic
-        async with kafka.producer(s.bus) as producer:
+        async with kafka.producer(s.provider) as producer:
             first = s.prepared[0]
             await producer.send_and_wait(source, key=first.key, value=first.value)
         end = await _topic_total(s.bus, source)
@@ -382,12 +461,13 @@ async def _latency(
                 raise RuntimeError("the router process exited before the latency run")
             await asyncio.sleep(0.2)
     else:
-        source = out = f"bench.lat.{tag}"
+        source = out = f"{RAW_PREFIX}lat.{tag}"
         await kafka.ensure_topics(s.bus, [source], partitions=3)
     ready = asyncio.Event()
     collector = asyncio.create_task(
         _collect(
-            s.bus,
+            s,
+            s.as_(dept_id(1)) if through_router else s.router,  # who reads each hop's output
             out,
             got,
             stop,
@@ -422,7 +502,7 @@ async def _reload_times(s: Setup, r: Router) -> tuple[float, float]:
     await _caught_up(s, r)
     await asyncio.sleep(book_snapshot.EVERY_S + 0.5)  # its snapshot of the 3,600 grants
     t0 = time.perf_counter()
-    st = await state.load(s.bus)
+    st = await state.load(s.as_(dept_id(1)))  # a department's session
     load_s = time.perf_counter() - t0
     assert len(st.book.grants) >= 3600
     t1 = time.perf_counter()
@@ -455,19 +535,26 @@ async def _revocation_latency(s: Setup, router: Router, rounds: int, quick: bool
     out: list[float] = []
     # one provider session for every round: a session replays the whole control history
     # when it starts, which takes seconds at 3,600 grants on a loaded machine
-    provider = Department(s.bus, PROVIDER)
+    provider = Department(s.provider, PROVIDER)
     await provider.start()
     try:
         for n in range(rounds):
             consumer = dept_id(10 + n)
-            async with Department(s.bus, consumer) as d:
+            async with Department(s.as_(consumer), consumer) as d:
                 app = await d.apply(BENCH_RESOURCE, fields=["address"], purpose="bench revocation")
             grant = await provider.approve(app)
             got: dict[bytes, float] = {}
             cstop = asyncio.Event()
             ready = asyncio.Event()
             collector = asyncio.create_task(
-                _collect(s.bus, topics.delivery(consumer, BENCH_RESOURCE), got, cstop, ready)
+                _collect(
+                    s,
+                    s.as_(consumer),
+                    topics.delivery(consumer, BENCH_RESOURCE),
+                    got,
+                    cstop,
+                    ready,
+                )
             )
             await asyncio.wait_for(ready.wait(), timeout=30)
             for _ in range(300):  # deliveries under the grant flowing (up to 15 s)
@@ -548,9 +635,10 @@ def _vm_hwm_mb(pid: int) -> float:
 
 def _spawn_router(s: Setup, group: str) -> subprocess.Popen[bytes]:
     """Start `exchange router` as its own process (Popen returns at once)."""
+    inherited = {k: v for k, v in os.environ.items() if k != "EXCHANGE_SASL_PASSWORD_FILE"}
     env = dict(
-        os.environ,
-        **s.bus.environment(),
+        inherited,
+        **s.router.environment(),  # as gov-router on a cluster with users
         EXCHANGE_MASK_SECRET=SECRET.decode(),
         EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(s.session_ms),
     )
@@ -587,7 +675,7 @@ async def _router_processes(
     clock runs from the last look at the offsets before any was committed to the
     first look after the last one was.
     """
-    group = f"bench-proc-{uuid.uuid4().hex[:6]}"
+    group = f"{GROUP_PREFIX}proc-{uuid.uuid4().hex[:6]}"
     start_total = await _commit_at_end(s.bus, group, source)
     await _preload(s, backlog)
     # the end as it is, not start + backlog: a publisher stopped just before may still
@@ -620,63 +708,134 @@ async def _router_processes(
 # --- the whole run --------------------------------------------------------------------------
 
 
-async def run_bench(
-    quick: bool, echo: Callable[[str], None] = print, sizes: Sizes | None = None
-) -> list[Row]:
-    size = sizes or Sizes.of(quick)
+def embedded_or_given(echo: Callable[[str], None]) -> Engine:
+    """``EXCHANGE_BOOTSTRAP_SERVERS`` as given (its user for every role), else an embedded
+    broker started for the run."""
     bus, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
+    if broker is None:
+        # on a real Kafka, the router's own setting (10 s unless set)
+        session = Settings().router_session_timeout_ms
+        return Engine("given", f"the broker at {bus} (EXCHANGE_BOOTSTRAP_SERVERS)", bus, session)
+    return Engine(
+        "embedded",
+        f"embedded broker (Tansu, in memory) on {bus.bootstrap}, started for the run",
+        bus,
+        EMBEDDED_SESSION_MS,
+        stop=broker.stop,
+    )
+
+
+def kafka_engine(
+    workdir: Path, nodes: int, echo: Callable[[str], None], cluster: KafkaCluster | None = None
+) -> Engine:
+    """Apache Kafka: ``cluster`` (a running one), else a throwaway cluster of ``nodes`` in
+    ``workdir`` (C2 and G1, as for production; stopped by :attr:`Engine.stop`).
+
+    Every role gets its own SCRAM user and ACLs; passwords in the cluster's credentials
+    directory (existing ones kept), or in ``workdir`` for a throwaway cluster.
+    """
+    from exchange.dev import engines
+    from exchange.dev.kafka import KafkaCluster
+
+    stop = None
+    if cluster is None:
+        began = time.perf_counter()
+        cluster = KafkaCluster(workdir / "kafka", nodes, fast_start=False)
+        cluster.start()
+        stop = cluster.stop
+        echo(
+            f"Apache Kafka {cluster.kafka_version}: {cluster.nodes} node(s) started in "
+            f"{time.perf_counter() - began:.1f} s (throwaway, in {cluster.dir})"
+        )
+    session = max(Settings().router_session_timeout_ms, KAFKA_MIN_SESSION_MS)
+    return Engine(
+        "kafka",
+        f"Apache Kafka {cluster.kafka_version}, {cluster.nodes} node(s) on {cluster.bootstrap} "
+        "(KRaft, SASL/SCRAM, ACLs; each role its own user)",
+        engines.super_user(cluster),
+        session,
+        credentials=engines.credentials_dir(cluster),
+        stop=stop,
+    )
+
+
+async def run_bench(
+    quick: bool,
+    echo: Callable[[str], None] = print,
+    sizes: Sizes | None = None,
+    *,
+    engine: str = "embedded",
+    nodes: int = 1,
+    cluster: KafkaCluster | None = None,
+) -> list[Row]:
+    """Every row, measured on ``engine``: "embedded" (or EXCHANGE_BOOTSTRAP_SERVERS when
+    set), or "kafka" (EXCHANGE_BOOTSTRAP_SERVERS when set, else ``cluster``, else a
+    throwaway cluster of ``nodes``)."""
+    size = sizes or Sizes.of(quick)
     started = time.perf_counter()
 
     def step(message: str) -> None:  # every step says when it started
         echo(f"[{time.perf_counter() - started:5.1f} s] {message}")
 
+    with tempfile.TemporaryDirectory() as tmp:
+        if engine == "kafka" and not os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"):
+            on = await asyncio.to_thread(kafka_engine, Path(tmp), nodes, step, cluster)
+        else:
+            on = embedded_or_given(echo)
+            if engine == "kafka":
+                on.name = "kafka"
+        step(f"measuring on {on.describe}")
+        try:
+            rows = await _run_rows(on, Path(tmp), size, step)
+        finally:
+            if on.stop is not None:
+                await asyncio.to_thread(on.stop)
+    rows.sort(key=lambda r: int(r.name.split(".")[0]))  # measured out of order: see above
+    for r in rows:
+        r.engine = on.name
+    return rows
+
+
+async def _run_rows(
+    on: Engine, workdir: Path, size: Sizes, step: Callable[[str], None]
+) -> list[Row]:
     rows: list[Row] = []
     n = size.records
+    s = await _setup(on, workdir, size.distinct)
+    source = await _preload(s, n)
+    step(f"preloaded {n} records of {BENCH_RESOURCE}")
+    rows += await _measure_latency(s, size.latency_s, step)
+    step("measuring throughput")
+    # one router for rows 1, 3 and 4: the embedded broker holds each group join
+    router = Router(
+        s.router,
+        group=f"{GROUP_PREFIX}{uuid.uuid4().hex[:8]}",
+        master_secret=SECRET,
+        session_timeout_ms=s.session_ms,
+    )
+    await router.start()
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            # on a real Kafka, the router's own setting (10 s unless set)
-            session_ms = (
-                Settings().router_session_timeout_ms if broker is None else EMBEDDED_SESSION_MS
-            )
-            s = await _setup(bus, Path(tmp), size.distinct, session_ms)
-            source = await _preload(s, n)
-            step(f"preloaded {n} records of {BENCH_RESOURCE}")
-            rows += await _measure_latency(s, size.latency_s, step)
-            step("measuring throughput")
-            # one router for rows 1, 3 and 4: the embedded broker holds each group join
-            router = Router(
-                s.bus,
-                group=f"bench-{uuid.uuid4().hex[:8]}",
-                master_secret=SECRET,
-                session_timeout_ms=s.session_ms,
-            )
-            await router.start()
-            try:
-                throughput = await _measure_throughput(s, router, source, n)
-                rows += throughput
-                step("writing 3,600 grants over 57 departments")
-                rows += await _measure_with_grants(s, router, n, baseline=throughput[0].value)
-                rows += await _measure_reload(s, router)
-                step(f"measuring revocation under load, {size.rounds} rounds")
-                rev = await _revocation_latency(s, router, size.rounds, size.quick)
-            finally:
-                await router.stop()
-            rev_p99 = _pct(rev, 0.99)
-            rows.append(
-                _alone(
-                    f"4. revocation → last delivery, p99 of {size.rounds}",
-                    rev_p99,
-                    "s",
-                    "< 1 s",
-                    rev_p99 < 1,
-                )
-            )
-            step(f"router processes, {size.backlog} records each run: one, then two in one group")
-            rows += await _measure_processes(s, source, size.backlog)
+        throughput = await _measure_throughput(s, router, source, n)
+        rows += throughput
+        step("writing 3,600 grants over 57 departments")
+        rows += await _measure_with_grants(s, router, n, baseline=throughput[0].value)
+        rows += await _measure_reload(s, router, kafka=on.name == "kafka")
+        step(f"measuring revocation under load, {size.rounds} rounds")
+        rev = await _revocation_latency(s, router, size.rounds, size.quick)
     finally:
-        if broker is not None:
-            broker.stop()
-    rows.sort(key=lambda r: int(r.name.split(".")[0]))  # measured out of order: see above
+        await router.stop()
+    rev_p99 = _pct(rev, 0.99)
+    rows.append(
+        _alone(
+            f"4. revocation → last delivery, p99 of {size.rounds}",
+            rev_p99,
+            "s",
+            "< 1 s",
+            rev_p99 < 1,
+        )
+    )
+    step(f"router processes, {size.backlog} records each run: one, then two in one group")
+    rows += await _measure_processes(s, source, size.backlog)
     return rows
 
 
@@ -756,16 +915,19 @@ async def _measure_with_grants(s: Setup, router: Router, n: int, baseline: float
     ]
 
 
-async def _measure_reload(s: Setup, router: Router) -> list[Row]:
+async def _measure_reload(s: Setup, router: Router, *, kafka: bool) -> list[Row]:
     """Row 4: loading the grant book and recompiling every view, 3,600 grants."""
     load_s, recompile_s = await _reload_times(s, router)
+    # the embedded broker's target is that of the issue that made the book snapshot; on
+    # Kafka (three brokers' worth of round trips per topic read), that of issue 14
+    limit = 1.0 if kafka else 0.5
     return [
         _alone(
             "4. load 3,600 grants (a session, from the book snapshot)",
             load_s,
             "s",
-            "<= 0.5 s",
-            load_s <= 0.5,
+            "< 1 s" if kafka else "<= 0.5 s",
+            load_s < limit if kafka else load_s <= limit,
         ),
         _alone(
             "4. recompile every view (3,600 grants)",
@@ -818,10 +980,11 @@ def format_rows(rows: list[Row]) -> str:
                 f"{r.ratio:.2f}" if r.ratio is not None else "—",
                 r.target,
                 "yes" if r.met else "NO",
+                r.engine,
             ]
             for r in rows
         ],
-        ["measure", "value", "unit", "baseline", "ratio", "target", "met"],
+        ["measure", "value", "unit", "baseline", "ratio", "target", "met", "engine"],
     )
 
 

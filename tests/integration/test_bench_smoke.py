@@ -47,4 +47,7 @@ async def test_every_row_is_measured_at_a_tiny_size(
     write_json(rows, tmp_path / "bench.json")
     data = json.loads((tmp_path / "bench.json").read_text())
     assert len(data) == len(rows)
-    assert set(data[0]) == {"name", "value", "unit", "baseline", "ratio", "target", "met"}
+    assert set(data[0]) == {
+        "name", "value", "unit", "baseline", "ratio", "target", "met", "engine",
+    }  # fmt: skip
+    assert {d["engine"] for d in data} == {"embedded"}
