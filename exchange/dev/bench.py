@@ -192,7 +192,13 @@ async def _setup(engine: Engine, workdir: Path, distinct: int) -> Setup:
     if engine.credentials is not None:
         principals = await _provision(bus, catalog, engine.credentials)
     s = Setup(bus, catalog, [], workdir, engine.session_ms, principals)
-    await catalog_store.load(s.as_(acls.ADMIN), catalog, actor="bench", partitions=3)
+    await catalog_store.load(
+        s.as_(acls.ADMIN),
+        catalog,
+        actor="bench",
+        partitions=3,
+        unsigned_override="benchmark catalog: unsigned on purpose, made for one run",
+    )
     res = catalog.resource(BENCH_RESOURCE)
     records = sample.generate(res.schema_, distinct, seed=6)
     median = statistics.median(float(r["registered_capital"]) for r in records)
