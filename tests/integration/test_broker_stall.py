@@ -32,6 +32,15 @@ BMC = "birth_medical_certificate"
 STALL_S = 10.0
 
 
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.embedded_only(
+        "freezes the embedded broker's process (SIGSTOP); on Apache Kafka, "
+        "test_kafka_failures kills a broker"
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[EmbeddedBroker]:
     broker = EmbeddedBroker()
