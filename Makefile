@@ -25,11 +25,8 @@ lint: $(BIN)/exchange
 packages:
 	@bash tests/services/require-packages.sh
 
-# Two lanes: every test on the embedded broker (one per module), then the integration
-# tests again on a 3-node Apache Kafka cluster with SASL users and ACLs (tests/integration/
-# conftest.py). Each lane prints its own time.
+# Two lanes, side by side (tests/run-lanes.sh): every test on the embedded broker (one per
+# module), and the integration tests again on a 3-node Apache Kafka cluster with SASL users
+# and ACLs (tests/integration/conftest.py). Each lane prints its own time.
 test: packages lint
-	@echo "== lane 1 of 2: unit tests, and integration tests on the embedded broker"
-	$(BIN)/pytest
-	@echo "== lane 2 of 2: integration tests on Apache Kafka (3 nodes, SASL/SCRAM, ACLs)"
-	$(BIN)/pytest --engine kafka tests/integration
+	@BIN=$(BIN) bash tests/run-lanes.sh
