@@ -9,11 +9,13 @@ set -u
 cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"
 log="$(mktemp -t gov-exchange-kafka-lane.XXXXXX)"
+ended="$log.ended"
 began=$(date +%s)
 
-"$BIN/pytest" --engine kafka tests/integration -p no:cacheprovider >"$log" 2>&1 &
+( "$BIN/pytest" --engine kafka tests/integration -p no:cacheprovider >"$log" 2>&1
+  status=$?; date +%s >"$ended"; exit "$status" ) &
 kafka=$!
-trap 'kill "$kafka" 2>/dev/null; rm -f "$log"' EXIT
+trap 'kill "$kafka" 2>/dev/null; rm -f "$log" "$ended"' EXIT
 trap 'exit 130' INT TERM
 
 echo "== lane 1 of 2: unit tests, and integration tests on the embedded broker"
@@ -23,7 +25,7 @@ lane1_s=$(( $(date +%s) - began ))
 
 wait "$kafka"
 lane2=$?
-lane2_s=$(( $(date +%s) - began ))
+lane2_s=$(( $(cat "$ended" 2>/dev/null || date +%s) - began ))
 echo
 echo "== lane 2 of 2: integration tests on Apache Kafka (3 nodes, SASL/SCRAM, ACLs), run alongside lane 1"
 cat "$log"
