@@ -67,6 +67,14 @@ def provision(
     ``admin`` is the cluster's super user. Users are written first, then the
     ACLs; both are idempotent, so a run that fails half-way is simply run again.
     """
+    names = principals(catalog)
+    set_passwords(admin, {n: ensure_password(credentials, n) for n in names})
+    bindings = acls.apply(acls.generate(catalog, router_group=router_group), admin)
+    return Provisioned(names, bindings, credentials)
+
+
+def set_passwords(admin: Connection, passwords: dict[str, Secret]) -> None:
+    """Create these SCRAM users, or change their passwords, as the super user ``admin``."""
     from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
     from kafka.errors import KafkaError
 
@@ -76,7 +84,6 @@ def provision(
             "(EXCHANGE_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL and the super user's "
             "EXCHANGE_SASL_USERNAME / EXCHANGE_SASL_PASSWORD_FILE); the embedded broker has none"
         )
-    names = principals(catalog)
     mechanism = {
         "SCRAM-SHA-512": ScramMechanism.SCRAM_SHA_512,
         "SCRAM-SHA-256": ScramMechanism.SCRAM_SHA_256,
@@ -84,8 +91,8 @@ def provision(
     if mechanism is None:
         raise ExchangeError(f"users are SCRAM users; {admin.sasl_mechanism} cannot create them")
     upserts = [
-        UserScramCredentialUpsertion(n, mechanism, ensure_password(credentials, n).reveal())
-        for n in names
+        UserScramCredentialUpsertion(name, mechanism, password.reveal())
+        for name, password in passwords.items()
     ]
     try:
         client = KafkaAdminClient(**admin.sync_client_options(), client_id="gov-exchange-users")
@@ -101,8 +108,6 @@ def provision(
             "the cluster refused to set the SCRAM credentials of "
             + ", ".join(f"{n} ({e})" for n, e in sorted(refused.items()))
         )
-    bindings = acls.apply(acls.generate(catalog, router_group=router_group), admin)
-    return Provisioned(names, bindings, credentials)
 
 
 @dataclass(frozen=True)

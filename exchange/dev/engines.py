@@ -65,7 +65,6 @@ def credentials_dir(cluster: KafkaCluster) -> Path:
 
 def super_user(cluster: KafkaCluster, settings: Settings | None = None) -> Connection:
     """The cluster's super user; topics get min(3, nodes) replicas (2 in sync from 3)."""
-    from exchange.dev.kafka import SUPER_USER
     from exchange.settings import Settings
 
     s = settings or Settings()
@@ -73,13 +72,7 @@ def super_user(cluster: KafkaCluster, settings: Settings | None = None) -> Conne
     policy = dataclasses.replace(
         policy, replication_factor=max(policy.replication_factor, min(3, cluster.nodes))
     )
-    return Connection(
-        cluster.bootstrap,
-        security_protocol="SASL_PLAINTEXT",  # SCRAM-SHA-512, the default mechanism
-        username=SUPER_USER,
-        password=Secret.from_file(cluster.password_file),
-        topics=policy,
-    )
+    return cluster.connection().with_topics(policy)
 
 
 def connection_to(cluster: KafkaCluster, settings: Settings) -> Connection:

@@ -56,6 +56,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
+from exchange.bus.connection import Connection, Secret
 from exchange.dev.broker import (
     Served,
     answers_kafka,
@@ -261,15 +262,14 @@ class KafkaCluster(Served):
 
     def client_options(self, user: str = SUPER_USER, password: str | None = None) -> dict[str, Any]:
         """aiokafka / kafka-python options to reach the cluster as ``user`` (default: admin)."""
-        if password is None:
-            password = self.password_file.read_text().strip()
-        return {
-            "bootstrap_servers": self.bootstrap,
-            "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": MECHANISM,
-            "sasl_plain_username": user,
-            "sasl_plain_password": password,
-        }
+        return self.connection(user, password).client_options()
+
+    def connection(self, user: str = SUPER_USER, password: str | None = None) -> Connection:
+        """The :class:`~exchange.bus.connection.Connection` of ``user`` (default: admin)."""
+        secret = Secret(password) if password is not None else Secret.from_file(self.password_file)
+        return Connection(
+            self.bootstrap, security_protocol="SASL_PLAINTEXT", username=user, password=secret
+        )
 
     # --- the processes ---
     def pid(self, node: int) -> int | None:
@@ -328,13 +328,12 @@ class KafkaCluster(Served):
     # --- users ---
     def add_user(self, name: str, password: str) -> None:
         """Create (or change the password of) a SCRAM-SHA-512 user."""
-        from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+        from exchange.admin.users import set_passwords
 
-        upsert = UserScramCredentialUpsertion(name, ScramMechanism.SCRAM_SHA_512, password)
-        with self._admin() as admin:
-            errors = admin.alter_user_scram_credentials([upsert])
-        if errors.get(name):
-            raise KafkaEngineError(f"cannot set the SCRAM credentials of {name}: {errors[name]}")
+        try:
+            set_passwords(self.connection(), {name: Secret(password)})
+        except ExchangeError as exc:
+            raise KafkaEngineError(str(exc)) from None
 
     def users(self) -> list[str]:
         """The users that have SCRAM credentials, the super user included."""

@@ -108,6 +108,14 @@ def _subject(idx: Index, caller: Principal, name: str) -> Subject:
     return subject
 
 
+def _holders(idx: Index, caller: Principal, sid: int) -> list[tuple[Subject, int]]:
+    """The (subject, version) pairs holding ``sid`` that the caller may see; 40403 if none."""
+    holders = idx.holders(caller, sid)
+    if not holders:
+        raise schema_not_found()
+    return holders
+
+
 def _version(subject: Subject, version: str) -> int:
     """The version number ``version`` names in ``subject`` ("latest" and -1: the last)."""
     if version in ("latest", "-1"):
@@ -173,8 +181,7 @@ async def schema_by_id(
     format: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
     """The schema of an id on the wire, if a subject the caller may see holds it."""
-    if not idx.holders(caller, id):
-        raise schema_not_found()
+    _holders(idx, caller, id)
     text = json.dumps(idx.text[id], ensure_ascii=False)
     return Response(('{"schema":' + text + "}").encode(), media_type=MEDIA_TYPE)
 
@@ -182,8 +189,7 @@ async def schema_by_id(
 @router.get("/schemas/ids/{id}/schema", responses=_errors(404), tags=["schemas"])
 async def raw_schema_by_id(id: int, caller: Caller, idx: Idx) -> Response:
     """The schema of an id, as the schema itself."""
-    if not idx.holders(caller, id):
-        raise schema_not_found()
+    _holders(idx, caller, id)
     return Response(idx.text[id].encode(), media_type=MEDIA_TYPE)
 
 
@@ -195,9 +201,7 @@ async def raw_schema_by_id(id: int, caller: Caller, idx: Idx) -> Response:
 )
 async def versions_of_id(id: int, caller: Caller, idx: Idx) -> ApiJSONResponse:
     """Every (subject, version) the caller may see that holds the id."""
-    holders = idx.holders(caller, id)
-    if not holders:
-        raise schema_not_found()
+    holders = _holders(idx, caller, id)
     return ApiJSONResponse([{"subject": s.name, "version": n} for s, n in holders])
 
 
@@ -209,9 +213,7 @@ async def versions_of_id(id: int, caller: Caller, idx: Idx) -> ApiJSONResponse:
 )
 async def subjects_of_id(id: int, caller: Caller, idx: Idx) -> ApiJSONResponse:
     """Every subject the caller may see that holds the id."""
-    holders = idx.holders(caller, id)
-    if not holders:
-        raise schema_not_found()
+    holders = _holders(idx, caller, id)
     return ApiJSONResponse(sorted({s.name for s, _ in holders}))
 
 

@@ -12,24 +12,13 @@ from collections.abc import Iterator
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from exchange.bus.connection import Connection, Secret
-from exchange.bus.topic_config import TopicPolicy
+from exchange.bus.connection import Connection
+from exchange.dev import engines
 from exchange.dev.broker import EmbeddedBroker
-from exchange.dev.kafka import SUPER_USER, KafkaCluster
+from exchange.dev.kafka import KafkaCluster
 from exchange.settings import Settings
 
 KAFKA_NODES = 3
-
-
-def super_user(cluster: KafkaCluster) -> Connection:
-    """The lane cluster's super user, creating topics with 3 replicas, 2 in sync."""
-    return Connection(
-        cluster.bootstrap,
-        security_protocol="SASL_PLAINTEXT",
-        username=SUPER_USER,
-        password=Secret.from_file(cluster.password_file),
-        topics=TopicPolicy(replication_factor=min(3, cluster.nodes)),
-    )
 
 
 async def _empty(admin: Connection) -> None:
@@ -61,7 +50,7 @@ def fresh_bus(kafka_lane: KafkaCluster | None) -> Iterator[Connection]:
     """An empty bus: the Kafka lane's cluster emptied, else a new embedded broker (or the
     given ``EXCHANGE_BOOTSTRAP_SERVERS``)."""
     if kafka_lane is not None:
-        admin = super_user(kafka_lane)
+        admin = engines.super_user(kafka_lane)
         asyncio.run(_empty(admin))
         yield admin
         return
