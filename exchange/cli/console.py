@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from exchange.cli.common import BootstrapOption, connection, fail, guarded, run
 from exchange.cli.serving import ClientLogLevelOption, LogLevelOption, setup_logging
 
-app = typer.Typer(
-    help="The web console (管理控制台) of the sharing workflow, in Chinese with English beside it.",
-)
+if TYPE_CHECKING:
+    from exchange.console.service import ConsoleSettings
+
+app = typer.Typer()
 
 
 @app.callback(invoke_without_command=True)
@@ -77,8 +78,12 @@ def console(
     log_level: LogLevelOption = None,
     client_log_level: ClientLogLevelOption = None,
 ) -> None:
-    """Serve the web console: catalog, my view and applying, the approver's inbox, grants,
-    the access log with its chains, the monthly report and router health.
+    """The web console (管理控制台) of the sharing workflow, in Chinese with English beside it.
+
+    'exchange console --accounts FILE' serves it: the catalog, my view and applying, the
+    approver's inbox and approval form, grants with revoke, the access log with its
+    chains, the monthly report and router health. 'exchange console hash-password'
+    prints a password's hash for the accounts file.
 
     Every action goes through the same API as the command line and is audited
     with the person who took it. Stops cleanly on Ctrl-C or SIGTERM.
@@ -87,24 +92,12 @@ def console(
         return
     if accounts is None:
         raise fail("--accounts FILE is required (or EXCHANGE_CONSOLE_ACCOUNTS)")
+    for name, folder in (("--keys-dir", keys_dir), ("--credentials-dir", credentials_dir)):
+        if folder is not None and not folder.is_dir():
+            raise fail(f"{name} {folder}: not a directory")
     setup_logging(log_level, client_log_level)
-    bus = guarded(connection)(bootstrap_servers)
-
-    from exchange.admin.users import Principals
-    from exchange.console.accounts import AccountBook
-    from exchange.console.app import console_app
     from exchange.console.service import ConsoleSettings
-    from exchange.control import catalog_store
-    from exchange.http import server
 
-    if keys_dir is not None and not keys_dir.is_dir():
-        raise fail(f"--keys-dir {keys_dir}: not a directory")
-    if credentials_dir is not None and not credentials_dir.is_dir():
-        raise fail(f"--credentials-dir {credentials_dir}: not a directory")
-    in_force = run(catalog_store.current(bus))
-    if in_force is None:
-        raise fail(f"no catalog is loaded on {bus}: run 'exchange catalog load' first")
-    book = guarded(AccountBook.load)(accounts, set(in_force.catalog.departments))
     settings = ConsoleSettings(
         accounts=accounts,
         keys_dir=keys_dir,
@@ -113,6 +106,27 @@ def console(
         max_failures=max_failures,
         lock_minutes=lock_minutes,
     )
+    _serve(settings, credentials_dir, host, port, bootstrap_servers)
+
+
+def _serve(
+    settings: ConsoleSettings,
+    credentials_dir: Path | None,
+    host: str,
+    port: int,
+    bootstrap_servers: str | None,
+) -> None:
+    from exchange.admin.users import Principals
+    from exchange.console.accounts import AccountBook
+    from exchange.console.app import console_app
+    from exchange.control import catalog_store
+    from exchange.http import server
+
+    bus = guarded(connection)(bootstrap_servers)
+    in_force = run(catalog_store.current(bus))
+    if in_force is None:
+        raise fail(f"no catalog is loaded on {bus}: run 'exchange catalog load' first")
+    book = guarded(AccountBook.load)(settings.accounts, set(in_force.catalog.departments))
     principals = Principals(bus, credentials_dir)
     web = console_app(bus, principals.of, settings, book)
     shown = f"[{host}]" if ":" in host else host

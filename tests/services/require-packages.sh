@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the servers the test suite starts for itself are installed:
 # PostgreSQL and MariaDB from Debian's packages, and Java and Maven for Apache
-# Kafka (Maven fetches Kafka's jars from Maven Central once, exchange/dev/kafka.py).
+# Kafka (Maven fetches Kafka's jars from Maven Central once, exchange/dev/kafka.py);
+# and Debian's Chromium with a Chinese font for the web console's browser tests
+# (Playwright drives /usr/bin/chromium: 'playwright install' cannot download one here).
 # Nothing here starts a server; the suite starts throwaway ones and stops them.
 #
 # Installed already: prints nothing and installs nothing.
@@ -22,6 +24,8 @@ pg_bin || missing+=(postgresql)
 { [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; } || command -v java >/dev/null 2>&1 ||
     missing+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

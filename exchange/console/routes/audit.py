@@ -15,6 +15,7 @@ from exchange.audit import report as rpt
 from exchange.audit.entry import Action, AuditEntry, Decision
 from exchange.audit.log import entries_only
 from exchange.audit.verify import verify
+from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.console import charts
 from exchange.console.accounts import Role
 from exchange.console.routes.common import Refused, Service, SignedIn, need, page
@@ -101,7 +102,7 @@ async def audit_csv(request: Request, s: SignedIn, svc: Service) -> Response:
 @router.get("/report")
 async def monthly_report(request: Request, s: SignedIn, svc: Service) -> Response:
     need(s, Role.AUDITOR)
-    text = request.query_params.get("period") or now().astimezone(rpt.CHINA_TZ).strftime("%Y-%m")
+    text = request.query_params.get("period") or now().astimezone(CHINA_TZ).strftime("%Y-%m")
     try:
         period = rpt.Period.parse(text)
     except ExchangeError as exc:
