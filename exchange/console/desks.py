@@ -20,7 +20,7 @@ from exchange.bus.connection import Connection
 from exchange.catalog.signing import load_private_key
 from exchange.clients.department import Department
 from exchange.console.accounts import Person
-from exchange.errors import ExchangeError
+from exchange.errors import ControlStateReset, ExchangeError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,14 @@ class Desks:
         lock = self._locks.setdefault(person.department, asyncio.Lock())
         async with lock:
             desk = await self._desk(person.department)
-            await desk.refresh()
+            try:
+                await desk.refresh()
+            except ControlStateReset:
+                # the control topics went back under this session: it acts no more; the
+                # next request starts a new one, reading them as they are now
+                self._desks.pop(person.department, None)
+                await desk.stop()
+                raise
             desk.person = person.user
             try:
                 yield desk
