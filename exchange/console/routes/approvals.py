@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from exchange import beijing
+from exchange.catalog.model import Resource
 from exchange.console import preview
 from exchange.console.accounts import Role
 from exchange.console.routes.common import (
@@ -20,7 +21,7 @@ from exchange.console.routes.common import (
     redirect,
 )
 from exchange.errors import UnknownResource
-from exchange.sharing.records import AppStatus, now
+from exchange.sharing.records import Application, AppStatus, now
 
 router = APIRouter()
 
@@ -64,7 +65,7 @@ async def my_applications(request: Request, s: SignedIn, svc: Service) -> Respon
     return page(request, "applications.html", applications=apps, at=now())
 
 
-async def _application(svc: Service, s: SignedIn, app_id: str) -> tuple[object, object]:
+async def _application(svc: Service, s: SignedIn, app_id: str) -> tuple[Application, Resource]:
     person = need(s, Role.APPROVER)
     async with svc.desks.acting(person) as desk:
         app = desk.state.book.applications.get(app_id)

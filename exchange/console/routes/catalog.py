@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from exchange.catalog.model import ShareType
+from exchange.catalog.model import Resource, ShareType
 from exchange.console.accounts import Role
 from exchange.console.routes.common import (
     CsrfChecked,
@@ -18,7 +18,8 @@ from exchange.console.routes.common import (
     page,
     redirect,
 )
-from exchange.errors import CommandRefused, UnknownResource
+from exchange.control.state import ControlState
+from exchange.errors import UnknownResource
 
 router = APIRouter()
 
@@ -43,7 +44,7 @@ async def home(s: SignedIn) -> Response:
 @router.get("/catalog")
 async def catalog(request: Request, s: SignedIn, svc: Service) -> Response:
     state = await svc.state()
-    by_provider: dict[str, list[object]] = {}
+    by_provider: dict[str, list[Resource]] = {}
     for res in sorted(state.catalog.resources.values(), key=lambda r: (r.provider, r.id)):
         by_provider.setdefault(res.provider, []).append(res)
     return page(
@@ -55,8 +56,8 @@ async def catalog(request: Request, s: SignedIn, svc: Service) -> Response:
     )
 
 
-def _resource(state: object, resource: str) -> object:
-    res = state.catalog.resources.get(resource)  # type: ignore[attr-defined]
+def _resource(state: ControlState, resource: str) -> Resource:
+    res = state.catalog.resources.get(resource)
     if res is None:
         raise UnknownResource(f"资源不存在 no resource {resource!r} in the catalog")
     return res
@@ -103,11 +104,9 @@ async def apply(
     if not fields:
         raise Refused(400, "请至少选择一个字段 choose at least one field to apply for")
     async with svc.desks.acting(person) as desk:
-        try:
-            app_id = await desk.apply(
-                resource, fields=fields, purpose=purpose.strip(), legal_basis=legal_basis.strip()
-            )
-        except CommandRefused as exc:
-            raise Refused(403, exc.message, title="权限管理器拒绝 refused") from exc
+        # a refusal (CommandRefused) is shown with its reason by the error page
+        app_id = await desk.apply(
+            resource, fields=fields, purpose=purpose.strip(), legal_basis=legal_basis.strip()
+        )
     s.flash.append(f"申请已提交 application {app_id} submitted")
     return redirect(f"/resources/{resource}")
