@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exchange.audit.log import Item, read_log
+from exchange.audit.log import Item
 from exchange.bus.connection import Connection
 from exchange.console.accounts import AccountBook
+from exchange.console.audit_tail import AuditTail
 from exchange.console.desks import Desks
 from exchange.console.lockout import Lockout
 from exchange.console.sessions import SessionStore
@@ -50,6 +51,7 @@ class ConsoleService:
         self.sessions = SessionStore(secure=settings.secure_cookies)
         self.desks = Desks(connect, settings.keys_dir)
         self._reader: ControlFollower | None = None
+        self._log = AuditTail(connect("auditor"))
         self._read_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -59,6 +61,7 @@ class ConsoleService:
 
     async def stop(self) -> None:
         await self.desks.stop()
+        await self._log.stop()
         if self._reader is not None:
             reader, self._reader = self._reader, None
             await reader.stop()
@@ -78,5 +81,5 @@ class ConsoleService:
             return await self._reader.catch_up()
 
     async def log(self) -> list[Item]:
-        """The whole access log, read as the auditor principal."""
-        return await read_log(self.connect("auditor"), timeout_s=60)
+        """The whole access log, read as the auditor principal (only what is new each time)."""
+        return await self._log.read()

@@ -279,6 +279,11 @@ async def test_another_departments_approver_is_refused(
     await hrss.context.close()
     async with Department(bus, "health") as health:
         assert health.state.book.applications[app_id].status.value == "pending"
+    # the refusal is audited with the person who tried (read after the log was read before)
+    auditor = await signed_in(browser, console, "auditor-chen")
+    await auditor.goto("/audit?person=hrss-zhao&action=COMMAND_REFUSED")
+    assert app_id in await auditor.get_by_test_id("log").inner_text()
+    await auditor.context.close()
 
 
 async def test_a_form_without_its_csrf_token_is_refused(
