@@ -119,6 +119,7 @@ async def monthly_report(request: Request, s: SignedIn, svc: Service) -> Respons
         period=str(period),
         rows=rows,
         headers=rpt.HEADERS[:-1],
-        chart_json=json.dumps(data, ensure_ascii=False),
+        # inside <script type="application/json">: no "<" may close the element early
+        chart_json=json.dumps(data, ensure_ascii=False).replace("<", "\\u003c"),
         totals=charts.totals(data),
     )
