@@ -34,6 +34,10 @@ class Desks:
         self._desks: dict[str, Department] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def holds_key(self, department: str) -> bool:
+        """Whether the console has a signing key file for ``department``."""
+        return self.keys_dir is not None and (self.keys_dir / f"{department}.pem").exists()
+
     def _key(self, department: str) -> Any:
         if self.keys_dir is None:
             return None

@@ -375,6 +375,9 @@ async def test_console_answers_plain_http_checks(console: str) -> None:
 async def test_roles_decide_the_pages(browser: Any, console: str) -> None:
     """A catalog administrator watches the router but does not read the access log."""
     admin = await signed_in(browser, console, "admin-sun")
+    status = await admin.get_by_test_id("catalog-status").inner_text()
+    assert "5 个部门 departments" in status
+    await shoot(admin, "catalog-admin")
     answer = await admin.goto("/router-health")
     assert answer is not None
     assert answer.status == 200

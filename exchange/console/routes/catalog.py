@@ -53,6 +53,7 @@ async def catalog(request: Request, s: SignedIn, svc: Service) -> Response:
         catalog=state.catalog,
         by_provider=by_provider,
         share_labels=SHARE_LABELS,
+        keys_held={d: svc.desks.holds_key(d) for d in state.catalog.departments},
     )
 
 
