@@ -131,6 +131,8 @@ async def _exchange_error(request: Request, exc: Exception) -> Response:
         return _error(request, 403, exc.message, "权限管理器拒绝 refused by the permission manager")
     if isinstance(exc, UnknownResource):
         return _error(request, 404, exc.message, "未找到 not found")
+    if exc.retriable:  # the broker is away, say: try again later
+        return _error(request, 503, exc.message, "暂时无法处理 unavailable for now; try again")
     return _error(request, 400, exc.message, "请求无法执行 the request cannot be carried out")
 
 
