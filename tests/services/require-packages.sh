@@ -22,6 +22,11 @@ pg_bin || missing+=(postgresql)
 { [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; } || command -v java >/dev/null 2>&1 ||
     missing+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# deploy/ is checked by the real tools: promtool and Prometheus itself (deploy/prometheus,
+# deploy/grafana), systemd-analyze (deploy/systemd)
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } ||
+    missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
