@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the servers the test suite starts for itself are installed:
 # PostgreSQL and MariaDB from Debian's packages, and Java and Maven for Apache
-# Kafka (Maven fetches Kafka's jars from Maven Central once, exchange/dev/kafka.py).
+# Kafka (Maven fetches Kafka's jars from Maven Central once, exchange/dev/kafka.py), and the
+# tools deploy/ is checked with (promtool and Prometheus, systemd-analyze).
 # Nothing here starts a server; the suite starts throwaway ones and stops them.
 #
 # Installed already: prints nothing and installs nothing.
