@@ -267,7 +267,7 @@ def to_strimzi(acls: list[Acl], *, cluster: str = STRIMZI_CLUSTER) -> list[dict[
 
 def from_strimzi(users: list[dict[str, Any]]) -> list[Acl]:
     """The ACLs ``KafkaUser`` resources grant, as bus principals (to compare with :func:`generate`)."""
-    out = []
+    out: list[Acl] = []
     for user_doc in users:
         principal = user(principal_of_user(user_doc["metadata"]["name"]))
         for rule in user_doc["spec"]["authorization"]["acls"]:
