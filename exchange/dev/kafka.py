@@ -112,13 +112,16 @@ def java() -> str:
     return found
 
 
-def fetch_jars(cache: Path = CACHE, pom: Path = POM) -> Path:
+def fetch_jars(cache: Path = CACHE, pom: Path = POM, version: str | None = None) -> Path:
     """The folder of the server's jars, fetched with Maven the first time (idempotent).
+
+    ``version`` names the folder (default: the pom's kafka_2.13 version); other
+    tools' poms (Strimzi's CRD generator) are fetched the same way.
 
     Maven copies into a temporary folder that is renamed when complete, under a
     lock, so a folder that exists is whole and concurrent callers fetch once.
     """
-    jars = cache / kafka_version(pom)
+    jars = cache / (version or kafka_version(pom))
     if jars.is_dir():
         return jars
     cache.mkdir(parents=True, exist_ok=True)
@@ -129,7 +132,7 @@ def fetch_jars(cache: Path = CACHE, pom: Path = POM) -> Path:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise KafkaEngineError(
-                f"Apache Kafka's jars are not in {jars} and mvn is not found to fetch them; "
+                f"the jars of {pom} are not in {jars} and mvn is not found to fetch them; "
                 f"{MAVEN_HINT}"
             )
         java()  # Maven needs it too: say so now rather than through Maven's error
@@ -141,7 +144,7 @@ def fetch_jars(cache: Path = CACHE, pom: Path = POM) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
             raise KafkaEngineError(
-                f"fetching Apache Kafka {jars.name} from Maven Central failed "
+                f"fetching {pom.parent.name}/{pom.name} ({jars.name}) from Maven Central failed "
                 f"(mvn exit code {done.returncode}); without network, Maven can only use "
                 f"what ~/.m2 already holds:\n{tail}"
             )
