@@ -127,12 +127,25 @@ def strict(schema: Any) -> Any:
     return out
 
 
+def _load_crd(crds: Path, kind: str) -> Any:
+    """The CRD of ``kind``, from a JSON copy made the first time (YAML of 0.5 MB parses slowly)."""
+    copy_path = crds / f"{kind}.json"
+    if copy_path.exists():
+        return json.loads(copy_path.read_text())
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load((crds / f"{kind}.yaml").read_text(), Loader=loader)  # noqa: S506 - safe loader
+    tmp = copy_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(crd))
+    tmp.replace(copy_path)
+    return crd
+
+
 @cache
 def _strimzi_schemas(crds: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> the strict JSON schema of that version of the CRD."""
     out = {}
     for kind in STRIMZI_KINDS:
-        crd = yaml.safe_load((crds / f"{kind}.yaml").read_text())
+        crd = _load_crd(crds, kind)
         for version in crd["spec"]["versions"]:
             schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
             # metadata is the API server's (checked below), not the CRD's
