@@ -17,7 +17,10 @@ data and starting again resumes it::
     DIR/node-N/server.log       its log (authorizer.log: requests it refused; jvm.log: stdout)
     DIR/node-N/pid
 
-Each node is broker and controller in one JVM (KRaft combined mode): 3 JVMs
+A node's ``server.properties`` is ``deploy/kafka/server.properties`` (the settings
+every node shares, the file operators deploy) followed by the node's own part:
+its id, ports, directories, the replication its node count allows and the super
+user's password. Each node is broker and controller in one JVM (KRaft combined mode): 3 JVMs
 for 3 nodes instead of 6, which is what a 2-core machine can hold. The price:
 the metadata quorum goes with the brokers, so with 2 of 3 nodes down nothing
 can change the cluster's metadata (an acks=all produce then times out rather
