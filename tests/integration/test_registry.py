@@ -12,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jvm_support
 import pytest
+from cli_support import EXCHANGE, cli_env
 from routing_support import RouterRun, publish, read_topic, running_router, wait_routed, wait_views
 
+from exchange.admin import users
 from exchange.avro import schema as avro
 from exchange.bus import topics
 from exchange.bus.connection import Connection
@@ -212,6 +217,84 @@ async def test_confluent_producer_publishes_with_the_latest_source_schema(
     routed = {r.value["certificate_no"]: r.value for r in got}
     for rec in records:
         assert routed[rec["certificate_no"]] == {f: rec[f] for f in UNCONDITIONAL}
+
+
+@pytest.fixture(scope="session")
+def jvm_client() -> Path:
+    """tests/jvm/registry-client, built with Maven once (re-used while its files are unchanged)."""
+    try:
+        return jvm_support.build()
+    except jvm_support.MavenMissing as exc:
+        pytest.skip(f"no JVM client test: {exc}")
+
+
+def jvm_read(
+    built: Path, conn: Connection, url: str, user: str, password: str, topic: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the JVM client over ``topic`` as ``conn``'s Kafka user, asking the registry as ``user``."""
+    args = ["--bootstrap", conn.bootstrap, "--topic", topic, "--registry", url]
+    args += ["--registry-user", user, "--timeout", "60"]
+    env = {"PATH": os.environ.get("PATH", ""), "REGISTRY_PASSWORD": password}
+    if conn.sasl:
+        assert conn.username is not None
+        assert conn.password is not None
+        args += ["--security-protocol", conn.security_protocol, "--sasl-user", conn.username]
+        args += ["--sasl-mechanism", conn.sasl_mechanism]
+        env["KAFKA_SASL_PASSWORD"] = conn.password.reveal()
+    if "JAVA_HOME" in os.environ:
+        env["JAVA_HOME"] = os.environ["JAVA_HOME"]
+    command = jvm_support.command(built, *args)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+async def test_a_jvm_client_decodes_police_view_as_exchange_consume_prints(
+    bus: Connection,
+    principals: users.Principals,
+    loaded_catalog: Catalog,
+    router: RouterRun,
+    registry: str,
+    jvm_client: Path,
+    tmp_path: Path,
+) -> None:
+    """Spring Cloud Stream's ConfluentSchemaRegistryClient and Avro's Java decoder, from Java."""
+    records = sample.generate(loaded_catalog.resources[BMC].schema_, 10, seed=17)
+    before = router.router.routed
+    await publish(bus, loaded_catalog, BMC, records)
+    await wait_routed(router, before + len(records))
+    police = principals.of("police")
+    topic = topics.delivery("police", BMC)
+    env = cli_env(police, EXCHANGE_STATE_DIR=str(tmp_path / "state"))
+    consume = [EXCHANGE, "consume", "--as", "police", BMC, "--json", "--timeout", "2"]
+
+    def run_consume() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(consume, env=env, capture_output=True, text=True, timeout=120)
+
+    ours, java, refused = await asyncio.gather(
+        asyncio.to_thread(run_consume),
+        asyncio.to_thread(
+            jvm_read, jvm_client, police, registry, "police", PASSWORDS["police"], topic
+        ),
+        # hrss's registry credentials do not disclose police's view schema: the client fails
+        asyncio.to_thread(jvm_read, jvm_client, police, registry, "hrss", PASSWORDS["hrss"], topic),
+    )
+    assert ours.returncode == 0, ours.stderr
+    assert java.returncode == 0, java.stderr
+    printed = [json.loads(line) for line in ours.stdout.splitlines()]
+    decoded = [json.loads(line) for line in java.stdout.splitlines()]
+    assert len(decoded) == len(printed) >= len(records)
+
+    def by_no(value: dict[str, Any]) -> str:
+        return str(value["certificate_no"])
+
+    values = [d["value"] for d in decoded]
+    assert sorted(values, key=by_no) == sorted(printed, key=by_no)  # field for field
+    assert {r["certificate_no"] for r in records} <= {by_no(v) for v in values}
+    async with client(registry, "police") as c:
+        latest = (await c.get(f"/subjects/{topic}-value/versions/latest")).json()
+    assert {d["schema_id"] for d in decoded} == {latest["id"]}
+    assert all(set(v) == set(UNCONDITIONAL + POLICE_GRANT) for v in values)
+    assert refused.returncode != 0
+    assert f"Could not find schema with id: {latest['id']}" in refused.stderr
 
 
 async def test_a_department_sees_its_own_views_not_another_departments(registry: str) -> None:
