@@ -27,6 +27,8 @@ from cli_support import EXCHANGE, cli_env
 from routing_support import RouterRun, publish, read_topic, running_router, wait_routed, wait_views
 
 from exchange.admin import users
+from exchange.audit.entry import Action
+from exchange.audit.log import entries_only, read_log
 from exchange.avro import schema as avro
 from exchange.bus import topics
 from exchange.bus.connection import Connection
@@ -36,7 +38,9 @@ from exchange.clients.department import Department
 from exchange.control import catalog_store
 from exchange.dev import sample
 from exchange.http import server
-from exchange.http.auth import Gate, PasswordFiles
+from exchange.http.auth import BrokerLogin, Gate, PasswordFiles
+from exchange.http.errors import HttpError
+from exchange.http.throttle import LoginThrottle
 from exchange.registry.app import registry_app
 
 pytestmark = pytest.mark.integration
@@ -341,6 +345,84 @@ async def test_credentials_are_required_and_checked(registry: str) -> None:
         r = await anon.get("/subjects", headers={"Authorization": f"Basic {nobody}"})
         assert r.status_code == 401
         assert (await anon.get("/health")).json()["status"] == "ok"  # open to load balancers
+
+
+async def test_refusals_are_audited_and_repeated_failed_logins_throttled(
+    bus: Connection, grants: None, registry: str, tmp_path: Path
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for user, password in PASSWORDS.items():
+        (credentials / f"{user}.password").write_text(password + "\n")
+    throttle = LoginThrottle(max_failures=3, window_s=60, block_s=30)
+    app = registry_app(bus, Gate(PasswordFiles(credentials), throttle=throttle))
+    view = f"gov.dlv.police.{BMC}-value"
+    async with client(registry, "police") as police:
+        view_id = (await police.get(f"/subjects/{view}/versions/latest")).json()["id"]
+    async with server.running(app) as url:
+        async with client(url, "hrss") as hrss:
+            for _ in range(200):
+                if (await hrss.get("/health")).status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            r = await hrss.get(f"/subjects/{view}/versions")
+            assert (r.status_code, r.json()["error_code"]) == (404, 40401)
+            r = await hrss.get(f"/schemas/ids/{view_id}")
+            assert (r.status_code, r.json()["error_code"]) == (404, 40403)
+            r = await hrss.get("/subjects/no.such.subject-value/versions")  # unknown: not audited
+            assert r.json()["error_code"] == 40401
+        async with httpx.AsyncClient(base_url=url, auth=("police", "wrong")) as guesser:
+            assert [(await guesser.get("/subjects")).status_code for _ in range(3)] == [401] * 3
+        async with client(url, "police") as police:
+            r = await police.get("/subjects")  # the right password, but too late
+            assert (r.status_code, r.json()["error_code"]) == (429, 42901)
+            assert 29 <= int(r.headers["retry-after"]) <= 30
+        audit = app.state.access_audit
+        await audit.flush()
+        writer = audit.writer_id
+    entries = [e for _, e in entries_only(await read_log(bus)) if e.writer == writer]
+    assert {e.action for e in entries} == {Action.ACCESS_DENIED}
+    assert {e.decision for e in entries} == {"denied"}
+    got = [(e.actor, e.details["status"], e.details["error_code"]) for e in entries]
+    assert got == [
+        ("hrss", "404", "40401"),
+        ("hrss", "404", "40403"),
+        ("police", "401", "401"),
+        ("police", "401", "401"),
+        ("police", "401", "401"),
+        ("police", "429", "42901"),
+    ]
+    subject, schema = entries[0], entries[1]
+    assert subject.details["request"] == f"GET /subjects/{view}/versions"
+    assert (subject.resource, subject.consumer) == (BMC, "police")
+    assert subject.reason == f"subject {view} is the view of police: not disclosed to hrss"
+    assert schema.details["request"] == f"GET /schemas/ids/{view_id}"
+    assert schema.reason is not None
+    assert view in schema.reason
+    assert entries[2].reason == "wrong user name or password"
+    assert entries[2].details["client"] == "127.0.0.1"
+    assert entries[5].reason is not None
+    assert entries[5].reason.startswith("3 failed logins from 127.0.0.1 within 60 s")
+
+
+@pytest.mark.kafka_only("the embedded broker has no users to log in as")
+async def test_broker_login_reads_the_brokers_error_code(principals: users.Principals) -> None:
+    police = principals.of("police")
+    assert police.password is not None
+    login = BrokerLogin(police)
+    assert await login.check("police", police.password.reveal()) is True
+    assert await login.check("police", "wrong") is False
+    assert await login.check("nobody-at-all", "x") is False
+
+
+async def test_broker_login_answers_503_when_no_broker_answers() -> None:
+    from exchange.bus.connection import Secret
+
+    nowhere = f"127.0.0.1:{server.free_port()}"
+    conn = Connection(nowhere, "SASL_PLAINTEXT", username="police", password=Secret("pw"))
+    with pytest.raises(HttpError) as refused:
+        await BrokerLogin(conn, timeout_s=2).check("police", "pw")
+    assert (refused.value.status, refused.value.code) == (503, 50302)
 
 
 async def test_read_only_lookup_config_and_service_endpoints(
