@@ -40,6 +40,7 @@ from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 
+from exchange.admin.acls import principal_of_user
 from exchange.bus.connection import Connection, Secret
 from exchange.http.access_audit import AccessAudit, client_address, refusal
 from exchange.http.errors import HttpError
@@ -220,7 +221,8 @@ class Gate:
             log.info("refused the credentials given for user %r", user)
             self._failed(request, client, user, "wrong user name or password")
             raise unauthorized("Unauthorized: wrong user name or password")
-        return Principal(user)
+        # on Strimzi, department civil_affairs is Kafka user civil-affairs (Kubernetes names)
+        return Principal(principal_of_user(user))
 
     def _failed(self, request: Request, client: str, user: str, why: str) -> None:
         """Count a failed login; audit it, and the block it may start."""
