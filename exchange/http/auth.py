@@ -227,7 +227,8 @@ class Gate:
     def _failed(self, request: Request, client: str, user: str, why: str) -> None:
         """Count a failed login; audit it, and the block it may start."""
         blocks = self.throttle.failed(client)
-        audit: AccessAudit | None = getattr(request.app.state, "access_audit", None)
+        app = request.scope.get("app")  # absent for a request made outside an app
+        audit: AccessAudit | None = getattr(app.state, "access_audit", None) if app else None
         if audit is None:
             return
         audit.refused(refusal(request, actor=user, status=401, code=401, reason=why))
