@@ -110,6 +110,14 @@ def apply(
     fields: Annotated[str, typer.Option(help="Conditional fields wanted, comma-separated.")],
     purpose: Annotated[str, typer.Option(help="What the data is for (用途).")],
     legal_basis: Annotated[str | None, typer.Option(help="Legal basis of the request.")] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="For verification only (核验): ask whether a record matches values of these "
+            "fields through 'exchange gateway', receive none of them.",
+        ),
+    ] = False,
     key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
@@ -127,6 +135,7 @@ def apply(
                 fields=[f.strip() for f in fields.split(",") if f.strip()],
                 purpose=purpose,
                 legal_basis=legal_basis,
+                verify=verify,
             )
 
     typer.echo(run(go()))
@@ -162,6 +171,22 @@ def approve(
             show_default=False,
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Grant verification only (核验), even if the application asked for data. "
+            "Default: what the application asked for.",
+        ),
+    ] = False,
+    quota_per_second: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="At most N requests by key per second (接口调用)."),
+    ] = None,
+    quota_per_day: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="At most N requests by key per day (Beijing time)."),
+    ] = None,
     key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
@@ -183,6 +208,9 @@ def approve(
                 row_filter=row_filter,
                 masks=masks,
                 until=valid_until,
+                verify=True if verify else None,
+                quota_per_second=quota_per_second,
+                quota_per_day=quota_per_day,
             )
 
     typer.echo(run(go()))
