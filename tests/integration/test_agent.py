@@ -156,9 +156,7 @@ async def test_other_department_key_or_second_agent_are_not_its_business(
     refused = run(police_env, "reject", app_id, "--as", "police", "--reason", "not mine")
     assert refused.returncode == 2
     (entry,) = [
-        e
-        for e in await _entries(bus, Action.COMMAND_REFUSED, app_id)
-        if e.actor == "police"
+        e for e in await _entries(bus, Action.COMMAND_REFUSED, app_id) if e.actor == "police"
     ]
     assert f"-{agent.pid}" not in entry.writer
 
