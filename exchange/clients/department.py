@@ -416,9 +416,7 @@ class Department:
                 masks=dict(masks or {}),
                 valid_until=until,
                 grant_kind=(
-                    "verify"
-                    if verify or (verify is None and app.kind.value == "verify")
-                    else None
+                    "verify" if verify or (verify is None and app.kind.value == "verify") else None
                 ),
                 quota_per_second=quota_per_second,
                 quota_per_day=quota_per_day,

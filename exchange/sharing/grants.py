@@ -174,9 +174,7 @@ class GrantBook:
         if not ev.fields:
             raise _refuse("name the conditional fields you apply for (--fields)")
         _check_kind(ev)
-        self._check_conditional_fields(
-            ev.fields, res.id, catalog, verify=ev.for_verification
-        )
+        self._check_conditional_fields(ev.fields, res.id, catalog, verify=ev.for_verification)
 
     @staticmethod
     def _check_conditional_fields(
@@ -236,9 +234,7 @@ class GrantBook:
                 f"application {app.id} asks for verification only (核验); an approval may not "
                 "widen it into data: approve it with --verify"
             )
-        self._check_conditional_fields(
-            ev.fields, ev.resource, catalog, verify=ev.for_verification
-        )
+        self._check_conditional_fields(ev.fields, ev.resource, catalog, verify=ev.for_verification)
         if ev.for_verification and ev.masks:
             raise _refuse(
                 "a verification grant (核验) delivers no value, so it takes no mask: "
