@@ -14,6 +14,7 @@ from exchange.gateway.service import GatewayMetrics, GatewayService
 from exchange.http.app import create_app
 from exchange.http.auth import Gate
 from exchange.http.metrics import HttpMetrics
+from exchange.http.signed import SignedRequests
 
 DESCRIPTION = """\
 Requests by key (接口调用) and verifications (核验) between departments. A caller
@@ -55,4 +56,6 @@ def gateway_app(
         lifespan=lifespan,
     )
     app.state.gateway = svc
+    if gate.signed is None:  # requests signed with the keys of the catalog in force
+        gate.signed = SignedRequests(svc.public_key)
     return app

@@ -114,6 +114,12 @@ class GatewayService(AsyncService):
         )
         await self.materializer.start()
 
+    def public_key(self, department: str) -> str | None:
+        """The Ed25519 key ``department`` registered in the catalog in force (None: none)."""
+        catalog = self._catalog()
+        dept = catalog.departments.get(department) if catalog is not None else None
+        return dept.public_key if dept is not None else None
+
     def _catalog(self) -> Catalog | None:
         return self.state.catalog if self.state.snapshot is not None else None
 

@@ -38,7 +38,9 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 
 from exchange.bus.connection import Connection, Secret
+from exchange.http import signed
 from exchange.http.errors import HttpError
+from exchange.http.signed import SignedRequests
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +171,19 @@ def basic_credentials(header: str) -> tuple[str, str]:
 
 
 class Gate:
-    """What a service checks every request with: its authenticator and anonymous policy."""
+    """What a service checks every request with: its authenticator and anonymous policy,
+    and (if set) requests signed with a department's registered key (:mod:`.signed`)."""
 
-    def __init__(self, authenticator: Authenticator, *, anonymous: str | None = None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        *,
+        anonymous: str | None = None,
+        signed: SignedRequests | None = None,
+    ) -> None:
         self.authenticator = authenticator
         self.anonymous = anonymous
+        self.signed = signed
 
     async def principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization")
@@ -181,6 +191,8 @@ class Gate:
             if self.anonymous is None:
                 raise unauthorized("Unauthorized: credentials are required")
             return Principal(self.anonymous, anonymous=True)
+        if self.signed is not None and header.startswith(f"{signed.SCHEME} "):
+            return Principal(await self.signed.department(request, header))
         user, password = basic_credentials(header)
         if not await self.authenticator.check(user, password):
             log.info("refused the credentials given for user %r", user)

@@ -465,6 +465,43 @@ async def test_schemathesis_against_the_callers_openapi_finds_no_5xx(
     assert problems == []
 
 
+async def test_a_request_signed_with_the_registered_key_is_accepted_once(
+    bus: Connection, loaded_catalog: Catalog, client: httpx.AsyncClient
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from exchange.catalog.signing import public_key_of
+    from exchange.control import catalog_store
+    from exchange.http.signed import authorization
+
+    key = Ed25519PrivateKey.generate()
+    keyed = loaded_catalog.with_keys({"market": public_key_of(key)})
+    await catalog_store.load(bus, keyed, actor="tests", unsigned_override="test suite")
+    target = "/v1/resources/business_licence/records/NO-SUCH-LICENCE?purpose=check"
+
+    async def signed(header: str) -> httpx.Response:
+        return await client.get(target, headers={"Authorization": header})
+
+    async def known() -> bool:  # once the gateway follows the catalog with the key
+        return (await signed(authorization(key, "market", "GET", target))).status_code == 404
+
+    await poll(known)
+    header = authorization(key, "market", "GET", target)
+    assert (await signed(header)).status_code == 404  # authenticated: asked, not found
+    replay = await signed(header)
+    assert replay.status_code == 401
+    assert "replay" in replay.json()["message"]
+    stale = await signed(authorization(key, "market", "GET", target, now=time.time() - 3600))
+    assert stale.status_code == 401
+    other = Ed25519PrivateKey.generate()
+    forged = await signed(authorization(other, "market", "GET", target))
+    assert "does not verify" in forged.json()["message"]
+    elsewhere = await signed(authorization(key, "market", "GET", target.replace("NO-", "NA-")))
+    assert elsewhere.status_code == 401  # signed for another path
+    unkeyed = await signed(authorization(key, "hrss", "GET", target))
+    assert "no public key" in unkeyed.json()["message"]
+
+
 async def test_the_canary_never_appeared_in_any_answer_header_or_error(seen: Seen) -> None:
     assert len(seen.texts) > 40
     assert not [t for t in seen.texts if CANARY in t]
