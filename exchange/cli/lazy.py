@@ -88,6 +88,11 @@ COMMANDS: dict[str, Lazy] = {
         "gateway",
         "Serve requests by key (接口调用) and verifications (核验), each caller its own view.",
     ),
+    "console": Lazy(
+        "console",
+        "app",
+        "The web console (管理控制台) of the sharing workflow, in Chinese with English beside it.",
+    ),
     "acls": Lazy(
         "acls",
         "acls",
