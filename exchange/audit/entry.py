@@ -48,6 +48,8 @@ class Action(StrEnum):
     RECORD_DEAD_LETTERED = "RECORD_DEAD_LETTERED"
     CATALOG_CHANGED = "CATALOG_CHANGED"
     COMMAND_REFUSED = "COMMAND_REFUSED"
+    #: a writer's signature over the newest entry of its chain (exchange.audit.heads)
+    CHAIN_HEAD = "CHAIN_HEAD"
 
 
 class Decision(StrEnum):
@@ -68,6 +70,7 @@ class Decision(StrEnum):
     #: that old entries are read, and found by ``--decision denied``. Never written now
     REFUSED = "refused"
     RESET = "reset"
+    SIGNED = "signed"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before
@@ -118,7 +121,25 @@ AUDIT_ENTRY: dict[str, Any] = {
         },
     ],
 }
-AUDIT_CODEC = ControlCodec(AUDIT_ENTRY)
+#: the schema before CHAIN_HEAD (signed chain heads) was added to the actions: entries
+#: written with it are still read
+AUDIT_ENTRY_V1: dict[str, Any] = {
+    **AUDIT_ENTRY,
+    "fields": [
+        {
+            **f,
+            "type": {
+                "type": "enum",
+                "name": "AuditAction",
+                "symbols": [a.value for a in Action if a is not Action.CHAIN_HEAD],
+            },
+        }
+        if f["name"] == "action"
+        else f
+        for f in AUDIT_ENTRY["fields"]
+    ],
+}
+AUDIT_CODEC = ControlCodec(AUDIT_ENTRY, older=(AUDIT_ENTRY_V1,))
 
 
 def to_millis(at: dt.datetime) -> int:

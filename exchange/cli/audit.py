@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shutil
 import signal
@@ -15,8 +16,10 @@ from exchange import workdays
 from exchange.audit import archive_url as archive_db
 from exchange.audit import query as q
 from exchange.audit import report as rpt
+from exchange.audit import truncation
 from exchange.audit.archiver import Archiver
 from exchange.audit.entry import AuditEntry
+from exchange.audit.finding import Finding
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.verify import VerifyReport, verify
 from exchange.bus import topics
@@ -59,17 +62,25 @@ ArchiveOption = Annotated[
 
 
 def _print_verify(report: VerifyReport) -> None:
-    rows = [
-        [
-            w.writer,
-            str(w.entries),
-            f"{w.first_seq}-{w.last_seq}",
-            str(w.duplicates),
-            "BROKEN" if w.problems else "ok",
-        ]
-        for w in report.writers
-    ]
-    typer.echo(table(rows, ["writer", "entries", "seqs", "duplicates", "chain"]))
+    heads = {h.writer: h for h in report.heads or []}
+    rows = []
+    for w in report.writers:
+        h = heads.get(w.writer)
+        signed = "-" if h is None else (h.service or "UNSIGNED")
+        tail = "-" if h is None else str(h.unsigned_tail)
+        rows.append(
+            [
+                w.writer,
+                str(w.entries),
+                f"{w.first_seq}-{w.last_seq}",
+                str(w.duplicates),
+                signed,
+                tail,
+                "BROKEN" if w.problems else "ok",
+            ]
+        )
+    headers = ["writer", "entries", "seqs", "duplicates", "signed by", "unsigned tail", "chain"]
+    typer.echo(table(rows, headers))
     for f in report.findings:
         where = f" [{f.writer}]" if f.writer else ""
         typer.echo(f"{f.kind.value.upper()}{where}: {f.message}")
@@ -83,28 +94,52 @@ def _print_verify(report: VerifyReport) -> None:
         typer.echo(f"intact: {report.entries} entries of {len(report.writers)} writer(s)")
 
 
+CatalogDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--catalog",
+        help="Catalog directory whose services.yaml holds the keys of the services that sign "
+        "chain heads. Default: the catalog in force on the bus.",
+        show_default=False,
+    ),
+]
+
+
 @app.command("verify")
 def verify_cmd(
     bootstrap_servers: BootstrapOption = None,
     archive: ArchiveOption = None,
+    archive_only: Annotated[
+        bool,
+        typer.Option(
+            "--archive-only",
+            help="With --archive: check the archive alone, without comparing it with the topic.",
+        ),
+    ] = False,
+    catalog_dir: CatalogDirOption = None,
     topic: TopicOption = topics.AUDIT,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check every writer's hash chain; exit code 1 if it is broken, 0 if intact.
+    """Check every writer's hash chain and signed heads; exit code 1 if broken, 0 if intact.
 
-    Reports, per writer, every entry modified, inserted, deleted or
-    reordered, with its position (topic offset and the writer's seq). A hash chain cannot show a truncated tail or a whole chain forged under a
-    new writer id: broker ACLs on gov.audit and the archive guard those.
+    Reports, per writer, every entry modified, inserted, deleted or reordered,
+    with its position (topic offset and the writer's seq); a chain with no
+    validly signed head (forged: written by no registered service), a bad
+    signature, a head that goes backwards or no longer matches its entry; and
+    the unsigned tail (entries not covered by a signed head yet, a notice).
+
+    With --archive URL: the archive's chains are checked, and compared with the
+    topic: entries (and signed heads) the archive holds and the topic no longer
+    does are reported as truncated (deleted), unless older than the topic's retention.
     """
+    keys = _head_keys(bootstrap_servers, catalog_dir, offline=archive is not None and archive_only)
     if archive is not None:
-
-        def from_archive() -> VerifyReport:
-            with archive_db.open_archive(archive, setup=False) as db:
-                return verify(db.log())
-
-        report = guarded(from_archive)()
+        report = guarded(_verify_archive)(archive, keys)
+        if not archive_only:
+            bus = guarded(connection)(bootstrap_servers)
+            report.findings.extend(run(_compare_with_topic(bus, topic, archive)))
     else:
-        report = run(_read_and_verify(connection(bootstrap_servers), topic))
+        report = run(_read_and_verify(connection(bootstrap_servers), topic, keys))
     if as_json:
         print_json(report.to_json())
     else:
@@ -113,8 +148,39 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
-async def _read_and_verify(bus: Connection, topic: str) -> VerifyReport:
-    return verify(await read_log(bus, topic))
+def _head_keys(
+    bootstrap_servers: str | None, catalog_dir: Path | None, *, offline: bool
+) -> dict[str, str] | None:
+    """The service keys heads are checked with (None: no catalog to take them from)."""
+    if catalog_dir is not None:
+        return guarded(load_catalog)(catalog_dir).head_keys()
+    if offline:
+        return None
+    in_force = run(catalog_store.current(guarded(connection)(bootstrap_servers)))
+    return in_force.catalog.head_keys() if in_force is not None else None
+
+
+def _verify_archive(url: str, keys: dict[str, str] | None) -> VerifyReport:
+    with archive_db.open_archive(url, setup=False) as db:
+        return verify(db.log(), keys=keys)
+
+
+async def _compare_with_topic(bus: Connection, topic: str, url: str) -> list[Finding]:
+    items = await read_log(bus, topic)
+    retention = bus.topics.audit_retention_ms
+    since = None if retention < 0 else now() - dt.timedelta(milliseconds=retention)
+
+    def against_archive() -> list[Finding]:
+        with archive_db.open_archive(url, setup=False) as db:
+            return truncation.compare(items, db.log(), since=since)
+
+    return await asyncio.to_thread(against_archive)
+
+
+async def _read_and_verify(
+    bus: Connection, topic: str, keys: dict[str, str] | None
+) -> VerifyReport:
+    return verify(await read_log(bus, topic), keys=keys)
 
 
 @app.command("query")
