@@ -13,19 +13,31 @@ from typing import Annotated
 import typer
 
 from exchange import workdays
+from exchange.admin.acls import AUDITOR
 from exchange.audit import archive_url as archive_db
 from exchange.audit import query as q
 from exchange.audit import report as rpt
+from exchange.audit import trace as tr
 from exchange.audit import truncation
 from exchange.audit.archiver import Archiver
 from exchange.audit.entry import AuditEntry
 from exchange.audit.finding import Finding
+from exchange.audit.key_hash import KeyHasher
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.verify import VerifyReport, verify
 from exchange.bus import topics
 from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
-from exchange.cli.common import BootstrapOption, connection, fail, guarded, print_json, run, table
+from exchange.cli.common import (
+    BootstrapOption,
+    connection,
+    fail,
+    guarded,
+    print_json,
+    run,
+    settings,
+    table,
+)
 from exchange.cli.serving import (
     ClientLogLevelOption,
     LogLevelOption,
@@ -387,3 +399,82 @@ def report_cmd(
             typer.echo("\nunknown actors (names that are not departments of the catalog)\n")
             typer.echo(table(unknown, ["actor", *rpt.HEADERS[1:-1]]))
         typer.echo("\n(metrics at 0 are left out; --format csv lists every one)")
+
+
+@app.command("trace")
+def trace_cmd(
+    resource: Annotated[str, typer.Option(help="Resource id.")],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="The record key (e.g. an ID number) whose deliveries to list; auditor only. "
+            "Hashed here with EXCHANGE_AUDIT_TRACE_KEY, never sent or printed.",
+        ),
+    ] = None,
+    as_dept: Annotated[
+        str | None,
+        typer.Option("--as", help="A department: list what it received of the resource, and why."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    bootstrap_servers: BootstrapOption = None,
+    archive: ArchiveOption = None,
+    topic: TopicOption = topics.AUDIT,
+) -> None:
+    """Who received the records about X: every delivery of a key, or a department's receipts.
+
+    --key VALUE (the auditor): every delivery of a record of the resource with that
+    key: consumer, grant, purpose, fields, masks, time, delivery topic and the
+    record's source partition:offset (its delivered copy carries them in the
+    gov-source-offset header). The data is never read: delivery entries carry keyed
+    hashes of the keys. --as DEPT: what DEPT received of the resource, under which
+    grant and purpose. On a bus with users, --key needs the auditor user and --as
+    DEPT the user DEPT (or the auditor). --archive answers from the archive's index.
+    """
+    if fmt not in ("table", "json"):
+        raise fail(f"--format {fmt!r}: use table or json")
+    if (key is None) == (as_dept is None):
+        raise fail("give --key VALUE (the auditor) or --as DEPT (a department's own receipts)")
+    if key is not None and not key:
+        raise fail("--key is empty")
+    s = settings()
+    bus = guarded(connection)(bootstrap_servers) if archive is None or s.sasl_username else None
+    user = bus.username if bus is not None else None
+    if key is not None and user not in (None, AUDITOR):
+        raise fail(f"tracing a key is the auditor's: this process acts as the user {user!r}")
+    if as_dept is not None and user not in (None, AUDITOR, as_dept):
+        raise fail(f"the user {user!r} may not list what {as_dept!r} received")
+    hasher = KeyHasher(s.audit_trace_key.get_secret_value().encode() if s.audit_trace_key else None)
+    digest = hasher.digest(resource, key.encode()) if key is not None else None
+    receipts = (
+        guarded(_trace_archive)(archive, resource, digest, as_dept)
+        if archive is not None
+        else _trace_topic(bus, topic, resource, digest, as_dept)
+    )
+    if fmt == "json":
+        print_json([r.to_json() for r in receipts])
+        return
+    typer.echo(table([r.row() for r in receipts], tr.HEADERS))
+    what = "deliveries of that key" if key is not None else f"deliveries to {as_dept}"
+    typer.echo(f"{len(receipts)} {what} of {resource}", err=True)
+
+
+def _trace_archive(
+    url: str, resource: str, digest: str | None, consumer: str | None
+) -> list[tr.Receipt]:
+    with archive_db.open_archive(url, setup=False) as db:
+        if digest is not None:
+            return tr.by_key_in_archive(db, resource, digest, consumer=consumer)
+        assert consumer is not None
+        return tr.received(db.deliveries(resource), resource, consumer)
+
+
+def _trace_topic(
+    bus: Connection | None, topic: str, resource: str, digest: str | None, consumer: str | None
+) -> list[tr.Receipt]:
+    assert bus is not None
+    entries = [e for _, e in entries_only(run(read_log(bus, topic)))]
+    if digest is not None:
+        return tr.by_key(entries, resource, digest, consumer=consumer)
+    assert consumer is not None
+    return tr.received(entries, resource, consumer)
