@@ -84,7 +84,8 @@ async def test_a_signing_writer_signs_every_n_entries_and_at_stop() -> None:
     assert [h.seq for h in heads if h is not None] == [9, 20, 26]
     report = verify(positioned(entries), keys={"gov-router-1": public})
     assert not report.broken, report.findings
-    assert report.heads is not None and report.heads[0].unsigned_tail == 0
+    assert report.heads is not None
+    assert report.heads[0].unsigned_tail == 0
     assert report.heads[0].service == "gov-router-1"
 
 
@@ -94,7 +95,9 @@ async def test_a_clean_stop_leaves_no_unsigned_tail_but_a_running_writer_has_one
     report = verify(positioned(entries), keys={"gov-router-1": public})
     assert not report.broken
     tail = [f for f in report.findings if f.kind is Kind.UNSIGNED_TAIL]
-    assert len(tail) == 1 and "(4 entries)" in tail[0].message and tail[0].seq == 11
+    assert len(tail) == 1
+    assert "(4 entries)" in tail[0].message
+    assert tail[0].seq == 11
 
 
 async def test_a_chain_forged_under_a_new_writer_id_with_valid_hashes_is_reported() -> None:
@@ -113,7 +116,8 @@ async def test_a_head_signed_with_a_key_the_catalog_does_not_hold_is_refused() -
     entries = await _written(theirs, 3)
     report = verify(positioned(entries), keys={"gov-router-1": public})
     kinds = _kinds(report)
-    assert Kind.BAD_SIGNATURE in kinds and Kind.FORGED in kinds
+    assert Kind.BAD_SIGNATURE in kinds
+    assert Kind.FORGED in kinds
     unknown, _ = _signer("gov-router-9")
     report = verify(positioned(await _written(unknown, 2)), keys={"gov-router-1": public})
     assert any("does not register" in f.message for f in report.problems)
@@ -155,7 +159,8 @@ async def test_heads_going_backwards_are_reported() -> None:
 async def test_without_registered_keys_an_unsigned_chain_is_a_notice_not_a_break() -> None:
     entries = await _written(None, 3)
     report = verify(positioned(entries), keys={})
-    assert not report.broken and _kinds(report) == [Kind.UNSIGNED]
+    assert not report.broken
+    assert _kinds(report) == [Kind.UNSIGNED]
     assert verify(positioned(entries)).findings == []  # heads not checked at all
 
 
