@@ -27,6 +27,7 @@ from typing import Any
 
 from exchange.audit.entry import AuditEntry
 from exchange.audit.query import Filter, decisions
+from exchange.audit.retention import ANCHORS_TABLE
 from exchange.audit.trace import KEYS_INDEX, KEYS_TABLE, key_rows
 from exchange.audit.verify import Position
 from exchange.errors import ExchangeError
@@ -140,6 +141,7 @@ class Archive:
                 "PRIMARY KEY (log_partition, log_offset))"
             )
             cur.execute(KEYS_TABLE)  # record-key hashes of deliveries (exchange.audit.trace)
+            cur.execute(ANCHORS_TABLE)  # where pruned chains resume (exchange.audit.retention)
         if indexes:
             self.create_indexes()
 

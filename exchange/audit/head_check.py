@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from exchange.audit.entry import AuditEntry
 from exchange.audit.finding import Finding, Kind, Position
@@ -64,8 +65,17 @@ class HeadSummary:
 class HeadChecker:
     """Feed entries in log order; :meth:`finish` gives the per-writer findings and summaries."""
 
-    def __init__(self, keys: Mapping[str, str], *, required: bool | None = None) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, str],
+        *,
+        required: bool | None = None,
+        anchors: Mapping[str, Any] | None = None,
+    ) -> None:
         self.keys = dict(keys)
+        #: per writer, its last entry pruned from an archive (``.seq``, ``.service``): pruned
+        #: only once covered by a signed head, so the chain starts signed up to there
+        self.anchors = dict(anchors or {})
         #: an unsigned chain is forged (broken) once any service key is registered
         self.required = bool(self.keys) if required is None else required
         self._writers: dict[str, _Writer] = {}
@@ -73,7 +83,12 @@ class HeadChecker:
         self.summaries: list[HeadSummary] = []
 
     def feed(self, pos: Position, e: AuditEntry) -> None:
-        w = self._writers.setdefault(e.writer, _Writer())
+        w = self._writers.get(e.writer)
+        if w is None:
+            w = self._writers[e.writer] = _Writer()
+            anchor = self.anchors.get(e.writer)
+            if anchor is not None:
+                w.covered, w.service, w.signed = anchor.seq, anchor.service, True
         w.hashes.setdefault(e.seq, e.hash)
         if e.seq > w.last_seq:
             w.last_seq, w.last_pos = e.seq, pos

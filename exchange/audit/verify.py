@@ -88,9 +88,17 @@ class ChainChecker:
     chains are followed at once; the oldest is forgotten first.
     """
 
-    def __init__(self, *, window: int | None = None, max_writers: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        window: int | None = None,
+        max_writers: int | None = None,
+        anchors: Mapping[str, Any] | None = None,
+    ) -> None:
         self.window = window
         self.max_writers = max_writers
+        #: per writer, where its chain resumes in a pruned archive (``.seq``, ``.hash``)
+        self.anchors = dict(anchors or {})
         self._writers: OrderedDict[str, _State] = OrderedDict()
         self.summaries: dict[str, WriterSummary] = {}
         self.findings: list[Finding] = []
@@ -101,6 +109,9 @@ class ChainChecker:
         if st is None:
             summary = self.summaries.setdefault(writer, WriterSummary(writer))
             st = self._writers[writer] = _State(summary)
+            anchor = self.anchors.get(writer)
+            if anchor is not None:  # the entries up to it were pruned after verification
+                st.next_seq, st.last_hash = anchor.seq + 1, anchor.hash
             if self.max_writers is not None and len(self._writers) > self.max_writers:
                 self._writers.popitem(last=False)
         else:
@@ -271,15 +282,17 @@ def verify(
     *,
     keys: Mapping[str, str] | None = None,
     required: bool | None = None,
+    anchors: Mapping[str, Any] | None = None,
 ) -> VerifyReport:
     """Check a whole log (entries, or the reason a record is unreadable) in log order.
 
     With ``keys`` (service id -> Ed25519 public key, ``Catalog.head_keys()``) the signed
     chain heads are checked too: an unsigned chain is forged when any key is registered
-    (or ``required``), a notice otherwise.
+    (or ``required``), a notice otherwise. ``anchors``: where chains resume in a pruned
+    archive (:func:`exchange.audit.retention.anchors`).
     """
-    checker = ChainChecker()
-    heads = HeadChecker(keys, required=required) if keys is not None else None
+    checker = ChainChecker(anchors=anchors)
+    heads = HeadChecker(keys, required=required, anchors=anchors) if keys is not None else None
     for pos, item in items:
         if isinstance(item, str):
             checker.unreadable(pos, item)

@@ -17,8 +17,8 @@ from exchange.admin.acls import AUDITOR
 from exchange.audit import archive_url as archive_db
 from exchange.audit import query as q
 from exchange.audit import report as rpt
+from exchange.audit import retention, truncation
 from exchange.audit import trace as tr
-from exchange.audit import truncation
 from exchange.audit.archiver import Archiver
 from exchange.audit.entry import AuditEntry
 from exchange.audit.finding import Finding
@@ -190,7 +190,7 @@ def _head_keys(
 
 def _verify_archive(url: str, keys: dict[str, str] | None) -> VerifyReport:
     with archive_db.open_archive(url, setup=False) as db:
-        return verify(db.log(), keys=keys)
+        return verify(db.log(), keys=keys, anchors=retention.anchors(db))
 
 
 async def _compare_with_topic(bus: Connection, topic: str, url: str) -> list[Finding]:
@@ -298,13 +298,29 @@ def archive_cmd(
     metrics_host: MetricsHostOption = None,
     log_level: LogLevelOption = None,
     client_log_level: ClientLogLevelOption = None,
+    prune_before: Annotated[
+        str | None,
+        typer.Option(
+            "--prune-before",
+            help="Instead of archiving: drop the months before this one (YYYY-MM, Beijing "
+            "time). Refused unless they are older than EXCHANGE_AUDIT_RETENTION_MONTHS, the "
+            "archive verifies and every entry dropped is covered by a signed head.",
+            show_default=False,
+        ),
+    ] = None,
+    catalog_dir: CatalogDirOption = None,
 ) -> None:
     """Copy gov.audit into a database (SQLite or PostgreSQL), idempotently.
 
     A restart resumes at the offset stored with the entries and never
     duplicates one. Chains are checked on the way (metric
     audit_verification_failures); 'exchange audit verify --archive' checks fully.
+    The archive is kept by month; --prune-before YYYY-MM drops old months (see
+    README: Retention).
     """
+    if prune_before is not None:
+        _prune(to, prune_before, bootstrap_servers, catalog_dir)
+        return
     setup_logging(log_level, client_log_level)
     bus = guarded(connection)(bootstrap_servers)
     metrics = AuditMetrics()
@@ -494,3 +510,21 @@ def _trace_topic(
         return tr.by_key(entries, resource, digest, consumer=consumer)
     assert consumer is not None
     return tr.received(entries, resource, consumer)
+
+
+def _prune(url: str, month: str, bootstrap_servers: str | None, catalog_dir: Path | None) -> None:
+    before = guarded(retention.month_start)(month)
+    keys = _head_keys(bootstrap_servers, catalog_dir, offline=False, quiet=False) or {}
+    months = settings().audit_retention_months
+
+    def go() -> tuple[int, int]:
+        with archive_db.open_archive(url, setup=False) as db:
+            db.setup(indexes=False)  # an archive made before pruning existed: its new tables
+            p = retention.plan(db, before, keys=keys, retention_months=months, now=now())
+            return retention.prune(db, p), len(p.anchors)
+
+    dropped, chains = guarded(go)()
+    typer.echo(
+        f"pruned {dropped} entries dated before {month} (Beijing time) from {url}; "
+        f"{chains} chain(s) now resume at a signed, verified entry"
+    )
