@@ -182,9 +182,10 @@ class PartitionRouter:
         for consumer, n in filtered.items():
             if n:
                 self.metrics.filtered.labels(res.id, consumer).inc(n)
+        digests: dict[bytes, str] = {}  # a record delivered to several views: hashed once
         for i, (view, _) in enumerate(targets):
             if delivered.get(view.consumer) or filtered.get(view.consumer):
-                hashes = self.key_hasher.details(res.id, keys[i])
+                hashes = self.key_hasher.details(res.id, keys[i], digests)
                 self.drafts.add(_delivery_draft(res, view, records, delivered, filtered, hashes))
 
     async def _partition(self, topic: str, source_partition: int) -> int:
