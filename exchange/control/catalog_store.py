@@ -74,6 +74,8 @@ class CatalogChange:
     departments_changed: list[str] = field(default_factory=list)
     #: years of the holiday calendar (calendar/<year>.yaml) added, removed or changed
     calendar_changed: list[str] = field(default_factory=list)
+    #: service identities (services.yaml: audit head keys) added, removed or changed
+    services_changed: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -84,6 +86,7 @@ class CatalogChange:
             or self.policy_changed
             or self.departments_changed
             or self.calendar_changed
+            or self.services_changed
         )
 
 
@@ -240,6 +243,12 @@ def diff(old: Catalog | None, new: Catalog, version: int) -> CatalogChange:
         for y in sorted(set(old_years) | set(new_years))
         if old_years.get(y) != new_years.get(y)
     ]
+    old_services = old.services if old else {}
+    change.services_changed = sorted(
+        sid
+        for sid in set(old_services) | set(new.services)
+        if old_services.get(sid) != new.services.get(sid)
+    )
     return change
 
 
@@ -342,6 +351,7 @@ async def load(
                         policy_changed=change.policy_changed or None,
                         departments_changed=change.departments_changed or None,
                         calendar_changed=change.calendar_changed or None,
+                        services_changed=change.services_changed or None,
                     ),
                 )
             )
