@@ -14,8 +14,10 @@ writer it finds:
 ``forged``           a chain with entries and no validly signed head at all,
                      when the catalog registers service keys (or signatures are
                      required): nobody holding a key wrote it
-``unsigned``         such a chain when no key is registered (an old bus): a
-                     notice, not a break
+``unsigned``         such a chain when no key is registered (an old bus), or one
+                     that ended before the first catalog load registering service
+                     identities (its ``CATALOG_CHANGED`` entry, by log position:
+                     records cannot be put before it afterwards): a notice
 ``unsigned_tail``    entries after the last validly signed head (a running
                      writer always has one: how many is the point)
 ===================  ===========================================================
@@ -31,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from exchange.audit.entry import AuditEntry
+from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.finding import Finding, Kind, Position
 from exchange.audit.heads import Head
 
@@ -79,6 +81,9 @@ class HeadChecker:
         #: an unsigned chain is forged (broken) once any service key is registered
         self.required = bool(self.keys) if required is None else required
         self._writers: dict[str, _Writer] = {}
+        #: where the first catalog load registering services was logged: chains that ended
+        #: before it were written before anyone could sign
+        self.signing_from: Position | None = None
         self.findings: list[Finding] = []
         self.summaries: list[HeadSummary] = []
 
@@ -92,6 +97,12 @@ class HeadChecker:
         w.hashes.setdefault(e.seq, e.hash)
         if e.seq > w.last_seq:
             w.last_seq, w.last_pos = e.seq, pos
+        if (
+            self.signing_from is None
+            and e.action is Action.CATALOG_CHANGED
+            and "services_changed" in e.details
+        ):
+            self.signing_from = pos
         head = Head.of(e)
         if head is None:
             return
@@ -157,7 +168,20 @@ class HeadChecker:
     def _summarise(self, writer: str, w: _Writer) -> None:
         if not w.signed:
             entries = len(w.hashes)
-            if self.required and not w.rewritten:
+            legacy = (
+                self.signing_from is not None
+                and w.last_pos is not None
+                and w.last_pos < self.signing_from
+            )
+            if legacy:
+                self._add(
+                    Kind.UNSIGNED,
+                    f"{entries} entries, all before service identities were registered "
+                    f"({self.signing_from}): nothing is proven",
+                    w.last_pos,
+                    writer,
+                )
+            elif self.required and not w.rewritten:
                 self._add(
                     Kind.FORGED,
                     f"{entries} entries and no validly signed head: no registered service "

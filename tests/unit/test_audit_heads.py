@@ -181,3 +181,30 @@ async def test_the_signing_key_is_never_in_a_repr_or_a_log_line(
     for secret in secrets:
         assert secret not in shown
     assert all(str(p) for p in [Position(0, 1)])
+
+
+async def test_chains_ended_before_services_were_registered_are_a_notice_not_forged() -> None:
+    signer, public = _signer()
+    legacy = chain([_draft(i) for i in range(3)], writer="router-old-1-000001")
+    registered = chain(
+        [
+            Draft(
+                Action.CATALOG_CHANGED,
+                actor="admin",
+                decision=Decision.CHANGED,
+                details={"services_changed": "gov-router-1", "version": "2"},
+            )
+        ],
+        writer="admin-h-1-000002",
+    )
+    later = chain([_draft(i) for i in range(2)], writer="router-new-1-000003")
+    genuine = await _written(signer, 3)
+    log = [*legacy, *registered, *genuine, *later]
+    report = verify(positioned(log), keys={"gov-router-1": public})
+    by_writer = {f.writer: f.kind for f in report.findings}
+    assert by_writer["router-old-1-000001"] is Kind.UNSIGNED  # before anyone could sign
+    assert by_writer["router-new-1-000003"] is Kind.FORGED
+    assert by_writer["admin-h-1-000002"] is Kind.FORGED  # the load itself was not signed
+    # appended later, a claim that services were registered moves nothing earlier
+    again = verify(positioned([*log, *registered]), keys={"gov-router-1": public})
+    assert {f.writer: f.kind for f in again.findings}["router-new-1-000003"] is Kind.FORGED
