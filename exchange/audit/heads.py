@@ -114,6 +114,24 @@ class HeadSigner:
 
         return cls(service, load_private_key(path), every_entries, every_s)
 
+    def check_registered(self, keys: dict[str, str]) -> None:
+        """Refuse (:class:`SigningError`) a service the catalog does not register with this key:
+        its heads would verify as bad signatures."""
+        from exchange.catalog.signing import SigningError, public_key_of
+
+        registered = keys.get(self.service)
+        if registered is None:
+            raise SigningError(
+                f"the audit service identity {self.service!r} (EXCHANGE_AUDIT_SERVICE) is not "
+                "in the catalog's services.yaml: register it with its public key and load the "
+                "catalog, or its chain heads will not verify"
+            )
+        if registered != public_key_of(self.key):
+            raise SigningError(
+                f"the key in EXCHANGE_AUDIT_KEY_FILE is not the one the catalog registers for "
+                f"{self.service!r} (services.yaml): its chain heads would not verify"
+            )
+
     def draft(self, covered: AuditEntry) -> Draft:
         """The CHAIN_HEAD entry that signs ``covered`` (the newest entry of its chain)."""
         at_ms = to_millis(covered.at)

@@ -156,7 +156,7 @@ def verify_cmd(
             bus = guarded(connection)(bootstrap_servers)
             report.findings.extend(run(_compare_with_topic(bus, topic, archive)))
     else:
-        report = run(_read_and_verify(connection(bootstrap_servers), topic, keys))
+        report = run(_read_and_verify(guarded(connection)(bootstrap_servers), topic, keys))
     if as_json:
         print_json(report.to_json())
     else:

@@ -207,6 +207,9 @@ class Router(AsyncService):
             instance=self.instance,
             metrics=self.metrics.audit,
         )
+        snapshot = self.state.snapshot
+        if self.audit.signer is not None and snapshot is not None:  # refuse heads that won't verify
+            self.audit.signer.check_registered(snapshot.catalog.head_keys())
         await self.audit.start()
         self.settler.audit = self.audit
         self.view_table.producer = self._producer

@@ -208,3 +208,15 @@ async def test_chains_ended_before_services_were_registered_are_a_notice_not_for
     # appended later, a claim that services were registered moves nothing earlier
     again = verify(positioned([*log, *registered]), keys={"gov-router-1": public})
     assert {f.writer: f.kind for f in again.findings}["router-new-1-000003"] is Kind.FORGED
+
+
+def test_a_signer_the_catalog_does_not_register_is_refused_before_it_signs() -> None:
+    from exchange.catalog.signing import SigningError
+
+    signer, public = _signer()
+    signer.check_registered({"gov-router-1": public})
+    _, other = _signer()
+    with pytest.raises(SigningError, match="not the one the catalog registers"):
+        signer.check_registered({"gov-router-1": other})
+    with pytest.raises(SigningError, match="not in the catalog's services.yaml"):
+        signer.check_registered({})
