@@ -11,8 +11,12 @@ in alternating runs, best of ``--rounds`` each, all in the same run:
 * signing at a stress cadence (every ``--stress-every`` entries);
 * record-key hashes on (what every router does), signing off.
 
-Prints records/s of each and its ratio to the baseline (target for signing at the
-default cadence: at least 0.98, i.e. an overhead of at most 2 %)::
+Prints, for each, records/s (wall clock) and records per CPU second of this
+process (the router's own work: the broker runs in another process), best of
+the rounds, and their ratios to the baseline. On a machine shared with other
+work the wall-clock figure swings by tens of percent between runs of one mode;
+the CPU figure is what the 2 % target is checked on (signing at the default
+cadence: a ratio of at least 0.98). The order of the modes rotates every round::
 
     python benchmarks/audit_signing.py [--records 30000] [--rounds 3]
 
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,7 +47,7 @@ class _NoKeyHashes(KeyHasher):
         return ""
 
 
-async def measure(records: int, rounds: int, stress_every: int) -> dict[str, float]:
+async def measure(records: int, rounds: int, stress_every: int) -> dict[str, tuple[float, float]]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
@@ -70,9 +75,16 @@ async def measure(records: int, rounds: int, stress_every: int) -> dict[str, flo
             on.stop()
 
 
+async def _drain(router: Router, records: int) -> tuple[float, float]:
+    """(records/s wall clock, records per CPU second of this process) of one run."""
+    cpu = time.process_time()
+    wall = await bench._drain(router, records)
+    return wall, records / max(time.process_time() - cpu, 1e-9)
+
+
 async def _alternate(
     router: Router, records: int, rounds: int, default: HeadSigner, stress: HeadSigner
-) -> dict[str, float]:
+) -> dict[str, tuple[float, float]]:
     assert router.audit is not None
     assert router._routing is not None
     hashing = router._routing.key_hasher
@@ -82,16 +94,17 @@ async def _alternate(
         f"signing, every {stress.every_entries} entries": (stress, _NoKeyHashes(None)),
         "record-key hashes (trace), no signing": (None, hashing),
     }
-    best = dict.fromkeys(modes, 0.0)
+    best = dict.fromkeys(modes, (0.0, 0.0))
+    names = list(modes)
     first = True
-    for _ in range(rounds):
-        for name, (signer, hasher) in modes.items():
-            router.audit.signer = signer
-            router._routing.key_hasher = hasher
+    for round_ in range(rounds):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            router.audit.signer, router._routing.key_hasher = modes[name]
             if not first:
                 await router.rewind()
             first = False
-            best[name] = max(best[name], await bench._drain(router, records))
+            wall, cpu = await _drain(router, records)
+            best[name] = (max(best[name][0], wall), max(best[name][1], cpu))
     return best
 
 
@@ -102,12 +115,15 @@ def main() -> int:
     ap.add_argument("--stress-every", type=int, default=10)
     args = ap.parse_args()
     best = asyncio.run(measure(args.records, args.rounds, args.stress_every))
-    base = next(iter(best.values()))
-    print(f"\n{'mode':<42} {'records/s':>10} {'vs baseline':>12}")
-    for name, value in best.items():
-        print(f"{name:<42} {value:>10,.0f} {value / base:>11.3f}x")
-    default = list(best.values())[1] / base
-    print(f"\nsigning overhead at the default cadence: {(1 - default) * 100:.1f} % (target <= 2 %)")
+    wall0, cpu0 = next(iter(best.values()))
+    print(f"\n{'mode':<40} {'records/s':>10} {'ratio':>7} {'rec/CPU-s':>10} {'ratio':>7}")
+    for name, (wall, cpu) in best.items():
+        print(f"{name:<40} {wall:>10,.0f} {wall / wall0:>6.3f}x {cpu:>10,.0f} {cpu / cpu0:>6.3f}x")
+    default = list(best.values())[1][1] / cpu0
+    print(
+        f"\nsigning overhead at the default cadence, in router CPU per record: "
+        f"{(1 - default) * 100:.1f} % (target <= 2 %)"
+    )
     return 0 if default >= 0.98 else 1
 
 

@@ -90,15 +90,25 @@ def _key() -> tuple[Any, str, list[str]]:
 
 
 async def cli(bus: Connection, *args: str, **env: str) -> tuple[int, str]:
-    """Run the installed ``exchange`` command; (exit code, stdout + stderr)."""
+    """Run the installed ``exchange`` command; (exit code, stdout then stderr).
+
+    Kept apart and in that order, so a JSON answer is not broken by a client library's
+    warning on stderr (the Kafka lane's users are refused topics they may not read):
+    :func:`parsed` reads the JSON at the start.
+    """
     environ = dict(os.environ, **bus.environment(), **env)
     environ.pop("COLUMNS", None)
     proc = await asyncio.create_subprocess_exec(
         EXCHANGE, *args, env=environ, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
-    return proc.returncode or 0, out.decode()
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    return proc.returncode or 0, out.decode() + err.decode()
+
+
+def parsed(out: str) -> Any:
+    """The JSON document a command printed on stdout (before anything on stderr)."""
+    return json.JSONDecoder().raw_decode(out)[0]
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +231,7 @@ async def test_a_clean_run_verifies_with_every_chain_signed(
 ) -> None:
     code, out = await cli(bus, "audit", "verify", "--json")
     assert code == 0, out
-    report = json.loads(out)
+    report = parsed(out)
     assert report["intact"], report["findings"]
     signed_by = {h["service"] for h in report["heads"]}
     assert signed_by == {"gov-router-1", "gov-session-1"}
@@ -256,7 +266,7 @@ async def test_an_edited_entry_inside_a_signed_range_is_reported_with_its_seq(
     edited = [*log[:i], dataclasses.replace(victim, consumer="market"), *log[i + 1 :]]
     code, out = await cli(bus, "audit", "verify", "--topic", await _copy(bus, edited), "--json")
     assert code == 1, out
-    problems = [f for f in json.loads(out)["findings"] if f["kind"] == "modified"]
+    problems = [f for f in parsed(out)["findings"] if f["kind"] == "modified"]
     assert [(f["writer"], f["seq"]) for f in problems] == [(victim.writer, victim.seq)]
 
 
@@ -284,7 +294,7 @@ async def test_a_tail_cut_after_a_signed_head_is_reported_through_the_archive(
     assert code == 0, out  # the cut log alone looks intact: that is what the archive is for
     code, out = await cli(bus, "audit", "verify", "--topic", truncated, "--archive", url, "--json")
     assert code == 1, out
-    [found] = [f for f in json.loads(out)["findings"] if f["kind"] == "truncated"]
+    [found] = [f for f in parsed(out)["findings"] if f["kind"] == "truncated"]
     assert found["writer"] == writer
     assert found["seq"] == log[router_heads[0]].seq + 1
     assert "signed head" in found["message"]
@@ -306,7 +316,7 @@ def archive_of_log(bus: Connection, scenario: Scenario, tmp_path_factory: Any) -
 
 
 def _rows(out: str) -> set[tuple[str, int, int]]:
-    rows = json.loads(out)
+    rows = parsed(out)
     found = set()
     for r in rows:
         partition, offset = r["source"].split(" ")[1].split(":")
@@ -338,13 +348,13 @@ async def test_trace_returns_exactly_the_deliveries_of_a_key_across_three_consum
         "--format", "json", *source, **env,
     )  # fmt: skip
     assert code == 0, out
-    assert json.loads(out) == []
+    assert parsed(out) == []
     # without the trace key the hashes do not match: nothing is found
     code, out = await cli(
         bus, "audit", "trace", "--resource", RES, "--key", to_all[0], "--format", "json", *source
     )
     assert code == 0, out
-    assert json.loads(out) == []
+    assert parsed(out) == []
 
 
 async def test_a_department_sees_its_own_receipts_only(
@@ -356,7 +366,7 @@ async def test_a_department_sees_its_own_receipts_only(
         "--archive", archive_of_log,
     )  # fmt: skip
     assert code == 0, out
-    rows = json.loads(out)
+    rows = parsed(out)
     assert rows
     assert {r["consumer"] for r in rows} == {"police"}
     assert {r["purpose"] for r in rows} == {PURPOSE}

@@ -218,5 +218,5 @@ def test_a_signer_the_catalog_does_not_register_is_refused_before_it_signs() -> 
     _, other = _signer()
     with pytest.raises(SigningError, match="not the one the catalog registers"):
         signer.check_registered({"gov-router-1": other})
-    with pytest.raises(SigningError, match="not in the catalog's services.yaml"):
+    with pytest.raises(SigningError, match=r"not in the catalog's services\.yaml"):
         signer.check_registered({})
