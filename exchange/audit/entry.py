@@ -48,6 +48,9 @@ class Action(StrEnum):
     RECORD_DEAD_LETTERED = "RECORD_DEAD_LETTERED"
     CATALOG_CHANGED = "CATALOG_CHANGED"
     COMMAND_REFUSED = "COMMAND_REFUSED"
+    #: a request to an HTTP service of the bus refused: wrong credentials, a client blocked
+    #: after repeated failed logins, a subject or schema not disclosed to the caller
+    ACCESS_DENIED = "ACCESS_DENIED"
     #: a writer's signature over the newest entry of its chain (exchange.audit.heads)
     CHAIN_HEAD = "CHAIN_HEAD"
 
@@ -121,25 +124,25 @@ AUDIT_ENTRY: dict[str, Any] = {
         },
     ],
 }
-#: the schema before CHAIN_HEAD (signed chain heads) was added to the actions: entries
-#: written with it are still read
-AUDIT_ENTRY_V1: dict[str, Any] = {
-    **AUDIT_ENTRY,
-    "fields": [
-        {
-            **f,
-            "type": {
-                "type": "enum",
-                "name": "AuditAction",
-                "symbols": [a.value for a in Action if a is not Action.CHAIN_HEAD],
-            },
-        }
-        if f["name"] == "action"
-        else f
-        for f in AUDIT_ENTRY["fields"]
-    ],
-}
-AUDIT_CODEC = ControlCodec(AUDIT_ENTRY, older=(AUDIT_ENTRY_V1,))
+def _without(*actions: Action) -> dict[str, Any]:
+    """The entry schema as it was before ``actions`` were added to its vocabulary."""
+    symbols = [a.value for a in Action if a not in actions]
+    return {
+        **AUDIT_ENTRY,
+        "fields": [
+            {**f, "type": {"type": "enum", "name": "AuditAction", "symbols": symbols}}
+            if f["name"] == "action"
+            else f
+            for f in AUDIT_ENTRY["fields"]
+        ],
+    }
+
+
+#: the schemas before ACCESS_DENIED (HTTP refusals) and CHAIN_HEAD (signed chain heads) were
+#: added to the actions, oldest first: entries written with them are still read
+AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, Action.CHAIN_HEAD)
+AUDIT_ENTRY_V2 = _without(Action.CHAIN_HEAD)
+AUDIT_CODEC = ControlCodec(AUDIT_ENTRY, older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2))
 
 
 def to_millis(at: dt.datetime) -> int:

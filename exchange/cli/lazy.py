@@ -83,6 +83,11 @@ COMMANDS: dict[str, Lazy] = {
         "registry",
         "Serve a read-only Confluent Schema Registry API: any Kafka client decodes the bus.",
     ),
+    "console": Lazy(
+        "console",
+        "app",
+        "The web console (管理控制台) of the sharing workflow, in Chinese with English beside it.",
+    ),
     "acls": Lazy(
         "acls",
         "acls",

@@ -121,7 +121,8 @@ async def test_answers_go_through_the_agent(
     # both by the agent's one chain: the commands' own processes wrote nothing
     assert approval.writer == revocation.writer
     assert f"-{agent.pid}" in approval.writer
-    assert approval.details["masks"] and "keep:6:4" in approval.details["masks"]
+    assert approval.details["masks"]
+    assert "keep:6:4" in approval.details["masks"]
 
 
 async def test_a_refusal_through_the_agent_names_its_reason(
@@ -155,9 +156,7 @@ async def test_other_department_key_or_second_agent_are_not_its_business(
     refused = run(police_env, "reject", app_id, "--as", "police", "--reason", "not mine")
     assert refused.returncode == 2
     (entry,) = [
-        e
-        for e in await _entries(bus, Action.COMMAND_REFUSED, app_id)
-        if e.actor == "police"
+        e for e in await _entries(bus, Action.COMMAND_REFUSED, app_id) if e.actor == "police"
     ]
     assert f"-{agent.pid}" not in entry.writer
 
@@ -174,5 +173,6 @@ async def test_the_socket_is_private_and_gone_after_stop(
     assert not path.exists()
     # with no agent the command runs its own session, as before
     alone = run(env, "revoke", "GR-x", "--as", "health", "--reason", "x")
-    assert alone.returncode == 2 and "unknown grant" in alone.stderr
+    assert alone.returncode == 2
+    assert "unknown grant" in alone.stderr
     assert os.environ.get("EXCHANGE_NO_AGENT") is None
