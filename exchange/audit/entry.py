@@ -124,6 +124,8 @@ AUDIT_ENTRY: dict[str, Any] = {
         },
     ],
 }
+
+
 def _without(*actions: Action) -> dict[str, Any]:
     """The entry schema as it was before ``actions`` were added to its vocabulary."""
     symbols = [a.value for a in Action if a not in actions]

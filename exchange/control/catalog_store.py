@@ -33,7 +33,15 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from exchange.audit.entry import AUDIT_ENTRY, AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, Action, Decision, Draft, detail_map
+from exchange.audit.entry import (
+    AUDIT_ENTRY,
+    AUDIT_ENTRY_V1,
+    AUDIT_ENTRY_V2,
+    Action,
+    Decision,
+    Draft,
+    detail_map,
+)
 from exchange.audit.writer import AuditWriter
 from exchange.avro.control_records import CATALOG_SNAPSHOT, CATALOG_SNAPSHOT_V1, ControlCodec
 from exchange.avro.schema import check_backward
