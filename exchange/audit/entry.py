@@ -55,6 +55,8 @@ class Action(StrEnum):
     RECORD_QUERIED = "RECORD_QUERIED"
     #: 核验: one verification request to the gateway, whatever its answer
     RECORD_VERIFIED = "RECORD_VERIFIED"
+    #: a writer's signature over the newest entry of its chain (exchange.audit.heads)
+    CHAIN_HEAD = "CHAIN_HEAD"
 
 
 class Decision(StrEnum):
@@ -84,6 +86,7 @@ class Decision(StrEnum):
     #: a verification's values match a record / match none
     MATCHED = "matched"
     NOT_MATCHED = "not_matched"
+    SIGNED = "signed"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before
@@ -134,7 +137,30 @@ AUDIT_ENTRY: dict[str, Any] = {
         },
     ],
 }
-AUDIT_CODEC = ControlCodec(AUDIT_ENTRY)
+
+
+def _without(*actions: Action) -> dict[str, Any]:
+    """The entry schema as it was before ``actions`` were added to its vocabulary."""
+    symbols = [a.value for a in Action if a not in actions]
+    return {
+        **AUDIT_ENTRY,
+        "fields": [
+            {**f, "type": {"type": "enum", "name": "AuditAction", "symbols": symbols}}
+            if f["name"] == "action"
+            else f
+            for f in AUDIT_ENTRY["fields"]
+        ],
+    }
+
+
+_GATEWAY = (Action.RECORD_QUERIED, Action.RECORD_VERIFIED)
+#: the schemas before ACCESS_DENIED (HTTP refusals), RECORD_QUERIED / RECORD_VERIFIED (the
+#: gateway) and CHAIN_HEAD (signed chain heads) were added to the actions, oldest first:
+#: entries written with them are still read
+AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD)
+AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD)
+AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD)
+AUDIT_CODEC = ControlCodec(AUDIT_ENTRY, older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, AUDIT_ENTRY_V3))
 
 
 def to_millis(at: dt.datetime) -> int:

@@ -135,7 +135,9 @@ class Department:
             await reader.stop()
         if self._producer is not None:
             p, self._producer = self._producer, None
-            self._audit = None
+            audit, self._audit = self._audit, None
+            if audit is not None:  # a clean stop signs the head of its chain
+                await audit.stop()
             await p.stop()
 
     async def __aenter__(self) -> Self:
