@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_audit_heads import _Producer, _Registry, _signer
 
 from exchange.audit import retention
 from exchange.audit.archive import Archive
@@ -19,7 +20,6 @@ from exchange.audit.archive_url import open_archive
 from exchange.audit.entry import Action, AuditEntry, Decision, Draft
 from exchange.audit.verify import Position, verify
 from exchange.beijing import CHINA_TZ
-from tests.unit.test_audit_heads import _Producer, _Registry, _signer
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=CHINA_TZ)
 OLD = dt.datetime(2025, 1, 10, 9, 0, tzinfo=CHINA_TZ)
