@@ -48,6 +48,8 @@ class Action(StrEnum):
     RECORD_DEAD_LETTERED = "RECORD_DEAD_LETTERED"
     CATALOG_CHANGED = "CATALOG_CHANGED"
     COMMAND_REFUSED = "COMMAND_REFUSED"
+    FILE_IMPORTED = "FILE_IMPORTED"
+    FILE_IMPORT_REFUSED = "FILE_IMPORT_REFUSED"
 
 
 class Decision(StrEnum):
@@ -64,6 +66,8 @@ class Decision(StrEnum):
     DELIVERED = "delivered"
     DEAD_LETTERED = "dead_lettered"
     CHANGED = "changed"
+    #: a department's file was imported: its records are on the bus
+    PUBLISHED = "published"
     #: the word COMMAND_REFUSED entries had before ``denied`` became the only one; kept so
     #: that old entries are read, and found by ``--decision denied``. Never written now
     REFUSED = "refused"
