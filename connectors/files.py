@@ -183,12 +183,15 @@ class FileImport(Connector):
             # reading and checking a whole file is CPU work: off the event loop
             await asyncio.to_thread(self._scan, publisher, res, rules, spool, report)
         except ConnectorError as exc:
+            self._discard_spool()
             report.failure = report.failure or exc.reason
             raise
         except ExchangeError as exc:
+            self._discard_spool()
             report.failure = str(exc)
             raise ConnectorDataError(str(exc), connector=self.name) from None
         if self._first_error is not None:
+            self._discard_spool()
             more = report.refused_rows - 1
             extra = f" (and {more} more row(s) refused: see {report.path.name})" if more else ""
             first = self._first_error
@@ -241,8 +244,11 @@ class FileImport(Connector):
         column: str | None = None,
         letter: str | None = None,
         field: str | None = None,
+        **facts: Any,
     ) -> _Refused:
-        error = place.error(reason, column=column, letter=letter, field=field, connector=self.name)
+        error = place.error(
+            reason, column=column, letter=letter, field=field, connector=self.name, **facts
+        )
         return _Refused(Refusal(place, reason, column, field), error)
 
     def _prepare(
@@ -254,7 +260,8 @@ class FileImport(Connector):
         except RecordInvalid as exc:  # RecordTooLarge too
             field = exc.facts.get("field")
             column = self._column_of.get(str(field)) if field else None
-            raise self._refuse(place, exc.reason, column, None, field) from None
+            size = {k: exc.facts[k] for k in ("size", "limit") if k in exc.facts}
+            raise self._refuse(place, exc.reason, column, None, field, **size) from None
         return p
 
     # -- rows of each format ----------------------------------------------------------------------
@@ -423,11 +430,14 @@ class FileImport(Connector):
             self._started = True
 
     async def stop(self) -> None:
+        """Stop sending; a started import keeps its spool, so a restart resumes where it stopped."""
         if self._publisher is not None and self._started:
             self._started = False
             await self._publisher.stop()
-        if self.finished or self._publisher is None:
-            self._discard_spool()
+            if not self.finished:
+                return
+        self._publisher = None  # checked but never started (connect check): checked again
+        self._discard_spool()
 
     def _discard_spool(self) -> None:
         if self._spool is not None:
@@ -477,7 +487,9 @@ class FileImport(Connector):
             except OSError as exc:
                 self.notes.append(f"{self.name}: the import report was not written: {exc}")
             else:
-                self.notes.append(f"{self.name}: report {path}")
+                self.progress.checkpoint = (
+                    f"{self.progress.checkpoint or 'nothing sent'}; report {path}"
+                )
         async with kafka.producer(self.bus, linger_ms=0) as producer:
             writer = AuditWriter(producer, SchemaRegistry(self.bus), role=f"import-{self.name}")
             await writer.write(report.audit_draft())

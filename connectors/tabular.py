@@ -40,6 +40,7 @@ class Place:
         letter: str | None = None,
         field: str | None = None,
         connector: str | None = None,
+        **facts: Any,
     ) -> ConnectorDataError:
         """The error for a problem in this row (``letter``: the worksheet column)."""
         if self.sheet is None:
@@ -50,6 +51,7 @@ class Place:
                 connector=connector,
                 column=column,
                 field=field,
+                **facts,
             )
         return ConnectorDataError(
             f"{message}; {NOTHING_SENT}",
@@ -60,6 +62,7 @@ class Place:
             connector=connector,
             column=column,
             field=field,
+            **facts,
         )
 
     def facts(self) -> dict[str, Any]:
