@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +21,9 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+from openpyxl.worksheet._reader import WorkSheetParser
+from openpyxl.xml.constants import SHEET_MAIN_NS
+from openpyxl.xml.functions import iterparse
 
 from connectors.errors import ConnectorDataError, ConnectorError
 from exchange.avro.jsoncodec import CHINA_TZ
@@ -66,6 +69,58 @@ def worksheet(book: Workbook, path: Path, sheet: str | int | None) -> ReadOnlyWo
     if not isinstance(ws, ReadOnlyWorksheet):  # a chart sheet
         raise ConnectorDataError(f"sheet {chosen!r} is not a worksheet", file=str(path))
     return ws
+
+
+_ROW = f"{{{SHEET_MAIN_NS}}}row"
+_DATA = f"{{{SHEET_MAIN_NS}}}sheetData"
+
+
+class _RowParser(WorkSheetParser):
+    """openpyxl's worksheet parser, reading rows only and forgetting each one once read.
+
+    openpyxl's own read-only loop clears each row element but leaves it in the
+    tree ElementTree builds (about 75 bytes a row: 75 MB for a million rows);
+    here the rows read are removed from ``sheetData``, so memory stays flat.
+    """
+
+    def rows(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        data = None
+        for event, element in iterparse(self.source, events=("start", "end")):
+            if event == "start":
+                if element.tag == _DATA:
+                    data = element
+                continue
+            if element.tag == _ROW:
+                number, cells = self.parse_row(element)
+                self.row_dimensions.clear()  # heights and styles of rows: not needed here
+                (data if data is not None else element).clear()
+                yield number, cells
+            elif element.tag == _DATA:
+                return  # what follows the data (merged cells, print setup ...) holds no values
+
+
+def values(ws: ReadOnlyWorksheet, min_row: int) -> Iterator[tuple[int, list[Any]]]:
+    """(row number, cell values from column A) of every row from ``min_row``, streamed."""
+    # openpyxl has no public row stream: these are the attributes its own read-only
+    # loop (ReadOnlyWorksheet._cells_by_row) passes to the parser; pinned to openpyxl 3.1
+    sheet: Any = ws
+    book: Any = ws.parent
+    with sheet._get_source() as src:
+        parser = _RowParser(
+            src,
+            sheet._shared_strings,
+            data_only=True,
+            epoch=book.epoch,
+            date_formats=book._date_formats,
+            timedelta_formats=book._timedelta_formats,
+        )
+        for number, cells in parser.rows():
+            if number < min_row or not cells:
+                continue
+            row: list[Any] = [None] * max(c["column"] for c in cells)
+            for c in cells:
+                row[c["column"] - 1] = c["value"]
+            yield number, row
 
 
 class SheetWriter:

@@ -167,10 +167,9 @@ class XlsxTable(Table):
             self._sheet = sheets.worksheet(self._book, path, sheet)
             self.sheet_name = self._sheet.title
             self.header_place = Place(str(path), header_row, self.sheet_name)
-            # the stubs type iter_rows for Worksheet only; ReadOnlyWorksheet has the same method
-            self._rows = self._sheet.iter_rows(min_row=header_row, values_only=True)  # type: ignore[misc]
-            first = next(self._rows, None)
-            if first is None or all(_blank(c) for c in first):
+            self._rows = sheets.values(self._sheet, header_row)
+            number, first = next(self._rows, (0, None))
+            if first is None or number != header_row or all(_blank(c) for c in first):
                 raise self.header_place.error(
                     f"row {header_row} is empty: it must name the columns (set header_row)"
                 )
@@ -178,9 +177,8 @@ class XlsxTable(Table):
         except BaseException:
             self.close()
             raise
-        self._first_row = header_row + 1
 
-    def _header(self, cells: tuple[Any, ...]) -> list[str]:
+    def _header(self, cells: list[Any]) -> list[str]:
         names = [None if _blank(c) else str(c).strip() for c in cells]
         while names and names[-1] is None:
             names.pop()
@@ -196,8 +194,7 @@ class XlsxTable(Table):
 
     def rows(self) -> Iterator[tuple[Place, list[Any]]]:
         width = len(self.header)
-        for number, cells in enumerate(self._rows, start=self._first_row):
-            values = list(cells)
+        for number, values in self._rows:
             if all(_blank(c) for c in values):
                 continue
             place = Place(str(self.path), number, self.sheet_name)

@@ -164,19 +164,21 @@ async def test_an_18_digit_number_in_a_text_column_is_refused(
     assert "format the column as text" in str(info.value)
 
 
+@pytest.mark.timeout(300)  # traced allocations: slow on a busy machine
 def test_memory_stays_bounded_whatever_the_number_of_rows(
     tmp_path: Path, sample_catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Checking a 10,000-row sheet holds no more in memory after row 10,000 than after row 1,000.
+    """Checking a 4,000-row sheet holds no more in memory after row 4,000 than after row 1,000.
 
-    The traced memory is sampled as rows reach the spool; the benchmark
-    (benchmarks/xlsx_import.py) does the same for a million rows.
+    The traced memory is sampled as rows reach the spool. Tracing makes the
+    check several times slower, so the sheet is small; the benchmark
+    (benchmarks/xlsx_import.py) measures a million rows without tracing.
     """
     import asyncio
 
     base = records(sample_catalog, 200)
     fields = sample_catalog.resource(ALLOWANCES).field_names()
-    rows = 10_000
+    rows = 4_000
     path = tmp_path / "big.xlsx"
     many = ({**base[i % 200], "certificate_no": f"{i:010d}"} for i in range(rows))
     files.write_xlsx_fast(path, fields, many)
@@ -199,9 +201,9 @@ def test_memory_stays_bounded_whatever_the_number_of_rows(
     assert imp._spool is not None
     assert imp._spool.count == rows
     asyncio.run(imp.stop())
-    # 9,000 more records kept in memory would be about 8 MB (Prepared objects and bodies)
+    # 3,000 more records kept in memory would be about 2.7 MB (Prepared objects and bodies)
     assert samples[rows] - samples[1_000] < 1_000_000, samples
-    assert peak < 16_000_000, peak
+    assert peak < 8_000_000, peak
 
 
 def test_dates_as_departments_write_them_with_the_rule_declared(
