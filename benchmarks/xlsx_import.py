@@ -27,12 +27,16 @@ import json
 import multiprocessing
 import os
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# run as a script, this folder comes first on sys.path, and its connectors.py (the database
+# connector benchmark) would hide the connectors package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 RESOURCE = "minimum_living_allowance"
 
 

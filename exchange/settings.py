@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         "outside the embedded development broker refuses to start without it (on that broker "
         "it makes a random one per bus)",
     )
+    mask_secret_file: Path | None = Field(
+        default=None,
+        description="file whose first line is the mask secret (mode 0600); preferred to "
+        "EXCHANGE_MASK_SECRET (systemd: LoadCredential=, then %d/mask-secret)",
+    )
     development: bool = Field(
         default=False,
         description="set by a process on the embedded development broker for the commands it "
@@ -129,6 +134,21 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="address the Prometheus metrics endpoint listens on: loopback by default; "
         "0.0.0.0 (every interface) only behind a firewall",
+    )
+
+    http_login_failures: int = Field(
+        default=10,
+        ge=1,
+        description="failed logins from one client address, within http_login_window_s, "
+        "after which the HTTP services (exchange registry) answer its requests 429",
+    )
+    http_login_window_s: float = Field(
+        default=60.0, gt=0, description="window in which failed logins are counted (seconds)"
+    )
+    http_login_block_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="how long a client that failed too often is refused (seconds; Retry-After)",
     )
 
     def topic_policy(self) -> TopicPolicy:
@@ -153,6 +173,24 @@ class Settings(BaseSettings):
         if self.sasl_password is not None:
             return Secret(self.sasl_password.get_secret_value())
         return None
+
+    def mask_secret_value(self) -> str | None:
+        """The mask secret: from ``mask_secret_file`` if set, else ``mask_secret``."""
+        from exchange.errors import ExchangeError
+
+        if self.mask_secret_file is not None:
+            path = self.mask_secret_file
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ExchangeError(
+                    f"cannot read the mask secret file {path} (EXCHANGE_MASK_SECRET_FILE): "
+                    f"{exc.strerror}"
+                ) from None
+            if not lines or not lines[0].strip():
+                raise ExchangeError(f"the mask secret file {path} is empty")
+            return lines[0].strip()
+        return self.mask_secret.get_secret_value() if self.mask_secret is not None else None
 
     def connection(self, bootstrap: str, *, embedded: bool = False) -> Connection:
         """The :class:`~exchange.bus.connection.Connection` of this process to ``bootstrap``

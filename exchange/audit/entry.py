@@ -48,6 +48,9 @@ class Action(StrEnum):
     RECORD_DEAD_LETTERED = "RECORD_DEAD_LETTERED"
     CATALOG_CHANGED = "CATALOG_CHANGED"
     COMMAND_REFUSED = "COMMAND_REFUSED"
+    #: a request to an HTTP service of the bus refused: wrong credentials, a client blocked
+    #: after repeated failed logins, a subject or schema not disclosed to the caller
+    ACCESS_DENIED = "ACCESS_DENIED"
     FILE_IMPORTED = "FILE_IMPORTED"
     FILE_IMPORT_REFUSED = "FILE_IMPORT_REFUSED"
 

@@ -57,11 +57,16 @@ COMMANDS: dict[str, Lazy] = {
         "sharing", "apply", "Apply for conditional fields (有条件共享); prints the application id."
     ),
     "approve": Lazy(
-        "sharing", "approve", "Approve an application (provider only); prints the grant id."
+        "answers", "approve", "Approve an application (provider only); prints the grant id."
     ),
-    "reject": Lazy("sharing", "reject", "Reject an application (provider only), with a reason."),
+    "reject": Lazy("answers", "reject", "Reject an application (provider only), with a reason."),
     "revoke": Lazy(
-        "sharing", "revoke", "Revoke a grant (provider only); deliveries under it stop at once."
+        "answers", "revoke", "Revoke a grant (provider only); deliveries under it stop at once."
+    ),
+    "agent": Lazy(
+        "answers",
+        "agent",
+        "Keep a department's session open so its approve, reject and revoke take milliseconds.",
     ),
     "applications": Lazy(
         "sharing",
@@ -77,6 +82,11 @@ COMMANDS: dict[str, Lazy] = {
         "registry",
         "registry",
         "Serve a read-only Confluent Schema Registry API: any Kafka client decodes the bus.",
+    ),
+    "console": Lazy(
+        "console",
+        "app",
+        "The web console (管理控制台) of the sharing workflow, in Chinese with English beside it.",
     ),
     "acls": Lazy(
         "acls",

@@ -70,13 +70,24 @@ class Department:
     """Acts on the bus as one department (``--as DEPT`` on the command line)."""
 
     def __init__(
-        self, bus: Connection, department: str, *, signing_key: Ed25519PrivateKey | None = None
+        self,
+        bus: Connection,
+        department: str,
+        *,
+        signing_key: Ed25519PrivateKey | None = None,
+        person: str | None = None,
     ) -> None:
         """``signing_key``: the department's Ed25519 private key; required for commands when
-        the catalog registers a public key for it (see :mod:`exchange.catalog.signing`)."""
+        the catalog registers a public key for it (see :mod:`exchange.catalog.signing`).
+
+        ``person``: who, in the department, acts (a console user's name); every audit
+        entry this session writes names them in its details (``person``). A program that
+        acts for several people in turn (the web console) sets :attr:`person` per command.
+        """
         self.bus = bus
         self.department = department
         self.signing_key = signing_key
+        self.person = person
         self._state: ControlState | None = None
         self._producer: Any = None
         self._audit: AuditWriter | None = None
@@ -196,6 +207,8 @@ class Department:
         details = {
             k: command_limits.safe(v, _MAX_DETAIL) for k, v in facts.pop("details", {}).items()
         }
+        if self.person is not None:
+            details["person"] = command_limits.safe(self.person, command_limits.MAX_ID_CHARS)
         resource = facts.get("resource")
         res = self.state.catalog.resources.get(resource) if isinstance(resource, str) else None
         facts.setdefault("provider", res.provider if res else None)
