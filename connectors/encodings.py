@@ -99,6 +99,33 @@ def text_lines(raw: Iterable[bytes], encoding: str) -> Iterator[str]:
         yield pending
 
 
+def utf8_under_another(path: Path, encoding: str) -> str | None:
+    """Why a file that is UTF-8 must not be read in the (legacy) ``encoding``, or None.
+
+    Legacy encodings such as GB18030 decode almost any byte sequence, so a UTF-8
+    file read as GB18030 gives no error, only wrong characters (mojibake) on the
+    bus. Text with bytes beyond ASCII that is valid UTF-8 is practically never
+    GB18030 text; such a file is refused with the fix.
+    """
+    if canonical(encoding).startswith("utf"):
+        return None
+    try:
+        with path.open("rb") as fh:
+            sample = fh.read(_SAMPLE_BYTES)
+    except OSError:
+        return None
+    if sample.isascii():
+        return None
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=len(sample) < _SAMPLE_BYTES)
+    except UnicodeDecodeError:
+        return None
+    return (
+        f"the file is UTF-8 text, but the connector reads it as {encoding}, which would turn "
+        "its Chinese characters into other ones: set encoding: utf-8 for this connector"
+    )
+
+
 def decode_problem(path: Path, encoding: str, error: Undecodable) -> str:
     """The message for a file that is not valid text in ``encoding``, with a hint when one fits."""
     exc = error.exc

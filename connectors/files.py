@@ -168,6 +168,7 @@ class FileImport(Connector):
         rules = self._check_options(res)
         publisher = Publisher(self.bus, self.catalog, cfg.department)
         self._discard_spool()
+        self._first_error = None
         report = ImportReport(
             connector=self.name,
             department=cfg.department,
@@ -363,6 +364,9 @@ class FileImport(Connector):
         self, res: Resource, normaliser: normalise.Normaliser
     ) -> Iterator[tuple[Place, Callable[[], dict[str, Any]]]]:
         path, encoding = self.cfg.path, self.cfg.encoding or encodings.DEFAULT
+        wrong = encodings.utf8_under_another(path, encoding)
+        if wrong is not None:
+            raise Place(str(path), 1).error(wrong, connector=self.name)
         try:
             fh = path.open("rb")
         except OSError as exc:

@@ -103,6 +103,9 @@ class CsvTable(Table):
     def __init__(self, path: Path, *, encoding: str, delimiter: str) -> None:
         self.path = path
         self.encoding = encoding
+        wrong = encodings.utf8_under_another(path, encoding)
+        if wrong is not None:
+            raise Place(str(path), 1).error(wrong)
         try:
             self._fh = path.open("rb")
         except OSError as exc:

@@ -84,10 +84,11 @@ async def test_a_gb18030_file_under_the_utf8_setting_names_the_fix(
     assert f"{path}:2" in message  # the header is ASCII: the first name is on line 2
     assert "not utf-8 text" in message
     assert "the file looks like gb18030: set encoding: gb18030" in message
-    # and a UTF-8 file read as GBK: the other way round
+    # and a UTF-8 file read as GB18030: no decoding error, but mojibake; refused with the fix
     files.write_csv(path, fields, records(sample_catalog, 5), encoding="utf-8")
-    with pytest.raises(ConnectorDataError, match="looks like utf-8: set encoding: utf-8"):
-        await importer(sample_catalog, path, encoding="gbk").setup()
+    for wrong in ("gb18030", "gbk"):
+        with pytest.raises(ConnectorDataError, match=r"UTF-8 text.*set encoding: utf-8"):
+            await importer(sample_catalog, path, encoding=wrong).setup()
 
 
 async def test_an_xlsx_sheet_reads_back_exactly_with_typed_cells(
