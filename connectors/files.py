@@ -494,6 +494,10 @@ class FileImport(Connector):
                 self.progress.checkpoint = (
                     f"{self.progress.checkpoint or 'nothing sent'}; report {path}"
                 )
+        # the entry's schema was registered by the catalog load; a department may read the
+        # schemas topic, not write it, so the registry must know it before the writer asks
+        registry = SchemaRegistry(self.bus)
+        await registry.refresh()
         async with kafka.producer(self.bus, linger_ms=0) as producer:
-            writer = AuditWriter(producer, SchemaRegistry(self.bus), role=f"import-{self.name}")
+            writer = AuditWriter(producer, registry, role=f"import-{self.name}")
             await writer.write(report.audit_draft())
