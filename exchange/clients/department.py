@@ -180,7 +180,7 @@ class Department:
         """
         command_limits.check_event(event)  # raises CommandRefused
         if self.signing_key is not None:
-            event = replace(event, signature=signing.sign(self.signing_key, event.to_avro()))
+            event = replace(event, signature=signing.sign(self.signing_key, event.signed_fields()))
         current = self.state if caught_up else await self.refresh()
         current.book.check(event, current.catalog)  # raises CommandRefused
         # resolvable on gov.ctl.schemas before the first event that uses it (a no-op once it is)
@@ -302,8 +302,13 @@ class Department:
         fields: Iterable[str],
         purpose: str,
         legal_basis: str | None = None,
+        verify: bool = False,
     ) -> str:
-        """Apply for conditional fields (有条件共享); returns the application id."""
+        """Apply for conditional fields (有条件共享); returns the application id.
+
+        ``verify``: for verification only (核验): the grant will let the department ask
+        whether a record matches values of these fields, and deliver none of them.
+        """
         app_id = new_id("APP")
         wanted = tuple(dict.fromkeys(fields))
         facts: dict[str, Any] = {
@@ -325,6 +330,7 @@ class Department:
                 fields=wanted,
                 purpose=purpose,
                 legal_basis=legal_basis,
+                grant_kind="verify" if verify else None,
             )
             await self._submit(event)
         await self._audit_entry(
@@ -384,8 +390,14 @@ class Department:
         masks: Mapping[str, str] | None = None,
         until: dt.datetime | dt.date | None = None,
         purpose: str | None = None,
+        verify: bool | None = None,
+        quota_per_second: int | None = None,
+        quota_per_day: int | None = None,
     ) -> str:
         """Approve an application (provider only), possibly narrowing it; returns the grant id.
+
+        ``verify``: a verification-only grant (核验); None: what the application asked for.
+        ``quota_per_second`` / ``quota_per_day``: limits on requests by key (接口调用).
 
         ``until`` follows :data:`exchange.beijing.EXPIRY_RULE`, as ``--until`` does: a
         :class:`datetime.date` is valid through the end of that day in Beijing; a
@@ -416,6 +428,11 @@ class Department:
                 row_filter=row_filter,
                 masks=dict(masks or {}),
                 valid_until=until,
+                grant_kind=(
+                    "verify" if verify or (verify is None and app.kind.value == "verify") else None
+                ),
+                quota_per_second=quota_per_second,
+                quota_per_day=quota_per_day,
             )
             facts.update(
                 purpose=event.purpose,
@@ -430,6 +447,9 @@ class Department:
                     masks=event.masks or None,
                     row_filter=row_filter,
                     valid_until=until,
+                    grant_kind=event.grant_kind,
+                    quota_per_second=quota_per_second,
+                    quota_per_day=quota_per_day,
                     event_id=event.event_id,
                     **app.answer_facts(event.at),
                 ),

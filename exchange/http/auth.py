@@ -42,8 +42,10 @@ from fastapi import Depends, Request
 
 from exchange.admin.acls import principal_of_user
 from exchange.bus.connection import Connection, Secret
+from exchange.http import signed
 from exchange.http.access_audit import AccessAudit, client_address, refusal
 from exchange.http.errors import HttpError
+from exchange.http.signed import SignedRequests
 from exchange.http.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -184,7 +186,8 @@ def basic_credentials(header: str) -> tuple[str, str]:
 
 
 class Gate:
-    """What a service checks every request with: its authenticator, anonymous policy and throttle."""
+    """What a service checks every request with: its authenticator, anonymous policy and
+    throttle, and (if set) requests signed with a department's registered key (:mod:`.signed`)."""
 
     def __init__(
         self,
@@ -192,10 +195,12 @@ class Gate:
         *,
         anonymous: str | None = None,
         throttle: LoginThrottle | None = None,
+        signed: SignedRequests | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.anonymous = anonymous
         self.throttle = throttle if throttle is not None else LoginThrottle()
+        self.signed = signed
 
     async def principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization")
@@ -212,6 +217,8 @@ class Gate:
                 f"Too many failed logins from {client}: try again in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
+        if self.signed is not None and header.startswith(f"{signed.SCHEME} "):
+            return Principal(await self.signed.department(request, header))
         try:
             user, password = basic_credentials(header)
         except HttpError as exc:
