@@ -57,6 +57,9 @@ class Action(StrEnum):
     RECORD_VERIFIED = "RECORD_VERIFIED"
     #: a writer's signature over the newest entry of its chain (exchange.audit.heads)
     CHAIN_HEAD = "CHAIN_HEAD"
+    #: a file connector published a file whole / refused it whole (nothing sent)
+    FILE_IMPORTED = "FILE_IMPORTED"
+    FILE_IMPORT_REFUSED = "FILE_IMPORT_REFUSED"
 
 
 class Decision(StrEnum):
@@ -73,6 +76,8 @@ class Decision(StrEnum):
     DELIVERED = "delivered"
     DEAD_LETTERED = "dead_lettered"
     CHANGED = "changed"
+    #: a department's file was imported: its records are on the bus
+    PUBLISHED = "published"
     #: the word COMMAND_REFUSED entries had before ``denied`` became the only one; kept so
     #: that old entries are read, and found by ``--decision denied``. Never written now
     REFUSED = "refused"
@@ -155,12 +160,17 @@ def _without(*actions: Action) -> dict[str, Any]:
 
 _GATEWAY = (Action.RECORD_QUERIED, Action.RECORD_VERIFIED)
 #: the schemas before ACCESS_DENIED (HTTP refusals), RECORD_QUERIED / RECORD_VERIFIED (the
-#: gateway) and CHAIN_HEAD (signed chain heads) were added to the actions, oldest first:
+#: gateway), CHAIN_HEAD (signed chain heads) and FILE_IMPORTED / FILE_IMPORT_REFUSED (file
+#: connectors) were added to the actions, oldest first:
 #: entries written with them are still read
-AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD)
-AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD)
-AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD)
-AUDIT_CODEC = ControlCodec(AUDIT_ENTRY, older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, AUDIT_ENTRY_V3))
+_FILES = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED)
+AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_FILES)
+AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_FILES)
+AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_FILES)
+AUDIT_ENTRY_V4 = _without(*_FILES)
+AUDIT_CODEC = ControlCodec(
+    AUDIT_ENTRY, older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, AUDIT_ENTRY_V3, AUDIT_ENTRY_V4)
+)
 
 
 def to_millis(at: dt.datetime) -> int:

@@ -38,6 +38,7 @@ from exchange.audit.entry import (
     AUDIT_ENTRY_V1,
     AUDIT_ENTRY_V2,
     AUDIT_ENTRY_V3,
+    AUDIT_ENTRY_V4,
     Action,
     Decision,
     Draft,
@@ -69,6 +70,7 @@ CONTROL_SCHEMAS = (
     AUDIT_ENTRY_V1,
     AUDIT_ENTRY_V2,
     AUDIT_ENTRY_V3,
+    AUDIT_ENTRY_V4,
     AUDIT_ENTRY,
 )
 
