@@ -84,7 +84,19 @@ class Settings(BaseSettings):
         "period only once the log is archived ('exchange audit archive')",
     )
     source_retention_ms: int = Field(
-        default=7 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.src.* topics"
+        default=7 * 24 * 3600 * 1000,
+        ge=-1,
+        description="retention of new gov.src.* topics when source_compaction is off",
+    )
+    source_compaction: bool = Field(
+        default=True,
+        description="compact new gov.src.* topics (the latest record per key, for backfills "
+        "全量) unless the catalog declares the resource's source_retention_days",
+    )
+    source_tombstone_ms: int = Field(
+        default=24 * 3600 * 1000,
+        ge=0,
+        description="how long a compacted gov.src.* topic keeps a deletion (tombstone)",
     )
     delivery_retention_ms: int = Field(
         default=7 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.dlv.* topics"
@@ -140,6 +152,8 @@ class Settings(BaseSettings):
             partitions=self.partitions,
             audit_retention_ms=self.audit_retention_ms,
             source_retention_ms=self.source_retention_ms,
+            source_compaction=self.source_compaction,
+            source_tombstone_ms=self.source_tombstone_ms,
             delivery_retention_ms=self.delivery_retention_ms,
             dead_letter_retention_ms=self.dead_letter_retention_ms,
         )

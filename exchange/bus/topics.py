@@ -8,6 +8,8 @@
 ``gov.ctl.schemas``             every schema by id (resource, view and control records)
 ``gov.ctl.grants``              applications, approvals, rejections, revocations
 ``gov.ctl.book``                snapshots of the grant book, written by routers (compacted)
+``gov.ctl.backfill``            backfill progress per view and partition, resync requests
+                                (compacted; exchange.router.backfill_state)
 ``gov.audit``                   the access log
 ==============================  ==================================================
 """
@@ -20,8 +22,9 @@ CATALOG = "gov.ctl.catalog"
 SCHEMAS = "gov.ctl.schemas"
 GRANTS = "gov.ctl.grants"
 BOOK = "gov.ctl.book"
+BACKFILL = "gov.ctl.backfill"
 AUDIT = "gov.audit"
-CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, AUDIT)
+CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, BACKFILL, AUDIT)
 #: the routers' consumer group on GRANTS whose one member audits commands written without
 #: a client (exchange.router.command_audit)
 COMMAND_AUDIT_GROUP = "gov-exchange-command-audit"
