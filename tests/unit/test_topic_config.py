@@ -131,4 +131,4 @@ def test_the_catalog_sets_a_source_topics_retention() -> None:
     )
     forever = policy.configs("gov.src.police.people")
     assert (forever["retention.ms"], forever["retention.bytes"]) == ("-1", "-1")
-    assert policy.configs("gov.src.market.licences")["retention.ms"] == str(7 * DAY_MS)
+    assert policy.configs("gov.src.market.licences")["cleanup.policy"] == "compact"
