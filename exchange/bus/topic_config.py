@@ -7,8 +7,8 @@ control, history       ``gov.ctl.catalog``, ``gov.ctl.grants``      forever (``r
                                                                     ``retention.bytes=-1``): replay
                                                                     reads every snapshot and event
 control, keyed         ``gov.ctl.schemas``, ``gov.ctl.book``,       compacted: the last record of
-                       ``gov.ctl.backfill``                         each key (schema id, router,
-                                                                    backfill of a view)
+                       ``gov.ctl.backfill``, ``gov.ctl.resync``     each key (schema id, router,
+                                                                    backfill of a view, request)
 audit                  ``gov.audit``                                ``audit_retention_ms``: forever
                                                                     by default (hash chains)
 sources                ``gov.src.<provider>.<resource>``            compacted (the latest record of
@@ -68,7 +68,7 @@ FOREVER = -1
 
 #: topics whose whole history a replay needs: a retention that can lose entries is refused
 CONTROL_HISTORY = (topics.CATALOG, topics.GRANTS)
-CONTROL_KEYED = (topics.SCHEMAS, topics.BOOK)
+CONTROL_KEYED = (topics.SCHEMAS, topics.BOOK, topics.BACKFILL, topics.RESYNC)
 
 
 @dataclass(frozen=True)

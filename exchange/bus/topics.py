@@ -9,7 +9,8 @@
 ``gov.ctl.grants``              applications, approvals, rejections, revocations
 ``gov.ctl.book``                snapshots of the grant book, written by routers (compacted)
 ``gov.ctl.backfill``            backfill progress per view and partition, resync requests
-                                (compacted; exchange.router.backfill_state)
+                                (compacted, written by routers; exchange.router.backfill_state)
+``gov.ctl.resync``              a department's requests for its full view again (compacted)
 ``gov.audit``                   the access log
 ==============================  ==================================================
 """
@@ -23,8 +24,9 @@ SCHEMAS = "gov.ctl.schemas"
 GRANTS = "gov.ctl.grants"
 BOOK = "gov.ctl.book"
 BACKFILL = "gov.ctl.backfill"
+RESYNC = "gov.ctl.resync"
 AUDIT = "gov.audit"
-CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, BACKFILL, AUDIT)
+CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, BACKFILL, RESYNC, AUDIT)
 #: the routers' consumer group on GRANTS whose one member audits commands written without
 #: a client (exchange.router.command_audit)
 COMMAND_AUDIT_GROUP = "gov-exchange-command-audit"
