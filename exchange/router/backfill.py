@@ -54,6 +54,7 @@ from exchange.router.settle import PendingDrafts
 from exchange.router.view import CompiledView
 from exchange.router.view_table import ViewTable
 from exchange.sharing.records import new_id
+from exchange.sharing.records import now as record_time
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class Backfiller:
         self.drafts = drafts
         self.metrics = metrics
         self.live = live
+        self.instance = instance
+        self.chunk = CHUNK  # backfilled records per routing round, at most
         self.book = BackfillBook(bus)
         self.progress = ProgressWriter(instance, self.book)
         self.jobs: dict[tuple[str, str], Job] = {}
@@ -209,7 +212,7 @@ class Backfiller:
             job = self.jobs[key] = Job(scan, job_id or new_id("BF"), trigger, request)
         await job.scan.add(part)
         state = "scanning" if not part.scanned else "sending"
-        self.progress.write(self.progress.record(job, part, state))
+        self.progress.write(progress_of(job, part, state, self.instance))
         log.info(
             "backfill %s (%s) of %s for %s from %s: records before offset %d",
             job.id,
@@ -226,7 +229,7 @@ class Backfiller:
         await job.scan.stop()
         for part in job.scan.parts.values():
             if not part.done:
-                self.progress.write(self.progress.record(job, part, "stopped", why))
+                self.progress.write(progress_of(job, part, "stopped", self.instance, why))
         log.info("backfill %s of %s for %s stopped: %s", job.id, key[1], key[0], why)
 
     def _mark_gone(self, views: dict[tuple[str, str], CompiledView], assigned: set[Any]) -> None:
@@ -254,12 +257,12 @@ class Backfiller:
         return not part.done and part.scanned and part.read_to >= live
 
     async def emit(self, outbox: Outbox, now: dt.datetime) -> list[tuple[Job, Chunk]]:
-        """Append up to :data:`CHUNK` backfilled records to ``outbox``, before the live ones.
+        """Append up to ``chunk`` backfilled records to ``outbox``, before the live ones.
 
         Nothing is taken off a backfill here: :meth:`sent` does it once the outbox was
         handed to the producer (a batch dropped before that is backfilled again).
         """
-        budget = CHUNK
+        budget = self.chunk
         chunks: list[tuple[Job, Chunk]] = []
         for job in list(self.jobs.values()):
             if job.scan.failed is not None:
@@ -319,7 +322,7 @@ class Backfiller:
                 self.drafts.add(_draft(job, part, n, filtered, first, last))
                 self.metrics.backfilled.labels(job.view.view.resource, job.view.consumer).inc(n)
             state = "done" if part.done else "sending"
-            self.progress.after(futures, self.progress.record(job, part, state))
+            self.progress.after(futures, progress_of(job, part, state, self.instance))
         for (name, res_id), job in list(self.jobs.items()):
             for tp in [tp for tp, p in job.scan.parts.items() if p.done]:
                 job.scan.drop(tp)
@@ -327,6 +330,33 @@ class Backfiller:
                 self.jobs.pop((name, res_id))
                 self.progress.close_later(job.scan)
                 log.info("backfill %s of %s for %s done", job.id, res_id, name)
+
+
+def progress_of(
+    job: Job, part: Part, state: str, instance: str, reason: str | None = None
+) -> Progress:
+    """What a backfill of one partition has done so far, to write to gov.ctl.backfill."""
+    v = job.view.view
+    return Progress(
+        consumer=v.consumer,
+        resource=v.resource,
+        partition=part.tp.partition,
+        job=job.id,
+        shape=job.shape,
+        fields=",".join(v.fields),
+        grant_id=v.grant_id,
+        row_filter=v.row_filter,
+        trigger=job.trigger,
+        cutover=part.cutover,
+        through=part.through,
+        delivered=part.delivered,
+        total=part.total,
+        state=state,
+        reason=reason,
+        request=job.request,
+        at=record_time(),
+        instance=instance,
+    )
 
 
 def _draft(job: Job, part: Part, n: int, filtered: int, first: int, last: int) -> Draft:
