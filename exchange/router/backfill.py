@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 #: header on every record a backfill delivers: the backfill's id
 BACKFILL = "gov-backfill"
 CHUNK = 20_000  # backfilled records per routing round, at most, over every backfill
+#: backfills reading the source at once; the others wait their turn (3,600 grants written
+#: at once must not open 3,600 consumers), their cut-over already fixed
+MAX_SCANS = 4
 
 #: (part, keys delivered or skipped, records delivered, filtered, first and last offset)
 Chunk = tuple[Part, list[bytes], int, int, int, int]
@@ -97,6 +100,8 @@ class Backfiller:
         metrics: RouterMetrics,
         instance: str,
         live: dict[Any, int],
+        *,
+        enabled: bool = True,
     ) -> None:
         self.bus = bus
         self.table = table
@@ -105,6 +110,7 @@ class Backfiller:
         self.metrics = metrics
         self.live = live
         self.instance = instance
+        self.enabled = enabled  # off: push only (no 全量), as before backfills existed
         self.chunk = CHUNK  # backfilled records per routing round, at most
         self.book = BackfillBook(bus)
         self.progress = ProgressWriter(instance, self.book)
@@ -113,6 +119,8 @@ class Backfiller:
         self.assignments = 0  # bumped by the router when its partitions change
 
     async def start(self, producer: Any) -> None:
+        if not self.enabled:
+            return
         await self.book.start()
         await self.progress.start(producer, self.table.state.registry)
 
@@ -129,7 +137,7 @@ class Backfiller:
     @property
     def due(self) -> bool:
         """True when views, partitions or resync requests changed since the last reconcile."""
-        return self._seen != self._marks()
+        return self.enabled and self._seen != self._marks()
 
     def _marks(self) -> tuple[int, int, int]:
         return (self.table.generation, self.assignments, len(self.book.requests))
@@ -159,6 +167,28 @@ class Backfiller:
             for tp in [tp for tp in job.scan.parts if tp not in assigned]:
                 job.scan.drop(tp)  # its new owner resumes it
         self._mark_gone(views, assigned)
+        await self._consider_all(views, assigned, consumer, batch, now)
+        await self._begin_waiting()
+        self.metrics.backfills.set(sum(len(j.scan.parts) for j in self.jobs.values()))
+
+    async def _begin_waiting(self) -> None:
+        """Start scanning for backfills waiting their turn, up to :data:`MAX_SCANS` at once."""
+        slots = MAX_SCANS - sum(1 for j in self.jobs.values() if j.scan.begun)
+        for job in self.jobs.values():
+            if slots <= 0:
+                return
+            if not job.scan.begun and job.scan.parts:
+                await job.scan.begin()
+                slots -= 1
+
+    async def _consider_all(
+        self,
+        views: dict[tuple[str, str], CompiledView],
+        assigned: set[Any],
+        consumer: Any,
+        batch: dict[Any, list[Any]],
+        now: dt.datetime,
+    ) -> None:
         for (name, res_id), view in views.items():
             res = self.table.state.catalog.resources[res_id]
             source = topics.source(res.provider, res_id)
@@ -167,7 +197,6 @@ class Backfiller:
                 if running is not None and tp in running.scan.parts:
                     continue
                 await self._consider(view, tp, consumer, batch, now)
-        self.metrics.backfills.set(sum(len(j.scan.parts) for j in self.jobs.values()))
 
     async def _consider(
         self,
@@ -210,9 +239,14 @@ class Backfiller:
             res = self.table.state.catalog.resources[view.view.resource]
             scan = BackfillScan(self.bus, res, self.table.decoders[res.id], view)
             job = self.jobs[key] = Job(scan, job_id or new_id("BF"), trigger, request)
+        if part.cutover == 0 and not part.delivered:  # nothing before the view: done at once
+            part.total, part.done = 0, True
+            self.progress.write(progress_of(job, part, "done", self.instance))
+            if not job.scan.parts:
+                self.jobs.pop(key)
+            return
         await job.scan.add(part)
-        state = "scanning" if not part.scanned else "sending"
-        self.progress.write(progress_of(job, part, state, self.instance))
+        self.progress.write(progress_of(job, part, "scanning", self.instance))
         log.info(
             "backfill %s (%s) of %s for %s from %s: records before offset %d",
             job.id,
@@ -329,6 +363,7 @@ class Backfiller:
             if not job.scan.parts:
                 self.jobs.pop((name, res_id))
                 self.progress.close_later(job.scan)
+                self._seen = (-1, -1, -1)  # a slot is free: the next reconcile begins a scan
                 log.info("backfill %s of %s for %s done", job.id, res_id, name)
 
 

@@ -32,11 +32,9 @@ from exchange.router.backfill_state import (
     encode_progress,
 )
 from exchange.router.settle import PendingDrafts
-from exchange.sharing.records import now as record_time
 
 if TYPE_CHECKING:
-    from exchange.router.backfill import Job
-    from exchange.router.backfill_scan import BackfillScan, Part
+    from exchange.router.backfill_scan import BackfillScan
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +57,11 @@ def resync_refusal(
     )
 
 
+def _logged(written: asyncio.Future[Any]) -> None:
+    if not written.cancelled() and written.exception() is not None:
+        log.warning("backfill progress not written: %s", written.exception())
+
+
 class ProgressWriter:
     """Writes :class:`Progress` records in order, each after the deliveries it reports."""
 
@@ -75,29 +78,6 @@ class ProgressWriter:
         self._producer = producer
         await registry.register_all(producer, SCHEMAS)
         self._task = asyncio.create_task(self._write_loop(), name="backfill-progress")
-
-    def record(self, job: Job, part: Part, state: str, reason: str | None = None) -> Progress:
-        v = job.view.view
-        return Progress(
-            consumer=v.consumer,
-            resource=v.resource,
-            partition=part.tp.partition,
-            job=job.id,
-            shape=job.shape,
-            fields=",".join(v.fields),
-            grant_id=v.grant_id,
-            row_filter=v.row_filter,
-            trigger=job.trigger,
-            cutover=part.cutover,
-            through=part.through,
-            delivered=part.delivered,
-            total=part.total,
-            state=state,
-            reason=reason,
-            request=job.request,
-            at=record_time(),
-            instance=self.instance,
-        )
 
     def write(self, progress: Progress) -> None:
         """Write ``progress`` after every record queued before it."""
@@ -139,10 +119,11 @@ class ProgressWriter:
             try:
                 for fut in futures:
                     await fut
-                if progress is not None:
-                    await self._producer.send_and_wait(
+                if progress is not None:  # queued in order; one partition keeps the order
+                    written = await self._producer.send(
                         topics.BACKFILL, key=progress.key, value=encode_progress(progress)
                     )
+                    written.add_done_callback(_logged)
             except KafkaError as exc:
                 # not written: a resume starts from the progress written before (re-delivers
                 # more, loses nothing); the batch's own failure stops the router anyway

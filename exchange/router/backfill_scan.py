@@ -89,24 +89,32 @@ class BackfillScan:
         scanner = decoder.scanner
         self._key_bytes = scanner.string_bytes(res.key) if scanner is not None else None
 
+    @property
+    def begun(self) -> bool:
+        return self._consumer is not None
+
     async def add(self, part: Part) -> None:
-        """Scan ``part`` too, from its first record."""
+        """Scan ``part`` too, from its first record (once :meth:`begin` was called)."""
         self.parts[part.tp] = part
-        if self._consumer is None:
-            # fetch_max_wait: once caught up, the scan's fetch must not hold a record long
-            self._consumer = kafka.consumer(
-                self.bus,
-                enable_auto_commit=False,
-                max_partition_fetch_bytes=4 * 1024 * 1024,
-                fetch_max_wait_ms=50,
-            )
-            await self._consumer.start()
+        if self._consumer is not None:
+            self._consumer.assign(list(self.parts))
+            await self._consumer.seek_to_beginning(part.tp)
+
+    async def begin(self) -> None:
+        """Start reading every partition added, from its first record."""
+        if self._consumer is not None:
+            return
+        # fetch_max_wait: once caught up, the scan's fetch must not hold a record long
+        self._consumer = kafka.consumer(
+            self.bus,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=50,
+        )
+        await self._consumer.start()
         self._consumer.assign(list(self.parts))
-        await self._consumer.seek_to_beginning(part.tp)
-        if part.cutover == 0:
-            part.total = part.delivered
-        if self._task is None:
-            self._task = asyncio.create_task(self._read(), name=f"backfill-{self.view.topic}")
+        await self._consumer.seek_to_beginning(*self.parts)
+        self._task = asyncio.create_task(self._read(), name=f"backfill-{self.view.topic}")
 
     def drop(self, tp: TopicPartition) -> None:
         """Stop scanning ``tp`` (it went to another router, or its backfill ended)."""

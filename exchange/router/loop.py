@@ -86,6 +86,7 @@ class Router(AsyncService):
         instance: str | None = None,
         max_batch: int = 5000,
         session_timeout_ms: int = 10_000,
+        backfill: bool = True,
     ) -> None:
         check_mask_secret(master_secret, development=bus.development)  # no public secret
         self.bus = bus
@@ -110,6 +111,7 @@ class Router(AsyncService):
         #: source partition -> next offset this router routes (what backfills wait for)
         self._live: dict[Any, int] = {}
         self.backfiller: Backfiller | None = None
+        self.backfill = backfill  # off: new views get live records only (no 全量)
         self._watchdog: BrokerWatchdog | None = None
         self._book_writer: asyncio.Task[None] | None = None  # book snapshots for sessions
         self._command_audit: CommandAuditor | None = None  # commands written without a client
@@ -239,6 +241,7 @@ class Router(AsyncService):
             self.metrics,
             self.instance,
             self._live,
+            enabled=self.backfill,
         )
         await self.backfiller.start(self._producer)
         await self.recompile()
