@@ -105,6 +105,18 @@ class Settings(BaseSettings):
         default=30 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.dlq.* topics"
     )
     router_group: str = Field(default="gov-exchange-router", description="router consumer group")
+    router_backfill: bool = Field(
+        default=True,
+        description="a new, wider or resynced view first gets the current state of the "
+        "resource (全量: each key's latest record), then the changes; false: changes only",
+    )
+    router_backfill_chunk: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="backfilled records a router delivers between two live batches, at most: "
+        "lower keeps other consumers' latency lower, higher backfills faster",
+    )
     router_session_timeout_ms: int = Field(
         default=10_000,
         ge=1_000,

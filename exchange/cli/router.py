@@ -70,6 +70,8 @@ def router(
             master_secret=secret.value,
             metrics=metrics,
             session_timeout_ms=session_timeout_ms or s.router_session_timeout_ms,
+            backfill=s.router_backfill,
+            backfill_chunk=s.router_backfill_chunk,
         )
         if secret.origin != "EXCHANGE_MASK_SECRET":
             typer.secho(f"note: {secret.origin}", fg=typer.colors.YELLOW, err=True)

@@ -87,6 +87,7 @@ class Router(AsyncService):
         max_batch: int = 5000,
         session_timeout_ms: int = 10_000,
         backfill: bool = True,
+        backfill_chunk: int | None = None,
     ) -> None:
         check_mask_secret(master_secret, development=bus.development)  # no public secret
         self.bus = bus
@@ -112,6 +113,7 @@ class Router(AsyncService):
         self._live: dict[Any, int] = {}
         self.backfiller: Backfiller | None = None
         self.backfill = backfill  # off: new views get live records only (no 全量)
+        self.backfill_chunk = backfill_chunk
         self._watchdog: BrokerWatchdog | None = None
         self._book_writer: asyncio.Task[None] | None = None  # book snapshots for sessions
         self._command_audit: CommandAuditor | None = None  # commands written without a client
@@ -243,6 +245,8 @@ class Router(AsyncService):
             self._live,
             enabled=self.backfill,
         )
+        if self.backfill_chunk is not None:
+            self.backfiller.chunk = self.backfill_chunk
         await self.backfiller.start(self._producer)
         await self.recompile()
         self._watchdog = BrokerWatchdog(self._consumer, self.follower, self.settler, self.metrics)

@@ -40,7 +40,6 @@ from routing_support import (
 )
 
 from exchange.bus import topics
-from exchange.router.backfill import BACKFILL
 from exchange.bus.connection import Connection
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
@@ -48,6 +47,7 @@ from exchange.clients.department import Department
 from exchange.clients.reader import Received
 from exchange.dev import sample
 from exchange.errors import PermissionDenied
+from exchange.router.backfill import BACKFILL
 
 pytestmark = pytest.mark.integration
 
