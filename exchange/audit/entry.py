@@ -48,6 +48,7 @@ class Action(StrEnum):
     RECORD_DEAD_LETTERED = "RECORD_DEAD_LETTERED"
     CATALOG_CHANGED = "CATALOG_CHANGED"
     COMMAND_REFUSED = "COMMAND_REFUSED"
+    RESYNC_REQUESTED = "RESYNC_REQUESTED"
 
 
 class Decision(StrEnum):
@@ -68,6 +69,7 @@ class Decision(StrEnum):
     #: that old entries are read, and found by ``--decision denied``. Never written now
     REFUSED = "refused"
     RESET = "reset"
+    REQUESTED = "requested"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before

@@ -138,10 +138,11 @@ class BackfillScan:
             for tp, records in batch.items():
                 part = self.parts.get(tp)
                 if part is not None and records:
-                    self._scan(part, records)
+                    self.scan(part, records)
             await asyncio.sleep(0)  # let live routing run between two steps
 
-    def _scan(self, part: Part, records: list[Any]) -> None:
+    def scan(self, part: Part, records: list[Any]) -> None:
+        """Take ``records`` (the next ones of ``part``, in order) into its pending state."""
         pending, cutover = part.pending, part.cutover
         was_scanned = part.scanned
         for rec in records:
