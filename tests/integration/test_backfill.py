@@ -12,13 +12,19 @@ new field; a revocation in the middle of a backfill stops it at once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from routing_support import (
+    MASTER_SECRET,
     RouterRun,
     publish,
     read_raw,
@@ -30,14 +36,18 @@ from routing_support import (
 
 from exchange.audit.entry import Action
 from exchange.audit.log import entries_only, read_log
+from exchange.avro.jsoncodec import to_jsonable
 from exchange.bus import topics
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.reader import Received
+from exchange.clients.resync import request_resync, subscriptions
 from exchange.dev import sample
+from exchange.router import snapshot_file
 from exchange.router.backfill import BACKFILL
-from exchange.router.backfill_state import BackfillBook, summary
+from exchange.router.backfill_state import BackfillBook, Progress, summary
+from exchange.router.snapshot import current_state
 
 pytestmark = pytest.mark.integration
 
@@ -191,6 +201,85 @@ async def test_widened_grant_backfills_the_new_field_for_existing_keys(
     assert set(widened) >= want
     for cert in want:
         assert widened[cert].value["address"] == scenario.latest[cert]["address"]
+
+
+async def test_snapshot_file_equals_the_consumers_view_and_its_manifest_hash_matches(
+    bus: Connection, scenario: Scenario, router: RouterRun, tmp_path: Path
+) -> None:
+    await backfills_done(bus, "police")
+    got = await read_topic(bus, topics.delivery("police", BMC), idle=1.0, dedup=False)
+    held: dict[str, dict[str, Any]] = {}  # what police's view holds: the latest per key
+    for rec in sorted(got, key=lambda r: (r.partition, r.offset)):
+        held[rec.value["certificate_no"]] = to_jsonable(rec.value)
+    async with Department(bus, "police") as police:
+        state = await current_state(bus, police.state, "police", BMC, MASTER_SECRET)
+    path = tmp_path / "police.jsonl"
+    manifest = snapshot_file.write(state, path)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert {r["certificate_no"]: r for r in rows} == held  # record for record
+    assert len(rows) == len(held) == manifest["rows"]
+    assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert manifest["row_filter"] == ZJ
+    assert manifest["masks"] == {"mother_id_number": "keep:6:4"}
+    assert "father_name" not in path.read_text(encoding="utf-8")
+    parquet = tmp_path / "police.parquet"
+    snapshot_file.write(state, parquet)
+    table = pq.read_table(parquet)
+    assert table.num_rows == len(held)
+    assert table.schema.field("birth_date").type == pa.date32()  # typed from the view schema
+    assert table.schema.names == list(state.view.view.fields)
+    by_cert = {r["certificate_no"]: r for r in table.to_pylist()}
+    assert {c: r["mother_id_number"] for c, r in by_cert.items()} == {
+        c: r["mother_id_number"] for c, r in held.items()
+    }
+    csv_path = tmp_path / "police.csv"
+    snapshot_file.write(state, csv_path)
+    assert len(csv_path.read_text(encoding="utf-8").splitlines()) == len(held) + 1
+
+
+async def test_resync_delivers_the_whole_view_again(
+    bus: Connection, scenario: Scenario, router: RouterRun
+) -> None:
+    want = expected_keys(scenario)
+    async with Department(bus, "police") as police:
+        request = await request_resync(bus, police, BMC, reason="新系统上线 a new system")
+        listed = {s.resource: s for s in await subscriptions(bus, police)}
+    parts = await backfills_done(bus, "police", request=request)
+    jobs = {p.job.encode() for p in parts}
+
+    def resynced(out: list[Received]) -> list[str]:
+        return [
+            r.value["certificate_no"] for r in out if r.headers.get(BACKFILL, "").encode() in jobs
+        ]
+
+    got = await delivered(bus, lambda out: len(resynced(out)) >= len(want))
+    assert set(resynced(got)) >= want
+    assert sum(p.delivered for p in parts) == len(set(resynced(got)))
+    assert BMC in listed
+    log = [e for _, e in entries_only(await read_log(bus))]
+    assert any(
+        e.action is Action.RESYNC_REQUESTED and e.details.get("request") == request for e in log
+    )
+
+
+async def backfills_done(
+    bus: Connection, consumer: str, *, request: str | None = None
+) -> list[Progress]:
+    """Wait until every backfill of ``consumer``'s BMC view is done (answering ``request``)."""
+    book = BackfillBook(bus)
+    await book.start()
+    try:
+
+        def done() -> bool:
+            parts = book.of_view(consumer, BMC)
+            return bool(parts) and all(
+                p.state == "done" and (request is None or p.request == request) for p in parts
+            )
+
+        await wait_for(done, within=60, what=f"{consumer}'s backfills done")
+        return book.of_view(consumer, BMC)
+    finally:
+        await book.stop()
 
 
 async def test_revocation_in_the_middle_of_a_backfill_stops_it(
