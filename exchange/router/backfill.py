@@ -222,9 +222,12 @@ class Backfiller:
                 return
             if (request.request, tp.partition) not in self.progress.refused:
                 self.progress.refuse(request, tp.partition, refusal, self.drafts)
-        if prev is None or prev.state == "ended" or widens(view.view, prev):
-            trigger = "grant" if prev is None or prev.state == "ended" else "widened"
-            await self._run(view, Part(tp, cutover), None, trigger, "")
+        # a view gone and back, or a backfill stopped short (its view changed, its scan
+        # failed): the consumer may not hold the current state, so it gets it again
+        if prev is None or prev.state in ("ended", "stopped"):
+            await self._run(view, Part(tp, cutover), None, "grant", "")
+        elif widens(view.view, prev):
+            await self._run(view, Part(tp, cutover), None, "widened", "")
         elif prev.shape != shape_of(view.view):  # narrower: nothing new to give
             self.progress.write(replace(prev, shape=shape_of(view.view), at=now))
 
