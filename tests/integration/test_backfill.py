@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_support import EXCHANGE, cli_env
 from routing_support import (
     MASTER_SECRET,
     RouterRun,
@@ -280,6 +282,33 @@ async def backfills_done(
         return book.of_view(consumer, BMC)
     finally:
         await book.stop()
+
+
+async def test_the_commands_a_department_runs(
+    bus: Connection, scenario: Scenario, tmp_path: Path
+) -> None:
+    """``exchange subscriptions``, ``snapshot`` (and a bad file name) as a user runs them."""
+    await backfills_done(bus, "police")
+    env = cli_env(bus, EXCHANGE_MASK_SECRET=MASTER_SECRET.decode())
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EXCHANGE, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    listed = await asyncio.to_thread(cli, "subscriptions", "--as", "police")
+    assert listed.returncode == 0, listed.stderr
+    line = next(ln for ln in listed.stdout.splitlines() if ln.startswith(BMC))
+    assert "backfill done:" in line
+    out = tmp_path / "police.csv"
+    done = await asyncio.to_thread(cli, "snapshot", BMC, "--as", "police", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "police.csv.manifest.json").read_text(encoding="utf-8"))
+    assert manifest["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert f"wrote {manifest['rows']} records" in done.stdout
+    bad = await asyncio.to_thread(cli, "snapshot", BMC, "--as", "police", "-o", "x.xlsx")
+    assert bad.returncode != 0
+    assert "x.xlsx: the file name must end in .jsonl, .csv or .parquet" in bad.stderr
 
 
 async def test_revocation_in_the_middle_of_a_backfill_stops_it(
