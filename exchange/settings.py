@@ -160,6 +160,21 @@ class Settings(BaseSettings):
         "0.0.0.0 (every interface) only behind a firewall",
     )
 
+    http_login_failures: int = Field(
+        default=10,
+        ge=1,
+        description="failed logins from one client address, within http_login_window_s, "
+        "after which the HTTP services (exchange registry) answer its requests 429",
+    )
+    http_login_window_s: float = Field(
+        default=60.0, gt=0, description="window in which failed logins are counted (seconds)"
+    )
+    http_login_block_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="how long a client that failed too often is refused (seconds; Retry-After)",
+    )
+
     def topic_policy(self) -> TopicPolicy:
         """Partitions, replication and retention of the topics this process creates."""
         from exchange.bus.topic_config import TopicPolicy

@@ -48,6 +48,13 @@ class Action(StrEnum):
     RECORD_DEAD_LETTERED = "RECORD_DEAD_LETTERED"
     CATALOG_CHANGED = "CATALOG_CHANGED"
     COMMAND_REFUSED = "COMMAND_REFUSED"
+    #: a request to an HTTP service of the bus refused: wrong credentials, a client blocked
+    #: after repeated failed logins, a subject or schema not disclosed to the caller
+    ACCESS_DENIED = "ACCESS_DENIED"
+    #: 接口调用: one request by key to the gateway, whatever its answer
+    RECORD_QUERIED = "RECORD_QUERIED"
+    #: 核验: one verification request to the gateway, whatever its answer
+    RECORD_VERIFIED = "RECORD_VERIFIED"
     RESYNC_REQUESTED = "RESYNC_REQUESTED"
 
 
@@ -69,6 +76,15 @@ class Decision(StrEnum):
     #: that old entries are read, and found by ``--decision denied``. Never written now
     REFUSED = "refused"
     RESET = "reset"
+    #: the gateway answered a request by key with the caller's view of the record
+    ANSWERED = "answered"
+    #: no record with that key in the caller's view (missing, or outside its row filter)
+    NOT_FOUND = "not_found"
+    #: over a grant's quota: answered 429
+    QUOTA_EXCEEDED = "quota_exceeded"
+    #: a verification's values match a record / match none
+    MATCHED = "matched"
+    NOT_MATCHED = "not_matched"
     REQUESTED = "requested"
 
 

@@ -43,7 +43,7 @@ from exchange.bus.registry import SchemaRegistry
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog
 from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
-from exchange.sharing.records import GRANT_EVENT
+from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -52,7 +52,7 @@ SNAPSHOT = ControlCodec(CATALOG_SNAPSHOT, older=(CATALOG_SNAPSHOT_V1,))
 #: the schema of every control record the bus writes, older versions included: each is
 #: registered on gov.ctl.schemas by every catalog load and every router start, so the
 #: records of a bus written before one was registered resolve too
-CONTROL_SCHEMAS = (CATALOG_SNAPSHOT_V1, CATALOG_SNAPSHOT, GRANT_EVENT, AUDIT_ENTRY)
+CONTROL_SCHEMAS = (CATALOG_SNAPSHOT_V1, CATALOG_SNAPSHOT, GRANT_EVENT_V1, GRANT_EVENT, AUDIT_ENTRY)
 
 
 @dataclass
