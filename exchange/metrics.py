@@ -84,6 +84,17 @@ class RouterMetrics:
             ["resource", "consumer"],
             registry=r,
         )
+        self.backfilled = Counter(
+            f"{prefix}_records_backfilled",
+            "Records delivered by a backfill (全量: the current state of a consumer's view)",
+            ["resource", "consumer"],
+            registry=r,
+        )
+        self.backfills = Gauge(
+            f"{prefix}_backfills_running",
+            "Backfills this router is running (views times source partitions)",
+            registry=r,
+        )
         self.dead_letters = Counter(
             f"{prefix}_records_dead_lettered",
             "Source records sent to the dead-letter topic",

@@ -113,7 +113,19 @@ class Settings(BaseSettings):
         "reading gov.audit does not let anyone test an ID number. Unset: unkeyed hashes",
     )
     source_retention_ms: int = Field(
-        default=7 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.src.* topics"
+        default=7 * 24 * 3600 * 1000,
+        ge=-1,
+        description="retention of new gov.src.* topics when source_compaction is off",
+    )
+    source_compaction: bool = Field(
+        default=True,
+        description="compact new gov.src.* topics (the latest record per key, for backfills "
+        "全量) unless the catalog declares the resource's source_retention_days",
+    )
+    source_tombstone_ms: int = Field(
+        default=24 * 3600 * 1000,
+        ge=0,
+        description="how long a compacted gov.src.* topic keeps a deletion (tombstone)",
     )
     delivery_retention_ms: int = Field(
         default=7 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.dlv.* topics"
@@ -122,6 +134,18 @@ class Settings(BaseSettings):
         default=30 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.dlq.* topics"
     )
     router_group: str = Field(default="gov-exchange-router", description="router consumer group")
+    router_backfill: bool = Field(
+        default=True,
+        description="a new, wider or resynced view first gets the current state of the "
+        "resource (全量: each key's latest record), then the changes; false: changes only",
+    )
+    router_backfill_chunk: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="backfilled records a router delivers between two live batches, at most: "
+        "lower keeps other consumers' latency lower, higher backfills faster",
+    )
     router_session_timeout_ms: int = Field(
         default=10_000,
         ge=1_000,
@@ -189,6 +213,8 @@ class Settings(BaseSettings):
             partitions=self.partitions,
             audit_retention_ms=self.audit_retention_ms,
             source_retention_ms=self.source_retention_ms,
+            source_compaction=self.source_compaction,
+            source_tombstone_ms=self.source_tombstone_ms,
             delivery_retention_ms=self.delivery_retention_ms,
             dead_letter_retention_ms=self.dead_letter_retention_ms,
         )

@@ -90,9 +90,10 @@ def generate(catalog: Catalog, *, router_group: str = ROUTER_GROUP) -> list[Acl]
         allow(dept, "topic", f"gov.src.{dept}.", "prefixed", Op.WRITE, Op.DESCRIBE_CONFIGS)
         allow(dept, "topic", f"gov.dlv.{dept}.", "prefixed", Op.READ)
         allow(dept, "group", f"{dept}.", "prefixed", Op.READ)
-        for t in (topics.CATALOG, topics.SCHEMAS, topics.GRANTS, topics.BOOK):
+        for t in (topics.CATALOG, topics.SCHEMAS, topics.GRANTS, topics.BOOK, topics.BACKFILL):
             allow(dept, "topic", t, "literal", Op.READ)
         allow(dept, "topic", topics.GRANTS, "literal", Op.WRITE)
+        allow(dept, "topic", topics.RESYNC, "literal", Op.WRITE)  # 'exchange resync' requests
         allow(dept, "topic", topics.AUDIT, "literal", Op.WRITE)
 
     allow(ROUTER, "topic", "gov.src.", "prefixed", Op.READ)
@@ -105,6 +106,9 @@ def generate(catalog: Catalog, *, router_group: str = ROUTER_GROUP) -> list[Acl]
     allow(ROUTER, "topic", topics.SCHEMAS, "literal", Op.WRITE)
     # only routers write grant book snapshots, which sessions start from
     allow(ROUTER, "topic", topics.BOOK, "literal", Op.READ, Op.WRITE)
+    # only routers write backfill progress (a department reads it, and asks for a resync)
+    allow(ROUTER, "topic", topics.BACKFILL, "literal", Op.READ, Op.WRITE)
+    allow(ROUTER, "topic", topics.RESYNC, "literal", Op.READ)
     # reads the log too: a command written without a client is audited unless it is already
     allow(ROUTER, "topic", topics.AUDIT, "literal", Op.READ, Op.WRITE)
     allow(ROUTER, "group", router_group, "literal", Op.READ)
@@ -112,7 +116,7 @@ def generate(catalog: Catalog, *, router_group: str = ROUTER_GROUP) -> list[Acl]
 
     allow(ADMIN, "topic", topics.CATALOG, "literal", Op.READ, Op.WRITE, Op.CREATE)
     allow(ADMIN, "topic", topics.SCHEMAS, "literal", Op.READ, Op.WRITE, Op.CREATE)
-    for t in (topics.GRANTS, topics.BOOK, topics.AUDIT):
+    for t in (topics.GRANTS, topics.BOOK, topics.BACKFILL, topics.RESYNC, topics.AUDIT):
         allow(ADMIN, "topic", t, "literal", Op.CREATE, Op.DESCRIBE)
     allow(ADMIN, "topic", "gov.src.", "prefixed", Op.CREATE, Op.DESCRIBE)
     allow(ADMIN, "topic", topics.AUDIT, "literal", Op.WRITE)

@@ -60,6 +60,8 @@ class Action(StrEnum):
     #: a file connector published a file whole / refused it whole (nothing sent)
     FILE_IMPORTED = "FILE_IMPORTED"
     FILE_IMPORT_REFUSED = "FILE_IMPORT_REFUSED"
+    #: a department asked for its full view again (exchange resync)
+    RESYNC_REQUESTED = "RESYNC_REQUESTED"
 
 
 class Decision(StrEnum):
@@ -92,6 +94,7 @@ class Decision(StrEnum):
     MATCHED = "matched"
     NOT_MATCHED = "not_matched"
     SIGNED = "signed"
+    REQUESTED = "requested"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before
@@ -161,15 +164,17 @@ def _without(*actions: Action) -> dict[str, Any]:
 _GATEWAY = (Action.RECORD_QUERIED, Action.RECORD_VERIFIED)
 #: the schemas before ACCESS_DENIED (HTTP refusals), RECORD_QUERIED / RECORD_VERIFIED (the
 #: gateway), CHAIN_HEAD (signed chain heads) and FILE_IMPORTED / FILE_IMPORT_REFUSED (file
-#: connectors) were added to the actions, oldest first:
+#: connectors) and RESYNC_REQUESTED were added to the actions, oldest first:
 #: entries written with them are still read
-_FILES = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED)
-AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_FILES)
-AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_FILES)
-AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_FILES)
-AUDIT_ENTRY_V4 = _without(*_FILES)
+_LATER = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED, Action.RESYNC_REQUESTED)
+AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_LATER)
+AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_LATER)
+AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_LATER)
+AUDIT_ENTRY_V4 = _without(*_LATER)
+AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED)
 AUDIT_CODEC = ControlCodec(
-    AUDIT_ENTRY, older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, AUDIT_ENTRY_V3, AUDIT_ENTRY_V4)
+    AUDIT_ENTRY,
+    older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, AUDIT_ENTRY_V3, AUDIT_ENTRY_V4, AUDIT_ENTRY_V5),
 )
 
 

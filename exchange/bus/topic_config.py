@@ -6,11 +6,15 @@ family                 topics                                       kept
 control, history       ``gov.ctl.catalog``, ``gov.ctl.grants``      forever (``retention.ms=-1``,
                                                                     ``retention.bytes=-1``): replay
                                                                     reads every snapshot and event
-control, keyed         ``gov.ctl.schemas``, ``gov.ctl.book``        compacted: the last record of
-                                                                    each key (schema id, router)
+control, keyed         ``gov.ctl.schemas``, ``gov.ctl.book``,       compacted: the last record of
+                       ``gov.ctl.backfill``, ``gov.ctl.resync``     each key (schema id, router,
+                                                                    backfill of a view, request)
 audit                  ``gov.audit``                                ``audit_retention_ms``: forever
                                                                     by default (hash chains)
-sources                ``gov.src.<provider>.<resource>``            ``source_retention_ms`` (7 d)
+sources                ``gov.src.<provider>.<resource>``            compacted (the latest record of
+                                                                    each key: 全量 current state);
+                                                                    or the catalog's
+                                                                    ``source_retention_days``
 deliveries             ``gov.dlv.<consumer>.<resource>``            ``delivery_retention_ms`` (7 d)
 dead letters           ``gov.dlq.<resource>``                       ``dead_letter_retention_ms``
                                                                     (30 d)
@@ -25,6 +29,20 @@ an entry that falls out of the topic breaks ``exchange audit verify`` on the top
 the legal retention period of an access log differs by jurisdiction (often several
 years). An operator who archives it (``exchange audit archive``) may set a finite
 period (``EXCHANGE_AUDIT_RETENTION_MS``); the check then accepts that period or longer.
+
+Source topics are compacted by default: every resource has a key field, its
+value is the Kafka key, and a backfill (全量, :mod:`exchange.router.backfill`)
+needs each key's latest record however old. A deletion is a tombstone (a
+record with no value) that compaction keeps ``source_tombstone_ms`` (a day by
+default) after it removed every older record of the key, so a deleted key
+never comes back. A resource whose catalog entry declares
+``source_retention_days`` keeps its records that long instead (delete by
+time): its current state is then the last ``source_retention_days`` only.
+With ``EXCHANGE_SOURCE_COMPACTION=false`` the platform's
+``source_retention_ms`` applies to sources that declare nothing. The embedded
+broker takes the settings and keeps everything in memory (it compacts
+nothing): a backfill reads every record and keeps the latest per key itself,
+which is what it does on Kafka too for the head not compacted yet.
 
 The policy of a process is part of its :class:`~exchange.bus.connection.Connection`,
 built once at its entry point from :class:`~exchange.settings.Settings`.
@@ -50,7 +68,7 @@ FOREVER = -1
 
 #: topics whose whole history a replay needs: a retention that can lose entries is refused
 CONTROL_HISTORY = (topics.CATALOG, topics.GRANTS)
-CONTROL_KEYED = (topics.SCHEMAS, topics.BOOK)
+CONTROL_KEYED = (topics.SCHEMAS, topics.BOOK, topics.BACKFILL, topics.RESYNC)
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,10 @@ class TopicPolicy:
     partitions: int = 3
     audit_retention_ms: int = FOREVER
     source_retention_ms: int = 7 * DAY_MS
+    #: sources compacted (latest record per key) unless the catalog declares a retention
+    source_compaction: bool = True
+    #: how long a compacted source keeps a tombstone after the older records of its key
+    source_tombstone_ms: int = DAY_MS
     delivery_retention_ms: int = 7 * DAY_MS
     dead_letter_retention_ms: int = 30 * DAY_MS
     #: (source topic, retention ms) the catalog sets for some resources
@@ -101,6 +123,10 @@ class TopicPolicy:
             "dead-letter": self.dead_letter_retention_ms,
         }
         overrides = dict(self.source_overrides)
+        if self.source_compaction and self.family(topic) == "source" and topic not in overrides:
+            out["cleanup.policy"] = "compact"
+            out["delete.retention.ms"] = str(self.source_tombstone_ms)
+            return out
         retention = overrides[topic] if topic in overrides else by_family.get(self.family(topic))
         if retention is not None:
             out["cleanup.policy"] = "delete"

@@ -8,6 +8,9 @@
 ``gov.ctl.schemas``             every schema by id (resource, view and control records)
 ``gov.ctl.grants``              applications, approvals, rejections, revocations
 ``gov.ctl.book``                snapshots of the grant book, written by routers (compacted)
+``gov.ctl.backfill``            backfill progress per view and partition, resync requests
+                                (compacted, written by routers; exchange.router.backfill_state)
+``gov.ctl.resync``              a department's requests for its full view again (compacted)
 ``gov.audit``                   the access log
 ==============================  ==================================================
 """
@@ -20,8 +23,10 @@ CATALOG = "gov.ctl.catalog"
 SCHEMAS = "gov.ctl.schemas"
 GRANTS = "gov.ctl.grants"
 BOOK = "gov.ctl.book"
+BACKFILL = "gov.ctl.backfill"
+RESYNC = "gov.ctl.resync"
 AUDIT = "gov.audit"
-CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, AUDIT)
+CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, BACKFILL, RESYNC, AUDIT)
 #: the routers' consumer group on GRANTS whose one member audits commands written without
 #: a client (exchange.router.command_audit)
 COMMAND_AUDIT_GROUP = "gov-exchange-command-audit"

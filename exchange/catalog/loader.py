@@ -259,6 +259,7 @@ def _load_resource(
         schema_id=avro.schema_id(schema),
         fields=tuple(infos),
         source_retention_days=spec.source_retention_days,
+        resync_interval_hours=spec.resync_interval_hours,
     )
 
 

@@ -175,6 +175,12 @@ class ResourceSpec(_Strict):
         description="how long gov.src.<provider>.<id> keeps records: days, -1 for ever; "
         "unset: the platform's EXCHANGE_SOURCE_RETENTION_MS (7 days by default)",
     )
+    resync_interval_hours: int | None = Field(
+        default=None,
+        ge=1,
+        description="a consumer may ask for its full view again ('exchange resync') at "
+        "most once in this many hours; unset: whenever it asks",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -219,6 +225,8 @@ class Resource(_Strict):
     fields: tuple[FieldInfo, ...]
     #: retention of the source topic in days (-1: for ever); None: the platform's default
     source_retention_days: int | None = None
+    #: at most one 'exchange resync' per consumer in this many hours (None: no limit)
+    resync_interval_hours: int | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

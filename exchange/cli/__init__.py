@@ -108,7 +108,7 @@ def bench(
     is met; the table and the JSON say which engine.
     """
     from exchange.cli.common import fail, run, settings
-    from exchange.dev import engines
+    from exchange.dev import bench_backfill, engines
     from exchange.dev.bench import format_rows, run_bench, write_json
 
     if engine not in ("embedded", "kafka"):
@@ -132,6 +132,7 @@ def bench(
             engine=engine,
             nodes=nodes,
             cluster=cluster,
+            extra=bench_backfill.rows,
         )
     )
     typer.echo(format_rows(rows))

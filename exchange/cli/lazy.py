@@ -73,6 +73,21 @@ COMMANDS: dict[str, Lazy] = {
         "applications",
         "List applications, newest first; overdue = unanswered after 10 working days.",
     ),
+    "subscriptions": Lazy(
+        "backfill",
+        "subscriptions",
+        'List what you receive, and each backfill\'s progress (e.g. "backfill 412,000 / 1,000,000").',
+    ),
+    "resync": Lazy(
+        "backfill",
+        "resync",
+        "Ask for your full view of a resource again: the routers backfill it, then go on live.",
+    ),
+    "snapshot": Lazy(
+        "backfill",
+        "snapshot",
+        "Write a department's view of the current state of a resource to a file, with a manifest.",
+    ),
     "router": Lazy(
         "router",
         "router",

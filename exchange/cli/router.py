@@ -73,6 +73,8 @@ def router(
             trace_key=(
                 s.audit_trace_key.get_secret_value().encode() if s.audit_trace_key else None
             ),
+            backfill=s.router_backfill,
+            backfill_chunk=s.router_backfill_chunk,
         )
         if s.audit_trace_key is None:
             typer.secho(

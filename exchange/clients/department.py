@@ -222,6 +222,10 @@ class Department:
             Draft(action, actor=actor, decision=decision, details=details, **facts)
         )
 
+    async def audit(self, action: Action, decision: str, **facts: Any) -> None:
+        """Write one audit entry of this department (a resync request, a snapshot file)."""
+        await self._audit_entry(action, decision, **facts)
+
     @asynccontextmanager
     async def _refusals_audited(self, command: str, facts: dict[str, Any]) -> AsyncIterator[None]:
         """Audit a refusal of the command (COMMAND_REFUSED, with the reason), then re-raise it.

@@ -39,6 +39,7 @@ from exchange.audit.entry import (
     AUDIT_ENTRY_V2,
     AUDIT_ENTRY_V3,
     AUDIT_ENTRY_V4,
+    AUDIT_ENTRY_V5,
     Action,
     Decision,
     Draft,
@@ -71,6 +72,7 @@ CONTROL_SCHEMAS = (
     AUDIT_ENTRY_V2,
     AUDIT_ENTRY_V3,
     AUDIT_ENTRY_V4,
+    AUDIT_ENTRY_V5,
     AUDIT_ENTRY,
 )
 

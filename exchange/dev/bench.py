@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,12 +101,13 @@ class Sizes:
     rounds: int  # revocations
     backlog: int  # records of each router-process run
     quick: bool  # shorter fixed waits
+    backfill: int = 2_000  # distinct keys backfilled (rows 7)
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(30_000, 500, 2, 3, 40_000, True)
-        return cls(60_000, 2000, 20, 20, 80_000, False)
+            return cls(30_000, 500, 2, 3, 40_000, True, 100_000)
+        return cls(60_000, 2000, 20, 20, 80_000, False, 1_000_000)
 
 
 #: a run of every measure at a size that only shows the bench still works
@@ -133,6 +134,11 @@ class Setup:
     @property
     def provider(self) -> Connection:
         return self.as_(PROVIDER)
+
+
+#: rows measured by another module after these, with the same set-up (the backfill rows:
+#: exchange.dev.bench_backfill), so this one does not import it
+Extra = Callable[[Setup, Sizes, Callable[[str], None]], Awaitable[list[Row]]]
 
 
 @dataclass
@@ -773,6 +779,7 @@ async def run_bench(
     engine: str = "embedded",
     nodes: int = 1,
     cluster: KafkaCluster | None = None,
+    extra: Extra | None = None,
 ) -> list[Row]:
     """Every row, measured on ``engine``: "embedded" (or EXCHANGE_BOOTSTRAP_SERVERS when
     set), or "kafka" (EXCHANGE_BOOTSTRAP_SERVERS when set, else ``cluster``, else a
@@ -792,7 +799,7 @@ async def run_bench(
                 on.name = "kafka"
         step(f"measuring on {on.describe}")
         try:
-            rows = await _run_rows(on, Path(tmp), size, step)
+            rows = await _run_rows(on, Path(tmp), size, step, extra)
         finally:
             if on.stop is not None:
                 await asyncio.to_thread(on.stop)
@@ -803,7 +810,7 @@ async def run_bench(
 
 
 async def _run_rows(
-    on: Engine, workdir: Path, size: Sizes, step: Callable[[str], None]
+    on: Engine, workdir: Path, size: Sizes, step: Callable[[str], None], extra: Extra | None
 ) -> list[Row]:
     rows: list[Row] = []
     n = size.records
@@ -842,6 +849,8 @@ async def _run_rows(
     )
     step(f"router processes, {size.backlog} records each run: one, then two in one group")
     rows += await _measure_processes(s, source, size.backlog)
+    if extra is not None:  # more rows, on the same bus and catalog
+        rows += await extra(s, size, step)
     return rows
 
 

@@ -26,6 +26,9 @@ or catalog) is audited once per instance (exchange.router.notices); a broker
 that keeps it waiting is logged and counted (exchange.router.watchdog).
 Control topics that go backwards (recreated, truncated) pause routing until
 the state is rebuilt from them (exchange.router.control_reset): fail closed.
+A new or wider view first gets the current state of the resource (全量), a
+chunk at a time between two batches, in the same record batches as the live
+records that follow (exchange.router.backfill).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from exchange.control.state import ControlFollower, ControlState
 from exchange.lifecycle import AsyncService
 from exchange.metrics import RouterMetrics
 from exchange.router import book_writer
+from exchange.router.backfill import Backfiller
 from exchange.router.command_audit import CommandAuditor
 from exchange.router.control_reset import ControlResetGuard
 from exchange.router.dead_letters import DeadLetters
@@ -84,6 +88,8 @@ class Router(AsyncService):
         max_batch: int = 5000,
         session_timeout_ms: int = 10_000,
         trace_key: bytes | None = None,
+        backfill: bool = True,
+        backfill_chunk: int | None = None,
     ) -> None:
         check_mask_secret(master_secret, development=bus.development)  # no public secret
         self.bus = bus
@@ -107,6 +113,11 @@ class Router(AsyncService):
         self._consumer: Any = None
         self._producer: Any = None
         self._routing: PartitionRouter | None = None
+        #: source partition -> next offset this router routes (what backfills wait for)
+        self._live: dict[Any, int] = {}
+        self.backfiller: Backfiller | None = None
+        self.backfill = backfill  # off: new views get live records only (no 全量)
+        self.backfill_chunk = backfill_chunk
         self._watchdog: BrokerWatchdog | None = None
         self._book_writer: asyncio.Task[None] | None = None  # book snapshots for sessions
         self._command_audit: CommandAuditor | None = None  # commands written without a client
@@ -217,7 +228,8 @@ class Router(AsyncService):
         await self._consumer.start()
         self.settler.consumer = self._consumer
         self._consumer.subscribe(
-            pattern=topics.SOURCE_PATTERN, listener=SettleOnRevoke(self.settler, self.group)
+            pattern=topics.SOURCE_PATTERN,
+            listener=SettleOnRevoke(self.settler, self.group, self._assigned),
         )
         dead_letters = DeadLetters(
             self._producer,
@@ -235,6 +247,19 @@ class Router(AsyncService):
             self.metrics,
             self.key_hasher,
         )
+        self.backfiller = Backfiller(
+            self.bus,
+            self.view_table,
+            self._routing,
+            self.settler.drafts,
+            self.metrics,
+            self.instance,
+            self._live,
+            enabled=self.backfill,
+        )
+        if self.backfill_chunk is not None:
+            self.backfiller.chunk = self.backfill_chunk
+        await self.backfiller.start(self._producer)
         await self.recompile()
         self._watchdog = BrokerWatchdog(self._consumer, self.follower, self.settler, self.metrics)
         self._watchdog.start()
@@ -242,6 +267,11 @@ class Router(AsyncService):
         self._command_audit = await CommandAuditor.started(
             self.state, self.audit, session_timeout_ms=self.session_timeout_ms
         )
+
+    def _assigned(self) -> None:
+        self._live.clear()  # positions of partitions held before are not this router's now
+        if self.backfiller is not None:
+            self.backfiller.assignments += 1
 
     def _source_consumer(self) -> Any:
         return kafka.consumer(
@@ -270,6 +300,9 @@ class Router(AsyncService):
         await self.follower.stop()
         if self._producer is not None:
             await self.settler.close()
+        if self.backfiller is not None:  # after settling: its last progress is written
+            backfiller, self.backfiller = self.backfiller, None
+            await backfiller.stop()
         if self.audit is not None:
             await self.audit.stop()
         for client_attr in ("_consumer", "_producer"):
@@ -298,6 +331,11 @@ class Router(AsyncService):
         """
         settler = self.settler
         settler.raise_if_failed()
+        backfill = self.backfiller
+        if backfill is None or self._routing is None:
+            raise RuntimeError("the router is not started")
+        if backfill.ready:  # a backfill has records to deliver: no fetch waits for live ones
+            timeout_ms = 0
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
         if self.guard.paused:  # fail closed: nothing routed, nothing committed
             await self.guard.hold(batch)
@@ -310,7 +348,9 @@ class Router(AsyncService):
             await self.recompile()
         elif self.notices.watch_due():
             self.notices.watch(dt.datetime.now(dt.UTC))
-        if not batch:
+        if backfill.due:
+            await backfill.reconcile(self._consumer, batch)
+        if not batch and not backfill.ready:
             if settler.drafts:
                 settler.add([], [], {}, 0, None)
             return 0
@@ -321,10 +361,10 @@ class Router(AsyncService):
         count = 0
         mark = settler.drafts.mark()
         outbox = Outbox(self._producer)
-        if self._routing is None:
-            raise RuntimeError("the router is not started")
         route = self._routing.route
         try:
+            # the backfill's records first: in each partition they precede the live ones
+            chunks = await backfill.emit(outbox, now)
             for tp, records in batch.items():
                 count += len(records)
                 futures.extend(await route(tp.topic, records, now, outbox))
@@ -333,11 +373,14 @@ class Router(AsyncService):
                 settler.drafts.drop_from(mark)
                 await self.guard.hold(batch)  # the outbox is dropped: nothing delivered
                 return 0
-            futures.extend(await outbox.send())
+            sent = await outbox.send()
         except BaseException:
             settler.drafts.drop_from(mark)  # not committed: routed (and audited) again later
             raise
-        settler.add(futures, batch, offsets, count, started)
+        futures.extend(sent)
+        backfill.sent(chunks, sent)
+        self._live.update(offsets)
+        settler.add(futures, batch, offsets, count, started if batch else None)
         await settler.wait_for_room(MAX_UNSETTLED)
         return count
 

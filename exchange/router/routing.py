@@ -83,7 +83,7 @@ class PartitionRouter:
         # partition is the same for all of them
         source_partition = records[0].partition
         targets = [
-            (v, outbox.lane(v.topic, await self._partition(v.topic, source_partition)))
+            (v, outbox.lane(v.topic, await self.delivery_partition(v.topic, source_partition)))
             for v in views
         ]
         counts = [[0, 0] for _ in targets]  # per view: delivered, filtered
@@ -137,7 +137,7 @@ class PartitionRouter:
                         else str(record[key_field]).encode()
                     )
                 else:
-                    sid, body, record = _decode_other(decoder, value)
+                    sid, body, record = decode_other(decoder, value)
                     offsets, current, same_schema = None, False, sid == res.schema_id
                     key = str(record[key_field]).encode()
             except DecodeError as exc:
@@ -188,7 +188,7 @@ class PartitionRouter:
                 hashes = self.key_hasher.details(res.id, keys[i], digests)
                 self.drafts.add(_delivery_draft(res, view, records, delivered, filtered, hashes))
 
-    async def _partition(self, topic: str, source_partition: int) -> int:
+    async def delivery_partition(self, topic: str, source_partition: int) -> int:
         """Delivery partition: the source partition modulo the topic's partition count.
 
         A key always maps to one source partition, so it always maps to one delivery
@@ -202,7 +202,7 @@ class PartitionRouter:
         return source_partition % count
 
 
-def _decode_other(decoder: Decoder, value: bytes | None) -> tuple[int, memoryview, dict[str, Any]]:
+def decode_other(decoder: Decoder, value: bytes | None) -> tuple[int, memoryview, dict[str, Any]]:
     """Schema id, body and record of a value off the scanned fast path.
 
     Another registered version of the schema, a schema that is not scanned, or a

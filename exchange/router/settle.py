@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -301,9 +301,12 @@ class SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     A batch that fails here raises at the router's next ``route_once``.
     """
 
-    def __init__(self, settler: Settler, group: str) -> None:
+    def __init__(
+        self, settler: Settler, group: str, assigned: Callable[[], None] | None = None
+    ) -> None:
         self.settler = settler
         self.group = group
+        self.assigned = assigned  # told after every assignment (backfills follow partitions)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         if revoked:
@@ -316,6 +319,8 @@ class SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             self.group,
             partitions(assigned) or "none",
         )
+        if self.assigned is not None:
+            self.assigned()
 
 
 def partitions(tps: Any) -> str:

@@ -96,6 +96,8 @@ class ViewTable:
         #: resources whose views must be recompiled (None: all of them)
         self._stale_resources: set[str] | None = None
         self._next_expiry: dt.datetime | None = None
+        #: bumped by every recompile: who keeps something per view sees that they changed
+        self.generation = 0
 
     @property
     def stale(self) -> bool:
@@ -156,6 +158,7 @@ class ViewTable:
             await kafka.ensure_topics(self.bus, new_topics, partitions=self.partitions)
             self.known_topics |= new_topics
         self.views, self.decoders = views, decoders
+        self.generation += 1
         self._next_expiry = book.next_expiry(now)
         self._reloaded(only, book, started, now)
         return now

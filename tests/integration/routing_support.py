@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
@@ -185,3 +187,31 @@ async def list_topics(bus: Connection) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+def spawn_router(bus: Connection, group: str, **env_vars: str) -> subprocess.Popen[bytes]:
+    """A router process (``exchange router``) in ``group``; ``env_vars`` set its settings."""
+    env = dict(
+        os.environ,
+        **bus.environment(),
+        **env_vars,
+        EXCHANGE_MASK_SECRET="crash-test-secret-0123456789",
+        EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(SESSION_MS),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "exchange.cli", "router", "--group", group],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def committed_total(bus: Connection, group: str, source: str) -> int:
+    """Source records the group committed, over every partition of ``source``."""
+    c = kafka.consumer(bus, group_id=group)
+    await c.start()
+    try:
+        parts = await kafka.topic_partitions(c, source)
+        return sum([await c.committed(tp) or 0 for tp in parts])
+    finally:
+        await c.stop()

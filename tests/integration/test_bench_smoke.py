@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from exchange.dev import bench_backfill
 from exchange.dev.bench import TINY, format_rows, run_bench, write_json
 
 pytestmark = [
@@ -30,9 +31,9 @@ async def test_every_row_is_measured_at_a_tiny_size(
     # the bench loads a catalog of its own, which would replace the one in force there
     monkeypatch.delenv("EXCHANGE_BOOTSTRAP_SERVERS", raising=False)
     lines: list[str] = []
-    rows = await run_bench(quick=True, echo=lines.append, sizes=TINY)
+    rows = await run_bench(quick=True, echo=lines.append, sizes=TINY, extra=bench_backfill.rows)
     assert [r.name.split(" ")[0] for r in rows] == [
-        "1.", "1.", "2.", "2.", "3.", "4.", "4.", "4.", "5.", "6.",
+        "1.", "1.", "2.", "2.", "3.", "4.", "4.", "4.", "5.", "6.", "7.", "7.",
     ]  # fmt: skip
     for r in rows:
         assert r.value >= 0, r

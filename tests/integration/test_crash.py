@@ -17,13 +17,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 
 import pytest
-from routing_support import SESSION_MS
+from routing_support import committed_total, spawn_router
 
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
@@ -37,31 +36,6 @@ BMC = "birth_medical_certificate"
 TOTAL = 100_000 if os.environ.get("EXCHANGE_LONG_TESTS") else 20_000
 KILLS = 5
 CHUNK = 500
-
-
-def spawn_router(bus: Connection, group: str) -> subprocess.Popen[bytes]:
-    env = dict(
-        os.environ,
-        **bus.environment(),
-        EXCHANGE_MASK_SECRET="crash-test-secret-0123456789",
-        EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(SESSION_MS),
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "exchange.cli", "router", "--group", group],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def committed_total(bus: Connection, group: str, source: str) -> int:
-    c = kafka.consumer(bus, group_id=group)
-    await c.start()
-    try:
-        parts = await kafka.topic_partitions(c, source)
-        return sum([await c.committed(tp) or 0 for tp in parts])
-    finally:
-        await c.stop()
 
 
 @pytest.mark.timeout(900)

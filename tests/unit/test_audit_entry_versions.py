@@ -16,7 +16,13 @@ from exchange.audit.entry import AUDIT_CODEC, Action, AuditEntry, Decision, Draf
 from exchange.avro import schema as avro
 from exchange.avro import wire
 
-OLDER = [entry.AUDIT_ENTRY_V1, entry.AUDIT_ENTRY_V2, entry.AUDIT_ENTRY_V3, entry.AUDIT_ENTRY_V4]
+OLDER = [
+    entry.AUDIT_ENTRY_V1,
+    entry.AUDIT_ENTRY_V2,
+    entry.AUDIT_ENTRY_V3,
+    entry.AUDIT_ENTRY_V4,
+    entry.AUDIT_ENTRY_V5,
+]
 
 
 def _symbols(schema: dict[str, Any]) -> list[str]:
@@ -24,7 +30,7 @@ def _symbols(schema: dict[str, Any]) -> list[str]:
     return list(action["type"]["symbols"])
 
 
-@pytest.mark.parametrize("older", OLDER, ids=["v1", "v2", "v3", "v4"])
+@pytest.mark.parametrize("older", OLDER, ids=["v1", "v2", "v3", "v4", "v5"])
 def test_entries_of_an_earlier_vocabulary_decode_as_the_same_action(older: dict[str, Any]) -> None:
     sealed = AuditEntry.seal(
         Draft(action=Action.COMMAND_REFUSED, actor="police", decision=Decision.DENIED),

@@ -95,7 +95,7 @@ def test_the_topic_table_is_what_the_bus_creates_topics_with() -> None:
         for line in (KAFKA / "topics.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert len(rows) == 8
+    assert len(rows) == 10
     families = set()
     for topic, family, *settings in rows:
         example = (

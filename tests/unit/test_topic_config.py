@@ -35,11 +35,23 @@ def test_audit_is_kept_forever_unless_a_period_is_set() -> None:
     assert "retention.bytes" not in configs
 
 
-@pytest.mark.parametrize(
-    ("topic", "days"), [(SRC, 7), (DLV, 7), (DLQ, 30)], ids=["source", "delivery", "dead-letter"]
-)
+@pytest.mark.parametrize(("topic", "days"), [(DLV, 7), (DLQ, 30)], ids=["delivery", "dead-letter"])
 def test_data_topics_have_their_retention(topic: str, days: int) -> None:
     assert TopicPolicy().configs(topic)["retention.ms"] == str(days * DAY_MS)
+
+
+def test_sources_are_compacted_unless_the_catalog_declares_a_retention() -> None:
+    """The latest record of every key stays (backfills, 全量), and a tombstone a day."""
+    configs = TopicPolicy().configs(SRC)
+    assert configs["cleanup.policy"] == "compact"
+    assert configs["delete.retention.ms"] == str(DAY_MS)
+    assert "retention.ms" not in configs
+    declared = TopicPolicy().with_sources({SRC: 30 * DAY_MS}).configs(SRC)
+    assert declared["cleanup.policy"] == "delete"
+    assert declared["retention.ms"] == str(30 * DAY_MS)
+    off = TopicPolicy(source_compaction=False).configs(SRC)
+    assert off["cleanup.policy"] == "delete"
+    assert off["retention.ms"] == str(7 * DAY_MS)
 
 
 def test_replication_sets_min_insync_replicas_from_two() -> None:
@@ -119,4 +131,4 @@ def test_the_catalog_sets_a_source_topics_retention() -> None:
     )
     forever = policy.configs("gov.src.police.people")
     assert (forever["retention.ms"], forever["retention.bytes"]) == ("-1", "-1")
-    assert policy.configs("gov.src.market.licences")["retention.ms"] == str(7 * DAY_MS)
+    assert policy.configs("gov.src.market.licences")["cleanup.policy"] == "compact"

@@ -1,0 +1,433 @@
+"""Backfill (全量): a consumer first gets the current state of its view, then the changes.
+
+When a subscription or grant takes effect, a grant widens (more fields, a
+mask taken off, another row filter) or the consumer asks again (``exchange
+resync``), the router that owns a source partition delivers, from that
+partition, each key's latest record under the consumer's view — filtered,
+projected and masked by the very :class:`~exchange.router.view.CompiledView`
+live routing uses — to the consumer's delivery topic, then goes on with live
+records. Ordering, per source partition:
+
+- the cut-over offset is the first offset routed live with the new view (the
+  first record of the batch the view was compiled for); records before it
+  come from the backfill, from it on from live routing, so there is no gap;
+- a scan (:mod:`exchange.router.backfill_scan`) reads the partition from its
+  first record, keeps each key's latest record before the cut-over, and
+  drops a key as soon as it sees a newer record of it (or a tombstone);
+- a chunk goes out only once the scan has read as far as live routing has
+  routed, into the same record batch as the live records that follow it, so
+  a key's older record never follows its newer one.
+
+Backfill runs inside the router, between two live batches, at most
+:data:`CHUNK` records a round: other consumers' live records are not held up.
+Its chunks settle with the batch they go out with (acknowledged, then the
+``RECORDS_DELIVERED`` entries with ``kind=backfill``, then the offsets), and
+then its progress is written to ``gov.ctl.backfill``
+(:mod:`exchange.router.backfill_state`): a router that takes the partition
+over after a crash resumes after the last record acknowledged. A revocation
+or expiry recompiles the views; the backfill of a view that is gone stops
+at that round, like live delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+from dataclasses import replace
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from exchange.audit.entry import Action, Decision, Draft, detail_map
+from exchange.bus import topics
+from exchange.bus.connection import Connection
+from exchange.bus.envelope import RECORD_ID
+from exchange.metrics import RouterMetrics
+from exchange.router.backfill_progress import ProgressWriter
+from exchange.router.backfill_scan import BackfillScan, Part
+from exchange.router.backfill_state import BackfillBook, Progress, shape_of, widens
+from exchange.router.dead_letters import SOURCE_OFFSET
+from exchange.router.outbox import Outbox
+from exchange.router.routing import PartitionRouter
+from exchange.router.settle import PendingDrafts
+from exchange.router.view import CompiledView
+from exchange.router.view_table import ViewTable
+from exchange.sharing.records import new_id
+from exchange.sharing.records import now as record_time
+
+log = logging.getLogger(__name__)
+
+#: header on every record a backfill delivers: the backfill's id
+BACKFILL = "gov-backfill"
+CHUNK = 20_000  # backfilled records per routing round, at most, over every backfill
+#: backfills reading the source at once; the others wait their turn (3,600 grants written
+#: at once must not open 3,600 consumers), their cut-over already fixed
+MAX_SCANS = 4
+
+#: (part, keys delivered or skipped, records delivered, filtered, first and last offset)
+Chunk = tuple[Part, list[bytes], int, int, int, int]
+
+
+class Job:
+    """One consumer's view given its current state, over the partitions this router owns."""
+
+    def __init__(self, scan: BackfillScan, job_id: str, trigger: str, request: str) -> None:
+        self.scan = scan
+        self.id = job_id
+        self.trigger = trigger
+        self.request = request
+        self.shape = shape_of(scan.view.view)
+
+    @property
+    def view(self) -> CompiledView:
+        return self.scan.view
+
+
+class Backfiller:
+    """The router's backfills: started and stopped as views change, delivered between batches.
+
+    ``live`` is the router's own map of source partition to the next offset it routes
+    (updated after every batch); the backfiller only reads it.
+    """
+
+    def __init__(
+        self,
+        bus: Connection,
+        table: ViewTable,
+        routing: PartitionRouter,
+        drafts: PendingDrafts,
+        metrics: RouterMetrics,
+        instance: str,
+        live: dict[Any, int],
+        *,
+        enabled: bool = True,
+    ) -> None:
+        self.bus = bus
+        self.table = table
+        self.routing = routing
+        self.drafts = drafts
+        self.metrics = metrics
+        self.live = live
+        self.instance = instance
+        self.enabled = enabled  # off: push only (no 全量), as before backfills existed
+        self.chunk = CHUNK  # backfilled records per routing round, at most
+        self.book = BackfillBook(bus)
+        self.progress = ProgressWriter(instance, self.book)
+        self.jobs: dict[tuple[str, str], Job] = {}
+        self._seen: tuple[int, int, int] = (-1, -1, -1)  # generation, assignment, requests
+        self.assignments = 0  # bumped by the router when its partitions change
+
+    async def start(self, producer: Any) -> None:
+        if not self.enabled:
+            return
+        await self.book.start()
+        await self.progress.start(producer, self.table.state.registry)
+
+    async def stop(self) -> None:
+        for job in list(self.jobs.values()):
+            await job.scan.stop()
+        self.jobs.clear()
+        self.metrics.backfills.set(0)
+        await self.progress.stop()
+        await self.book.stop()
+
+    # --- which backfills run ----------------------------------------------------------
+
+    @property
+    def due(self) -> bool:
+        """True when views, partitions or resync requests changed since the last reconcile."""
+        return self.enabled and self._seen != self._marks()
+
+    def _marks(self) -> tuple[int, int, int]:
+        return (self.table.generation, self.assignments, len(self.book.requests))
+
+    async def reconcile(self, consumer: Any, batch: dict[Any, list[Any]]) -> None:
+        """Stop the backfills of views gone or changed; start or resume the ones now due.
+
+        ``batch`` is the batch about to be routed: a new view's cut-over in a partition
+        is its first offset there (the consumer's position if the batch has none).
+        """
+        self._seen = self._marks()
+        now = dt.datetime.now(dt.UTC)
+        views = {
+            (v.consumer, res): v
+            for res, vs in self.table.views.items()
+            for v in vs
+            if v.active(now)
+        }
+        assigned = set(consumer.assignment())
+        for key, job in list(self.jobs.items()):
+            view = views.get(key)
+            if view is None or shape_of(view.view) != job.shape:
+                why = "the view is gone (revoked or expired)" if view is None else "view changed"
+                await self._end(key, job, why)
+                continue
+            job.scan.view = view  # the same shape, compiled again (a catalog reload)
+            for tp in [tp for tp in job.scan.parts if tp not in assigned]:
+                job.scan.drop(tp)  # its new owner resumes it
+        self._mark_gone(views, assigned)
+        await self._consider_all(views, assigned, consumer, batch, now)
+        await self._begin_waiting()
+        self.metrics.backfills.set(sum(len(j.scan.parts) for j in self.jobs.values()))
+
+    async def _begin_waiting(self) -> None:
+        """Start scanning for backfills waiting their turn, up to :data:`MAX_SCANS` at once."""
+        slots = MAX_SCANS - sum(1 for j in self.jobs.values() if j.scan.begun)
+        for job in self.jobs.values():
+            if slots <= 0:
+                return
+            if not job.scan.begun and job.scan.parts:
+                await job.scan.begin()
+                slots -= 1
+
+    async def _consider_all(
+        self,
+        views: dict[tuple[str, str], CompiledView],
+        assigned: set[Any],
+        consumer: Any,
+        batch: dict[Any, list[Any]],
+        now: dt.datetime,
+    ) -> None:
+        for (name, res_id), view in views.items():
+            res = self.table.state.catalog.resources[res_id]
+            source = topics.source(res.provider, res_id)
+            for tp in sorted((tp for tp in assigned if tp.topic == source), key=lambda t: t[1]):
+                running = self.jobs.get((name, res_id))
+                if running is not None and tp in running.scan.parts:
+                    continue
+                await self._consider(view, tp, consumer, batch, now)
+
+    async def _consider(
+        self,
+        view: CompiledView,
+        tp: TopicPartition,
+        consumer: Any,
+        batch: dict[Any, list[Any]],
+        now: dt.datetime,
+    ) -> None:
+        """Resume, start or skip the backfill of ``view`` from source partition ``tp``."""
+        name, res_id = view.consumer, view.view.resource
+        prev = self.book.progress.get((name, res_id, tp.partition))
+        request = self.book.requests.get((name, res_id))
+        cutover = batch[tp][0].offset if batch.get(tp) else await consumer.position(tp)
+        if prev is not None and prev.running and prev.shape == shape_of(view.view):
+            part = Part(tp, prev.cutover, prev.through, prev.delivered, floor=cutover)
+            await self._run(view, part, prev.job, prev.trigger, prev.request)
+            return
+        if request is not None and (prev is None or prev.request != request.request):
+            refusal = self.progress.resync_refusal(request, prev, self.table.state.catalog, now)
+            if refusal is None:
+                await self._run(view, Part(tp, cutover), None, "resync", request.request)
+                return
+            if (request.request, tp.partition) not in self.progress.refused:
+                self.progress.refuse(request, tp.partition, refusal, self.drafts)
+        # a view gone and back, or a backfill stopped short (its view changed, its scan
+        # failed): the consumer may not hold the current state, so it gets it again
+        if prev is None or prev.state in ("ended", "stopped"):
+            await self._run(view, Part(tp, cutover), None, "grant", "")
+        elif widens(view.view, prev):
+            await self._run(view, Part(tp, cutover), None, "widened", "")
+        elif prev.shape != shape_of(view.view):  # narrower: nothing new to give
+            self.progress.write(replace(prev, shape=shape_of(view.view), at=now))
+
+    async def _run(
+        self, view: CompiledView, part: Part, job_id: str | None, trigger: str, request: str
+    ) -> None:
+        key = (view.consumer, view.view.resource)
+        job = self.jobs.get(key)
+        if job is None or (job_id is not None and job.id != job_id):
+            if job is not None:
+                await job.scan.stop()
+            res = self.table.state.catalog.resources[view.view.resource]
+            scan = BackfillScan(self.bus, res, self.table.decoders[res.id], view)
+            job = self.jobs[key] = Job(scan, job_id or new_id("BF"), trigger, request)
+        if part.cutover == 0 and not part.delivered:  # nothing before the view: done at once
+            part.total, part.done = 0, True
+            self.progress.write(progress_of(job, part, "done", self.instance))
+            if not job.scan.parts:
+                self.jobs.pop(key)
+            return
+        await job.scan.add(part)
+        self.progress.write(progress_of(job, part, "scanning", self.instance))
+        log.info(
+            "backfill %s (%s) of %s for %s from %s: records before offset %d",
+            job.id,
+            trigger,
+            view.view.resource,
+            view.consumer,
+            part.tp.topic,
+            part.cutover,
+        )
+
+    async def _end(self, key: tuple[str, str], job: Job, why: str) -> None:
+        """Stop a backfill at once: nothing more of it is delivered."""
+        self.jobs.pop(key, None)
+        await job.scan.stop()
+        for part in job.scan.parts.values():
+            if not part.done:
+                self.progress.write(progress_of(job, part, "stopped", self.instance, why))
+        log.info("backfill %s of %s for %s stopped: %s", job.id, key[1], key[0], why)
+
+    def _mark_gone(self, views: dict[tuple[str, str], CompiledView], assigned: set[Any]) -> None:
+        """Progress of views gone, on partitions held: ``ended``, so a new one backfills again."""
+        for (name, res_id, partition), prev in list(self.book.progress.items()):
+            if (name, res_id) in views or prev.state == "ended":
+                continue
+            if TopicPartition(f"gov.src.{self._provider(res_id)}.{res_id}", partition) in assigned:
+                self.progress.write(replace(prev, state="ended", reason="the view is gone"))
+
+    def _provider(self, res_id: str) -> str:
+        res = self.table.state.catalog.resources.get(res_id)
+        return res.provider if res is not None else ""
+
+    # --- delivering, between two live batches -------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True if some backfill has records it may deliver now (so no fetch should wait)."""
+        jobs = self.jobs.values()
+        return any(self._sendable(part) for job in jobs for part in job.scan.parts.values())
+
+    def _sendable(self, part: Part) -> bool:
+        live = max(part.floor, self.live.get(part.tp, 0))
+        return not part.done and part.scanned and part.read_to >= live
+
+    async def emit(self, outbox: Outbox, now: dt.datetime) -> list[tuple[Job, Chunk]]:
+        """Append up to ``chunk`` backfilled records to ``outbox``, before the live ones.
+
+        Nothing is taken off a backfill here: :meth:`sent` does it once the outbox was
+        handed to the producer (a batch dropped before that is backfilled again).
+        """
+        budget = self.chunk
+        chunks: list[tuple[Job, Chunk]] = []
+        for job in list(self.jobs.values()):
+            if job.scan.failed is not None:
+                log.error("backfill %s failed, it starts again: %s", job.id, job.scan.failed)
+                await self._end((job.view.consumer, job.view.view.resource), job, "scan failed")
+                self._seen = (-1, -1, -1)
+                continue
+            if not job.view.active(now):  # expired since the last recompile
+                continue
+            for part in job.scan.parts.values():
+                if budget <= 0:
+                    return chunks
+                if not self._sendable(part):
+                    continue
+                chunk = await self._fill(job, part, outbox, budget)
+                budget -= len(chunk[1])
+                chunks.append((job, chunk))
+        return chunks
+
+    async def _fill(self, job: Job, part: Part, outbox: Outbox, budget: int) -> Chunk:
+        view = job.view
+        partition = await self.routing.delivery_partition(view.topic, part.tp.partition)
+        add = outbox.lane(view.topic, partition).add
+        key_hash, through = view.key_hash, part.through
+        where, tag = f"{part.tp.partition}:", job.id.encode()
+        keys: list[bytes] = []
+        n = filtered = 0
+        first = last = -1
+        for key, (offset, out, rid) in itertools.islice(part.pending.items(), budget):
+            keys.append(key)
+            if offset <= through:
+                continue  # delivered before a restart
+            last = offset
+            first = offset if first < 0 else first
+            if out is None:
+                filtered += 1
+                continue
+            headers = [
+                (RECORD_ID, rid),
+                (SOURCE_OFFSET, (where + str(offset)).encode()),
+                (BACKFILL, tag),
+            ]
+            add(key if key_hash is None else key_hash(key), out, headers)
+            n += 1
+        return part, keys, n, filtered, first, last
+
+    def sent(self, chunks: list[tuple[Job, Chunk]], futures: list[Any]) -> None:
+        """The chunks were handed to the producer: take them off, audit, record progress."""
+        for job, (part, keys, n, filtered, first, last) in chunks:
+            pending = part.pending
+            for key in keys:
+                pending.pop(key, None)
+            part.delivered += n
+            part.through = max(part.through, last)
+            part.done = not pending
+            if n or filtered:
+                self.drafts.add(_draft(job, part, n, filtered, first, last))
+                self.metrics.backfilled.labels(job.view.view.resource, job.view.consumer).inc(n)
+            state = "done" if part.done else "sending"
+            self.progress.after(futures, progress_of(job, part, state, self.instance))
+        for (name, res_id), job in list(self.jobs.items()):
+            for tp in [tp for tp, p in job.scan.parts.items() if p.done]:
+                job.scan.drop(tp)
+            if not job.scan.parts:
+                self.jobs.pop((name, res_id))
+                self.progress.close_later(job.scan)
+                self._seen = (-1, -1, -1)  # a slot is free: the next reconcile begins a scan
+                log.info("backfill %s of %s for %s done", job.id, res_id, name)
+
+
+def progress_of(
+    job: Job, part: Part, state: str, instance: str, reason: str | None = None
+) -> Progress:
+    """What a backfill of one partition has done so far, to write to gov.ctl.backfill."""
+    v = job.view.view
+    return Progress(
+        consumer=v.consumer,
+        resource=v.resource,
+        partition=part.tp.partition,
+        job=job.id,
+        shape=job.shape,
+        fields=",".join(v.fields),
+        grant_id=v.grant_id,
+        row_filter=v.row_filter,
+        trigger=job.trigger,
+        cutover=part.cutover,
+        through=part.through,
+        delivered=part.delivered,
+        total=part.total,
+        state=state,
+        reason=reason,
+        request=job.request,
+        at=record_time(),
+        instance=instance,
+    )
+
+
+def _draft(job: Job, part: Part, n: int, filtered: int, first: int, last: int) -> Draft:
+    """One RECORDS_DELIVERED entry (``kind=backfill``) for a chunk of one partition."""
+    view = job.view
+    v = view.view
+    return Draft(
+        Action.RECORDS_DELIVERED,
+        actor="router",
+        decision=Decision.DELIVERED,
+        resource=v.resource,
+        consumer=v.consumer,
+        provider=v.provider,
+        grant_id=v.grant_id,
+        purpose=v.purpose,
+        details=detail_map(
+            kind="backfill",
+            backfill=job.id,
+            trigger=job.trigger,
+            request=job.request or None,
+            record_count=n,
+            filtered_count=filtered,
+            partition=part.tp.partition,
+            offsets=f"{max(first, 0)}-{last}",
+            source_topic=part.tp.topic,
+            delivery_topic=view.topic,
+            fields=v.fields,
+            masks=v.masks or None,
+            row_filter=v.row_filter,
+            view_schema_id=view.schema_id,
+            mask_key=view.key_fingerprint,
+        ),
+    )
+
+
+__all__ = ["BACKFILL", "Backfiller", "Progress"]
