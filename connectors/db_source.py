@@ -32,6 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import fastavro
+from fastavro.validation import validate
+
 from connectors import mapping
 from connectors.base import Connector, ConnectorMetrics
 from connectors.checkpoint import (
@@ -72,6 +75,8 @@ class _FieldPlan:
     nullable: bool
     convert: Callable[[Any], Any]
     default: Any = None
+    #: the Avro type to check a converted value against; None: the converter checked it
+    check: Any = None
 
 
 _Risk = tuple[str, str | None, tuple[str | int, ...]]  # column, field (None: ordering), config keys
@@ -290,7 +295,10 @@ class DbSource(Connector):
             if not ft.nullable and column not in not_null:
                 risky.append((column, f.name, keys))
             convert = mapping.converter(col, ft, self.db.target.timezone)
-            plans.append(_FieldPlan(f.name, column, index_of(column), ft.nullable, convert))
+            check = None if ft.kind in mapping.CHECKED_KINDS else fastavro.parse_schema(f.avro_type)
+            plans.append(
+                _FieldPlan(f.name, column, index_of(column), ft.nullable, convert, check=check)
+            )
         return plans, risky
 
     async def _no_nulls(
@@ -397,16 +405,38 @@ class DbSource(Connector):
         )
 
     def _prepare(self, rows: list[tuple[Any, ...]]) -> list[Prepared]:
-        """Convert and validate a whole batch; the first bad row raises, nothing is sent."""
+        """Convert and check a whole batch, then encode it; the first bad row raises (naming
+        its position, column and field) and nothing of the batch is sent.
+
+        Every value is checked as it is converted (see :data:`mapping.CHECKED_KINDS`), or
+        against its field's Avro type for the other kinds, so the records are only encoded.
+        """
         assert self._publisher is not None
-        prepare = self._publisher.prepare
-        resource = self.cfg.resource
         deleted_idx = self._deleted_idx
-        out = []
+        records: list[dict[str, Any]] = []
+        kept: list[tuple[Any, ...]] = []
         for row in rows:
             if deleted_idx is not None and row[deleted_idx]:
                 continue
-            record: dict[str, Any] = {}
+            records.append(self._record(row))
+            kept.append(row)
+        try:
+            return self._publisher.prepare_checked(self.cfg.resource, records)
+        except RecordInvalid as exc:
+            field = exc.facts.get("field")
+            raise ConnectorDataError(
+                f"{exc.reason}; nothing of this batch was published",
+                connector=self.name,
+                row=self._row_text(kept[exc.facts["index"]]),
+                column=next((p.column for p in self._plans if p.field == field), None),
+                field=field,
+            ) from None
+
+    def _record(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        """One row as a record of the resource, every value checked."""
+        record: dict[str, Any] = {}
+        p: _FieldPlan | None = None
+        try:
             for p in self._plans:
                 if p.column is None:
                     record[p.field] = p.default
@@ -414,37 +444,21 @@ class DbSource(Connector):
                 value = row[p.index]
                 if value is None:
                     if not p.nullable:
-                        raise ConnectorDataError(
-                            "NULL, but the field is not nullable in the resource schema; "
-                            "nothing of this batch was published",
-                            connector=self.name,
-                            row=self._row_text(row),
-                            column=p.column,
-                            field=p.field,
+                        raise ValueError(
+                            "NULL, but the field is not nullable in the resource schema"
                         )
                     record[p.field] = None
                     continue
-                try:
-                    record[p.field] = p.convert(value)
-                except (ValueError, TypeError, ArithmeticError) as exc:
-                    raise ConnectorDataError(
-                        f"{exc}; nothing of this batch was published",
-                        connector=self.name,
-                        row=self._row_text(row),
-                        column=p.column,
-                        field=p.field,
-                    ) from None
-            try:
-                out.append(prepare(resource, record))
-            except RecordInvalid as exc:
-                column = next(
-                    (p.column for p in self._plans if p.field == exc.facts.get("field")), None
-                )
-                raise ConnectorDataError(
-                    f"{exc.reason}; nothing of this batch was published",
-                    connector=self.name,
-                    row=self._row_text(row),
-                    column=column,
-                    field=exc.facts.get("field"),
-                ) from None
-        return out
+                value = record[p.field] = p.convert(value)
+                if p.check is not None and not validate(value, p.check, raise_errors=False):
+                    raise ValueError(f"{value!r} is not a valid {p.check}")
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            assert p is not None
+            raise ConnectorDataError(
+                f"{exc}; nothing of this batch was published",
+                connector=self.name,
+                row=self._row_text(row),
+                column=p.column,
+                field=p.field,
+            ) from None
+        return record
