@@ -124,6 +124,7 @@ class DbSink(Connector):
         self._ready_setup = False
         self._written = 0
         self._committed: dict[int, int] = {}
+        self._parsed: dict[int, Any] = {}  # parsed writer schemas by schema id
 
     def _error(
         self, message: str, *keys: str | int, column: str | None = None, field: str | None = None
@@ -363,34 +364,40 @@ class DbSink(Connector):
         self.metrics.rows_read.labels(self.name).inc(count)
         self.progress.rows_read += count
         columns = [KEY, *self._fields, RECORD_ID_COLUMN, RECEIVED_AT]
-        await self.db.executemany(
-            self._upsert, [[r.get(c) for c in columns] for r in rows.values()]
+        await self.db.upsert_rows(
+            self.cfg.table, columns, KEY, [[r.get(c) for c in columns] for r in rows.values()]
         )
         self._written = len(rows)
         return count
 
     async def _row(self, rec: Any, received: Any) -> tuple[str, dict[str, Any]]:
-        headers = dict(rec.headers or ())
-        rid = headers.get(RECORD_ID, b"").decode("utf-8", "replace")
-        where = f"{rec.topic}[{rec.partition}]@{rec.offset}"
+        rid = next((v for k, v in rec.headers or () if k == RECORD_ID), b"").decode(
+            "utf-8", "replace"
+        )
         try:
             sid, body = wire.unframe(rec.value)
-            parsed = await self.registry.resolve(sid)
+            parsed = self._parsed.get(sid) or await self.registry.resolve(sid)
             value = wire.decode(parsed, body)
         except DecodeError as exc:
             raise ConnectorDataError(
-                f"record {where} cannot be decoded: {exc}", connector=self.name
+                f"record {self._where(rec)} cannot be decoded: {exc}", connector=self.name
             ) from exc
+        self._parsed[sid] = parsed
         plan = self._plans.get(sid) or await self._plan(sid)
         key = rec.key.decode("utf-8", "replace") if rec.key is not None else rid
         if not key:
             raise ConnectorDataError(
-                f"record {where} has neither a key nor a record id", connector=self.name
+                f"record {self._where(rec)} has neither a key nor a record id",
+                connector=self.name,
             )
         row: dict[str, Any] = {KEY: key, RECORD_ID_COLUMN: rid, RECEIVED_AT: received}
         for name, convert in plan:
             row[name] = convert(value.get(name))
         return key, row
+
+    @staticmethod
+    def _where(rec: Any) -> str:
+        return f"{rec.topic}[{rec.partition}]@{rec.offset}"
 
     async def flush(self) -> None:
         if not self._offsets:
