@@ -214,6 +214,16 @@ class PostgresDatabase(Database):
             await self.conn.rollback()
         return bool(rows[0][0])
 
+    async def estimate_rows(self, table: str) -> int | None:
+        rows = await self.fetch(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+            (self.quote(table),),
+        )
+        if not self.autocommit:
+            await self.conn.rollback()
+        # -1: never vacuumed or analysed, so not known
+        return int(rows[0][0]) if rows and rows[0][0] is not None and rows[0][0] >= 0 else None
+
     def after(self, columns: Sequence[str]) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
         marks = ", ".join("%s" for _ in columns)

@@ -91,6 +91,10 @@ class Database(ABC):
     def upsert(self, table: str, columns: Sequence[str], key: str) -> str:
         """INSERT of one row that replaces the row with the same ``key``."""
 
+    async def estimate_rows(self, table: str) -> int | None:
+        """Rows in ``table`` by the database's statistics (cheap, approximate); None: unknown."""
+        return None
+
     async def upsert_rows(
         self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
     ) -> None:

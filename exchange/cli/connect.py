@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -90,7 +91,10 @@ def run_connectors(
         ),
     ] = None,
     progress_every: Annotated[
-        float, typer.Option(help="Seconds between progress lines.", min=0.1)
+        float,
+        typer.Option(
+            help="Seconds between progress lines when the output is not a terminal.", min=0.1
+        ),
     ] = 5.0,
     only: OnlyOption = None,
     log_level: LogLevelOption = None,
@@ -100,13 +104,18 @@ def run_connectors(
 
     Each connector is checked first (as 'exchange connect check' does); then
     sources publish new rows, sinks write delivered records, files are
-    imported or exported. Progress (rows read, published, written, last
-    checkpoint) is printed every --progress-every seconds. On Ctrl-C or
+    imported or exported. In a terminal, a status line at the bottom shows
+    each connector's progress: for a first load (全量初始化, a source that
+    has no saved position yet) the rows done of the estimated total, the
+    rate and the time left. Otherwise (a log file, the journal) a progress
+    line (rows read, published, written, last checkpoint, and the same
+    first-load figures) is printed every --progress-every seconds. On Ctrl-C or
     SIGTERM each connector finishes the batch it is moving and saves its
     position; after a crash it resumes from the last saved one.
     """
     from connectors import runner
     from connectors.base import ConnectorMetrics
+    from connectors.display import StatusLine
 
     setup_logging(log_level, client_log_level)
     loaded = _load(config)
@@ -114,8 +123,13 @@ def run_connectors(
     metrics = ConnectorMetrics()
     server = serve_metrics(metrics.registry, metrics_port, metrics_host)
 
+    live = StatusLine(sys.stdout) if sys.stdout.isatty() else None
+
     def echo(line: str) -> None:
-        typer.echo(line)
+        if live is not None:
+            live.echo(line)
+        else:
+            typer.echo(line)
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -135,11 +149,14 @@ def run_connectors(
             echo=echo,
             idle_exit_s=until_idle,
             progress_every_s=progress_every,
+            status=live.show if live is not None else None,
         )
 
     try:
         run(go())
     finally:
+        if live is not None:
+            live.clear()
         if server is not None:
             server.shutdown()
             server.server_close()

@@ -186,35 +186,29 @@ class Publisher:
             line=line,
         )
 
-    def prepare_checked(
-        self, resource_id: str, records: Sequence[dict[str, Any]]
+    def prepare_encoded(
+        self, resource_id: str, encoded: Iterable[tuple[str, bytes]]
     ) -> list[Prepared]:
-        """Encode records whose field values the caller has already checked one by one.
+        """Records to send from Avro bodies the caller checked and encoded itself.
 
         For bulk producers that check every value as they build it (the database
-        source converts each column with a checking function): the schema walk of
-        :meth:`prepare` is skipped and the records are only encoded. A record the
-        encoder still refuses is checked in full by :meth:`prepare`, which raises
-        :class:`RecordInvalid` naming the field and the record's index in ``records``.
+        source converts each column with a checking function and encodes a whole
+        batch with one parsed schema): ``encoded`` holds each record's key (the value
+        of the resource's key field, as text) and its Avro body in the resource's
+        schema. The caller is answerable for the check; :meth:`prepare` is the way
+        for records not checked yet.
         """
         res = self._resource(resource_id)
-        parsed = self._parsed[resource_id]
         topic = topics.source(res.provider, res.id)
         publisher = (PUBLISHER, self.department.encode())
         header = wire.frame(res.schema_id, b"")
-        key = res.key
         out = []
-        for index, record in enumerate(records):
-            try:
-                body = wire.encode(parsed, record)
-            except Exception as exc:  # whatever fastavro raises for a value it cannot write
-                self.prepare(resource_id, record, index=index)  # raises, naming the field
-                raise RecordInvalid(str(exc), resource=resource_id, index=index) from exc
+        for key, body in encoded:
             rid = record_id(resource_id, body)
             out.append(
                 Prepared(
                     topic=topic,
-                    key=str(record[key]).encode("utf-8"),
+                    key=key.encode("utf-8"),
                     value=header + body,
                     record_id=rid,
                     headers=[(RECORD_ID, rid.encode()), publisher],
