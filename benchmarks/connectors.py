@@ -1,23 +1,31 @@
-"""Connector throughput beside a plain SELECT / INSERT loop on the same database, same run.
+"""Connector throughput beside a baseline at the real limit, on the same database, same run.
 
-    python benchmarks/connectors.py [--rows 50000] [--batch 2000] [--only postgresql|mysql]
-        [--postgres-url postgresql://USER@HOST:PORT/DB] [--mariadb-url mysql://USER@HOST:PORT/]
+    python benchmarks/connectors.py [--rows 200000] [--batch 2000] [--only postgresql|mysql]
+        [--profile] [--postgres-url postgresql://USER@HOST:PORT/DB]
+        [--mariadb-url mysql://USER@HOST:PORT/]
 
 Without a URL, a throwaway server is started for the run (``exchange/dev/databases.py``,
 from the Debian packages postgresql and mariadb-server) with durable settings (fsync on),
 and removed at the end. With a URL, the user needs to create schemas (PostgreSQL) or
 databases (MariaDB); the password, if any, comes from PGPASSWORD / MYSQL_PWD.
 
-For each database:
+For each database (the table is generated as it is written, never held in memory):
 
-* plain SELECT loop: keyset pagination ``WHERE (changed_at, id) > (...) ORDER BY ... LIMIT
-  batch`` with the bare driver, every row fetched: what reading costs at all;
-* db_source: the same rows read, converted, validated, Avro-encoded, published with
-  acks=all, position saved after every batch;
-* plain INSERT loop: the same rows inserted with ``executemany``, one commit per batch;
-* db_sink: the same records read from the department's delivery topic (the router
-  delivered them beforehand, untimed), decoded, upserted, committed, offsets committed;
-  timed from the first record received (the consumer-group join is left out).
+* baseline for the source: the table streamed with a server-side cursor (the same
+  columns) and, for every row, a pre-encoded record of the same size produced to the
+  same topic with the same acks (acks=all, waited for per batch); no per-row Python work;
+* db_source: the same rows read in keyset pages, converted, checked, Avro-encoded,
+  published with acks=all, position saved after every batch (a first load);
+* baseline for the sink: the delivery topic consumed and each batch written with the
+  database's bulk path (PostgreSQL ``COPY``, MariaDB multi-row ``INSERT``), committed,
+  offsets committed;
+* db_sink: the same records (the router delivered them beforehand, untimed) decoded,
+  upserted, committed, offsets committed; timed from the first record received (the
+  consumer-group join is left out).
+
+Each connector's line shows its ratio to the baseline above it and how much this
+process's resident memory grew while it ran. ``--profile`` runs the connectors under
+cProfile and prints where their time goes (the ratios are then not comparable).
 
 The broker is an embedded one started here unless EXCHANGE_BOOTSTRAP_SERVERS is set.
 Everything created (schemas, databases, topics' contents) is dropped at the end.
