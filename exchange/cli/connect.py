@@ -6,8 +6,9 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +24,9 @@ from exchange.cli.serving import (
     setup_logging,
 )
 from exchange.errors import ExchangeError
+
+if TYPE_CHECKING:
+    from connectors.display import StatusLine
 
 app = typer.Typer(
     help="Connectors: department databases (PostgreSQL, MySQL/MariaDB) and files "
@@ -77,6 +81,16 @@ def check(
     typer.echo(f"config OK: {len(only or loaded.connectors)} connector(s)")
 
 
+def _output() -> tuple[StatusLine | None, Callable[[str], None]]:
+    """A status line when stdout is a terminal, and how other lines are printed."""
+    from connectors.display import StatusLine
+
+    if not sys.stdout.isatty():
+        return None, typer.echo
+    live = StatusLine(sys.stdout)
+    return live, live.echo
+
+
 @app.command("run")
 def run_connectors(
     config: ConfigArg,
@@ -115,7 +129,6 @@ def run_connectors(
     """
     from connectors import runner
     from connectors.base import ConnectorMetrics
-    from connectors.display import StatusLine
 
     setup_logging(log_level, client_log_level)
     loaded = _load(config)
@@ -123,13 +136,7 @@ def run_connectors(
     metrics = ConnectorMetrics()
     server = serve_metrics(metrics.registry, metrics_port, metrics_host)
 
-    live = StatusLine(sys.stdout) if sys.stdout.isatty() else None
-
-    def echo(line: str) -> None:
-        if live is not None:
-            live.echo(line)
-        else:
-            typer.echo(line)
+    live, echo = _output()
 
     async def go() -> None:
         stop = asyncio.Event()
