@@ -12,7 +12,10 @@ the machine's noise hits every row alike), it times:
 * ``exchange --help``;
 * a raw aiokafka produce of one record in a new process (start, send, ack):
   the floor of any command that writes to Kafka;
-* ``exchange revoke`` of a grant approved for the round.
+* ``exchange revoke`` of a grant approved for the round, in a session of its own
+  (``EXCHANGE_NO_AGENT=1``);
+* ``exchange revoke`` of another grant, handed to the provider's running
+  ``exchange agent`` (one agent per provider, started before the rounds).
 
 For the produce and the revoke, "acknowledged" is when a consumer following
 the topic in this process sees the record (the broker has it): measured from
@@ -112,16 +115,28 @@ class Watch:
         await self._consumer.stop()
 
 
-async def _timed(argv: list[str]) -> tuple[float, float]:
+async def _timed(argv: list[str], **env: str) -> tuple[float, float]:
     """(start time, seconds until exit) of a process; raises if it fails."""
     start = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        *argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **env}
     )
     _, err = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[:3]} failed ({proc.returncode}): {err.decode()[-500:]}")
     return start, time.perf_counter() - start
+
+
+async def _agent(department: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``exchange agent --as department``, once it listens."""
+    proc = await asyncio.create_subprocess_exec(
+        EXCHANGE, "agent", "--as", department, env=env, stderr=subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    line = await asyncio.wait_for(proc.stderr.readline(), 60)
+    if b"listening at" not in line:
+        raise RuntimeError(f"the agent of {department} did not start: {line.decode()}")
+    return proc
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -133,7 +148,9 @@ def _stats(values: list[float]) -> tuple[float, float]:
 async def run(rounds: int, grants: int) -> dict[str, list[float]]:
     bus, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
     os.environ.update(bus.environment())  # every command started below reaches the same bus
+    os.environ["EXCHANGE_STATE_DIR"] = tempfile.mkdtemp(prefix="cli-latency-")  # agent sockets
     router: asyncio.subprocess.Process | None = None
+    router_log = tempfile.TemporaryFile()  # noqa: SIM115 - read back if the router dies
     rows: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
@@ -145,9 +162,9 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
             await catalog_store.load(
                 bus, load_catalog(Path(tmp)), actor="bench", unsigned_override="benchmark catalog"
             )
-        events = grant_events(grants + rounds)
+        events = grant_events(grants + 2 * rounds)
         await _write_events(bus, events)
-        print(f"{grants + rounds} grants on {bus}; starting a router", file=sys.stderr)
+        print(f"{grants + 2 * rounds} grants on {bus}; starting a router", file=sys.stderr)
         env = dict(
             os.environ,
             EXCHANGE_MASK_SECRET=SECRET.decode(),
@@ -157,14 +174,16 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
             *[EXCHANGE, "router", "--group", "cli-latency"],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=router_log,
         )
         await asyncio.sleep(8)  # the router replays the control topics and joins its group
         watch = Watch(bus, topics.GRANTS, RAW_TOPIC)
         await watch.start()
         approvals = [e for e in events if e.kind is EventKind.APPROVED][grants:]
+        alone, through_agent = approvals[:rounds], approvals[rounds:]
+        agents = [await _agent(dept, env) for dept in sorted({g.actor for g in through_agent})]
         try:
-            for n, grant in enumerate(approvals):
+            for n, (grant, agented) in enumerate(zip(alone, through_agent, strict=True)):
                 _, t = await _timed([sys.executable, "-c", "pass"])
                 add("python -c pass", t)
                 _, t = await _timed([sys.executable, "-c", "import aiokafka"])
@@ -177,12 +196,20 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
                 add("raw aiokafka produce: acknowledged", await watch.when(marker) - start)
                 add("raw aiokafka produce: exit", t)
                 revoke = [EXCHANGE, "revoke", "--as", grant.actor]
-                start, t = await _timed([*revoke, str(grant.grant_id), "--reason", "bench"])
+                argv = [*revoke, str(grant.grant_id), "--reason", "bench"]
+                start, t = await _timed(argv, EXCHANGE_NO_AGENT="1")
                 add(
                     "exchange revoke: acknowledged",
                     await watch.when(f"REVOKED:{grant.grant_id}") - start,
                 )
                 add("exchange revoke: exit", t)
+                revoke = [EXCHANGE, "revoke", "--as", agented.actor]
+                start, t = await _timed([*revoke, str(agented.grant_id), "--reason", "bench"])
+                add(
+                    "revoke via agent: acknowledged",
+                    await watch.when(f"REVOKED:{agented.grant_id}") - start,
+                )
+                add("revoke via agent: exit", t)
                 t0 = time.perf_counter()
                 loaded = await state.load(bus)
                 add("load the grant book in this process", time.perf_counter() - t0)
@@ -190,10 +217,17 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
                 print(f"round {n + 1}/{rounds} done", file=sys.stderr)
         finally:
             await watch.stop()
+            for a in agents:
+                a.terminate()
+                await asyncio.wait_for(a.wait(), 30)
     finally:
-        if router is not None:
+        if router is not None and router.returncode is None:
             router.terminate()
             await asyncio.wait_for(router.wait(), 30)
+        elif router is not None:
+            router_log.seek(0)
+            tail = router_log.read().decode(errors="replace")[-2000:]
+            print(f"the router exited early ({router.returncode}):\n{tail}", file=sys.stderr)
         if broker is not None:
             broker.stop()
     return rows
@@ -201,7 +235,8 @@ async def run(rounds: int, grants: int) -> dict[str, list[float]]:
 
 TARGETS = {
     "exchange --help": "<= 0.25 s",
-    "exchange revoke: acknowledged": "<= 0.5 s at p95",
+    "exchange revoke: acknowledged": "(no agent)",
+    "revoke via agent: acknowledged": "<= 0.5 s at p95",
     "load the grant book in this process": "<= 0.5 s",
 }
 

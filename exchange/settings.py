@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         "outside the embedded development broker refuses to start without it (on that broker "
         "it makes a random one per bus)",
     )
+    mask_secret_file: Path | None = Field(
+        default=None,
+        description="file whose first line is the mask secret (mode 0600); preferred to "
+        "EXCHANGE_MASK_SECRET (systemd: LoadCredential=, then %d/mask-secret)",
+    )
     development: bool = Field(
         default=False,
         description="set by a process on the embedded development broker for the commands it "
@@ -153,6 +158,24 @@ class Settings(BaseSettings):
         if self.sasl_password is not None:
             return Secret(self.sasl_password.get_secret_value())
         return None
+
+    def mask_secret_value(self) -> str | None:
+        """The mask secret: from ``mask_secret_file`` if set, else ``mask_secret``."""
+        from exchange.errors import ExchangeError
+
+        if self.mask_secret_file is not None:
+            path = self.mask_secret_file
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ExchangeError(
+                    f"cannot read the mask secret file {path} (EXCHANGE_MASK_SECRET_FILE): "
+                    f"{exc.strerror}"
+                ) from None
+            if not lines or not lines[0].strip():
+                raise ExchangeError(f"the mask secret file {path} is empty")
+            return lines[0].strip()
+        return self.mask_secret.get_secret_value() if self.mask_secret is not None else None
 
     def connection(self, bootstrap: str, *, embedded: bool = False) -> Connection:
         """The :class:`~exchange.bus.connection.Connection` of this process to ``bootstrap``

@@ -200,3 +200,81 @@ def apply(acls: list[Acl], admin: Connection) -> int:
 
         raise ExchangeError(f"{len(failed)} ACL(s) were refused by the cluster: {failed[:3]}")
     return len(bindings)
+
+
+# --- Strimzi ------------------------------------------------------------------------------
+
+STRIMZI_API = "kafka.strimzi.io/v1beta2"
+STRIMZI_CLUSTER = "gov-exchange"
+
+
+def strimzi_user_name(principal: str) -> str:
+    """The Kafka user (and KafkaUser name) of a principal on Strimzi.
+
+    Kubernetes names allow no ``_``, department ids no ``-``: a department
+    ``civil_affairs`` logs in to a Strimzi cluster as ``civil-affairs``, and
+    :func:`principal_of_user` maps it back.
+    """
+    return principal.removeprefix("User:").replace("_", "-")
+
+
+def principal_of_user(user: str) -> str:
+    """The bus principal a Kafka user name stands for (inverse of :func:`strimzi_user_name`)."""
+    if user in (ROUTER, ADMIN, AUDITOR):
+        return user
+    return user.replace("-", "_")
+
+
+def to_strimzi(acls: list[Acl], *, cluster: str = STRIMZI_CLUSTER) -> list[dict[str, Any]]:
+    """One Strimzi ``KafkaUser`` per principal (SCRAM-SHA-512), holding exactly its ACLs."""
+    by_principal: dict[str, dict[tuple[str, str, str], list[str]]] = {}
+    for a in acls:
+        resources = by_principal.setdefault(a.principal, {})
+        resources.setdefault((a.resource_type, a.name, a.pattern), []).append(a.operation.value)
+    users = []
+    for principal, resources in by_principal.items():
+        rules = [
+            {
+                "resource": {
+                    "type": rtype,
+                    "name": name,
+                    "patternType": "prefix" if pattern == "prefixed" else "literal",
+                },
+                "operations": sorted(set(ops)),
+                "host": "*",
+            }
+            for (rtype, name, pattern), ops in sorted(resources.items())
+        ]
+        users.append(
+            {
+                "apiVersion": STRIMZI_API,
+                "kind": "KafkaUser",
+                "metadata": {
+                    "name": strimzi_user_name(principal),
+                    "labels": {
+                        "strimzi.io/cluster": cluster,
+                        "app.kubernetes.io/part-of": "gov-exchange",
+                    },
+                },
+                "spec": {
+                    "authentication": {"type": "scram-sha-512"},
+                    "authorization": {"type": "simple", "acls": rules},
+                },
+            }
+        )
+    return users
+
+
+def from_strimzi(users: list[dict[str, Any]]) -> list[Acl]:
+    """The ACLs ``KafkaUser`` resources grant, as bus principals (to compare with :func:`generate`)."""
+    out: list[Acl] = []
+    for user_doc in users:
+        principal = user(principal_of_user(user_doc["metadata"]["name"]))
+        for rule in user_doc["spec"]["authorization"]["acls"]:
+            res = rule["resource"]
+            pattern = "prefixed" if res.get("patternType") == "prefix" else "literal"
+            out.extend(
+                Acl(principal, res["type"], res["name"], pattern, Op(op))
+                for op in rule["operations"]
+            )
+    return sorted(set(out))

@@ -57,11 +57,16 @@ COMMANDS: dict[str, Lazy] = {
         "sharing", "apply", "Apply for conditional fields (有条件共享); prints the application id."
     ),
     "approve": Lazy(
-        "sharing", "approve", "Approve an application (provider only); prints the grant id."
+        "answers", "approve", "Approve an application (provider only); prints the grant id."
     ),
-    "reject": Lazy("sharing", "reject", "Reject an application (provider only), with a reason."),
+    "reject": Lazy("answers", "reject", "Reject an application (provider only), with a reason."),
     "revoke": Lazy(
-        "sharing", "revoke", "Revoke a grant (provider only); deliveries under it stop at once."
+        "answers", "revoke", "Revoke a grant (provider only); deliveries under it stop at once."
+    ),
+    "agent": Lazy(
+        "answers",
+        "agent",
+        "Keep a department's session open so its approve, reject and revoke take milliseconds.",
     ),
     "applications": Lazy(
         "sharing",

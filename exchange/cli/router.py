@@ -47,14 +47,14 @@ def router(
     Follows catalog and grant changes live. Run several instances with the
     same --group to share the work. Stops cleanly on Ctrl-C or SIGTERM.
 
-    Needs EXCHANGE_MASK_SECRET (at least 32 random characters, the same on every
-    router of the bus) except on the embedded development broker, where a random
+    Needs EXCHANGE_MASK_SECRET or EXCHANGE_MASK_SECRET_FILE (at least 32 random
+    characters, the same on every router of the bus) except on the embedded development broker, where a random
     one is made per bus.
     """
     setup_logging(log_level, client_log_level)
     s = settings()
     bus = guarded(connection)(bootstrap_servers)
-    configured = s.mask_secret.get_secret_value() if s.mask_secret is not None else None
+    configured = guarded(s.mask_secret_value)()
     secret = guarded(mask_secret.resolve)(configured, bus, s.state_dir)
     metrics = RouterMetrics()
     serve_metrics(metrics.registry, metrics_port, metrics_host)

@@ -1,4 +1,4 @@
-"""``exchange subscribe | explain | apply | approve | reject | revoke | applications | grants``.
+"""``exchange subscribe | explain | apply | applications | grants``.
 
 The sharing workflow of the shared list (共享清单): unconditional data
 (无条件共享) by subscription, conditional data (有条件共享) by application and
@@ -7,7 +7,6 @@ the provider's approval, not-shared data (不予共享) never.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 import typer
@@ -27,13 +26,8 @@ from exchange.cli.common import (
 )
 from exchange.clients.department import Department
 from exchange.control import state
-from exchange.enforce.masks import KNOWN_RULES
 from exchange.sharing.policy import View
 from exchange.sharing.records import now
-
-MASK_HELP = "Mask a field: FIELD=RULE, repeatable. Rules: " + "; ".join(
-    f"{k}: {v}" for k, v in KNOWN_RULES.items()
-)
 
 
 def _print_view(view: View) -> None:
@@ -130,98 +124,6 @@ def apply(
             )
 
     typer.echo(run(go()))
-
-
-def _parse_until(until: str | None) -> dt.datetime | None:
-    """``--until`` by the rule of the API too (:data:`exchange.beijing.EXPIRY_RULE`)."""
-    if until is None:
-        return None
-    try:
-        return beijing.expiry(until)
-    except beijing.ExpiryError as exc:
-        raise fail(f"--until: {exc}") from None
-
-
-def approve(
-    application_id: Annotated[str, typer.Argument(help="Application id (APP-...).")],
-    department: AsOption,
-    fields: Annotated[
-        str | None, typer.Option(help="Grant only these fields (narrowing the application).")
-    ] = None,
-    row_filter: Annotated[
-        str | None,
-        typer.Option("--filter", help="CEL row filter, e.g. 'region_code.startsWith(\"3301\")'."),
-    ] = None,
-    mask: Annotated[list[str] | None, typer.Option(help=MASK_HELP)] = None,
-    until: Annotated[
-        str | None,
-        typer.Option(
-            help="Expiry of the grant: a date, YYYY-MM-DD (valid through the end of that day, "
-            "Beijing time), or an ISO timestamp with its zone, e.g. 2026-12-31T18:00+08:00. "
-            "A time without a zone is refused. Default: no expiry.",
-            show_default=False,
-        ),
-    ] = None,
-    key: KeyOption = None,
-    bootstrap_servers: BootstrapOption = None,
-) -> None:
-    """Approve an application (provider only); prints the grant id."""
-    bus = guarded(connection)(bootstrap_servers)
-    masks = {}
-    for m in mask or []:
-        name, sep, rule = m.partition("=")
-        if not sep or not name or not rule:
-            raise fail(f"--mask {m!r}: write FIELD=RULE, e.g. mother_id_number=keep:6:4")
-        masks[name.strip()] = rule.strip()
-    valid_until = _parse_until(until)
-
-    async def go() -> str:
-        async with Department(bus, department, signing_key=signing_key(key)) as d:
-            return await d.approve(
-                application_id,
-                fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
-                row_filter=row_filter,
-                masks=masks,
-                until=valid_until,
-            )
-
-    typer.echo(run(go()))
-
-
-def reject(
-    application_id: Annotated[str, typer.Argument(help="Application id (APP-...).")],
-    department: AsOption,
-    reason: Annotated[str, typer.Option(help="Why (required; the applicant sees it).")],
-    key: KeyOption = None,
-    bootstrap_servers: BootstrapOption = None,
-) -> None:
-    """Reject an application (provider only), with a reason."""
-    bus = guarded(connection)(bootstrap_servers)
-
-    async def go() -> None:
-        async with Department(bus, department, signing_key=signing_key(key)) as d:
-            await d.reject(application_id, reason=reason)
-
-    run(go())
-    typer.echo(f"rejected {application_id}")
-
-
-def revoke(
-    grant_id: Annotated[str, typer.Argument(help="Grant id (GR-...).")],
-    department: AsOption,
-    reason: Annotated[str, typer.Option(help="Why (required).")],
-    key: KeyOption = None,
-    bootstrap_servers: BootstrapOption = None,
-) -> None:
-    """Revoke a grant (provider only); deliveries under it stop at once."""
-    bus = guarded(connection)(bootstrap_servers)
-
-    async def go() -> None:
-        async with Department(bus, department, signing_key=signing_key(key)) as d:
-            await d.revoke(grant_id, reason=reason)
-
-    run(go())
-    typer.echo(f"revoked {grant_id}")
 
 
 def applications(

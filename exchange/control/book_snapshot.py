@@ -29,10 +29,13 @@ topic (``exchange acls``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 import json
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -117,6 +120,27 @@ def _plain(obj: Any) -> dict[str, Any]:
     return {k: _ms(v) if k in _TIMES else v for k, v in asdict(obj).items()}
 
 
+def _table(cls: Any, objs: Iterable[Any]) -> dict[str, Any]:
+    """Records of one class as a table: the field names once, then a row of values each.
+
+    A third smaller than one JSON object per record (the names are not repeated),
+    and so faster to parse for every session that starts from the snapshot.
+    """
+    columns = [f.name for f in fields(cls)]
+    return {"columns": columns, "rows": [list(_plain(o).values()) for o in objs]}
+
+
+def _records(cls: Any, table: Any) -> Iterator[Any]:
+    """The records of a :func:`_table` (format 2), or of a list of objects (format 1)."""
+    if isinstance(table, list):
+        for d in table:
+            yield _revive(cls, d)
+        return
+    columns = table["columns"]
+    for row in table["rows"]:
+        yield _revive(cls, dict(zip(columns, row, strict=True)))
+
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -153,8 +177,9 @@ def encode(
     """``origin``: the topic id of the ``gov.ctl.grants`` replayed and its first offset."""
     document = json.dumps(
         {
-            "applications": [_plain(a) for a in book.applications.values()],
-            "grants": [_plain(g) for g in book.grants.values()],
+            "format": 2,
+            "applications": _table(Application, book.applications.values()),
+            "grants": _table(Grant, book.grants.values()),
             "subscriptions": sorted(book.subscriptions),
             "accepted": sorted(book.accepted),
             "refused": book.refused,
@@ -184,14 +209,8 @@ def decode(value: bytes) -> BookSnapshot:
         document = zlib.decompress(rec["book"])
         if hashlib.sha256(document).hexdigest() != rec["digest"]:
             raise DecodeError("grant book snapshot does not match its digest")
-        d = json.loads(document)
-        book = GrantBook()
-        book.applications = {a["id"]: _revive(Application, a) for a in d["applications"]}
-        book.grants = {g["id"]: _revive(Grant, g) for g in d["grants"]}
-        book.subscriptions = {(c, r) for c, r in d["subscriptions"]}
-        book.accepted = set(d["accepted"])
-        book.refused = dict(d["refused"])
-        book.current = {(c, r): g for c, r, g in d["current"]}
+        with _no_gc():  # thousands of new objects, no cycles among them: skip the collector
+            book = _book(json.loads(document))
     except (zlib.error, ValueError, KeyError, TypeError) as exc:
         raise DecodeError(f"grant book snapshot does not decode: {exc}") from exc
     return BookSnapshot(
@@ -202,3 +221,30 @@ def decode(value: bytes) -> BookSnapshot:
         rec["grants_topic_id"],
         rec["grants_from"],
     )
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused (then restored as it was).
+
+    Reviving a book makes tens of thousands of objects; the collector would scan the
+    young ones again and again meanwhile (a third of the decoding time, measured).
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _book(d: dict[str, Any]) -> GrantBook:
+    book = GrantBook()
+    book.applications = {a.id: a for a in _records(Application, d["applications"])}
+    book.grants = {g.id: g for g in _records(Grant, d["grants"])}
+    book.subscriptions = {(c, r) for c, r in d["subscriptions"]}
+    book.accepted = set(d["accepted"])
+    book.refused = dict(d["refused"])
+    book.current = {(c, r): g for c, r, g in d["current"]}
+    return book

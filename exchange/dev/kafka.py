@@ -17,7 +17,10 @@ data and starting again resumes it::
     DIR/node-N/server.log       its log (authorizer.log: requests it refused; jvm.log: stdout)
     DIR/node-N/pid
 
-Each node is broker and controller in one JVM (KRaft combined mode): 3 JVMs
+A node's ``server.properties`` is ``deploy/kafka/server.properties`` (the settings
+every node shares, the file operators deploy) followed by the node's own part:
+its id, ports, directories, the replication its node count allows and the super
+user's password. Each node is broker and controller in one JVM (KRaft combined mode): 3 JVMs
 for 3 nodes instead of 6, which is what a 2-core machine can hold. The price:
 the metadata quorum goes with the brokers, so with 2 of 3 nodes down nothing
 can change the cluster's metadata (an acks=all produce then times out rather
@@ -71,6 +74,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "kafka"
 POM = DEPLOY / "pom.xml"
 LOG4J2 = DEPLOY / "log4j2.properties"
+SERVER_PROPERTIES = DEPLOY / "server.properties"
 CACHE = ROOT / ".cache" / "kafka"
 
 SUPER_USER = "admin"
@@ -111,13 +115,16 @@ def java() -> str:
     return found
 
 
-def fetch_jars(cache: Path = CACHE, pom: Path = POM) -> Path:
+def fetch_jars(cache: Path = CACHE, pom: Path = POM, version: str | None = None) -> Path:
     """The folder of the server's jars, fetched with Maven the first time (idempotent).
+
+    ``version`` names the folder (default: the pom's kafka_2.13 version); other
+    tools' poms (Strimzi's CRD generator) are fetched the same way.
 
     Maven copies into a temporary folder that is renamed when complete, under a
     lock, so a folder that exists is whole and concurrent callers fetch once.
     """
-    jars = cache / kafka_version(pom)
+    jars = cache / (version or kafka_version(pom))
     if jars.is_dir():
         return jars
     cache.mkdir(parents=True, exist_ok=True)
@@ -128,7 +135,7 @@ def fetch_jars(cache: Path = CACHE, pom: Path = POM) -> Path:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise KafkaEngineError(
-                f"Apache Kafka's jars are not in {jars} and mvn is not found to fetch them; "
+                f"the jars of {pom} are not in {jars} and mvn is not found to fetch them; "
                 f"{MAVEN_HINT}"
             )
         java()  # Maven needs it too: say so now rather than through Maven's error
@@ -140,7 +147,7 @@ def fetch_jars(cache: Path = CACHE, pom: Path = POM) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
             raise KafkaEngineError(
-                f"fetching Apache Kafka {jars.name} from Maven Central failed "
+                f"fetching {pom.parent.name}/{pom.name} ({jars.name}) from Maven Central failed "
                 f"(mvn exit code {done.returncode}); without network, Maven can only use "
                 f"what ~/.m2 already holds:\n{tail}"
             )
@@ -180,6 +187,20 @@ def _bindable(port: int) -> bool:
 
 def _properties(values: dict[str, object]) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """The ``key=value`` lines of a Java properties file (comments and blank lines skipped)."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith(("#", "!")):
+            continue
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise KafkaEngineError(f"{path}, line {number}: not a key=value line: {text!r}")
+        values[key.strip()] = value.strip()
+    return values
 
 
 class KafkaCluster(Served):
@@ -407,56 +428,39 @@ class KafkaCluster(Served):
         return f"org.apache.kafka.common.security.{module} required {fields};"
 
     def _config(self, node: int, password: str) -> str:
+        """The node's server.properties: ``deploy/kafka/server.properties`` and its own part."""
         n = self.nodes
         voters = ",".join(
             f"{i}@127.0.0.1:{port}" for i, port in enumerate(self.layout["controller_ports"], 1)
         )
-        controller_port = self.controller_port(node)
         isr = 2 if n >= 3 else 1
-        return _properties(
-            {
-                "process.roles": "broker,controller",
-                "node.id": node,
-                "controller.quorum.voters": voters,
-                "listeners": f"CLIENT://127.0.0.1:{self.client_port(node)},"
-                f"CONTROLLER://127.0.0.1:{controller_port}",
-                "advertised.listeners": f"CLIENT://127.0.0.1:{self.client_port(node)}",
-                "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
-                "inter.broker.listener.name": "CLIENT",
-                "controller.listener.names": "CONTROLLER",
-                "listener.name.client.sasl.enabled.mechanisms": MECHANISM,
-                "listener.name.client.scram-sha-512.sasl.jaas.config": self._jaas(
-                    "scram.ScramLoginModule", password
-                ),
-                "sasl.mechanism.inter.broker.protocol": MECHANISM,
-                "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
-                "listener.name.controller.plain.sasl.jaas.config": self._jaas(
-                    "plain.PlainLoginModule", password, f'user_{SUPER_USER}="{password}"'
-                ),
-                "sasl.mechanism.controller.protocol": "PLAIN",
-                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                "super.users": f"User:{SUPER_USER}",
-                "allow.everyone.if.no.acl.found": "false",
-                "log.dirs": self.node_dir(node) / "data",
-                # topics are created by the bus with their own configuration, never on first use
-                "auto.create.topics.enable": "false",
-                "default.replication.factor": n,
-                "min.insync.replicas": isr,
-                "offsets.topic.replication.factor": n,
-                "offsets.topic.num.partitions": 10,
-                "transaction.state.log.replication.factor": n,
-                "transaction.state.log.min.isr": isr,
-                "transaction.state.log.num.partitions": 10,
-                "group.initial.rebalance.delay.ms": 0,
-                # loopback: a node that stops heartbeating is fenced (and leaves the ISRs) in 3 s
-                "broker.heartbeat.interval.ms": 500,
-                "broker.session.timeout.ms": 3000,
-                # a 2-core machine
-                "num.network.threads": 2,
-                "num.io.threads": 4,
-                "num.recovery.threads.per.data.dir": 1,
-            }
-        )
+        own: dict[str, object] = {
+            "node.id": node,
+            "controller.quorum.voters": voters,
+            "listeners": f"CLIENT://127.0.0.1:{self.client_port(node)},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port(node)}",
+            "advertised.listeners": f"CLIENT://127.0.0.1:{self.client_port(node)}",
+            "listener.name.client.scram-sha-512.sasl.jaas.config": self._jaas(
+                "scram.ScramLoginModule", password
+            ),
+            "listener.name.controller.plain.sasl.jaas.config": self._jaas(
+                "plain.PlainLoginModule", password, f'user_{SUPER_USER}="{password}"'
+            ),
+            "log.dirs": self.node_dir(node) / "data",
+            "default.replication.factor": n,
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": n,
+            "transaction.state.log.replication.factor": n,
+            "transaction.state.log.min.isr": isr,
+        }
+        shared = read_properties(SERVER_PROPERTIES)
+        clash = sorted(shared.keys() & own.keys())
+        if clash:
+            raise KafkaEngineError(
+                f"{SERVER_PROPERTIES} sets {', '.join(clash)}, which each node sets itself; "
+                "remove them there"
+            )
+        return SERVER_PROPERTIES.read_text() + "\n# this node's own settings\n" + _properties(own)
 
     def _jvm(self, jars: Path, node: int, heap: str) -> list[str]:
         """The java command up to the main class; the node's folder takes its log files."""

@@ -47,6 +47,7 @@ from typing import Any
 
 from exchange.avro.jsoncodec import CHINA_TZ, to_jsonable
 from exchange.avro.schema import non_null_type
+from exchange.enforce.mask_rules import KNOWN_RULES
 from exchange.errors import ExchangeError
 
 __all__ = [
@@ -61,15 +62,6 @@ __all__ = [
     "consumer_key",
     "parse_mask",
 ]
-
-KNOWN_RULES: dict[str, str] = {
-    "keep": "keep:N:M keeps the first N and last M characters, the rest become '*'",
-    "replace": "replace or replace:TEXT replaces the whole value with TEXT (default '***')",
-    "hash": "keyed hash, the same for one consumer, different between consumers",
-    "year": "keeps only the year of a date or timestamp",
-    "surname": "keeps the first character of a Chinese name, the rest become '*'",
-}
-"""Rule name to a one-line description, for ``--help`` texts."""
 
 HASH_HEX_CHARS = 32
 """Length of a ``hash`` mask value: 32 hex characters, that is 128 bits."""

@@ -37,6 +37,7 @@ from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 
+from exchange.admin.acls import principal_of_user
 from exchange.bus.connection import Connection, Secret
 from exchange.http.errors import HttpError
 
@@ -185,7 +186,8 @@ class Gate:
         if not await self.authenticator.check(user, password):
             log.info("refused the credentials given for user %r", user)
             raise unauthorized("Unauthorized: wrong user name or password")
-        return Principal(user)
+        # on Strimzi, department civil_affairs is Kafka user civil-affairs (Kubernetes names)
+        return Principal(principal_of_user(user))
 
 
 async def principal(request: Request) -> Principal:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the servers the test suite starts for itself are installed:
 # PostgreSQL and MariaDB from Debian's packages, and Java and Maven for Apache
-# Kafka (Maven fetches Kafka's jars from Maven Central once, exchange/dev/kafka.py).
+# Kafka (Maven fetches Kafka's jars from Maven Central once, exchange/dev/kafka.py), and the
+# tools deploy/ is checked with (promtool and Prometheus, systemd-analyze).
 # Nothing here starts a server; the suite starts throwaway ones and stops them.
 #
 # Installed already: prints nothing and installs nothing.
@@ -22,6 +23,11 @@ pg_bin || missing+=(postgresql)
 { [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; } || command -v java >/dev/null 2>&1 ||
     missing+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# deploy/ is checked by the real tools: promtool and Prometheus itself (deploy/prometheus,
+# deploy/grafana), systemd-analyze (deploy/systemd)
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } ||
+    missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

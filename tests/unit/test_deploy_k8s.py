@@ -1,0 +1,136 @@
+"""deploy/k8s/: valid for Kubernetes and Strimzi, and cross-checked with the catalog and the code.
+
+Validation is ``python -m exchange.dev.k8s_check deploy/k8s/*.yaml`` (the
+command deploy/README.md gives): Kubernetes' own schemas for built-in kinds,
+the CRDs Strimzi's generator writes from ``io.strimzi:api`` for Strimzi's. The
+KafkaUsers must be what ``exchange acls --format strimzi`` generates: every
+department has its user and no user has an ACL ``exchange acls`` does not give.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deploy_support import DEPLOY, ROOT
+from typer.testing import CliRunner
+
+from exchange.admin import acls
+from exchange.bus import topics
+from exchange.bus.topic_config import TopicPolicy
+from exchange.catalog.model import Catalog
+from exchange.cli import app
+from exchange.dev import k8s_check
+from exchange.dev.kafka import SERVER_PROPERTIES, read_properties
+from exchange.settings import Settings
+
+K8S = DEPLOY / "k8s"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+#: EXCHANGE_ variables the CLI reads besides the Settings fields
+CLI_ENV = {"EXCHANGE_REGISTRY_HOST", "EXCHANGE_REGISTRY_PORT"}
+
+
+def docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+
+
+def test_every_manifest_is_valid_for_kubernetes_and_strimzi() -> None:
+    problems = k8s_check.check_files(MANIFESTS)
+    assert not problems, "\n".join(map(str, problems))
+    kinds = {d["kind"] for m in MANIFESTS for d in yaml.safe_load_all(m.read_text()) if d}
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Deployment"} <= kinds
+    assert {"PodDisruptionBudget", "NetworkPolicy", "Service"} <= kinds
+
+
+def test_the_check_catches_what_the_api_server_or_strimzi_would_refuse(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = (K8S / "kafka.yaml").read_text().replace("roles:", "rolez:")
+    text += "---\n" + (K8S / "router.yaml").read_text().replace("minAvailable", "minAvailible")
+    text += "---\n" + (K8S / "users.yaml").read_text().replace("name: police", "name: po_lice")
+    bad.write_text(text)
+    found = [str(p) for p in k8s_check.check_files([bad])]
+    assert any("KafkaNodePool/dual-role) at spec: 'roles' is a required" in p for p in found)
+    assert any("PodDisruptionBudget" in p and "'minAvailible' was unexpected" in p for p in found)
+    assert any("KafkaUser/po_lice) at metadata.name" in p for p in found)
+
+
+def test_the_users_are_what_exchange_acls_generates(sample_catalog: Catalog) -> None:
+    result = CliRunner().invoke(
+        app, ["acls", "--catalog", str(ROOT / "schemas"), "--format", "strimzi"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (K8S / "users.yaml").read_text() == result.output, (
+        "deploy/k8s/users.yaml is stale: "
+        "exchange acls --catalog schemas --format strimzi > deploy/k8s/users.yaml"
+    )
+    users = docs("users.yaml")
+    names = {u["metadata"]["name"] for u in users}
+    for dept in sample_catalog.departments:
+        assert acls.strimzi_user_name(dept) in names, f"department {dept} has no KafkaUser"
+    assert {"gov-router", "catalog-admin", "auditor"} <= names
+    # no user allowed more (or less) than exchange acls says
+    assert acls.from_strimzi(users) == acls.generate(sample_catalog)
+
+
+def test_strimzi_user_names_map_back_to_departments() -> None:
+    assert acls.strimzi_user_name("User:civil_affairs") == "civil-affairs"
+    assert acls.principal_of_user("civil-affairs") == "civil_affairs"
+    for own in (acls.ROUTER, acls.ADMIN, acls.AUDITOR):
+        assert acls.principal_of_user(acls.strimzi_user_name(own)) == own
+
+
+def test_the_topics_have_the_settings_the_bus_creates_them_with() -> None:
+    policy = TopicPolicy(replication_factor=3)
+    found = {d["spec"]["topicName"]: d["spec"] for d in docs("topics.yaml")}
+    assert set(found) == set(topics.CONTROL_TOPICS)
+    for topic, spec in found.items():
+        assert spec["replicas"] == 3
+        assert spec["partitions"] == 1
+        assert {k: str(v) for k, v in spec["config"].items()} == policy.configs(topic), topic
+
+
+def test_the_cluster_agrees_with_deploy_kafka_server_properties() -> None:
+    pool, kafka = docs("kafka.yaml")
+    shared = read_properties(SERVER_PROPERTIES)
+    config = {k: str(v).lower() for k, v in kafka["spec"]["kafka"]["config"].items()}
+    for key, value in config.items():
+        if key in shared:
+            assert shared[key].lower() == value, key
+    assert config["auto.create.topics.enable"] == "false"
+    assert config["allow.everyone.if.no.acl.found"] == "false"
+    assert int(config["default.replication.factor"]) == pool["spec"]["replicas"] == 3
+    assert config["min.insync.replicas"] == "2"
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True
+    assert listener["authentication"]["type"] == "scram-sha-512"
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+
+
+def test_each_pdb_and_service_selects_its_deployment() -> None:
+    everything = [d for m in MANIFESTS for d in yaml.safe_load_all(m.read_text()) if d]
+    deployments = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in everything
+        if d["kind"] == "Deployment"
+    }
+    for d in everything:
+        if d["kind"] not in ("PodDisruptionBudget", "Service"):
+            continue
+        selector = d["spec"]["selector"]
+        wanted = selector.get("matchLabels", selector)
+        assert deployments[d["metadata"]["name"]].items() >= wanted.items(), d["metadata"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*MANIFESTS, *sorted((DEPLOY / "systemd").glob("*"))],
+    ids=lambda p: p.name,
+)
+def test_every_exchange_variable_is_a_setting_the_code_reads(path: Path) -> None:
+    known = {f"EXCHANGE_{name.upper()}" for name in Settings.model_fields} | CLI_ENV
+    used = set(re.findall(r"\bEXCHANGE_[A-Z_]+\b", path.read_text()))
+    assert used <= known, f"{path.name}: {sorted(used - known)} are read by nothing"
