@@ -7,6 +7,10 @@ factory (:func:`exchange.http.app.create_app`: same uvicorn, middleware, metrics
 error handling and HTTP basic check) whose one route answers from a dict. A load
 generator in this process (raw HTTP/1.1 keep-alive, several connections) asks
 each in turn for the catalog's schema ids, as the auditor; best of ``--rounds``.
+A third load asks the registry the same with a wrong password: every answer is a
+401 whose ``ACCESS_DENIED`` entry is queued for ``gov.audit`` (the throttle is
+set out of reach for this run), so the figure shows what auditing refusals
+costs; the entries written and dropped are read from the registry's /metrics.
 
     python benchmarks/registry_lookup.py [--seconds 5] [--connections 8] [--rounds 2]
 """
@@ -87,9 +91,11 @@ async def wait_up(port: int, within: float = 60.0) -> None:
     raise RuntimeError(f"nothing answered on port {port}")
 
 
-async def load(port: int, ids: list[int], seconds: float, connections: int) -> tuple[int, int]:
-    """(answers, failures) in ``seconds`` over ``connections`` keep-alive connections."""
-    token = base64.b64encode(f"auditor:{PASSWORD}".encode()).decode()
+async def load(
+    port: int, ids: list[int], seconds: float, connections: int, password: str, expect: bytes
+) -> tuple[int, int]:
+    """(answers with status ``expect``, others) in ``seconds`` over ``connections`` connections."""
+    token = base64.b64encode(f"auditor:{password}".encode()).decode()
     requests = [
         f"GET /schemas/ids/{sid} HTTP/1.1\r\nHost: bench\r\nAuthorization: Basic {token}\r\n"
         "\r\n".encode()
@@ -110,7 +116,7 @@ async def load(port: int, ids: list[int], seconds: float, connections: int) -> t
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             await reader.readexactly(length)
-            counts[0 if head.startswith(b"HTTP/1.1 200") else 1] += 1
+            counts[0 if head.startswith(b"HTTP/1.1 " + expect) else 1] += 1
         writer.close()
 
     await asyncio.gather(*(one(n) for n in range(connections)))
@@ -122,13 +128,38 @@ async def measure(
 ) -> dict[str, float]:
     for port in ports.values():
         await wait_up(port)
-    best = dict.fromkeys(ports, 0.0)
+    targets = [(name, port, PASSWORD, b"200") for name, port in ports.items()]
+    targets.append(("refused", ports["registry"], "wrong-" + PASSWORD, b"401"))
+    best = {name: 0.0 for name, *_ in targets}
     for _ in range(rounds):
-        for name, port in ports.items():
-            ok, failed = await load(port, ids, seconds, connections)
-            assert failed == 0, f"{name}: {failed} lookups failed"
+        for name, port, password, expect in targets:
+            ok, failed = await load(port, ids, seconds, connections, password, expect)
+            assert failed == 0, f"{name}: {failed} lookups not answered {expect.decode()}"
             best[name] = max(best[name], ok / seconds)
     return best
+
+
+async def audited(port: int, within: float = 30.0) -> dict[str, float]:
+    """The registry's counts of refusals written to (and dropped from) the access log, once
+    everything queued is written (the counts stop moving)."""
+    last: dict[str, float] = {}
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        text = (await reader.read()).decode()
+        writer.close()
+        now = {
+            name: float(line.split()[-1])
+            for line in text.splitlines()
+            for name in ("refusals_audited_total", "refusals_not_audited_total")
+            if line.startswith(f"gov_exchange_http_{name} ")
+        }
+        if now == last:
+            return now
+        last = now
+        await asyncio.sleep(1.0)
+    return last
 
 
 def main() -> None:
@@ -152,7 +183,8 @@ def main() -> None:
         (tmp / "auditor.password").write_text(PASSWORD + "\n")
         (tmp / "ids.json").write_text(json.dumps(ids))
         ports = {"baseline": free_port(), "registry": free_port()}
-        env = {**os.environ, "EXCHANGE_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, **bus.environment(), "EXCHANGE_LOG_LEVEL": "WARNING"}
+        env["EXCHANGE_HTTP_LOGIN_FAILURES"] = str(10**9)  # the refused load is never throttled
         serve_registry = [sys.executable, "-m", "exchange", "registry"]
         serve_registry += ["--bootstrap-servers", bus.bootstrap, "--port", str(ports["registry"])]
         serve_registry += ["--credentials-dir", str(tmp)]
@@ -165,8 +197,15 @@ def main() -> None:
         print(f"GET /schemas/ids/{{id}}: {best['registry']:,.0f} lookups/s")
         print(f"baseline (dict, same stack): {best['baseline']:,.0f} lookups/s")
         print(f"ratio: {ratio:.2f} ({args.connections} connections, best of {args.rounds})")
+        log = asyncio.run(audited(ports["registry"]))
+        print(
+            f"refused (wrong password, each audited): {best['refused']:,.0f} lookups/s, "
+            f"{best['refused'] / best['registry']:.2f} of the allowed; "
+            f"{log.get('refusals_audited_total', 0):,.0f} ACCESS_DENIED entries written, "
+            f"{log.get('refusals_not_audited_total', 0):,.0f} dropped"
+        )
         if args.json:
-            args.json.write_text(json.dumps({**best, "ratio": ratio}))
+            args.json.write_text(json.dumps({**best, "ratio": ratio, "audit": log}))
     finally:
         for proc in procs:
             proc.terminate()

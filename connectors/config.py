@@ -30,8 +30,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from connectors import encodings
 from connectors.errors import ConnectorConfigError, ConnectorConfigErrors
 from exchange.catalog.yamlfile import Document, YamlProblem, read
 
@@ -163,25 +172,58 @@ class DbSinkConfig(_ConnectorBase):
     session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
 
 
+def _encoding(name: str | None) -> str | None:
+    return None if name is None else encodings.canonical(name)
+
+
 class FileImportConfig(_ConnectorBase):
     type: Literal["file_import"]
     path: Path
-    format: Literal["jsonl", "csv"] | None = Field(
-        default=None, description="default: from the file name (.jsonl, .ndjson, .csv)"
+    format: Literal["jsonl", "csv", "xlsx"] | None = Field(
+        default=None, description="default: from the file name (.jsonl, .ndjson, .csv, .xlsx)"
+    )
+    encoding: str | None = Field(
+        default=None,
+        description="text encoding of a CSV or JSON Lines file: utf-8 (default; a byte order "
+        "mark is skipped), utf-8-sig, gb18030 (covers GBK and GB2312) or any Python codec",
+    )
+    sheet: str | int | None = Field(
+        default=None,
+        description=".xlsx only: the sheet's name, or its position counting from 1; default "
+        "the first sheet",
+    )
+    header_row: int = Field(
+        default=1, ge=1, le=1000, description=".xlsx only: the row that names the columns"
     )
     mapping: dict[str, str] = Field(
-        default_factory=dict, description="CSV only: Avro field: column header"
+        default_factory=dict, description="CSV and .xlsx: Avro field: column header"
     )
-    ignore_columns: list[str] = Field(default_factory=list, description="CSV columns to skip")
+    ignore_columns: list[str] = Field(
+        default_factory=list, description="CSV and .xlsx columns to skip"
+    )
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     batch_size: int = Field(default=2000, ge=1, le=50_000)
+    report: bool = Field(
+        default=True,
+        description="write <file>.import-report.json beside the file when a run ends",
+    )
+
+    _codec = field_validator("encoding")(_encoding)
 
 
 class FileExportConfig(_ConnectorBase):
     type: Literal["file_export"]
     path: Path
-    format: Literal["jsonl", "csv"] | None = None
+    format: Literal["jsonl", "csv", "xlsx"] | None = None
+    encoding: str | None = Field(
+        default=None,
+        description="text encoding of a CSV or JSON Lines file: utf-8 (default, no byte order "
+        "mark), utf-8-sig (with one, for Excel), gb18030 (for Excel on Chinese Windows)",
+    )
+    sheet: str = Field(default="", max_length=31, description=".xlsx only: the sheet's name")
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+
+    _codec = field_validator("encoding")(_encoding)
 
 
 ConnectorConfig = Annotated[

@@ -21,16 +21,22 @@ def _where(
     column: str | None = None,
     field: str | None = None,
     row: str | None = None,
+    sheet: str | None = None,
+    cell: str | None = None,
 ) -> str:
     parts = []
     if file:
         parts.append(f"{file}:{line}" if line else file)
     elif line:
         parts.append(f"line {line}")
+    if sheet is not None:
+        parts.append(f"sheet {sheet!r}")
     if connector:
         parts.append(f"connector {connector!r}")
     if row:
         parts.append(f"row {row}")
+    if cell:
+        parts.append(f"cell {cell}")
     if column:
         parts.append(f"column {column!r}")
     if field:
@@ -51,10 +57,19 @@ class ConnectorError(ExchangeError):
         column: str | None = None,
         field: str | None = None,
         row: str | None = None,
+        sheet: str | None = None,
+        cell: str | None = None,
         **facts: Any,
     ) -> None:
         where = _where(
-            file=file, line=line, connector=connector, column=column, field=field, row=row
+            file=file,
+            line=line,
+            connector=connector,
+            column=column,
+            field=field,
+            row=row,
+            sheet=sheet,
+            cell=cell,
         )
         super().__init__(
             where + message,
@@ -64,6 +79,8 @@ class ConnectorError(ExchangeError):
             column=column,
             field=field,
             row=row,
+            sheet=sheet,
+            cell=cell,
             **facts,
         )
         self.reason = message

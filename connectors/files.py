@@ -1,82 +1,87 @@
-"""Files in and out of the bus: JSON Lines and CSV.
+"""File import: a department's JSON Lines, CSV or ``.xlsx`` file, published as records of a resource.
 
-**Import** publishes a file as records of a resource the department
-provides. The whole file is read and checked first (every line converted,
-checked against the schema and its size against Kafka's and the router's
-limits, :mod:`exchange.bus.limits`); the first bad line stops the import with
-its line number (and the column and field, or the size and the limit), and
-nothing of the file is sent. Then it goes out ``batch_size`` records at a
-time, each batch acknowledged by the broker before the next; a broker that
-fails part way leaves the acknowledged batches published. Importing the same
-file again is safe: the same records get the same record ids, which
-consumers drop as duplicates.
+The whole file is read and checked first, row by row with bounded memory:
+every row converted (:mod:`connectors.cells`), normalised as the schema
+declares (:mod:`connectors.normalise`), checked against the schema and its
+size against Kafka's and the router's limits (:mod:`exchange.bus.limits`),
+encoded, and put in a temporary spool (:mod:`connectors.spool`). Any row
+that does not fit refuses the whole file: the error names the first one
+(file and line, or sheet, row and cell; the column and field), the import
+report lists them all, and nothing of the file is sent. Then the spool goes
+out ``batch_size`` records at a time, each batch acknowledged by the broker
+before the next; a broker that fails part way leaves the acknowledged batches
+published. Importing the same file again is safe: the same records get the
+same record ids, which consumers drop as duplicates.
 
-CSV: the first line names the columns; ``mapping`` (field: column) renames,
-a field not mapped is read from the column of its own name, a column that
-feeds no field is refused unless listed in ``ignore_columns``. An empty cell
-is NULL. Cells are read as JSON Lines values are (:mod:`exchange.avro.jsoncodec`):
-dates ``YYYY-MM-DD``, timestamps ISO-8601 (without an offset: China time),
-decimals as written, booleans ``true``/``false`` (or ``1``/``0``), bytes in
-base64, records, arrays and maps as JSON.
+CSV and worksheets: the header names the columns; ``mapping`` (field:
+column) renames, a field not mapped is read from the column of its own
+name, a column that feeds no field is refused unless listed in
+``ignore_columns``. An empty cell is NULL. Text files are read in the
+connector's ``encoding`` (default UTF-8), with a hint when they look like
+another (:mod:`connectors.encodings`).
 
-**Export** writes everything the department has received of a resource
-(its delivery topic; the provider's own source topic) to a file, one record
-per line in topic order, duplicates dropped by record id. The file is
-written beside its final name and renamed into place, so a reader never
-sees half of it.
+When a run ends, the import report (:mod:`connectors.import_report`) is
+written beside the file and summarised in an audit entry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
+import hashlib
 import json
-import os
-import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from connectors import mapping
+from connectors import encodings, mapping, normalise
 from connectors.base import Connector, ConnectorMetrics
-from connectors.config import FileExportConfig, FileImportConfig, Spot
-from connectors.db_sink import expected_schema
-from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
-from exchange.avro import wire
-from exchange.avro.jsoncodec import FieldProblem, dumps, from_json, to_jsonable
-from exchange.bus import kafka, limits
+from connectors.cells import from_typed
+from connectors.config import FileImportConfig, Spot
+from connectors.errors import ConnectorDataError, ConnectorError
+from connectors.file_export import FileExport
+from connectors.formats import file_format
+from connectors.import_report import ImportReport, Refusal
+from connectors.spool import Spool
+from connectors.tabular import CsvTable, Place, Table, XlsxTable
+from exchange.audit.writer import AuditWriter
+from exchange.avro.jsoncodec import FieldProblem, from_json
+from exchange.bus import kafka, limits, topics
 from exchange.bus.connection import Connection
-from exchange.bus.envelope import RECORD_ID
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog, Resource
 from exchange.clients.publisher import Prepared, Publisher
-from exchange.clients.reader import topic_for
-from exchange.control.state import ControlState
-from exchange.errors import DecodeError, ExchangeError, RecordInvalid, UnknownResource
+from exchange.errors import ExchangeError, RecordInvalid, UnknownResource
 
-_INT = re.compile(r"^[+-]?\d+$")
+__all__ = ["FileExport", "FileImport", "file_format"]
 
 
 @dataclass(frozen=True)
-class _CsvColumns:
-    """A CSV file's header and which column feeds which field (``None``: the field's default)."""
+class _Columns:
+    """Which column feeds which field: (field, column index or None for its default, type)."""
 
     header: list[str]
     wanted: dict[str, str]  # field: column
     plan: list[tuple[str, int | None, mapping.FieldType]]
 
 
-def file_format(path: Path, given: str | None) -> str:
-    if given:
-        return given
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    if suffix in (".csv", ".txt"):
-        return "csv"
-    raise ConnectorConfigError(
-        f"{path}: cannot tell the format from the name: set format: jsonl or csv"
-    )
+class _Refused(Exception):
+    """One row does not fit; the scan goes on to find the others."""
+
+    def __init__(self, refusal: Refusal, error: ConnectorDataError) -> None:
+        super().__init__(str(error))
+        self.refusal = refusal
+        self.error = error
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of the file, for the report and the audit entry."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class FileImport(Connector):
@@ -96,12 +101,19 @@ class FileImport(Connector):
         self.bus = bus
         self.catalog = catalog
         self.spot = spot or Spot()
+        self.format = ""
+        self.report: ImportReport | None = None
         self._publisher: Publisher | None = None
-        self._prepared: list[Prepared] | None = None
-        self._sent = 0
+        self._spool: Spool | None = None
+        self._first_error: ConnectorDataError | None = None
+        self._chunk: list[Prepared] | None = None
+        self._column_of: dict[str, str] = {}
         self._started = False
+        self._ended = False
 
-    async def setup(self) -> list[str]:
+    # -- setup: the whole file checked, nothing sent ------------------------------------------
+
+    def _resource(self) -> Resource:
         cfg = self.cfg
         try:
             res = self.catalog.resource(cfg.resource)
@@ -114,46 +126,26 @@ class FileImport(Connector):
                 "department",
                 connector=self.name,
             )
-        fmt = file_format(cfg.path, cfg.format)
-        if cfg.mapping and fmt != "csv":
+        return res
+
+    def _check_options(self, res: Resource) -> dict[str, tuple[str, ...]]:
+        cfg, fmt = self.cfg, self.format
+        if cfg.mapping and fmt == "jsonl":
             raise self.spot.error(
-                "mapping applies to CSV files only", "mapping", connector=self.name
+                "mapping applies to CSV and .xlsx files only", "mapping", connector=self.name
             )
-        publisher = Publisher(self.bus, self.catalog, cfg.department)
-        try:
-            # reading and validating a whole file is CPU work: off the event loop
-            if fmt == "jsonl":
-                prepared = await asyncio.to_thread(publisher.prepare_json_lines, res.id, cfg.path)
-            else:
-                prepared = await asyncio.to_thread(self._read_csv, publisher, res)
-            # sizes too, as far as known without a broker (start() adds the topic's limit)
-            limits.check(prepared, {})
-        except RecordInvalid as exc:  # RecordTooLarge too
-            raise self._refused(exc) from None
-        except ConnectorError:
-            raise
-        except ExchangeError as exc:
-            raise ConnectorDataError(str(exc), connector=self.name) from None
-        self._prepared = prepared
-        self._publisher = publisher
-        return [f"{self.name}: {cfg.path} ({fmt}) → {res.id}: {len(prepared)} records, all valid"]
-
-    def _refused(self, exc: RecordInvalid) -> ConnectorDataError:
-        return ConnectorDataError(
-            f"{exc.reason}; nothing of the file was published",
-            file=str(self.cfg.path),
-            line=exc.facts.get("line"),
-            connector=self.name,
-            field=exc.facts.get("field"),
-            size=exc.facts.get("size"),
-            limit=exc.facts.get("limit"),
-        )
-
-    def _read_csv(self, publisher: Publisher, res: Resource) -> list[Prepared]:
-        """Every record of the CSV file, converted, checked and prepared; the first bad line stops it."""
-        cfg, path = self.cfg, self.cfg.path
-        fields = {f["name"]: f for f in res.schema_["fields"]}
-        unknown = sorted(set(cfg.mapping) - set(fields))
+        if fmt == "xlsx" and cfg.encoding is not None:
+            raise self.spot.error(
+                "encoding does not apply to .xlsx workbooks (they hold Unicode text)",
+                "encoding",
+                connector=self.name,
+            )
+        if fmt != "xlsx" and (cfg.sheet is not None or cfg.header_row != 1):
+            raise self.spot.error(
+                "sheet and header_row apply to .xlsx workbooks only", "sheet", connector=self.name
+            )
+        fields = {f["name"] for f in res.schema_["fields"]}
+        unknown = sorted(set(cfg.mapping) - fields)
         if unknown:
             raise self.spot.error(
                 f"{unknown[0]!r} is not a field of {res.id!r}",
@@ -163,51 +155,164 @@ class FileImport(Connector):
                 field=unknown[0],
             )
         try:
-            fh = path.open(encoding="utf-8-sig", newline="")
+            return normalise.declared(res.schema_)
+        except normalise.RuleError as exc:
+            raise ConnectorError(
+                f"the schema of {res.id!r} declares {exc}", connector=self.name
+            ) from None
+
+    async def setup(self) -> list[str]:
+        cfg = self.cfg
+        res = self._resource()
+        self.format = file_format(cfg.path, cfg.format)
+        rules = self._check_options(res)
+        publisher = Publisher(self.bus, self.catalog, cfg.department)
+        self._discard_spool()
+        self._first_error = None
+        report = ImportReport(
+            connector=self.name,
+            department=cfg.department,
+            resource=res.id,
+            file=cfg.path,
+            format=self.format,
+            encoding=None if self.format == "xlsx" else cfg.encoding or encodings.DEFAULT,
+        )
+        self.report = report
+        spool = Spool(topics.source(res.provider, res.id), res.id, cfg.department)
+        self._spool = spool
+        try:
+            # reading and checking a whole file is CPU work: off the event loop
+            await asyncio.to_thread(self._scan, publisher, res, rules, spool, report)
+        except ConnectorError as exc:
+            self._discard_spool()
+            report.failure = report.failure or exc.reason
+            raise
+        except ExchangeError as exc:
+            self._discard_spool()
+            report.failure = str(exc)
+            raise ConnectorDataError(str(exc), connector=self.name) from None
+        if self._first_error is not None:
+            self._discard_spool()
+            more = report.refused_rows - 1
+            extra = f" (and {more} more row(s) refused: see {report.path.name})" if more else ""
+            first = self._first_error
+            raise ConnectorDataError(
+                first.reason + extra,
+                **{k: v for k, v in first.facts.items() if k != "connector"},
+                connector=self.name,
+            )
+        self._publisher = publisher
+        norm = ", ".join(f"{k} {v}" for k, v in sorted(report.normalised.items()))
+        where = f" sheet {report.sheet!r}" if report.sheet else ""
+        return [
+            f"{self.name}: {cfg.path}{where} ({self.format}) → {res.id}: {spool.count} records, "
+            f"all valid" + (f"; normalised: {norm}" if norm else "")
+        ]
+
+    def _scan(
+        self,
+        publisher: Publisher,
+        res: Resource,
+        rules: dict[str, tuple[str, ...]],
+        spool: Spool,
+        report: ImportReport,
+    ) -> None:
+        """Read, convert, check and spool every row; every row that does not fit is reported."""
+        try:
+            report.digest = file_digest(self.cfg.path)
         except OSError as exc:
             raise ConnectorError(
-                f"{path}: cannot read: {exc.strerror}", connector=self.name
+                f"{self.cfg.path}: cannot read: {exc.strerror}", connector=self.name
             ) from exc
-        out: list[Prepared] = []
-        with fh:
-            reader = csv.reader(fh, delimiter=cfg.delimiter, strict=True)
+        normaliser = normalise.Normaliser(rules)
+        for place, build in self._rows(res, normaliser, report):
+            report.rows_read += 1
             try:
-                header = next(reader, None)
-                if header is None:
-                    raise self._bad("the file is empty: the first line must name the columns", 1)
-                columns = self._csv_columns(header, fields, res)
-                end = reader.line_num
-                for cells in reader:
-                    line, end = end + 1, reader.line_num
-                    if any(cells):
-                        out.append(self._csv_record(cells, line, columns, publisher, res))
-            except csv.Error as exc:
-                raise self._bad(f"not valid CSV: {exc}", reader.line_num) from None
-            except UnicodeDecodeError as exc:
-                raise ConnectorDataError(
-                    f"{path}: not UTF-8 text (byte {exc.start})", connector=self.name
-                ) from None
-        return out
+                record = build()
+                p = self._prepare(publisher, res, record, place)
+            except _Refused as refused:
+                report.refuse(refused.refusal)
+                if self._first_error is None:
+                    self._first_error = refused.error
+                continue
+            spool.append(p)
+        report.normalised.update(normaliser.counts)
 
-    def _csv_columns(
-        self, header: list[str], fields: dict[str, dict[str, Any]], res: Resource
-    ) -> _CsvColumns:
-        """Which column feeds which field: no column twice, none unused, none missing."""
+    def _refuse(
+        self,
+        place: Place,
+        reason: str,
+        column: str | None = None,
+        letter: str | None = None,
+        field: str | None = None,
+        **facts: Any,
+    ) -> _Refused:
+        error = place.error(
+            reason, column=column, letter=letter, field=field, connector=self.name, **facts
+        )
+        return _Refused(Refusal(place, reason, column, field), error)
+
+    def _prepare(
+        self, publisher: Publisher, res: Resource, record: dict[str, Any], place: Place
+    ) -> Prepared:
+        try:
+            p = publisher.prepare(res.id, record, line=place.number)
+            limits.check([p], {})  # the topic's own limit is checked once the broker is asked
+        except RecordInvalid as exc:  # RecordTooLarge too
+            field = exc.facts.get("field")
+            column = self._column_of.get(str(field)) if field else None
+            size = {k: exc.facts[k] for k in ("size", "limit") if k in exc.facts}
+            raise self._refuse(place, exc.reason, column, None, field, **size) from None
+        return p
+
+    # -- rows of each format ----------------------------------------------------------------------
+
+    def _rows(
+        self, res: Resource, normaliser: normalise.Normaliser, report: ImportReport
+    ) -> Iterator[tuple[Place, Callable[[], dict[str, Any]]]]:
+        """(place, a function building the row's record) for every row of the file."""
+        if self.format == "jsonl":
+            yield from self._json_rows(res, normaliser)
+            return
         cfg = self.cfg
+        table: Table
+        if self.format == "xlsx":
+            table = XlsxTable(cfg.path, sheet=cfg.sheet, header_row=cfg.header_row)
+            report.sheet = table.sheet_name
+        else:
+            table = CsvTable(
+                cfg.path, encoding=cfg.encoding or encodings.DEFAULT, delimiter=cfg.delimiter
+            )
+        with table:
+            columns = self._columns(table, res)
+            self._column_of = dict(columns.wanted)
+            for place, cells in table.rows():
+                yield place, partial(self._record, table, columns, res, normaliser, place, cells)
+
+    def _columns(self, table: Table, res: Resource) -> _Columns:
+        """Which column feeds which field: no column twice, none unused, none missing."""
+        cfg, header, at = self.cfg, table.header, table.header_place
+        fields = {f["name"]: f for f in res.schema_["fields"]}
         index: dict[str, int] = {}
         for i, name in enumerate(header):
             if name in index:
-                raise self._bad(f"column {name!r} appears twice in the header", 1, column=name)
+                raise at.error(
+                    f"column {name!r} appears twice in the header",
+                    column=name,
+                    letter=table.letter(i),
+                    connector=self.name,
+                )
             index[name] = i
         wanted = {f: cfg.mapping.get(f, f) for f in fields}
         used = set(wanted.values()) | set(cfg.ignore_columns)
-        for name in header:
+        for i, name in enumerate(header):
             if name not in used:
-                raise self._bad(
+                raise at.error(
                     f"column {name!r} feeds no field of {res.id!r}: map it (mapping: FIELD: "
                     f"{name}) or list it under ignore_columns",
-                    1,
                     column=name,
+                    letter=table.letter(i),
+                    connector=self.name,
                 )
         plan: list[tuple[str, int | None, mapping.FieldType]] = []
         for fname, column in wanted.items():
@@ -216,237 +321,183 @@ class FileImport(Connector):
                 if fname not in cfg.mapping and "default" in fields[fname]:
                     plan.append((fname, None, ft))
                     continue
-                raise self._bad(
-                    f"no column {column!r} for field {fname!r}", 1, column=column, field=fname
+                raise at.error(
+                    f"no column {column!r} for field {fname!r}",
+                    column=column,
+                    field=fname,
+                    connector=self.name,
                 )
             plan.append((fname, index[column], ft))
-        return _CsvColumns(header, wanted, plan)
+        return _Columns(header, wanted, plan)
 
-    def _csv_record(
+    def _record(
         self,
-        cells: list[str],
-        line: int,
-        columns: _CsvColumns,
-        publisher: Publisher,
+        table: Table,
+        columns: _Columns,
         res: Resource,
-    ) -> Prepared:
-        """One line of the file as a record ready to send; its errors name line, column and field."""
-        header, wanted = columns.header, columns.wanted
+        normaliser: normalise.Normaliser,
+        place: Place,
+        cells: list[Any],
+    ) -> dict[str, Any]:
+        """One row as a record (Python form); its problems name place, column and field."""
+        header = columns.header
         if len(cells) != len(header):
-            raise self._bad(f"{len(cells)} cells, but the header names {len(header)} columns", line)
+            raise self._refuse(
+                place, f"{len(cells)} cells, but the header names {len(header)} columns"
+            )
         data: dict[str, Any] = {}
         for fname, idx, ft in columns.plan:
             if idx is None:
                 continue
             try:
-                data[fname] = _cell(cells[idx], ft)
+                data[fname] = from_typed(normaliser.apply(fname, cells[idx]), ft)
             except ValueError as exc:
-                raise self._bad(str(exc), line, column=header[idx], field=fname) from None
+                raise self._refuse(place, str(exc), header[idx], table.letter(idx), fname) from None
         try:
-            record = from_json(res.schema_, data)
+            return from_json(res.schema_, data)
         except FieldProblem as exc:
-            raise self._bad(
-                exc.message, line, column=wanted.get(exc.path), field=exc.path
-            ) from None
-        try:
-            return publisher.prepare(res.id, record, line=line)
-        except RecordInvalid as exc:
-            field = exc.facts.get("field")
-            raise self._bad(exc.reason, line, column=wanted.get(str(field)), field=field) from None
+            column = columns.wanted.get(exc.path)
+            letter = table.letter(header.index(column)) if column in header else None
+            raise self._refuse(place, exc.message, column, letter, exc.path) from None
 
-    def _bad(
-        self, message: str, line: int, column: str | None = None, field: str | None = None
-    ) -> ConnectorDataError:
-        return ConnectorDataError(
-            f"{message}; nothing of the file was published",
-            file=str(self.cfg.path),
-            line=line,
-            connector=self.name,
-            column=column,
-            field=field,
-        )
+    def _json_rows(
+        self, res: Resource, normaliser: normalise.Normaliser
+    ) -> Iterator[tuple[Place, Callable[[], dict[str, Any]]]]:
+        path, encoding = self.cfg.path, self.cfg.encoding or encodings.DEFAULT
+        wrong = encodings.utf8_under_another(path, encoding)
+        if wrong is not None:
+            raise Place(str(path), 1).error(wrong, connector=self.name)
+        try:
+            fh = path.open("rb")
+        except OSError as exc:
+            raise ConnectorError(
+                f"{path}: cannot read: {exc.strerror}", connector=self.name
+            ) from exc
+        with fh:
+            try:
+                for number, text in enumerate(encodings.text_lines(fh, encoding), start=1):
+                    if text.strip():
+                        place = Place(str(path), number)
+                        yield place, partial(self._json_record, res, normaliser, place, text)
+            except encodings.Undecodable as exc:
+                message = encodings.decode_problem(path, encoding, exc)
+                raise Place(str(path), exc.line).error(message, connector=self.name) from None
+
+    def _json_record(
+        self, res: Resource, normaliser: normalise.Normaliser, place: Place, text: str
+    ) -> dict[str, Any]:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise self._refuse(place, f"not valid JSON: {exc.msg}") from None
+        if isinstance(data, dict):
+            for name in normaliser.rules:
+                if name in data:
+                    try:
+                        data[name] = normaliser.apply(name, data[name])
+                    except ValueError as exc:
+                        raise self._refuse(place, str(exc), field=name) from None
+        try:
+            return from_json(res.schema_, data)
+        except FieldProblem as exc:
+            raise self._refuse(place, exc.message, field=exc.path) from None
+
+    # -- run: send the spool, then report ---------------------------------------------------------
 
     async def start(self) -> None:
-        if self._prepared is None:
-            await self.setup()
+        if self._publisher is None:
+            try:
+                await self.setup()
+            except ConnectorError:
+                await self._end()
+                raise
         assert self._publisher is not None
-        assert self._prepared is not None
+        assert self._spool is not None
         if not self._started:
-            try:  # every record against its topic's limit too, before the first batch goes
-                await self._publisher.check(self._prepared)
-            except RecordInvalid as exc:
-                raise self._refused(exc) from None
+            if self._spool.largest is not None:
+                try:  # the largest record against its topic's limit, before the first batch goes
+                    await self._publisher.check([self._spool.largest])
+                except RecordInvalid as exc:
+                    error = ConnectorDataError(
+                        f"{exc.reason}; nothing of the file was published",
+                        file=str(self.cfg.path),
+                        line=exc.facts.get("line"),
+                        connector=self.name,
+                        size=exc.facts.get("size"),
+                        limit=exc.facts.get("limit"),
+                    )
+                    if self.report is not None:
+                        self.report.failure = error.reason
+                    await self._end()
+                    raise error from None
             await self._publisher.start()
             self._started = True
 
     async def stop(self) -> None:
+        """Stop sending; a started import keeps its spool, so a restart resumes where it stopped."""
         if self._publisher is not None and self._started:
             self._started = False
             await self._publisher.stop()
+            if not self.finished:
+                return
+        self._publisher = None  # checked but never started (connect check): checked again
+        self._discard_spool()
+
+    def _discard_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
     async def poll(self) -> int:
-        if self._publisher is None or self._prepared is None or not self._started:
+        if self._publisher is None or self._spool is None or not self._started:
             raise ConnectorError(f"connector {self.name!r} is not started")
-        chunk = self._prepared[self._sent : self._sent + self.cfg.batch_size]
+        # a chunk the broker did not take whole is sent again after a retry (same record ids)
+        chunk = self._chunk or await asyncio.to_thread(self._spool.batch, self.cfg.batch_size)
+        self._chunk = chunk
         if not chunk:
-            self.finished = True
+            await self._finish()
             return 0
         self.metrics.rows_read.labels(self.name).inc(len(chunk))
         self.progress.rows_read += len(chunk)
         await self._publisher.send(chunk)
-        self._sent += len(chunk)
+        self._chunk = None
         self.metrics.published.labels(self.name).inc(len(chunk))
         self.progress.published += len(chunk)
-        self.progress.checkpoint = f"{self._sent} of {len(self._prepared)} records"
-        if self._sent >= len(self._prepared):
-            self.finished = True
+        total = self._spool.count
+        self.progress.checkpoint = f"{self.progress.published} of {total} records"
+        if self.progress.published >= total:
+            await self._finish()
         return len(chunk)
+
+    async def _finish(self) -> None:
+        self.finished = True
+        if self.report is not None:
+            self.report.published = self.progress.published
+        await self._end()
+        self._discard_spool()
 
     async def flush(self) -> None:
         """Nothing to do: poll() returns once the broker acknowledged the chunk."""
 
-
-def _cell(text: str, ft: mapping.FieldType) -> Any:
-    """The JSON-form value of one CSV cell for a field of type ``ft`` (empty: NULL)."""
-    if text == "":
-        return None
-    kind = ft.kind
-    if kind in ("int", "long"):
-        if not _INT.match(text.strip()):
-            raise ValueError(f"{text!r} is not an integer")
-        return int(text)
-    if kind in ("float", "double"):
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-    if kind == "boolean":
-        lowered = text.strip().lower()
-        if lowered in ("true", "1"):
-            return True
-        if lowered in ("false", "0"):
-            return False
-        raise ValueError(f"{text!r} is not a boolean (true/false, 1/0)")
-    if kind in ("record", "array", "map"):
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not JSON") from None
-    return text
-
-
-class FileExport(Connector):
-    kind = "file_export"
-
-    def __init__(
-        self,
-        cfg: FileExportConfig,
-        *,
-        bus: Connection,
-        state: ControlState,
-        metrics: ConnectorMetrics | None = None,
-        spot: Spot | None = None,
-    ) -> None:
-        super().__init__(cfg.name, metrics)
-        self.cfg = cfg
-        self.bus = bus
-        self.state = state
-        self.spot = spot or Spot()
-        self.registry = SchemaRegistry(bus)
-        self.topic = ""
-        self.format = ""
-        self._fields: list[str] = []
-        self._setup_done = False
-
-    async def setup(self) -> list[str]:
-        cfg = self.cfg
-        schema = expected_schema(self.state, cfg.department, cfg.resource, self.spot, self.name)
-        self.topic = topic_for(self.state.catalog, cfg.department, cfg.resource)
-        self._fields = [f["name"] for f in schema["fields"]]
-        self.format = file_format(cfg.path, cfg.format)
-        parent = cfg.path.parent
-        if not parent.is_dir():
-            raise self.spot.error(f"directory {parent} does not exist", "path", connector=self.name)
-        if not os.access(parent, os.W_OK):
-            raise self.spot.error(
-                f"directory {parent} is not writable", "path", connector=self.name
-            )
-        self._setup_done = True
-        return [
-            f"{self.name}: {self.topic} → {cfg.path} ({self.format}), fields: {', '.join(self._fields)}"
-        ]
-
-    async def start(self) -> None:
-        if not self._setup_done:
-            await self.setup()
-        await self.registry.refresh()
-
-    async def stop(self) -> None:
-        """Nothing is held open between polls."""
-
-    async def poll(self) -> int:
-        if self.finished:
-            return 0
-        records = await kafka.read_to_end(self.bus, self.topic, timeout_s=120)
-        seen: set[str] = set()
-        values: list[dict[str, Any]] = []
-        for rec in records:
-            rid = dict(rec.headers or ()).get(RECORD_ID, b"").decode()
-            if rid and rid in seen:
-                continue
-            seen.add(rid)
+    async def _end(self) -> None:
+        """Write the import report beside the file and its audit entry (once per run)."""
+        report = self.report
+        if report is None or self._ended:
+            return
+        self._ended = True
+        if self.cfg.report:
             try:
-                sid, body = wire.unframe(rec.value)
-                value = wire.decode(await self.registry.resolve(sid), body)
-            except DecodeError as exc:
-                raise ConnectorDataError(
-                    f"record {rec.topic}[{rec.partition}]@{rec.offset} cannot be decoded: {exc}",
-                    connector=self.name,
-                ) from exc
-            for name in value:
-                if name not in self._fields:
-                    self._fields.append(name)
-            values.append(value)
-        self.metrics.rows_read.labels(self.name).inc(len(records))
-        self.progress.rows_read += len(records)
-        await asyncio.to_thread(self._write, values)
-        self.metrics.written.labels(self.name).inc(len(values))
-        self.progress.written += len(values)
-        self.progress.checkpoint = f"{len(values)} records in {self.cfg.path.name}"
-        self.finished = True
-        return len(values)
-
-    def _write(self, values: list[dict[str, Any]]) -> None:
-        path = self.cfg.path
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with tmp.open("w", encoding="utf-8", newline="") as fh:
-                if self.format == "jsonl":
-                    for v in values:
-                        fh.write(dumps(v) + "\n")
-                else:
-                    writer = csv.writer(fh, delimiter=self.cfg.delimiter)
-                    writer.writerow(self._fields)
-                    for v in values:
-                        writer.writerow([_csv_text(v.get(name)) for name in self._fields])
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise ConnectorError(
-                f"{path}: cannot write: {exc.strerror}", connector=self.name
-            ) from exc
-
-    async def flush(self) -> None:
-        """Nothing to do: the file is complete once poll() renamed it into place."""
-
-
-def _csv_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    plain = to_jsonable(value)
-    if isinstance(plain, dict | list):
-        return json.dumps(plain, ensure_ascii=False)
-    return str(plain)
+                path = await asyncio.to_thread(report.write)
+            except OSError as exc:
+                self.notes.append(f"{self.name}: the import report was not written: {exc}")
+            else:
+                self.progress.checkpoint = (
+                    f"{self.progress.checkpoint or 'nothing sent'}; report {path}"
+                )
+        # the entry's schema was registered by the catalog load; a department may read the
+        # schemas topic, not write it, so the registry must know it before the writer asks
+        registry = SchemaRegistry(self.bus)
+        await registry.refresh()
+        async with kafka.producer(self.bus, linger_ms=0) as producer:
+            writer = AuditWriter(producer, registry, role=f"import-{self.name}")
+            await writer.write(report.audit_draft())

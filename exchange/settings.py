@@ -83,6 +83,35 @@ class Settings(BaseSettings):
         "hash-chained, and the legal period of an access log is often years); a finite "
         "period only once the log is archived ('exchange audit archive')",
     )
+    audit_retention_months: int = Field(
+        default=6,
+        ge=6,
+        description="how long the access log is kept, in months: the archive refuses to prune "
+        "a newer month ('exchange audit archive --prune-before'). At least 6: the Cybersecurity "
+        "Law (《网络安全法》) art. 21(3) keeps network logs no less than six months",
+    )
+    audit_service: str | None = Field(
+        default=None,
+        description="the service identity (服务身份) this process signs its audit chain heads "
+        "as, registered with its public key in the catalog's services.yaml (e.g. gov-router-1)",
+    )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="PEM file (mode 0600) of the Ed25519 private key of EXCHANGE_AUDIT_SERVICE "
+        "('exchange keys generate'); never logged",
+    )
+    audit_sign_every_entries: int = Field(
+        default=1000, ge=1, description="sign the chain head at least every this many entries"
+    )
+    audit_sign_every_s: float = Field(
+        default=5.0, gt=0, description="sign the chain head at least this often (seconds)"
+    )
+    audit_trace_key: SecretStr | None = Field(
+        default=None,
+        description="secret (at least 32 random characters, the same on every router and for "
+        "'exchange audit trace') keying the record-key hashes in delivery entries, so that "
+        "reading gov.audit does not let anyone test an ID number. Unset: unkeyed hashes",
+    )
     source_retention_ms: int = Field(
         default=7 * 24 * 3600 * 1000, ge=-1, description="retention of new gov.src.* topics"
     )
@@ -134,6 +163,21 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="address the Prometheus metrics endpoint listens on: loopback by default; "
         "0.0.0.0 (every interface) only behind a firewall",
+    )
+
+    http_login_failures: int = Field(
+        default=10,
+        ge=1,
+        description="failed logins from one client address, within http_login_window_s, "
+        "after which the HTTP services (exchange registry) answer its requests 429",
+    )
+    http_login_window_s: float = Field(
+        default=60.0, gt=0, description="window in which failed logins are counted (seconds)"
+    )
+    http_login_block_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="how long a client that failed too often is refused (seconds; Retry-After)",
     )
 
     def topic_policy(self) -> TopicPolicy:

@@ -184,4 +184,7 @@ async def _dispatch(d: Department, op: str, args: dict[str, Any]) -> str:
         row_filter=args.get("row_filter"),
         masks=args.get("masks") or {},
         until=dt.datetime.fromisoformat(until) if until else None,
+        verify=args.get("verify"),
+        quota_per_second=args.get("quota_per_second"),
+        quota_per_day=args.get("quota_per_day"),
     )

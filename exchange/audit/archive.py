@@ -27,6 +27,8 @@ from typing import Any
 
 from exchange.audit.entry import AuditEntry
 from exchange.audit.query import Filter, decisions
+from exchange.audit.retention import ANCHORS_TABLE
+from exchange.audit.trace import KEYS_INDEX, KEYS_TABLE, key_rows
 from exchange.audit.verify import Position
 from exchange.errors import ExchangeError
 
@@ -68,6 +70,13 @@ Row = tuple[Any, ...]
 COLUMN_LIST = ", ".join(COLUMNS)
 INSERT_SQL = f"INSERT INTO audit_entries ({COLUMN_LIST}) VALUES ({', '.join('?' for _ in COLUMNS)})"  # noqa: S608
 SELECT_SQL = f"SELECT {COLUMN_LIST} FROM audit_entries"  # noqa: S608
+KEYS_INSERT = "INSERT INTO audit_keys (key_hash, writer, seq, source_offset) VALUES (?, ?, ?, ?)"
+_KEYED_SQL = (
+    "SELECT k.source_offset, "  # noqa: S608
+    + ", ".join(f"e.{c}" for c in COLUMNS)
+    + " FROM audit_keys k JOIN audit_entries e ON e.writer = k.writer AND e.seq = k.seq "
+    "WHERE k.key_hash = ? AND e.resource = ? AND e.action = 'RECORDS_DELIVERED'"
+)
 
 
 class ArchiveError(ExchangeError):
@@ -131,6 +140,8 @@ class Archive:
                 f"note TEXT NOT NULL, entry {self.json_type}, "
                 "PRIMARY KEY (log_partition, log_offset))"
             )
+            cur.execute(KEYS_TABLE)  # record-key hashes of deliveries (exchange.audit.trace)
+            cur.execute(ANCHORS_TABLE)  # where pruned chains resume (exchange.audit.retention)
         if indexes:
             self.create_indexes()
 
@@ -138,16 +149,18 @@ class Archive:
         with self.transaction() as cur:
             for name, cols in INDEXES.items():
                 cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON audit_entries ({cols})")
+            cur.execute(KEYS_INDEX)
         self.analyze()
 
     def drop_indexes(self) -> None:
         with self.transaction() as cur:
-            for name in INDEXES:
+            for name in [*INDEXES, "audit_keys_hash"]:
                 cur.execute(f"DROP INDEX IF EXISTS {name}")
 
     def analyze(self) -> None:
         with self.transaction() as cur:
             cur.execute("ANALYZE audit_entries")
+            cur.execute("ANALYZE audit_keys")
 
     def _type(self, column: str) -> str:
         if column == "at":
@@ -184,6 +197,10 @@ class Archive:
                 added = max(cur.rowcount, 0)
             if added < len(entries):
                 self._keep_conflicts(cur, entries)
+            new = self._new_entries(cur, entries) if added < len(entries) else entries
+            keys = key_rows([e for _, e in new])
+            if keys:
+                cur.executemany(self.sql(KEYS_INSERT), keys)
             for pos, item in items:
                 if isinstance(item, str):
                     self._anomaly(cur, pos, "unreadable", None, None, item, None)
@@ -197,6 +214,23 @@ class Archive:
                     (topic, partition, offset),
                 )
         return added
+
+    def _new_entries(
+        self, cur: Any, entries: list[tuple[Position, AuditEntry]]
+    ) -> list[tuple[Position, AuditEntry]]:
+        """Of the entries of a batch, those this very batch archived (their keys not indexed yet)."""
+        out = []
+        for pos, e in entries:
+            cur.execute(
+                self.sql(
+                    "SELECT log_partition, log_offset FROM audit_entries WHERE writer = ? AND seq = ?"
+                ),
+                (e.writer, e.seq),
+            )
+            stored = cur.fetchone()
+            if stored is not None and (stored[0], stored[1]) == (pos.partition, pos.offset):
+                out.append((pos, e))
+        return out
 
     def _keep_conflicts(self, cur: Any, entries: list[tuple[Position, AuditEntry]]) -> None:
         """Of entries not inserted, keep those whose (writer, seq) holds other content."""
@@ -295,6 +329,26 @@ class Archive:
         with self.transaction() as cur:
             cur.execute(self.sql(sql), params)
             return [self._entry(r) for r in cur.fetchall()]
+
+    def keyed_deliveries(
+        self, digest: str, resource: str, consumer: str | None = None
+    ) -> list[tuple[int, AuditEntry]]:
+        """(source offset, delivery entry) of every record of ``resource`` whose key hash is
+        ``digest``, through the ``audit_keys`` index (see :mod:`exchange.audit.trace`)."""
+        sql, params = _KEYED_SQL, [digest, resource]
+        if consumer is not None:
+            sql += " AND e.consumer = ?"
+            params.append(consumer)
+        with self.transaction() as cur:
+            cur.execute(self.sql(sql), params)
+            return [(int(r[0]), self._entry(r[1:])[1]) for r in cur.fetchall()]
+
+    def deliveries(self, resource: str) -> list[AuditEntry]:
+        """Every delivery entry of ``resource`` (the scan a trace without the index makes)."""
+        sql = SELECT_SQL + " WHERE action = 'RECORDS_DELIVERED' AND resource = ?"
+        with self.transaction() as cur:
+            cur.execute(self.sql(sql), [resource])
+            return [self._entry(r)[1] for r in cur.fetchall()]
 
     def _entry(self, r: Row) -> tuple[Position, AuditEntry]:
         d = dict(zip(COLUMNS, r, strict=True))

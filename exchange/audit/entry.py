@@ -48,6 +48,18 @@ class Action(StrEnum):
     RECORD_DEAD_LETTERED = "RECORD_DEAD_LETTERED"
     CATALOG_CHANGED = "CATALOG_CHANGED"
     COMMAND_REFUSED = "COMMAND_REFUSED"
+    #: a request to an HTTP service of the bus refused: wrong credentials, a client blocked
+    #: after repeated failed logins, a subject or schema not disclosed to the caller
+    ACCESS_DENIED = "ACCESS_DENIED"
+    #: 接口调用: one request by key to the gateway, whatever its answer
+    RECORD_QUERIED = "RECORD_QUERIED"
+    #: 核验: one verification request to the gateway, whatever its answer
+    RECORD_VERIFIED = "RECORD_VERIFIED"
+    #: a writer's signature over the newest entry of its chain (exchange.audit.heads)
+    CHAIN_HEAD = "CHAIN_HEAD"
+    #: a file connector published a file whole / refused it whole (nothing sent)
+    FILE_IMPORTED = "FILE_IMPORTED"
+    FILE_IMPORT_REFUSED = "FILE_IMPORT_REFUSED"
 
 
 class Decision(StrEnum):
@@ -64,10 +76,22 @@ class Decision(StrEnum):
     DELIVERED = "delivered"
     DEAD_LETTERED = "dead_lettered"
     CHANGED = "changed"
+    #: a department's file was imported: its records are on the bus
+    PUBLISHED = "published"
     #: the word COMMAND_REFUSED entries had before ``denied`` became the only one; kept so
     #: that old entries are read, and found by ``--decision denied``. Never written now
     REFUSED = "refused"
     RESET = "reset"
+    #: the gateway answered a request by key with the caller's view of the record
+    ANSWERED = "answered"
+    #: no record with that key in the caller's view (missing, or outside its row filter)
+    NOT_FOUND = "not_found"
+    #: over a grant's quota: answered 429
+    QUOTA_EXCEEDED = "quota_exceeded"
+    #: a verification's values match a record / match none
+    MATCHED = "matched"
+    NOT_MATCHED = "not_matched"
+    SIGNED = "signed"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before
@@ -118,7 +142,35 @@ AUDIT_ENTRY: dict[str, Any] = {
         },
     ],
 }
-AUDIT_CODEC = ControlCodec(AUDIT_ENTRY)
+
+
+def _without(*actions: Action) -> dict[str, Any]:
+    """The entry schema as it was before ``actions`` were added to its vocabulary."""
+    symbols = [a.value for a in Action if a not in actions]
+    return {
+        **AUDIT_ENTRY,
+        "fields": [
+            {**f, "type": {"type": "enum", "name": "AuditAction", "symbols": symbols}}
+            if f["name"] == "action"
+            else f
+            for f in AUDIT_ENTRY["fields"]
+        ],
+    }
+
+
+_GATEWAY = (Action.RECORD_QUERIED, Action.RECORD_VERIFIED)
+#: the schemas before ACCESS_DENIED (HTTP refusals), RECORD_QUERIED / RECORD_VERIFIED (the
+#: gateway), CHAIN_HEAD (signed chain heads) and FILE_IMPORTED / FILE_IMPORT_REFUSED (file
+#: connectors) were added to the actions, oldest first:
+#: entries written with them are still read
+_FILES = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED)
+AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_FILES)
+AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_FILES)
+AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_FILES)
+AUDIT_ENTRY_V4 = _without(*_FILES)
+AUDIT_CODEC = ControlCodec(
+    AUDIT_ENTRY, older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, AUDIT_ENTRY_V3, AUDIT_ENTRY_V4)
+)
 
 
 def to_millis(at: dt.datetime) -> int:

@@ -18,66 +18,24 @@ no Kafka, no clock). What each finding means:
 
 What a hash chain cannot show on its own: a truncated tail (the last
 entries of a chain removed) and a whole chain forged under a new writer id.
-Broker ACLs that let only the bus's principals write ``gov.audit`` (see
-DESIGN.md §2) and an archive kept elsewhere are the defence there.
+Signed chain heads (:mod:`exchange.audit.heads`, checked by
+:mod:`exchange.audit.head_check`: kinds ``forged``, ``bad_signature``,
+``head_mismatch``, ``head_backwards``, ``unsigned_tail``) and the archive
+(:mod:`exchange.audit.truncation`: ``truncated``) cover those.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from exchange.audit.entry import GENESIS_HASH, AuditEntry
+from exchange.audit.finding import NOTICES, Finding, Kind, Position
+from exchange.audit.head_check import HeadChecker
 
-
-class Kind(StrEnum):
-    MODIFIED = "modified"
-    CHAIN_BROKEN = "chain_broken"
-    INSERTED = "inserted"
-    DELETED = "deleted"
-    REORDERED = "reordered"
-    UNREADABLE = "unreadable"
-    DUPLICATE = "duplicate"
-
-
-class Position(NamedTuple):
-    """Where a record sits in the log (or in an exported copy: partition 0, index)."""
-
-    partition: int
-    offset: int
-
-    def __str__(self) -> str:
-        if self.partition == 0:
-            return f"offset {self.offset}"
-        return f"partition {self.partition} offset {self.offset}"
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: Kind
-    message: str
-    position: Position | None = None
-    writer: str | None = None
-    seq: int | None = None
-    last_seq: int | None = None  # for a range of deleted seqs
-
-    @property
-    def broken(self) -> bool:
-        return self.kind is not Kind.DUPLICATE
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": self.kind.value,
-            "writer": self.writer,
-            "seq": self.seq,
-            "last_seq": self.last_seq,
-            "partition": self.position.partition if self.position else None,
-            "offset": self.position.offset if self.position else None,
-            "message": self.message,
-        }
+__all__ = ["NOTICES", "ChainChecker", "Finding", "Kind", "Position", "VerifyReport", "verify"]
 
 
 class _Seen(NamedTuple):
@@ -130,9 +88,17 @@ class ChainChecker:
     chains are followed at once; the oldest is forgotten first.
     """
 
-    def __init__(self, *, window: int | None = None, max_writers: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        window: int | None = None,
+        max_writers: int | None = None,
+        anchors: Mapping[str, Any] | None = None,
+    ) -> None:
         self.window = window
         self.max_writers = max_writers
+        #: per writer, where its chain resumes in a pruned archive (``.seq``, ``.hash``)
+        self.anchors = dict(anchors or {})
         self._writers: OrderedDict[str, _State] = OrderedDict()
         self.summaries: dict[str, WriterSummary] = {}
         self.findings: list[Finding] = []
@@ -143,6 +109,9 @@ class ChainChecker:
         if st is None:
             summary = self.summaries.setdefault(writer, WriterSummary(writer))
             st = self._writers[writer] = _State(summary)
+            anchor = self.anchors.get(writer)
+            if anchor is not None:  # the entries up to it were pruned after verification
+                st.next_seq, st.last_hash = anchor.seq + 1, anchor.hash
             if self.max_writers is not None and len(self._writers) > self.max_writers:
                 self._writers.popitem(last=False)
         else:
@@ -287,6 +256,8 @@ class VerifyReport:
     entries: int
     writers: list[WriterSummary]
     findings: list[Finding]
+    #: per writer, what signed heads cover (None: heads not checked)
+    heads: list[Any] | None = None
 
     @property
     def problems(self) -> list[Finding]:
@@ -302,20 +273,44 @@ class VerifyReport:
             "entries": self.entries,
             "writers": [w.to_json() for w in self.writers],
             "findings": [f.to_json() for f in self.findings],
+            "heads": None if self.heads is None else [h.to_json() for h in self.heads],
         }
 
 
-def verify(items: Iterable[tuple[Position, AuditEntry | str]]) -> VerifyReport:
-    """Check a whole log (entries, or the reason a record is unreadable) in log order."""
-    checker = ChainChecker()
+def verify(
+    items: Iterable[tuple[Position, AuditEntry | str]],
+    *,
+    keys: Mapping[str, str] | None = None,
+    required: bool | None = None,
+    anchors: Mapping[str, Any] | None = None,
+) -> VerifyReport:
+    """Check a whole log (entries, or the reason a record is unreadable) in log order.
+
+    With ``keys`` (service id -> Ed25519 public key, ``Catalog.head_keys()``) the signed
+    chain heads are checked too: an unsigned chain is forged when any key is registered
+    (or ``required``), a notice otherwise. ``anchors``: where chains resume in a pruned
+    archive (:func:`exchange.audit.retention.anchors`).
+    """
+    checker = ChainChecker(anchors=anchors)
+    heads = HeadChecker(keys, required=required, anchors=anchors) if keys is not None else None
     for pos, item in items:
         if isinstance(item, str):
             checker.unreadable(pos, item)
         else:
             checker.feed(pos, item)
+            if heads is not None:
+                heads.feed(pos, item)
     checker.finish()
+    findings = checker.findings
+    if heads is not None:
+        for f in heads.finish():
+            if f.broken and f.writer in checker.summaries:
+                checker.summaries[f.writer].problems += 1
+            findings.append(f)
     writers = sorted(checker.summaries.values(), key=lambda s: s.writer)
-    return VerifyReport(checker.entries, writers, checker.findings)
+    return VerifyReport(
+        checker.entries, writers, findings, heads.summaries if heads is not None else None
+    )
 
 
 def positioned(entries: Iterable[AuditEntry]) -> list[tuple[Position, AuditEntry | str]]:

@@ -12,20 +12,33 @@ not reorder them (a retry may duplicate one, which ``verify`` tells apart
 from an insertion: same seq, same hash). A write that fails for good after
 its successors were sent leaves a gap that ``verify`` reports as deleted;
 the caller sees the error and does not commit what the entry described.
+
+Signed heads (:mod:`exchange.audit.heads`): a writer with a
+:class:`~exchange.audit.heads.HeadSigner` (given, or the one the entry point
+installed for the process) adds a ``CHAIN_HEAD`` entry to its chain once
+``every_entries`` entries are unsigned, once ``every_s`` seconds have passed
+with any unsigned (checked on every write and by a timer while started), and
+at :meth:`AuditWriter.stop`. Head entries ride with the writes that made them
+due (their acknowledgement is awaited with them) but are not among the
+entries a write returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from exchange.audit import heads
 from exchange.audit.entry import AUDIT_ENTRY, GENESIS_HASH, AuditEntry, Draft
+from exchange.audit.heads import HeadSigner
 from exchange.bus import topics
 from exchange.bus.registry import SchemaRegistry
 from exchange.lifecycle import AsyncService
@@ -34,6 +47,8 @@ if TYPE_CHECKING:  # prometheus_client: imported only by processes that export m
     from exchange.metrics import AuditMetrics
 
 STOP_WAIT_S = 5.0  # how long stop() waits for the last entry's acknowledgement
+
+log = logging.getLogger(__name__)
 
 
 def default_instance() -> str:
@@ -78,6 +93,7 @@ class AuditWriter(AsyncService):
         instance: str | None = None,
         metrics: AuditMetrics | None = None,
         topic: str = topics.AUDIT,
+        signer: HeadSigner | None = None,
     ) -> None:
         self.producer = producer
         self.registry = registry
@@ -95,18 +111,38 @@ class AuditWriter(AsyncService):
         self._registered = False
         self._stopped = False
         self._last: Any = None  # the producer's future of the last entry handed over
+        #: signs the chain's heads; None: an unsigned chain (verify reports it)
+        self.signer = signer if signer is not None else heads.installed()
+        self._newest: AuditEntry | None = None  # the newest entry handed over
+        self._signed_seq = -1  # the newest seq a head handed over covers
+        self._signed_at = time.monotonic()
+        self._timer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Register the entry schema, so the first write does not wait for it; idempotent."""
         async with self._lock:
             await self._register()
+        if self.signer is not None and self._timer is None and not self._stopped:
+            self._timer = asyncio.create_task(self._sign_on_time(), name="audit-head-timer")
 
     async def stop(self) -> None:
-        """Refuse later writes; wait (at most ``STOP_WAIT_S``) for the last one handed over.
+        """Sign the head, refuse later writes; wait (at most ``STOP_WAIT_S``) for the last one
+        handed over.
 
         A write that failed was reported to its caller by ``acked()``: it is not raised
         again here. Idempotent.
         """
+        if self._timer is not None:
+            timer, self._timer = self._timer, None
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        if not self._stopped and self.signer is not None:
+            try:  # a clean shutdown leaves no unsigned tail
+                async with self._lock:
+                    await self._sign_head([])
+            except Exception as exc:  # the producer is failing: the tail stays unsigned
+                log.warning("audit writer %s: last head not signed: %s", self.writer_id, exc)
         self._stopped = True
         last, self._last = self._last, None
         if last is not None:
@@ -126,6 +162,8 @@ class AuditWriter(AsyncService):
             self._key = self.writer_id.encode()
             self._seq = 0
             self._prev = GENESIS_HASH
+            self._newest = None
+            self._signed_seq = -1
             self._registered = False  # gov.ctl.schemas may have been recreated too
 
     @property
@@ -141,22 +179,63 @@ class AuditWriter(AsyncService):
         async with self._lock:
             await self._register()
             for draft in drafts:
-                entry = AuditEntry.seal(
-                    draft,
-                    writer=self.writer_id,
-                    seq=self._seq,
-                    prev_hash=self._prev,
-                    instance=self.instance,
-                )
-                self._last = await self.producer.send(
-                    self.topic, value=entry.encode(), key=self._key
-                )
-                futures.append(self._last)
-                # advanced only once the producer holds it: a send that raises leaves no gap
-                self._seq += 1
-                self._prev = entry.hash
-                entries.append(entry)
+                entries.append(await self._append(draft, futures))
+                if self._head_due():
+                    await self._sign_head(futures)
         return PendingWrites(entries, futures, self.metrics)
+
+    async def _append(self, draft: Draft, futures: list[Any]) -> AuditEntry:
+        """Seal the next entry and hand it to the producer (the lock is held)."""
+        entry = AuditEntry.seal(
+            draft,
+            writer=self.writer_id,
+            seq=self._seq,
+            prev_hash=self._prev,
+            instance=self.instance,
+        )
+        self._last = await self.producer.send(self.topic, value=entry.encode(), key=self._key)
+        futures.append(self._last)
+        # advanced only once the producer holds it: a send that raises leaves no gap
+        self._seq += 1
+        self._prev = entry.hash
+        self._newest = entry
+        return entry
+
+    @property
+    def unsigned(self) -> int:
+        """Entries handed over that no head covers yet."""
+        return self._seq - 1 - self._signed_seq
+
+    def _head_due(self) -> bool:
+        signer = self.signer
+        if signer is None or self.unsigned <= 0:
+            return False
+        return (
+            self.unsigned >= signer.every_entries
+            or time.monotonic() - self._signed_at >= signer.every_s
+        )
+
+    async def _sign_head(self, futures: list[Any]) -> None:
+        """Hand over a head covering the newest entry, if any is unsigned (the lock is held)."""
+        if self.signer is None or self._newest is None or self.unsigned <= 0:
+            return
+        covered = self._newest
+        await self._append(self.signer.draft(covered), futures)
+        self._signed_seq = self._seq - 1  # the head covers itself too: nothing is unsigned
+        self._signed_at = time.monotonic()
+
+    async def _sign_on_time(self) -> None:
+        """While started: sign the head of an idle chain every ``every_s`` seconds."""
+        assert self.signer is not None
+        while True:
+            await asyncio.sleep(self.signer.every_s / 2)
+            if self._stopped or not self._head_due():
+                continue
+            try:
+                async with self._lock:
+                    await self._sign_head([])
+            except Exception as exc:  # retried at the next tick; verify shows the tail
+                log.warning("audit writer %s: head not signed: %s", self.writer_id, exc)
 
     async def write(self, *drafts: Draft) -> list[AuditEntry]:
         """Write entries and wait until every one is acknowledged."""

@@ -3,6 +3,7 @@
 Layout of a catalog directory::
 
     departments.yaml          # list of departments
+    services.yaml             # service identities signing audit chain heads (optional)
     resources/*.yaml          # one information resource per file
     avro/*.avsc               # Avro schemas the resources refer to
     calendar/<year>.yaml      # official holidays and make-up days of a year (optional;
@@ -28,6 +29,7 @@ from exchange.catalog.model import (
     FieldInfo,
     Resource,
     ResourceSpec,
+    ServiceIdentity,
     ShareType,
 )
 from exchange.catalog.yamlfile import Document, YamlProblem, read
@@ -113,6 +115,7 @@ def load_catalog(directory: str | Path) -> Catalog:
         codes[resource.code] = resource.id
         resources[resource.id] = resource
     calendar = load_years(root, lambda path: _rel(path, root), errors)
+    services = _load_services(root, departments, errors)
     if errors:
         raise CatalogErrors(errors)
     try:
@@ -121,6 +124,7 @@ def load_catalog(directory: str | Path) -> Catalog:
             resources=resources,
             signatures_required=signatures_required,
             calendar=calendar,
+            services=services,
         )
     except ValidationError as exc:  # a rule over the whole catalog (signatures_required)
         raise CatalogErrors(
@@ -176,6 +180,44 @@ def _load_departments(root: Path, errors: list[CatalogError]) -> tuple[dict[str,
             departments[dept.id] = dept
             codes.add(dept.code)
     return departments, required
+
+
+def _load_services(
+    root: Path, departments: dict[str, Department], errors: list[CatalogError]
+) -> dict[str, ServiceIdentity]:
+    """The service identities of ``services.yaml`` (none if the file is absent)."""
+    path = root / "services.yaml"
+    services: dict[str, ServiceIdentity] = {}
+    if not path.exists():
+        return services
+    name = _rel(path, root)
+    doc = _read(path, name, errors)
+    if doc is None:
+        return services
+    items = doc.data.get("services") if isinstance(doc.data, dict) else None
+    if not isinstance(items, list):
+        errors.append(CatalogError("expected a mapping with a 'services' list", file=name))
+        return services
+    for i, item in enumerate(items):
+        try:
+            service = ServiceIdentity.model_validate(item)
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(exc, doc, name, ("services", i), None))
+            continue
+        line = doc.line_of(("services", i))
+        if service.id in services:
+            errors.append(
+                CatalogError(f"service id {service.id!r} is used twice", file=name, line=line)
+            )
+        elif service.id in departments:
+            errors.append(
+                CatalogError(
+                    f"service id {service.id!r} is also a department's id", file=name, line=line
+                )
+            )
+        else:
+            services[service.id] = service
+    return services
 
 
 def _load_resource(

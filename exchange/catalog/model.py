@@ -116,6 +116,27 @@ class Department(_Strict):
         return v
 
 
+SERVICE_ID = r"^[a-z][a-z0-9-]{1,62}$"
+
+
+class ServiceIdentity(_Strict):
+    """服务身份 A service of the bus that writes the access log (``gov-router-1``, a gateway,
+    an archiver): the Ed25519 key it signs its audit chain heads with (services.yaml)."""
+
+    id: str = Field(pattern=SERVICE_ID, description="e.g. 'gov-router-1'")
+    role: str = Field(
+        min_length=1, description="what it is: router, gateway, archiver, session, ..."
+    )
+    public_key: str = Field(description="Ed25519 public key (base64, 32 bytes)")
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, v: str) -> str:
+        from exchange.catalog.signing import check_public_key
+
+        return check_public_key(v)
+
+
 class FieldPolicy(_Strict):
     """The shared-list entry of one field (信息项); unset values inherit the resource's."""
 
@@ -229,6 +250,8 @@ class Catalog(BaseModel):
     #: the official holiday calendar's years from calendar/<year>.yaml (法定节假日 and 调休);
     #: they win over the chinesecalendar package (see :mod:`exchange.catalog.calendar`)
     calendar: tuple[YearCalendar, ...] = ()
+    #: service identities (服务身份) that sign the heads of their audit chains (services.yaml)
+    services: dict[str, ServiceIdentity] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _keys_when_required(self) -> Catalog:
@@ -281,7 +304,12 @@ class Catalog(BaseModel):
                 self.signatures_required if signatures_required is None else signatures_required
             ),
             calendar=self.calendar,
+            services=dict(self.services),
         )
+
+    def head_keys(self) -> dict[str, str]:
+        """Who may sign audit chain heads: service id -> its public key (base64)."""
+        return {s.id: s.public_key for s in self.services.values()}
 
     def admins(self) -> dict[str, Department]:
         """The catalog administrators (目录管理员): who may load the next catalog."""

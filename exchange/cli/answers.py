@@ -96,6 +96,22 @@ def approve(
             show_default=False,
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Grant verification only (核验), even if the application asked for data. "
+            "Default: what the application asked for.",
+        ),
+    ] = False,
+    quota_per_second: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="At most N requests by key per second (接口调用)."),
+    ] = None,
+    quota_per_day: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="At most N requests by key per day (Beijing time)."),
+    ] = None,
     key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
@@ -112,6 +128,9 @@ def approve(
         "row_filter": row_filter,
         "masks": masks,
         "until": _parse_until(until),
+        "verify": True if verify else None,
+        "quota_per_second": quota_per_second,
+        "quota_per_day": quota_per_day,
     }
     typer.echo(_answer(department, "approve", args, bootstrap_servers, key))
 

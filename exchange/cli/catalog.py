@@ -170,6 +170,7 @@ def load(
         ("policy changed", change.policy_changed),
         ("departments changed", change.departments_changed),
         ("holiday calendar changed", change.calendar_changed),
+        ("service identities changed", change.services_changed),
     ):
         if items:
             typer.echo(f"  {label}: {', '.join(items)}")

@@ -80,13 +80,19 @@ NO_BROKER_HELP = (
 def connection(explicit: str | None) -> Connection:
     """The command's connection to the bus, built once from its settings.
 
+    It also installs the audit head signer the settings name (``EXCHANGE_AUDIT_SERVICE``,
+    ``EXCHANGE_AUDIT_KEY_FILE``), which every audit writer of the process then uses.
+
     The bootstrap servers are the option's (or ``EXCHANGE_BOOTSTRAP_SERVERS``), else those
     of the broker 'exchange broker start' started (:mod:`exchange.dev.engines`); security,
     credentials and topic policy are the settings'.
     """
+    from exchange.audit import heads
     from exchange.dev import broker, engines
 
     s = settings()
+    # every audit writer of this process signs its chain heads as the configured service
+    heads.install(heads.from_settings(s))
     address = explicit or s.bootstrap_servers
     info = broker.status(s.state_dir)
     if address:  # the embedded broker's own address, given explicitly, is still it

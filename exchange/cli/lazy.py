@@ -83,6 +83,16 @@ COMMANDS: dict[str, Lazy] = {
         "registry",
         "Serve a read-only Confluent Schema Registry API: any Kafka client decodes the bus.",
     ),
+    "gateway": Lazy(
+        "gateway",
+        "gateway",
+        "Serve requests by key (接口调用) and verifications (核验), each caller its own view.",
+    ),
+    "console": Lazy(
+        "console",
+        "app",
+        "The web console (管理控制台) of the sharing workflow, in Chinese with English beside it.",
+    ),
     "acls": Lazy(
         "acls",
         "acls",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from exchange.cli.common import BootstrapOption, connection, fail, guarded, run
+from exchange.cli.common import BootstrapOption, connection, fail, guarded, run, settings
 from exchange.cli.serving import ClientLogLevelOption, LogLevelOption, setup_logging
 
 
@@ -57,12 +57,16 @@ def registry(
     Follows the catalog, schemas and grants live. Subjects gov.src.<provider>.<resource>-value
     and gov.dlv.<consumer>.<resource>-value; /metrics, /health and /openapi.json beside them.
     Run several instances behind a load balancer if needed: they hold no state of their own.
+    Refused requests (wrong credentials, a hidden subject or schema id) are written to the
+    access log, gov.audit; a client with EXCHANGE_HTTP_LOGIN_FAILURES failed logins within
+    EXCHANGE_HTTP_LOGIN_WINDOW_S seconds is answered 429 for EXCHANGE_HTTP_LOGIN_BLOCK_S.
     Stops cleanly on Ctrl-C or SIGTERM.
     """
     setup_logging(log_level, client_log_level)
     bus = guarded(connection)(bootstrap_servers)
 
     from exchange.http import auth, server
+    from exchange.http.throttle import LoginThrottle
     from exchange.registry.app import registry_app
 
     checker: auth.Authenticator
@@ -80,7 +84,13 @@ def registry(
             "--credentials-dir DIR (the files 'exchange acls --apply' writes), or --anonymous "
             "PRINCIPAL to let requests in without credentials"
         )
-    app = registry_app(bus, auth.Gate(checker, anonymous=anonymous))
+    opts = settings()
+    throttle = LoginThrottle(
+        max_failures=opts.http_login_failures,
+        window_s=opts.http_login_window_s,
+        block_s=opts.http_login_block_s,
+    )
+    app = registry_app(bus, auth.Gate(checker, anonymous=anonymous, throttle=throttle))
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"schema registry on http://{shown}:{port} following {bus}; Ctrl-C stops it")
     run(server.serve(app, host, port))

@@ -70,7 +70,17 @@ def router(
             master_secret=secret.value,
             metrics=metrics,
             session_timeout_ms=session_timeout_ms or s.router_session_timeout_ms,
+            trace_key=(
+                s.audit_trace_key.get_secret_value().encode() if s.audit_trace_key else None
+            ),
         )
+        if s.audit_trace_key is None:
+            typer.secho(
+                "note: EXCHANGE_AUDIT_TRACE_KEY is not set: the record-key hashes of delivery "
+                "entries are unkeyed, so a reader of gov.audit can test a guessed key",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
         if secret.origin != "EXCHANGE_MASK_SECRET":
             typer.secho(f"note: {secret.origin}", fg=typer.colors.YELLOW, err=True)
         await r.start()

@@ -104,6 +104,14 @@ def apply(
     fields: Annotated[str, typer.Option(help="Conditional fields wanted, comma-separated.")],
     purpose: Annotated[str, typer.Option(help="What the data is for (用途).")],
     legal_basis: Annotated[str | None, typer.Option(help="Legal basis of the request.")] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="For verification only (核验): ask whether a record matches values of these "
+            "fields through 'exchange gateway', receive none of them.",
+        ),
+    ] = False,
     key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
@@ -121,6 +129,7 @@ def apply(
                 fields=[f.strip() for f in fields.split(",") if f.strip()],
                 purpose=purpose,
                 legal_basis=legal_basis,
+                verify=verify,
             )
 
     typer.echo(run(go()))

@@ -70,13 +70,24 @@ class Department:
     """Acts on the bus as one department (``--as DEPT`` on the command line)."""
 
     def __init__(
-        self, bus: Connection, department: str, *, signing_key: Ed25519PrivateKey | None = None
+        self,
+        bus: Connection,
+        department: str,
+        *,
+        signing_key: Ed25519PrivateKey | None = None,
+        person: str | None = None,
     ) -> None:
         """``signing_key``: the department's Ed25519 private key; required for commands when
-        the catalog registers a public key for it (see :mod:`exchange.catalog.signing`)."""
+        the catalog registers a public key for it (see :mod:`exchange.catalog.signing`).
+
+        ``person``: who, in the department, acts (a console user's name); every audit
+        entry this session writes names them in its details (``person``). A program that
+        acts for several people in turn (the web console) sets :attr:`person` per command.
+        """
         self.bus = bus
         self.department = department
         self.signing_key = signing_key
+        self.person = person
         self._state: ControlState | None = None
         self._producer: Any = None
         self._audit: AuditWriter | None = None
@@ -124,7 +135,9 @@ class Department:
             await reader.stop()
         if self._producer is not None:
             p, self._producer = self._producer, None
-            self._audit = None
+            audit, self._audit = self._audit, None
+            if audit is not None:  # a clean stop signs the head of its chain
+                await audit.stop()
             await p.stop()
 
     async def __aenter__(self) -> Self:
@@ -169,7 +182,7 @@ class Department:
         """
         command_limits.check_event(event)  # raises CommandRefused
         if self.signing_key is not None:
-            event = replace(event, signature=signing.sign(self.signing_key, event.to_avro()))
+            event = replace(event, signature=signing.sign(self.signing_key, event.signed_fields()))
         current = self.state if caught_up else await self.refresh()
         current.book.check(event, current.catalog)  # raises CommandRefused
         # resolvable on gov.ctl.schemas before the first event that uses it (a no-op once it is)
@@ -196,6 +209,8 @@ class Department:
         details = {
             k: command_limits.safe(v, _MAX_DETAIL) for k, v in facts.pop("details", {}).items()
         }
+        if self.person is not None:
+            details["person"] = command_limits.safe(self.person, command_limits.MAX_ID_CHARS)
         resource = facts.get("resource")
         res = self.state.catalog.resources.get(resource) if isinstance(resource, str) else None
         facts.setdefault("provider", res.provider if res else None)
@@ -289,8 +304,13 @@ class Department:
         fields: Iterable[str],
         purpose: str,
         legal_basis: str | None = None,
+        verify: bool = False,
     ) -> str:
-        """Apply for conditional fields (有条件共享); returns the application id."""
+        """Apply for conditional fields (有条件共享); returns the application id.
+
+        ``verify``: for verification only (核验): the grant will let the department ask
+        whether a record matches values of these fields, and deliver none of them.
+        """
         app_id = new_id("APP")
         wanted = tuple(dict.fromkeys(fields))
         facts: dict[str, Any] = {
@@ -312,6 +332,7 @@ class Department:
                 fields=wanted,
                 purpose=purpose,
                 legal_basis=legal_basis,
+                grant_kind="verify" if verify else None,
             )
             await self._submit(event)
         await self._audit_entry(
@@ -371,8 +392,14 @@ class Department:
         masks: Mapping[str, str] | None = None,
         until: dt.datetime | dt.date | None = None,
         purpose: str | None = None,
+        verify: bool | None = None,
+        quota_per_second: int | None = None,
+        quota_per_day: int | None = None,
     ) -> str:
         """Approve an application (provider only), possibly narrowing it; returns the grant id.
+
+        ``verify``: a verification-only grant (核验); None: what the application asked for.
+        ``quota_per_second`` / ``quota_per_day``: limits on requests by key (接口调用).
 
         ``until`` follows :data:`exchange.beijing.EXPIRY_RULE`, as ``--until`` does: a
         :class:`datetime.date` is valid through the end of that day in Beijing; a
@@ -403,6 +430,11 @@ class Department:
                 row_filter=row_filter,
                 masks=dict(masks or {}),
                 valid_until=until,
+                grant_kind=(
+                    "verify" if verify or (verify is None and app.kind.value == "verify") else None
+                ),
+                quota_per_second=quota_per_second,
+                quota_per_day=quota_per_day,
             )
             facts.update(
                 purpose=event.purpose,
@@ -417,6 +449,9 @@ class Department:
                     masks=event.masks or None,
                     row_filter=row_filter,
                     valid_until=until,
+                    grant_kind=event.grant_kind,
+                    quota_per_second=quota_per_second,
+                    quota_per_day=quota_per_day,
                     event_id=event.event_id,
                     **app.answer_facts(event.at),
                 ),

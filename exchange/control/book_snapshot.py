@@ -43,7 +43,7 @@ from exchange.avro import schema as avro
 from exchange.avro.control_records import ControlCodec
 from exchange.errors import DecodeError
 from exchange.sharing.grants import GrantBook
-from exchange.sharing.records import Application, AppStatus, Grant
+from exchange.sharing.records import Application, AppStatus, Grant, GrantKind
 
 BOOK_SNAPSHOT_V1: avro.Schema = {
     "type": "record",
@@ -159,6 +159,8 @@ def _revive(cls: Any, d: dict[str, Any]) -> Any:
     d["fields"] = tuple(d["fields"])
     if "status" in d:
         d["status"] = AppStatus(d["status"])
+    if "kind" in d:
+        d["kind"] = GrantKind(d["kind"])
     if d.keys() != _FIELDS[cls]:
         return cls(**d)
     obj = object.__new__(cls)

@@ -33,7 +33,17 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from exchange.audit.entry import AUDIT_ENTRY, Action, Decision, Draft, detail_map
+from exchange.audit.entry import (
+    AUDIT_ENTRY,
+    AUDIT_ENTRY_V1,
+    AUDIT_ENTRY_V2,
+    AUDIT_ENTRY_V3,
+    AUDIT_ENTRY_V4,
+    Action,
+    Decision,
+    Draft,
+    detail_map,
+)
 from exchange.audit.writer import AuditWriter
 from exchange.avro.control_records import CATALOG_SNAPSHOT, CATALOG_SNAPSHOT_V1, ControlCodec
 from exchange.avro.schema import check_backward
@@ -43,7 +53,7 @@ from exchange.bus.registry import SchemaRegistry
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog
 from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
-from exchange.sharing.records import GRANT_EVENT
+from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -52,7 +62,17 @@ SNAPSHOT = ControlCodec(CATALOG_SNAPSHOT, older=(CATALOG_SNAPSHOT_V1,))
 #: the schema of every control record the bus writes, older versions included: each is
 #: registered on gov.ctl.schemas by every catalog load and every router start, so the
 #: records of a bus written before one was registered resolve too
-CONTROL_SCHEMAS = (CATALOG_SNAPSHOT_V1, CATALOG_SNAPSHOT, GRANT_EVENT, AUDIT_ENTRY)
+CONTROL_SCHEMAS = (
+    CATALOG_SNAPSHOT_V1,
+    CATALOG_SNAPSHOT,
+    GRANT_EVENT_V1,
+    GRANT_EVENT,
+    AUDIT_ENTRY_V1,
+    AUDIT_ENTRY_V2,
+    AUDIT_ENTRY_V3,
+    AUDIT_ENTRY_V4,
+    AUDIT_ENTRY,
+)
 
 
 @dataclass
@@ -68,6 +88,8 @@ class CatalogChange:
     departments_changed: list[str] = field(default_factory=list)
     #: years of the holiday calendar (calendar/<year>.yaml) added, removed or changed
     calendar_changed: list[str] = field(default_factory=list)
+    #: service identities (services.yaml: audit head keys) added, removed or changed
+    services_changed: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -78,6 +100,7 @@ class CatalogChange:
             or self.policy_changed
             or self.departments_changed
             or self.calendar_changed
+            or self.services_changed
         )
 
 
@@ -234,6 +257,12 @@ def diff(old: Catalog | None, new: Catalog, version: int) -> CatalogChange:
         for y in sorted(set(old_years) | set(new_years))
         if old_years.get(y) != new_years.get(y)
     ]
+    old_services = old.services if old else {}
+    change.services_changed = sorted(
+        sid
+        for sid in set(old_services) | set(new.services)
+        if old_services.get(sid) != new.services.get(sid)
+    )
     return change
 
 
@@ -310,34 +339,36 @@ async def load(
         await producer.send_and_wait(
             topics.CATALOG, key=b"catalog", value=SNAPSHOT.encode(snap.to_avro())
         )
-        await AuditWriter(producer, registry, role="admin").write(
-            Draft(
-                Action.CATALOG_CHANGED,
-                actor="admin",
-                decision=Decision.CHANGED,
-                details=detail_map(
-                    version=version,
-                    loaded_by=actor,
-                    signed=snap.signature is not None,
-                    signatures_required=catalog.signatures_required,
-                    unsigned_override=(
-                        unsigned_override.strip()
-                        if unsigned_override
-                        and not catalog.signatures_required
-                        and not bus.development
-                        else None
+        async with AuditWriter(producer, registry, role="admin") as audit:
+            await audit.write(
+                Draft(
+                    Action.CATALOG_CHANGED,
+                    actor="admin",
+                    decision=Decision.CHANGED,
+                    details=detail_map(
+                        version=version,
+                        loaded_by=actor,
+                        signed=snap.signature is not None,
+                        signatures_required=catalog.signatures_required,
+                        unsigned_override=(
+                            unsigned_override.strip()
+                            if unsigned_override
+                            and not catalog.signatures_required
+                            and not bus.development
+                            else None
+                        ),
+                        digest=snap.digest,
+                        resources=len(catalog.resources),
+                        added=change.added or None,
+                        removed=change.removed or None,
+                        schema_changed=change.schema_changed or None,
+                        policy_changed=change.policy_changed or None,
+                        departments_changed=change.departments_changed or None,
+                        calendar_changed=change.calendar_changed or None,
+                        services_changed=change.services_changed or None,
                     ),
-                    digest=snap.digest,
-                    resources=len(catalog.resources),
-                    added=change.added or None,
-                    removed=change.removed or None,
-                    schema_changed=change.schema_changed or None,
-                    policy_changed=change.policy_changed or None,
-                    departments_changed=change.departments_changed or None,
-                    calendar_changed=change.calendar_changed or None,
-                ),
+                )
             )
-        )
     await source_topics(bus, catalog, before.catalog if before else None, partitions=partitions)
     return change
 
@@ -397,7 +428,8 @@ async def _audit_refusal(bus: Connection, snap: Snapshot, reason: str) -> None:
     """Audit a load refused before writing."""
     registry = SchemaRegistry(bus)
     await registry.refresh()
-    async with kafka.producer(bus, linger_ms=0) as producer:
-        await AuditWriter(producer, registry, role="admin").write(
-            refusal_draft(snap, reason, resources=len(snap.catalog.resources))
-        )
+    async with (
+        kafka.producer(bus, linger_ms=0) as producer,
+        AuditWriter(producer, registry, role="admin") as audit,  # its stop signs the head
+    ):
+        await audit.write(refusal_draft(snap, reason, resources=len(snap.catalog.resources)))

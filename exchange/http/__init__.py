@@ -2,7 +2,8 @@
 
 It owns the app factory (:mod:`.app`), the one way a caller proves which
 principal it is (:mod:`.auth`: HTTP basic, checked against the same users as
-the broker), the one error format (:mod:`.errors`: Confluent's
+the broker; :mod:`.signed`: requests signed with a department's registered key,
+replay-protected), the one error format (:mod:`.errors`: Confluent's
 ``{"error_code", "message"}``), request metrics for Prometheus
 (:mod:`.metrics`) and serving with uvicorn (:mod:`.server`). Each service (the
 Schema Registry–compatible API in :mod:`exchange.registry`, later the query

@@ -40,6 +40,10 @@ def create_app(
         responses={
             401: {"model": errors.ErrorBody, "description": "missing or wrong credentials"},
             422: {"model": errors.ErrorBody, "description": "a request that cannot be read"},
+            429: {
+                "model": errors.ErrorBody,
+                "description": "too many failed logins from this client: wait Retry-After seconds",
+            },
         },
     )
     app.state.gate = gate

@@ -18,7 +18,10 @@ Two ways to check them, chosen where the service starts:
   embedded one) and for tests.
 
 Anonymous requests are refused (401) unless the service names a principal
-they act as. Credentials that are given and wrong are refused either way.
+they act as. Credentials that are given and wrong are refused either way; a
+client that gives wrong ones too often waits (429, :mod:`.throttle`). When the
+app has an :class:`~exchange.http.access_audit.AccessAudit` (``app.state.access_audit``),
+both refusals go to the access log.
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ from fastapi import Depends, Request
 
 from exchange.admin.acls import principal_of_user
 from exchange.bus.connection import Connection, Secret
+from exchange.http import signed
+from exchange.http.access_audit import AccessAudit, client_address, refusal
 from exchange.http.errors import HttpError
+from exchange.http.signed import SignedRequests
+from exchange.http.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +96,15 @@ class PasswordFiles:
 
 
 class BrokerLogin:
-    """A SCRAM (or PLAIN) login to the broker as the user: the broker decides."""
+    """A SCRAM (or PLAIN) login to the broker as the user: the broker decides.
+
+    One connection to a bootstrap server, SASL handshake and authentication, then
+    closed. The broker's answer is read by its error code, not its wording: a
+    ``SaslAuthenticationFailed`` (Kafka's error 58, wrong user name or password) is
+    a refusal; a broker that cannot be reached at all (every bootstrap server
+    tried) is a 503; a broker that does not offer the mechanism is a 503 too
+    (the service is misconfigured, the caller is not at fault).
+    """
 
     def __init__(self, bus: Connection, *, timeout_s: float = 10.0) -> None:
         if not bus.sasl:
@@ -101,25 +116,26 @@ class BrokerLogin:
         self.timeout_s = timeout_s
 
     async def check(self, user: str, password: str) -> bool:
-        from aiokafka.client import AIOKafkaClient
-        from aiokafka.errors import KafkaConnectionError, KafkaError
+        from aiokafka.conn import collect_hosts, create_conn
+        from aiokafka.errors import KafkaError, SaslAuthenticationFailed
 
         options = self.bus.as_user(user, Secret(password)).client_options()
-        client = AIOKafkaClient(request_timeout_ms=int(self.timeout_s * 1000), **options)
-        try:
-            await client.bootstrap()
-        except KafkaConnectionError as exc:
-            # aiokafka reports a refused SASL handshake as a failed bootstrap connection
-            if "authentication" in str(exc).lower() or "sasl" in str(exc).lower():
+        options.pop("bootstrap_servers")
+        problems: list[str] = []
+        for host, port, _family in collect_hosts(self.bus.bootstrap):
+            try:
+                conn = await create_conn(
+                    host, port, request_timeout_ms=int(self.timeout_s * 1000), **options
+                )
+            except SaslAuthenticationFailed:
                 return False
-            raise HttpError(503, 50302, f"the broker cannot be reached: {exc}") from exc
-        except KafkaError as exc:
-            if "auth" in type(exc).__name__.lower() or "authentication" in str(exc).lower():
-                return False
-            raise HttpError(503, 50302, f"the broker cannot be reached: {exc}") from exc
-        finally:
-            await client.close()
-        return True
+            except (OSError, KafkaError, TimeoutError) as exc:
+                problems.append(f"{host}:{port}: {type(exc).__name__}: {exc}")
+                continue
+            conn.close()
+            return True
+        log.error("cannot check credentials: no broker answered: %s", "; ".join(problems))
+        raise HttpError(503, 50302, "the broker cannot be reached to check credentials")
 
 
 class CachedAuthenticator:
@@ -170,11 +186,21 @@ def basic_credentials(header: str) -> tuple[str, str]:
 
 
 class Gate:
-    """What a service checks every request with: its authenticator and anonymous policy."""
+    """What a service checks every request with: its authenticator, anonymous policy and
+    throttle, and (if set) requests signed with a department's registered key (:mod:`.signed`)."""
 
-    def __init__(self, authenticator: Authenticator, *, anonymous: str | None = None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        *,
+        anonymous: str | None = None,
+        throttle: LoginThrottle | None = None,
+        signed: SignedRequests | None = None,
+    ) -> None:
         self.authenticator = authenticator
         self.anonymous = anonymous
+        self.throttle = throttle if throttle is not None else LoginThrottle()
+        self.signed = signed
 
     async def principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization")
@@ -182,12 +208,44 @@ class Gate:
             if self.anonymous is None:
                 raise unauthorized("Unauthorized: credentials are required")
             return Principal(self.anonymous, anonymous=True)
-        user, password = basic_credentials(header)
+        client = client_address(request)
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            raise HttpError(
+                429,
+                42901,
+                f"Too many failed logins from {client}: try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+        if self.signed is not None and header.startswith(f"{signed.SCHEME} "):
+            return Principal(await self.signed.department(request, header))
+        try:
+            user, password = basic_credentials(header)
+        except HttpError as exc:
+            self._failed(request, client, "anonymous", exc.message)
+            raise
         if not await self.authenticator.check(user, password):
             log.info("refused the credentials given for user %r", user)
+            self._failed(request, client, user, "wrong user name or password")
             raise unauthorized("Unauthorized: wrong user name or password")
         # on Strimzi, department civil_affairs is Kafka user civil-affairs (Kubernetes names)
         return Principal(principal_of_user(user))
+
+    def _failed(self, request: Request, client: str, user: str, why: str) -> None:
+        """Count a failed login; audit it, and the block it may start."""
+        blocks = self.throttle.failed(client)
+        app = request.scope.get("app")  # absent for a request made outside an app
+        audit: AccessAudit | None = getattr(app.state, "access_audit", None) if app else None
+        if audit is None:
+            return
+        audit.refused(refusal(request, actor=user, status=401, code=401, reason=why))
+        if blocks:
+            t = self.throttle
+            reason = (
+                f"{t.max_failures} failed logins from {client} within {t.window_s:g} s: "
+                f"its requests with credentials are refused (429) for {t.block_s:g} s"
+            )
+            audit.refused(refusal(request, actor=user, status=429, code=42901, reason=reason))
 
 
 async def principal(request: Request) -> Principal:

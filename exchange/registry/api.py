@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from exchange.avro import schema as avro
 from exchange.errors import SchemaError
+from exchange.http.access_audit import Refused
 from exchange.http.auth import Caller, Principal
 from exchange.http.errors import MEDIA_TYPE, ApiJSONResponse, ErrorBody, HttpError
 from exchange.registry.service import Index, RegistryService, parsing_canonical_form
@@ -104,7 +105,11 @@ def schema_not_found() -> HttpError:
 def _subject(idx: Index, caller: Principal, name: str) -> Subject:
     subject = idx.subject(caller, name)
     if subject is None:
-        raise subject_not_found(name)
+        hidden = idx.subjects.get(name)
+        if hidden is None:
+            raise subject_not_found(name)
+        why = f"subject {name} is {_whose(hidden)}: not disclosed to {caller.name}"
+        raise _refused(404, 40401, f"Subject '{name}' not found.", caller, hidden, why)
     return subject
 
 
@@ -112,8 +117,37 @@ def _holders(idx: Index, caller: Principal, sid: int) -> list[tuple[Subject, int
     """The (subject, version) pairs holding ``sid`` that the caller may see; 40403 if none."""
     holders = idx.holders(caller, sid)
     if not holders:
-        raise schema_not_found()
+        hidden = idx.by_id.get(sid)
+        if not hidden:
+            raise schema_not_found()
+        names = ", ".join(sorted({s.name for s, _ in hidden}))
+        why = f"schema id {sid} is held only by subjects not disclosed to {caller.name}: {names}"
+        raise _refused(404, 40403, "Schema not found", caller, hidden[0][0], why)
     return holders
+
+
+def _whose(subject: Subject) -> str:
+    if subject.kind == "view":
+        return f"the view of {subject.owner}"
+    if subject.kind == "source":
+        return f"the source of {subject.owner}"
+    return "a control topic's"
+
+
+def _refused(
+    status: int, code: int, message: str, caller: Principal, subject: Subject, why: str
+) -> Refused:
+    """A 404 that the access log records: the subject exists, the caller may not see it."""
+    return Refused(
+        status,
+        code,
+        message,
+        actor=caller.name,
+        reason=why,
+        resource=subject.resource,
+        consumer=subject.owner if subject.kind == "view" else None,
+        provider=subject.owner if subject.kind == "source" else None,
+    )
 
 
 def _version(subject: Subject, version: str) -> int:

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from exchange.bus.connection import Connection
+from exchange.http import access_audit
+from exchange.http.access_audit import AccessAudit, AccessAuditMetrics
 from exchange.http.app import create_app
 from exchange.http.auth import Gate
 from exchange.http.metrics import HttpMetrics
@@ -25,13 +27,16 @@ views and the sources it provides or may discover.
 
 
 def registry_app(bus: Connection, gate: Gate, metrics: HttpMetrics | None = None) -> FastAPI:
-    """The app; it follows the control topics of ``bus`` while it is served."""
+    """The app; it follows the control topics of ``bus`` while it is served, and writes the
+    requests it refuses to ``gov.audit`` (so its Kafka user needs Write there, as
+    ``gov-router`` has)."""
     metrics = metrics or HttpMetrics()
     svc = RegistryService(bus, RegistryMetrics(metrics.registry))
+    audit = AccessAudit(bus, service="registry", metrics=AccessAuditMetrics(metrics.registry))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with svc:
+        async with audit, svc:
             yield
 
     app = create_app(
@@ -45,4 +50,5 @@ def registry_app(bus: Connection, gate: Gate, metrics: HttpMetrics | None = None
         lifespan=lifespan,
     )
     app.state.registry = svc
+    access_audit.install(app, audit)
     return app

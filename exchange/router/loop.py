@@ -37,6 +37,7 @@ import socket
 import time
 from typing import Any
 
+from exchange.audit.key_hash import KeyHasher
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
@@ -82,6 +83,7 @@ class Router(AsyncService):
         instance: str | None = None,
         max_batch: int = 5000,
         session_timeout_ms: int = 10_000,
+        trace_key: bytes | None = None,
     ) -> None:
         check_mask_secret(master_secret, development=bus.development)  # no public secret
         self.bus = bus
@@ -92,6 +94,8 @@ class Router(AsyncService):
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
         self.max_batch = max_batch
         self.session_timeout_ms = session_timeout_ms
+        #: keys the record-key hashes of delivery entries (exchange.audit.key_hash)
+        self.key_hasher = KeyHasher(trace_key)
         self.state = ControlState(bus)
         self.follower = ControlFollower(self.state)
         self.settler = Settler(self.metrics)
@@ -203,6 +207,9 @@ class Router(AsyncService):
             instance=self.instance,
             metrics=self.metrics.audit,
         )
+        snapshot = self.state.snapshot
+        if self.audit.signer is not None and snapshot is not None:  # refuse heads that won't verify
+            self.audit.signer.check_registered(snapshot.catalog.head_keys())
         await self.audit.start()
         self.settler.audit = self.audit
         self.view_table.producer = self._producer
@@ -221,7 +228,12 @@ class Router(AsyncService):
             known_topics=self.view_table.known_topics,
         )
         self._routing = PartitionRouter(
-            self._producer, self.view_table, dead_letters, self.settler.drafts, self.metrics
+            self._producer,
+            self.view_table,
+            dead_letters,
+            self.settler.drafts,
+            self.metrics,
+            self.key_hasher,
         )
         await self.recompile()
         self._watchdog = BrokerWatchdog(self._consumer, self.follower, self.settler, self.metrics)

@@ -21,6 +21,7 @@ import datetime as dt
 from typing import Any
 
 from exchange.audit.entry import Action, Decision, Draft, detail_map
+from exchange.audit.key_hash import KEY_HASHES, KeyHasher
 from exchange.avro import wire
 from exchange.avro.scan import LazyRecord
 from exchange.bus import topics
@@ -36,8 +37,9 @@ from exchange.router.view import CompiledView
 from exchange.router.view_table import Decoder, ViewTable
 
 #: per view, for the per-record loop: where to add, whether to pass the source bytes,
-#: the slice renderer, the key's hashing (None: the source key as it is)
-_Plan = tuple[Any, bool, Any, Any]
+#: the slice renderer, the key's hashing (None: the source key as it is), where to note
+#: the key and offset of a record delivered
+_Plan = tuple[Any, bool, Any, Any, Any]
 
 
 class PartitionRouter:
@@ -50,12 +52,15 @@ class PartitionRouter:
         dead_letters: DeadLetters,
         drafts: PendingDrafts,
         metrics: RouterMetrics,
+        key_hasher: KeyHasher | None = None,
     ) -> None:
         self.producer = producer
         self.table = table
         self.dead_letters = dead_letters
         self.drafts = drafts
         self.metrics = metrics
+        #: hashes the keys of delivered records into the delivery entries (audit trace)
+        self.key_hasher = key_hasher or KeyHasher(None)
         self._partition_counts: dict[str, int] = {}
 
     async def route(
@@ -82,8 +87,9 @@ class PartitionRouter:
             for v in views
         ]
         counts = [[0, 0] for _ in targets]  # per view: delivered, filtered
-        futures = await self._route_records(res, records, targets, counts)
-        self._account(res, records, targets, counts)
+        keys: list[list[tuple[bytes, int]]] = [[] for _ in targets]  # per view: key, offset
+        futures = await self._route_records(res, records, targets, counts, keys)
+        self._account(res, records, targets, counts, keys)
         return futures
 
     async def _route_records(
@@ -92,10 +98,12 @@ class PartitionRouter:
         records: list[Any],
         targets: list[tuple[CompiledView, Any]],
         counts: list[list[int]],
+        keys: list[list[tuple[bytes, int]]],
     ) -> list[Any]:
         """The per-record loop: each record to every view in ``targets``; dead-letter futures.
 
-        ``counts[i]`` gets the records delivered and filtered out for ``targets[i]``.
+        ``counts[i]`` gets the records delivered and filtered out for ``targets[i]``, and
+        ``keys[i]`` the key and source offset of each record delivered to it.
         """
         futures: list[Any] = []
         where = f"{records[0].partition}:".encode()
@@ -103,8 +111,8 @@ class PartitionRouter:
         scanner = decoder.scanner
         header = wire.frame(res.schema_id, b"")  # records of the current schema start so
         plans: list[_Plan] = [
-            (lane.add, view.passthrough, view.slice_renderer, view.key_hash)
-            for view, lane in targets
+            (lane.add, view.passthrough, view.slice_renderer, view.key_hash, keys[i].append)
+            for i, (view, lane) in enumerate(targets)
         ]
         resource, key_field = res.id, res.key
         key_bytes = scanner.string_bytes(key_field) if scanner is not None else None
@@ -141,7 +149,7 @@ class PartitionRouter:
                 (RECORD_ID, record_id(resource, body).encode()),
                 (SOURCE_OFFSET, where + str(rec.offset).encode()),
             ]
-            for i, (add, passthrough, render, key_hash) in enumerate(plans):
+            for i, (add, passthrough, render, key_hash, delivered) in enumerate(plans):
                 if passthrough and same_schema:
                     out = value  # the source bytes as they came
                 elif current and render is not None and offsets is not None:
@@ -152,6 +160,7 @@ class PartitionRouter:
                     counts[i][1] += 1
                     continue
                 add(key if key_hash is None else key_hash(key), out, headers)
+                delivered((key, rec.offset))
                 counts[i][0] += 1
         return futures
 
@@ -161,6 +170,7 @@ class PartitionRouter:
         records: list[Any],
         targets: list[tuple[CompiledView, Any]],
         counts: list[list[int]],
+        keys: list[list[tuple[bytes, int]]],
     ) -> None:
         """Metrics of the partition's records, and one delivery entry per view that had any."""
         delivered = {view.consumer: counts[i][0] for i, (view, _) in enumerate(targets)}
@@ -172,9 +182,11 @@ class PartitionRouter:
         for consumer, n in filtered.items():
             if n:
                 self.metrics.filtered.labels(res.id, consumer).inc(n)
-        for view, _ in targets:
+        digests: dict[bytes, str] = {}  # a record delivered to several views: hashed once
+        for i, (view, _) in enumerate(targets):
             if delivered.get(view.consumer) or filtered.get(view.consumer):
-                self.drafts.add(_delivery_draft(res, view, records, delivered, filtered))
+                hashes = self.key_hasher.details(res.id, keys[i], digests)
+                self.drafts.add(_delivery_draft(res, view, records, delivered, filtered, hashes))
 
     async def _partition(self, topic: str, source_partition: int) -> int:
         """Delivery partition: the source partition modulo the topic's partition count.
@@ -208,9 +220,25 @@ def _delivery_draft(
     records: list[Any],
     delivered: dict[str, int],
     filtered: dict[str, int],
+    key_hashes: str,
 ) -> Draft:
-    """One RECORDS_DELIVERED entry: which fields went where under which grant, no values."""
+    """One RECORDS_DELIVERED entry: which fields went where under which grant, no values
+    (the keys of the records delivered as keyed hashes: :mod:`exchange.audit.key_hash`)."""
     v = view.view
+    details = detail_map(
+        record_count=delivered.get(v.consumer, 0),
+        filtered_count=filtered.get(v.consumer, 0),
+        partition=records[0].partition,
+        offsets=f"{records[0].offset}-{records[-1].offset}",
+        source_topic=records[0].topic,
+        delivery_topic=view.topic,
+        fields=v.fields,
+        masks=v.masks or None,
+        row_filter=v.row_filter,
+        view_schema_id=view.schema_id,
+        mask_key=view.key_fingerprint,
+    )
+    details[KEY_HASHES] = key_hashes
     return Draft(
         Action.RECORDS_DELIVERED,
         actor="router",
@@ -220,17 +248,5 @@ def _delivery_draft(
         provider=res.provider,
         grant_id=v.grant_id,
         purpose=v.purpose,
-        details=detail_map(
-            record_count=delivered.get(v.consumer, 0),
-            filtered_count=filtered.get(v.consumer, 0),
-            partition=records[0].partition,
-            offsets=f"{records[0].offset}-{records[-1].offset}",
-            source_topic=records[0].topic,
-            delivery_topic=view.topic,
-            fields=v.fields,
-            masks=v.masks or None,
-            row_filter=v.row_filter,
-            view_schema_id=view.schema_id,
-            mask_key=view.key_fingerprint,
-        ),
+        details=details,
     )

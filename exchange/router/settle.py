@@ -33,6 +33,7 @@ from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from exchange.audit.entry import Action, Draft
+from exchange.audit.key_hash import KEY_HASHES
 from exchange.audit.writer import AuditWriter
 from exchange.errors import ExchangeError
 from exchange.metrics import RouterMetrics
@@ -42,7 +43,7 @@ log = logging.getLogger("exchange.router.loop")
 
 SETTLE_INTERVAL_S = 0.05  # settling rounds (acks, audit write, commit) at most this often
 
-_VARYING = ("record_count", "filtered_count", "offsets")
+_VARYING = ("record_count", "filtered_count", "offsets", KEY_HASHES)
 
 
 def merge_deliveries(drafts: list[Draft]) -> list[Draft]:
@@ -74,6 +75,8 @@ def merge_deliveries(drafts: list[Draft]) -> list[Draft]:
         details["record_count"] = str(int(a["record_count"]) + int(b["record_count"]))
         details["filtered_count"] = str(int(a["filtered_count"]) + int(b["filtered_count"]))
         details["offsets"] = f"{start}-{end}"
+        if a.get(KEY_HASHES) or b.get(KEY_HASHES):
+            details[KEY_HASHES] = ",".join(h for h in (a.get(KEY_HASHES), b.get(KEY_HASHES)) if h)
         out[at] = replace(first, details=details)
     return out
 

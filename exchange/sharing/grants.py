@@ -33,6 +33,7 @@ from exchange.sharing.records import (
     EventKind,
     Grant,
     GrantEvent,
+    GrantKind,
 )
 
 
@@ -47,6 +48,15 @@ def _text(value: str | None, what: str, *, required: bool) -> None:
         return
     if len(value) > MAX_TEXT:
         raise _refuse(f"{what} is {len(value)} characters long; at most {MAX_TEXT} are allowed")
+
+
+def _check_kind(ev: GrantEvent) -> None:
+    """The grant kind and quotas of an application or approval."""
+    kinds = [k.value for k in GrantKind]
+    if ev.grant_kind is not None and ev.grant_kind not in kinds:
+        raise _refuse(f"grant kind {ev.grant_kind!r} is unknown: one of {', '.join(kinds)}")
+    if ev.kind is EventKind.APPLIED and (ev.quota_per_second or ev.quota_per_day):
+        raise _refuse("quotas are the provider's to set when it approves, not the applicant's")
 
 
 class GrantBook:
@@ -74,14 +84,20 @@ class GrantBook:
 
     def receives(self, consumer: str, resource: str, at: dt.datetime) -> bool:
         """Whether the router delivers ``resource`` to ``consumer``: one of :meth:`targets`."""
-        return (consumer, resource) in self.subscriptions or bool(
-            self.grant_for(consumer, resource, at)
+        grant = self.grant_for(consumer, resource, at)
+        return (consumer, resource) in self.subscriptions or (
+            grant is not None and not grant.verify_only
         )
 
     def targets(self, resource: str, at: dt.datetime) -> set[str]:
-        """Consumers that asked for ``resource``: subscribed, or holding an active grant."""
+        """Consumers that asked for ``resource``: subscribed, or holding an active data grant
+        (a verification grant, 核验, delivers nothing)."""
         out = {c for (c, r) in self.subscriptions if r == resource}
-        out |= {g.consumer for g in self.grants.values() if g.resource == resource and g.active(at)}
+        out |= {
+            g.consumer
+            for g in self.grants.values()
+            if g.resource == resource and g.active(at) and not g.verify_only
+        }
         return out
 
     def next_expiry(self, after: dt.datetime) -> dt.datetime | None:
@@ -106,7 +122,7 @@ class GrantBook:
         except ExchangeError as exc:
             raise _refuse(str(exc)) from None
         if actor.public_key is not None and not signing.verify(
-            actor.public_key, ev.to_avro(), ev.signature
+            actor.public_key, ev.signed_fields(), ev.signature
         ):
             raise _refuse(
                 f"the command is not signed with {ev.actor!r}'s registered key"
@@ -157,10 +173,15 @@ class GrantBook:
         _text(ev.legal_basis, "the legal basis", required=False)
         if not ev.fields:
             raise _refuse("name the conditional fields you apply for (--fields)")
-        self._check_conditional_fields(ev.fields, res.id, catalog)
+        _check_kind(ev)
+        self._check_conditional_fields(ev.fields, res.id, catalog, verify=ev.for_verification)
 
     @staticmethod
-    def _check_conditional_fields(fields: tuple[str, ...], resource: str, catalog: Catalog) -> None:
+    def _check_conditional_fields(
+        fields: tuple[str, ...], resource: str, catalog: Catalog, *, verify: bool = False
+    ) -> None:
+        """Fields an application or approval may name: conditional ones (and, for a
+        verification, 核验, unconditional ones too: comparing them is part of the question)."""
         res = catalog.resource(resource)
         for name in fields:
             try:
@@ -175,7 +196,7 @@ class GrantBook:
                     f"field {name!r} of {resource!r} is not shared (不予共享) and cannot be "
                     f"granted by anyone (legal basis: {info.legal_basis})"
                 )
-            if info.share_type is ShareType.UNCONDITIONAL:
+            if info.share_type is ShareType.UNCONDITIONAL and not verify:
                 raise _refuse(
                     f"field {name!r} of {resource!r} is unconditional (无条件共享): it is delivered "
                     "to every subscriber without an application"
@@ -207,7 +228,18 @@ class GrantBook:
             raise _refuse(f"grant id {ev.grant_id!r} is missing or already used")
         if not ev.fields:
             raise _refuse("an approval must grant at least one field")
-        self._check_conditional_fields(ev.fields, ev.resource, catalog)
+        _check_kind(ev)
+        if app.kind is GrantKind.VERIFY and not ev.for_verification:
+            raise _refuse(
+                f"application {app.id} asks for verification only (核验); an approval may not "
+                "widen it into data: approve it with --verify"
+            )
+        self._check_conditional_fields(ev.fields, ev.resource, catalog, verify=ev.for_verification)
+        if ev.for_verification and ev.masks:
+            raise _refuse(
+                "a verification grant (核验) delivers no value, so it takes no mask: "
+                f"remove the masks on {', '.join(sorted(ev.masks))}"
+            )
         wider = sorted(set(ev.fields) - set(app.fields))
         if wider:
             raise _refuse(
@@ -266,6 +298,7 @@ class GrantBook:
                 purpose=ev.purpose,
                 legal_basis=ev.legal_basis,
                 applied_at=ev.at,
+                kind=GrantKind(ev.grant_kind or GrantKind.DATA.value),
             )
         elif ev.kind is EventKind.APPROVED:
             assert ev.application_id
@@ -289,6 +322,9 @@ class GrantBook:
                 masks=dict(ev.masks),
                 valid_until=ev.valid_until,
                 approved_at=ev.at,
+                kind=GrantKind(ev.grant_kind or GrantKind.DATA.value),
+                quota_per_second=ev.quota_per_second,
+                quota_per_day=ev.quota_per_day,
             )
             self.current[key] = ev.grant_id
         elif ev.kind is EventKind.REJECTED:

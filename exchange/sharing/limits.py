@@ -39,7 +39,7 @@ from exchange.avro.probe import probe_records
 from exchange.catalog.model import Resource
 from exchange.enforce.rowfilter import MAX_FILTER_CHARS, FilterError, compile_filter, to_cel
 from exchange.errors import CommandRefused
-from exchange.sharing.records import MAX_TEXT, GrantEvent
+from exchange.sharing.records import MAX_QUOTA, MAX_TEXT, GrantEvent
 
 __all__ = [
     "MAX_AUDIT_TEXT",
@@ -50,6 +50,7 @@ __all__ = [
     "check_fields",
     "check_id",
     "check_masks",
+    "check_quota",
     "check_row_filter",
     "check_text",
     "check_until",
@@ -201,6 +202,16 @@ def check_row_filter(expression: str | None, res: Resource | None = None) -> Non
             )
 
 
+def check_quota(value: object, what: str) -> None:
+    """A quota (None: none): a whole number from 1 to :data:`MAX_QUOTA`."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _refuse(f"the {what} must be a whole number, not {shown(value)}")
+    if not 1 <= value <= MAX_QUOTA:
+        raise _refuse(f"the {what} is {value}; it must be from 1 to {MAX_QUOTA}")
+
+
 def check_event(ev: GrantEvent, *, row_filter: bool = True) -> None:
     """Every limit above, on a command about to be written (or replayed).
 
@@ -223,3 +234,7 @@ def check_event(ev: GrantEvent, *, row_filter: bool = True) -> None:
         check_row_filter(ev.row_filter)
     check_masks(ev.masks)
     check_until(ev.valid_until)
+    if ev.grant_kind is not None:
+        check_id(ev.grant_kind, "grant kind")
+    check_quota(ev.quota_per_second, "quota per second")
+    check_quota(ev.quota_per_day, "quota per day")

@@ -112,6 +112,8 @@ def _not_granted(res: Resource, grant: Grant | None, latest: Grant | None, at: d
     """Why a conditional field is not in the view."""
     if grant is not None:
         return f"有条件共享 conditional: not among the fields of grant {grant.id}"
+    if latest is not None and latest.verify_only and latest.status(at) == "active":
+        return f"有条件共享 conditional: grant {latest.id} allows verification (核验) only"
     if latest is not None:
         return f"有条件共享 conditional: grant {latest.id} is {latest.status(at)}; apply again"
     return (
@@ -128,6 +130,8 @@ def compute_view(
     if consumer == res.provider:
         return View(consumer, res.id, res.provider, tuple(res.field_names()), receiving=True)
     grant = book.grant_for(consumer, res.id, at)
+    if grant is not None and grant.verify_only:
+        grant = None  # 核验: its fields are compared by the gateway, never delivered
     latest = book.latest_grant(consumer, res.id)
     granted = set(grant.fields) if grant else set()
     fields: list[str] = []

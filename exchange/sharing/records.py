@@ -21,6 +21,23 @@ from exchange import beijing, workdays
 MAX_TEXT = 2000
 
 
+class GrantKind(StrEnum):
+    """What a grant lets its consumer learn."""
+
+    #: the granted fields, delivered (subscription) or answered by key (interface)
+    DATA = "data"
+    #: 核验 verification only: the consumer sends values of the granted fields and learns
+    #: whether a record matches them, nothing else (no field is delivered)
+    VERIFY = "verify"
+
+
+#: the most a per-second or daily quota may be (a larger one is no quota at all)
+MAX_QUOTA = 1_000_000_000
+#: fields added to commands after signatures existed: left out of what is signed while
+#: unset, so that every command signed before them still verifies
+LATER_FIELDS = ("grant_kind", "quota_per_second", "quota_per_day")
+
+
 class EventKind(StrEnum):
     SUBSCRIBED = "SUBSCRIBED"
     APPLIED = "APPLIED"
@@ -89,7 +106,32 @@ GRANT_EVENT: dict[str, Any] = {
             "default": None,
             "doc": "Ed25519 signature of the acting department (base64)",
         },
+        {
+            "name": "grant_kind",
+            "type": ["null", "string"],
+            "default": None,
+            "doc": "what an application or approval is for: data (default) or verify (核验)",
+        },
+        {
+            "name": "quota_per_second",
+            "type": ["null", "long"],
+            "default": None,
+            "doc": "an approval's limit on requests per second by key (接口调用)",
+        },
+        {
+            "name": "quota_per_day",
+            "type": ["null", "long"],
+            "default": None,
+            "doc": "an approval's limit on requests per day (Beijing time) by key",
+        },
     ],
+}
+
+
+#: the grant event as written before verification grants and quotas; still decoded
+GRANT_EVENT_V1: dict[str, Any] = {
+    **GRANT_EVENT,
+    "fields": [f for f in GRANT_EVENT["fields"] if f["name"] not in LATER_FIELDS],
 }
 
 
@@ -122,12 +164,28 @@ class GrantEvent:
     valid_until: dt.datetime | None = None
     reason: str | None = None
     signature: str | None = None
+    #: :class:`GrantKind` value of an application or approval (None: data)
+    grant_kind: str | None = None
+    quota_per_second: int | None = None
+    quota_per_day: int | None = None
 
     def to_avro(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["kind"] = self.kind.value
         d["fields"] = list(self.fields)
         return d
+
+    def signed_fields(self) -> dict[str, Any]:
+        """What the signature covers: every field, those of :data:`LATER_FIELDS` only if set."""
+        d = self.to_avro()
+        for name in LATER_FIELDS:
+            if d[name] is None:
+                del d[name]
+        return d
+
+    @property
+    def for_verification(self) -> bool:
+        return self.grant_kind == GrantKind.VERIFY.value
 
     @classmethod
     def from_avro(cls, d: dict[str, Any]) -> GrantEvent:
@@ -156,6 +214,7 @@ class Application:
     answered_at: dt.datetime | None = None
     reason: str | None = None
     grant_id: str | None = None
+    kind: GrantKind = GrantKind.DATA
 
     def due(self) -> dt.date:
         """Last day of the answer period, on the Beijing calendar."""
@@ -195,6 +254,14 @@ class Grant:
     revoked_at: dt.datetime | None = None
     revoke_reason: str | None = None
     superseded_by: str | None = None
+    kind: GrantKind = GrantKind.DATA
+    quota_per_second: int | None = None
+    quota_per_day: int | None = None
+
+    @property
+    def verify_only(self) -> bool:
+        """A 核验 grant: its fields may be compared, never delivered."""
+        return self.kind is GrantKind.VERIFY
 
     def active(self, at: dt.datetime) -> bool:
         return (

@@ -12,16 +12,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jvm_support
 import pytest
+from cli_support import EXCHANGE, cli_env
 from routing_support import RouterRun, publish, read_topic, running_router, wait_routed, wait_views
 
+from exchange.admin import users
+from exchange.audit.entry import Action
+from exchange.audit.log import entries_only, read_log
 from exchange.avro import schema as avro
 from exchange.bus import topics
 from exchange.bus.connection import Connection
@@ -31,7 +38,9 @@ from exchange.clients.department import Department
 from exchange.control import catalog_store
 from exchange.dev import sample
 from exchange.http import server
-from exchange.http.auth import Gate, PasswordFiles
+from exchange.http.auth import BrokerLogin, Gate, PasswordFiles
+from exchange.http.errors import HttpError
+from exchange.http.throttle import LoginThrottle
 from exchange.registry.app import registry_app
 
 pytestmark = pytest.mark.integration
@@ -214,6 +223,84 @@ async def test_confluent_producer_publishes_with_the_latest_source_schema(
         assert routed[rec["certificate_no"]] == {f: rec[f] for f in UNCONDITIONAL}
 
 
+@pytest.fixture(scope="session")
+def jvm_client() -> Path:
+    """tests/jvm/registry-client, built with Maven once (re-used while its files are unchanged)."""
+    try:
+        return jvm_support.build()
+    except jvm_support.MavenMissing as exc:
+        pytest.skip(f"no JVM client test: {exc}")
+
+
+def jvm_read(
+    built: Path, conn: Connection, url: str, user: str, password: str, topic: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the JVM client over ``topic`` as ``conn``'s Kafka user, asking the registry as ``user``."""
+    args = ["--bootstrap", conn.bootstrap, "--topic", topic, "--registry", url]
+    args += ["--registry-user", user, "--timeout", "60"]
+    env = {"PATH": os.environ.get("PATH", ""), "REGISTRY_PASSWORD": password}
+    if conn.sasl:
+        assert conn.username is not None
+        assert conn.password is not None
+        args += ["--security-protocol", conn.security_protocol, "--sasl-user", conn.username]
+        args += ["--sasl-mechanism", conn.sasl_mechanism]
+        env["KAFKA_SASL_PASSWORD"] = conn.password.reveal()
+    if "JAVA_HOME" in os.environ:
+        env["JAVA_HOME"] = os.environ["JAVA_HOME"]
+    command = jvm_support.command(built, *args)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+async def test_a_jvm_client_decodes_police_view_as_exchange_consume_prints(
+    bus: Connection,
+    principals: users.Principals,
+    loaded_catalog: Catalog,
+    router: RouterRun,
+    registry: str,
+    jvm_client: Path,
+    tmp_path: Path,
+) -> None:
+    """Spring Cloud Stream's ConfluentSchemaRegistryClient and Avro's Java decoder, from Java."""
+    records = sample.generate(loaded_catalog.resources[BMC].schema_, 10, seed=17)
+    before = router.router.routed
+    await publish(bus, loaded_catalog, BMC, records)
+    await wait_routed(router, before + len(records))
+    police = principals.of("police")
+    topic = topics.delivery("police", BMC)
+    env = cli_env(police, EXCHANGE_STATE_DIR=str(tmp_path / "state"))
+    consume = [EXCHANGE, "consume", "--as", "police", BMC, "--json", "--timeout", "2"]
+
+    def run_consume() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(consume, env=env, capture_output=True, text=True, timeout=120)
+
+    ours, java, refused = await asyncio.gather(
+        asyncio.to_thread(run_consume),
+        asyncio.to_thread(
+            jvm_read, jvm_client, police, registry, "police", PASSWORDS["police"], topic
+        ),
+        # hrss's registry credentials do not disclose police's view schema: the client fails
+        asyncio.to_thread(jvm_read, jvm_client, police, registry, "hrss", PASSWORDS["hrss"], topic),
+    )
+    assert ours.returncode == 0, ours.stderr
+    assert java.returncode == 0, java.stderr
+    printed = [json.loads(line) for line in ours.stdout.splitlines()]
+    decoded = [json.loads(line) for line in java.stdout.splitlines()]
+    assert len(decoded) == len(printed) >= len(records)
+
+    def by_no(value: dict[str, Any]) -> str:
+        return str(value["certificate_no"])
+
+    values = [d["value"] for d in decoded]
+    assert sorted(values, key=by_no) == sorted(printed, key=by_no)  # field for field
+    assert {r["certificate_no"] for r in records} <= {by_no(v) for v in values}
+    async with client(registry, "police") as c:
+        latest = (await c.get(f"/subjects/{topic}-value/versions/latest")).json()
+    assert {d["schema_id"] for d in decoded} == {latest["id"]}
+    assert all(set(v) == set(UNCONDITIONAL + POLICE_GRANT) for v in values)
+    assert refused.returncode != 0
+    assert f"Could not find schema with id: {latest['id']}" in refused.stderr
+
+
 async def test_a_department_sees_its_own_views_not_another_departments(registry: str) -> None:
     police_view = "gov.dlv.police.birth_medical_certificate-value"
     hrss_view = "gov.dlv.hrss.birth_medical_certificate-value"
@@ -258,6 +345,84 @@ async def test_credentials_are_required_and_checked(registry: str) -> None:
         r = await anon.get("/subjects", headers={"Authorization": f"Basic {nobody}"})
         assert r.status_code == 401
         assert (await anon.get("/health")).json()["status"] == "ok"  # open to load balancers
+
+
+async def test_refusals_are_audited_and_repeated_failed_logins_throttled(
+    bus: Connection, grants: None, registry: str, tmp_path: Path
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for user, password in PASSWORDS.items():
+        (credentials / f"{user}.password").write_text(password + "\n")
+    throttle = LoginThrottle(max_failures=3, window_s=60, block_s=30)
+    app = registry_app(bus, Gate(PasswordFiles(credentials), throttle=throttle))
+    view = f"gov.dlv.police.{BMC}-value"
+    async with client(registry, "police") as police:
+        view_id = (await police.get(f"/subjects/{view}/versions/latest")).json()["id"]
+    async with server.running(app) as url:
+        async with client(url, "hrss") as hrss:
+            for _ in range(200):
+                if (await hrss.get("/health")).status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            r = await hrss.get(f"/subjects/{view}/versions")
+            assert (r.status_code, r.json()["error_code"]) == (404, 40401)
+            r = await hrss.get(f"/schemas/ids/{view_id}")
+            assert (r.status_code, r.json()["error_code"]) == (404, 40403)
+            r = await hrss.get("/subjects/no.such.subject-value/versions")  # unknown: not audited
+            assert r.json()["error_code"] == 40401
+        async with httpx.AsyncClient(base_url=url, auth=("police", "wrong")) as guesser:
+            assert [(await guesser.get("/subjects")).status_code for _ in range(3)] == [401] * 3
+        async with client(url, "police") as police:
+            r = await police.get("/subjects")  # the right password, but too late
+            assert (r.status_code, r.json()["error_code"]) == (429, 42901)
+            assert 29 <= int(r.headers["retry-after"]) <= 30
+        audit = app.state.access_audit
+        await audit.flush()
+        writer = audit.writer_id
+    entries = [e for _, e in entries_only(await read_log(bus)) if e.writer == writer]
+    assert {e.action for e in entries} == {Action.ACCESS_DENIED}
+    assert {e.decision for e in entries} == {"denied"}
+    got = [(e.actor, e.details["status"], e.details["error_code"]) for e in entries]
+    assert got == [
+        ("hrss", "404", "40401"),
+        ("hrss", "404", "40403"),
+        ("police", "401", "401"),
+        ("police", "401", "401"),
+        ("police", "401", "401"),
+        ("police", "429", "42901"),
+    ]
+    subject, schema = entries[0], entries[1]
+    assert subject.details["request"] == f"GET /subjects/{view}/versions"
+    assert (subject.resource, subject.consumer) == (BMC, "police")
+    assert subject.reason == f"subject {view} is the view of police: not disclosed to hrss"
+    assert schema.details["request"] == f"GET /schemas/ids/{view_id}"
+    assert schema.reason is not None
+    assert view in schema.reason
+    assert entries[2].reason == "wrong user name or password"
+    assert entries[2].details["client"] == "127.0.0.1"
+    assert entries[5].reason is not None
+    assert entries[5].reason.startswith("3 failed logins from 127.0.0.1 within 60 s")
+
+
+@pytest.mark.kafka_only("the embedded broker has no users to log in as")
+async def test_broker_login_reads_the_brokers_error_code(principals: users.Principals) -> None:
+    police = principals.of("police")
+    assert police.password is not None
+    login = BrokerLogin(police)
+    assert await login.check("police", police.password.reveal()) is True
+    assert await login.check("police", "wrong") is False
+    assert await login.check("nobody-at-all", "x") is False
+
+
+async def test_broker_login_answers_503_when_no_broker_answers() -> None:
+    from exchange.bus.connection import Secret
+
+    nowhere = f"127.0.0.1:{server.free_port()}"
+    conn = Connection(nowhere, "SASL_PLAINTEXT", username="police", password=Secret("pw"))
+    with pytest.raises(HttpError) as refused:
+        await BrokerLogin(conn, timeout_s=2).check("police", "pw")
+    assert (refused.value.status, refused.value.code) == (503, 50302)
 
 
 async def test_read_only_lookup_config_and_service_endpoints(

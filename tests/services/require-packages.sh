@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Make sure the servers the test suite starts for itself are installed:
 # PostgreSQL and MariaDB from Debian's packages, and Java and Maven for Apache
-# Kafka (Maven fetches Kafka's jars from Maven Central once, exchange/dev/kafka.py), and the
-# tools deploy/ is checked with (promtool and Prometheus, systemd-analyze).
+# Kafka (Maven fetches Kafka's jars from Maven Central once, exchange/dev/kafka.py), the
+# tools deploy/ is checked with (promtool and Prometheus, systemd-analyze), Debian's
+# Chromium with a Chinese font for the web console's browser tests (Playwright drives
+# /usr/bin/chromium: 'playwright install' cannot download one here), and wrk, the load
+# generator of the gateway benchmark.
 # Nothing here starts a server; the suite starts throwaway ones and stops them.
 #
 # Installed already: prints nothing and installs nothing.
@@ -23,6 +26,10 @@ pg_bin || missing+=(postgresql)
 { [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; } || command -v java >/dev/null 2>&1 ||
     missing+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# the gateway benchmark's load generator (python -m exchange.dev.gateway_bench)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 # deploy/ is checked by the real tools: promtool and Prometheus itself (deploy/prometheus,
 # deploy/grafana), systemd-analyze (deploy/systemd)
 { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } ||

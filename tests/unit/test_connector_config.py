@@ -389,8 +389,10 @@ async def test_a_csv_file_is_validated_whole_and_mapped(
     imp = file_import(tmp_path, sample_catalog, "b.csv", text, mapping={"certificate_no": "cert"})
     lines = await imp.setup()
     assert "2 records, all valid" in lines[0]
-    assert imp._prepared is not None
-    assert [p.key for p in imp._prepared] == [b"C1", b"C2"]
+    assert imp._spool is not None
+    assert [p.key for p in imp._spool.batch(10)] == [b"C1", b"C2"]
+    await imp.stop()
+    assert imp._spool is None  # the temporary spool is gone
 
 
 @pytest.mark.parametrize(
@@ -416,7 +418,7 @@ async def test_a_bad_csv_line_stops_the_import_with_its_line_number(
     assert f"b.csv:{line}" in message, message
     assert needle in message, message
     assert "nothing of the file was published" in message
-    assert imp._prepared is None
+    assert imp._publisher is None  # not ready to send anything
 
 
 async def test_csv_columns_must_match_fields(tmp_path: Path, sample_catalog: Catalog) -> None:

@@ -32,7 +32,7 @@ def catalog(sample_catalog: Catalog, keys: dict[str, Ed25519PrivateKey]) -> Cata
 
 
 def signed(ev: GrantEvent, key: Ed25519PrivateKey) -> GrantEvent:
-    return dataclasses.replace(ev, signature=signing.sign(key, ev.to_avro()))
+    return dataclasses.replace(ev, signature=signing.sign(key, ev.signed_fields()))
 
 
 def application() -> GrantEvent:

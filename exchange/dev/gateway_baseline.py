@@ -1,0 +1,73 @@
+"""The gateway benchmark's baseline: the same store behind the same HTTP stack, no policy, no audit.
+
+``python -m exchange.dev.gateway_baseline --store FILE --port P --credentials-dir DIR
+--catalog DIR`` serves ``GET /v1/resources/<resource>/records/<key>``: authenticated
+like the gateway (HTTP basic against the password files), the record read from the
+same SQLite store, decoded and answered whole as JSON. What the gateway adds to this
+(policy, masks, row filter, quota, the purpose check and an acknowledged audit entry
+per request) is what the benchmark's ratio measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from exchange.avro import schema as avro
+from exchange.avro import wire
+from exchange.avro.jsoncodec import to_jsonable
+from exchange.bus import topics
+from exchange.catalog.loader import load_catalog
+from exchange.gateway.store import LatestStore
+from exchange.http import server
+from exchange.http.app import create_app
+from exchange.http.auth import Caller, Gate, PasswordFiles
+from exchange.http.metrics import HttpMetrics
+
+
+def baseline_app(store_path: Path, credentials: Path, catalog_dir: Path) -> object:
+    catalog = load_catalog(catalog_dir)
+    store = LatestStore(store_path)
+    parsed = {r.id: avro.parse(r.schema_) for r in catalog.resources.values()}
+    source = {r.id: topics.source(r.provider, r.id) for r in catalog.resources.values()}
+    router = APIRouter()
+
+    @router.get("/v1/resources/{resource}/records/{key}")
+    async def record(resource: str, key: str, caller: Caller) -> JSONResponse:
+        framed = store.get(source[resource], key.encode()) if resource in source else None
+        if framed is None:
+            return JSONResponse({"error_code": 40401, "message": "not found"}, 404)
+        _sid, body = wire.unframe(framed)
+        return JSONResponse(
+            {"resource": resource, "record": to_jsonable(wire.decode(parsed[resource], body))}
+        )
+
+    return create_app(
+        service="baseline",
+        title="gateway baseline",
+        version="1",
+        description="the store behind the HTTP stack, without policy or audit",
+        routers=[router],
+        gate=Gate(PasswordFiles(credentials)),
+        metrics=HttpMetrics(),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--credentials-dir", type=Path, required=True)
+    parser.add_argument("--catalog", type=Path, required=True)
+    args = parser.parse_args()
+    import asyncio
+
+    app = baseline_app(args.store, args.credentials_dir, args.catalog)
+    asyncio.run(server.serve(app, "127.0.0.1", args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Benchmark of the query gateway (接口调用) against a baseline measured in the same run.
+
+``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]``
+
+Starts an embedded broker (or uses ``EXCHANGE_BOOTSTRAP_SERVERS``), loads the sample
+catalog, gives hrss a data grant on population_basic with a mask and a row filter,
+publishes N records, and serves them twice, each in a process of its own:
+
+* the gateway (``exchange gateway``): authentication, purpose, policy (view, mask, row
+  filter), quota check, and an audit entry acknowledged by the broker per request;
+* the baseline (:mod:`exchange.dev.gateway_baseline`): the same SQLite store behind the
+  same HTTP stack and authentication, without policy or audit.
+
+wrk (Debian's ``wrk``, a C load generator in a process of its own) asks each for random
+keys over C keep-alive connections for S seconds, after a warm-up. Printed: requests per
+second and p99 latency of each, the ratios, the targets (≥ 2,000 lookups/s, p99 ≤ 20 ms)
+and the comparison with X-Road's ~110 requests/s through a pair of security servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from exchange.bus.connection import Connection
+from exchange.catalog.loader import load_catalog
+from exchange.catalog.model import Catalog
+from exchange.clients.department import Department
+from exchange.clients.publisher import Publisher
+from exchange.control import catalog_store
+from exchange.dev import sample
+from exchange.dev.broker import given_or_embedded
+from exchange.http.server import free_port
+
+CATALOG_DIR = Path(__file__).resolve().parents[2] / "schemas"
+POP = "population_basic"
+PASSWORD = secrets.token_urlsafe(16)  # made per run
+XROAD_RPS = 110.0
+TARGET_RPS, TARGET_P99_MS = 2000.0, 20.0
+
+_LUA = """
+local keys = {}
+for line in io.lines("%(keys)s") do keys[#keys + 1] = line end
+math.randomseed(os.time() + tonumber(tostring({}):match("0x(%%x+)"), 16) %% 100000)
+request = function()
+  local k = keys[math.random(#keys)]
+  return wrk.format("GET", "/v1/resources/population_basic/records/" .. k ..
+    "?purpose=bench", {["Authorization"] = "%(auth)s"})
+end
+"""
+
+
+@dataclass
+class Run:
+    name: str
+    rps: float
+    p99_ms: float
+    non_2xx: int
+
+
+async def _prepare(bus: Connection, workdir: Path, n: int) -> list[str]:
+    catalog: Catalog = load_catalog(CATALOG_DIR)
+    await catalog_store.load(bus, catalog, actor="bench", unsigned_override="benchmark")
+    async with Department(bus, "police") as police, Department(bus, "hrss") as hrss:
+        app = await hrss.apply(POP, fields=["name", "birth_date", "address"], purpose="bench")
+        await police.approve(
+            app, masks={"name": "surname"}, row_filter='region_code.startsWith("33")'
+        )
+    rows = sample.generate(catalog.resources[POP].schema_, n, seed=5)
+    for i, row in enumerate(rows):
+        row["region_code"] = "330106"
+        row["id_number"] = f"{row['id_number'][:6]}{i:012d}"
+    async with Publisher(bus, catalog, "police") as pub:
+        for start in range(0, n, 2000):
+            await pub.publish(POP, rows[start : start + 2000])
+    keys = [r["id_number"] for r in rows]
+    (workdir / "keys.txt").write_text("\n".join(keys) + "\n")
+    (workdir / "credentials").mkdir()
+    (workdir / "credentials" / "hrss.password").write_text(PASSWORD + "\n")
+    return keys
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], records: int | None) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server behind {url} exited with {proc.returncode}")
+        try:
+            r = httpx.get(f"{url}/health", timeout=2)
+            if r.status_code == 200 and (
+                records is None or (r.json().get("records") or 0) >= records
+            ):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not become healthy with {records} records in 120 s")
+
+
+def _wrk(url: str, script: Path, seconds: int, connections: int, name: str) -> Run:
+    command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    out = subprocess.run(
+        [*command, "-s", str(script), url], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert m is not None, out
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return Run(name, rps, p99, int(bad.group(1)) if bad else 0)
+
+
+def _serve(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run(records: int, seconds: int, connections: int) -> list[Run]:
+    if shutil.which("wrk") is None:
+        raise SystemExit(
+            "wrk is not installed: apt-get install wrk (tests/services/require-packages.sh does)"
+        )
+    bus, broker = given_or_embedded(os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS"))
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        print(f"broker {bus.bootstrap}; publishing {records} records of {POP} …", flush=True)
+        asyncio.run(_prepare(bus, workdir, records))
+        auth = "Basic " + base64.b64encode(f"hrss:{PASSWORD}".encode()).decode()
+        script = workdir / "keys.lua"
+        script.write_text(_LUA % {"keys": workdir / "keys.txt", "auth": auth})
+        env = {**os.environ, **bus.environment(), "EXCHANGE_MASK_SECRET": "b" * 40}
+        store, creds = workdir / "store.sqlite", workdir / "credentials"
+        gw_port, base_port = free_port(), free_port()
+        procs.append(
+            _serve(
+                [
+                    sys.executable,
+                    "-m",
+                    "exchange",
+                    "gateway",
+                    "--port",
+                    str(gw_port),
+                    "--credentials-dir",
+                    str(creds),
+                    "--store",
+                    str(store),
+                ],
+                env,
+            )
+        )
+        gateway = f"http://127.0.0.1:{gw_port}"
+        _wait_healthy(gateway, procs[-1], records)
+        procs.append(
+            _serve(
+                [
+                    sys.executable,
+                    "-m",
+                    "exchange.dev.gateway_baseline",
+                    "--port",
+                    str(base_port),
+                    "--store",
+                    str(store),
+                    "--credentials-dir",
+                    str(creds),
+                    "--catalog",
+                    str(CATALOG_DIR),
+                ],
+                env,
+            )
+        )
+        baseline = f"http://127.0.0.1:{base_port}"
+        _wait_healthy_baseline(baseline, procs[-1])
+        results = []
+        for name, url in (("baseline", baseline), ("gateway", gateway)):
+            _wrk(url, script, 3, connections, name)  # warm-up
+            results.append(_wrk(url, script, seconds, connections, name))
+        return results
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(15)
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_healthy_baseline(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the baseline exited with {proc.returncode}")
+        try:
+            httpx.get(f"{url}/metrics", timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit("the baseline did not start in 60 s")
+
+
+def report(results: list[Run], connections: int) -> str:
+    base, gw = results
+    lines = [
+        f"wrk, 1 thread, {connections} connections, random keys; one run, same machine",
+        f"{'':10} {'lookups/s':>10} {'p99 ms':>8} {'non-2xx':>8}",
+    ]
+    for r in results:
+        lines.append(f"{r.name:10} {r.rps:10.0f} {r.p99_ms:8.2f} {r.non_2xx:8d}")
+    lines += [
+        f"gateway / baseline throughput: {gw.rps / base.rps:.2f}; p99: {gw.p99_ms / base.p99_ms:.2f}x",
+        f"target ≥ {TARGET_RPS:.0f} lookups/s: {'met' if gw.rps >= TARGET_RPS else 'NOT met'} "
+        f"({gw.rps / TARGET_RPS:.2f} of it); p99 ≤ {TARGET_P99_MS:.0f} ms: "
+        f"{'met' if gw.p99_ms <= TARGET_P99_MS else 'NOT met'}",
+        f"X-Road (~{XROAD_RPS:.0f} requests/s through a pair of security servers): "
+        f"{gw.rps / XROAD_RPS:.0f}x that, every request audited",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    results = run(args.records, args.seconds, args.connections)
+    print(report(results, args.connections))
+
+
+if __name__ == "__main__":
+    main()

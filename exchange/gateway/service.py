@@ -1,0 +1,184 @@
+"""The gateway's parts held together: control state, access table, store, audit, quotas.
+
+Started with the app (its lifespan) and stopped with it. The control topics
+are followed live (a revocation or expiry applies from the next request); if
+they are reset under the gateway, it starts over from them as they are, and
+answers 503 meanwhile, as the registry does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from exchange.audit.writer import AuditWriter
+from exchange.bus import kafka
+from exchange.bus.connection import Connection
+from exchange.catalog.model import Catalog
+from exchange.control.catalog_store import Snapshot
+from exchange.control.state import ControlFollower, ControlState
+from exchange.errors import ControlStateReset
+from exchange.gateway.access import AccessTable
+from exchange.gateway.materializer import Materializer
+from exchange.gateway.quota import Quotas
+from exchange.gateway.request_audit import LINGER_MS, RequestAudit
+from exchange.gateway.store import LatestStore
+from exchange.lifecycle import AsyncService
+from exchange.sharing.records import GrantEvent
+
+log = logging.getLogger(__name__)
+
+
+class GatewayMetrics:
+    """Requests by resource, consumer and decision; their latency; the store's state."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str = "gov_exchange") -> None:
+        self.decisions = Counter(
+            f"{prefix}_gateway_requests",
+            "Gateway requests by kind (query, verify), resource, consumer and decision",
+            ["kind", "resource", "consumer", "decision"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            f"{prefix}_gateway_request_seconds",
+            "Time to answer a gateway request (audit acknowledged), by kind and resource",
+            ["kind", "resource"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        )
+        self.records = Gauge(
+            f"{prefix}_gateway_store_records",
+            "Records in the latest-state store",
+            registry=registry,
+        )
+        self.applied = Gauge(
+            f"{prefix}_gateway_store_applied",
+            "Source records written to the store since the start",
+            registry=registry,
+        )
+
+
+class GatewayService(AsyncService):
+    def __init__(
+        self,
+        bus: Connection,
+        store_path: Path,
+        master_secret: bytes,
+        metrics: GatewayMetrics,
+        *,
+        partitions: int | None = None,
+    ) -> None:
+        self.bus = bus
+        self.store_path = store_path
+        self.master_secret = master_secret
+        self.metrics = metrics
+        self.partitions = partitions
+        self.quotas = Quotas()
+        self.state = ControlState(bus)
+        self.access = AccessTable(self.state, master_secret)
+        self.store: LatestStore | None = None
+        self.materializer: Materializer | None = None
+        self.audit: RequestAudit | None = None
+        self._follower: ControlFollower | None = None
+        self._producer: Any = None
+        self._writer: AuditWriter | None = None
+        self._restart: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> str | None:
+        """Why the gateway cannot answer yet (None: it can)."""
+        f, m = self._follower, self.materializer
+        if f is None or not f.caught_up.is_set() or f.reset is not None:
+            return "reading the control topics"
+        if m is None or m.failed is not None:
+            return f"the store is not being kept up to date ({m.failed if m else 'not started'})"
+        if not m.caught_up.is_set():
+            return "reading the source topics into the store"
+        return None
+
+    async def start(self) -> None:
+        self.store = await asyncio.to_thread(LatestStore, self.store_path)
+        self._producer = kafka.producer(self.bus, linger_ms=LINGER_MS)
+        await self._producer.start()
+        await self._follow_control()
+        self._writer = AuditWriter(self._producer, self.state.registry, role="gateway")
+        await self._writer.start()
+        self.audit = RequestAudit(self._writer, self.master_secret)
+        self.materializer = Materializer(
+            self.bus, self.store, self._catalog, partitions=self.partitions
+        )
+        await self.materializer.start()
+
+    def public_key(self, department: str) -> str | None:
+        """The Ed25519 key ``department`` registered in the catalog in force (None: none)."""
+        catalog = self._catalog()
+        dept = catalog.departments.get(department) if catalog is not None else None
+        return dept.public_key if dept is not None else None
+
+    def _catalog(self) -> Catalog | None:
+        return self.state.catalog if self.state.snapshot is not None else None
+
+    async def _follow_control(self) -> None:
+        state = ControlState(self.bus)
+
+        def on_catalog(snap: Snapshot) -> None:
+            self.access.changed()
+
+        def on_grant_event(event: GrantEvent, reason: str | None) -> None:
+            self.access.changed()
+
+        state.on_catalog = on_catalog
+        state.on_grant_event = on_grant_event
+        follower = ControlFollower(state)
+        follower.on_reset = self._on_reset
+        self._follower = follower
+        await follower.start(follow=True)
+        self.state = self.access.state = state
+        self.access.changed()
+
+    def _on_reset(self, reset: ControlStateReset) -> None:
+        log.error("control topics reset under the gateway; starting over: %s", reset)
+        if self._restart is None or self._restart.done():
+            self._restart = asyncio.create_task(self._start_over(), name="gateway-restart")
+
+    async def _start_over(self) -> None:
+        old, self._follower = self._follower, None
+        if old is not None:
+            await old.stop()
+        while True:
+            try:
+                await self._follow_control()
+                if self._writer is not None:
+                    await self._writer.new_chain()
+                    self._writer.registry = self.state.registry
+                return
+            except Exception:
+                log.exception("the gateway could not read the control topics; retrying in 1 s")
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        if self._restart is not None:
+            self._restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restart
+            self._restart = None
+        if self.materializer is not None:
+            await self.materializer.stop()
+            self.materializer = None
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        if self._follower is not None:
+            follower, self._follower = self._follower, None
+            await follower.stop()
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+        if self.store is not None:
+            store, self.store = self.store, None
+            store.close()

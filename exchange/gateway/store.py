@@ -1,0 +1,178 @@
+"""The latest-state store: the newest record of every key of every source topic, in SQLite.
+
+Why SQLite: it is in the standard library (nothing to install or run), a
+lookup by primary key takes tens of microseconds (cheap enough to do on the
+event loop), a write transaction is atomic, and in WAL mode readers never
+wait for the writer. The rows and the offset each partition was read up to
+are written in one transaction, so after a crash the store is either as it
+was before a batch or after it, and reading resumes where the rows end. A
+store that fails its integrity check, or was written by another version,
+is deleted and rebuilt from the topics (the topics are the truth; the store
+is a cache of them). PostgreSQL is not supported yet: one gateway per store
+file; run several gateways each with its own.
+
+Records are kept as they arrived (framed Avro bytes): views are applied at
+read time, so a policy change needs no rewrite of the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from exchange.errors import ExchangeError
+
+log = logging.getLogger(__name__)
+
+#: changes when the tables change: a store of another format is rebuilt
+FORMAT = "gateway-store-1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
+    partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, key)
+) WITHOUT ROWID;
+"""
+
+
+class StoreError(ExchangeError):
+    """The store file cannot be opened or written."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One source record: the newest value of ``key`` (None: a tombstone, the key is deleted)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes | None
+
+
+class LatestStore:
+    """One SQLite file; :meth:`get` from the event loop, :meth:`apply` from one writer thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rebuilt = False  # True when this open found the file unusable and started over
+        self._write_lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._writer = self._open_checked()
+            self._reader = self._connect()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the store {path} cannot be opened: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a process crash loses nothing committed; a power cut may lose
+        # the last transactions, which the offsets stored with them make the reader read again
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _open_checked(self) -> sqlite3.Connection:
+        if self.path.exists():
+            reason = self._unusable()
+            if reason is not None:
+                log.warning("store %s %s: rebuilding it from the topics", self.path, reason)
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+                self.rebuilt = True
+        conn = self._connect()
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT,))
+        return conn
+
+    def _unusable(self) -> str | None:
+        """Why the existing file cannot be used (None: it can)."""
+        try:
+            conn = sqlite3.connect(self.path)
+            try:
+                check = conn.execute("PRAGMA quick_check").fetchone()
+                if check is None or check[0] != "ok":
+                    return f"fails its integrity check ({check[0] if check else 'no answer'})"
+                row = conn.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return f"cannot be read ({exc})"
+        if row is None or row[0] != FORMAT:
+            return f"was written in another format ({row[0] if row else 'none'})"
+        return None
+
+    def close(self) -> None:
+        self._reader.close()
+        with self._write_lock:
+            self._writer.close()
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the next offset to read."""
+        rows = self._reader.execute("SELECT topic, partition, next_offset FROM positions")
+        return {(t, p): o for t, p, o in rows}
+
+    def get(self, topic: str, key: bytes) -> bytes | None:
+        row = self._reader.execute(
+            "SELECT value FROM records WHERE topic = ? AND key = ?", (topic, key)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def count(self, topic: str | None = None) -> int:
+        if topic is None:
+            row = self._reader.execute("SELECT count(*) FROM records").fetchone()
+        else:
+            row = self._reader.execute(
+                "SELECT count(*) FROM records WHERE topic = ?", (topic,)
+            ).fetchone()
+        return int(row[0])
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        """Write a batch and the positions after it, in one transaction (blocking: a thread)."""
+        if not changes:
+            return
+        ends: dict[tuple[str, int], int] = {}
+        for c in changes:
+            ends[(c.topic, c.partition)] = max(ends.get((c.topic, c.partition), 0), c.offset + 1)
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                # in offset order per key: a later record of the same key wins
+                for change in changes:
+                    if change.value is None:
+                        conn.execute(
+                            "DELETE FROM records WHERE topic = ? AND key = ?",
+                            (change.topic, change.key),
+                        )
+                    else:
+                        row = (c := change).topic, c.key, c.value, c.partition, c.offset
+                        conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)", row)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
+                    [(t, p, o) for (t, p), o in ends.items()],
+                )
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"the store {self.path} could not be written: {exc}") from exc
+
+    def forget_topics(self, keep: Iterable[str]) -> None:
+        """Drop the rows and positions of topics not in ``keep`` (resources left the catalog)."""
+        kept = set(keep)
+        with self._write_lock:
+            stored = {t for (t,) in self._writer.execute("SELECT DISTINCT topic FROM positions")}
+            for topic in stored - kept:
+                self._writer.execute("DELETE FROM records WHERE topic = ?", (topic,))
+                self._writer.execute("DELETE FROM positions WHERE topic = ?", (topic,))
