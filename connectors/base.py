@@ -25,7 +25,8 @@ import asyncio
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -82,6 +83,19 @@ class ConnectorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.rows = Counter(
+            f"{prefix}_rows",
+            "Rows a connector moved (read by a source, received by a sink, lines of a file)",
+            ["connector"],
+            registry=r,
+        )
+        self.snapshot_remaining = Gauge(
+            f"{prefix}_snapshot_remaining_rows",
+            "Rows a source's first load (snapshot) still has to read, estimated from the "
+            "database's table statistics; 0 once it has caught up",
+            ["connector"],
+            registry=r,
+        )
         self.errors = Counter(
             f"{prefix}_errors", "Errors that stopped a connector", ["connector"], registry=r
         )
@@ -100,6 +114,56 @@ class Progress:
     skipped: int = 0
     checkpoint: str | None = None
     state: str = "new"
+    #: rows a first load (snapshot) is expected to read in all, from table statistics;
+    #: None when not known or not a first load
+    estimated_total: int | None = None
+    #: (monotonic time, rows read) of the recent batches, for the rate
+    samples: deque[tuple[float, int]] = field(
+        default_factory=lambda: deque(maxlen=RATE_SAMPLES), repr=False
+    )
+
+    def sample(self, now: float) -> None:
+        self.samples.append((now, self.rows_read))
+
+    def rate(self, now: float | None = None) -> float | None:
+        """Rows read per second over the last :data:`RATE_WINDOW_S` seconds (None: too few)."""
+        if len(self.samples) < 2:
+            return None
+        now = time.monotonic() if now is None else now
+        last = self.samples[-1]
+        first = next((s for s in self.samples if now - s[0] <= RATE_WINDOW_S), last)
+        if first is last:
+            first = self.samples[-2]
+        span = last[0] - first[0]
+        return (last[1] - first[1]) / span if span > 0 else None
+
+    def remaining(self) -> int | None:
+        if self.estimated_total is None:
+            return None
+        return max(self.estimated_total - self.rows_read, 0)
+
+    def eta(self, now: float | None = None) -> str:
+        """The first load's rows done of the estimated total, rate and time left."""
+        rate, left = self.rate(now), self.remaining()
+        parts = []
+        if self.estimated_total is not None:
+            total = max(self.estimated_total, self.rows_read)
+            percent = 100 * self.rows_read / total if total else 100.0
+            parts.append(f"{self.rows_read:,} of ~{total:,} rows ({percent:.0f}%)")
+        if rate is not None:
+            parts.append(f"{rate:,.0f} rows/s")
+            if left is not None and rate > 0:
+                parts.append(f"{_duration(left / rate)} left")
+        return ", ".join(parts)
+
+    def status(self, name: str) -> str:
+        """Short form for a terminal's status line."""
+        if self.estimated_total is not None and self.state in ("running", "new"):
+            return f"[{name}] first load {self.eta()}"
+        moved = self.published or self.written
+        rate = self.rate()
+        shown = f", {rate:,.0f} rows/s" if rate and self.state == "running" else ""
+        return f"[{name}] {self.state}, read {self.rows_read:,}, moved {moved:,}{shown}"
 
     def line(self, name: str) -> str:
         parts = [f"[{name}] {self.state}", f"read {self.rows_read}"]
@@ -110,7 +174,23 @@ class Progress:
         if self.skipped:
             parts.append(f"skipped (deleted) {self.skipped}")
         parts.append(f"checkpoint {self.checkpoint or '-'}")
+        if self.estimated_total is not None and self.state in ("running", "new"):
+            parts.append(f"first load: {self.eta()}")
         return ", ".join(parts)
+
+
+#: how many recent batches, and over how many seconds, the rate is taken
+RATE_SAMPLES = 256
+RATE_WINDOW_S = 30.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 class Connector(ABC):
@@ -165,6 +245,8 @@ class Connector(ABC):
         if n:
             await self.flush()
             self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
+            self.metrics.rows.labels(self.name).inc(n)
+            self.progress.sample(time.monotonic())
         return n
 
     async def run(
@@ -177,6 +259,7 @@ class Connector(ABC):
         last_activity: float | None = None
         self.metrics.running.labels(self.name).set(1)
         self.progress.state = "running" if self.ready else "waiting for partitions"
+        self.progress.sample(time.monotonic())
         try:
             while not stop.is_set() and not self.finished:
                 n = await self.step()

@@ -118,12 +118,12 @@ class DbSink(Connector):
         self._table_cols: dict[str, mapping.Column] = {}
         self._fields: dict[str, FieldType] = {}  # field columns written by the upsert, in order
         self._docs: dict[str, str] = {}
-        self._plans: dict[int, list[tuple[str, Callable[[Any], Any]]]] = {}
-        self._upsert = ""
+        self._plans: dict[int, list[tuple[str, Callable[[Any], Any] | None]]] = {}
         self._offsets: dict[TopicPartition, int] = {}
         self._ready_setup = False
         self._written = 0
         self._committed: dict[int, int] = {}
+        self._parsed: dict[int, Any] = {}  # parsed writer schemas by schema id
 
     def _error(
         self, message: str, *keys: str | int, column: str | None = None, field: str | None = None
@@ -228,7 +228,6 @@ class DbSink(Connector):
             described = await self.db.describe(self.db.quote(self.cfg.table))
             await self.db.rollback()
             self._table_cols = {c.name: c for c in described}
-            self._upsert = self._upsert_sql()
             await self.registry.refresh()
             await kafka.ensure_topics(self.bus, [self.topic], partitions=None)
             consumer = kafka.consumer(
@@ -287,26 +286,22 @@ class DbSink(Connector):
                 f"{db.ddl_type(self._fields[name])} NULL{db.inline_comment(self._docs.get(name, ''))}"
             )
 
-    def _upsert_sql(self) -> str:
-        return self.db.upsert(
-            self.cfg.table, [KEY, *self._fields, RECORD_ID_COLUMN, RECEIVED_AT], KEY
-        )
-
     # --- moving records ----------------------------------------------------------------------
 
-    def _value_converter(self, ft: FieldType) -> Callable[[Any], Any]:
+    def _value_converter(self, ft: FieldType) -> Callable[[Any], Any] | None:
         tz = self.db.target.timezone
         if ft.kind in ("record", "array", "map"):
             return lambda v: None if v is None else json.dumps(to_jsonable(v), ensure_ascii=False)
         if self.db.dialect == "mysql" and ft.kind in ("timestamp-millis", "timestamp-micros"):
             return lambda v: None if v is None else v.astimezone(tz).replace(tzinfo=None)
-        return lambda v: v
+        return None
 
-    async def _plan(self, sid: int) -> list[tuple[str, Callable[[Any], Any]]]:
-        """Fields of records written with schema ``sid``; adds columns for new fields."""
+    async def _plan(self, sid: int) -> list[tuple[str, Callable[[Any], Any] | None]]:
+        """How the field columns (in the order of ``self._fields``) are filled from records
+        written with schema ``sid`` (None: the value as it is); adds columns for new fields."""
         schema = self.registry.schema(sid)
         new: list[str] = []
-        plan = []
+        converters: dict[str, Callable[[Any], Any] | None] = {}
         for f in schema["fields"]:
             name, ft = f["name"], mapping.field_type(f["type"])
             known = self._fields.get(name)
@@ -333,10 +328,11 @@ class DbSink(Connector):
                         field=name,
                     )
                 self._fields[name] = ft
-            plan.append((name, self._value_converter(ft)))
+            converters[name] = self._value_converter(ft)
         if new:
             await self._add_columns(new)
-            self._upsert = self._upsert_sql()
+        # a field this schema lacks is read as None (a column added for a newer schema)
+        plan = [(name, converters.get(name)) for name in self._fields]
         self._plans[sid] = plan
         return plan
 
@@ -348,7 +344,7 @@ class DbSink(Connector):
             self.ready = True
         if not fetched:
             return 0
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[str, tuple[Any, ...]] = {}
         received = dt.datetime.now(dt.UTC)
         if self.db.dialect == "mysql":
             received = received.astimezone(self.db.target.timezone).replace(tzinfo=None)
@@ -356,41 +352,55 @@ class DbSink(Connector):
         for tp, records in fetched.items():
             count += len(records)
             for rec in records:
-                rows_key, row = await self._row(rec, received)
-                rows.pop(rows_key, None)  # keep the last version of a key, in order
-                rows[rows_key] = row
+                row = await self._row(rec, received)
+                rows.pop(row[0], None)  # keep the last version of a key, in order
+                rows[row[0]] = row
             self._offsets[tp] = records[-1].offset + 1
         self.metrics.rows_read.labels(self.name).inc(count)
         self.progress.rows_read += count
-        columns = [KEY, *self._fields, RECORD_ID_COLUMN, RECEIVED_AT]
-        await self.db.executemany(
-            self._upsert, [[r.get(c) for c in columns] for r in rows.values()]
+        columns = [KEY, RECORD_ID_COLUMN, RECEIVED_AT, *self._fields]
+        width = len(columns)  # rows of an older schema lack the columns added since
+        await self.db.upsert_rows(
+            self.cfg.table,
+            columns,
+            KEY,
+            [r if len(r) == width else r + (None,) * (width - len(r)) for r in rows.values()],
         )
         self._written = len(rows)
         return count
 
-    async def _row(self, rec: Any, received: Any) -> tuple[str, dict[str, Any]]:
-        headers = dict(rec.headers or ())
-        rid = headers.get(RECORD_ID, b"").decode("utf-8", "replace")
-        where = f"{rec.topic}[{rec.partition}]@{rec.offset}"
+    async def _row(self, rec: Any, received: Any) -> tuple[Any, ...]:
+        """(key, record id, received at, *field values) of one record."""
+        rid = next((v for k, v in rec.headers or () if k == RECORD_ID), b"").decode(
+            "utf-8", "replace"
+        )
         try:
             sid, body = wire.unframe(rec.value)
-            parsed = await self.registry.resolve(sid)
+            parsed = self._parsed.get(sid) or await self.registry.resolve(sid)
             value = wire.decode(parsed, body)
         except DecodeError as exc:
             raise ConnectorDataError(
-                f"record {where} cannot be decoded: {exc}", connector=self.name
+                f"record {self._where(rec)} cannot be decoded: {exc}", connector=self.name
             ) from exc
+        self._parsed[sid] = parsed
         plan = self._plans.get(sid) or await self._plan(sid)
         key = rec.key.decode("utf-8", "replace") if rec.key is not None else rid
         if not key:
             raise ConnectorDataError(
-                f"record {where} has neither a key nor a record id", connector=self.name
+                f"record {self._where(rec)} has neither a key nor a record id",
+                connector=self.name,
             )
-        row: dict[str, Any] = {KEY: key, RECORD_ID_COLUMN: rid, RECEIVED_AT: received}
-        for name, convert in plan:
-            row[name] = convert(value.get(name))
-        return key, row
+        get = value.get
+        return (
+            key,
+            rid,
+            received,
+            *[get(n) if c is None else c(get(n)) for n, c in plan],
+        )
+
+    @staticmethod
+    def _where(rec: Any) -> str:
+        return f"{rec.topic}[{rec.partition}]@{rec.offset}"
 
     async def flush(self) -> None:
         if not self._offsets:

@@ -32,7 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors import mapping
+import fastavro
+from fastavro.validation import validate
+
+from connectors import encoding, mapping
 from connectors.base import Connector, ConnectorMetrics
 from connectors.checkpoint import (
     LEGACY_TABLE,
@@ -50,7 +53,7 @@ from connectors.sql import Database
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog, Resource
 from exchange.clients.publisher import Prepared, Publisher
-from exchange.errors import RecordInvalid, UnknownResource
+from exchange.errors import UnknownResource
 
 ORDERABLE = (
     *mapping.INTS,
@@ -72,6 +75,10 @@ class _FieldPlan:
     nullable: bool
     convert: Callable[[Any], Any]
     default: Any = None
+    #: the Avro type to check a converted value against; None: the converter checked it
+    check: Any = None
+    #: the checked value to its Avro primitive (connectors.encoding); None: kept as it is
+    primitive: Callable[[Any], Any] | None = None
 
 
 _Risk = tuple[str, str | None, tuple[str | int, ...]]  # column, field (None: ordering), config keys
@@ -132,6 +139,9 @@ class DbSource(Connector):
         self._select = ""
         self._select_after = ""
         self._ready = False
+        self._encoder: encoding.Encoder | None = None
+        self._key_field = ""
+        self._caught_up = False  # read everything there was once (the first load is over)
 
     def _error(
         self, message: str, *keys: str | int, column: str | None = None, field: str | None = None
@@ -155,6 +165,7 @@ class DbSource(Connector):
             return select.index(column)
 
         plans, risky = self._plan(res, columns, not_null, index_of)
+        self._encoder, self._key_field = encoding.Encoder(res.schema_), res.key
         order_idx = [index_of(c) for c in order]
         self._deleted_idx = index_of(deleted.name) if deleted is not None else None
         risky += [(c, None, ("incremental",)) for c in order if c not in not_null]
@@ -290,7 +301,18 @@ class DbSource(Connector):
             if not ft.nullable and column not in not_null:
                 risky.append((column, f.name, keys))
             convert = mapping.converter(col, ft, self.db.target.timezone)
-            plans.append(_FieldPlan(f.name, column, index_of(column), ft.nullable, convert))
+            check = None if ft.kind in mapping.CHECKED_KINDS else fastavro.parse_schema(f.avro_type)
+            plans.append(
+                _FieldPlan(
+                    f.name,
+                    column,
+                    index_of(column),
+                    ft.nullable,
+                    convert,
+                    check=check,
+                    primitive=encoding.to_primitive(f.avro_type),
+                )
+            )
         return plans, risky
 
     async def _no_nulls(
@@ -337,6 +359,7 @@ class DbSource(Connector):
             if not self._ready:
                 await self.setup()
             await self.store.ensure()
+            await self._estimate()
             if self._publisher is None:
                 publisher = Publisher(self.bus, self.catalog, self.cfg.department)
                 await publisher.start()
@@ -344,6 +367,18 @@ class DbSource(Connector):
         except BaseException:
             await self.stop()
             raise
+
+    async def _estimate(self) -> None:
+        """For a first load of a table: how many rows it will read, from table statistics."""
+        if self.position is not None or self.cfg.table is None or self._caught_up:
+            return
+        if self.progress.estimated_total is None:
+            self.progress.estimated_total = await self.db.estimate_rows(self.cfg.table)
+        self._show_remaining()
+
+    def _show_remaining(self) -> None:
+        left = self.progress.remaining()
+        self.metrics.snapshot_remaining.labels(self.name).set(left or 0)
 
     async def stop(self) -> None:
         publisher, self._publisher = self._publisher, None
@@ -363,9 +398,15 @@ class DbSource(Connector):
             params = [*self.db.after_params(position.values), self.cfg.batch_size]
             rows = await self.db.fetch(self._select_after, params)
         if not rows:
+            if not self._caught_up:  # the first load is done: what follows is incremental
+                self._caught_up = True
+                self.progress.estimated_total = None
+                self._show_remaining()
             return 0
         self.metrics.rows_read.labels(self.name).inc(len(rows))
         self.progress.rows_read += len(rows)
+        if self.progress.estimated_total is not None:
+            self._show_remaining()
         prepared = self._prepare(rows)
         await self._publisher.send(prepared)
         self.metrics.published.labels(self.name).inc(len(prepared))
@@ -397,16 +438,43 @@ class DbSource(Connector):
         )
 
     def _prepare(self, rows: list[tuple[Any, ...]]) -> list[Prepared]:
-        """Convert and validate a whole batch; the first bad row raises, nothing is sent."""
+        """Convert and check a whole batch, then encode it; the first bad row raises (naming
+        its position, column and field) and nothing of the batch is sent.
+
+        Every value is checked as it is converted (see :data:`mapping.CHECKED_KINDS`), or
+        against its field's Avro type for the other kinds, then put in its Avro primitive
+        form, so the records are only encoded (:mod:`connectors.encoding`).
+        """
         assert self._publisher is not None
-        prepare = self._publisher.prepare
-        resource = self.cfg.resource
+        assert self._encoder is not None
         deleted_idx = self._deleted_idx
-        out = []
+        encode = self._encoder.encode
+        out: list[tuple[str, bytes]] = []
         for row in rows:
             if deleted_idx is not None and row[deleted_idx]:
                 continue
-            record: dict[str, Any] = {}
+            key, record = self._record(row)
+            try:
+                out.append((key, encode(record)))
+            except Exception as exc:  # a value fastavro cannot write after all
+                field = self._encoder.culprit(record)
+                raise ConnectorDataError(
+                    f"cannot be encoded: {exc}; nothing of this batch was published",
+                    connector=self.name,
+                    row=self._row_text(row),
+                    column=next((p.column for p in self._plans if p.field == field), None),
+                    field=field,
+                ) from None
+        return self._publisher.prepare_encoded(self.cfg.resource, out)
+
+    def _record(self, row: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+        """One row as the record's key and the record in Avro primitive form, every value
+        checked."""
+        record: dict[str, Any] = {}
+        key: Any = None
+        key_field = self._key_field
+        p: _FieldPlan | None = None
+        try:
             for p in self._plans:
                 if p.column is None:
                     record[p.field] = p.default
@@ -414,37 +482,24 @@ class DbSource(Connector):
                 value = row[p.index]
                 if value is None:
                     if not p.nullable:
-                        raise ConnectorDataError(
-                            "NULL, but the field is not nullable in the resource schema; "
-                            "nothing of this batch was published",
-                            connector=self.name,
-                            row=self._row_text(row),
-                            column=p.column,
-                            field=p.field,
+                        raise ValueError(
+                            "NULL, but the field is not nullable in the resource schema"
                         )
                     record[p.field] = None
                     continue
-                try:
-                    record[p.field] = p.convert(value)
-                except (ValueError, TypeError, ArithmeticError) as exc:
-                    raise ConnectorDataError(
-                        f"{exc}; nothing of this batch was published",
-                        connector=self.name,
-                        row=self._row_text(row),
-                        column=p.column,
-                        field=p.field,
-                    ) from None
-            try:
-                out.append(prepare(resource, record))
-            except RecordInvalid as exc:
-                column = next(
-                    (p.column for p in self._plans if p.field == exc.facts.get("field")), None
-                )
-                raise ConnectorDataError(
-                    f"{exc.reason}; nothing of this batch was published",
-                    connector=self.name,
-                    row=self._row_text(row),
-                    column=column,
-                    field=exc.facts.get("field"),
-                ) from None
-        return out
+                value = p.convert(value)
+                if p.check is not None and not validate(value, p.check, raise_errors=False):
+                    raise ValueError(f"{value!r} is not a valid {p.check}")
+                if p.field == key_field:
+                    key = value
+                record[p.field] = value if p.primitive is None else p.primitive(value)
+        except (ValueError, TypeError, ArithmeticError, OverflowError) as exc:
+            assert p is not None
+            raise ConnectorDataError(
+                f"{exc}; nothing of this batch was published",
+                connector=self.name,
+                row=self._row_text(row),
+                column=p.column,
+                field=p.field,
+            ) from None
+        return str(key if key is not None else record.get(key_field)), record

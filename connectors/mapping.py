@@ -205,9 +205,41 @@ def _decimal_check(ft: FieldType) -> Callable[[Any], Any]:
     return convert
 
 
+#: kinds whose :func:`converter` checks every value fully (type, range, symbol, places), so
+#: a converted value needs no second check against the schema before it is encoded
+CHECKED_KINDS = frozenset(
+    [
+        "string",
+        "enum",
+        "boolean",
+        "int",
+        "long",
+        "float",
+        "double",
+        "decimal",
+        "date",
+        "timestamp-millis",
+        "timestamp-micros",
+        "bytes",
+    ]
+)
+
+
 def converter(col: Column, ft: FieldType, tz: dt.tzinfo) -> Callable[[Any], Any]:
-    """The function turning a non-NULL value of ``col`` into the field's Python (fastavro) form."""
+    """The function turning a non-NULL value of ``col`` into the field's Python (fastavro) form.
+
+    For the kinds in :data:`CHECKED_KINDS` it raises :class:`ValueError` for any value that
+    does not fit the field; other kinds are checked against the schema afterwards.
+    """
     kind = ft.kind
+    if kind == "date":
+
+        def to_date(v: Any) -> Any:
+            if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+                return v
+            raise ValueError(f"{v!r} is not a date")
+
+        return to_date
     if kind in ("string", "uuid"):
 
         def to_text(v: Any) -> Any:

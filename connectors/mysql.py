@@ -226,6 +226,15 @@ class MySQLDatabase(Database):
         )
         return bool(rows)
 
+    async def estimate_rows(self, table: str) -> int | None:
+        schema, _, name = table.rpartition(".")
+        rows = await self.fetch(
+            "SELECT table_rows FROM information_schema.tables "
+            "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name = %s",
+            (schema or None, name),
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def after(self, columns: Sequence[str]) -> str:
         # (a, b) > (x, y) spelled out: MariaDB's range optimiser uses an index for this form
         def expand(i: int) -> str:

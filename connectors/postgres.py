@@ -58,6 +58,9 @@ _PG_DDL = {
 }
 
 
+#: the temporary table a sink's batch is copied into (dropped at commit)
+_STAGE = "gov_exchange_stage"
+
 # invalid_authorization_specification, invalid_password
 _LOGIN_REFUSED = frozenset(["28000", "28P01"])
 
@@ -211,6 +214,16 @@ class PostgresDatabase(Database):
             await self.conn.rollback()
         return bool(rows[0][0])
 
+    async def estimate_rows(self, table: str) -> int | None:
+        rows = await self.fetch(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+            (self.quote(table),),
+        )
+        if not self.autocommit:
+            await self.conn.rollback()
+        # -1: never vacuumed or analysed, so not known
+        return int(rows[0][0]) if rows and rows[0][0] is not None and rows[0][0] >= 0 else None
+
     def after(self, columns: Sequence[str]) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
         marks = ", ".join("%s" for _ in columns)
@@ -224,6 +237,32 @@ class PostgresDatabase(Database):
             f"INSERT INTO {self.quote(table)} ({cols}) VALUES ({marks}) "  # noqa: S608
             f"ON CONFLICT ({self.quote(key)}) DO UPDATE SET {sets}"
         )
+
+    async def upsert_rows(
+        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """COPY the rows into a temporary table dropped at commit, then upsert them from it in
+        one statement: several times faster than one INSERT per row, same result."""
+        q = self.quote
+        cols = ", ".join(q(c) for c in columns)
+        sets = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in columns if c != key)
+        try:
+            async with self.conn.cursor() as cur:
+                await cur.execute(
+                    f"CREATE TEMPORARY TABLE {_STAGE} ON COMMIT DROP AS "  # noqa: S608
+                    f"SELECT {cols} FROM {q(table)} WITH NO DATA"
+                )
+                async with cur.copy(f"COPY {_STAGE} ({cols}) FROM STDIN") as copy:
+                    for row in rows:
+                        await copy.write_row(row)
+                await cur.execute(
+                    f"INSERT INTO {q(table)} ({cols}) SELECT {cols} FROM {_STAGE} "  # noqa: S608
+                    f"ON CONFLICT ({q(key)}) DO UPDATE SET {sets}"
+                )
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"{self.where}: {_pg_message(exc)}") from exc
+        except psycopg.Error as exc:
+            raise ConnectorError(f"{self.where}: {_pg_message(exc)}") from exc
 
     def ddl_type(self, ft: FieldType) -> str:
         if ft.kind == "decimal":

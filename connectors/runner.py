@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_RETRIES = 5
 MAX_BACKOFF_S = 30.0
+STATUS_EVERY_S = 0.25  # how often a terminal's status line is redrawn
 
 
 async def build(
@@ -175,10 +176,13 @@ async def run_all(
     echo: Callable[[str], None],
     idle_exit_s: float | None = None,
     progress_every_s: float = 5.0,
+    status: Callable[[str], None] | None = None,
 ) -> None:
     """Start every connector, run them until ``stop`` (or idle/finished), then stop them all.
 
-    Prints each connector's progress every ``progress_every_s`` seconds and at the end.
+    Prints each connector's progress every ``progress_every_s`` seconds and at the end;
+    with ``status`` (a terminal's status line), hands it every connector's progress
+    several times a second instead.
     """
     started: list[Connector] = []
     reporter: asyncio.Task[None] | None = None
@@ -193,6 +197,9 @@ async def run_all(
 
         async def report() -> None:
             shown: dict[str, str] = {}
+            while status is not None:
+                status("  ".join(c.progress.status(c.name) for c in connectors))
+                await asyncio.sleep(STATUS_EVERY_S)
             while True:
                 await asyncio.sleep(progress_every_s)
                 for c in connectors:

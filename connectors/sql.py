@@ -91,6 +91,17 @@ class Database(ABC):
     def upsert(self, table: str, columns: Sequence[str], key: str) -> str:
         """INSERT of one row that replaces the row with the same ``key``."""
 
+    async def estimate_rows(self, table: str) -> int | None:
+        """Rows in ``table`` by the database's statistics (cheap, approximate); None: unknown."""
+        return None
+
+    async def upsert_rows(
+        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert ``rows`` (distinct ``key`` values), replacing rows with the same key, inside
+        the open transaction; the database's bulk path where it has one."""
+        await self.executemany(self.upsert(table, columns, key), rows)
+
     @abstractmethod
     def ddl_type(self, ft: FieldType) -> str:
         """Column type that holds an Avro field of type ``ft``."""

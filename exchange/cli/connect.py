@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +24,9 @@ from exchange.cli.serving import (
     setup_logging,
 )
 from exchange.errors import ExchangeError
+
+if TYPE_CHECKING:
+    from connectors.display import StatusLine
 
 app = typer.Typer(
     help="Connectors: department databases (PostgreSQL, MySQL/MariaDB) and files "
@@ -76,6 +81,16 @@ def check(
     typer.echo(f"config OK: {len(only or loaded.connectors)} connector(s)")
 
 
+def _output() -> tuple[StatusLine | None, Callable[[str], None]]:
+    """A status line when stdout is a terminal, and how other lines are printed."""
+    from connectors.display import StatusLine
+
+    if not sys.stdout.isatty():
+        return None, typer.echo
+    live = StatusLine(sys.stdout)
+    return live, live.echo
+
+
 @app.command("run")
 def run_connectors(
     config: ConfigArg,
@@ -90,7 +105,10 @@ def run_connectors(
         ),
     ] = None,
     progress_every: Annotated[
-        float, typer.Option(help="Seconds between progress lines.", min=0.1)
+        float,
+        typer.Option(
+            help="Seconds between progress lines when the output is not a terminal.", min=0.1
+        ),
     ] = 5.0,
     only: OnlyOption = None,
     log_level: LogLevelOption = None,
@@ -100,8 +118,12 @@ def run_connectors(
 
     Each connector is checked first (as 'exchange connect check' does); then
     sources publish new rows, sinks write delivered records, files are
-    imported or exported. Progress (rows read, published, written, last
-    checkpoint) is printed every --progress-every seconds. On Ctrl-C or
+    imported or exported. In a terminal, a status line at the bottom shows
+    each connector's progress: for a first load (全量初始化, a source that
+    has no saved position yet) the rows done of the estimated total, the
+    rate and the time left. Otherwise (a log file, the journal) a progress
+    line (rows read, published, written, last checkpoint, and the same
+    first-load figures) is printed every --progress-every seconds. On Ctrl-C or
     SIGTERM each connector finishes the batch it is moving and saves its
     position; after a crash it resumes from the last saved one.
     """
@@ -114,8 +136,7 @@ def run_connectors(
     metrics = ConnectorMetrics()
     server = serve_metrics(metrics.registry, metrics_port, metrics_host)
 
-    def echo(line: str) -> None:
-        typer.echo(line)
+    live, echo = _output()
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -135,11 +156,14 @@ def run_connectors(
             echo=echo,
             idle_exit_s=until_idle,
             progress_every_s=progress_every,
+            status=live.show if live is not None else None,
         )
 
     try:
         run(go())
     finally:
+        if live is not None:
+            live.clear()
         if server is not None:
             server.shutdown()
             server.server_close()

@@ -186,6 +186,37 @@ class Publisher:
             line=line,
         )
 
+    def prepare_encoded(
+        self, resource_id: str, encoded: Iterable[tuple[str, bytes]]
+    ) -> list[Prepared]:
+        """Records to send from Avro bodies the caller checked and encoded itself.
+
+        For bulk producers that check every value as they build it (the database
+        source converts each column with a checking function and encodes a whole
+        batch with one parsed schema): ``encoded`` holds each record's key (the value
+        of the resource's key field, as text) and its Avro body in the resource's
+        schema. The caller is answerable for the check; :meth:`prepare` is the way
+        for records not checked yet.
+        """
+        res = self._resource(resource_id)
+        topic = topics.source(res.provider, res.id)
+        publisher = (PUBLISHER, self.department.encode())
+        header = wire.frame(res.schema_id, b"")
+        out = []
+        for key, body in encoded:
+            rid = record_id(resource_id, body)
+            out.append(
+                Prepared(
+                    topic=topic,
+                    key=key.encode("utf-8"),
+                    value=header + body,
+                    record_id=rid,
+                    headers=[(RECORD_ID, rid.encode()), publisher],
+                    resource=res.id,
+                )
+            )
+        return out
+
     def prepare_json_lines(self, resource_id: str, path: Path) -> list[Prepared]:
         """Validate a whole JSON Lines file; the first bad line raises with its number."""
         res = self._resource(resource_id)

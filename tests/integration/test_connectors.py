@@ -1243,3 +1243,53 @@ async def test_files_in_and_out(
     assert rows[0] == ["region_code", "updated_at"]
     expected = [[r["region_code"], json.loads(dumps({"t": r["updated_at"]}))["t"]] for r in records]
     assert sorted(rows[1:]) == sorted(expected)
+
+
+async def test_a_first_load_shows_rows_of_the_estimated_total_rate_and_time_left(
+    bus: Connection, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
+) -> None:
+    people_table(pg_schema, loaded_catalog, 250)
+    pg(f"ANALYZE {pg_schema}.people")  # the estimate comes from the table's statistics
+    path = write_config(
+        tmp_path,
+        [
+            source_cfg(
+                PEOPLE,
+                "police",
+                {"url": DB.pg_url},
+                table=f"{pg_schema}.people",
+                batch_size=100,
+                checkpoint={"file": "state/positions.json"},
+            )
+        ],
+    )
+    src = await one(path, bus, "src")
+    registry = src.metrics.registry
+
+    def metric(name: str) -> float | None:
+        return registry.get_sample_value(f"gov_exchange_connector_{name}", {"connector": "src"})
+
+    async with src:
+        assert src.progress.estimated_total == 250
+        assert metric("snapshot_remaining_rows") == 250
+        assert await src.step() == 100
+        assert metric("snapshot_remaining_rows") == 150
+        assert metric("rows_total") == 100
+        src.progress.state = "running"
+        line = src.progress.line("src")
+        assert "first load: 100 of ~250 rows (40%)" in line, line
+        assert await src.step() == 100
+        eta = src.progress.eta()
+        for needle in ["200 of ~250 rows (80%)", "rows/s", " left"]:
+            assert needle in eta, eta
+        assert src.progress.status("src").startswith("[src] first load 200 of ~250"), eta
+        await src.run(idle_exit_s=0)
+    assert src.progress.published == 250
+    assert metric("rows_total") == 250
+    assert metric("snapshot_remaining_rows") == 0
+    assert src.progress.estimated_total is None  # caught up: what follows is incremental
+
+    again = await one(path, bus, "src")  # it has a position now: no first load any more
+    async with again:
+        assert again.progress.estimated_total is None
+        assert await again.step() == 0
