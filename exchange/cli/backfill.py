@@ -112,7 +112,7 @@ def snapshot(
     guarded(format_of)(output)
     s = settings()
     bus = guarded(connection)(bootstrap_servers)
-    configured = s.mask_secret.get_secret_value() if s.mask_secret is not None else None
+    configured = guarded(s.mask_secret_value)()  # EXCHANGE_MASK_SECRET_FILE or _SECRET
     secret = guarded(mask_secret.resolve)(configured, bus, s.state_dir)
 
     async def go() -> dict[str, object]:

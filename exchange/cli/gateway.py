@@ -63,7 +63,7 @@ def gateway(
     from exchange.router import mask_secret
 
     # the same master secret as the routers: a hash mask answers what the stream delivers
-    configured = s.mask_secret.get_secret_value() if s.mask_secret is not None else None
+    configured = guarded(s.mask_secret_value)()  # EXCHANGE_MASK_SECRET_FILE or _SECRET
     secret = guarded(mask_secret.resolve)(configured, bus, s.state_dir)
     checker: auth.Authenticator
     if credentials_dir is not None:
