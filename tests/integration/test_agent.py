@@ -27,7 +27,14 @@ from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.embedded_only(
+        "the agent runs the same Department session on either engine (the Kafka lane tests "
+        "it with users and ACLs in test_signed_commands and test_broker_acls); its processes' "
+        "SASL logins made this module take 160 s on Kafka, too long for every run"
+    ),
+]
 
 BIRTH = "birth_medical_certificate"
 FIELDS = ["mother_id_number"]

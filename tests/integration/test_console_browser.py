@@ -40,7 +40,15 @@ from exchange.sharing.records import EventKind, GrantEvent, now
 
 # a browser, a router and a department session per person: the Kafka lane under load needs
 # more than the default 120 s for the scenario (about 50 s on the embedded lane)
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(300),
+    pytest.mark.embedded_only(
+        "the browser drives the console, whose commands go through the same Department API "
+        "the Kafka lane tests with users and ACLs (test_console_signed, test_signed_commands); "
+        "on Kafka this module alone took 205 s, too long for every run"
+    ),
+]
 
 BMC = "birth_medical_certificate"
 WANTED = ["mother_name", "mother_id_number"]

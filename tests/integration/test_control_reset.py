@@ -145,6 +145,9 @@ async def test_recreated_control_topics_pause_then_rebuild(
 @pytest.mark.kafka_only(
     "the embedded broker (Tansu 0.6) does not implement DeleteRecords: it closes the connection"
 )
+# the router's stop after this reset waits out LeaveGroup request timeouts on Kafka (a known
+# defect, issue 14): the test's own checks take about 10 s
+@pytest.mark.timeout(300)
 async def test_truncated_grants_pause_then_rebuild(
     bus: Connection, loaded_catalog: Catalog
 ) -> None:
@@ -168,7 +171,9 @@ async def test_truncated_grants_pause_then_rebuild(
         )
         await publish(bus, loaded_catalog, BMC, certificates(loaded_catalog, "D"))
         await wait_routed(run, routed + N)
-        late = sorted(k for k in await delivered_under(bus, granted) if not k.startswith("A"))
+        # records published before the truncation (this module's earlier phases) may reach
+        # police under the grant by its backfill (全量); none published after it may
+        late = sorted(k for k in await delivered_under(bus, granted) if k.startswith("D"))
         assert late == [], f"{len(late)} records delivered under the truncated grant"
         audited = await reset_audited(bus)
         assert [e.details["kind"] for e in audited][-1:] == ["truncated"]
