@@ -31,9 +31,11 @@ at that round, like live delivery.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import logging
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
@@ -60,6 +62,7 @@ log = logging.getLogger(__name__)
 
 #: header on every record a backfill delivers: the backfill's id
 BACKFILL = "gov-backfill"
+STOP_S = 15.0  # longest wait for one part of the backfill machinery to stop
 CHUNK = 20_000  # backfilled records per routing round, at most, over every backfill
 #: backfills reading the source at once; the others wait their turn (3,600 grants written
 #: at once must not open 3,600 consumers), their cut-over already fixed
@@ -125,12 +128,14 @@ class Backfiller:
         await self.progress.start(producer, self.table.state.registry)
 
     async def stop(self) -> None:
+        """Stop every scan, the progress writer and the book; none may hold the router's stop
+        for more than :data:`STOP_S` (a broker slow to answer a consumer's LeaveGroup would)."""
         for job in list(self.jobs.values()):
-            await job.scan.stop()
+            await _bounded(job.scan.stop(), "a backfill scan")
         self.jobs.clear()
         self.metrics.backfills.set(0)
-        await self.progress.stop()
-        await self.book.stop()
+        await _bounded(self.progress.stop(), "the backfill progress writer")
+        await _bounded(self.book.stop(), "the backfill book")
 
     # --- which backfills run ----------------------------------------------------------
 
@@ -431,3 +436,11 @@ def _draft(job: Job, part: Part, n: int, filtered: int, first: int, last: int) -
 
 
 __all__ = ["BACKFILL", "Backfiller", "Progress"]
+
+
+async def _bounded(stopping: Awaitable[None], what: str) -> None:
+    """Await ``stopping`` for at most :data:`STOP_S`; past that, log and go on."""
+    try:
+        await asyncio.wait_for(stopping, timeout=STOP_S)
+    except TimeoutError:
+        log.warning("%s did not stop within %.0f s: left behind", what, STOP_S)
