@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from deploy_support import DEPLOY, ROOT
 from typer.testing import CliRunner
@@ -29,8 +30,30 @@ from exchange.settings import Settings
 
 K8S = DEPLOY / "k8s"
 MANIFESTS = sorted(K8S.glob("*.yaml"))
-#: EXCHANGE_ variables the CLI reads besides the Settings fields
-CLI_ENV = {"EXCHANGE_REGISTRY_HOST", "EXCHANGE_REGISTRY_PORT"}
+
+
+def _cli_env() -> set[str]:
+    """EXCHANGE_ variables the CLI's options read (``envvar=``), besides the Settings fields."""
+    import typer.main
+
+    found: set[str] = set()
+
+    def walk(command: Any, ctx: typer.Context) -> None:
+        for param in command.params:
+            names = param.envvar if isinstance(param.envvar, list | tuple) else [param.envvar]
+            found.update(n for n in names if isinstance(n, str) and n.startswith("EXCHANGE_"))
+        if hasattr(command, "list_commands"):  # a group; lazily loaded subcommands too
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                if sub is not None:
+                    walk(sub, typer.Context(sub, parent=ctx, info_name=name))
+
+    root = typer.main.get_command(app)
+    walk(root, typer.Context(root, info_name="exchange"))
+    return found
+
+
+CLI_ENV = _cli_env()
 
 
 def docs(name: str) -> list[dict[str, Any]]:
