@@ -15,12 +15,12 @@ began=$(date +%s)
 ( "$BIN/pytest" --engine kafka tests/integration -p no:cacheprovider >"$log" 2>&1
   status=$?; date +%s >"$ended"; exit "$status" ) &
 kafka=$!
-trap 'kill "$kafka" 2>/dev/null; rm -f "$log" "$ended"' EXIT
+trap 'kill "$kafka" 2>/dev/null; rm -f "$log" "$log.lane1" "$ended"' EXIT
 trap 'exit 130' INT TERM
 
 echo "== lane 1 of 2: unit tests, and integration tests on the embedded broker"
-"$BIN/pytest"
-lane1=$?
+"$BIN/pytest" 2>&1 | tee "$log.lane1"
+lane1=${PIPESTATUS[0]}
 lane1_s=$(( $(date +%s) - began ))
 
 wait "$kafka"
@@ -30,5 +30,8 @@ echo
 echo "== lane 2 of 2: integration tests on Apache Kafka (3 nodes, SASL/SCRAM, ACLs), run alongside lane 1"
 cat "$log"
 echo
+# each failed lane's summary again, last: a reader of a cut log still sees what failed
+[ "$lane1" -eq 0 ] || { echo "== lane 1's failures, again"; sed -n '/short test summary info/,$p' "$log.lane1" | grep -v '^SKIPPED' | cut -c1-600; }
+[ "$lane2" -eq 0 ] || { echo "== lane 2's failures, again"; sed -n '/short test summary info/,$p' "$log" | grep -v '^SKIPPED' | cut -c1-600; }
 echo "lane 1 (embedded broker): exit $lane1, ${lane1_s} s; lane 2 (Apache Kafka): exit $lane2, ${lane2_s} s"
 [ "$lane1" -eq 0 ] && [ "$lane2" -eq 0 ]

@@ -35,7 +35,7 @@ import asyncio
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -130,10 +130,11 @@ class Backfiller:
     async def stop(self) -> None:
         """Stop every scan, the progress writer and the book; none may hold the router's stop
         for more than :data:`STOP_S` (a broker slow to answer a consumer's LeaveGroup would)."""
-        for job in list(self.jobs.values()):
-            await _bounded(job.scan.stop(), "a backfill scan")
+        scans = [job.scan.stop() for job in self.jobs.values()]
         self.jobs.clear()
         self.metrics.backfills.set(0)
+        # together, under one bound: one at a time, many slow scans would add up
+        await _bounded(_all(scans), f"{len(scans)} backfill scan(s)")
         await _bounded(self.progress.stop(), "the backfill progress writer")
         await _bounded(self.book.stop(), "the backfill book")
 
@@ -436,6 +437,10 @@ def _draft(job: Job, part: Part, n: int, filtered: int, first: int, last: int) -
 
 
 __all__ = ["BACKFILL", "Backfiller", "Progress"]
+
+
+async def _all(stopping: list[Coroutine[Any, Any, None]]) -> None:
+    await asyncio.gather(*stopping, return_exceptions=True)
 
 
 async def _bounded(stopping: Awaitable[None], what: str) -> None:
