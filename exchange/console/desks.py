@@ -2,8 +2,9 @@
 
 The console acts for a department through the very client the command line
 uses: the same checks, the same refusals, the same audit entries. Its
-signing key (``<keys-dir>/<department>.pem``) is loaded here and never leaves
-the server. Commands of one department run one at a time (a lock per desk),
+signing key (``<keys-dir>/<prefix><department>.pem``; the prefix is ``key_``
+when systemd hands the folder over with ``LoadCredential=key:DIR``) is loaded
+here and never leaves the server. Commands of one department run one at a time (a lock per desk),
 so each audit entry names the person whose command it is (detail ``person``).
 """
 
@@ -28,21 +29,29 @@ log = logging.getLogger(__name__)
 class Desks:
     """Started departments, by id; started on first use, stopped with the console."""
 
-    def __init__(self, connect: Callable[[str], Connection], keys_dir: Path | None) -> None:
+    def __init__(
+        self, connect: Callable[[str], Connection], keys_dir: Path | None, key_prefix: str = ""
+    ) -> None:
         self.connect = connect
         self.keys_dir = keys_dir
+        self.key_prefix = key_prefix
         self._desks: dict[str, Department] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def holds_key(self, department: str) -> bool:
-        """Whether the console has a signing key file for ``department``."""
-        return self.keys_dir is not None and (self.keys_dir / f"{department}.pem").exists()
-
-    def _key(self, department: str) -> Any:
+    def key_file(self, department: str) -> Path | None:
+        """Where ``department``'s signing key is read from (None: no keys folder)."""
         if self.keys_dir is None:
             return None
-        path = self.keys_dir / f"{department}.pem"
-        if not path.exists():
+        return self.keys_dir / f"{self.key_prefix}{department}.pem"
+
+    def holds_key(self, department: str) -> bool:
+        """Whether the console has a signing key file for ``department``."""
+        path = self.key_file(department)
+        return path is not None and path.exists()
+
+    def _key(self, department: str) -> Any:
+        path = self.key_file(department)
+        if path is None or not path.exists():
             return None  # the catalog decides whether this department must sign
         return load_private_key(path)
 

@@ -24,6 +24,7 @@ class ConsoleSettings:
 
     accounts: Path
     keys_dir: Path | None = None
+    keys_prefix: str = ""
     router_metrics: list[str] = field(default_factory=list)
     secure_cookies: bool = True
     max_failures: int = 5
@@ -49,7 +50,7 @@ class ConsoleService:
         self.accounts = accounts
         self.lockout = Lockout(settings.max_failures, settings.lock_minutes * 60)
         self.sessions = SessionStore(secure=settings.secure_cookies)
-        self.desks = Desks(connect, settings.keys_dir)
+        self.desks = Desks(connect, settings.keys_dir, settings.keys_prefix)
         self._reader: ControlFollower | None = None
         self._log = AuditTail(connect("auditor"))
         self._read_lock = asyncio.Lock()
