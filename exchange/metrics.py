@@ -32,7 +32,8 @@ class AuditHeadMetrics:
     head is signed: no ``EXCHANGE_AUDIT_SERVICE`` set, or signing failing.
     Entries no head covers are what ``exchange audit verify`` reports as an
     unsigned tail, or as a forged chain if the writer never signs. Read at
-    each scrape, per writer role (router, gateway, registry ...): the sum of
+    each scrape, per writer role (router, gateway, registry; the console's desks
+    by department): the sum of
     the unsigned entries of the role's chains, the oldest one's wait.
     """
 

@@ -118,13 +118,13 @@ class AuditWriter(AsyncService):
         self._signed_at = time.monotonic()
         self._unsigned_since: float | None = None  # when the oldest unsigned entry was handed over
         self._timer: asyncio.Task[None] | None = None
+        if metrics is not None:  # its unsigned tail is exported from now until stop()
+            metrics.heads.watch(self)
 
     async def start(self) -> None:
         """Register the entry schema, so the first write does not wait for it; idempotent."""
         async with self._lock:
             await self._register()
-        if self.metrics is not None and not self._stopped:
-            self.metrics.heads.watch(self)
         if self.signer is not None and self._timer is None and not self._stopped:
             self._timer = asyncio.create_task(self._sign_on_time(), name="audit-head-timer")
 

@@ -15,13 +15,16 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exchange.bus.connection import Connection
 from exchange.catalog.signing import load_private_key
 from exchange.clients.department import Department
 from exchange.console.accounts import Person
 from exchange.errors import ControlStateReset, ExchangeError
+
+if TYPE_CHECKING:
+    from exchange.metrics import AuditMetrics
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +33,17 @@ class Desks:
     """Started departments, by id; started on first use, stopped with the console."""
 
     def __init__(
-        self, connect: Callable[[str], Connection], keys_dir: Path | None, key_prefix: str = ""
+        self,
+        connect: Callable[[str], Connection],
+        keys_dir: Path | None,
+        key_prefix: str = "",
+        audit_metrics: AuditMetrics | None = None,
     ) -> None:
         self.connect = connect
         self.keys_dir = keys_dir
         self.key_prefix = key_prefix
+        #: the desks' audit chains (one per department, role = the department) export here
+        self.audit_metrics = audit_metrics
         self._desks: dict[str, Department] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -59,7 +68,10 @@ class Desks:
         desk = self._desks.get(department)
         if desk is None:
             desk = Department(
-                self.connect(department), department, signing_key=self._key(department)
+                self.connect(department),
+                department,
+                signing_key=self._key(department),
+                audit_metrics=self.audit_metrics,
             )
             await desk.start()
             self._desks[department] = desk
