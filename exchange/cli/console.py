@@ -16,6 +16,33 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
+AccountsOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="EXCHANGE_CONSOLE_ACCOUNTS",
+        help="YAML file of the people who may log in: user, name, department, roles "
+        "(applicant, approver, auditor, catalog_admin), password_hash (argon2; "
+        "'exchange console hash-password' makes one).",
+    ),
+]
+KeysDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="EXCHANGE_CONSOLE_KEYS_DIR",
+        help="Directory of the departments' signing keys, <dept>.pem: commands are signed "
+        "with them on the server; the keys never reach a browser.",
+    ),
+]
+CredentialsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="EXCHANGE_CONSOLE_CREDENTIALS_DIR",
+        help="Directory of the principals' broker passwords (<user>.password, as 'exchange "
+        "acls --apply' writes them): each department acts as its own Kafka user, the "
+        "access log is read as 'auditor'. Default: every principal uses the connection "
+        "of EXCHANGE_* settings.",
+    ),
+]
 KeysPrefixOption = Annotated[
     str,
     typer.Option(
@@ -46,15 +73,7 @@ StrimziUsersOption = Annotated[
 @app.callback(invoke_without_command=True)
 def console(
     ctx: typer.Context,
-    accounts: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="EXCHANGE_CONSOLE_ACCOUNTS",
-            help="YAML file of the people who may log in: user, name, department, roles "
-            "(applicant, approver, auditor, catalog_admin), password_hash (argon2; "
-            "'exchange console hash-password' makes one).",
-        ),
-    ] = None,
+    accounts: AccountsOption = None,
     port: Annotated[
         int, typer.Option(min=1, max=65535, envvar="EXCHANGE_CONSOLE_PORT", help="Port.")
     ] = 8090,
@@ -66,24 +85,8 @@ def console(
             "termination only (the session cookie is Secure).",
         ),
     ] = "127.0.0.1",
-    keys_dir: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="EXCHANGE_CONSOLE_KEYS_DIR",
-            help="Directory of the departments' signing keys, <dept>.pem: commands are signed "
-            "with them on the server; the keys never reach a browser.",
-        ),
-    ] = None,
-    credentials_dir: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="EXCHANGE_CONSOLE_CREDENTIALS_DIR",
-            help="Directory of the principals' broker passwords (<user>.password, as 'exchange "
-            "acls --apply' writes them): each department acts as its own Kafka user, the "
-            "access log is read as 'auditor'. Default: every principal uses the connection "
-            "of EXCHANGE_* settings.",
-        ),
-    ] = None,
+    keys_dir: KeysDirOption = None,
+    credentials_dir: CredentialsDirOption = None,
     router_metrics: Annotated[
         list[str] | None,
         typer.Option(help="A router instance's /metrics URL, for the health page; repeatable."),
