@@ -31,6 +31,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from exchange import beijing, workdays
@@ -561,9 +562,10 @@ class Department:
         return await self._disputes.answer(dispute_id, answer, reason=reason)
 
     async def correct(
-        self, dispute_id: str, record: Mapping[str, Any], *, reason: str | None = None
+        self, dispute_id: str, record: Mapping[str, Any] | Path, *, reason: str | None = None
     ) -> Dispute:
-        """Publish the corrected record of a dispute; the dispute closes with a link to it."""
+        """Publish the corrected record of a dispute (a record, or a JSON Lines file of one);
+        the dispute closes with a link to it."""
         return await self._disputes.correct(dispute_id, record, reason=reason)
 
     async def disputes(self, *, status: str | None = None) -> list[Dispute]:

@@ -27,6 +27,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka.errors import KafkaConnectionError
@@ -36,7 +37,7 @@ from exchange.avro import wire
 from exchange.bus import kafka, topics
 from exchange.bus.envelope import RECORD_ID
 from exchange.catalog import signing
-from exchange.clients.publisher import Publisher
+from exchange.clients.publisher import Prepared, Publisher
 from exchange.errors import BrokerUnavailable, CommandRefused, DecodeError, ExchangeError
 from exchange.sharing import limits as command_limits
 from exchange.sharing.dispute_records import (
@@ -296,10 +297,11 @@ class DisputeDesk:
         return dispute
 
     async def correct(
-        self, dispute_id: str, record: Mapping[str, Any], *, reason: str | None = None
+        self, dispute_id: str, record: Mapping[str, Any] | Path, *, reason: str | None = None
     ) -> Dispute:
         """Publish the corrected record (provider only) and close the dispute with a link to it.
 
+        ``record``: the record (Python form), or a JSON Lines file holding exactly one.
         The record carries the ``gov-corrects`` header on its way to every consumer
         whose view it belongs to. The dispute is checked before the record is sent; the
         record is sent before the closing event is written (a record is never linked
@@ -311,10 +313,7 @@ class DisputeDesk:
             resource = book.disputes[dispute_id].resource
             catalog = self.dept.state.catalog
             async with Publisher(self.dept.bus, catalog, self.name) as pub:
-                try:
-                    prepared = pub.prepare(resource, record)
-                except ExchangeError as exc:
-                    raise CommandRefused(f"the corrected record is refused: {exc}") from None
+                prepared = _prepare_one(pub, resource, record)
                 event = DisputeEvent(
                     kind=DisputeKind.CORRECTED,
                     actor=self.name,
@@ -355,6 +354,21 @@ class DisputeDesk:
                 continue
             out.append(d)
         return out
+
+
+def _prepare_one(pub: Publisher, resource: str, record: Mapping[str, Any] | Path) -> Prepared:
+    """The corrected record, checked against the resource's schema."""
+    try:
+        if not isinstance(record, Path):
+            return pub.prepare(resource, record)
+        prepared = pub.prepare_json_lines(resource, record)
+    except ExchangeError as exc:
+        raise CommandRefused(f"the corrected record is refused: {exc}") from None
+    if len(prepared) != 1:
+        raise CommandRefused(
+            f"{record}: a correction is one record; the file holds {len(prepared)}"
+        )
+    return prepared[0]
 
 
 def _facts(d: Dispute) -> dict[str, Any]:
