@@ -26,8 +26,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
-
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.bus import topics
 from exchange.bus.last_publish import from_ms, last_publish_times
@@ -35,6 +33,7 @@ from exchange.catalog import freshness
 from exchange.catalog.freshness import Freshness
 from exchange.catalog.model import Catalog
 from exchange.control.state import ControlState
+from exchange.metrics import FreshnessMetrics
 
 log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 60.0
@@ -44,42 +43,19 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class FreshnessMetrics:
-    def __init__(self, registry: CollectorRegistry, prefix: str = "gov_exchange") -> None:
-        self.last_publish = Gauge(
-            f"{prefix}_resource_last_publish_timestamp_seconds",
-            "Unix time of the newest record published to a resource's source topic",
-            ["resource"],
-            registry=registry,
-        )
-        self.cycle = Gauge(
-            f"{prefix}_resource_update_cycle_seconds",
-            "The longest a resource may go unpublished under its declared update cycle "
-            "(更新周期); resources published on change have none",
-            ["resource"],
-            registry=registry,
-        )
-        self.stale = Gauge(
-            f"{prefix}_resource_stale",
-            "1 while a resource's last publish is older than its update cycle allows, else 0",
-            ["resource"],
-            registry=registry,
-        )
-
-
 class FreshnessWatch:
     """Knows each resource's last publish; audits when it turns stale and when it recovers."""
 
     def __init__(
         self,
         state: ControlState,
-        registry: CollectorRegistry,
+        metrics: FreshnessMetrics,
         *,
         interval_s: float = CHECK_INTERVAL_S,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.state = state
-        self.metrics = FreshnessMetrics(registry)
+        self.metrics = metrics
         self.interval_s = interval_s
         self.clock = clock
         #: resource -> newest record timestamp seen

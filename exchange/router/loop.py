@@ -126,7 +126,7 @@ class Router(AsyncService):
         self._command_audit: CommandAuditor | None = None  # commands written without a client
         #: 更新周期 and 疑义校核: staleness against update cycles, overdue disputes (audited)
         self.freshness = FreshnessWatch(
-            self.state, self.metrics.registry, interval_s=quality_interval_s
+            self.state, self.metrics.freshness, interval_s=quality_interval_s
         )
         self.dispute_watch = DisputeWatch(self.state, interval_s=quality_interval_s)
         self.state.on_catalog = lambda _snap: self.view_table.changed()

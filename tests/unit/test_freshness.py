@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from exchange.audit.entry import Action
 from exchange.catalog import freshness
 from exchange.catalog.model import Catalog, UpdateCycle
+from exchange.metrics import FreshnessMetrics
 from exchange.router.freshness import FreshnessWatch
 
 BMC = "birth_medical_certificate"  # real-time, health
@@ -50,7 +51,7 @@ def test_a_resource_never_published_counts_from_when_it_was_first_watched(
 
 def _watch(catalog: Catalog, clock: list[dt.datetime]) -> tuple[FreshnessWatch, list[Any]]:
     state: Any = SimpleNamespace(snapshot=SimpleNamespace(catalog=catalog), bus=None)
-    watch = FreshnessWatch(state, CollectorRegistry(), clock=lambda: clock[0])
+    watch = FreshnessWatch(state, FreshnessMetrics(CollectorRegistry()), clock=lambda: clock[0])
     written: list[Any] = []
 
     async def write(drafts: list[Any]) -> None:
