@@ -38,7 +38,13 @@ async def last_publish_times(
     except KafkaConnectionError as exc:
         raise kafka.unavailable(bus, exc) from exc
     try:
-        tps = [tp for name in wanted for tp in await kafka.topic_partitions(c, name)]
+        existing = await c.topics()  # asking for a topic by name may create it (auto-create)
+        tps = [
+            tp
+            for name in wanted
+            if name in existing
+            for tp in await kafka.topic_partitions(c, name)
+        ]
         if not tps:
             return out
         c.assign(tps)

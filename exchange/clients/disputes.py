@@ -105,7 +105,8 @@ async def find_received(
     except KafkaConnectionError as exc:
         raise kafka.unavailable(bus, exc) from exc
     try:
-        tps = await kafka.topic_partitions(c, topic)
+        # asking for a topic by name may create it (auto-create): only one that exists
+        tps = await kafka.topic_partitions(c, topic) if topic in await c.topics() else []
         if not tps:
             return None
         c.assign(tps)
