@@ -14,19 +14,26 @@ Kafka lane).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from routing_support import RouterRun, read_topic, running_router, wait_for, wait_views
+from routing_support import RouterRun, read_topic, running_router, wait_views
+from typer.testing import CliRunner
 
 from exchange.admin.users import Principals
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.log import entries_only, read_log
+from exchange.avro.jsoncodec import dumps
 from exchange.bus import topics
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog, ShareType
+from exchange.cli import app
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.dev import sample
@@ -113,7 +120,9 @@ async def test_the_whole_dispute_cycle_reaches_only_those_that_had_the_record(
         assert inbox.fields == ("child_name", "birth_date")
         assert inbox.record_id == shared
         assert inbox.delivery.startswith(topics.delivery("police", BMC))
-        answered = await health.answer_dispute(dispute_id, corrected=True, reason="核实有误，已更正")
+        answered = await health.answer_dispute(
+            dispute_id, corrected=True, reason="核实有误，已更正"
+        )
         assert answered.answered_in_time()
         assert [d.id for d in await health.disputes(status="open")] == []
         closed = await health.correct(dispute_id, _record(loaded_catalog, FIXED_CHILD))
@@ -160,10 +169,14 @@ async def test_the_whole_dispute_cycle_reaches_only_those_that_had_the_record(
     assert mine.corrected_record_id == fixed
 
 
-async def wait_for_async(poll, done, *, what: str, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-    import time
-
+async def wait_for_async(
+    poll: Callable[[], Awaitable[None]],
+    done: Callable[[], bool],
+    *,
+    what: str,
+    within: float = 20.0,
+) -> None:
+    """Call ``poll`` until ``done()``; fails after ``within`` seconds."""
     deadline = time.monotonic() + within
     while True:
         await poll()
@@ -246,3 +259,55 @@ def _refused_dispute(e: AuditEntry) -> bool:
         "answer-dispute",
         "correct",
     )
+
+
+def _cli(bus: Connection, *args: str) -> tuple[int, str]:
+    """``exchange ARGS`` in-process (a worker thread: the command calls asyncio.run)."""
+    env = {**bus.environment(), "EXCHANGE_BOOTSTRAP_SERVERS": bus.bootstrap}
+
+    def go() -> tuple[int, str]:
+        r = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+        return r.exit_code, r.output
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(go).result(timeout=90)
+
+
+async def test_the_commands_a_user_runs(
+    bus: Connection, shared: str, loaded_catalog: Catalog, tmp_path: Path
+) -> None:
+    code, out = _cli(
+        bus, "dispute", BMC, shared, "--as", "police", "--field", "hospital_name",
+        "--reason", "医院名称疑义",
+    )  # fmt: skip
+    assert code == 0, out
+    dispute_id = out.strip()
+    code, out = _cli(bus, "disputes", "--as", "health", "--status", "open", "--json")
+    assert code == 0, out
+    (row,) = [r for r in json.loads(out) if r["id"] == dispute_id]
+    assert (row["consumer"], row["fields"], row["status"]) == ("police", "hospital_name", "open")
+    code, out = _cli(bus, "answer-dispute", dispute_id, "--as", "health", "--reason", "x")
+    assert code != 0
+    assert "exactly one of --corrected and --confirmed" in out
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_text(dumps(_record(loaded_catalog, "Y")) + "\n")
+    code, out = _cli(bus, "publish", BMC, str(fixed), "--as", "health", "--corrects", dispute_id)
+    assert code == 0, out
+    assert f"dispute {dispute_id} is closed" in out
+    code, out = _cli(bus, "disputes", "--as", "police", "--status", "answered")
+    assert code == 0, out
+    assert dispute_id in out
+    assert "closed: corrected by record" in out
+
+    code, out = _cli(
+        bus, "dispute", BMC, shared, "--as", "police", "--field", "gender", "--reason", "性别",
+    )  # fmt: skip
+    second = out.strip()
+    code, out = _cli(
+        bus, "answer-dispute", second, "--as", "health", "--confirmed", "--reason", "核实无误",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "answered: confirmed" in out
+    code, out = _cli(bus, "publish", BMC, str(fixed), "--as", "health", "--corrects", second)
+    assert code != 0
+    assert "answered 'confirmed'" in out
