@@ -38,7 +38,7 @@ async def last_publish_times(
     except KafkaConnectionError as exc:
         raise kafka.unavailable(bus, exc) from exc
     try:
-        existing = await c.topics()  # asking for a topic by name may create it (auto-create)
+        existing = await kafka.existing_topics(c, wanted)  # never one auto-created
         tps = [
             tp
             for name in wanted

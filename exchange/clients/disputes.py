@@ -106,7 +106,11 @@ async def find_received(
         raise kafka.unavailable(bus, exc) from exc
     try:
         # asking for a topic by name may create it (auto-create): only one that exists
-        tps = await kafka.topic_partitions(c, topic) if topic in await c.topics() else []
+        tps = (
+            await kafka.topic_partitions(c, topic)
+            if await kafka.existing_topics(c, [topic])
+            else []
+        )
         if not tps:
             return None
         c.assign(tps)
