@@ -6,8 +6,10 @@ is new at every check), replays it into a
 and audits each dispute still open after its working days
 (:meth:`~exchange.sharing.dispute_records.Dispute.overdue`, the official
 calendar) once per router instance, as :mod:`exchange.router.notices` does
-for applications. Checked every ``interval_s`` and whenever :meth:`check` is
-called (with the watch's ``clock``: tests set it).
+for applications. A command the book refuses on replay (written to the topic
+without a client, which checks before it writes, or forged) is audited
+``COMMAND_REFUSED``. Checked every ``interval_s`` and whenever :meth:`check`
+is called (with the watch's ``clock``: tests set it).
 """
 
 from __future__ import annotations
@@ -98,10 +100,12 @@ class DisputeWatch:
             except Exception:
                 log.warning("dispute check failed", exc_info=True)
 
-    async def _read_new(self) -> None:
+    async def _read_new(self) -> list[Draft]:
+        """Apply the events written since the last check; a refused one's audit entry each."""
         snapshot = self.state.snapshot
         if self._consumer is None or snapshot is None:
-            return
+            return []
+        refused = []
         for rec in await kafka.drain(self._consumer, [self._tp], timeout_s=15):
             if rec.value is None:
                 continue
@@ -110,24 +114,53 @@ class DisputeWatch:
             except (DecodeError, ValueError, TypeError, KeyError):
                 log.warning("ignored a record that is not a dispute event at %s", rec.offset)
                 continue
-            self.book.apply(event, snapshot.catalog)
+            reason = self.book.apply(event, snapshot.catalog)
+            if reason is not None and event.event_id not in self.book.accepted:
+                refused.append(_refused(event, reason, self.book))
+        return refused
 
     async def check(self, at: dt.datetime | None = None) -> list[Draft]:
         """Read the new dispute events; audit every open dispute past its due day (once)."""
         if self._task is not None:
             await asyncio.wait_for(self.ready.wait(), 30)
         async with self._lock:
-            await self._read_new()
+            drafts = await self._read_new()
             at = at or self.clock()
-            drafts = [
+            drafts += [
                 _overdue(d, at)
                 for d in self.book.disputes.values()
                 if d.status is DisputeStatus.OPEN and d.overdue(at) and d.id not in self._noticed
             ]
-            self._noticed.update(d.details["dispute_id"] for d in drafts)
+            self._noticed.update(
+                d.details["dispute_id"] for d in drafts if d.action is Action.DISPUTE_OVERDUE
+            )
             if drafts and self._write is not None:
                 await self._write(drafts)
             return drafts
+
+
+def _refused(event: DisputeEvent, reason: str, book: DisputeBook) -> Draft:
+    """A dispute command the book refused on replay: one written without a client (a
+    session checks before it writes), or forged."""
+    known = book.disputes.get(event.dispute_id)
+    return Draft(
+        Action.COMMAND_REFUSED,
+        actor=event.actor,
+        decision=Decision.DENIED,
+        resource=event.resource,
+        consumer=known.consumer if known else None,
+        provider=known.provider if known else None,
+        reason=reason,
+        details=detail_map(
+            command=f"dispute-{event.kind.value.lower()}",
+            event_id=event.event_id,
+            dispute_id=event.dispute_id,
+            record_id=event.record_id,
+            fields=event.fields or None,
+            written_at=event.at,
+            noticed_by="router replaying gov.ctl.disputes",
+        ),
+    )
 
 
 def _overdue(d: Dispute, at: dt.datetime) -> Draft:

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from routing_support import RouterRun, read_topic, running_router, wait_views
@@ -30,7 +31,7 @@ from exchange.admin.users import Principals
 from exchange.audit.entry import Action, AuditEntry
 from exchange.audit.log import entries_only, read_log
 from exchange.avro.jsoncodec import dumps
-from exchange.bus import topics
+from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog, ShareType
 from exchange.cli import app
@@ -38,7 +39,12 @@ from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.dev import sample
 from exchange.errors import CommandRefused
-from exchange.sharing.dispute_records import CORRECTS_HEADER
+from exchange.sharing.dispute_records import (
+    CORRECTS_HEADER,
+    DISPUTE_CODEC,
+    DisputeEvent,
+    DisputeKind,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -311,3 +317,39 @@ async def test_the_commands_a_user_runs(
     code, out = _cli(bus, "publish", BMC, str(fixed), "--as", "health", "--corrects", second)
     assert code != 0
     assert "answered 'confirmed'" in out
+
+
+async def test_a_command_written_to_the_topic_by_hand_is_refused_on_replay(
+    router: RouterRun, shared: str, principals: Principals
+) -> None:
+    async with Department(principals.of("police"), "police") as police:
+        dispute_id = await police.dispute(BMC, shared, fields=["gender"], reason="疑义")
+    # police answers its own dispute, written without a client: no check before writing
+    forged = DisputeEvent(
+        kind=DisputeKind.ANSWERED,
+        actor="police",
+        dispute_id=dispute_id,
+        resource=BMC,
+        answer="confirmed",
+        reason="自行确认",
+    )
+    producer = kafka.producer(principals.of("police"), linger_ms=0)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.DISPUTES, key=dispute_id.encode(), value=DISPUTE_CODEC.encode(forged.to_avro())
+        )
+    finally:
+        await producer.stop()
+    watch = router.router.dispute_watch
+    refusals: list[Any] = []
+
+    async def poll() -> None:
+        refusals.extend(d for d in await watch.check() if d.action is Action.COMMAND_REFUSED)
+
+    await wait_for_async(poll, lambda: bool(refusals), what="the forged answer refused")
+    (refused,) = refusals
+    assert refused.actor == "police"
+    assert "only the provider of" in (refused.reason or "")
+    assert refused.details["dispute_id"] == dispute_id
+    assert watch.book.disputes[dispute_id].status.value == "open"  # it changed nothing
