@@ -11,8 +11,9 @@ How the bus knows what a department received: from the department's own
 delivery topic, ``gov.dlv.<dept>.<resource>``, which only it (and the
 routers) may read. Opening a dispute scans it, headers only, for a record
 whose ``gov-record-id`` is the one disputed; the fields received are those
-of the view schema that record was written with (a field left out of its
-view is not in it; a masked field is). Nothing found: refused, naming the
+of the view schemas that record was delivered with (a field left out of its
+view is not among them; a masked field is; a record delivered again under a
+wider grant counts with every field it came with). Nothing found: refused, naming the
 department, record and resource. The opening event names where the record
 was found (``topic partition:offset``) and the fields received, and the
 :class:`~exchange.sharing.disputes.DisputeBook` refuses a disputed field not
@@ -121,18 +122,22 @@ async def find_received(
         raise BrokerUnavailable(f"timed out scanning {topic} for record {record_id}") from None
     finally:
         await c.stop()
-    if found is None:
+    if not found:
         return None
-    sid, _ = wire.unframe(found.value)
-    await registry.resolve(sid)
-    names = tuple(f["name"] for f in registry.schema(sid)["fields"])
-    return Receipt(topic, found.partition, found.offset, names)
+    names: dict[str, None] = {}  # delivered several times (a wider grant's backfill): all
+    for rec in found:
+        sid, _ = wire.unframe(rec.value)
+        await registry.resolve(sid)
+        names.update(dict.fromkeys(f["name"] for f in registry.schema(sid)["fields"]))
+    last = found[-1]
+    return Receipt(topic, last.partition, last.offset, tuple(names))
 
 
-async def _scan(c: Any, tps: list[Any], wanted: bytes) -> Any:
-    """The first record whose ``gov-record-id`` header is ``wanted`` (headers only, no decode)."""
+async def _scan(c: Any, tps: list[Any], wanted: bytes) -> list[Any]:
+    """Every record whose ``gov-record-id`` header is ``wanted`` (headers only, no decode)."""
     ends = await c.end_offsets(tps)  # a lower bound on the embedded broker: see kafka.drain
     fetched: set[Any] = set()
+    found: list[Any] = []
     while True:
         pending = []
         for tp in tps:
@@ -142,7 +147,7 @@ async def _scan(c: Any, tps: list[Any], wanted: bytes) -> Any:
             ):
                 pending.append(tp)
         if not pending:
-            return None
+            return found
         batch = await c.getmany(*pending, timeout_ms=200)
         for tp in pending:
             if c.highwater(tp) is not None:
@@ -150,7 +155,7 @@ async def _scan(c: Any, tps: list[Any], wanted: bytes) -> Any:
         for records in batch.values():
             for rec in records:
                 if rec.value is not None and (RECORD_ID, wanted) in (rec.headers or ()):
-                    return rec
+                    found.append(rec)
 
 
 class Session(Protocol):
