@@ -132,6 +132,31 @@ class CalendarMetrics:
         self.years_missing.set_function(lambda: len(workdays.missing_years()))
 
 
+class FreshnessMetrics:
+    """The router's freshness gauges (更新周期): last publish and cycle per resource."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str = "gov_exchange") -> None:
+        self.last_publish = Gauge(
+            f"{prefix}_resource_last_publish_timestamp_seconds",
+            "Unix time of the newest record published to a resource's source topic",
+            ["resource"],
+            registry=registry,
+        )
+        self.cycle = Gauge(
+            f"{prefix}_resource_update_cycle_seconds",
+            "The longest a resource may go unpublished under its declared update cycle "
+            "(更新周期); resources published on change have none",
+            ["resource"],
+            registry=registry,
+        )
+        self.stale = Gauge(
+            f"{prefix}_resource_stale",
+            "1 while a resource's last publish is older than its update cycle allows, else 0",
+            ["resource"],
+            registry=registry,
+        )
+
+
 class RouterMetrics:
     def __init__(
         self, registry: CollectorRegistry | None = None, prefix: str = "gov_exchange"
@@ -231,3 +256,4 @@ class RouterMetrics:
         )
         self.audit = AuditMetrics(r, prefix)
         self.calendar = CalendarMetrics(r, prefix)
+        self.freshness = FreshnessMetrics(r, prefix)

@@ -62,6 +62,20 @@ class Action(StrEnum):
     FILE_IMPORT_REFUSED = "FILE_IMPORT_REFUSED"
     #: a department asked for its full view again (exchange resync)
     RESYNC_REQUESTED = "RESYNC_REQUESTED"
+    #: 疑义校核: a consumer disputed fields of a record it received (ids and field names only)
+    DISPUTE_OPENED = "DISPUTE_OPENED"
+    #: the provider answered a dispute: corrected or confirmed, in time or late
+    DISPUTE_ANSWERED = "DISPUTE_ANSWERED"
+    #: a dispute still unanswered after its working days (written once per router instance)
+    DISPUTE_OVERDUE = "DISPUTE_OVERDUE"
+    #: the corrected record was published: the dispute closes with a link to it
+    DISPUTE_CLOSED = "DISPUTE_CLOSED"
+    #: the corrected record reached one consumer's view (one entry per consumer and record)
+    CORRECTION_DELIVERED = "CORRECTION_DELIVERED"
+    #: 更新周期: a resource's last publish is older than its declared update cycle allows
+    RESOURCE_STALE = "RESOURCE_STALE"
+    #: a stale resource was published again within its cycle
+    RESOURCE_FRESH = "RESOURCE_FRESH"
 
 
 class Decision(StrEnum):
@@ -95,6 +109,14 @@ class Decision(StrEnum):
     NOT_MATCHED = "not_matched"
     SIGNED = "signed"
     REQUESTED = "requested"
+    #: a dispute was opened / answered (corrected or confirmed) / closed by a correction
+    OPENED = "opened"
+    CORRECTED = "corrected"
+    CONFIRMED = "confirmed"
+    CLOSED = "closed"
+    #: a resource's freshness against its update cycle (更新周期)
+    STALE = "stale"
+    FRESH = "fresh"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before
@@ -166,15 +188,32 @@ _GATEWAY = (Action.RECORD_QUERIED, Action.RECORD_VERIFIED)
 #: gateway), CHAIN_HEAD (signed chain heads) and FILE_IMPORTED / FILE_IMPORT_REFUSED (file
 #: connectors) and RESYNC_REQUESTED were added to the actions, oldest first:
 #: entries written with them are still read
-_LATER = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED, Action.RESYNC_REQUESTED)
+_QUALITY = (  # disputes, corrections and freshness (疑义校核, 更新周期)
+    Action.DISPUTE_OPENED,
+    Action.DISPUTE_ANSWERED,
+    Action.DISPUTE_OVERDUE,
+    Action.DISPUTE_CLOSED,
+    Action.CORRECTION_DELIVERED,
+    Action.RESOURCE_STALE,
+    Action.RESOURCE_FRESH,
+)
+_LATER = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED, Action.RESYNC_REQUESTED, *_QUALITY)
 AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V4 = _without(*_LATER)
-AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED)
+AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED, *_QUALITY)
+AUDIT_ENTRY_V6 = _without(*_QUALITY)
 AUDIT_CODEC = ControlCodec(
     AUDIT_ENTRY,
-    older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, AUDIT_ENTRY_V3, AUDIT_ENTRY_V4, AUDIT_ENTRY_V5),
+    older=(
+        AUDIT_ENTRY_V1,
+        AUDIT_ENTRY_V2,
+        AUDIT_ENTRY_V3,
+        AUDIT_ENTRY_V4,
+        AUDIT_ENTRY_V5,
+        AUDIT_ENTRY_V6,
+    ),
 )
 
 

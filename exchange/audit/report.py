@@ -14,6 +14,9 @@ For a month (Beijing time) and each department:
   10 working days (the official calendar with its make-up working days,
   :mod:`exchange.workdays`), and those still unanswered past their due date
   at the end of the month;
+* disputes (疑义校核) and freshness (更新周期): disputes opened about its
+  resources, answered in time or late, unanswered and overdue; days stale per
+  resource; disputes it raised as consumer (:mod:`exchange.audit.quality_report`);
 * the deadlines computed without official holiday data: those this
   report computed into a year that neither the chinesecalendar package nor
   a calendar file has (counted Monday to Friday, so within/beyond may be
@@ -47,6 +50,7 @@ from dataclasses import dataclass, field
 
 from exchange import workdays
 from exchange.audit.entry import REFUSALS, Action, AuditEntry
+from exchange.audit.quality_report import QualityFigures, QualityTally
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.errors import ExchangeError
 
@@ -96,6 +100,8 @@ class DepartmentReport:
     without_calendar: dict[str, str] = field(default_factory=dict)
     #: False for a name that is not a department of the catalog (an unknown actor)
     known: bool = True
+    #: disputes and freshness (疑义校核, 更新周期)
+    quality: QualityFigures = field(default_factory=QualityFigures)
 
     @property
     def section(self) -> str:
@@ -120,6 +126,7 @@ class DepartmentReport:
         out.append(("applications_answered_within_10_working_days", "", "", self.answered_within))
         out.append(("applications_answered_beyond_10_working_days", "", "", self.answered_beyond))
         out.append(("applications_unanswered_overdue", "", "", self.overdue_unanswered))
+        out.extend(self.quality.rows())
         for app_id, what in sorted(self.without_calendar.items()):
             out.append(("deadline_without_calendar_data", app_id, what, 1))
         return out
@@ -192,6 +199,10 @@ def monthly(
             tally.add(e)
     tally.count_grants(horizon)
     tally.count_overdue(horizon)
+    for name, figures in tally.quality.finish(horizon).items():
+        r = tally.rep(name)
+        if r is not None:
+            r.quality = figures
     return sorted(tally.reports.values(), key=lambda r: (not r.known, r.department))
 
 
@@ -213,6 +224,7 @@ class _Tally:
         self.applied: dict[str, dt.datetime] = {}
         self.answered: dict[str, dt.datetime] = {}
         self.app_provider: dict[str, str | None] = {}
+        self.quality = QualityTally(start, end)
 
     def rep(self, name: str | None) -> DepartmentReport | None:
         """The report of department ``name``; None for the router, admin or another department."""
@@ -228,6 +240,7 @@ class _Tally:
 
     def add(self, e: AuditEntry) -> None:
         in_period = e.at >= self.start
+        self.quality.add(e)
         missing = e.details.get("calendar_missing")
         if missing and in_period and e.application_id:
             r = self.rep(e.provider)

@@ -73,6 +73,26 @@ COMMANDS: dict[str, Lazy] = {
         "applications",
         "List applications, newest first; overdue = unanswered after 10 working days.",
     ),
+    "dispute": Lazy(
+        "disputes",
+        "dispute",
+        "Dispute fields of a record you received (疑义); prints the dispute id.",
+    ),
+    "disputes": Lazy(
+        "disputes",
+        "disputes",
+        "List disputes you opened or about your resources (a provider's inbox), newest first.",
+    ),
+    "answer-dispute": Lazy(
+        "disputes",
+        "answer_dispute",
+        "Answer a dispute about one of your resources (provider only): --corrected or --confirmed.",
+    ),
+    "freshness": Lazy(
+        "freshness",
+        "freshness_cmd",
+        "List stale resources per provider: last publish older than the update cycle allows.",
+    ),
     "subscriptions": Lazy(
         "backfill",
         "subscriptions",

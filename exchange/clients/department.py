@@ -29,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from exchange import beijing, workdays
@@ -39,6 +40,7 @@ from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
 from exchange.catalog import signing
+from exchange.clients.disputes import DisputeDesk
 from exchange.control.state import GRANT_CODEC, ControlFollower, ControlState
 from exchange.errors import (
     CommandRefused,
@@ -48,6 +50,7 @@ from exchange.errors import (
     UnknownResource,
 )
 from exchange.sharing import limits as command_limits
+from exchange.sharing.dispute_records import DEFAULT_ANSWER_WITHIN, Answer, Dispute
 from exchange.sharing.policy import View, compute_view
 from exchange.sharing.records import (
     GRANT_EVENT,
@@ -79,6 +82,7 @@ class Department:
         signing_key: Ed25519PrivateKey | None = None,
         person: str | None = None,
         audit_metrics: AuditMetrics | None = None,
+        dispute_answer_within: int = DEFAULT_ANSWER_WITHIN,
     ) -> None:
         """``signing_key``: the department's Ed25519 private key; required for commands when
         the catalog registers a public key for it (see :mod:`exchange.catalog.signing`).
@@ -89,6 +93,9 @@ class Department:
 
         ``audit_metrics``: where a long-lived session (the web console's) counts its audit
         entries and exports its unsigned tail; None for a command's short session.
+
+        ``dispute_answer_within``: working days a provider has to answer a dispute this
+        session opens (疑义校核; the setting ``EXCHANGE_DISPUTE_ANSWER_WORKING_DAYS``).
         """
         self.bus = bus
         self.department = department
@@ -99,6 +106,7 @@ class Department:
         self._audit: AuditWriter | None = None
         self._audit_metrics = audit_metrics
         self._reader: ControlFollower | None = None
+        self._disputes = DisputeDesk(self, answer_within=dispute_answer_within)
 
     async def start(self) -> None:
         # one control-topic reader for the whole session, starting from the routers' last
@@ -205,6 +213,13 @@ class Department:
         if event.event_id not in after.book.accepted:
             raise ExchangeError(f"command {event.event_id} was written but is not visible yet")
 
+    @property
+    def producer(self) -> Any:
+        """The session's producer (commands and audit entries)."""
+        if self._producer is None:
+            raise ExchangeError("Department is not started: use 'async with Department(...)'")
+        return self._producer
+
     # --- audit -----------------------------------------------------------------
 
     async def _audit_entry(self, action: Action, decision: str, **facts: Any) -> None:
@@ -234,6 +249,12 @@ class Department:
     async def audit(self, action: Action, decision: str, **facts: Any) -> None:
         """Write one audit entry of this department (a resync request, a snapshot file)."""
         await self._audit_entry(action, decision, **facts)
+
+    def refusals_audited(
+        self, command: str, facts: dict[str, Any]
+    ) -> AbstractAsyncContextManager[None]:
+        """Audit a refusal of the command (COMMAND_REFUSED, with the reason), then re-raise it."""
+        return self._refusals_audited(command, facts)
 
     @asynccontextmanager
     async def _refusals_audited(self, command: str, facts: dict[str, Any]) -> AsyncIterator[None]:
@@ -534,6 +555,34 @@ class Department:
             }
 
         await self._answer("revoke", facts, Action.GRANT_REVOKED, Decision.REVOKED, make)
+
+    # --- disputes (疑义校核): exchange.clients.disputes ----------------------------
+
+    async def dispute(
+        self, resource: str, record_id: str, *, fields: Iterable[str], reason: str
+    ) -> str:
+        """Dispute fields of a record this department received; returns the dispute id.
+
+        Refused unless the record (by its ``gov-record-id``) is on this department's
+        delivery topic, and each field is one it received of it.
+        """
+        return await self._disputes.open(resource, record_id, fields, reason=reason)
+
+    async def answer_dispute(self, dispute_id: str, *, corrected: bool, reason: str) -> Dispute:
+        """Answer a dispute about one of this department's resources (provider only)."""
+        answer = Answer.CORRECTED if corrected else Answer.CONFIRMED
+        return await self._disputes.answer(dispute_id, answer, reason=reason)
+
+    async def correct(
+        self, dispute_id: str, record: Mapping[str, Any] | Path, *, reason: str | None = None
+    ) -> Dispute:
+        """Publish the corrected record of a dispute (a record, or a JSON Lines file of one);
+        the dispute closes with a link to it."""
+        return await self._disputes.correct(dispute_id, record, reason=reason)
+
+    async def disputes(self, *, status: str | None = None) -> list[Dispute]:
+        """Disputes opened by this department or about its resources (open/answered/overdue)."""
+        return await self._disputes.listing(status=status)
 
     # --- listings --------------------------------------------------------------
 

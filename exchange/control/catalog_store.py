@@ -40,6 +40,7 @@ from exchange.audit.entry import (
     AUDIT_ENTRY_V3,
     AUDIT_ENTRY_V4,
     AUDIT_ENTRY_V5,
+    AUDIT_ENTRY_V6,
     Action,
     Decision,
     Draft,
@@ -54,6 +55,7 @@ from exchange.bus.registry import SchemaRegistry
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog
 from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
+from exchange.sharing.dispute_records import DISPUTE_EVENT
 from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1
 
 if TYPE_CHECKING:
@@ -73,7 +75,9 @@ CONTROL_SCHEMAS = (
     AUDIT_ENTRY_V3,
     AUDIT_ENTRY_V4,
     AUDIT_ENTRY_V5,
+    AUDIT_ENTRY_V6,
     AUDIT_ENTRY,
+    DISPUTE_EVENT,
 )
 
 
