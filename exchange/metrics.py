@@ -157,6 +157,19 @@ class FreshnessMetrics:
         )
 
 
+class DisputeMetrics:
+    """The router's dispute gauge (疑义校核): disputes left unanswered past their deadline."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str = "gov_exchange") -> None:
+        self.overdue = Gauge(
+            f"{prefix}_disputes_overdue",
+            "Disputes (疑义) still open after their working days, by the provider that owes "
+            "the answer (as of the router's last dispute check)",
+            ["provider"],
+            registry=registry,
+        )
+
+
 class RouterMetrics:
     def __init__(
         self, registry: CollectorRegistry | None = None, prefix: str = "gov_exchange"
@@ -257,3 +270,4 @@ class RouterMetrics:
         self.audit = AuditMetrics(r, prefix)
         self.calendar = CalendarMetrics(r, prefix)
         self.freshness = FreshnessMetrics(r, prefix)
+        self.disputes = DisputeMetrics(r, prefix)

@@ -27,6 +27,7 @@ from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.bus import kafka, topics
 from exchange.control.state import ControlState
 from exchange.errors import DecodeError
+from exchange.metrics import DisputeMetrics
 from exchange.sharing.dispute_records import DISPUTE_CODEC, Dispute, DisputeEvent, DisputeStatus
 from exchange.sharing.disputes import DisputeBook
 
@@ -47,8 +48,10 @@ class DisputeWatch:
         *,
         interval_s: float = CHECK_INTERVAL_S,
         clock: Callable[[], dt.datetime] = utcnow,
+        metrics: DisputeMetrics | None = None,
     ) -> None:
         self.state = state
+        self.metrics = metrics
         self.interval_s = interval_s
         self.clock = clock
         self.book = DisputeBook()
@@ -134,9 +137,21 @@ class DisputeWatch:
             self._noticed.update(
                 d.details["dispute_id"] for d in drafts if d.action is Action.DISPUTE_OVERDUE
             )
+            self._count_overdue(at)
             if drafts and self._write is not None:
                 await self._write(drafts)
             return drafts
+
+    def _count_overdue(self, at: dt.datetime) -> None:
+        """Set the overdue gauge per provider (0 for a provider whose disputes were answered)."""
+        if self.metrics is None:
+            return
+        counts: dict[str, int] = {}
+        for d in self.book.disputes.values():
+            late = d.status is DisputeStatus.OPEN and d.overdue(at)
+            counts[d.provider] = counts.get(d.provider, 0) + int(late)
+        for provider, n in counts.items():
+            self.metrics.overdue.labels(provider).set(n)
 
 
 def _refused(event: DisputeEvent, reason: str, book: DisputeBook) -> Draft:

@@ -128,7 +128,9 @@ class Router(AsyncService):
         self.freshness = FreshnessWatch(
             self.state, self.metrics.freshness, interval_s=quality_interval_s
         )
-        self.dispute_watch = DisputeWatch(self.state, interval_s=quality_interval_s)
+        self.dispute_watch = DisputeWatch(
+            self.state, interval_s=quality_interval_s, metrics=self.metrics.disputes
+        )
         self.state.on_catalog = lambda _snap: self.view_table.changed()
         self.state.on_grant_event = self._on_grant_event
         self.state.on_catalog_refused = self.notices.catalog_refused
