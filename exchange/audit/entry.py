@@ -62,6 +62,12 @@ class Action(StrEnum):
     FILE_IMPORT_REFUSED = "FILE_IMPORT_REFUSED"
     #: a department asked for its full view again (exchange resync)
     RESYNC_REQUESTED = "RESYNC_REQUESTED"
+    #: 删除: a provider's deletion delivered to one consumer's view (tombstones, per batch)
+    RECORD_DELETED = "RECORD_DELETED"
+    #: an update moved records out of one consumer's row filter: deleted for that consumer
+    RECORD_LEFT_VIEW = "RECORD_LEFT_VIEW"
+    #: a revoked or expired grant's retraction sent to its consumer (rows at rest: its rule)
+    GRANT_RETRACTED = "GRANT_RETRACTED"
 
 
 class Decision(StrEnum):
@@ -95,6 +101,10 @@ class Decision(StrEnum):
     NOT_MATCHED = "not_matched"
     SIGNED = "signed"
     REQUESTED = "requested"
+    #: a deletion (or a record leaving a view) delivered to a consumer as tombstones
+    DELETED = "deleted"
+    #: a grant's retraction delivered to its consumer
+    RETRACTED = "retracted"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before
@@ -164,17 +174,27 @@ def _without(*actions: Action) -> dict[str, Any]:
 _GATEWAY = (Action.RECORD_QUERIED, Action.RECORD_VERIFIED)
 #: the schemas before ACCESS_DENIED (HTTP refusals), RECORD_QUERIED / RECORD_VERIFIED (the
 #: gateway), CHAIN_HEAD (signed chain heads) and FILE_IMPORTED / FILE_IMPORT_REFUSED (file
-#: connectors) and RESYNC_REQUESTED were added to the actions, oldest first:
-#: entries written with them are still read
-_LATER = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED, Action.RESYNC_REQUESTED)
+#: connectors), RESYNC_REQUESTED and the deletions (RECORD_DELETED, RECORD_LEFT_VIEW,
+#: GRANT_RETRACTED) were added to the actions, oldest first: entries written with them
+#: are still read
+_DELETIONS = (Action.RECORD_DELETED, Action.RECORD_LEFT_VIEW, Action.GRANT_RETRACTED)
+_LATER = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED, Action.RESYNC_REQUESTED, *_DELETIONS)
 AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V4 = _without(*_LATER)
-AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED)
+AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED, *_DELETIONS)
+AUDIT_ENTRY_V6 = _without(*_DELETIONS)
 AUDIT_CODEC = ControlCodec(
     AUDIT_ENTRY,
-    older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, AUDIT_ENTRY_V3, AUDIT_ENTRY_V4, AUDIT_ENTRY_V5),
+    older=(
+        AUDIT_ENTRY_V1,
+        AUDIT_ENTRY_V2,
+        AUDIT_ENTRY_V3,
+        AUDIT_ENTRY_V4,
+        AUDIT_ENTRY_V5,
+        AUDIT_ENTRY_V6,
+    ),
 )
 
 
