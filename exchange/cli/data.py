@@ -20,6 +20,29 @@ from exchange.sharing.policy import compute_view
 from exchange.sharing.records import now
 
 
+def _as_json(item: reader.Event) -> str:
+    """One JSON line: a record's value; a deletion or retraction as one object naming it."""
+    if isinstance(item, reader.Deletion):
+        return dumps({"gov_deletion": {"key": item.key, "reason": item.reason}})
+    if isinstance(item, reader.Retraction):
+        facts = {"grant_id": item.grant_id, "at_rest": item.at_rest, "reason": item.reason}
+        return dumps({"gov_retraction": facts})
+    return dumps(item.value)
+
+
+def _as_line(item: reader.Event) -> str:
+    """One summary line: where it was read, then the record, the deletion or the retraction."""
+    where = f"{item.topic}[{item.partition}]@{item.offset}"
+    if isinstance(item, reader.Deletion):
+        return f"{where} key={item.key} DELETED ({item.reason})"
+    if isinstance(item, reader.Retraction):
+        return (
+            f"{where} GRANT {item.grant_id} RETRACTED ({item.reason}): "
+            f"rows received under it: {item.at_rest}"
+        )
+    return f"{where} key={item.key} {dumps(item.value)}"
+
+
 async def _catalog(bus: Connection) -> Catalog:
     snap = await catalog_store.current(bus)
     if snap is None:
@@ -104,7 +127,11 @@ def consume(
 
     A consumer reads gov.dlv.<dept>.<resource> (what the router delivered to
     it); the provider reads its own source topic. Without --group it reads
-    from the beginning. Duplicates (same record id) are dropped. A department
+    from the beginning. Duplicates (same record id) are dropped. A record
+    deleted by its provider, or moved out of your row filter, shows as
+    'DELETED' (with --json: {"gov_deletion": {"key": ..., "reason": ...}}); a
+    grant revoked or expired as 'RETRACTED' with the approval's rule for the
+    rows you hold (with --json: {"gov_retraction": {...}}). A department
     that has not subscribed, or is not entitled, is told so and why (exit
     code 2), and nothing is created on the bus.
     """
@@ -119,12 +146,7 @@ def consume(
         async with reader.Reader(bus, view.topic, group=group) as r:
             async for batch in r.batches(idle_timeout=timeout):
                 for item in batch:
-                    if as_json:
-                        typer.echo(dumps(item.value))
-                    else:
-                        typer.echo(
-                            f"{item.topic}[{item.partition}]@{item.offset} key={item.key} {dumps(item.value)}"
-                        )
+                    typer.echo(_as_json(item) if as_json else _as_line(item))
                     n += 1
                     if max_records is not None and n >= max_records:
                         return n
@@ -158,9 +180,7 @@ def peek(
         async with reader.Reader(bus, topic, dedup=False) as r:
             async for batch in r.batches(idle_timeout=timeout):
                 for item in batch:
-                    typer.echo(
-                        f"{item.topic}[{item.partition}]@{item.offset} key={item.key} {dumps(item.value)}"
-                    )
+                    typer.echo(_as_line(item))
                     n += 1
                     if n >= max_records:
                         return n
