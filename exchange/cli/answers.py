@@ -116,10 +116,10 @@ def approve(
         str | None,
         typer.Option(
             "--at-rest",
-            metavar="delete|keep-frozen",
+            metavar="RULE",
             help="What the consumer does with the rows it holds once the grant is revoked or "
-            "expires: delete them (default: 使用完毕 data disposal) or keep them frozen (no "
-            "longer updated) and marked as retracted. The database sink applies it.",
+            "expires: 'delete' them (the default: 使用完毕 data disposal) or 'keep-frozen' (kept, "
+            "no longer updated, marked as retracted). The database sink applies it.",
             show_default=False,
         ),
     ] = None,

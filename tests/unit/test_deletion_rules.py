@@ -74,7 +74,9 @@ def test_a_key_its_key_field_cannot_hold_is_refused_naming_the_field(
         publisher(sample_catalog).prepare_deletion(BMC, key, index=3)
     message = str(refused.value)
     assert problem in message
-    assert message.startswith("record 3: resource 'birth_medical_certificate': field 'certificate_no'")
+    assert message.startswith(
+        "record 3: resource 'birth_medical_certificate': field 'certificate_no'"
+    )
 
 
 def test_only_the_provider_deletes(sample_catalog: Catalog) -> None:
