@@ -35,6 +35,7 @@ from exchange.clients.reader import Deletion, Retraction, _tombstone
 from exchange.control.state import GRANT_CODEC
 from exchange.errors import PermissionDenied, RecordInvalid
 from exchange.router.deletions import Membership, reaches
+from exchange.router.retractions import Retractions
 from exchange.sharing.grants import GrantBook
 from exchange.sharing.records import GRANT_EVENT_V2, AtRest, EventKind, GrantEvent
 
@@ -227,3 +228,46 @@ def test_a_reader_sees_a_deletion_or_a_retraction_never_a_none_value() -> None:
     ended = _tombstone(tombstone(RETRACTION_KEY_PREFIX + b"GR-9", []), headers)
     assert isinstance(ended, Retraction)
     assert (ended.grant_id, ended.at_rest, ended.reason) == ("GR-9", "keep-frozen", "expired")
+
+
+# --- which ended grants are retracted ---------------------------------------------------------
+
+
+def compiled(consumer: str, grant_id: str | None) -> Any:
+    view = SimpleNamespace(grant_id=grant_id, purpose="p", resource=BMC)
+    return SimpleNamespace(consumer=consumer, view=view)
+
+
+def test_a_revoked_or_expired_grant_is_retracted_a_superseded_one_is_not(
+    sample_catalog: Catalog,
+) -> None:
+    book = GrantBook()
+    for gid, rule in (("GR-r", "keep-frozen"), ("GR-s", None)):
+        app = applied(book, sample_catalog, consumer="police")
+        accept(book, sample_catalog, approval(book, app, grant_id=gid, at_rest=rule))
+    # GR-s superseded GR-r (a new approval for police); now revoke GR-s too
+    revoked = GrantEvent(
+        kind=EventKind.REVOKED,
+        actor="health",
+        consumer="police",
+        resource=BMC,
+        grant_id="GR-s",
+        reason="使用完毕",
+        at=T0 + dt.timedelta(hours=2),
+    )
+    accept(book, sample_catalog, revoked)
+    drafts: list[Any] = []
+    r = Retractions(drafts.append)
+    before = {BMC: [compiled("police", "GR-s"), compiled("hrss", None)]}
+    after = {BMC: [compiled("police", None), compiled("hrss", None)]}
+    now = T0 + dt.timedelta(hours=3)
+    (found,) = r.noticed(before, after, book, now, lambda _res: "health")
+    assert (found.grant_id, found.consumer, found.at_rest, found.reason) == (
+        "GR-s",
+        "police",
+        "delete",
+        "revoked",
+    )
+    superseded = {BMC: [compiled("police", "GR-r")]}
+    assert r.noticed(superseded, after, book, now, lambda _res: "health") == []
+    assert r.noticed(before, before, book, now, lambda _res: "health") == []  # still in force
