@@ -17,6 +17,7 @@ bring the record back; no value reaches an audit entry of a deletion.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 import uuid
@@ -391,3 +392,25 @@ def _cli(bus: Connection, *args: str) -> Any:
     return subprocess.run(
         [EXCHANGE, *args], env=cli_env(bus), capture_output=True, text=True, timeout=60, check=False
     )
+
+
+async def test_an_expired_grant_is_retracted_too(
+    bus: Connection, loaded_catalog: Catalog, router: RouterRun
+) -> None:
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+    async with Department(bus, "market") as market, Department(bus, "health") as health:
+        app = await market.apply(BMC, fields=["father_name"], purpose="个体户登记核验")
+        grant = await health.approve(app, until=until, at_rest="keep-frozen")
+    events = await read_topic(
+        bus,
+        topics.delivery("market", BMC),
+        until=lambda got: any(isinstance(e, Retraction) and e.grant_id == grant for e in got),
+        within=30,
+    )
+    retraction = next(e for e in events if isinstance(e, Retraction) and e.grant_id == grant)
+    assert (retraction.reason, retraction.at_rest) == ("expired", "keep-frozen")
+    assert dt.datetime.now(dt.UTC) >= until  # not before the grant ended
+    entries = await audit_entries(
+        bus, Action.GRANT_RETRACTED, lambda es: any(e.grant_id == grant for e in es)
+    )
+    assert [e.details["grant_status"] for e in entries if e.grant_id == grant] == ["expired"]

@@ -18,6 +18,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from test_grants import T0, accept, applied, approval, refuse
 
+from connectors.file_export import _Kept
 from connectors.sink_batch import TECHNICAL, SinkBatch
 from exchange.avro.control_records import ControlCodec
 from exchange.bus.connection import Connection
@@ -271,3 +272,21 @@ def test_a_revoked_or_expired_grant_is_retracted_a_superseded_one_is_not(
     superseded = {BMC: [compiled("police", "GR-r")]}
     assert r.noticed(superseded, after, book, now, lambda _res: "health") == []
     assert r.noticed(before, before, book, now, lambda _res: "health") == []  # still in force
+
+
+def test_a_file_export_leaves_out_what_was_deleted_later_on_the_topic() -> None:
+    kept = _Kept()
+
+    def rec(key: bytes | None, partition: int) -> Any:
+        return SimpleNamespace(key=key, partition=partition)
+
+    kept.add(b"A", 0, {"n": "a"})
+    kept.add(b"B", 1, {"n": "b"})
+    kept.add(b"C", 0, {"n": "c"})
+    kept.forget(rec(b"A", 0), {DELETION: b"deleted"})
+    assert kept.written() == [{"n": "b"}, {"n": "c"}]
+    kept.forget(rec(b"x", 1), {RETRACTION: b"GR-1", AT_REST: b"keep-frozen"})
+    assert kept.written() == [{"n": "b"}, {"n": "c"}]  # kept frozen: still exported
+    kept.forget(rec(b"x", 0), {RETRACTION: b"GR-1", AT_REST: b"delete"})
+    kept.add(b"D", 0, {"n": "d"})  # after the retraction: kept
+    assert kept.written() == [{"n": "b"}, {"n": "d"}]
