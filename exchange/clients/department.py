@@ -63,6 +63,8 @@ from exchange.sharing.records import (
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from exchange.metrics import AuditMetrics
+
 _MAX_DETAIL = 10_000  # longest detail value (the fields of a wide resource)
 
 
@@ -76,6 +78,7 @@ class Department:
         *,
         signing_key: Ed25519PrivateKey | None = None,
         person: str | None = None,
+        audit_metrics: AuditMetrics | None = None,
     ) -> None:
         """``signing_key``: the department's Ed25519 private key; required for commands when
         the catalog registers a public key for it (see :mod:`exchange.catalog.signing`).
@@ -83,6 +86,9 @@ class Department:
         ``person``: who, in the department, acts (a console user's name); every audit
         entry this session writes names them in its details (``person``). A program that
         acts for several people in turn (the web console) sets :attr:`person` per command.
+
+        ``audit_metrics``: where a long-lived session (the web console's) counts its audit
+        entries and exports its unsigned tail; None for a command's short session.
         """
         self.bus = bus
         self.department = department
@@ -91,6 +97,7 @@ class Department:
         self._state: ControlState | None = None
         self._producer: Any = None
         self._audit: AuditWriter | None = None
+        self._audit_metrics = audit_metrics
         self._reader: ControlFollower | None = None
 
     async def start(self) -> None:
@@ -113,7 +120,9 @@ class Department:
             raise
         if self._audit is None:
             role = command_limits.safe(self.department, command_limits.MAX_ID_CHARS)
-            self._audit = AuditWriter(self._producer, self._state.registry, role=role)
+            self._audit = AuditWriter(
+                self._producer, self._state.registry, role=role, metrics=self._audit_metrics
+            )
         try:
             command_limits.check_id(self.department, "department")
             catalog.department(self.department)
