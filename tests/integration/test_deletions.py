@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymysql
 import pytest
 import yaml
 from cli_support import EXCHANGE, cli_env
@@ -50,7 +51,7 @@ from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Deletion, Received, Retraction
 from exchange.dev import sample
-from exchange.dev.databases import ThrowawayPostgres
+from exchange.dev.databases import ThrowawayMariaDB, ThrowawayPostgres
 
 pytestmark = pytest.mark.integration
 
@@ -120,12 +121,12 @@ def certificates(
 
 
 async def sink(
-    bus: Connection, tmp_path: Path, postgres_server: ThrowawayPostgres, **cfg: Any
+    bus: Connection, tmp_path: Path, server: ThrowawayPostgres | ThrowawayMariaDB, **cfg: Any
 ) -> Connector:
     spec = {
         "name": "sink",
         "type": "db_sink",
-        "database": {"url": postgres_server.url},
+        "database": {"url": server.url},
         "group": f"sink-{uuid.uuid4().hex[:8]}",
         "session_timeout_ms": SESSION_MS,
         **cfg,
@@ -414,3 +415,58 @@ async def test_an_expired_grant_is_retracted_too(
         bus, Action.GRANT_RETRACTED, lambda es: any(e.grant_id == grant for e in es)
     )
     assert [e.details["grant_status"] for e in entries if e.grant_id == grant] == ["expired"]
+
+
+async def test_the_mariadb_sink_deletes_the_row_too(
+    bus: Connection,
+    loaded_catalog: Catalog,
+    router: RouterRun,
+    tmp_path: Path,
+    mariadb_server: ThrowawayMariaDB,
+) -> None:
+    database = f"del_{uuid.uuid4().hex[:12]}"
+
+    def my(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        conn = pymysql.connect(
+            host="127.0.0.1", port=mariadb_server.port, user="root", password="", autocommit=True
+        )
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+    my(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+    try:
+        prefix = f"M{uuid.uuid4().hex[:6]}"
+        recs = certificates(loaded_catalog, prefix, 3)
+        keys = {r["certificate_no"] for r in recs}
+        before = router.router.routed
+        await publish(bus, loaded_catalog, BMC, recs)
+        await wait_routed(router, before + len(recs))
+        hrss_sink = await sink(
+            bus,
+            tmp_path,
+            mariadb_server,
+            department="hrss",
+            resource=BMC,
+            table="hrss_births",
+            database={"url": mariadb_server.url + database, "timezone": "+08:00"},
+        )
+
+        def rows() -> set[str]:
+            found = my(
+                f"SELECT gov_key FROM `{database}`.hrss_births WHERE gov_key LIKE %s",
+                (prefix + "%",),
+            )
+            return {r[0] for r in found}
+
+        async with hrss_sink:
+            await step_until(hrss_sink, lambda: rows() == keys)
+            gone = sorted(keys)[1]
+            async with Publisher(bus, loaded_catalog, "health") as pub:
+                await pub.delete(BMC, [gone])
+            await step_until(hrss_sink, lambda: rows() == keys - {gone})
+    finally:
+        my(f"DROP DATABASE `{database}`")
