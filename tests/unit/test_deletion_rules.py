@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -290,3 +291,15 @@ def test_a_file_export_leaves_out_what_was_deleted_later_on_the_topic() -> None:
     kept.forget(rec(b"x", 0), {RETRACTION: b"GR-1", AT_REST: b"delete"})
     kept.add(b"D", 0, {"n": "d"})  # after the retraction: kept
     assert kept.written() == [{"n": "b"}, {"n": "d"}]
+
+
+def test_exchange_consume_shows_deletions_and_retractions_by_name() -> None:
+    from exchange.cli.data import _as_json, _as_line
+
+    gone = Deletion("r1", "Z1", "left-view", "gov.dlv.police.bmc", 1, 5, {})
+    ended = Retraction("r2", "GR-9", "delete", "revoked", "gov.dlv.police.bmc", 0, 9, {})
+    assert _as_line(gone) == "gov.dlv.police.bmc[1]@5 key=Z1 DELETED (left-view)"
+    assert "GRANT GR-9 RETRACTED (revoked)" in _as_line(ended)
+    assert json.loads(_as_json(gone)) == {"gov_deletion": {"key": "Z1", "reason": "left-view"}}
+    assert '"gov_retraction"' in _as_json(ended)
+    assert json.loads(_as_json(ended))["gov_retraction"]["at_rest"] == "delete"
