@@ -60,7 +60,13 @@ class ConnectorMetrics:
         )
         self.skipped = Counter(
             f"{prefix}_rows_skipped",
-            "Rows not published because their soft-delete column marks them deleted",
+            "Rows whose soft-delete column marks them deleted: published as deletions",
+            ["connector"],
+            registry=r,
+        )
+        self.deleted = Counter(
+            f"{prefix}_rows_deleted",
+            "Rows a sink deleted: the record was deleted by its provider or left the view",
             ["connector"],
             registry=r,
         )
@@ -172,7 +178,7 @@ class Progress:
         if self.written:
             parts.append(f"written {self.written}")
         if self.skipped:
-            parts.append(f"skipped (deleted) {self.skipped}")
+            parts.append(f"deleted {self.skipped}")
         parts.append(f"checkpoint {self.checkpoint or '-'}")
         if self.estimated_total is not None and self.state in ("running", "new"):
             parts.append(f"first load: {self.eta()}")

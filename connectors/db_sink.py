@@ -17,10 +17,19 @@ version of the same source row. The record id (``gov_record_id``) is stored
 too, but cannot be the key: it is a hash of the record's content, so an
 updated source row arrives under a new id and would become a second row.
 
+**Deletions and retractions** (:mod:`connectors.sink_batch`): a deletion
+delivered by the router (the provider deleted the record, or it left the
+consumer's row filter) deletes the row of its key; a grant's retraction
+deletes the rows received on that partition, or keeps them frozen and marked
+(``gov_retracted_grant``, ``gov_retracted_at``), as the approval's rule for
+data at rest says.
+
 **The table** is created from the view schema when absent: one column per
 field (types in :meth:`connectors.sql.Database.ddl_type`, the field's ``doc``
 as the column comment, which names any mask), plus ``gov_key``,
-``gov_record_id`` and ``gov_received_at``. Field columns are nullable even
+``gov_record_id``, ``gov_received_at``, ``gov_partition``,
+``gov_retracted_grant`` and ``gov_retracted_at`` (the last three are added to a
+table made by an earlier release when the sink starts). Field columns are nullable even
 where the field is not: a grant revoked or narrowed later removes fields
 from the view, and their old values are then cleared (set NULL) rather than
 kept. A field that appears later (a new grant) gets its column added.
@@ -41,21 +50,29 @@ from connectors.config import DatabaseTarget, DbSinkConfig, Spot
 from connectors.dialects import open_database
 from connectors.errors import ConnectorConfigError, ConnectorDataError, ConnectorError
 from connectors.mapping import FieldType
+from connectors.sink_batch import (
+    KEY,
+    LATER,
+    RECEIVED_AT,
+    RECORD_ID_COLUMN,
+    TECHNICAL,
+    SinkBatch,
+    later_column_ddl,
+    now_for,
+    stamp_type,
+)
 from connectors.sql import Database
 from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.avro.jsoncodec import to_jsonable
 from exchange.bus import kafka
 from exchange.bus.connection import Connection
-from exchange.bus.envelope import RECORD_ID
+from exchange.bus.envelope import AT_REST, RECORD_ID, RETRACTION
 from exchange.bus.registry import SchemaRegistry
 from exchange.clients.reader import topic_for
 from exchange.control.state import ControlState
 from exchange.errors import DecodeError, UnknownResource
 from exchange.sharing.policy import compute_view, view_schema
-
-KEY, RECORD_ID_COLUMN, RECEIVED_AT = "gov_key", "gov_record_id", "gov_received_at"
-TECHNICAL = (KEY, RECORD_ID_COLUMN, RECEIVED_AT)
 
 
 def expected_schema(
@@ -224,6 +241,7 @@ class DbSink(Connector):
                 await self._create_table()
             else:
                 await self._add_columns([n for n in self._fields if n not in self._table_cols])
+                await self._add_later_columns()
             await self.db.commit()
             described = await self.db.describe(self.db.quote(self.cfg.table))
             await self.db.rollback()
@@ -262,9 +280,10 @@ class DbSink(Connector):
             cols.append(
                 f"{q(name)} {db.ddl_type(ft)} NULL{db.inline_comment(self._docs.get(name, ''))}"
             )
-        stamp = "timestamptz" if db.dialect == "postgresql" else "DATETIME(6)"
+        stamp = stamp_type(db)
         cols.append(f"{q(RECORD_ID_COLUMN)} VARCHAR(64) NOT NULL")
         cols.append(f"{q(RECEIVED_AT)} {stamp} NOT NULL")
+        cols.extend(f"{q(name)} {later_column_ddl(db, name)}" for name in LATER)
         tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if db.dialect == "mysql" else ""
         await db.execute(f"CREATE TABLE {q(table)} ({', '.join(cols)}){tail}")
         comment = db.table_comment(
@@ -285,6 +304,16 @@ class DbSink(Connector):
                 f"ALTER TABLE {q(self.cfg.table)} ADD COLUMN {q(name)} "
                 f"{db.ddl_type(self._fields[name])} NULL{db.inline_comment(self._docs.get(name, ''))}"
             )
+
+    async def _add_later_columns(self) -> None:
+        """Add the technical columns a table made by an earlier release lacks."""
+        q = self.db.quote
+        for name in LATER:
+            if name not in self._table_cols:
+                await self.db.execute(
+                    f"ALTER TABLE {q(self.cfg.table)} ADD COLUMN {q(name)} "
+                    f"{later_column_ddl(self.db, name)}"
+                )
 
     # --- moving records ----------------------------------------------------------------------
 
@@ -344,33 +373,40 @@ class DbSink(Connector):
             self.ready = True
         if not fetched:
             return 0
-        rows: dict[str, tuple[Any, ...]] = {}
-        received = dt.datetime.now(dt.UTC)
-        if self.db.dialect == "mysql":
-            received = received.astimezone(self.db.target.timezone).replace(tzinfo=None)
+        batch = SinkBatch()
+        received = now_for(self.db)
         count = 0
         for tp, records in fetched.items():
             count += len(records)
             for rec in records:
-                row = await self._row(rec, received)
-                rows.pop(row[0], None)  # keep the last version of a key, in order
-                rows[row[0]] = row
+                if rec.value is None:
+                    self._tombstone(batch, rec, received)
+                else:
+                    batch.upsert(await self._row(rec, received))
             self._offsets[tp] = records[-1].offset + 1
         self.metrics.rows_read.labels(self.name).inc(count)
         self.progress.rows_read += count
-        columns = [KEY, RECORD_ID_COLUMN, RECEIVED_AT, *self._fields]
-        width = len(columns)  # rows of an older schema lack the columns added since
-        await self.db.upsert_rows(
-            self.cfg.table,
-            columns,
-            KEY,
-            [r if len(r) == width else r + (None,) * (width - len(r)) for r in rows.values()],
-        )
-        self._written = len(rows)
+        columns = [*TECHNICAL, *self._fields]
+        self._written = await batch.apply(self.db, self.cfg.table, columns)
+        if batch.deleted:
+            self.metrics.deleted.labels(self.name).inc(batch.deleted)
         return count
 
+    def _tombstone(self, batch: SinkBatch, rec: Any, received: Any) -> None:
+        """A record with no value: a grant's retraction, or the deletion of a key."""
+        headers = {k: v.decode("utf-8", "replace") for k, v in rec.headers or ()}
+        grant = headers.get(RETRACTION)
+        if grant:
+            batch.retract(rec.partition, headers.get(AT_REST, "delete"), grant, received)
+            return
+        if rec.key is None:
+            raise ConnectorDataError(
+                f"record {self._where(rec)} has neither a key nor a value", connector=self.name
+            )
+        batch.delete(rec.key.decode("utf-8", "replace"))
+
     async def _row(self, rec: Any, received: Any) -> tuple[Any, ...]:
-        """(key, record id, received at, *field values) of one record."""
+        """(key, record id, received at, partition, retraction marks, *field values)."""
         rid = next((v for k, v in rec.headers or () if k == RECORD_ID), b"").decode(
             "utf-8", "replace"
         )
@@ -395,6 +431,9 @@ class DbSink(Connector):
             key,
             rid,
             received,
+            rec.partition,
+            None,  # not retracted
+            None,
             *[get(n) if c is None else c(get(n)) for n, c in plan],
         )
 

@@ -22,8 +22,10 @@ given by a sequence or ``now()`` inside a transaction that commits after a
 later one has been read is missed. Index ``(column, unique key)`` so each
 batch is an index range scan.
 
-Soft deletes: rows whose ``soft_delete`` column is true are not published
-(counted as skipped); the position still moves past them.
+Soft deletes (删除): a row whose ``soft_delete`` column is true is published as
+a deletion of its key (a tombstone, :meth:`Publisher.prepare_deletion`), so the
+router deletes the record from every consumer's view and the sinks delete the
+row; only its key column is read. Counted as deleted.
 """
 
 from __future__ import annotations
@@ -409,9 +411,9 @@ class DbSource(Connector):
             self._show_remaining()
         prepared = self._prepare(rows)
         await self._publisher.send(prepared)
-        self.metrics.published.labels(self.name).inc(len(prepared))
-        self.progress.published += len(prepared)
-        skipped = len(rows) - len(prepared)
+        skipped = sum(1 for p in prepared if p.value is None)  # deletions (tombstones)
+        self.metrics.published.labels(self.name).inc(len(prepared) - skipped)
+        self.progress.published += len(prepared) - skipped
         if skipped:
             self.metrics.skipped.labels(self.name).inc(skipped)
             self.progress.skipped += skipped
@@ -450,8 +452,10 @@ class DbSource(Connector):
         deleted_idx = self._deleted_idx
         encode = self._encoder.encode
         out: list[tuple[str, bytes]] = []
+        gone: list[str] = []
         for row in rows:
             if deleted_idx is not None and row[deleted_idx]:
+                gone.append(self._key_of(row))
                 continue
             key, record = self._record(row)
             try:
@@ -465,7 +469,26 @@ class DbSource(Connector):
                     column=next((p.column for p in self._plans if p.field == field), None),
                     field=field,
                 ) from None
-        return self._publisher.prepare_encoded(self.cfg.resource, out)
+        records = self._publisher.prepare_encoded(self.cfg.resource, out)
+        resource = self.cfg.resource
+        return records + [self._publisher.prepare_deletion(resource, k) for k in gone]
+
+    def _key_of(self, row: tuple[Any, ...]) -> str:
+        """The key of a soft-deleted row: its key column, converted as for a record."""
+        plan = next(p for p in self._plans if p.field == self._key_field)
+        value = row[plan.index] if plan.column is not None else plan.default
+        try:
+            if value is None:
+                raise ValueError("NULL: a deleted row needs its key to be deleted on the bus")
+            return str(plan.convert(value))
+        except (ValueError, TypeError, ArithmeticError, OverflowError) as exc:
+            raise ConnectorDataError(
+                f"{exc}; nothing of this batch was published",
+                connector=self.name,
+                row=self._row_text(row),
+                column=plan.column,
+                field=plan.field,
+            ) from None
 
     def _record(self, row: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
         """One row as the record's key and the record in Avro primitive form, every value

@@ -2,7 +2,10 @@
 
 Everything the department has received of a resource (its delivery topic;
 the provider's own source topic) goes to a file, one record per line (or
-worksheet row) in topic order, duplicates dropped by record id. The file is
+worksheet row) in topic order, duplicates dropped by record id; a record
+deleted later on the topic (a deletion of its key, or a retraction of its
+grant with the rule ``delete``) is left out, so an export never brings back
+what the bus deleted. The file is
 written beside its final name and renamed into place, so a reader never
 sees half of it.
 
@@ -35,7 +38,7 @@ from exchange.avro import wire
 from exchange.avro.jsoncodec import dumps, to_jsonable
 from exchange.bus import kafka
 from exchange.bus.connection import Connection
-from exchange.bus.envelope import RECORD_ID
+from exchange.bus.envelope import AT_REST, RECORD_ID, RETRACTION
 from exchange.bus.registry import SchemaRegistry
 from exchange.clients.reader import topic_for
 from exchange.control.state import ControlState
@@ -96,12 +99,16 @@ class FileExport(Connector):
             return 0
         records = await kafka.read_to_end(self.bus, self.topic, timeout_s=120)
         seen: set[str] = set()
-        values: list[dict[str, Any]] = []
+        kept = _Kept()
         for rec in records:
-            rid = dict(rec.headers or ()).get(RECORD_ID, b"").decode()
+            headers = dict(rec.headers or ())
+            rid = headers.get(RECORD_ID, b"").decode()
             if rid and rid in seen:
                 continue
             seen.add(rid)
+            if rec.value is None:
+                kept.forget(rec, headers)
+                continue
             try:
                 sid, body = wire.unframe(rec.value)
                 value = wire.decode(await self.registry.resolve(sid), body)
@@ -113,7 +120,8 @@ class FileExport(Connector):
             for name in value:
                 if name not in self._fields:
                     self._fields.append(name)
-            values.append(value)
+            kept.add(rec.key, rec.partition, value)
+        values = kept.written()
         self.metrics.rows_read.labels(self.name).inc(len(records))
         self.progress.rows_read += len(records)
         await asyncio.to_thread(self._write, values)
@@ -230,3 +238,36 @@ def _field_holding(value: dict[str, Any], text: str) -> str:
         if isinstance(v, str) and text in v:
             return f"field {name!r}"
     return "a field"
+
+
+class _Kept:
+    """The values an export writes, in topic order, less what later records deleted."""
+
+    def __init__(self) -> None:
+        self.values: list[dict[str, Any] | None] = []
+        self._by_key: dict[bytes, list[int]] = {}
+        self._by_partition: dict[int, list[int]] = {}
+
+    def add(self, key: bytes | None, partition: int, value: dict[str, Any]) -> None:
+        at = len(self.values)
+        self.values.append(value)
+        if key is not None:
+            self._by_key.setdefault(key, []).append(at)
+        self._by_partition.setdefault(partition, []).append(at)
+
+    def forget(self, rec: Any, headers: dict[str, bytes]) -> None:
+        """A record with no value: a deletion drops the earlier records of its key; a
+        grant's retraction with the rule ``delete`` every earlier one of its partition."""
+        if RETRACTION in headers:
+            if headers.get(AT_REST, b"delete") == b"keep-frozen":
+                return
+            gone = self._by_partition.pop(rec.partition, [])
+        elif rec.key is not None:
+            gone = self._by_key.pop(rec.key, [])
+        else:
+            return
+        for at in gone:
+            self.values[at] = None
+
+    def written(self) -> list[dict[str, Any]]:
+        return [v for v in self.values if v is not None]

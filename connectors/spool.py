@@ -40,6 +40,8 @@ class Spool:
     def append(self, p: Prepared) -> None:
         if p.topic != self.topic:
             raise ValueError(f"a record for {p.topic}, not {self.topic}")
+        if p.value is None:
+            raise ValueError("a file's records are spooled, never a deletion")
         rid = p.record_id.encode()
         self._fh.write(
             _HEAD.pack(len(p.key), len(p.value), len(rid), -1 if p.line is None else p.line)

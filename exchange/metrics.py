@@ -191,6 +191,19 @@ class RouterMetrics:
             ["resource", "consumer"],
             registry=r,
         )
+        self.deletions = Counter(
+            f"{prefix}_deletions",
+            "Tombstones delivered to a consumer: RECORD_DELETED (the provider deleted the "
+            "record), RECORD_LEFT_VIEW (an update moved it out of the row filter)",
+            ["resource", "consumer", "action"],
+            registry=r,
+        )
+        self.retractions = Counter(
+            f"{prefix}_grant_retractions",
+            "Retractions of a revoked or expired grant sent to its consumer (one per partition)",
+            ["resource", "consumer"],
+            registry=r,
+        )
         self.backfilled = Counter(
             f"{prefix}_records_backfilled",
             "Records delivered by a backfill (全量: the current state of a consumer's view)",

@@ -187,4 +187,5 @@ async def _dispatch(d: Department, op: str, args: dict[str, Any]) -> str:
         verify=args.get("verify"),
         quota_per_second=args.get("quota_per_second"),
         quota_per_day=args.get("quota_per_day"),
+        at_rest=args.get("at_rest"),
     )

@@ -76,6 +76,12 @@ class Action(StrEnum):
     RESOURCE_STALE = "RESOURCE_STALE"
     #: a stale resource was published again within its cycle
     RESOURCE_FRESH = "RESOURCE_FRESH"
+    #: 删除: a provider's deletion delivered to one consumer's view (tombstones, per batch)
+    RECORD_DELETED = "RECORD_DELETED"
+    #: an update moved records out of one consumer's row filter: deleted for that consumer
+    RECORD_LEFT_VIEW = "RECORD_LEFT_VIEW"
+    #: a revoked or expired grant's retraction sent to its consumer (rows at rest: its rule)
+    GRANT_RETRACTED = "GRANT_RETRACTED"
 
 
 class Decision(StrEnum):
@@ -117,6 +123,10 @@ class Decision(StrEnum):
     #: a resource's freshness against its update cycle (更新周期)
     STALE = "stale"
     FRESH = "fresh"
+    #: a deletion (or a record leaving a view) delivered to a consumer as tombstones
+    DELETED = "deleted"
+    #: a grant's retraction delivered to its consumer
+    RETRACTED = "retracted"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before
@@ -186,8 +196,9 @@ def _without(*actions: Action) -> dict[str, Any]:
 _GATEWAY = (Action.RECORD_QUERIED, Action.RECORD_VERIFIED)
 #: the schemas before ACCESS_DENIED (HTTP refusals), RECORD_QUERIED / RECORD_VERIFIED (the
 #: gateway), CHAIN_HEAD (signed chain heads) and FILE_IMPORTED / FILE_IMPORT_REFUSED (file
-#: connectors) and RESYNC_REQUESTED were added to the actions, oldest first:
-#: entries written with them are still read
+#: connectors), RESYNC_REQUESTED, the quality duties (disputes, corrections, freshness) and
+#: the deletions (RECORD_DELETED, RECORD_LEFT_VIEW, GRANT_RETRACTED) were added to the
+#: actions, oldest first: entries written with them are still read
 _QUALITY = (  # disputes, corrections and freshness (疑义校核, 更新周期)
     Action.DISPUTE_OPENED,
     Action.DISPUTE_ANSWERED,
@@ -197,13 +208,21 @@ _QUALITY = (  # disputes, corrections and freshness (疑义校核, 更新周期)
     Action.RESOURCE_STALE,
     Action.RESOURCE_FRESH,
 )
-_LATER = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED, Action.RESYNC_REQUESTED, *_QUALITY)
+_DELETIONS = (Action.RECORD_DELETED, Action.RECORD_LEFT_VIEW, Action.GRANT_RETRACTED)
+_LATER = (
+    Action.FILE_IMPORTED,
+    Action.FILE_IMPORT_REFUSED,
+    Action.RESYNC_REQUESTED,
+    *_QUALITY,
+    *_DELETIONS,
+)
 AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V4 = _without(*_LATER)
-AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED, *_QUALITY)
-AUDIT_ENTRY_V6 = _without(*_QUALITY)
+AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED, *_QUALITY, *_DELETIONS)
+AUDIT_ENTRY_V6 = _without(*_QUALITY, *_DELETIONS)
+AUDIT_ENTRY_V7 = _without(*_DELETIONS)
 AUDIT_CODEC = ControlCodec(
     AUDIT_ENTRY,
     older=(
@@ -213,6 +232,7 @@ AUDIT_CODEC = ControlCodec(
         AUDIT_ENTRY_V4,
         AUDIT_ENTRY_V5,
         AUDIT_ENTRY_V6,
+        AUDIT_ENTRY_V7,
     ),
 )
 

@@ -58,7 +58,7 @@ class Outgoing(Protocol):
     @property
     def key(self) -> bytes: ...
     @property
-    def value(self) -> bytes: ...
+    def value(self) -> bytes | None: ...
     @property
     def headers(self) -> list[tuple[str, bytes]]: ...
     @property
@@ -96,7 +96,7 @@ def check(prepared: Sequence[Outgoing], limits: Mapping[str, Limit]) -> None:
                 limit_by=batch.by,
                 **where,
             )
-        if len(p.value) > MAX_VALUE_BYTES:
+        if p.value is not None and len(p.value) > MAX_VALUE_BYTES:
             raise RecordTooLarge(
                 f"value is {len(p.value)} bytes (Avro in Confluent framing), over the router's "
                 f"limit of {MAX_VALUE_BYTES} bytes: it would go to the dead-letter topic "

@@ -112,10 +112,23 @@ def approve(
         int | None,
         typer.Option(min=1, metavar="N", help="At most N requests by key per day (Beijing time)."),
     ] = None,
+    at_rest: Annotated[
+        str | None,
+        typer.Option(
+            "--at-rest",
+            metavar="RULE",
+            help="What the consumer does with the rows it holds once the grant is revoked or "
+            "expires: 'delete' them (the default: 使用完毕 data disposal) or 'keep-frozen' (kept, "
+            "no longer updated, marked as retracted). The database sink applies it.",
+            show_default=False,
+        ),
+    ] = None,
     key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
     """Approve an application (provider only); prints the grant id."""
+    if at_rest is not None and at_rest not in ("delete", "keep-frozen"):
+        raise fail(f"--at-rest {at_rest!r}: write delete or keep-frozen")
     masks = {}
     for m in mask or []:
         name, sep, rule = m.partition("=")
@@ -131,6 +144,7 @@ def approve(
         "verify": True if verify else None,
         "quota_per_second": quota_per_second,
         "quota_per_day": quota_per_day,
+        "at_rest": at_rest,
     }
     typer.echo(_answer(department, "approve", args, bootstrap_servers, key))
 

@@ -30,6 +30,31 @@ from exchange.sharing.policy import compute_view
 from exchange.sharing.records import now
 
 
+def _as_json(item: reader.Event) -> str:
+    """One JSON line: a record's value; a deletion or retraction as one object naming it."""
+    if isinstance(item, reader.Deletion):
+        return dumps({"gov_deletion": {"key": item.key, "reason": item.reason}})
+    if isinstance(item, reader.Retraction):
+        facts = {"grant_id": item.grant_id, "at_rest": item.at_rest, "reason": item.reason}
+        return dumps({"gov_retraction": facts})
+    return dumps(item.value)
+
+
+def _as_line(item: reader.Event) -> str:
+    """One summary line: where it was read, then the record, the deletion or the retraction."""
+    where = f"{item.topic}[{item.partition}]@{item.offset}"
+    if isinstance(item, reader.Deletion):
+        return f"{where} key={item.key} DELETED ({item.reason})"
+    if isinstance(item, reader.Retraction):
+        return (
+            f"{where} GRANT {item.grant_id} RETRACTED ({item.reason}): "
+            f"rows received under it: {item.at_rest}"
+        )
+    fixes = item.headers.get(CORRECTS_HEADER)
+    corrects = f" corrects={fixes}" if fixes else ""
+    return f"{where} id={item.record_id} key={item.key}{corrects} {dumps(item.value)}"
+
+
 async def _catalog(bus: Connection) -> Catalog:
     snap = await catalog_store.current(bus)
     if snap is None:
@@ -143,7 +168,11 @@ def consume(
     it); the provider reads its own source topic. Without --group it reads
     from the beginning. Duplicates (same record id) are dropped. Each line
     names the record's id (what 'exchange dispute' takes) and, for a corrected
-    record, the dispute it corrects. A department
+    record, the dispute it corrects. A record deleted by its provider, or moved
+    out of your row filter, shows as 'DELETED' (with --json: {"gov_deletion":
+    {"key": ..., "reason": ...}}); a grant revoked or expired as 'RETRACTED' with
+    the approval's rule for the rows you hold (with --json: {"gov_retraction":
+    {...}}). A department
     that has not subscribed, or is not entitled, is told so and why (exit
     code 2), and nothing is created on the bus.
     """
@@ -158,16 +187,7 @@ def consume(
         async with reader.Reader(bus, view.topic, group=group) as r:
             async for batch in r.batches(idle_timeout=timeout):
                 for item in batch:
-                    if as_json:
-                        typer.echo(dumps(item.value))
-                    else:
-                        where = f"{item.topic}[{item.partition}]@{item.offset}"
-                        fixes = item.headers.get(CORRECTS_HEADER)
-                        typer.echo(
-                            f"{where} id={item.record_id} key={item.key}"
-                            + (f" corrects={fixes}" if fixes else "")
-                            + f" {dumps(item.value)}"
-                        )
+                    typer.echo(_as_json(item) if as_json else _as_line(item))
                     n += 1
                     if max_records is not None and n >= max_records:
                         return n
@@ -201,9 +221,7 @@ def peek(
         async with reader.Reader(bus, topic, dedup=False) as r:
             async for batch in r.batches(idle_timeout=timeout):
                 for item in batch:
-                    typer.echo(
-                        f"{item.topic}[{item.partition}]@{item.offset} key={item.key} {dumps(item.value)}"
-                    )
+                    typer.echo(_as_line(item))
                     n += 1
                     if n >= max_records:
                         return n

@@ -33,6 +33,12 @@ COMMANDS: dict[str, Lazy] = {
     "publish": Lazy(
         "data", "publish", "Publish a JSON Lines file of records to gov.src.<provider>.<resource>."
     ),
+    "delete": Lazy(
+        "deletions",
+        "delete",
+        "Delete records of a resource you provide: a tombstone per key on "
+        "gov.src.<you>.<resource>.",
+    ),
     "consume": Lazy(
         "data",
         "consume",

@@ -429,8 +429,13 @@ class Department:
         verify: bool | None = None,
         quota_per_second: int | None = None,
         quota_per_day: int | None = None,
+        at_rest: str | None = None,
     ) -> str:
         """Approve an application (provider only), possibly narrowing it; returns the grant id.
+
+        ``at_rest``: what the consumer does with the rows it holds once the grant is revoked
+        or expires, ``delete`` (None: the default) or ``keep-frozen``
+        (:class:`~exchange.sharing.records.AtRest`).
 
         ``verify``: a verification-only grant (核验); None: what the application asked for.
         ``quota_per_second`` / ``quota_per_day``: limits on requests by key (接口调用).
@@ -469,6 +474,7 @@ class Department:
                 ),
                 quota_per_second=quota_per_second,
                 quota_per_day=quota_per_day,
+                at_rest=at_rest,
             )
             facts.update(
                 purpose=event.purpose,
@@ -486,6 +492,7 @@ class Department:
                     grant_kind=event.grant_kind,
                     quota_per_second=quota_per_second,
                     quota_per_day=quota_per_day,
+                    at_rest=at_rest,
                     event_id=event.event_id,
                     **app.answer_facts(event.at),
                 ),

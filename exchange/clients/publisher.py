@@ -19,12 +19,19 @@ Each record gets:
 * header ``gov-record-id``: a stable id, the SHA-256 of resource and Avro body,
   so a re-sent record has the same id and consumers can drop duplicates;
 * header ``gov-publisher``: the publishing department.
+
+A deletion (删除, :meth:`Publisher.delete`) is a tombstone: the record's key and
+no value. The router delivers it to every consumer whose view holds the key
+(:mod:`exchange.router.deletions`), and compaction of the source topic keeps
+it a day after it removed the older records of the key, so no backfill brings
+the record back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +46,7 @@ from exchange.avro import wire
 from exchange.avro.jsoncodec import FieldProblem, from_json
 from exchange.bus import kafka, limits, topics
 from exchange.bus.connection import Connection
-from exchange.bus.envelope import PUBLISHER, RECORD_ID, record_id
+from exchange.bus.envelope import DELETED, DELETION, PUBLISHER, RECORD_ID, deletion_id, record_id
 from exchange.catalog.model import Catalog, Resource
 from exchange.errors import ExchangeError, PermissionDenied, PublishIncomplete, RecordInvalid
 
@@ -50,7 +57,7 @@ class Prepared:
 
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None  # None: a deletion (tombstone)
     record_id: str
     headers: list[tuple[str, bytes]]
     resource: str
@@ -83,6 +90,37 @@ def _field_of(exc: ValidationError) -> tuple[str | None, str]:
             short = str(name).rsplit(".", 1)[-1]
             return short, f"{err.datum!r} is not a valid {json.dumps(err.schema)}"
     return None, str(exc)
+
+
+MAX_KEY = 1000  # characters of a key field's value
+
+
+def now_stamp() -> bytes:
+    """Nanoseconds since the epoch, as text: what makes each deletion's id its own."""
+    return str(time.time_ns()).encode()
+
+
+def _key_text(res: Resource, key: object, index: int | None) -> str:
+    """The Kafka key of ``key`` as the publisher writes it (``str`` of the key field)."""
+    avro_type = res.field(res.key).avro_type
+    kind = avro_type if isinstance(avro_type, str) else None
+    if isinstance(key, bool) or key is None:
+        problem = f"{key!r} is not a value of the key field"
+    elif kind in ("int", "long"):
+        try:
+            number = int(str(key).strip())
+        except ValueError:
+            number = None
+        problem = "" if number is not None else f"{key!r} is not an integer ({kind} key)"
+        key = number
+    else:
+        problem = "" if str(key).strip() else "an empty key names no record"
+    text = str(key)
+    if not problem and len(text) > MAX_KEY:
+        problem = f"the key is {len(text)} characters long; at most {MAX_KEY}"
+    if problem:
+        raise RecordInvalid(problem, resource=res.id, field=res.key, index=index)
+    return text
 
 
 class Publisher:
@@ -184,6 +222,31 @@ class Publisher:
             headers=[(RECORD_ID, rid.encode()), (PUBLISHER, self.department.encode())],
             resource=res.id,
             line=line,
+        )
+
+    def prepare_deletion(
+        self, resource_id: str, key: object, *, index: int | None = None
+    ) -> Prepared:
+        """A tombstone for the record of ``key`` (its key field's value); checks the key.
+
+        A key that its key field could not hold (not an integer for an ``int`` or ``long``
+        key, empty, too long) raises :class:`RecordInvalid` naming the key field.
+        """
+        res = self._resource(resource_id)
+        text = _key_text(res, key, index)
+        body = text.encode("utf-8")
+        rid = deletion_id(res.id, body, now_stamp())
+        return Prepared(
+            topic=topics.source(res.provider, res.id),
+            key=body,
+            value=None,
+            record_id=rid,
+            headers=[
+                (RECORD_ID, rid.encode()),
+                (PUBLISHER, self.department.encode()),
+                (DELETION, DELETED.encode()),
+            ],
+            resource=res.id,
         )
 
     def prepare_encoded(
@@ -317,6 +380,17 @@ class Publisher:
         ``records``) and nothing is sent.
         """
         prepared = [self.prepare(resource_id, r, index=i) for i, r in enumerate(records)]
+        await self.send(prepared)
+        return [p.record_id for p in prepared]
+
+    async def delete(self, resource_id: str, keys: Iterable[object]) -> list[str]:
+        """Delete the records of ``keys`` (values of the resource's key field); their ids.
+
+        All or nothing, like :meth:`publish`: a key that is not valid raises
+        :class:`RecordInvalid` (naming its index) and nothing is sent. Deleting a key
+        that has no record is harmless: no consumer holds it.
+        """
+        prepared = [self.prepare_deletion(resource_id, k, index=i) for i, k in enumerate(keys)]
         await self.send(prepared)
         return [p.record_id for p in prepared]
 

@@ -6,6 +6,17 @@ never needs the provider's schema. A provider reading its own resource reads
 the source topic. Records carry a stable id; the reader drops ids it has
 already seen, so at-least-once delivery looks like exactly-once to the
 application.
+
+Besides records (:class:`Received`), a reader yields two events, typed so an
+application cannot mistake them for data:
+
+* :class:`Deletion`: the record of a key is gone from the reader's view, because
+  the provider deleted it (``reason`` ``deleted``) or an update moved it out of
+  the reader's row filter (``left-view``). Drop the key's row.
+* :class:`Retraction`: a grant was revoked or expired; ``at_rest`` says what to do
+  with what was received under it: ``delete`` the rows, or ``keep-frozen`` (keep
+  them, no longer updated, marked as retracted). One arrives on each partition
+  of the topic, after every record delivered there under the grant.
 """
 
 from __future__ import annotations
@@ -22,7 +33,14 @@ from aiokafka.errors import TopicAuthorizationFailedError
 from exchange.avro import wire
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
-from exchange.bus.envelope import RECORD_ID
+from exchange.bus.envelope import (
+    AT_REST,
+    DELETED,
+    DELETION,
+    RECORD_ID,
+    RETRACTION,
+    RETRACTION_REASON,
+)
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
 from exchange.errors import DecodeError, ExchangeError
@@ -38,6 +56,40 @@ class Received:
     partition: int
     offset: int
     headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """The record of ``key`` left the reader's view: deleted by its provider, or filtered out."""
+
+    record_id: str | None
+    key: str
+    #: ``deleted`` (the provider deleted it) or ``left-view`` (no longer in the row filter)
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Retraction:
+    """Grant ``grant_id`` ended (revoked or expired): handle its rows as ``at_rest`` says."""
+
+    record_id: str | None
+    grant_id: str
+    #: ``delete`` or ``keep-frozen``
+    at_rest: str
+    #: ``revoked`` or ``expired``
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, str]
+
+
+#: what a reader yields
+Event = Received | Deletion | Retraction
 
 
 class SeenIds:
@@ -121,8 +173,8 @@ class Reader:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def batches(self, *, idle_timeout: float = 5.0) -> AsyncIterator[list[Received]]:
-        """Batches of new records; ends after ``idle_timeout`` seconds without any."""
+    async def batches(self, *, idle_timeout: float = 5.0) -> AsyncIterator[list[Event]]:
+        """Batches of new records and events; ends after ``idle_timeout`` seconds without any."""
         if self._consumer is None:
             raise ExchangeError("Reader is not started: use 'async with Reader(...)'")
         loop = asyncio.get_running_loop()
@@ -137,7 +189,7 @@ class Reader:
                     return
                 continue
             last = loop.time()
-            out: list[Received] = []
+            out: list[Event] = []
             for _tp, records in fetched.items():
                 for rec in records:
                     item = await self._decode(rec)
@@ -150,17 +202,19 @@ class Reader:
 
     async def read(
         self, *, max_records: int | None = None, idle_timeout: float = 5.0
-    ) -> list[Received]:
-        """Up to ``max_records`` records (all available if None)."""
-        out: list[Received] = []
+    ) -> list[Event]:
+        """Up to ``max_records`` records and events (all available if None)."""
+        out: list[Event] = []
         async for batch in self.batches(idle_timeout=idle_timeout):
             out.extend(batch)
             if max_records is not None and len(out) >= max_records:
                 return out[:max_records]
         return out
 
-    async def _decode(self, rec: Any) -> Received:
+    async def _decode(self, rec: Any) -> Event:
         headers = {k: v.decode("utf-8", "replace") for k, v in (rec.headers or [])}
+        if rec.value is None:
+            return _tombstone(rec, headers)
         try:
             sid, body = wire.unframe(rec.value)
             value = wire.decode(await self.registry.resolve(sid), body)
@@ -180,3 +234,31 @@ class Reader:
             offset=rec.offset,
             headers=headers,
         )
+
+
+def _tombstone(rec: Any, headers: dict[str, str]) -> Deletion | Retraction:
+    """What a record with no value means: a grant's retraction, or a key's deletion."""
+    where = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
+    grant = headers.get(RETRACTION)
+    if grant:
+        return Retraction(
+            record_id=headers.get(RECORD_ID),
+            grant_id=grant,
+            at_rest=headers.get(AT_REST, "delete"),
+            reason=headers.get(RETRACTION_REASON, "revoked"),
+            headers=headers,
+            **where,
+        )
+    if rec.key is None:
+        raise DecodeError(
+            f"{rec.topic}[{rec.partition}]@{rec.offset}: a record with neither key nor value",
+            topic=rec.topic,
+            offset=rec.offset,
+        )
+    return Deletion(
+        record_id=headers.get(RECORD_ID),
+        key=rec.key.decode("utf-8", "replace"),
+        reason=headers.get(DELETION, DELETED),
+        headers=headers,
+        **where,
+    )

@@ -41,6 +41,7 @@ from exchange.audit.entry import (
     AUDIT_ENTRY_V4,
     AUDIT_ENTRY_V5,
     AUDIT_ENTRY_V6,
+    AUDIT_ENTRY_V7,
     Action,
     Decision,
     Draft,
@@ -56,7 +57,7 @@ from exchange.catalog import signing
 from exchange.catalog.model import Catalog
 from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
 from exchange.sharing.dispute_records import DISPUTE_EVENT
-from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1
+from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1, GRANT_EVENT_V2
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -69,6 +70,7 @@ CONTROL_SCHEMAS = (
     CATALOG_SNAPSHOT_V1,
     CATALOG_SNAPSHOT,
     GRANT_EVENT_V1,
+    GRANT_EVENT_V2,
     GRANT_EVENT,
     AUDIT_ENTRY_V1,
     AUDIT_ENTRY_V2,
@@ -76,6 +78,7 @@ CONTROL_SCHEMAS = (
     AUDIT_ENTRY_V4,
     AUDIT_ENTRY_V5,
     AUDIT_ENTRY_V6,
+    AUDIT_ENTRY_V7,
     AUDIT_ENTRY,
     DISPUTE_EVENT,
 )

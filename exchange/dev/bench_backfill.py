@@ -46,6 +46,7 @@ async def _preload_distinct(s: b.Setup, records: int) -> str:
     async with Publisher(s.as_(provider), s.catalog, provider) as pub:
         prepared = pub.prepare(RESOURCE, template)
     marker, value = MARKER.encode(), prepared.value
+    assert value is not None  # a record, not a deletion
     at = value.index(marker)
     topic = topics.source(provider, RESOURCE)
     await kafka.ensure_topics(s.bus, [topic], partitions=3)

@@ -336,6 +336,7 @@ class Backfiller:
         partition = await self.routing.delivery_partition(view.topic, part.tp.partition)
         add = outbox.lane(view.topic, partition).add
         key_hash, through = view.key_hash, part.through
+        members = self.routing.membership.of(view)  # the keys a row-filtered view holds
         where, tag = f"{part.tp.partition}:", job.id.encode()
         keys: list[bytes] = []
         n = filtered = 0
@@ -355,6 +356,8 @@ class Backfiller:
                 (BACKFILL, tag),
             ]
             add(key if key_hash is None else key_hash(key), out, headers)
+            if members is not None:
+                members.add(key)
             n += 1
         return part, keys, n, filtered, first, last
 

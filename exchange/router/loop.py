@@ -58,6 +58,7 @@ from exchange.router.freshness import FreshnessWatch
 from exchange.router.mask_secret import check as check_mask_secret
 from exchange.router.notices import Notices
 from exchange.router.outbox import Outbox
+from exchange.router.retractions import Retractions
 from exchange.router.routing import PartitionRouter
 from exchange.router.settle import SettleOnRevoke, Settler
 from exchange.router.view import CompiledView
@@ -112,6 +113,8 @@ class Router(AsyncService):
             self.state, master_secret, self.metrics, bus=bus, partitions=partitions
         )
         self.notices = Notices(self.state, self.metrics, self.settler.drafts.add)
+        #: grants revoked or expired, to retract from their consumers with the next batch
+        self.retractions = Retractions(self.settler.drafts.add)
         self.audit: AuditWriter | None = None
         self._consumer: Any = None
         self._producer: Any = None
@@ -203,9 +206,27 @@ class Router(AsyncService):
 
         Then audit the expiries and overdue applications noticed meanwhile.
         """
+        before = self.view_table.views
         now = await self.view_table.recompile(everything=everything)
         if now is not None:
+            self._retract(before, now)
             self.notices.watch(now)
+
+    def _retract(self, before: dict[str, list[CompiledView]], now: dt.datetime) -> None:
+        """Queue a retraction for each grant whose view the recompile dropped."""
+        catalog = self.state.catalog
+
+        def provider_of(res_id: str) -> str:
+            res = catalog.resources.get(res_id)
+            return res.provider if res is not None else ""
+
+        ended = self.retractions.noticed(
+            before, self.view_table.views, self.state.book, now, provider_of
+        )
+        for r in ended:
+            self.metrics.retractions.labels(r.resource, r.consumer).inc()
+            if self._routing is not None:
+                self._routing.membership.forget(r.resource, r.consumer)
 
     # --- start and stop --------------------------------------------------------
 
@@ -369,7 +390,7 @@ class Router(AsyncService):
             self.notices.watch(dt.datetime.now(dt.UTC))
         if backfill.due:
             await backfill.reconcile(self._consumer, batch)
-        if not batch and not backfill.ready:
+        if not batch and not backfill.ready and not self.retractions.pending:
             if settler.drafts:
                 settler.add([], [], {}, 0, None)
             return 0
@@ -382,6 +403,8 @@ class Router(AsyncService):
         outbox = Outbox(self._producer)
         route = self._routing.route
         try:
+            # a grant's retraction follows every record delivered under it
+            await self.retractions.emit(outbox, self.assignment(), self._routing.delivery_partition)
             # the backfill's records first: in each partition they precede the live ones
             chunks = await backfill.emit(outbox, now)
             for tp, records in batch.items():

@@ -25,13 +25,14 @@ from exchange.audit.key_hash import KEY_HASHES, KeyHasher
 from exchange.avro import wire
 from exchange.avro.scan import LazyRecord
 from exchange.bus import topics
-from exchange.bus.envelope import RECORD_ID, record_id
+from exchange.bus.envelope import DELETED, LEFT_VIEW, RECORD_ID, record_id
 from exchange.bus.limits import MAX_VALUE_BYTES  # publishers refuse larger values up front
 from exchange.catalog.model import Resource
 from exchange.errors import DecodeError
 from exchange.metrics import RouterMetrics
 from exchange.router import corrections
 from exchange.router.dead_letters import SOURCE_OFFSET, DeadLetters
+from exchange.router.deletions import Membership, deletion_draft, reaches, tombstone_headers
 from exchange.router.outbox import Outbox
 from exchange.router.settle import PendingDrafts
 from exchange.router.view import CompiledView
@@ -40,8 +41,24 @@ from exchange.sharing.dispute_records import CORRECTS_HEADER
 
 #: per view, for the per-record loop: where to add, whether to pass the source bytes,
 #: the slice renderer, the key's hashing (None: the source key as it is), where to note
-#: the key and offset of a record delivered
-_Plan = tuple[Any, bool, Any, Any, Any]
+#: the key and offset of a record delivered, the keys the view holds (None: no row filter)
+_Plan = tuple[Any, bool, Any, Any, Any, set[bytes] | None]
+#: per view: the (key, source offset) of every record delivered, deleted, left the view
+_Keys = list[tuple[bytes, int]]
+
+
+class _Tally:
+    """What one source partition's records did, per view: counts and keys for the audit."""
+
+    __slots__ = ("counts", "deleted", "delivered", "left", "noted")
+
+    def __init__(self, views: int) -> None:
+        self.counts = [[0, 0] for _ in range(views)]  # delivered, filtered
+        self.delivered: list[_Keys] = [[] for _ in range(views)]
+        self.deleted: list[_Keys] = [[] for _ in range(views)]
+        self.left: list[_Keys] = [[] for _ in range(views)]
+        #: corrections (疑义校核) delivered: view index, dispute id, record id
+        self.noted: list[tuple[int, bytes, bytes]] = []
 
 
 class PartitionRouter:
@@ -63,6 +80,8 @@ class PartitionRouter:
         self.metrics = metrics
         #: hashes the keys of delivered records into the delivery entries (audit trace)
         self.key_hasher = key_hasher or KeyHasher(None)
+        #: the keys each row-filtered view holds (who gets a deletion, who left a view)
+        self.membership = Membership()
         self._partition_counts: dict[str, int] = {}
 
     async def route(
@@ -88,12 +107,10 @@ class PartitionRouter:
             (v, outbox.lane(v.topic, await self.delivery_partition(v.topic, source_partition)))
             for v in views
         ]
-        counts = [[0, 0] for _ in targets]  # per view: delivered, filtered
-        keys: list[list[tuple[bytes, int]]] = [[] for _ in targets]  # per view: key, offset
-        noted: list[tuple[int, bytes, bytes]] = []  # corrections delivered: view, dispute, id
-        futures = await self._route_records(res, records, targets, counts, keys, noted)
-        self._account(res, records, targets, counts, keys)
-        for draft in corrections.delivered_drafts(res, targets, noted):
+        tally = _Tally(len(targets))
+        futures = await self._route_records(res, records, targets, tally)
+        self._account(res, records, targets, tally)
+        for draft in corrections.delivered_drafts(res, targets, tally.noted):
             self.drafts.add(draft)
         return futures
 
@@ -102,15 +119,15 @@ class PartitionRouter:
         res: Resource,
         records: list[Any],
         targets: list[tuple[CompiledView, Any]],
-        counts: list[list[int]],
-        keys: list[list[tuple[bytes, int]]],
-        noted: list[tuple[int, bytes, bytes]],
+        tally: _Tally,
     ) -> list[Any]:
         """The per-record loop: each record to every view in ``targets``; dead-letter futures.
 
-        ``counts[i]`` gets the records delivered and filtered out for ``targets[i]``, and
-        ``keys[i]`` the key and source offset of each record delivered to it; ``noted``
-        each delivery of a correction (view index, dispute id, record id).
+        ``tally.counts[i]`` gets the records delivered and filtered out for ``targets[i]``,
+        and ``tally.delivered[i]`` (``left[i]``) the key and source offset of each record
+        delivered to it (deleted for it because it left its row filter); ``tally.noted``
+        each delivery of a correction (view index, dispute id, record id). A tombstone goes
+        to :meth:`_delete`.
         """
         correction_of = corrections.correction_of
         futures: list[Any] = []
@@ -119,13 +136,28 @@ class PartitionRouter:
         scanner = decoder.scanner
         header = wire.frame(res.schema_id, b"")  # records of the current schema start so
         plans: list[_Plan] = [
-            (lane.add, view.passthrough, view.slice_renderer, view.key_hash, keys[i].append)
+            (
+                lane.add,
+                view.passthrough,
+                view.slice_renderer,
+                view.key_hash,
+                tally.delivered[i].append,
+                self.membership.of(view),
+            )
             for i, (view, lane) in enumerate(targets)
         ]
+        counts, left, noted = tally.counts, tally.left, tally.noted
         resource, key_field = res.id, res.key
         key_bytes = scanner.string_bytes(key_field) if scanner is not None else None
         for rec in records:
             value = rec.value
+            if value is None:  # a tombstone: the provider deleted the record of this key
+                if rec.key is None:
+                    why = "a deletion (a record with no value) without a key"
+                    futures.append(await self.dead_letters.send(resource, rec, why))
+                else:
+                    self._delete(resource, rec, where, targets, plans, tally)
+                continue
             try:
                 if (
                     scanner is not None
@@ -158,7 +190,7 @@ class PartitionRouter:
             corrects = correction_of(rec.headers)
             if corrects is not None:  # a corrected record (疑义校核) says which dispute
                 headers.append((CORRECTS_HEADER, corrects))
-            for i, (add, passthrough, render, key_hash, delivered) in enumerate(plans):
+            for i, (add, passthrough, render, key_hash, delivered, members) in enumerate(plans):
                 if passthrough and same_schema:
                     out = value  # the source bytes as they came
                 elif current and render is not None and offsets is not None:
@@ -167,23 +199,48 @@ class PartitionRouter:
                     out = targets[i][0].render(record)
                 if out is None:
                     counts[i][1] += 1
+                    if members and key in members:  # it held the key: now it left the view
+                        members.discard(key)
+                        gone = tombstone_headers(resource, key, where, rec.offset, LEFT_VIEW)
+                        add(key if key_hash is None else key_hash(key), None, gone)
+                        left[i].append((key, rec.offset))
                     continue
                 add(key if key_hash is None else key_hash(key), out, headers)
                 delivered((key, rec.offset))
                 counts[i][0] += 1
+                if members is not None:
+                    members.add(key)
                 if corrects is not None:
                     noted.append((i, corrects, rid))
         return futures
+
+    @staticmethod
+    def _delete(
+        resource: str,
+        rec: Any,
+        where: bytes,
+        targets: list[tuple[CompiledView, Any]],
+        plans: list[_Plan],
+        tally: _Tally,
+    ) -> None:
+        """A source tombstone: a tombstone for each view that holds its key."""
+        key: bytes = rec.key
+        headers = tombstone_headers(resource, key, where, rec.offset, DELETED)
+        for i, (add, _, _, key_hash, _, members) in enumerate(plans):
+            if reaches(targets[i][0], members, key):
+                add(key if key_hash is None else key_hash(key), None, headers)
+                tally.deleted[i].append((key, rec.offset))
 
     def _account(
         self,
         res: Resource,
         records: list[Any],
         targets: list[tuple[CompiledView, Any]],
-        counts: list[list[int]],
-        keys: list[list[tuple[bytes, int]]],
+        tally: _Tally,
     ) -> None:
-        """Metrics of the partition's records, and one delivery entry per view that had any."""
+        """Metrics of the partition's records, and one delivery entry per view that had any
+        (and one per view that had deletions, one per view some records left)."""
+        counts, keys = tally.counts, tally.delivered
         delivered = {view.consumer: counts[i][0] for i, (view, _) in enumerate(targets)}
         filtered = {view.consumer: counts[i][1] for i, (view, _) in enumerate(targets)}
         self.metrics.records_in.labels(res.id).inc(len(records))
@@ -198,6 +255,16 @@ class PartitionRouter:
             if delivered.get(view.consumer) or filtered.get(view.consumer):
                 hashes = self.key_hasher.details(res.id, keys[i], digests)
                 self.drafts.add(_delivery_draft(res, view, records, delivered, filtered, hashes))
+            for action, gone in (
+                (Action.RECORD_DELETED, tally.deleted[i]),
+                (Action.RECORD_LEFT_VIEW, tally.left[i]),
+            ):
+                if gone:
+                    hashes = self.key_hasher.details(res.id, gone, digests)
+                    self.drafts.add(deletion_draft(action, res, view, records, len(gone), hashes))
+                    self.metrics.deletions.labels(res.id, view.consumer, action.value).inc(
+                        len(gone)
+                    )
 
     async def delivery_partition(self, topic: str, source_partition: int) -> int:
         """Delivery partition: the source partition modulo the topic's partition count.

@@ -30,6 +30,7 @@ from exchange.sharing.records import (
     MAX_TEXT,
     Application,
     AppStatus,
+    AtRest,
     EventKind,
     Grant,
     GrantEvent,
@@ -57,6 +58,11 @@ def _check_kind(ev: GrantEvent) -> None:
         raise _refuse(f"grant kind {ev.grant_kind!r} is unknown: one of {', '.join(kinds)}")
     if ev.kind is EventKind.APPLIED and (ev.quota_per_second or ev.quota_per_day):
         raise _refuse("quotas are the provider's to set when it approves, not the applicant's")
+    rules = [r.value for r in AtRest]
+    if ev.at_rest is not None and ev.at_rest not in rules:
+        raise _refuse(f"rule for data at rest {ev.at_rest!r} is unknown: one of {', '.join(rules)}")
+    if ev.at_rest is not None and ev.kind is not EventKind.APPROVED:
+        raise _refuse("the rule for data at rest is the provider's to set when it approves")
 
 
 class GrantBook:
@@ -325,6 +331,7 @@ class GrantBook:
                 kind=GrantKind(ev.grant_kind or GrantKind.DATA.value),
                 quota_per_second=ev.quota_per_second,
                 quota_per_day=ev.quota_per_day,
+                at_rest=AtRest(ev.at_rest or AtRest.DELETE.value),
             )
             self.current[key] = ev.grant_id
         elif ev.kind is EventKind.REJECTED:

@@ -35,7 +35,17 @@ class GrantKind(StrEnum):
 MAX_QUOTA = 1_000_000_000
 #: fields added to commands after signatures existed: left out of what is signed while
 #: unset, so that every command signed before them still verifies
-LATER_FIELDS = ("grant_kind", "quota_per_second", "quota_per_day")
+LATER_FIELDS = ("grant_kind", "quota_per_second", "quota_per_day", "at_rest")
+
+
+class AtRest(StrEnum):
+    """What the consumer does with the rows it holds when a grant is revoked or expires
+    (使用完毕 data disposal: a common condition of 有条件共享)."""
+
+    #: delete every row received under the grant (the default)
+    DELETE = "delete"
+    #: keep the rows, frozen (no longer updated) and marked as retracted
+    KEEP_FROZEN = "keep-frozen"
 
 
 class EventKind(StrEnum):
@@ -124,6 +134,13 @@ GRANT_EVENT: dict[str, Any] = {
             "default": None,
             "doc": "an approval's limit on requests per day (Beijing time) by key",
         },
+        {
+            "name": "at_rest",
+            "type": ["null", "string"],
+            "default": None,
+            "doc": "an approval's rule for the rows its consumer holds once the grant is revoked "
+            "or expires: delete (default) or keep-frozen",
+        },
     ],
 }
 
@@ -132,6 +149,11 @@ GRANT_EVENT: dict[str, Any] = {
 GRANT_EVENT_V1: dict[str, Any] = {
     **GRANT_EVENT,
     "fields": [f for f in GRANT_EVENT["fields"] if f["name"] not in LATER_FIELDS],
+}
+#: the grant event as written before approvals carried their rule for data at rest
+GRANT_EVENT_V2: dict[str, Any] = {
+    **GRANT_EVENT,
+    "fields": [f for f in GRANT_EVENT["fields"] if f["name"] != "at_rest"],
 }
 
 
@@ -168,6 +190,8 @@ class GrantEvent:
     grant_kind: str | None = None
     quota_per_second: int | None = None
     quota_per_day: int | None = None
+    #: :class:`AtRest` value of an approval (None: delete)
+    at_rest: str | None = None
 
     def to_avro(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -257,6 +281,8 @@ class Grant:
     kind: GrantKind = GrantKind.DATA
     quota_per_second: int | None = None
     quota_per_day: int | None = None
+    #: what its consumer does with the rows it holds once the grant is revoked or expires
+    at_rest: AtRest = AtRest.DELETE
 
     @property
     def verify_only(self) -> bool:

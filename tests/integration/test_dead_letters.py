@@ -66,7 +66,7 @@ def bad_values(catalog: Catalog, valid: bytes) -> list[tuple[str, bytes | None, 
         ),
         ("truncated Avro", valid[: len(valid) // 2], "Avro body does not match its schema"),
         ("empty value", b"", "empty value"),
-        ("tombstone", None, "empty value"),
+        # a tombstone (a key, no value) is a deletion: test_deletions
         ("header cut short", b"\x00\x00\x01", "value of 3 bytes is shorter than the 5-byte"),
         (
             "another resource's schema id",

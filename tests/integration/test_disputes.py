@@ -242,7 +242,8 @@ async def test_an_unanswered_dispute_is_audited_overdue_once(
     gauge = router.router.metrics.registry.get_sample_value(
         "gov_exchange_disputes_overdue", {"provider": "health"}
     )
-    assert gauge is not None and gauge >= 1  # what GovExchangeDisputeOverdue watches
+    assert gauge is not None  # what GovExchangeDisputeOverdue watches
+    assert gauge >= 1
     async with Department(principals.of("health"), "health") as health:
         listed = [d.id for d in await health.disputes(status="overdue")]
     assert dispute_id not in listed  # overdue counts working days from now: not yet

@@ -27,7 +27,7 @@ from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog, ShareType
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
-from exchange.clients.reader import Reader
+from exchange.clients.reader import Reader, Received
 from exchange.dev import sample
 from exchange.sharing import records
 
@@ -97,7 +97,8 @@ class Watcher:
                     async for batch in batches:
                         now = time.time()
                         for rec in batch:
-                            self.arrived.setdefault(rec.value["certificate_no"], now)
+                            if isinstance(rec, Received):  # not the grant's retraction
+                                self.arrived.setdefault(rec.value["certificate_no"], now)
                         if self.stop.is_set():
                             break
 
@@ -156,7 +157,7 @@ async def measure_stop(
         t.result()
 
     on_topic = await read_topic(bus, topic, idle=1.0)
-    delivered = {r.value["certificate_no"] for r in on_topic}
+    delivered = {r.value["certificate_no"] for r in on_topic if isinstance(r, Received)}
     delivered &= set(feeder.sent)
     assert set(watcher.arrived) & set(feeder.sent) == delivered
     first_arrival = min(watcher.arrived[c] for c in delivered)

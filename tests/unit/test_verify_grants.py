@@ -126,7 +126,7 @@ def test_an_applicant_cannot_set_its_own_quota(sample_catalog: Catalog) -> None:
 
 
 def test_a_command_signed_before_these_fields_still_verifies_and_decodes() -> None:
-    later = ("grant_kind", "quota_per_second", "quota_per_day")
+    later = ("grant_kind", "quota_per_second", "quota_per_day", "at_rest")
     ev = event(EventKind.SUBSCRIBED, "hrss", "hrss")
     old_fields = {k: v for k, v in ev.to_avro().items() if k not in later}
     # what an older client signed is what the book verifies now
