@@ -62,6 +62,18 @@ class Action(StrEnum):
     FILE_IMPORT_REFUSED = "FILE_IMPORT_REFUSED"
     #: a department asked for its full view again (exchange resync)
     RESYNC_REQUESTED = "RESYNC_REQUESTED"
+    #: 符合性审查: the data-sharing authority passed (forwarded, or authorised) or returned
+    #: an application
+    APPLICATION_REVIEWED = "APPLICATION_REVIEWED"
+    #: 共享争议: a consumer contested a refusal; a negotiation message; an escalation to the
+    #: authority; the authority's decision (upheld / ordered); the provider's appeal of an order
+    APPLICATION_CONTESTED = "APPLICATION_CONTESTED"
+    DISPUTE_NEGOTIATED = "DISPUTE_NEGOTIATED"
+    DISPUTE_ESCALATED = "DISPUTE_ESCALATED"
+    DISPUTE_DECIDED = "DISPUTE_DECIDED"
+    ORDER_APPEALED = "ORDER_APPEALED"
+    #: a stage of an application reaches its last day unanswered (催办 reminder, by the router)
+    APPLICATION_REMINDED = "APPLICATION_REMINDED"
 
 
 class Decision(StrEnum):
@@ -95,6 +107,18 @@ class Decision(StrEnum):
     NOT_MATCHED = "not_matched"
     SIGNED = "signed"
     REQUESTED = "requested"
+    #: compliance review (符合性审查): forwarded to the provider / authorised at once / returned
+    PASSED = "passed"
+    AUTHORISED = "authorised"
+    RETURNED = "returned"
+    CONTESTED = "contested"
+    NEGOTIATED = "negotiated"
+    ESCALATED = "escalated"
+    #: the authority's decision on a dispute: the refusal stands / sharing ordered
+    UPHELD = "upheld"
+    ORDERED = "ordered"
+    APPEALED = "appealed"
+    REMINDED = "reminded"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before
@@ -167,14 +191,33 @@ _GATEWAY = (Action.RECORD_QUERIED, Action.RECORD_VERIFIED)
 #: connectors) and RESYNC_REQUESTED were added to the actions, oldest first:
 #: entries written with them are still read
 _LATER = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED, Action.RESYNC_REQUESTED)
-AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_LATER)
-AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_LATER)
-AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_LATER)
-AUDIT_ENTRY_V4 = _without(*_LATER)
-AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED)
+#: the actions of the data-sharing authority's workflow (review, disputes, reminders)
+_AUTHORITY = (
+    Action.APPLICATION_REVIEWED,
+    Action.APPLICATION_CONTESTED,
+    Action.DISPUTE_NEGOTIATED,
+    Action.DISPUTE_ESCALATED,
+    Action.DISPUTE_DECIDED,
+    Action.ORDER_APPEALED,
+    Action.APPLICATION_REMINDED,
+)
+AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_LATER, *_AUTHORITY)
+AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_LATER, *_AUTHORITY)
+AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_LATER, *_AUTHORITY)
+AUDIT_ENTRY_V4 = _without(*_LATER, *_AUTHORITY)
+AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED, *_AUTHORITY)
+#: before the data-sharing authority's workflow (review, disputes, reminders)
+AUDIT_ENTRY_V6 = _without(*_AUTHORITY)
 AUDIT_CODEC = ControlCodec(
     AUDIT_ENTRY,
-    older=(AUDIT_ENTRY_V1, AUDIT_ENTRY_V2, AUDIT_ENTRY_V3, AUDIT_ENTRY_V4, AUDIT_ENTRY_V5),
+    older=(
+        AUDIT_ENTRY_V1,
+        AUDIT_ENTRY_V2,
+        AUDIT_ENTRY_V3,
+        AUDIT_ENTRY_V4,
+        AUDIT_ENTRY_V5,
+        AUDIT_ENTRY_V6,
+    ),
 )
 
 

@@ -44,6 +44,7 @@ from exchange.avro.control_records import ControlCodec
 from exchange.errors import DecodeError
 from exchange.sharing.grants import GrantBook
 from exchange.sharing.records import Application, AppStatus, Grant, GrantKind
+from exchange.sharing.stages import Stage, Step
 
 BOOK_SNAPSHOT_V1: avro.Schema = {
     "type": "record",
@@ -117,7 +118,10 @@ _FIELDS = {cls: {f.name for f in fields(cls)} for cls in (Application, Grant)}
 
 
 def _plain(obj: Any) -> dict[str, Any]:
-    return {k: _ms(v) if k in _TIMES else v for k, v in asdict(obj).items()}
+    d = {k: _ms(v) if k in _TIMES else v for k, v in asdict(obj).items()}
+    if "steps" in d:  # an application's path: compact rows, times as milliseconds
+        d["steps"] = [s.to_plain() for s in obj.steps]
+    return d
 
 
 def _table(cls: Any, objs: Iterable[Any]) -> dict[str, Any]:
@@ -161,6 +165,10 @@ def _revive(cls: Any, d: dict[str, Any]) -> Any:
         d["status"] = AppStatus(d["status"])
     if "kind" in d:
         d["kind"] = GrantKind(d["kind"])
+    if "stage" in d:
+        d["stage"] = Stage(d["stage"])
+    if "steps" in d:
+        d["steps"] = tuple(Step.from_plain(row) for row in d["steps"])
     if d.keys() != _FIELDS[cls]:
         return cls(**d)
     obj = object.__new__(cls)

@@ -40,6 +40,7 @@ from exchange.audit.entry import (
     AUDIT_ENTRY_V3,
     AUDIT_ENTRY_V4,
     AUDIT_ENTRY_V5,
+    AUDIT_ENTRY_V6,
     Action,
     Decision,
     Draft,
@@ -54,7 +55,7 @@ from exchange.bus.registry import SchemaRegistry
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog
 from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
-from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1
+from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1, GRANT_EVENT_V2
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -67,12 +68,14 @@ CONTROL_SCHEMAS = (
     CATALOG_SNAPSHOT_V1,
     CATALOG_SNAPSHOT,
     GRANT_EVENT_V1,
+    GRANT_EVENT_V2,
     GRANT_EVENT,
     AUDIT_ENTRY_V1,
     AUDIT_ENTRY_V2,
     AUDIT_ENTRY_V3,
     AUDIT_ENTRY_V4,
     AUDIT_ENTRY_V5,
+    AUDIT_ENTRY_V6,
     AUDIT_ENTRY,
 )
 

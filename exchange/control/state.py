@@ -38,10 +38,10 @@ from exchange.control.lineage import Lineage
 from exchange.errors import BrokerUnavailable, ControlStateReset, DecodeError, ExchangeError
 from exchange.lifecycle import AsyncService
 from exchange.sharing.grants import GrantBook
-from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1, GrantEvent
+from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1, GRANT_EVENT_V2, GrantEvent
 
 log = logging.getLogger(__name__)
-GRANT_CODEC = ControlCodec(GRANT_EVENT, older=(GRANT_EVENT_V1,))
+GRANT_CODEC = ControlCodec(GRANT_EVENT, older=(GRANT_EVENT_V1, GRANT_EVENT_V2))
 CHECK_EVERY_S = 0.5  # a following follower checks the control topics' lineage this often
 NO_CATALOG = "no catalog has been loaded on this bus: run 'exchange catalog load schemas/' first"
 
