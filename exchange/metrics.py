@@ -37,6 +37,20 @@ class AuditMetrics:
             "(0 when none waits); the rule is an answer within 10 working days",
             registry=r,
         )
+        self.applications_overdue = Gauge(
+            f"{prefix}_applications_overdue",
+            "Applications whose stage under way (review, answer, negotiation, decision) is "
+            "past its time limit in working days (workflow.yaml), per stage",
+            ["stage"],
+            registry=r,
+        )
+        self.application_reminders = Counter(
+            f"{prefix}_application_reminders",
+            "Reminders (催办) audited: a stage of an application at its last working day, "
+            "per stage",
+            ["stage"],
+            registry=r,
+        )
 
 
 class CalendarMetrics:

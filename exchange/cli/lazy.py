@@ -68,10 +68,31 @@ COMMANDS: dict[str, Lazy] = {
         "agent",
         "Keep a department's session open so its approve, reject and revoke take milliseconds.",
     ),
+    "review": Lazy(
+        "authority",
+        "review",
+        "Review an application for compliance (符合性审查; the data-sharing authority only).",
+    ),
+    "contest": Lazy(
+        "authority",
+        "contest",
+        "Contest the rejection of your application (共享争议); negotiation with the provider opens.",
+    ),
+    "dispute": Lazy(
+        "authority",
+        "dispute_app",
+        "Disputes over refusals (共享争议): negotiate, escalate, the authority's decision, "
+        "the provider's appeal.",
+    ),
+    "application": Lazy(
+        "authority",
+        "application",
+        "Show the whole path of one application, with dates, actors, reasons and due dates.",
+    ),
     "applications": Lazy(
         "sharing",
         "applications",
-        "List applications, newest first; overdue = unanswered after 10 working days.",
+        "List applications, newest first; overdue = a stage past its time limit.",
     ),
     "subscriptions": Lazy(
         "backfill",

@@ -33,12 +33,13 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Self
 
-from exchange import beijing, workdays
+from exchange import beijing
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
 from exchange.catalog import signing
+from exchange.clients import workflow
 from exchange.control.state import GRANT_CODEC, ControlFollower, ControlState
 from exchange.errors import (
     CommandRefused,
@@ -350,7 +351,7 @@ class Department:
                 fields=wanted,
                 legal_basis=legal_basis,
                 applied_at=event.at,
-                **workdays.due_facts(event.at),
+                **self.state.book.applications[app_id].windows()[-1].due_facts(),
                 event_id=event.event_id,
             ),
         )
@@ -525,6 +526,58 @@ class Department:
             }
 
         await self._answer("revoke", facts, Action.GRANT_REVOKED, Decision.REVOKED, make)
+
+    # --- the data-sharing authority's workflow (exchange.clients.workflow) -------
+
+    async def review(self, application_id: str, *, passed: bool, reason: str | None = None) -> str:
+        """符合性审查 (the data-sharing authority only): pass an application (forwarded to the
+        provider; unconditional data is authorised at once) or return it with a reason.
+        Returns the application's stage after it."""
+        return await workflow.review(self, application_id, passed=passed, reason=reason)
+
+    async def contest(self, application_id: str, *, reason: str) -> str:
+        """共享争议 (the applicant): contest a rejection, saying why the data is still needed;
+        the negotiation with the provider opens. Returns the stage (negotiation)."""
+        return await workflow.simple(self, "contest", application_id, reason)
+
+    async def negotiate(self, application_id: str, *, message: str) -> str:
+        """One message of the negotiation (consumer or provider), recorded on the path."""
+        return await workflow.simple(self, "negotiate", application_id, message)
+
+    async def escalate(self, application_id: str, *, reason: str) -> str:
+        """Escalate a dispute to the data-sharing authority (consumer or provider)."""
+        return await workflow.simple(self, "escalate", application_id, reason)
+
+    async def uphold(self, application_id: str, *, reason: str) -> str:
+        """The authority's decision: the provider's refusal stands."""
+        return await workflow.simple(self, "uphold", application_id, reason)
+
+    async def order(
+        self,
+        application_id: str,
+        *,
+        reason: str,
+        fields: Iterable[str] | None = None,
+        row_filter: str | None = None,
+        masks: Mapping[str, str] | None = None,
+        until: dt.datetime | dt.date | None = None,
+    ) -> str:
+        """The authority's decision: order the provider to share (责令共享), with fields,
+        row filter, masks and expiry as an approval; returns the grant id. The router
+        delivers under it; only the authority can end it (the provider may appeal)."""
+        return await workflow.order(
+            self,
+            application_id,
+            reason=reason,
+            fields=fields,
+            row_filter=row_filter,
+            masks=masks,
+            until=until,
+        )
+
+    async def appeal(self, application_id: str, *, reason: str) -> str:
+        """The provider appeals an order; recorded, the ordered grant stands."""
+        return await workflow.simple(self, "appeal", application_id, reason)
 
     # --- listings --------------------------------------------------------------
 
