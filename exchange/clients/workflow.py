@@ -16,19 +16,39 @@ date, its time limit, the working days taken and ``within_time_limit``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from exchange import beijing, workdays
 from exchange.audit.entry import Action, Decision, detail_map
 from exchange.catalog.model import ShareType
+from exchange.control.state import ControlState
 from exchange.errors import CommandRefused
 from exchange.sharing import limits as command_limits
 from exchange.sharing.records import Application, EventKind, GrantEvent, new_id
 from exchange.sharing.stages import Stage
 
-if TYPE_CHECKING:
-    from exchange.clients.department import Department
+
+class Department(Protocol):
+    """What these commands need of :class:`exchange.clients.department.Department`."""
+
+    department: str
+
+    @property
+    def state(self) -> ControlState: ...
+
+    async def refresh(self) -> ControlState: ...
+
+    async def _application(self, application_id: str, facts: dict[str, Any]) -> Application: ...
+
+    async def _answer(
+        self,
+        command: str,
+        facts: dict[str, Any],
+        action: Action,
+        decision: str,
+        make: Callable[[], Awaitable[tuple[GrantEvent, dict[str, Any]]]],
+    ) -> GrantEvent: ...
 
 
 def stage_facts(app: Application, at: dt.datetime) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from exchange.catalog.model import Catalog, Department, ShareType
 from exchange.errors import CommandRefused
@@ -40,8 +40,24 @@ from exchange.sharing.records import (
 )
 from exchange.sharing.stages import Stage
 
-if TYPE_CHECKING:
-    from exchange.sharing.grants import GrantBook
+
+class GrantBook(Protocol):
+    """What these rules need of :class:`exchange.sharing.grants.GrantBook` (which calls them)."""
+
+    applications: dict[str, Application]
+    grants: dict[str, Grant]
+    subscriptions: set[tuple[str, str]]
+
+    def application_of(self, ev: GrantEvent) -> Application: ...
+
+    def add_grant(
+        self, ev: GrantEvent, app: Application, *, ordered_by: str | None = None
+    ) -> None: ...
+
+    @staticmethod
+    def step(
+        app: Application, ev: GrantEvent, name: str, to: Stage, outcome: str = ""
+    ) -> dict[str, Any]: ...
 
 
 def _reason(ev: GrantEvent, what: str) -> None:
@@ -74,8 +90,7 @@ def _in_stage(app: Application, *allowed: Stage) -> None:
     if app.stage not in allowed:
         wanted = " or ".join(s.value for s in allowed)
         raise CommandRefused(
-            f"application {app.id} is at stage {app.stage.value} ({app.stage.zh}), "
-            f"not {wanted}"
+            f"application {app.id} is at stage {app.stage.value} ({app.stage.zh}), not {wanted}"
         )
 
 
@@ -142,8 +157,7 @@ def _check_appeal(book: GrantBook, ev: GrantEvent, catalog: Catalog) -> None:
     provider = catalog.resource(app.resource).provider
     if ev.actor != provider:
         raise CommandRefused(
-            f"only the provider ({provider}) may appeal the order on {app.id}; "
-            f"{ev.actor!r} may not"
+            f"only the provider ({provider}) may appeal the order on {app.id}; {ev.actor!r} may not"
         )
     _in_stage(app, Stage.ORDERED)
     _reason(ev, "the grounds of the appeal")
