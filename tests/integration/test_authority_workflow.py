@@ -10,16 +10,22 @@ National Day holiday.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 from routing_support import RouterRun, publish, read_topic, running_router, wait_views
 
+from exchange.admin.users import Principals
 from exchange.audit.entry import Action, AuditEntry, Decision, Draft
 from exchange.audit.log import entries_only, read_log
 from exchange.avro.jsoncodec import CHINA_TZ
@@ -29,10 +35,14 @@ from exchange.catalog import signing
 from exchange.catalog.model import Catalog, Department, ShareType
 from exchange.catalog.workflow import TimeLimits, Workflow
 from exchange.clients.department import Department as Session
+from exchange.console.accounts import AccountBook
+from exchange.console.app import console_app
+from exchange.console.service import ConsoleSettings
 from exchange.control import catalog_store, state
 from exchange.control.state import GRANT_CODEC
 from exchange.dev import sample
 from exchange.errors import CommandRefused
+from exchange.http import server
 from exchange.metrics import RouterMetrics
 from exchange.router.notices import Notices
 from exchange.sharing.records import AppStatus, EventKind, GrantEvent
@@ -43,6 +53,7 @@ pytestmark = pytest.mark.integration
 BMC = "birth_medical_certificate"  # provider health: unconditional, conditional, not shared
 LICENCE = "business_licence"  # provider market: wholly unconditional
 BUREAU = "data_bureau"
+PASSWORD = "correct horse battery"
 ACTORS = ("police", "health", "hrss", "civil_affairs", "market", BUREAU)
 
 
@@ -312,3 +323,59 @@ async def test_a_review_is_reminded_then_overdue_across_the_national_day_holiday
     sample_value = metrics.registry.get_sample_value
     assert sample_value("gov_exchange_applications_overdue", {"stage": "review"}) >= 1
     assert sample_value("gov_exchange_application_reminders_total", {"stage": "review"}) >= 1
+
+
+@contextlib.asynccontextmanager
+async def console_as(
+    bus: Connection, principals: Principals, catalog: Catalog, tmp_path: Path, dept: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The web console with one applicant of ``dept`` logged in."""
+    accounts = tmp_path / f"{dept}-accounts.yaml"
+    digest = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    accounts.write_text(
+        f"accounts:\n  - user: li\n    department: {dept}\n    roles: [applicant]\n"
+        f'    password_hash: "{digest}"\n',
+        encoding="utf-8",
+    )
+    keys_dir = tmp_path / f"{dept}-keys"
+    keys_dir.mkdir()
+    settings = ConsoleSettings(accounts=accounts, keys_dir=keys_dir, secure_cookies=False)
+    book = AccountBook.load(accounts, set(catalog.departments))
+    async with (
+        server.running(console_app(bus, principals.of, settings, book)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        login = await client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert token
+        answer = await client.post(
+            "/login", data={"user": "li", "password": PASSWORD, "csrf_token": token[1]}
+        )
+        assert answer.status_code == 303
+        yield client
+
+
+async def test_the_console_shows_the_whole_path_to_the_parties_only(
+    bus: Connection,
+    principals: Principals,
+    catalog: Catalog,
+    keys: dict[str, Ed25519PrivateKey],
+    tmp_path: Path,
+) -> None:
+    async with session(bus, keys, "civil_affairs") as civil:
+        app = await civil.apply(BMC, fields=["address"], purpose="低保核查 allowance checks")
+    why = "缺少法律依据 legal basis absent"
+    async with session(bus, keys, BUREAU) as bureau:
+        await bureau.review(app, passed=False, reason=why)
+    async with console_as(bus, principals, catalog, tmp_path, "civil_affairs") as client:
+        mine = await client.get("/applications")
+        assert f"/applications/{app}/path" in mine.text
+        page = await client.get(f"/applications/{app}/path")
+        assert page.status_code == 200
+        assert "已退回 returned" in page.text
+        assert why in page.text
+        assert BUREAU in page.text
+    async with console_as(bus, principals, catalog, tmp_path, "hrss") as client:
+        other = await client.get(f"/applications/{app}/path")
+        assert other.status_code == 403
+        assert why not in other.text
