@@ -348,9 +348,7 @@ def due_date(applied_at: dt.datetime, within: int = ANSWER_WITHIN_WORKING_DAYS) 
     return answer_due(china_date(applied_at), within)
 
 
-def due_facts(
-    applied_at: dt.datetime, within: int = ANSWER_WITHIN_WORKING_DAYS
-) -> dict[str, Any]:
+def due_facts(applied_at: dt.datetime, within: int = ANSWER_WITHIN_WORKING_DAYS) -> dict[str, Any]:
     """The audit details of an application's due date: ``due``, and ``calendar_missing``
     (the years counted Monday to Friday, comma-separated) when the calendar lacked one.
 

@@ -5,9 +5,9 @@ Read from the audit entries of the workflow (:mod:`exchange.clients.workflow`):
 * the authority (主管部门): applications reviewed (符合性审查) within and
   beyond the review's time limit, returned at review, and its decisions on
   disputes (upheld, ordered) within and beyond the decision's time limit;
-* consumer and provider: disputes (共享争议) contested and escalated, each
-  counted for both sides ("as consumer" / "as provider"), and orders made
-  against a provider, with its appeals.
+* consumer and provider: disputes (共享争议) contested, escalated and decided
+  (upheld, ordered), each counted for both sides ("as consumer" / "as
+  provider"), and the provider's appeals of orders.
 
 "In time" is what the entry says (``within_time_limit``): each application
 carries the time limits in force when it was made, so the report does not
@@ -61,7 +61,7 @@ def tally(e: AuditEntry, rep: Callable[[str | None], _Report | None]) -> None:
         for name, role in both:
             r = rep(name)
             if r is not None:
-                r.workflow[(f"decided_against_{e.decision}", role)] += 1
+                r.workflow[(f"disputes_decided_{e.decision}", role)] += 1
     elif e.action is Action.ORDER_APPEALED:
         r = rep(e.actor)
         if r is not None:

@@ -32,8 +32,8 @@ from exchange.catalog.model import (
     ServiceIdentity,
     ShareType,
 )
-from exchange.catalog.yamlfile import Document, YamlProblem, read
 from exchange.catalog.workflow import load_workflow
+from exchange.catalog.yamlfile import Document, YamlProblem, read
 from exchange.errors import CatalogError, CatalogErrors, SchemaError
 
 NEEDS_LEGAL_BASIS = (ShareType.CONDITIONAL, ShareType.NOT_SHARED)

@@ -94,7 +94,9 @@ def load_workflow(root: Path, errors: list[CatalogError]) -> Workflow:
         return Workflow()
     if not isinstance(doc.data, dict):
         errors.append(
-            CatalogError("expected a mapping with compliance_review and time_limits", file=WORKFLOW_FILE)
+            CatalogError(
+                "expected a mapping with compliance_review and time_limits", file=WORKFLOW_FILE
+            )
         )
         return Workflow()
     try:

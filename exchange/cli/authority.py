@@ -297,4 +297,15 @@ def application(
     typer.echo(table(path_rows(app), ["at", "step", "actor", "outcome", "stage", "reason"]))
     typer.echo("")
     keys = ["stage", "started", "ended", "time_limit", "due", "overdue"]
-    typer.echo(table([[str(row[k]) for k in keys] for row in stages], keys))
+    rows = [
+        [
+            w.stage.value,
+            beijing.shown(w.start),
+            beijing.shown(w.end) if w.end else "",
+            str(w.limit or ""),
+            w.due.isoformat() if w.due else "",
+            "overdue" if w.overdue(t) else "",
+        ]
+        for w in app.windows()
+    ]
+    typer.echo(table(rows, keys))

@@ -185,7 +185,8 @@ class Department:
         if self.signing_key is not None:
             event = replace(event, signature=signing.sign(self.signing_key, event.signed_fields()))
         current = self.state if caught_up else await self.refresh()
-        current.book.check(event, current.catalog)  # raises CommandRefused
+        # raises CommandRefused
+        current.book.check(event, current.catalog, workflow=current.workflow_at(event.at))
         # resolvable on gov.ctl.schemas before the first event that uses it (a no-op once it is)
         await current.registry.register(self._producer, GRANT_EVENT)
         written = await self._producer.send_and_wait(

@@ -15,13 +15,14 @@ the topic gives the same book.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
-
 from functools import partial
+from typing import Any
 
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog, ShareType
+from exchange.catalog.workflow import Workflow
 from exchange.errors import CommandRefused, ExchangeError
 from exchange.sharing import authority, limits, terms
 from exchange.sharing.policy import compute_view
@@ -57,6 +58,13 @@ def _check_kind(ev: GrantEvent) -> None:
         raise _refuse(f"grant kind {ev.grant_kind!r} is unknown: one of {', '.join(kinds)}")
     if ev.kind is EventKind.APPLIED and (ev.quota_per_second or ev.quota_per_day):
         raise _refuse("quotas are the provider's to set when it approves, not the applicant's")
+
+
+def _with_workflow(catalog: Catalog, workflow: Workflow | None) -> Catalog:
+    """``catalog`` with the sharing workflow ``workflow`` (a shallow copy, only if it differs)."""
+    if workflow is None or workflow == catalog.workflow:
+        return catalog
+    return catalog.model_copy(update={"workflow": workflow})
 
 
 class GrantBook:
@@ -110,8 +118,15 @@ class GrantBook:
 
     # --- events ----------------------------------------------------------------
 
-    def check(self, ev: GrantEvent, catalog: Catalog) -> None:
-        """Raise :class:`CommandRefused` with the reason if ``ev`` breaks a rule."""
+    def check(self, ev: GrantEvent, catalog: Catalog, *, workflow: Workflow | None = None) -> None:
+        """Raise :class:`CommandRefused` with the reason if ``ev`` breaks a rule.
+
+        ``workflow``: the sharing workflow in force when ``ev`` was made (the catalog's
+        ``workflow.yaml`` as loaded at that time; default: the catalog's own). A new
+        application takes its review and time limits from it, so that a later catalog
+        with other settings changes nothing for it, on every replay.
+        """
+        catalog = _with_workflow(catalog, workflow)
         if ev.event_id in self.accepted or ev.event_id in self.refused:
             raise _refuse(f"event {ev.event_id} was already processed")
         limits.check_event(ev, row_filter=False)  # a forged event breaks them too
@@ -128,18 +143,25 @@ class GrantBook:
                 f"the command is not signed with {ev.actor!r}'s registered key"
                 + (" (no signature)" if not ev.signature else " (the signature does not verify)")
             )
-        {
+        checks: dict[EventKind, Callable[[GrantEvent, Catalog], None]] = {
             EventKind.SUBSCRIBED: self._check_subscribe,
             EventKind.APPLIED: self._check_apply,
             EventKind.APPROVED: self._check_approve,
             EventKind.REJECTED: self._check_reject,
             EventKind.REVOKED: self._check_revoke,
             **{kind: partial(check, self) for kind, check in authority.CHECKS.items()},
-        }[ev.kind](ev, catalog)
+        }
+        checks[ev.kind](ev, catalog)
         del res
 
-    def apply(self, ev: GrantEvent, catalog: Catalog) -> str | None:
-        """Apply an event; returns the refusal reason, or None if it was accepted."""
+    def apply(
+        self, ev: GrantEvent, catalog: Catalog, *, workflow: Workflow | None = None
+    ) -> str | None:
+        """Apply an event; returns the refusal reason, or None if it was accepted.
+
+        ``workflow``: as for :meth:`check`.
+        """
+        catalog = _with_workflow(catalog, workflow)
         try:
             self.check(ev, catalog)
         except CommandRefused as exc:
@@ -292,10 +314,10 @@ class GrantBook:
             assert ev.grant_id
             g = self.grants[ev.grant_id]
             self.grants[g.id] = replace(g, revoked_at=ev.at, revoke_reason=ev.reason)
-            app = self.applications.get(g.application_id)
-            if app is not None:
-                self.applications[app.id] = replace(
-                    app, **self.step(app, ev, "revoked", app.stage, g.id)
+            of = self.applications.get(g.application_id)
+            if of is not None:
+                self.applications[of.id] = replace(
+                    of, **self.step(of, ev, "revoked", of.stage, g.id)
                 )
         else:
             authority.mutate(self, ev, catalog)

@@ -379,3 +379,28 @@ async def test_the_console_shows_the_whole_path_to_the_parties_only(
         other = await client.get(f"/applications/{app}/path")
         assert other.status_code == 403
         assert why not in other.text
+
+
+async def test_time_limits_changed_in_the_catalog_apply_to_new_applications_only(
+    bus: Connection, catalog: Catalog, keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    """Last in this module: it loads a catalog with other limits."""
+    async with session(bus, keys, "hrss") as hrss:
+        before = await hrss.apply(BMC, fields=["father_name"], purpose="参保核对 enrolment")
+    longer = catalog.workflow.model_copy(
+        update={"time_limits": TimeLimits(review=3, answer=8, decision=10)}
+    )
+    change = await catalog_store.load(
+        bus,
+        catalog.model_copy(update={"workflow": longer}),
+        actor="tests",
+        unsigned_override="test suite",
+    )
+    assert change.workflow_changed == ["time_limits.answer", "time_limits.review"]
+    async with session(bus, keys, "hrss") as hrss:
+        after = await hrss.apply(BMC, fields=["father_name"], purpose="参保核对 enrolment")
+    book = (await state.load(bus)).book
+    assert book.applications[before].limits["review"] == 2
+    assert book.applications[before].limits["answer"] == 5
+    assert book.applications[after].limits["review"] == 3
+    assert book.applications[after].limits["answer"] == 8

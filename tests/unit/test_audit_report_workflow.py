@@ -84,7 +84,7 @@ def test_reviews_answers_disputes_and_decisions_are_counted_per_department() -> 
     assert health["applications_answered_beyond_10_working_days"] == 0
     assert health["disputes_contested"] == police["disputes_contested"] == 1
     assert health["disputes_escalated"] == police["disputes_escalated"] == 1
-    assert health["decided_against_ordered"] == 1
+    assert health["disputes_decided_ordered"] == 1
     assert health["orders_appealed"] == 1
     assert health["grants_given_active"] == police["grants_held_active"] == 1  # the order
     rows = {r.department: r.rows() for r in reports}
