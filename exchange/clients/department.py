@@ -53,7 +53,6 @@ from exchange.sharing.policy import View, compute_view
 from exchange.sharing.records import (
     GRANT_EVENT,
     Application,
-    AppStatus,
     EventKind,
     Grant,
     GrantEvent,
@@ -583,12 +582,19 @@ class Department:
     # --- listings --------------------------------------------------------------
 
     def applications(
-        self, *, status: str | None = None, mine_only: bool = True
+        self, *, status: str | None = None, mine_only: bool = True, stage: str | None = None
     ) -> list[Application]:
-        """Applications made by or addressed to this department, newest first."""
+        """Applications made by or addressed to this department, newest first (the data-sharing
+        authority's: every application). ``stage``: only those at this stage, e.g. ``review``
+        (the authority's inbox); ``status="overdue"``: those whose stage under way is late."""
         s = self.state
+        bureau = s.catalog.authority()
+        if bureau is not None and bureau.id == self.department:
+            mine_only = False
         out = []
         for app in s.book.applications.values():
+            if stage is not None and app.stage.value != stage:
+                continue
             provider = (
                 s.catalog.resources[app.resource].provider
                 if app.resource in s.catalog.resources
@@ -597,7 +603,7 @@ class Department:
             if mine_only and self.department not in (app.consumer, provider):
                 continue
             if status == "overdue":
-                if not (app.status is AppStatus.PENDING and app.overdue(now())):
+                if app.overdue_stage(now()) is None:
                     continue
             elif status and app.status.value != status:
                 continue

@@ -142,7 +142,9 @@ async def test_conditional_data_is_reviewed_forwarded_and_approved(
         with pytest.raises(CommandRefused, match="under compliance review"):
             await health.approve(app)
     async with session(bus, keys, BUREAU) as bureau:
+        assert app in [a.id for a in bureau.applications(stage="review")]  # its inbox
         assert await bureau.review(app, passed=True) == "answer"
+        assert app not in [a.id for a in bureau.applications(stage="review")]
     async with session(bus, keys, "health") as health:
         grant = await health.approve(app)
     after = await state.load(bus)
