@@ -218,6 +218,7 @@ class _Tally:
         self.applied: dict[str, dt.datetime] = {}
         self.answered: dict[str, dt.datetime] = {}
         self.app_provider: dict[str, str | None] = {}
+        self.overdue_seen: set[tuple[str, str]] = set()  # (application, stage) noticed
 
     def rep(self, name: str | None) -> DepartmentReport | None:
         """The report of department ``name``; None for the router, admin or another department."""
@@ -246,7 +247,7 @@ class _Tally:
             if in_period:
                 self.rep(name)
         if in_period:
-            workflow_tally.tally(e, self.rep)
+            workflow_tally.tally(e, self.rep, self.overdue_seen)
         if e.action is Action.RECORDS_DELIVERED and in_period:
             r = self.rep(e.consumer)
             if r is not None:

@@ -2,6 +2,9 @@
 
 Read from the audit entries of the workflow (:mod:`exchange.clients.workflow`):
 
+* every department: the stages of applications it had to act on that went
+  past their time limit (``stages_overdue``, per stage: review, answer,
+  negotiation, escalated), from the routers' ``APPLICATION_OVERDUE`` notices;
 * the authority (主管部门): applications reviewed (符合性审查) within and
   beyond the review's time limit, returned at review, and its decisions on
   disputes (upheld, ordered) within and beyond the decision's time limit;
@@ -34,21 +37,34 @@ def _timely(e: AuditEntry, what: str) -> str:
     return f"{what}_within_time_limit" if within == "true" else f"{what}_beyond_time_limit"
 
 
-def tally(e: AuditEntry, rep: Callable[[str | None], _Report | None]) -> None:
-    """Count ``e`` (an entry of the period) in the reports of the departments it concerns."""
+def tally(
+    e: AuditEntry, rep: Callable[[str | None], _Report | None], seen: set[tuple[str, str]]
+) -> None:
+    """Count ``e`` (an entry of the period) in the reports of the departments it concerns.
+
+    ``seen``: (application, stage) overdue notices counted already (every router run
+    notices an overdue stage again: it is counted once).
+    """
     both = ((e.consumer, "as consumer"), (e.provider, "as provider"))
-    if e.action is Action.APPLICATION_REVIEWED:
+    if e.action is Action.APPLICATION_OVERDUE and e.application_id:
+        stage = e.details.get("stage", "answer")  # notices before stages were the answer's
+        if (e.application_id, stage) in seen:
+            return
+        seen.add((e.application_id, stage))
+        waiting = e.details.get("waiting_on") or (e.provider or "")
+        for dept in sorted({w for w in waiting.split(",") if w}):
+            r = rep(dept)
+            if r is not None:
+                r.workflow[("stages_overdue", stage)] += 1
+    elif e.action is Action.APPLICATION_REVIEWED:
         r = rep(e.actor)
         if r is not None:
             r.workflow[(_timely(e, "applications_reviewed"), "")] += 1
             if e.decision == "returned":
                 r.workflow[("applications_returned_at_review", "")] += 1
     elif e.action in (Action.APPLICATION_CONTESTED, Action.DISPUTE_ESCALATED):
-        metric = (
-            "disputes_contested"
-            if e.action is Action.APPLICATION_CONTESTED
-            else ("disputes_escalated")
-        )
+        contested = e.action is Action.APPLICATION_CONTESTED
+        metric = "disputes_contested" if contested else "disputes_escalated"
         for name, role in both:
             r = rep(name)
             if r is not None:

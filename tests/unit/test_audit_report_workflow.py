@@ -69,6 +69,25 @@ def test_reviews_answers_disputes_and_decisions_are_counted_per_department() -> 
             within_time_limit=True,
         ),
         step(Action.ORDER_APPEALED, "health", Decision.APPEALED, 26, "A1"),
+        # the review of A2 noticed overdue by two router runs: counted once, for the bureau
+        step(
+            Action.APPLICATION_OVERDUE,
+            "router",
+            Decision.OVERDUE,
+            12,
+            "A2",
+            stage="review",
+            waiting_on="data_bureau",
+        ),
+        step(
+            Action.APPLICATION_OVERDUE,
+            "router",
+            Decision.OVERDUE,
+            13,
+            "A2",
+            stage="review",
+            waiting_on="data_bureau",
+        ),
     ]
     drafts[5] = Draft(**{**drafts[5].__dict__, "grant_id": "GR-O"})
     reports = monthly(chain(drafts, writer="w"), Period.parse("2026-10"), at=at(31))
@@ -87,5 +106,8 @@ def test_reviews_answers_disputes_and_decisions_are_counted_per_department() -> 
     assert health["disputes_decided_ordered"] == 1
     assert health["orders_appealed"] == 1
     assert health["grants_given_active"] == police["grants_held_active"] == 1  # the order
+    assert bureau["stages_overdue"] == 1
+    assert "stages_overdue" not in health
     rows = {r.department: r.rows() for r in reports}
+    assert ("stages_overdue", "", "review", 1) in rows["data_bureau"]
     assert ("disputes_contested", "", "as provider", 1) in rows["health"]
