@@ -24,6 +24,7 @@ running (:class:`exchange.sharing.records.Application` keeps its own).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -58,13 +59,19 @@ class TimeLimits(BaseModel):
 
     def for_case(self, *, on_platform: bool) -> dict[str, int]:
         """The limits one application takes, by stage (review, answer, negotiation, decision)."""
-        answer = self.answer if on_platform else (self.answer_unpublished or self.answer)
-        return {
-            "review": self.review,
-            "answer": answer,
-            "negotiation": self.negotiation,
-            "decision": self.decision,
-        }
+        return dict(_for_case(self, on_platform))
+
+
+@functools.lru_cache(maxsize=64)
+def _for_case(limits: TimeLimits, on_platform: bool) -> tuple[tuple[str, int], ...]:
+    """:meth:`TimeLimits.for_case`, computed once per settings (a replay makes thousands)."""
+    answer = limits.answer if on_platform else (limits.answer_unpublished or limits.answer)
+    return (
+        ("review", limits.review),
+        ("answer", answer),
+        ("negotiation", limits.negotiation),
+        ("decision", limits.decision),
+    )
 
 
 class Workflow(BaseModel):

@@ -36,7 +36,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from exchange.avro import schema as avro
@@ -115,12 +115,18 @@ _TIMES = {
 
 
 _FIELDS = {cls: {f.name for f in fields(cls)} for cls in (Application, Grant)}
+_NAMES = {cls: [f.name for f in fields(cls)] for cls in (Application, Grant)}
 
 
 def _plain(obj: Any) -> dict[str, Any]:
-    d = {k: _ms(v) if k in _TIMES else v for k, v in asdict(obj).items()}
-    if "steps" in d:  # an application's path: compact rows, times as milliseconds
-        d["steps"] = [s.to_plain() for s in obj.steps]
+    """The fields of a grant or application as JSON-ready values (shallow: faster than
+    ``asdict``, which copies every nested value first); times as epoch milliseconds, an
+    application's path as compact rows."""
+    d = {k: getattr(obj, k) for k in _NAMES[type(obj)]}
+    for k in _TIMES.intersection(d):
+        d[k] = _ms(d[k])
+    if "steps" in d:
+        d["steps"] = [s.to_plain() for s in d["steps"]]
     return d
 
 
@@ -168,7 +174,7 @@ def _revive(cls: Any, d: dict[str, Any]) -> Any:
     if "stage" in d:
         d["stage"] = Stage(d["stage"])
     if "steps" in d:
-        d["steps"] = tuple(Step.from_plain(row) for row in d["steps"])
+        d["steps"] = tuple(map(Step.from_plain, d["steps"]))
     if d.keys() != _FIELDS[cls]:
         return cls(**d)
     obj = object.__new__(cls)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from exchange.catalog import signing
@@ -143,15 +142,7 @@ class GrantBook:
                 f"the command is not signed with {ev.actor!r}'s registered key"
                 + (" (no signature)" if not ev.signature else " (the signature does not verify)")
             )
-        checks: dict[EventKind, Callable[[GrantEvent, Catalog], None]] = {
-            EventKind.SUBSCRIBED: self._check_subscribe,
-            EventKind.APPLIED: self._check_apply,
-            EventKind.APPROVED: self._check_approve,
-            EventKind.REJECTED: self._check_reject,
-            EventKind.REVOKED: self._check_revoke,
-            **{kind: partial(check, self) for kind, check in authority.CHECKS.items()},
-        }
-        checks[ev.kind](ev, catalog)
+        _CHECKS[ev.kind](self, ev, catalog)
         del res
 
     def apply(
@@ -354,3 +345,14 @@ class GrantBook:
             ordered_by=ordered_by,
         )
         self.current[key] = ev.grant_id
+
+
+#: the rule of each kind of command (the authority's workflow: exchange.sharing.authority)
+_CHECKS: dict[EventKind, Callable[[GrantBook, GrantEvent, Catalog], None]] = {
+    EventKind.SUBSCRIBED: GrantBook._check_subscribe,
+    EventKind.APPLIED: GrantBook._check_apply,
+    EventKind.APPROVED: GrantBook._check_approve,
+    EventKind.REJECTED: GrantBook._check_reject,
+    EventKind.REVOKED: GrantBook._check_revoke,
+    **authority.CHECKS,
+}

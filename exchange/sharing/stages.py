@@ -73,6 +73,8 @@ _LIMIT_OF = {
     Stage.NEGOTIATION: "negotiation",
     Stage.ESCALATED: "decision",
 }
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_STAGES = {s.value: s for s in Stage}
 #: the time limits of an application made before limits were settings (the 2016 rule)
 DEFAULT_LIMITS = {"review": 2, "answer": workdays.ANSWER_WITHIN_WORKING_DAYS}
 DEFAULT_LIMITS.update(negotiation=10, decision=10)
@@ -99,9 +101,18 @@ class Step:
 
     @classmethod
     def from_plain(cls, row: list[Any]) -> Step:
+        """A step of :meth:`to_plain` (a session revives thousands: no ``__init__``)."""
         name, actor, ms, to, outcome, reason = row
-        at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
-        return cls(name, actor, at, Stage(to), outcome, reason)
+        step = object.__new__(cls)
+        step.__dict__.update(
+            name=name,
+            actor=actor,
+            at=_EPOCH + dt.timedelta(milliseconds=ms),
+            to=_STAGES[to],
+            outcome=outcome,
+            reason=reason,
+        )
+        return step
 
     def to_json(self) -> dict[str, Any]:
         from exchange import beijing
