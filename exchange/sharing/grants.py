@@ -277,7 +277,7 @@ class GrantBook:
                 kind=GrantKind(ev.grant_kind or GrantKind.DATA.value),
                 stage=stage,
                 limits=catalog.workflow.time_limits.for_case(on_platform=res.on_platform),
-                steps=(Step("applied", ev.actor, ev.at, stage, reason=ev.purpose),),
+                steps=(Step.of("applied", ev.actor, ev.at, stage, reason=ev.purpose),),
             )
         elif ev.kind is EventKind.APPROVED:
             assert ev.application_id
@@ -318,7 +318,7 @@ class GrantBook:
         app: Application, ev: GrantEvent, name: str, to: Stage, outcome: str = ""
     ) -> dict[str, Any]:
         """The stage and path of ``app`` after the step ``name`` that ``ev`` takes."""
-        step = Step(name, ev.actor, ev.at, to, outcome, ev.reason)
+        step = Step.of(name, ev.actor, ev.at, to, outcome, ev.reason)
         return {"stage": to, "steps": (*app.steps, step)}
 
     def add_grant(self, ev: GrantEvent, app: Application, *, ordered_by: str | None = None) -> None:
