@@ -6,9 +6,77 @@ keeps label sets bounded: resource and consumer department, never a record id.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exchange import workdays
+
+
+class SignedChain(Protocol):
+    """What :class:`AuditHeadMetrics` reads of an audit writer (see ``AuditWriter``)."""
+
+    role: str
+
+    @property
+    def unsigned(self) -> int: ...
+
+    def unsigned_seconds(self) -> float: ...
+
+
+class AuditHeadMetrics:
+    """How far this process's audit chains run past their last signed head (签名链头).
+
+    A writer with a service identity signs its chain's head every few seconds
+    (:mod:`exchange.audit.heads`), so these stay near 0; they grow when no
+    head is signed: no ``EXCHANGE_AUDIT_SERVICE`` set, or signing failing.
+    Entries no head covers are what ``exchange audit verify`` reports as an
+    unsigned tail, or as a forged chain if the writer never signs. Read at
+    each scrape, per writer role (router, gateway, registry; the console's desks
+    by department): the sum of
+    the unsigned entries of the role's chains, the oldest one's wait.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, prefix: str = "gov_exchange"
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.unsigned_entries = Gauge(
+            f"{prefix}_audit_unsigned_entries",
+            "Audit entries this process wrote that no signed chain head covers yet, per "
+            "writer role (a few while running; 'exchange audit verify' calls them the "
+            "unsigned tail)",
+            ["role"],
+            registry=self.registry,
+        )
+        self.unsigned_seconds = Gauge(
+            f"{prefix}_audit_unsigned_seconds",
+            "How long the oldest audit entry no signed chain head covers has waited for one, "
+            "per writer role (0: every entry is signed; heads come every "
+            "EXCHANGE_AUDIT_SIGN_EVERY_S, 5 s by default)",
+            ["role"],
+            registry=self.registry,
+        )
+        self._chains: dict[str, list[SignedChain]] = {}
+
+    def watch(self, chain: SignedChain) -> None:
+        """Export ``chain``'s unsigned tail under its role until :meth:`forget`."""
+        chains = self._chains.get(chain.role)
+        if chains is None:
+            chains = self._chains[chain.role] = []
+            self.unsigned_entries.labels(chain.role).set_function(
+                lambda: sum(c.unsigned for c in chains)
+            )
+            self.unsigned_seconds.labels(chain.role).set_function(
+                lambda: max((c.unsigned_seconds() for c in chains), default=0.0)
+            )
+        if not any(c is chain for c in chains):
+            chains.append(chain)
+
+    def forget(self, chain: SignedChain) -> None:
+        """Stop exporting ``chain`` (stopped: a clean stop signed its head)."""
+        chains = self._chains.get(chain.role, [])
+        chains[:] = [c for c in chains if c is not chain]
 
 
 class AuditMetrics:
@@ -37,6 +105,7 @@ class AuditMetrics:
             "(0 when none waits); the rule is an answer within 10 working days",
             registry=r,
         )
+        self.heads = AuditHeadMetrics(r, prefix)
         self.applications_overdue = Gauge(
             f"{prefix}_applications_overdue",
             "Applications whose stage under way (review, answer, negotiation, decision) is "
@@ -75,6 +144,31 @@ class CalendarMetrics:
             registry=self.registry,
         )
         self.years_missing.set_function(lambda: len(workdays.missing_years()))
+
+
+class FreshnessMetrics:
+    """The router's freshness gauges (更新周期): last publish and cycle per resource."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str = "gov_exchange") -> None:
+        self.last_publish = Gauge(
+            f"{prefix}_resource_last_publish_timestamp_seconds",
+            "Unix time of the newest record published to a resource's source topic",
+            ["resource"],
+            registry=registry,
+        )
+        self.cycle = Gauge(
+            f"{prefix}_resource_update_cycle_seconds",
+            "The longest a resource may go unpublished under its declared update cycle "
+            "(更新周期); resources published on change have none",
+            ["resource"],
+            registry=registry,
+        )
+        self.stale = Gauge(
+            f"{prefix}_resource_stale",
+            "1 while a resource's last publish is older than its update cycle allows, else 0",
+            ["resource"],
+            registry=registry,
+        )
 
 
 class RouterMetrics:
@@ -176,3 +270,4 @@ class RouterMetrics:
         )
         self.audit = AuditMetrics(r, prefix)
         self.calendar = CalendarMetrics(r, prefix)
+        self.freshness = FreshnessMetrics(r, prefix)

@@ -155,6 +155,20 @@ class Settings(BaseSettings):
         "half of it, so shorter means faster starts there; real Kafka refuses less than its "
         "group.min.session.timeout.ms (6 s by default)",
     )
+    dispute_answer_working_days: int = Field(
+        default=5,
+        ge=1,
+        le=60,
+        description="working days (official calendar) a provider has to answer a data "
+        "dispute (疑义校核); a dispute unanswered after them is overdue. Each dispute keeps "
+        "the period it was opened with",
+    )
+    router_quality_check_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how often a router measures each resource against its update cycle "
+        "(更新周期) and looks for overdue disputes, in seconds",
+    )
     mask_secret: SecretStr | None = Field(
         default=None,
         description="master secret from which per-consumer hash-mask keys are derived: at "

@@ -15,6 +15,8 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:catal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:catalog-admin --operation Create --topic gov.ctl.catalog --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:catalog-admin --operation Read --topic gov.ctl.catalog --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:catalog-admin --operation Write --topic gov.ctl.catalog --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:catalog-admin --operation Create --topic gov.ctl.disputes --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:catalog-admin --operation Describe --topic gov.ctl.disputes --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:catalog-admin --operation Create --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:catalog-admin --operation Describe --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:catalog-admin --operation Create --topic gov.ctl.resync --resource-pattern-type literal
@@ -29,6 +31,8 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:civil
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:civil_affairs --operation Read --topic gov.ctl.backfill --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:civil_affairs --operation Read --topic gov.ctl.book --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:civil_affairs --operation Read --topic gov.ctl.catalog --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:civil_affairs --operation Read --topic gov.ctl.disputes --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:civil_affairs --operation Write --topic gov.ctl.disputes --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:civil_affairs --operation Read --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:civil_affairs --operation Write --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:civil_affairs --operation Write --topic gov.ctl.resync --resource-pattern-type literal
@@ -49,6 +53,8 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:gov-r
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:gov-router --operation Write --topic gov.ctl.book --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:gov-router --operation DescribeConfigs --topic gov.ctl.catalog --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:gov-router --operation Read --topic gov.ctl.catalog --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:gov-router --operation DescribeConfigs --topic gov.ctl.disputes --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:gov-router --operation Read --topic gov.ctl.disputes --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:gov-router --operation DescribeConfigs --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:gov-router --operation Read --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:gov-router --operation DescribeConfigs --topic gov.ctl.resync --resource-pattern-type literal
@@ -66,6 +72,8 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:healt
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:health --operation Read --topic gov.ctl.backfill --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:health --operation Read --topic gov.ctl.book --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:health --operation Read --topic gov.ctl.catalog --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:health --operation Read --topic gov.ctl.disputes --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:health --operation Write --topic gov.ctl.disputes --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:health --operation Read --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:health --operation Write --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:health --operation Write --topic gov.ctl.resync --resource-pattern-type literal
@@ -78,6 +86,8 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:hrss 
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:hrss --operation Read --topic gov.ctl.backfill --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:hrss --operation Read --topic gov.ctl.book --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:hrss --operation Read --topic gov.ctl.catalog --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:hrss --operation Read --topic gov.ctl.disputes --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:hrss --operation Write --topic gov.ctl.disputes --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:hrss --operation Read --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:hrss --operation Write --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:hrss --operation Write --topic gov.ctl.resync --resource-pattern-type literal
@@ -90,6 +100,8 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:marke
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:market --operation Read --topic gov.ctl.backfill --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:market --operation Read --topic gov.ctl.book --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:market --operation Read --topic gov.ctl.catalog --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:market --operation Read --topic gov.ctl.disputes --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:market --operation Write --topic gov.ctl.disputes --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:market --operation Read --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:market --operation Write --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:market --operation Write --topic gov.ctl.resync --resource-pattern-type literal
@@ -102,6 +114,8 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:polic
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:police --operation Read --topic gov.ctl.backfill --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:police --operation Read --topic gov.ctl.book --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:police --operation Read --topic gov.ctl.catalog --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:police --operation Read --topic gov.ctl.disputes --resource-pattern-type literal
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:police --operation Write --topic gov.ctl.disputes --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:police --operation Read --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:police --operation Write --topic gov.ctl.grants --resource-pattern-type literal
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --add --allow-principal User:police --operation Write --topic gov.ctl.resync --resource-pattern-type literal

@@ -94,6 +94,7 @@ def generate(catalog: Catalog, *, router_group: str = ROUTER_GROUP) -> list[Acl]
             allow(dept, "topic", t, "literal", Op.READ)
         allow(dept, "topic", topics.GRANTS, "literal", Op.WRITE)
         allow(dept, "topic", topics.RESYNC, "literal", Op.WRITE)  # 'exchange resync' requests
+        allow(dept, "topic", topics.DISPUTES, "literal", Op.READ, Op.WRITE)  # 疑义校核
         allow(dept, "topic", topics.AUDIT, "literal", Op.WRITE)
 
     allow(ROUTER, "topic", "gov.src.", "prefixed", Op.READ)
@@ -109,6 +110,7 @@ def generate(catalog: Catalog, *, router_group: str = ROUTER_GROUP) -> list[Acl]
     # only routers write backfill progress (a department reads it, and asks for a resync)
     allow(ROUTER, "topic", topics.BACKFILL, "literal", Op.READ, Op.WRITE)
     allow(ROUTER, "topic", topics.RESYNC, "literal", Op.READ)
+    allow(ROUTER, "topic", topics.DISPUTES, "literal", Op.READ)  # overdue disputes are audited
     # reads the log too: a command written without a client is audited unless it is already
     allow(ROUTER, "topic", topics.AUDIT, "literal", Op.READ, Op.WRITE)
     allow(ROUTER, "group", router_group, "literal", Op.READ)
@@ -116,7 +118,14 @@ def generate(catalog: Catalog, *, router_group: str = ROUTER_GROUP) -> list[Acl]
 
     allow(ADMIN, "topic", topics.CATALOG, "literal", Op.READ, Op.WRITE, Op.CREATE)
     allow(ADMIN, "topic", topics.SCHEMAS, "literal", Op.READ, Op.WRITE, Op.CREATE)
-    for t in (topics.GRANTS, topics.BOOK, topics.BACKFILL, topics.RESYNC, topics.AUDIT):
+    for t in (
+        topics.GRANTS,
+        topics.BOOK,
+        topics.BACKFILL,
+        topics.RESYNC,
+        topics.DISPUTES,
+        topics.AUDIT,
+    ):
         allow(ADMIN, "topic", t, "literal", Op.CREATE, Op.DESCRIBE)
     allow(ADMIN, "topic", "gov.src.", "prefixed", Op.CREATE, Op.DESCRIBE)
     allow(ADMIN, "topic", topics.AUDIT, "literal", Op.WRITE)

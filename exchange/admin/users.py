@@ -112,13 +112,23 @@ def set_passwords(admin: Connection, passwords: dict[str, Secret]) -> None:
 
 @dataclass(frozen=True)
 class Principals:
-    """The connection of each principal: its own user on a cluster with users, else ``base``."""
+    """The connection of each principal: its own user on a cluster with users, else ``base``.
+
+    Its password is ``<credentials>/<prefix><principal>.password``: ``prefix`` is
+    empty as ``exchange acls --apply`` writes the folder, and ``password_`` when
+    systemd hands the folder over (``LoadCredential=password:DIR`` names each file
+    ``password_<file>``). ``strimzi``: log in under the principal's Strimzi user
+    name (``civil_affairs`` as ``civil-affairs``; :func:`acls.strimzi_user_name`).
+    """
 
     base: Connection
     credentials: Path | None = None
+    prefix: str = ""
+    strimzi: bool = False
 
     def of(self, principal: str) -> Connection:
         if self.credentials is None or not self.base.sasl:
             return self.base
-        path = password_file(self.credentials, principal)
-        return self.base.as_user(principal, Secret.from_file(path))
+        path = password_file(self.credentials, f"{self.prefix}{principal}")
+        user = acls.strimzi_user_name(principal) if self.strimzi else principal
+        return self.base.as_user(user, Secret.from_file(path))

@@ -62,15 +62,30 @@ class Action(StrEnum):
     FILE_IMPORT_REFUSED = "FILE_IMPORT_REFUSED"
     #: a department asked for its full view again (exchange resync)
     RESYNC_REQUESTED = "RESYNC_REQUESTED"
+    #: 疑义校核: a consumer disputed fields of a record it received (ids and field names only)
+    DISPUTE_OPENED = "DISPUTE_OPENED"
+    #: the provider answered a dispute: corrected or confirmed, in time or late
+    DISPUTE_ANSWERED = "DISPUTE_ANSWERED"
+    #: a dispute still unanswered after its working days (written once per router instance)
+    DISPUTE_OVERDUE = "DISPUTE_OVERDUE"
+    #: the corrected record was published: the dispute closes with a link to it
+    DISPUTE_CLOSED = "DISPUTE_CLOSED"
+    #: the corrected record reached one consumer's view (one entry per consumer and record)
+    CORRECTION_DELIVERED = "CORRECTION_DELIVERED"
+    #: 更新周期: a resource's last publish is older than its declared update cycle allows
+    RESOURCE_STALE = "RESOURCE_STALE"
+    #: a stale resource was published again within its cycle
+    RESOURCE_FRESH = "RESOURCE_FRESH"
     #: 符合性审查: the data-sharing authority passed (forwarded, or authorised) or returned
     #: an application
     APPLICATION_REVIEWED = "APPLICATION_REVIEWED"
-    #: 共享争议: a consumer contested a refusal; a negotiation message; an escalation to the
-    #: authority; the authority's decision (upheld / ordered); the provider's appeal of an order
+    #: 共享争议 (a refusal contested, not a 疑义 on data): the consumer contested a rejection;
+    #: a negotiation message; an escalation to the authority; the authority's decision
+    #: (upheld / ordered); the provider's appeal of an order
     APPLICATION_CONTESTED = "APPLICATION_CONTESTED"
-    DISPUTE_NEGOTIATED = "DISPUTE_NEGOTIATED"
-    DISPUTE_ESCALATED = "DISPUTE_ESCALATED"
-    DISPUTE_DECIDED = "DISPUTE_DECIDED"
+    APPLICATION_NEGOTIATED = "APPLICATION_NEGOTIATED"
+    APPLICATION_ESCALATED = "APPLICATION_ESCALATED"
+    APPLICATION_DECIDED = "APPLICATION_DECIDED"
     ORDER_APPEALED = "ORDER_APPEALED"
     #: a stage of an application reaches its last day unanswered (催办 reminder, by the router)
     APPLICATION_REMINDED = "APPLICATION_REMINDED"
@@ -107,6 +122,14 @@ class Decision(StrEnum):
     NOT_MATCHED = "not_matched"
     SIGNED = "signed"
     REQUESTED = "requested"
+    #: a dispute was opened / answered (corrected or confirmed) / closed by a correction
+    OPENED = "opened"
+    CORRECTED = "corrected"
+    CONFIRMED = "confirmed"
+    CLOSED = "closed"
+    #: a resource's freshness against its update cycle (更新周期)
+    STALE = "stale"
+    FRESH = "fresh"
     #: compliance review (符合性审查): forwarded to the provider / authorised at once / returned
     PASSED = "passed"
     AUTHORISED = "authorised"
@@ -190,14 +213,23 @@ _GATEWAY = (Action.RECORD_QUERIED, Action.RECORD_VERIFIED)
 #: gateway), CHAIN_HEAD (signed chain heads) and FILE_IMPORTED / FILE_IMPORT_REFUSED (file
 #: connectors) and RESYNC_REQUESTED were added to the actions, oldest first:
 #: entries written with them are still read
-_LATER = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED, Action.RESYNC_REQUESTED)
-#: the actions of the data-sharing authority's workflow (review, disputes, reminders)
+_QUALITY = (  # disputes, corrections and freshness (疑义校核, 更新周期)
+    Action.DISPUTE_OPENED,
+    Action.DISPUTE_ANSWERED,
+    Action.DISPUTE_OVERDUE,
+    Action.DISPUTE_CLOSED,
+    Action.CORRECTION_DELIVERED,
+    Action.RESOURCE_STALE,
+    Action.RESOURCE_FRESH,
+)
+_LATER = (Action.FILE_IMPORTED, Action.FILE_IMPORT_REFUSED, Action.RESYNC_REQUESTED, *_QUALITY)
+#: the actions of the data-sharing authority's workflow (review, refusals contested, reminders)
 _AUTHORITY = (
     Action.APPLICATION_REVIEWED,
     Action.APPLICATION_CONTESTED,
-    Action.DISPUTE_NEGOTIATED,
-    Action.DISPUTE_ESCALATED,
-    Action.DISPUTE_DECIDED,
+    Action.APPLICATION_NEGOTIATED,
+    Action.APPLICATION_ESCALATED,
+    Action.APPLICATION_DECIDED,
     Action.ORDER_APPEALED,
     Action.APPLICATION_REMINDED,
 )
@@ -205,9 +237,10 @@ AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_
 AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_LATER, *_AUTHORITY)
 AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_LATER, *_AUTHORITY)
 AUDIT_ENTRY_V4 = _without(*_LATER, *_AUTHORITY)
-AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED, *_AUTHORITY)
-#: before the data-sharing authority's workflow (review, disputes, reminders)
-AUDIT_ENTRY_V6 = _without(*_AUTHORITY)
+AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED, *_QUALITY, *_AUTHORITY)
+AUDIT_ENTRY_V6 = _without(*_QUALITY, *_AUTHORITY)
+#: before the data-sharing authority's workflow (review, refusals contested, reminders)
+AUDIT_ENTRY_V7 = _without(*_AUTHORITY)
 AUDIT_CODEC = ControlCodec(
     AUDIT_ENTRY,
     older=(
@@ -217,6 +250,7 @@ AUDIT_CODEC = ControlCodec(
         AUDIT_ENTRY_V4,
         AUDIT_ENTRY_V5,
         AUDIT_ENTRY_V6,
+        AUDIT_ENTRY_V7,
     ),
 )
 

@@ -14,6 +14,9 @@ For a month (Beijing time) and each department:
   10 working days (the official calendar with its make-up working days,
   :mod:`exchange.workdays`), and those still unanswered past their due date
   at the end of the month;
+* disputes (疑义校核) and freshness (更新周期): disputes opened about its
+  resources, answered in time or late, unanswered and overdue; days stale per
+  resource; disputes it raised as consumer (:mod:`exchange.audit.quality_report`);
 * the deadlines computed without official holiday data: those this
   report computed into a year that neither the chinesecalendar package nor
   a calendar file has (counted Monday to Friday, so within/beyond may be
@@ -48,6 +51,7 @@ from dataclasses import dataclass, field
 from exchange import workdays
 from exchange.audit import workflow_tally
 from exchange.audit.entry import REFUSALS, Action, AuditEntry
+from exchange.audit.quality_report import QualityFigures, QualityTally
 from exchange.avro.jsoncodec import CHINA_TZ
 from exchange.errors import ExchangeError
 
@@ -97,6 +101,8 @@ class DepartmentReport:
     without_calendar: dict[str, str] = field(default_factory=dict)
     #: False for a name that is not a department of the catalog (an unknown actor)
     known: bool = True
+    #: disputes and freshness (疑义校核, 更新周期)
+    quality: QualityFigures = field(default_factory=QualityFigures)
     #: (metric, role) -> count: the authority's workflow (exchange.audit.workflow_tally)
     workflow: Counter[tuple[str, str]] = field(default_factory=Counter)
 
@@ -123,6 +129,7 @@ class DepartmentReport:
         out.append(("applications_answered_within_10_working_days", "", "", self.answered_within))
         out.append(("applications_answered_beyond_10_working_days", "", "", self.answered_beyond))
         out.append(("applications_unanswered_overdue", "", "", self.overdue_unanswered))
+        out.extend(self.quality.rows())
         for app_id, what in sorted(self.without_calendar.items()):
             out.append(("deadline_without_calendar_data", app_id, what, 1))
         for (metric, role), n in sorted(self.workflow.items()):
@@ -197,6 +204,10 @@ def monthly(
             tally.add(e)
     tally.count_grants(horizon)
     tally.count_overdue(horizon)
+    for name, figures in tally.quality.finish(horizon).items():
+        r = tally.rep(name)
+        if r is not None:
+            r.quality = figures
     return sorted(tally.reports.values(), key=lambda r: (not r.known, r.department))
 
 
@@ -218,6 +229,7 @@ class _Tally:
         self.applied: dict[str, dt.datetime] = {}
         self.answered: dict[str, dt.datetime] = {}
         self.app_provider: dict[str, str | None] = {}
+        self.quality = QualityTally(start, end)
         self.overdue_seen: set[tuple[str, str]] = set()  # (application, stage) noticed
 
     def rep(self, name: str | None) -> DepartmentReport | None:
@@ -234,6 +246,7 @@ class _Tally:
 
     def add(self, e: AuditEntry) -> None:
         in_period = e.at >= self.start
+        self.quality.add(e)
         missing = e.details.get("calendar_missing")
         if missing and in_period and e.application_id:
             r = self.rep(e.provider)
@@ -271,7 +284,7 @@ class _Tally:
                 self.app_provider.setdefault(e.application_id, e.provider)
         elif e.action in (Action.APPLICATION_APPROVED, Action.APPLICATION_REJECTED):
             self._answer(e, in_period)
-        elif e.action is Action.DISPUTE_DECIDED and e.decision == "ordered" and e.grant_id:
+        elif e.action is Action.APPLICATION_DECIDED and e.decision == "ordered" and e.grant_id:
             self._grant(e)  # an order of the authority: a grant like an approval's
         elif e.action is Action.GRANT_REVOKED and e.grant_id in self.grants:
             g = self.grants[e.grant_id or ""]

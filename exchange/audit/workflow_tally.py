@@ -62,14 +62,14 @@ def tally(
             r.workflow[(_timely(e, "applications_reviewed"), "")] += 1
             if e.decision == "returned":
                 r.workflow[("applications_returned_at_review", "")] += 1
-    elif e.action in (Action.APPLICATION_CONTESTED, Action.DISPUTE_ESCALATED):
+    elif e.action in (Action.APPLICATION_CONTESTED, Action.APPLICATION_ESCALATED):
         contested = e.action is Action.APPLICATION_CONTESTED
         metric = "disputes_contested" if contested else "disputes_escalated"
         for name, role in both:
             r = rep(name)
             if r is not None:
                 r.workflow[(metric, role)] += 1
-    elif e.action is Action.DISPUTE_DECIDED:
+    elif e.action is Action.APPLICATION_DECIDED:
         r = rep(e.actor)
         if r is not None:
             r.workflow[(f"authority_decisions_{e.decision}", "")] += 1

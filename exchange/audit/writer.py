@@ -116,7 +116,10 @@ class AuditWriter(AsyncService):
         self._newest: AuditEntry | None = None  # the newest entry handed over
         self._signed_seq = -1  # the newest seq a head handed over covers
         self._signed_at = time.monotonic()
+        self._unsigned_since: float | None = None  # when the oldest unsigned entry was handed over
         self._timer: asyncio.Task[None] | None = None
+        if metrics is not None:  # its unsigned tail is exported from now until stop()
+            metrics.heads.watch(self)
 
     async def start(self) -> None:
         """Register the entry schema, so the first write does not wait for it; idempotent."""
@@ -144,6 +147,8 @@ class AuditWriter(AsyncService):
             except Exception as exc:  # the producer is failing: the tail stays unsigned
                 log.warning("audit writer %s: last head not signed: %s", self.writer_id, exc)
         self._stopped = True
+        if self.metrics is not None:
+            self.metrics.heads.forget(self)
         last, self._last = self._last, None
         if last is not None:
             with contextlib.suppress(Exception):
@@ -164,6 +169,7 @@ class AuditWriter(AsyncService):
             self._prev = GENESIS_HASH
             self._newest = None
             self._signed_seq = -1
+            self._unsigned_since = None
             self._registered = False  # gov.ctl.schemas may have been recreated too
 
     @property
@@ -199,12 +205,19 @@ class AuditWriter(AsyncService):
         self._seq += 1
         self._prev = entry.hash
         self._newest = entry
+        if self._unsigned_since is None:
+            self._unsigned_since = time.monotonic()
         return entry
 
     @property
     def unsigned(self) -> int:
         """Entries handed over that no head covers yet."""
         return self._seq - 1 - self._signed_seq
+
+    def unsigned_seconds(self) -> float:
+        """How long the oldest entry no head covers has waited for one (0: none waits)."""
+        since = self._unsigned_since
+        return 0.0 if since is None or self.unsigned <= 0 else time.monotonic() - since
 
     def _head_due(self) -> bool:
         signer = self.signer
@@ -223,6 +236,7 @@ class AuditWriter(AsyncService):
         await self._append(self.signer.draft(covered), futures)
         self._signed_seq = self._seq - 1  # the head covers itself too: nothing is unsigned
         self._signed_at = time.monotonic()
+        self._unsigned_since = None
 
     async def _sign_on_time(self) -> None:
         """While started: sign the head of an idle chain every ``every_s`` seconds."""

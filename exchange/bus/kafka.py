@@ -165,6 +165,17 @@ async def create_missing_topics(
     return missing
 
 
+async def existing_topics(c: AIOKafkaConsumer, names: Iterable[str]) -> set[str]:
+    """Which of ``names`` exist, asking about those alone and never creating one (a plain
+    metadata request by name makes a broker with auto-create create the topic)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return set()
+    client = c._client
+    answer = await client.send(client.get_random_node(), MetadataRequest(wanted, False))
+    return {t["topic"] for t in answer.to_object()["topics"] if t["error_code"] == 0}
+
+
 def refused(bus: Connection, operation: str, topic: str) -> AccessRefused:
     """The error of an operation the broker's ACLs do not allow this principal."""
     who = bus.principal or "this client"

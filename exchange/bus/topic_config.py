@@ -67,7 +67,7 @@ DAY_MS = 24 * 3600 * 1000
 FOREVER = -1
 
 #: topics whose whole history a replay needs: a retention that can lose entries is refused
-CONTROL_HISTORY = (topics.CATALOG, topics.GRANTS)
+CONTROL_HISTORY = (topics.CATALOG, topics.GRANTS, topics.DISPUTES)
 CONTROL_KEYED = (topics.SCHEMAS, topics.BOOK, topics.BACKFILL, topics.RESYNC)
 
 

@@ -11,6 +11,7 @@
 ``gov.ctl.backfill``            backfill progress per view and partition, resync requests
                                 (compacted, written by routers; exchange.router.backfill_state)
 ``gov.ctl.resync``              a department's requests for its full view again (compacted)
+``gov.ctl.disputes``            data disputes (疑义), their answers and corrections
 ``gov.audit``                   the access log
 ==============================  ==================================================
 """
@@ -25,8 +26,9 @@ GRANTS = "gov.ctl.grants"
 BOOK = "gov.ctl.book"
 BACKFILL = "gov.ctl.backfill"
 RESYNC = "gov.ctl.resync"
+DISPUTES = "gov.ctl.disputes"
 AUDIT = "gov.audit"
-CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, BACKFILL, RESYNC, AUDIT)
+CONTROL_TOPICS = (CATALOG, SCHEMAS, GRANTS, BOOK, BACKFILL, RESYNC, DISPUTES, AUDIT)
 #: the routers' consumer group on GRANTS whose one member audits commands written without
 #: a client (exchange.router.command_audit)
 COMMAND_AUDIT_GROUP = "gov-exchange-command-audit"

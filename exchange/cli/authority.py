@@ -1,4 +1,6 @@
-"""``exchange review | contest | dispute | application``: the data-sharing authority's workflow.
+"""``exchange review | contest | negotiate | escalate | decide | appeal | application``.
+
+The data-sharing authority's workflow.
 
 The authority (政务数据共享主管部门, the department marked ``data_authority``
 in the catalog) reviews applications for compliance (符合性审查) and decides
@@ -96,8 +98,8 @@ def contest(
 ) -> None:
     """Contest the rejection of your application (共享争议); negotiation with the provider opens.
 
-    Then 'exchange dispute negotiate' (either side) and, if that fails,
-    'exchange dispute escalate' to the data-sharing authority.
+    Then 'exchange negotiate' (either side) and, if that fails, 'exchange
+    escalate' to the data-sharing authority, which decides ('exchange decide').
     """
     stage = _act(
         department, key, bootstrap_servers, lambda d: d.contest(application_id, reason=reason)
@@ -105,14 +107,6 @@ def contest(
     typer.echo(f"{application_id}: {stage}")
 
 
-dispute_app = typer.Typer(
-    help="Disputes over refusals (共享争议): negotiate, escalate, the authority's decision, "
-    "the provider's appeal.",
-    no_args_is_help=True,
-)
-
-
-@dispute_app.command()
 def negotiate(
     application_id: AppArgument,
     department: AsOption,
@@ -127,7 +121,6 @@ def negotiate(
     typer.echo(f"{application_id}: {stage}")
 
 
-@dispute_app.command()
 def escalate(
     application_id: AppArgument,
     department: AsOption,
@@ -135,7 +128,7 @@ def escalate(
     key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
-    """Escalate the dispute to the data-sharing authority (consumer or provider)."""
+    """Escalate a contested refusal to the data-sharing authority (consumer or provider)."""
     stage = _act(
         department, key, bootstrap_servers, lambda d: d.escalate(application_id, reason=reason)
     )
@@ -157,7 +150,6 @@ def _masks(mask: list[str] | None) -> dict[str, str]:
     return masks
 
 
-@dispute_app.command()
 def decide(
     application_id: AppArgument,
     department: AsOption,
@@ -183,7 +175,7 @@ def decide(
     key: KeyOption = None,
     bootstrap_servers: BootstrapOption = None,
 ) -> None:
-    """Decide an escalated dispute (协调决定; the data-sharing authority only).
+    """Decide an escalated refusal (协调决定; the data-sharing authority only).
 
     An order is refused for any not-shared field (不予共享): only a signed
     catalog load can change a field's share type. Prints the grant id of an order.
@@ -221,7 +213,6 @@ def decide(
     )
 
 
-@dispute_app.command()
 def appeal(
     application_id: AppArgument,
     department: AsOption,

@@ -12,10 +12,20 @@ from exchange.avro.jsoncodec import dumps
 from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
-from exchange.cli.common import AsOption, BootstrapOption, connection, fail, guarded, run
+from exchange.cli.common import (
+    AsOption,
+    BootstrapOption,
+    KeyOption,
+    connection,
+    fail,
+    guarded,
+    run,
+    signing_key,
+)
 from exchange.clients import reader
 from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store, state
+from exchange.sharing.dispute_records import CORRECTS_HEADER
 from exchange.sharing.policy import compute_view
 from exchange.sharing.records import now
 
@@ -57,6 +67,16 @@ def publish(
     file: Annotated[Path, typer.Argument(help="JSON Lines file, one record per line.")],
     department: AsOption,
     bootstrap_servers: BootstrapOption = None,
+    corrects: Annotated[
+        str | None,
+        typer.Option(
+            "--corrects",
+            help="The file holds the corrected record of this dispute (疑义校核, "
+            "DS-YYYYMMDD-xxxxxxxx): it goes to every consumer whose view it belongs to, "
+            "marked with the dispute, and the dispute closes with a link to it.",
+        ),
+    ] = None,
+    key: KeyOption = None,
 ) -> None:
     """Publish a JSON Lines file of records to gov.src.<provider>.<resource>.
 
@@ -73,6 +93,9 @@ def publish(
     file again, as its records keep their ids and readers drop duplicates.
     """
     bus = guarded(connection)(bootstrap_servers)
+    if corrects is not None:
+        _publish_correction(bus, department, corrects, file, key)
+        return
 
     async def go() -> int:
         cat = await _catalog(bus)
@@ -82,6 +105,20 @@ def publish(
 
     n = run(go())
     typer.echo(f"published {n} records of {resource} as {department}")
+
+
+def _publish_correction(
+    bus: Connection, department: str, dispute_id: str, file: Path, key: Path | None
+) -> None:
+    from exchange.clients.department import Department
+
+    async def go() -> str:
+        async with Department(bus, department, signing_key=signing_key(key)) as d:
+            closed = await d.correct(dispute_id, file)
+        return closed.corrected_record_id or ""
+
+    rid = run(go())
+    typer.echo(f"published the corrected record {rid}; dispute {dispute_id} is closed")
 
 
 def consume(
@@ -104,7 +141,9 @@ def consume(
 
     A consumer reads gov.dlv.<dept>.<resource> (what the router delivered to
     it); the provider reads its own source topic. Without --group it reads
-    from the beginning. Duplicates (same record id) are dropped. A department
+    from the beginning. Duplicates (same record id) are dropped. Each line
+    names the record's id (what 'exchange dispute' takes) and, for a corrected
+    record, the dispute it corrects. A department
     that has not subscribed, or is not entitled, is told so and why (exit
     code 2), and nothing is created on the bus.
     """
@@ -122,8 +161,12 @@ def consume(
                     if as_json:
                         typer.echo(dumps(item.value))
                     else:
+                        where = f"{item.topic}[{item.partition}]@{item.offset}"
+                        fixes = item.headers.get(CORRECTS_HEADER)
                         typer.echo(
-                            f"{item.topic}[{item.partition}]@{item.offset} key={item.key} {dumps(item.value)}"
+                            f"{where} id={item.record_id} key={item.key}"
+                            + (f" corrects={fixes}" if fixes else "")
+                            + f" {dumps(item.value)}"
                         )
                     n += 1
                     if max_records is not None and n >= max_records:

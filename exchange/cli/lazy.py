@@ -78,11 +78,25 @@ COMMANDS: dict[str, Lazy] = {
         "contest",
         "Contest the rejection of your application (共享争议); negotiation with the provider opens.",
     ),
-    "dispute": Lazy(
+    "negotiate": Lazy(
         "authority",
-        "dispute_app",
-        "Disputes over refusals (共享争议): negotiate, escalate, the authority's decision, "
-        "the provider's appeal.",
+        "negotiate",
+        "Send a negotiation message (协商; consumer or provider), recorded on the path.",
+    ),
+    "escalate": Lazy(
+        "authority",
+        "escalate",
+        "Escalate a contested refusal to the data-sharing authority (consumer or provider).",
+    ),
+    "decide": Lazy(
+        "authority",
+        "decide",
+        "Decide an escalated refusal (协调决定; the data-sharing authority only).",
+    ),
+    "appeal": Lazy(
+        "authority",
+        "appeal",
+        "Appeal the authority's order (the provider only); recorded, the grant stands.",
     ),
     "application": Lazy(
         "authority",
@@ -93,6 +107,26 @@ COMMANDS: dict[str, Lazy] = {
         "sharing",
         "applications",
         "List applications, newest first; overdue = a stage past its time limit.",
+    ),
+    "dispute": Lazy(
+        "disputes",
+        "dispute",
+        "Dispute fields of a record you received (疑义); prints the dispute id.",
+    ),
+    "disputes": Lazy(
+        "disputes",
+        "disputes",
+        "List disputes you opened or about your resources (a provider's inbox), newest first.",
+    ),
+    "answer-dispute": Lazy(
+        "disputes",
+        "answer_dispute",
+        "Answer a dispute about one of your resources (provider only): --corrected or --confirmed.",
+    ),
+    "freshness": Lazy(
+        "freshness",
+        "freshness_cmd",
+        "List stale resources per provider: last publish older than the update cycle allows.",
     ),
     "subscriptions": Lazy(
         "backfill",

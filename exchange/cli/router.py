@@ -75,6 +75,7 @@ def router(
             ),
             backfill=s.router_backfill,
             backfill_chunk=s.router_backfill_chunk,
+            quality_interval_s=s.router_quality_check_s,
         )
         if s.audit_trace_key is None:
             typer.secho(

@@ -29,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from exchange import beijing
@@ -40,6 +41,7 @@ from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
 from exchange.catalog import signing
 from exchange.clients import workflow
+from exchange.clients.disputes import DisputeDesk
 from exchange.control.state import GRANT_CODEC, ControlFollower, ControlState
 from exchange.errors import (
     CommandRefused,
@@ -49,6 +51,7 @@ from exchange.errors import (
     UnknownResource,
 )
 from exchange.sharing import limits as command_limits
+from exchange.sharing.dispute_records import DEFAULT_ANSWER_WITHIN, Answer, Dispute
 from exchange.sharing.policy import View, compute_view
 from exchange.sharing.records import (
     GRANT_EVENT,
@@ -63,6 +66,8 @@ from exchange.sharing.records import (
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from exchange.metrics import AuditMetrics
+
 _MAX_DETAIL = 10_000  # longest detail value (the fields of a wide resource)
 
 
@@ -76,6 +81,8 @@ class Department:
         *,
         signing_key: Ed25519PrivateKey | None = None,
         person: str | None = None,
+        audit_metrics: AuditMetrics | None = None,
+        dispute_answer_within: int = DEFAULT_ANSWER_WITHIN,
     ) -> None:
         """``signing_key``: the department's Ed25519 private key; required for commands when
         the catalog registers a public key for it (see :mod:`exchange.catalog.signing`).
@@ -83,6 +90,12 @@ class Department:
         ``person``: who, in the department, acts (a console user's name); every audit
         entry this session writes names them in its details (``person``). A program that
         acts for several people in turn (the web console) sets :attr:`person` per command.
+
+        ``audit_metrics``: where a long-lived session (the web console's) counts its audit
+        entries and exports its unsigned tail; None for a command's short session.
+
+        ``dispute_answer_within``: working days a provider has to answer a dispute this
+        session opens (疑义校核; the setting ``EXCHANGE_DISPUTE_ANSWER_WORKING_DAYS``).
         """
         self.bus = bus
         self.department = department
@@ -91,7 +104,9 @@ class Department:
         self._state: ControlState | None = None
         self._producer: Any = None
         self._audit: AuditWriter | None = None
+        self._audit_metrics = audit_metrics
         self._reader: ControlFollower | None = None
+        self._disputes = DisputeDesk(self, answer_within=dispute_answer_within)
 
     async def start(self) -> None:
         # one control-topic reader for the whole session, starting from the routers' last
@@ -113,7 +128,9 @@ class Department:
             raise
         if self._audit is None:
             role = command_limits.safe(self.department, command_limits.MAX_ID_CHARS)
-            self._audit = AuditWriter(self._producer, self._state.registry, role=role)
+            self._audit = AuditWriter(
+                self._producer, self._state.registry, role=role, metrics=self._audit_metrics
+            )
         try:
             command_limits.check_id(self.department, "department")
             catalog.department(self.department)
@@ -197,6 +214,13 @@ class Department:
         if event.event_id not in after.book.accepted:
             raise ExchangeError(f"command {event.event_id} was written but is not visible yet")
 
+    @property
+    def producer(self) -> Any:
+        """The session's producer (commands and audit entries)."""
+        if self._producer is None:
+            raise ExchangeError("Department is not started: use 'async with Department(...)'")
+        return self._producer
+
     # --- audit -----------------------------------------------------------------
 
     async def _audit_entry(self, action: Action, decision: str, **facts: Any) -> None:
@@ -226,6 +250,12 @@ class Department:
     async def audit(self, action: Action, decision: str, **facts: Any) -> None:
         """Write one audit entry of this department (a resync request, a snapshot file)."""
         await self._audit_entry(action, decision, **facts)
+
+    def refusals_audited(
+        self, command: str, facts: dict[str, Any]
+    ) -> AbstractAsyncContextManager[None]:
+        """Audit a refusal of the command (COMMAND_REFUSED, with the reason), then re-raise it."""
+        return self._refusals_audited(command, facts)
 
     @asynccontextmanager
     async def _refusals_audited(self, command: str, facts: dict[str, Any]) -> AsyncIterator[None]:
@@ -526,6 +556,34 @@ class Department:
             }
 
         await self._answer("revoke", facts, Action.GRANT_REVOKED, Decision.REVOKED, make)
+
+    # --- disputes (疑义校核): exchange.clients.disputes ----------------------------
+
+    async def dispute(
+        self, resource: str, record_id: str, *, fields: Iterable[str], reason: str
+    ) -> str:
+        """Dispute fields of a record this department received; returns the dispute id.
+
+        Refused unless the record (by its ``gov-record-id``) is on this department's
+        delivery topic, and each field is one it received of it.
+        """
+        return await self._disputes.open(resource, record_id, fields, reason=reason)
+
+    async def answer_dispute(self, dispute_id: str, *, corrected: bool, reason: str) -> Dispute:
+        """Answer a dispute about one of this department's resources (provider only)."""
+        answer = Answer.CORRECTED if corrected else Answer.CONFIRMED
+        return await self._disputes.answer(dispute_id, answer, reason=reason)
+
+    async def correct(
+        self, dispute_id: str, record: Mapping[str, Any] | Path, *, reason: str | None = None
+    ) -> Dispute:
+        """Publish the corrected record of a dispute (a record, or a JSON Lines file of one);
+        the dispute closes with a link to it."""
+        return await self._disputes.correct(dispute_id, record, reason=reason)
+
+    async def disputes(self, *, status: str | None = None) -> list[Dispute]:
+        """Disputes opened by this department or about its resources (open/answered/overdue)."""
+        return await self._disputes.listing(status=status)
 
     # --- the data-sharing authority's workflow (exchange.clients.workflow) -------
 

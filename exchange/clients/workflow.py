@@ -169,7 +169,7 @@ async def order(
         "order",
         application_id,
         EventKind.ORDERED,
-        Action.DISPUTE_DECIDED,
+        Action.APPLICATION_DECIDED,
         Decision.ORDERED,
         reason=reason,
         grant_id=new_id("GR"),
@@ -186,9 +186,9 @@ async def order(
 #: command -> (event kind, audit action, decision) of the workflow steps with a reason only
 SIMPLE: dict[str, tuple[EventKind, Action, Decision]] = {
     "contest": (EventKind.CONTESTED, Action.APPLICATION_CONTESTED, Decision.CONTESTED),
-    "negotiate": (EventKind.NEGOTIATED, Action.DISPUTE_NEGOTIATED, Decision.NEGOTIATED),
-    "escalate": (EventKind.ESCALATED, Action.DISPUTE_ESCALATED, Decision.ESCALATED),
-    "uphold": (EventKind.UPHELD, Action.DISPUTE_DECIDED, Decision.UPHELD),
+    "negotiate": (EventKind.NEGOTIATED, Action.APPLICATION_NEGOTIATED, Decision.NEGOTIATED),
+    "escalate": (EventKind.ESCALATED, Action.APPLICATION_ESCALATED, Decision.ESCALATED),
+    "uphold": (EventKind.UPHELD, Action.APPLICATION_DECIDED, Decision.UPHELD),
     "appeal": (EventKind.APPEALED, Action.ORDER_APPEALED, Decision.APPEALED),
 }
 

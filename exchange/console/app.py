@@ -26,6 +26,7 @@ from exchange.console.service import ConsoleService, ConsoleSettings
 from exchange.http.app import create_app
 from exchange.http.auth import Gate
 from exchange.http.metrics import HttpMetrics
+from exchange.metrics import AuditMetrics
 
 STATIC = Path(__file__).parent / "static"
 #: scripts and styles from the console itself only (htmx and Chart.js are vendored)
@@ -73,7 +74,9 @@ def console_app(
     metrics: HttpMetrics | None = None,
 ) -> FastAPI:
     """The app; ``bus`` reads the control topics, ``connect`` gives each principal's connection."""
-    svc = ConsoleService(bus, connect, settings, accounts)
+    metrics = metrics or HttpMetrics()
+    # the departments' audit chains: entries written, unsigned tail (GovExchangeAuditTailUnsigned)
+    svc = ConsoleService(bus, connect, settings, accounts, AuditMetrics(metrics.registry))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,7 +98,7 @@ def console_app(
             health.router,
         ],
         gate=Gate(_NoBasicAuth()),
-        metrics=metrics or HttpMetrics(),
+        metrics=metrics,
         lifespan=lifespan,
     )
     common.install(app)

@@ -2,8 +2,9 @@
 
 The console acts for a department through the very client the command line
 uses: the same checks, the same refusals, the same audit entries. Its
-signing key (``<keys-dir>/<department>.pem``) is loaded here and never leaves
-the server. Commands of one department run one at a time (a lock per desk),
+signing key (``<keys-dir>/<prefix><department>.pem``; the prefix is ``key_``
+when systemd hands the folder over with ``LoadCredential=key:DIR``) is loaded
+here and never leaves the server. Commands of one department run one at a time (a lock per desk),
 so each audit entry names the person whose command it is (detail ``person``).
 """
 
@@ -14,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exchange.bus.connection import Connection
 from exchange.catalog.signing import load_private_key
@@ -22,27 +23,44 @@ from exchange.clients.department import Department
 from exchange.console.accounts import Person
 from exchange.errors import ControlStateReset, ExchangeError
 
+if TYPE_CHECKING:
+    from exchange.metrics import AuditMetrics
+
 log = logging.getLogger(__name__)
 
 
 class Desks:
     """Started departments, by id; started on first use, stopped with the console."""
 
-    def __init__(self, connect: Callable[[str], Connection], keys_dir: Path | None) -> None:
+    def __init__(
+        self,
+        connect: Callable[[str], Connection],
+        keys_dir: Path | None,
+        key_prefix: str = "",
+        audit_metrics: AuditMetrics | None = None,
+    ) -> None:
         self.connect = connect
         self.keys_dir = keys_dir
+        self.key_prefix = key_prefix
+        #: the desks' audit chains (one per department, role = the department) export here
+        self.audit_metrics = audit_metrics
         self._desks: dict[str, Department] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def holds_key(self, department: str) -> bool:
-        """Whether the console has a signing key file for ``department``."""
-        return self.keys_dir is not None and (self.keys_dir / f"{department}.pem").exists()
-
-    def _key(self, department: str) -> Any:
+    def key_file(self, department: str) -> Path | None:
+        """Where ``department``'s signing key is read from (None: no keys folder)."""
         if self.keys_dir is None:
             return None
-        path = self.keys_dir / f"{department}.pem"
-        if not path.exists():
+        return self.keys_dir / f"{self.key_prefix}{department}.pem"
+
+    def holds_key(self, department: str) -> bool:
+        """Whether the console has a signing key file for ``department``."""
+        path = self.key_file(department)
+        return path is not None and path.exists()
+
+    def _key(self, department: str) -> Any:
+        path = self.key_file(department)
+        if path is None or not path.exists():
             return None  # the catalog decides whether this department must sign
         return load_private_key(path)
 
@@ -50,7 +68,10 @@ class Desks:
         desk = self._desks.get(department)
         if desk is None:
             desk = Department(
-                self.connect(department), department, signing_key=self._key(department)
+                self.connect(department),
+                department,
+                signing_key=self._key(department),
+                audit_metrics=self.audit_metrics,
             )
             await desk.start()
             self._desks[department] = desk

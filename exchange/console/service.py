@@ -16,6 +16,7 @@ from exchange.console.lockout import Lockout
 from exchange.console.sessions import SessionStore
 from exchange.control.state import ControlFollower, ControlState
 from exchange.errors import ExchangeError
+from exchange.metrics import AuditMetrics
 
 
 @dataclass
@@ -24,6 +25,7 @@ class ConsoleSettings:
 
     accounts: Path
     keys_dir: Path | None = None
+    keys_prefix: str = ""
     router_metrics: list[str] = field(default_factory=list)
     secure_cookies: bool = True
     max_failures: int = 5
@@ -40,16 +42,18 @@ class ConsoleService:
         connect: Callable[[str], Connection],
         settings: ConsoleSettings,
         accounts: AccountBook,
+        audit_metrics: AuditMetrics | None = None,
     ) -> None:
         """``bus`` reads the control topics; ``connect(principal)`` is a principal's connection
-        (each department's for its commands, ``auditor``'s for the access log)."""
+        (each department's for its commands, ``auditor``'s for the access log);
+        ``audit_metrics``: where the departments' audit chains are counted."""
         self.bus = bus
         self.connect = connect
         self.settings = settings
         self.accounts = accounts
         self.lockout = Lockout(settings.max_failures, settings.lock_minutes * 60)
         self.sessions = SessionStore(secure=settings.secure_cookies)
-        self.desks = Desks(connect, settings.keys_dir)
+        self.desks = Desks(connect, settings.keys_dir, settings.keys_prefix, audit_metrics)
         self._reader: ControlFollower | None = None
         self._log = AuditTail(connect("auditor"))
         self._read_lock = asyncio.Lock()

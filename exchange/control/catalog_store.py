@@ -41,6 +41,7 @@ from exchange.audit.entry import (
     AUDIT_ENTRY_V4,
     AUDIT_ENTRY_V5,
     AUDIT_ENTRY_V6,
+    AUDIT_ENTRY_V7,
     Action,
     Decision,
     Draft,
@@ -55,6 +56,7 @@ from exchange.bus.registry import SchemaRegistry
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog
 from exchange.errors import CatalogError, CatalogErrors, CommandRefused, DecodeError
+from exchange.sharing.dispute_records import DISPUTE_EVENT
 from exchange.sharing.records import GRANT_EVENT, GRANT_EVENT_V1, GRANT_EVENT_V2
 
 if TYPE_CHECKING:
@@ -76,7 +78,9 @@ CONTROL_SCHEMAS = (
     AUDIT_ENTRY_V4,
     AUDIT_ENTRY_V5,
     AUDIT_ENTRY_V6,
+    AUDIT_ENTRY_V7,
     AUDIT_ENTRY,
+    DISPUTE_EVENT,
 )
 
 

@@ -29,13 +29,15 @@ from exchange.gateway.quota import Quotas
 from exchange.gateway.request_audit import LINGER_MS, RequestAudit
 from exchange.gateway.store import LatestStore
 from exchange.lifecycle import AsyncService
+from exchange.metrics import AuditMetrics
 from exchange.sharing.records import GrantEvent
 
 log = logging.getLogger(__name__)
 
 
 class GatewayMetrics:
-    """Requests by resource, consumer and decision; their latency; the store's state."""
+    """Requests by resource, consumer and decision; their latency; the store's state; its
+    audit chain's."""
 
     def __init__(self, registry: CollectorRegistry, prefix: str = "gov_exchange") -> None:
         self.decisions = Counter(
@@ -61,6 +63,8 @@ class GatewayMetrics:
             "Source records written to the store since the start",
             registry=registry,
         )
+        #: its audit chain: entries written, and how far they run past the last signed head
+        self.audit = AuditMetrics(registry, prefix)
 
 
 class GatewayService(AsyncService):
@@ -106,7 +110,9 @@ class GatewayService(AsyncService):
         self._producer = kafka.producer(self.bus, linger_ms=LINGER_MS)
         await self._producer.start()
         await self._follow_control()
-        self._writer = AuditWriter(self._producer, self.state.registry, role="gateway")
+        self._writer = AuditWriter(
+            self._producer, self.state.registry, role="gateway", metrics=self.metrics.audit
+        )
         await self._writer.start()
         self.audit = RequestAudit(self._writer, self.master_secret)
         self.materializer = Materializer(

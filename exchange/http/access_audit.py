@@ -35,6 +35,7 @@ from exchange.bus.connection import Connection
 from exchange.bus.registry import SchemaRegistry
 from exchange.http.errors import ApiJSONResponse, HttpError, error_response
 from exchange.lifecycle import AsyncService
+from exchange.metrics import AuditMetrics
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,8 @@ def install(app: FastAPI, audit: AccessAudit) -> None:
 
 class AccessAuditMetrics:
     def __init__(self, registry: CollectorRegistry, prefix: str = "gov_exchange") -> None:
+        #: the refusals' audit chain: entries written, how far past the last signed head
+        self.chain = AuditMetrics(registry, prefix)
         self.written = Counter(
             f"{prefix}_http_refusals_audited",
             "Refused HTTP requests written to the access log",
@@ -183,7 +186,12 @@ class AccessAudit(AsyncService):
     async def start(self) -> None:
         self._producer = kafka.producer(self.bus, linger_ms=0)
         await self._producer.start()
-        self._writer = AuditWriter(self._producer, SchemaRegistry(self.bus), role=self.service)
+        self._writer = AuditWriter(
+            self._producer,
+            SchemaRegistry(self.bus),
+            role=self.service,
+            metrics=self.metrics.chain if self.metrics is not None else None,
+        )
         await self._writer.start()
         self._task = asyncio.create_task(self._run(), name=f"{self.service}-access-audit")
 

@@ -244,7 +244,7 @@ class Backfiller:
         job = self.jobs.get(key)
         if job is None or (job_id is not None and job.id != job_id):
             if job is not None:
-                await job.scan.stop()
+                self._retire(job)
             res = self.table.state.catalog.resources[view.view.resource]
             scan = BackfillScan(self.bus, res, self.table.decoders[res.id], view)
             job = self.jobs[key] = Job(scan, job_id or new_id("BF"), trigger, request)
@@ -269,11 +269,17 @@ class Backfiller:
     async def _end(self, key: tuple[str, str], job: Job, why: str) -> None:
         """Stop a backfill at once: nothing more of it is delivered."""
         self.jobs.pop(key, None)
-        await job.scan.stop()
+        self._retire(job)
         for part in job.scan.parts.values():
             if not part.done:
                 self.progress.write(progress_of(job, part, "stopped", self.instance, why))
         log.info("backfill %s of %s for %s stopped: %s", job.id, key[1], key[0], why)
+
+    def _retire(self, job: Job) -> None:
+        """Stop ``job``'s scan now and close its consumer in the background: a consumer slow
+        to close (a broker slow to answer) must never hold up routing."""
+        job.scan.halt()
+        self.progress.close_later(job.scan)
 
     def _mark_gone(self, views: dict[tuple[str, str], CompiledView], assigned: set[Any]) -> None:
         """Progress of views gone, on partitions held: ``ended``, so a new one backfills again."""
@@ -444,8 +450,15 @@ async def _all(stopping: list[Coroutine[Any, Any, None]]) -> None:
 
 
 async def _bounded(stopping: Awaitable[None], what: str) -> None:
-    """Await ``stopping`` for at most :data:`STOP_S`; past that, log and go on."""
-    try:
-        await asyncio.wait_for(stopping, timeout=STOP_S)
-    except TimeoutError:
+    """Await ``stopping`` for at most :data:`STOP_S`; past that, log and go on.
+
+    Not ``asyncio.wait_for``: it waits for the cancelled work to end, and a Kafka client's
+    fetch task has been seen to swallow a cancellation and never end.
+    """
+    task = asyncio.ensure_future(stopping)
+    done, _ = await asyncio.wait([task], timeout=STOP_S)
+    if not done:
+        task.cancel()
         log.warning("%s did not stop within %.0f s: left behind", what, STOP_S)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("%s failed to stop: %s", what, task.exception())

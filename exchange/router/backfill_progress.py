@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from exchange.router.backfill_scan import BackfillScan
 
 log = logging.getLogger(__name__)
+#: longest wait at stop for the scans still closing in the background
+CLOSE_S = 5.0
 
 
 def resync_refusal(
@@ -141,5 +143,9 @@ class ProgressWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        for task in list(self._closing):
-            await task
+        if self._closing:  # scans closing in the background: a bounded wait, then left
+            _, late = await asyncio.wait(list(self._closing), timeout=CLOSE_S)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("%d backfill scan(s) did not close within %.0f s", len(late), CLOSE_S)

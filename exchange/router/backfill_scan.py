@@ -198,8 +198,14 @@ class BackfillScan:
             out = view.render(record)
         return key, out, record_id(self.res.id, body).encode()
 
+    def halt(self) -> None:
+        """Stop reading at once (no await): what it has not read yet is never rendered. The
+        consumer stays open until :meth:`stop`."""
+        if self._task is not None:
+            self._task.cancel()
+
     async def stop(self) -> None:
-        """Stop reading; idempotent."""
+        """Stop reading and close the consumer; idempotent."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, KafkaError):

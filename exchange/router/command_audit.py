@@ -81,10 +81,10 @@ ENTRY_OF: dict[EventKind, tuple[Action, Decision]] = {
     EventKind.REVIEW_PASSED: (Action.APPLICATION_REVIEWED, Decision.PASSED),
     EventKind.REVIEW_RETURNED: (Action.APPLICATION_REVIEWED, Decision.RETURNED),
     EventKind.CONTESTED: (Action.APPLICATION_CONTESTED, Decision.CONTESTED),
-    EventKind.NEGOTIATED: (Action.DISPUTE_NEGOTIATED, Decision.NEGOTIATED),
-    EventKind.ESCALATED: (Action.DISPUTE_ESCALATED, Decision.ESCALATED),
-    EventKind.UPHELD: (Action.DISPUTE_DECIDED, Decision.UPHELD),
-    EventKind.ORDERED: (Action.DISPUTE_DECIDED, Decision.ORDERED),
+    EventKind.NEGOTIATED: (Action.APPLICATION_NEGOTIATED, Decision.NEGOTIATED),
+    EventKind.ESCALATED: (Action.APPLICATION_ESCALATED, Decision.ESCALATED),
+    EventKind.UPHELD: (Action.APPLICATION_DECIDED, Decision.UPHELD),
+    EventKind.ORDERED: (Action.APPLICATION_DECIDED, Decision.ORDERED),
     EventKind.APPEALED: (Action.ORDER_APPEALED, Decision.APPEALED),
 }
 _AUDITING_ACTIONS = {action for action, _ in ENTRY_OF.values()}

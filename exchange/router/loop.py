@@ -53,6 +53,8 @@ from exchange.router.backfill import Backfiller
 from exchange.router.command_audit import CommandAuditor
 from exchange.router.control_reset import ControlResetGuard
 from exchange.router.dead_letters import DeadLetters
+from exchange.router.dispute_watch import DisputeWatch
+from exchange.router.freshness import FreshnessWatch
 from exchange.router.mask_secret import check as check_mask_secret
 from exchange.router.notices import Notices
 from exchange.router.outbox import Outbox
@@ -90,6 +92,7 @@ class Router(AsyncService):
         trace_key: bytes | None = None,
         backfill: bool = True,
         backfill_chunk: int | None = None,
+        quality_interval_s: float = 60.0,
     ) -> None:
         check_mask_secret(master_secret, development=bus.development)  # no public secret
         self.bus = bus
@@ -121,6 +124,11 @@ class Router(AsyncService):
         self._watchdog: BrokerWatchdog | None = None
         self._book_writer: asyncio.Task[None] | None = None  # book snapshots for sessions
         self._command_audit: CommandAuditor | None = None  # commands written without a client
+        #: 更新周期 and 疑义校核: staleness against update cycles, overdue disputes (audited)
+        self.freshness = FreshnessWatch(
+            self.state, self.metrics.freshness, interval_s=quality_interval_s
+        )
+        self.dispute_watch = DisputeWatch(self.state, interval_s=quality_interval_s)
         self.state.on_catalog = lambda _snap: self.view_table.changed()
         self.state.on_grant_event = self._on_grant_event
         self.state.on_catalog_refused = self.notices.catalog_refused
@@ -267,6 +275,13 @@ class Router(AsyncService):
         self._command_audit = await CommandAuditor.started(
             self.state, self.audit, session_timeout_ms=self.session_timeout_ms
         )
+        await self.freshness.start(self._write_audit)
+        await self.dispute_watch.start(self._write_audit)
+
+    async def _write_audit(self, drafts: list[Any]) -> None:
+        """Audit entries of the watches, written at once (they commit no source offset)."""
+        if self.audit is not None:
+            await self.audit.write(*drafts)
 
     def _assigned(self) -> None:
         self._live.clear()  # positions of partitions held before are not this router's now
@@ -290,6 +305,8 @@ class Router(AsyncService):
 
     async def stop(self) -> None:
         """Settle what was routed (bounded waits), then stop the clients; idempotent."""
+        await self.freshness.stop()
+        await self.dispute_watch.stop()
         if self._command_audit is not None:  # first: it waits for the follower and writes
             auditor, self._command_audit = self._command_audit, None
             await auditor.stop()
@@ -369,6 +386,7 @@ class Router(AsyncService):
                 count += len(records)
                 futures.extend(await route(tp.topic, records, now, outbox))
                 offsets[tp] = records[-1].offset + 1
+                self.freshness.published(tp.topic, records[-1].timestamp)
             if self.guard.paused:  # the control topics went backwards while it was routed
                 settler.drafts.drop_from(mark)
                 await self.guard.hold(batch)  # the outbox is dropped: nothing delivered

@@ -30,11 +30,13 @@ from exchange.bus.limits import MAX_VALUE_BYTES  # publishers refuse larger valu
 from exchange.catalog.model import Resource
 from exchange.errors import DecodeError
 from exchange.metrics import RouterMetrics
+from exchange.router import corrections
 from exchange.router.dead_letters import SOURCE_OFFSET, DeadLetters
 from exchange.router.outbox import Outbox
 from exchange.router.settle import PendingDrafts
 from exchange.router.view import CompiledView
 from exchange.router.view_table import Decoder, ViewTable
+from exchange.sharing.dispute_records import CORRECTS_HEADER
 
 #: per view, for the per-record loop: where to add, whether to pass the source bytes,
 #: the slice renderer, the key's hashing (None: the source key as it is), where to note
@@ -88,8 +90,11 @@ class PartitionRouter:
         ]
         counts = [[0, 0] for _ in targets]  # per view: delivered, filtered
         keys: list[list[tuple[bytes, int]]] = [[] for _ in targets]  # per view: key, offset
-        futures = await self._route_records(res, records, targets, counts, keys)
+        noted: list[tuple[int, bytes, bytes]] = []  # corrections delivered: view, dispute, id
+        futures = await self._route_records(res, records, targets, counts, keys, noted)
         self._account(res, records, targets, counts, keys)
+        for draft in corrections.delivered_drafts(res, targets, noted):
+            self.drafts.add(draft)
         return futures
 
     async def _route_records(
@@ -99,12 +104,15 @@ class PartitionRouter:
         targets: list[tuple[CompiledView, Any]],
         counts: list[list[int]],
         keys: list[list[tuple[bytes, int]]],
+        noted: list[tuple[int, bytes, bytes]],
     ) -> list[Any]:
         """The per-record loop: each record to every view in ``targets``; dead-letter futures.
 
         ``counts[i]`` gets the records delivered and filtered out for ``targets[i]``, and
-        ``keys[i]`` the key and source offset of each record delivered to it.
+        ``keys[i]`` the key and source offset of each record delivered to it; ``noted``
+        each delivery of a correction (view index, dispute id, record id).
         """
+        correction_of = corrections.correction_of
         futures: list[Any] = []
         where = f"{records[0].partition}:".encode()
         decoder = self.table.decoders[res.id]
@@ -145,10 +153,11 @@ class PartitionRouter:
                 continue
             # nothing a provider's own producer wrote travels on unchecked: the record id
             # and the key are recomputed from the decoded record, never copied
-            headers = [
-                (RECORD_ID, record_id(resource, body).encode()),
-                (SOURCE_OFFSET, where + str(rec.offset).encode()),
-            ]
+            rid = record_id(resource, body).encode()
+            headers = [(RECORD_ID, rid), (SOURCE_OFFSET, where + str(rec.offset).encode())]
+            corrects = correction_of(rec.headers)
+            if corrects is not None:  # a corrected record (疑义校核) says which dispute
+                headers.append((CORRECTS_HEADER, corrects))
             for i, (add, passthrough, render, key_hash, delivered) in enumerate(plans):
                 if passthrough and same_schema:
                     out = value  # the source bytes as they came
@@ -162,6 +171,8 @@ class PartitionRouter:
                 add(key if key_hash is None else key_hash(key), out, headers)
                 delivered((key, rec.offset))
                 counts[i][0] += 1
+                if corrects is not None:
+                    noted.append((i, corrects, rid))
         return futures
 
     def _account(

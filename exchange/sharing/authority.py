@@ -170,7 +170,7 @@ def check_order_revoker(grant: Grant, ev: GrantEvent, catalog: Catalog) -> None:
         raise CommandRefused(
             f"grant {grant.id} was ordered by the data-sharing authority ({grant.ordered_by}): "
             f"it stands until the authority ({bureau}) changes it; the provider may appeal "
-            "('exchange dispute appeal')"
+            "('exchange appeal')"
         )
 
 

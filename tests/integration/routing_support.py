@@ -36,6 +36,9 @@ SESSION_MS = (
     6_000 if ON_KAFKA else 10_000 if os.environ.get("EXCHANGE_BOOTSTRAP_SERVERS") else 3_000
 )
 
+#: longest a router's stop may take in a test (it bounds its own parts to 15 s each)
+STOP_S = 60.0
+
 
 @dataclass
 class RouterRun:
@@ -57,7 +60,16 @@ class RouterRun:
         try:
             await asyncio.wait_for(self.task, timeout=15)
         finally:
-            await self.router.stop()
+            stopping = asyncio.ensure_future(self.router.stop())
+            done, _ = await asyncio.wait([stopping], timeout=STOP_S)
+            if not done:  # say where it hangs: every task's stack, then fail
+                for task in asyncio.all_tasks():
+                    task.print_stack(limit=8, file=sys.stderr)
+                stopping.cancel()
+                raise AssertionError(
+                    f"the router did not stop within {STOP_S:.0f} s (tasks' stacks on stderr)"
+                )
+            stopping.result()
 
     def views(self, resource: str) -> dict[str, CompiledView]:
         return {v.consumer: v for v in self.router.views.get(resource, [])}

@@ -221,15 +221,15 @@ async def test_a_refusal_contested_escalated_and_ordered_is_delivered_under_the_
         assert rec.value["mother_id_number"] != original["mother_id_number"]  # masked
         assert "birth_weight_grams" not in rec.value  # not shared, whatever any order says
     log = await entries(bus, app)
-    [decided] = [e for e in log if e.action is Action.DISPUTE_DECIDED]
+    [decided] = [e for e in log if e.action is Action.APPLICATION_DECIDED]
     assert (decided.actor, decided.decision, decided.grant_id) == (BUREAU, "ordered", grant)
     assert decided.details["stage"] == "escalated"
     assert decided.details["masks"] == "mother_id_number=keep:6:4"
     actions = [e.action for e in log if e.actor != "router"]
     for action in (
         Action.APPLICATION_CONTESTED,
-        Action.DISPUTE_NEGOTIATED,
-        Action.DISPUTE_ESCALATED,
+        Action.APPLICATION_NEGOTIATED,
+        Action.APPLICATION_ESCALATED,
         Action.ORDER_APPEALED,
     ):
         assert action in actions

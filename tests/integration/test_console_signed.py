@@ -117,6 +117,13 @@ async def test_the_console_signs_with_the_key_it_holds_and_refuses_without(
         approved = await approve(client, app_id)
         assert approved.status_code == 303
         inbox = await client.get(approved.headers["location"])
+        # the desk's audit chain is counted; with no service identity, none of it is signed
+        exported = (await client.get("/metrics")).text
+    unsigned = re.search(
+        r'^gov_exchange_audit_unsigned_entries\{role="health"\} (\S+)$', exported, re.M
+    )
+    assert unsigned, exported
+    assert float(unsigned[1]) >= 1
     grant = re.search(r"GR-[\w-]+", inbox.text)
     assert grant, inbox.text
     book = (await state.load(bus)).book

@@ -7,6 +7,9 @@ router job's target set to the metrics endpoint of a router this test runs
 (``serve_metrics``, what ``exchange router --metrics-port`` calls). The router
 scrapes healthy and no alert is firing; undecodable records are then written
 to a source topic, and ``GovExchangeDeadLetters`` must fire for that resource.
+The router runs without a service identity, so its audit entries stay unsigned:
+the expression of ``GovExchangeAuditTailUnsigned`` (without its one-minute
+threshold, which promtool's unit test covers) must see its chain waiting.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +115,19 @@ def router_target_up(base: str) -> bool:
     return any(t["labels"]["job"] == "gov-exchange-router" and t["health"] == "up" for t in active)
 
 
+def alert_expression(name: str) -> tuple[str, float]:
+    """An alert's expression of deploy/prometheus/rules/alerts.yml, split at its threshold."""
+    doc = yaml.safe_load((PROMETHEUS / "rules" / "alerts.yml").read_text())
+    (rule,) = [r for g in doc["groups"] for r in g["rules"] if r.get("alert") == name]
+    expr, threshold = rule["expr"].rsplit(">", 1)
+    return expr.strip(), float(threshold)
+
+
+def query(base: str, expr: str) -> list[dict[str, Any]]:
+    data = api(base, f"query?query={urllib.parse.quote(expr)}")
+    return (data or {}).get("result", [])
+
+
 def dead_letter_alerts(base: str) -> list[dict[str, Any]]:
     data = api(base, "alerts")
     return [
@@ -154,7 +171,25 @@ async def test_a_burst_of_dead_letters_fires_the_alert(
             return any(a["state"] == "firing" for a in dead_letter_alerts(prometheus))
 
         await wait_for(firing, within=30, what="GovExchangeDeadLetters firing", interval=0.25)
-    (alert,) = dead_letter_alerts(prometheus)
-    assert alert["labels"]["resource"] == BMC
-    assert alert["labels"]["severity"] == "warning"
-    assert f"gov.dlq.{BMC}" in alert["annotations"]["summary"]
+        (alert,) = dead_letter_alerts(prometheus)
+        assert alert["labels"]["resource"] == BMC
+        assert alert["labels"]["severity"] == "warning"
+        assert f"gov.dlq.{BMC}" in alert["annotations"]["summary"]
+
+        # no service identity: the router's audit chain waits for a head that never comes
+        unsigned, threshold = alert_expression("GovExchangeAuditTailUnsigned")
+        assert threshold == 60
+
+        def waiting() -> list[dict[str, Any]]:
+            found = query(prometheus, unsigned)
+            return [r for r in found if float(r["value"][1]) > 0]
+
+        await wait_for(waiting, within=15, what="the unsigned audit tail seen", interval=0.25)
+        (series,) = waiting()
+        assert series["metric"]["role"] == "router"
+        assert series["metric"]["job"] == "gov-exchange-router"
+        entries = metrics.registry.get_sample_value(
+            "gov_exchange_audit_unsigned_entries", {"role": "router"}
+        )
+        assert entries is not None
+        assert entries >= 1

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -21,20 +24,21 @@ from exchange.http.server import free_port
 
 pytestmark = pytest.mark.integration
 PASSWORD = "pw-police"
+#: generated requests per operation; run longer with REGISTRY_PROBE_EXAMPLES=500
+EXAMPLES = int(os.environ.get("REGISTRY_PROBE_EXAMPLES", "25"))
 
 
 @pytest.fixture(scope="module")
 def registry_cli(
     bus: Connection, loaded_catalog: Catalog, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[Registry]:
     credentials = tmp_path_factory.mktemp("credentials")
     (credentials / "police.password").write_text(PASSWORD + "\n")
     port = free_port()
     command = [sys.executable, "-m", "exchange", "registry", "--bootstrap-servers"]
     command += [bus.bootstrap, "--port", str(port), "--credentials-dir", str(credentials)]
-    proc = subprocess.Popen(
-        command, env=cli_env(bus), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = (credentials / "registry.log").open("wb")  # read back when a probe fails
+    proc = subprocess.Popen(command, env=cli_env(bus), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -47,10 +51,20 @@ def registry_cli(
                 pass
             assert time.monotonic() < deadline, "exchange registry did not become healthy"
             time.sleep(0.1)
-        yield url
+        yield Registry(url, credentials / "registry.log")
     finally:
         proc.terminate()
         proc.wait(15)
+        log.close()
+
+
+@dataclass(frozen=True)
+class Registry:
+    url: str
+    log: Path  # its stdout and stderr: the tracebacks behind a 5xx
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def probe(url: str) -> tuple[int, list[tuple[str, int, str]]]:
@@ -64,27 +78,41 @@ def probe(url: str) -> tuple[int, list[tuple[str, int, str]]]:
     for result in schema.get_all_operations():
         op = result.ok()
 
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
         def check(case: object) -> None:
             sent[0] += 1
-            r = case.call(base_url=url, headers=auth)  # type: ignore[attr-defined]
-            if r.status_code >= 500 or (
-                r.status_code >= 400 and set(r.json()) != {"error_code", "message"}
-            ):
-                problems.append((case.operation.label, r.status_code, r.text[:200]))  # type: ignore[attr-defined]
+            label = case.operation.label  # type: ignore[attr-defined]
+            try:
+                r = case.call(base_url=url, headers=auth, timeout=30)  # type: ignore[attr-defined]
+            except Exception as exc:  # no answer at all is a problem too, and named as one
+                problems.append((label, 0, f"{type(exc).__name__}: {exc}"[:200]))
+                return
+            if r.status_code >= 500 or (r.status_code >= 400 and not _confluent_body(r.text)):
+                problems.append((label, r.status_code, r.text[:200]))
 
         check()
     return sent[0], problems
 
 
+def _confluent_body(text: str) -> bool:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and set(body) == {"error_code", "message"}
+
+
 async def test_no_generated_request_gets_a_5xx_and_every_4xx_is_confluent_shaped(
-    registry_cli: str,
+    registry_cli: Registry,
 ) -> None:
-    sent, problems = await asyncio.to_thread(probe, registry_cli)
+    sent, problems = await asyncio.to_thread(probe, registry_cli.url)
     assert sent > 200
-    assert not problems, f"{len(problems)} bad answers: " + " | ".join(
-        f"{label} -> {status}: {text}" for label, status, text in problems[:5]
+    assert not problems, (
+        f"{len(problems)} bad answers: "
+        + " | ".join(f"{label} -> {status}: {text}" for label, status, text in problems[:5])
+        + "\nthe registry's log ends:\n"
+        + registry_cli.log_tail()
     )
 
 

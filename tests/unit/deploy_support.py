@@ -15,6 +15,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from connectors.base import ConnectorMetrics
+from exchange.gateway.service import GatewayMetrics
+from exchange.http.access_audit import AccessAuditMetrics
 from exchange.http.metrics import HttpMetrics
 from exchange.metrics import AuditMetrics, RouterMetrics
 from exchange.registry.service import RegistryMetrics
@@ -47,16 +49,21 @@ def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 
 
 def exported_metrics() -> set[str]:
-    """Every series name the bus's processes can expose (router, HTTP, registry, connectors)."""
-    registry = CollectorRegistry()
-    RouterMetrics(registry)
+    """Every series name the bus's processes can expose (router, HTTP services, registry,
+    gateway, connectors, archiver), each process's on a registry of its own as it runs."""
+    router, registry, gateway, connector, archiver = (CollectorRegistry() for _ in range(5))
+    RouterMetrics(router)
     HttpMetrics(registry)
     RegistryMetrics(registry)
-    ConnectorMetrics(registry)
-    AuditMetrics(CollectorRegistry())  # the archiver's: the same names as the router's part
+    AccessAuditMetrics(registry)
+    HttpMetrics(gateway)
+    GatewayMetrics(gateway)
+    ConnectorMetrics(connector)
+    AuditMetrics(archiver)
     names = set()
-    for family in registry.collect():
-        names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
+    for r in (router, registry, gateway, connector, archiver):
+        for family in r.collect():
+            names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
     return names
 
 

@@ -59,9 +59,9 @@ def test_reviews_answers_disputes_and_decisions_are_counted_per_department() -> 
             within_time_limit=True,
         ),
         step(Action.APPLICATION_CONTESTED, "police", Decision.CONTESTED, 21, "A1"),
-        step(Action.DISPUTE_ESCALATED, "police", Decision.ESCALATED, 22, "A1"),
+        step(Action.APPLICATION_ESCALATED, "police", Decision.ESCALATED, 22, "A1"),
         step(
-            Action.DISPUTE_DECIDED,
+            Action.APPLICATION_DECIDED,
             "data_bureau",
             Decision.ORDERED,
             23,

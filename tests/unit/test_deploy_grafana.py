@@ -83,6 +83,7 @@ def test_every_query_names_only_metrics_the_code_exports() -> None:
         "gov_exchange_records_dead_lettered_total",
         "gov_exchange_active_grants",
         "gov_exchange_audit_entries_written_total",
+        "gov_exchange_audit_unsigned_seconds",
         "service:gov_exchange_http_requests:rate5m",
     ):
         assert wanted in used, f"the dashboard shows no {wanted}"

@@ -133,14 +133,39 @@ def test_the_cluster_agrees_with_deploy_kafka_server_properties() -> None:
     assert set(pool["spec"]["roles"]) == {"controller", "broker"}
 
 
+WORKLOADS = ("Deployment", "StatefulSet")
+#: every process of the bus on Kubernetes; the archiver and connectors run beside it
+PROCESSES = ("router", "registry", "gateway", "console")
+
+
+def everything() -> list[dict[str, Any]]:
+    return [d for m in MANIFESTS for d in yaml.safe_load_all(m.read_text()) if d]
+
+
+def workload(name: str) -> dict[str, Any]:
+    (found,) = [
+        d
+        for d in everything()
+        if d["kind"] in WORKLOADS and d["metadata"]["name"] == f"gov-exchange-{name}"
+    ]
+    return found
+
+
+def container_env(doc: dict[str, Any]) -> dict[str, str]:
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
 def test_each_pdb_and_service_selects_its_deployment() -> None:
-    everything = [d for m in MANIFESTS for d in yaml.safe_load_all(m.read_text()) if d]
     deployments = {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
-        for d in everything
-        if d["kind"] == "Deployment"
+        for d in everything()
+        if d["kind"] in WORKLOADS
     }
-    for d in everything:
+    assert {f"gov-exchange-{p}" for p in PROCESSES} <= set(deployments)
+    pdbs = {d["metadata"]["name"] for d in everything() if d["kind"] == "PodDisruptionBudget"}
+    assert pdbs == set(deployments), "every workload has its PodDisruptionBudget"
+    for d in everything():
         if d["kind"] not in ("PodDisruptionBudget", "Service"):
             continue
         selector = d["spec"]["selector"]
@@ -157,3 +182,72 @@ def test_every_exchange_variable_is_a_setting_the_code_reads(path: Path) -> None
     known = {f"EXCHANGE_{name.upper()}" for name in Settings.model_fields} | CLI_ENV
     used = set(re.findall(r"\bEXCHANGE_[A-Z_]+\b", path.read_text()))
     assert used <= known, f"{path.name}: {sorted(used - known)} are read by nothing"
+
+
+def test_every_process_is_let_in_by_prometheus_and_out_only_to_kafka() -> None:
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs("network-policies.yaml")}
+
+    def selected(spec: dict[str, Any]) -> set[str]:
+        selector = spec["podSelector"]
+        names = set(selector.get("matchLabels", {}).values())
+        for e in selector.get("matchExpressions", []):
+            names.update(e["values"])
+        return names
+
+    ports = {p["port"] for p in policies["allow-prometheus-scrape"]["ingress"][0]["ports"]}
+    for name in PROCESSES:
+        pod = f"gov-exchange-{name}"
+        assert pod in selected(policies["allow-prometheus-scrape"]), pod
+        assert pod in selected(policies["bus-egress"]), pod
+        annotations = workload(name)["spec"]["template"]["metadata"]["annotations"]
+        assert int(annotations["prometheus.io/port"]) in ports, pod
+    assert "gov-exchange-console" in selected(policies["allow-console-clients"])
+    assert "gov-exchange-gateway" in selected(policies["allow-gateway-clients"])
+
+
+def test_every_process_signs_its_audit_chain_heads_with_a_key_from_a_secret() -> None:
+    for name in PROCESSES:
+        doc = workload(name)
+        env = container_env(doc)
+        assert env["EXCHANGE_AUDIT_SERVICE"] == f"gov-{name}", name
+        key = Path(env["EXCHANGE_AUDIT_KEY_FILE"])
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+        secret = volumes[mounts[str(key.parent)]]["secret"]
+        assert secret["secretName"] == f"gov-exchange-{name}-audit-key", name
+        # the process runs as 10001: a secret file it can read by its group
+        assert doc["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 10001, name
+
+
+def test_the_gateway_keeps_its_store_on_a_volume_of_each_replica() -> None:
+    doc = workload("gateway")
+    assert doc["kind"] == "StatefulSet"
+    store = Path(container_env(doc)["EXCHANGE_GATEWAY_STORE"])
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    claims = {c["metadata"]["name"] for c in doc["spec"]["volumeClaimTemplates"]}
+    assert mounts[str(store.parent)] in claims
+
+
+def test_the_console_has_the_password_of_every_department_and_the_auditor(
+    sample_catalog: Catalog,
+) -> None:
+    doc = workload("console")
+    env = container_env(doc)
+    assert env["EXCHANGE_CONSOLE_STRIMZI_USERS"] == "true"
+    volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    sources = volumes[mounts[env["EXCHANGE_CONSOLE_CREDENTIALS_DIR"]]]["projected"]["sources"]
+    found = {}
+    for source in sources:
+        (item,) = source["secret"]["items"]
+        assert item["key"] == "password"
+        found[item["path"]] = source["secret"]["name"]
+    # each file named as the console looks it up, from the Secret Strimzi keeps for the user
+    wanted = {f"{p}.password": acls.strimzi_user_name(p) for p in sample_catalog.departments}
+    wanted["auditor.password"] = acls.AUDITOR
+    assert found == wanted
+    users = {u["metadata"]["name"] for u in docs("users.yaml")}
+    assert set(found.values()) <= users

@@ -14,6 +14,7 @@ import pytest
 from deploy_support import DEPLOY, ROOT
 from typer.testing import CliRunner
 
+from exchange.bus import topics
 from exchange.bus.topic_config import TopicPolicy
 from exchange.cli import app
 from exchange.dev import kafka as dev_kafka
@@ -95,7 +96,7 @@ def test_the_topic_table_is_what_the_bus_creates_topics_with() -> None:
         for line in (KAFKA / "topics.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert len(rows) == 10
+    assert len(rows) == len(topics.CONTROL_TOPICS) + 3  # and sources, deliveries, dead letters
     families = set()
     for topic, family, *settings in rows:
         example = (

@@ -115,6 +115,35 @@ def test_every_exchange_command_line_is_one_the_cli_accepts(loaded: list[Path]) 
             done = CliRunner().invoke(app, [*args, "--help"])
             assert done.exit_code == 0, f"{path.name}: {' '.join(args)}: {done.output}"
             checked += 1
-    assert checked >= 4
+    assert checked >= 5
     wrong = CliRunner().invoke(app, ["router", "--metrics-prot", "9101", "--help"])
     assert wrong.exit_code != 0  # what a drifted option would give
+
+
+def test_every_process_writing_the_access_log_signs_its_chain_heads(loaded: list[Path]) -> None:
+    """Once services.yaml registers identities, an unsigned chain verifies as forged."""
+    writers = [p for p in loaded if p.suffix == ".service" and "kafka" not in p.name]
+    writers = [p for p in writers if "audit-archiver" not in p.name]  # reads, never writes
+    assert len(writers) == 5, [p.name for p in writers]
+    for path in writers:
+        text = path.read_text()
+        m = re.search(r"^Environment=EXCHANGE_AUDIT_SERVICE=(\S+)$", text, re.M)
+        assert m, f"{path.name} signs no audit chain heads (EXCHANGE_AUDIT_SERVICE)"
+        assert re.fullmatch(r"gov-[a-z0-9%-]+", m[1]), m[1]
+        assert "Environment=EXCHANGE_AUDIT_KEY_FILE=%d/audit-key" in text, path.name
+        key = f"LoadCredential=audit-key:/etc/gov-exchange/credentials/{m[1]}.pem"
+        assert key in text, path.name
+
+
+def test_the_console_reads_its_keys_and_passwords_where_systemd_puts_them() -> None:
+    text = (SYSTEMD / "gov-exchange-console.service").read_text()
+    env = dict(re.findall(r"^Environment=(EXCHANGE_CONSOLE_\w+)=(.*)$", text, re.M))
+    loads = dict(re.findall(r"^LoadCredential=([\w.-]+):(\S+)$", text, re.M))
+    # a folder loaded as ID:DIR becomes %d/ID_<file>: the prefix is the ID and '_'
+    assert env["EXCHANGE_CONSOLE_KEYS_DIR"] == env["EXCHANGE_CONSOLE_CREDENTIALS_DIR"] == "%d"
+    assert env["EXCHANGE_CONSOLE_KEYS_PREFIX"] == "key_"
+    assert loads["key"] == "/etc/gov-exchange/console/keys"
+    assert env["EXCHANGE_CONSOLE_CREDENTIALS_PREFIX"] == "password_"
+    assert loads["password"] == "/etc/gov-exchange/console/passwords"
+    assert env["EXCHANGE_CONSOLE_ACCOUNTS"] == "%d/accounts.yaml"
+    assert "accounts.yaml" in loads

@@ -1,0 +1,184 @@
+"""The router's watch on disputes (疑义校核): one ``DISPUTE_OVERDUE`` entry per dispute left unanswered.
+
+It follows ``gov.ctl.disputes`` (read from its beginning at start, then what
+is new at every check), replays it into a
+:class:`~exchange.sharing.disputes.DisputeBook` under the catalog in force,
+and audits each dispute still open after its working days
+(:meth:`~exchange.sharing.dispute_records.Dispute.overdue`, the official
+calendar) once per router instance, as :mod:`exchange.router.notices` does
+for applications. A command the book refuses on replay (written to the topic
+without a client, which checks before it writes, or forged) is audited
+``COMMAND_REFUSED``. Checked every ``interval_s`` and whenever :meth:`check`
+is called (with the watch's ``clock``: tests set it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from exchange.audit.entry import Action, Decision, Draft, detail_map
+from exchange.bus import kafka, topics
+from exchange.control.state import ControlState
+from exchange.errors import DecodeError
+from exchange.sharing.dispute_records import DISPUTE_CODEC, Dispute, DisputeEvent, DisputeStatus
+from exchange.sharing.disputes import DisputeBook
+
+log = logging.getLogger(__name__)
+CHECK_INTERVAL_S = 60.0
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class DisputeWatch:
+    """Replays the disputes; audits the overdue ones, each once."""
+
+    def __init__(
+        self,
+        state: ControlState,
+        *,
+        interval_s: float = CHECK_INTERVAL_S,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.state = state
+        self.interval_s = interval_s
+        self.clock = clock
+        self.book = DisputeBook()
+        self._noticed: set[str] = set()
+        self._consumer: Any = None
+        self._write: Callable[[list[Draft]], Awaitable[Any]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._tp = TopicPartition(topics.DISPUTES, 0)
+        #: set once connected to gov.ctl.disputes
+        self.ready = asyncio.Event()
+
+    async def start(self, write: Callable[[list[Draft]], Awaitable[Any]]) -> None:
+        """Connect (in the background: routing does not wait for it), then check every
+        ``interval_s``."""
+        self._write = write
+        self.ready.clear()
+        self._task = asyncio.create_task(self._run(), name="dispute-watch")
+
+    async def _connect(self) -> None:
+        c = kafka.consumer(self.state.bus, fetch_max_wait_ms=20)
+        self._consumer = c
+        await c.start()
+        c.assign([self._tp])
+        await c.seek_to_beginning(self._tp)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._consumer is not None:
+            c, self._consumer = self._consumer, None
+            await c.stop()
+
+    async def _run(self) -> None:
+        try:
+            await self._connect()
+        except Exception:  # the watch must never keep a router from routing
+            log.warning("dispute watch not connected to %s", topics.DISPUTES, exc_info=True)
+            return
+        finally:
+            self.ready.set()
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.check()
+            except Exception:
+                log.warning("dispute check failed", exc_info=True)
+
+    async def _read_new(self) -> list[Draft]:
+        """Apply the events written since the last check; a refused one's audit entry each."""
+        snapshot = self.state.snapshot
+        if self._consumer is None or snapshot is None:
+            return []
+        refused = []
+        for rec in await kafka.drain(self._consumer, [self._tp], timeout_s=15):
+            if rec.value is None:
+                continue
+            try:
+                event = DisputeEvent.from_avro(DISPUTE_CODEC.decode(rec.value))
+            except (DecodeError, ValueError, TypeError, KeyError):
+                log.warning("ignored a record that is not a dispute event at %s", rec.offset)
+                continue
+            reason = self.book.apply(event, snapshot.catalog)
+            if reason is not None and event.event_id not in self.book.accepted:
+                refused.append(_refused(event, reason, self.book))
+        return refused
+
+    async def check(self, at: dt.datetime | None = None) -> list[Draft]:
+        """Read the new dispute events; audit every open dispute past its due day (once)."""
+        if self._task is not None:
+            await asyncio.wait_for(self.ready.wait(), 30)
+        async with self._lock:
+            drafts = await self._read_new()
+            at = at or self.clock()
+            drafts += [
+                _overdue(d, at)
+                for d in self.book.disputes.values()
+                if d.status is DisputeStatus.OPEN and d.overdue(at) and d.id not in self._noticed
+            ]
+            self._noticed.update(
+                d.details["dispute_id"] for d in drafts if d.action is Action.DISPUTE_OVERDUE
+            )
+            if drafts and self._write is not None:
+                await self._write(drafts)
+            return drafts
+
+
+def _refused(event: DisputeEvent, reason: str, book: DisputeBook) -> Draft:
+    """A dispute command the book refused on replay: one written without a client (a
+    session checks before it writes), or forged."""
+    known = book.disputes.get(event.dispute_id)
+    return Draft(
+        Action.COMMAND_REFUSED,
+        actor=event.actor,
+        decision=Decision.DENIED,
+        resource=event.resource,
+        consumer=known.consumer if known else None,
+        provider=known.provider if known else None,
+        reason=reason,
+        details=detail_map(
+            command=f"dispute-{event.kind.value.lower()}",
+            event_id=event.event_id,
+            dispute_id=event.dispute_id,
+            record_id=event.record_id,
+            fields=event.fields or None,
+            written_at=event.at,
+            noticed_by="router replaying gov.ctl.disputes",
+        ),
+    )
+
+
+def _overdue(d: Dispute, at: dt.datetime) -> Draft:
+    return Draft(
+        Action.DISPUTE_OVERDUE,
+        actor="router",
+        decision=Decision.OVERDUE,
+        resource=d.resource,
+        consumer=d.consumer,
+        provider=d.provider,
+        reason=f"no answer within {d.answer_within} working days (due {d.due().isoformat()})",
+        details=detail_map(
+            dispute_id=d.id,
+            record_id=d.record_id,
+            fields=d.fields,
+            opened_at=d.opened_at,
+            due=d.due(),
+            answer_within=d.answer_within,
+            noticed_at=at,
+        ),
+    )
