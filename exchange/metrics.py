@@ -106,6 +106,20 @@ class AuditMetrics:
             registry=r,
         )
         self.heads = AuditHeadMetrics(r, prefix)
+        self.applications_overdue = Gauge(
+            f"{prefix}_applications_overdue",
+            "Applications whose stage under way (review, answer, negotiation, decision) is "
+            "past its time limit in working days (workflow.yaml), per stage",
+            ["stage"],
+            registry=r,
+        )
+        self.application_reminders = Counter(
+            f"{prefix}_application_reminders",
+            "Reminders (催办) audited: a stage of an application at its last working day, "
+            "per stage",
+            ["stage"],
+            registry=r,
+        )
 
 
 class CalendarMetrics:

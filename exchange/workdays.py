@@ -337,7 +337,7 @@ def answer_due(applied: dt.date, within: int = ANSWER_WITHIN_WORKING_DAYS) -> dt
     return deadline(applied, within).day
 
 
-def due_date(applied_at: dt.datetime) -> dt.date:
+def due_date(applied_at: dt.datetime, within: int = ANSWER_WITHIN_WORKING_DAYS) -> dt.date:
     """The last day to answer an application made at the instant ``applied_at``.
 
     The one place the due date of an application is computed: 10 working days
@@ -345,13 +345,16 @@ def due_date(applied_at: dt.datetime) -> dt.date:
     01:30 in Beijing is made on that day, though it is still the day before in
     UTC). The grant book, the audit entries and the reports all call this.
     """
-    return answer_due(china_date(applied_at))
+    return answer_due(china_date(applied_at), within)
 
 
-def due_facts(applied_at: dt.datetime) -> dict[str, Any]:
+def due_facts(applied_at: dt.datetime, within: int = ANSWER_WITHIN_WORKING_DAYS) -> dict[str, Any]:
     """The audit details of an application's due date: ``due``, and ``calendar_missing``
-    (the years counted Monday to Friday, comma-separated) when the calendar lacked one."""
-    found = deadline(china_date(applied_at))
+    (the years counted Monday to Friday, comma-separated) when the calendar lacked one.
+
+    ``within``: the working days of the stage (the answer's 10 by default; each stage of
+    the sharing workflow has its own, see :mod:`exchange.catalog.workflow`)."""
+    found = deadline(china_date(applied_at), within)
     facts: dict[str, Any] = {"due": found.day}
     if found.years_missing:
         facts["calendar_missing"] = ",".join(str(y) for y in found.years_missing)

@@ -82,6 +82,19 @@ class Action(StrEnum):
     RECORD_LEFT_VIEW = "RECORD_LEFT_VIEW"
     #: a revoked or expired grant's retraction sent to its consumer (rows at rest: its rule)
     GRANT_RETRACTED = "GRANT_RETRACTED"
+    #: 符合性审查: the data-sharing authority passed (forwarded, or authorised) or returned
+    #: an application
+    APPLICATION_REVIEWED = "APPLICATION_REVIEWED"
+    #: 共享争议 (a refusal contested, not a 疑义 on data): the consumer contested a rejection;
+    #: a negotiation message; an escalation to the authority; the authority's decision
+    #: (upheld / ordered); the provider's appeal of an order
+    APPLICATION_CONTESTED = "APPLICATION_CONTESTED"
+    APPLICATION_NEGOTIATED = "APPLICATION_NEGOTIATED"
+    APPLICATION_ESCALATED = "APPLICATION_ESCALATED"
+    APPLICATION_DECIDED = "APPLICATION_DECIDED"
+    ORDER_APPEALED = "ORDER_APPEALED"
+    #: a stage of an application reaches its last day unanswered (催办 reminder, by the router)
+    APPLICATION_REMINDED = "APPLICATION_REMINDED"
 
 
 class Decision(StrEnum):
@@ -127,6 +140,18 @@ class Decision(StrEnum):
     DELETED = "deleted"
     #: a grant's retraction delivered to its consumer
     RETRACTED = "retracted"
+    #: compliance review (符合性审查): forwarded to the provider / authorised at once / returned
+    PASSED = "passed"
+    AUTHORISED = "authorised"
+    RETURNED = "returned"
+    CONTESTED = "contested"
+    NEGOTIATED = "negotiated"
+    ESCALATED = "escalated"
+    #: the authority's decision on a dispute: the refusal stands / sharing ordered
+    UPHELD = "upheld"
+    ORDERED = "ordered"
+    APPEALED = "appealed"
+    REMINDED = "reminded"
 
 
 #: every decision that means "refused": ``denied``, and ``refused`` in entries written before
@@ -209,20 +234,33 @@ _QUALITY = (  # disputes, corrections and freshness (疑义校核, 更新周期)
     Action.RESOURCE_FRESH,
 )
 _DELETIONS = (Action.RECORD_DELETED, Action.RECORD_LEFT_VIEW, Action.GRANT_RETRACTED)
+#: the actions of the data-sharing authority's workflow (review, refusals contested, reminders)
+_AUTHORITY = (
+    Action.APPLICATION_REVIEWED,
+    Action.APPLICATION_CONTESTED,
+    Action.APPLICATION_NEGOTIATED,
+    Action.APPLICATION_ESCALATED,
+    Action.APPLICATION_DECIDED,
+    Action.ORDER_APPEALED,
+    Action.APPLICATION_REMINDED,
+)
 _LATER = (
     Action.FILE_IMPORTED,
     Action.FILE_IMPORT_REFUSED,
     Action.RESYNC_REQUESTED,
     *_QUALITY,
     *_DELETIONS,
+    *_AUTHORITY,
 )
 AUDIT_ENTRY_V1 = _without(Action.ACCESS_DENIED, *_GATEWAY, Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V2 = _without(*_GATEWAY, Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V3 = _without(Action.CHAIN_HEAD, *_LATER)
 AUDIT_ENTRY_V4 = _without(*_LATER)
-AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED, *_QUALITY, *_DELETIONS)
-AUDIT_ENTRY_V6 = _without(*_QUALITY, *_DELETIONS)
-AUDIT_ENTRY_V7 = _without(*_DELETIONS)
+AUDIT_ENTRY_V5 = _without(Action.RESYNC_REQUESTED, *_QUALITY, *_DELETIONS, *_AUTHORITY)
+AUDIT_ENTRY_V6 = _without(*_QUALITY, *_DELETIONS, *_AUTHORITY)
+#: before the deletions (删除); then before the authority's workflow
+AUDIT_ENTRY_V7 = _without(*_DELETIONS, *_AUTHORITY)
+AUDIT_ENTRY_V8 = _without(*_AUTHORITY)
 AUDIT_CODEC = ControlCodec(
     AUDIT_ENTRY,
     older=(
@@ -233,6 +271,7 @@ AUDIT_CODEC = ControlCodec(
         AUDIT_ENTRY_V5,
         AUDIT_ENTRY_V6,
         AUDIT_ENTRY_V7,
+        AUDIT_ENTRY_V8,
     ),
 )
 

@@ -49,6 +49,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from exchange import workdays
+from exchange.audit import workflow_tally
 from exchange.audit.entry import REFUSALS, Action, AuditEntry
 from exchange.audit.quality_report import QualityFigures, QualityTally
 from exchange.avro.jsoncodec import CHINA_TZ
@@ -102,6 +103,8 @@ class DepartmentReport:
     known: bool = True
     #: disputes and freshness (疑义校核, 更新周期)
     quality: QualityFigures = field(default_factory=QualityFigures)
+    #: (metric, role) -> count: the authority's workflow (exchange.audit.workflow_tally)
+    workflow: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def section(self) -> str:
@@ -129,6 +132,8 @@ class DepartmentReport:
         out.extend(self.quality.rows())
         for app_id, what in sorted(self.without_calendar.items()):
             out.append(("deadline_without_calendar_data", app_id, what, 1))
+        for (metric, role), n in sorted(self.workflow.items()):
+            out.append((metric, "", role, n))
         return out
 
 
@@ -225,6 +230,7 @@ class _Tally:
         self.answered: dict[str, dt.datetime] = {}
         self.app_provider: dict[str, str | None] = {}
         self.quality = QualityTally(start, end)
+        self.overdue_seen: set[tuple[str, str]] = set()  # (application, stage) noticed
 
     def rep(self, name: str | None) -> DepartmentReport | None:
         """The report of department ``name``; None for the router, admin or another department."""
@@ -253,6 +259,8 @@ class _Tally:
         for name in (e.actor, e.consumer, e.provider):
             if in_period:
                 self.rep(name)
+        if in_period:
+            workflow_tally.tally(e, self.rep, self.overdue_seen)
         if e.action is Action.RECORDS_DELIVERED and in_period:
             r = self.rep(e.consumer)
             if r is not None:
@@ -276,6 +284,8 @@ class _Tally:
                 self.app_provider.setdefault(e.application_id, e.provider)
         elif e.action in (Action.APPLICATION_APPROVED, Action.APPLICATION_REJECTED):
             self._answer(e, in_period)
+        elif e.action is Action.APPLICATION_DECIDED and e.decision == "ordered" and e.grant_id:
+            self._grant(e)  # an order of the authority: a grant like an approval's
         elif e.action is Action.GRANT_REVOKED and e.grant_id in self.grants:
             g = self.grants[e.grant_id or ""]
             if g.revoked_at is None:
@@ -296,7 +306,13 @@ class _Tally:
             r = self.rep(e.provider)
             if in_period and r is not None and when is not None:
                 found = _deadline(when)
-                if e.at.astimezone(CHINA_TZ).date() <= found.day:
+                said = e.details.get("within_time_limit")  # the application's own limit
+                in_time = (
+                    said == "true"
+                    if said is not None
+                    else e.at.astimezone(CHINA_TZ).date() <= found.day
+                )
+                if in_time:
                     r.answered_within += 1
                 else:
                     r.answered_beyond += 1
@@ -307,6 +323,11 @@ class _Tally:
             if r is not None:
                 r.denials[(e.action.value, e.reason or "")] += 1
         if e.action is Action.APPLICATION_APPROVED and e.grant_id:
+            self._grant(e)
+
+    def _grant(self, e: AuditEntry) -> None:
+        """A new grant (an approval, or the authority's order); it supersedes the last one."""
+        if e.grant_id:
             key = (e.consumer, e.resource)
             previous = self.grants.get(self.current.get(key, ""))
             if previous is not None and previous.ended_at is None:

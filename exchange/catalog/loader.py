@@ -32,6 +32,7 @@ from exchange.catalog.model import (
     ServiceIdentity,
     ShareType,
 )
+from exchange.catalog.workflow import load_workflow
 from exchange.catalog.yamlfile import Document, YamlProblem, read
 from exchange.errors import CatalogError, CatalogErrors, SchemaError
 
@@ -116,6 +117,7 @@ def load_catalog(directory: str | Path) -> Catalog:
         resources[resource.id] = resource
     calendar = load_years(root, lambda path: _rel(path, root), errors)
     services = _load_services(root, departments, errors)
+    workflow = load_workflow(root, errors)
     if errors:
         raise CatalogErrors(errors)
     try:
@@ -125,6 +127,7 @@ def load_catalog(directory: str | Path) -> Catalog:
             signatures_required=signatures_required,
             calendar=calendar,
             services=services,
+            workflow=workflow,
         )
     except ValidationError as exc:  # a rule over the whole catalog (signatures_required)
         raise CatalogErrors(
@@ -260,6 +263,7 @@ def _load_resource(
         fields=tuple(infos),
         source_retention_days=spec.source_retention_days,
         resync_interval_hours=spec.resync_interval_hours,
+        on_platform=spec.on_platform,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from exchange.catalog.workflow import Workflow
 from exchange.errors import UnknownResource
 from exchange.workdays import YearCalendar
 
@@ -91,8 +92,21 @@ class Department(_Strict):
         "only an administrator's signed load replaces it (needs public_key)",
     )
 
+    data_authority: bool = Field(
+        default=False,
+        description="政务数据共享主管部门 the data-sharing authority (usually the big-data "
+        "bureau): reviews applications for compliance and decides escalated disputes "
+        "(needs public_key; at most one department)",
+    )
+
     @model_validator(mode="after")
     def _admin_has_key(self) -> Department:
+        if self.data_authority and self.public_key is None:
+            raise ValueError(
+                f"department {self.id!r} is the data-sharing authority (data_authority: true) "
+                "but has no public_key to verify its signed decisions with: add one "
+                "('exchange keys generate') or remove data_authority"
+            )
         if self.catalog_admin and self.public_key is None:
             raise ValueError(
                 f"department {self.id!r} is a catalog administrator (catalog_admin: true) but "
@@ -181,6 +195,11 @@ class ResourceSpec(_Strict):
         description="a consumer may ask for its full view again ('exchange resync') at "
         "most once in this many hours; unset: whenever it asks",
     )
+    on_platform: bool = Field(
+        default=True,
+        description="已上线: the data is on the platform already; false: the provider answers "
+        "an application within workflow.yaml's time_limits.answer_unpublished",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -227,6 +246,8 @@ class Resource(_Strict):
     source_retention_days: int | None = None
     #: at most one 'exchange resync' per consumer in this many hours (None: no limit)
     resync_interval_hours: int | None = None
+    #: 已上线: on the platform already (False: the longer answer limit applies)
+    on_platform: bool = True
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -260,6 +281,30 @@ class Catalog(BaseModel):
     calendar: tuple[YearCalendar, ...] = ()
     #: service identities (服务身份) that sign the heads of their audit chains (services.yaml)
     services: dict[str, ServiceIdentity] = Field(default_factory=dict)
+    #: compliance review and time limits of the sharing workflow (workflow.yaml)
+    workflow: Workflow = Field(default_factory=Workflow)
+
+    @model_validator(mode="after")
+    def _one_authority(self) -> Catalog:
+        marked = sorted(d for d, dept in self.departments.items() if dept.data_authority)
+        if len(marked) > 1:
+            raise ValueError(
+                "only one department may be the data-sharing authority (data_authority: true); "
+                f"marked: {', '.join(marked)}"
+            )
+        if self.workflow.compliance_review and not marked:
+            raise ValueError(
+                "workflow.yaml sets compliance_review: true, but no department is the "
+                "data-sharing authority (data_authority: true in departments.yaml) to review"
+            )
+        return self
+
+    def authority(self) -> Department | None:
+        """The data-sharing authority (政务数据共享主管部门), if the catalog names one."""
+        for dept in self.departments.values():
+            if dept.data_authority:
+                return dept
+        return None
 
     @model_validator(mode="after")
     def _keys_when_required(self) -> Catalog:
@@ -313,6 +358,7 @@ class Catalog(BaseModel):
             ),
             calendar=self.calendar,
             services=dict(self.services),
+            workflow=self.workflow,
         )
 
     def head_keys(self) -> dict[str, str]:

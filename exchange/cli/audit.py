@@ -369,7 +369,11 @@ def report_cmd(
     Records received per resource and purpose, denials by reason, grants
     active (at the end of the month, or now) and revoked/expired during it
     (up to now), applications answered within or beyond 10
-    working days (official calendar, make-up working days included), and
+    working days (official calendar, make-up working days included; an
+    application's own answer limit when workflow.yaml set one), the
+    authority's workflow (applications reviewed in time or not and returned,
+    disputes contested and escalated, the authority's decisions, orders
+    appealed), and
     every deadline computed without holiday data for its year
     (deadline_without_calendar_data, one row per application). Names that are
     not departments of the catalog (a refused '--as nobody') are listed in a

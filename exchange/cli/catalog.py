@@ -87,6 +87,23 @@ def validate(directory: DirArg, today: TodayOption = None) -> None:
         f"{fields} fields, holiday calendar files: "
         + (", ".join(str(y.year) for y in cat.calendar) or "none")
     )
+    typer.echo(_workflow_line(cat))
+
+
+def _workflow_line(cat: Catalog) -> str:
+    """The sharing workflow the catalog sets (workflow.yaml, the authority)."""
+    bureau = cat.authority()
+    limits = cat.workflow.time_limits
+    unpublished = limits.answer_unpublished or limits.answer
+    return (
+        "sharing workflow: data-sharing authority (主管部门) "
+        + (bureau.id if bureau else "none")
+        + ", compliance review (符合性审查) "
+        + ("on" if cat.workflow.compliance_review else "off")
+        + f"; time limits in working days: review {limits.review}, answer {limits.answer} "
+        f"({unpublished} not yet on the platform), negotiation {limits.negotiation}, "
+        f"decision {limits.decision}"
+    )
 
 
 @app.command()
@@ -171,6 +188,7 @@ def load(
         ("departments changed", change.departments_changed),
         ("holiday calendar changed", change.calendar_changed),
         ("service identities changed", change.services_changed),
+        ("workflow changed (new applications only)", change.workflow_changed),
     ):
         if items:
             typer.echo(f"  {label}: {', '.join(items)}")

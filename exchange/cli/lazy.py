@@ -74,10 +74,45 @@ COMMANDS: dict[str, Lazy] = {
         "agent",
         "Keep a department's session open so its approve, reject and revoke take milliseconds.",
     ),
+    "review": Lazy(
+        "authority",
+        "review",
+        "Review an application for compliance (符合性审查; the data-sharing authority only).",
+    ),
+    "contest": Lazy(
+        "authority",
+        "contest",
+        "Contest the rejection of your application (共享争议); negotiation with the provider opens.",
+    ),
+    "negotiate": Lazy(
+        "authority",
+        "negotiate",
+        "Send a negotiation message (协商; consumer or provider), recorded on the path.",
+    ),
+    "escalate": Lazy(
+        "authority",
+        "escalate",
+        "Escalate a contested refusal to the data-sharing authority (consumer or provider).",
+    ),
+    "decide": Lazy(
+        "authority",
+        "decide",
+        "Decide an escalated refusal (协调决定; the data-sharing authority only).",
+    ),
+    "appeal": Lazy(
+        "authority",
+        "appeal",
+        "Appeal the authority's order (the provider only); recorded, the grant stands.",
+    ),
+    "application": Lazy(
+        "authority",
+        "application",
+        "Show the whole path of one application, with dates, actors, reasons and due dates.",
+    ),
     "applications": Lazy(
         "sharing",
         "applications",
-        "List applications, newest first; overdue = unanswered after 10 working days.",
+        "List applications, newest first; overdue = a stage past its time limit.",
     ),
     "dispute": Lazy(
         "disputes",

@@ -27,7 +27,8 @@ from exchange.cli.common import (
 from exchange.clients.department import Department
 from exchange.control import state
 from exchange.sharing.policy import View
-from exchange.sharing.records import now
+from exchange.sharing.records import Application, now
+from exchange.sharing.stages import Stage
 
 
 def _print_view(view: View) -> None:
@@ -135,55 +136,86 @@ def apply(
     typer.echo(run(go()))
 
 
+STATUSES = ("pending", "approved", "rejected", "returned", "ordered", "overdue")
+
+
 def applications(
     department: Annotated[
-        str | None, typer.Option("--as", help="Only applications by or to this department.")
+        str | None,
+        typer.Option(
+            "--as",
+            help="Only applications by or to this department (the data-sharing authority: "
+            "every application).",
+        ),
     ] = None,
-    status: Annotated[
-        str | None, typer.Option(help="pending | approved | rejected | overdue")
+    status: Annotated[str | None, typer.Option(help=" | ".join(STATUSES))] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            help="Only applications at this stage: "
+            + " | ".join(s.value for s in Stage)
+            + " (the authority's inbox: --stage review).",
+        ),
     ] = None,
     bootstrap_servers: BootstrapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List applications, newest first; overdue = unanswered after 10 working days."""
-    if status not in (None, "pending", "approved", "rejected", "overdue"):
-        raise fail(f"--status {status!r}: use pending, approved, rejected or overdue")
+    """List applications, newest first; overdue = a stage past its time limit.
+
+    Each shows its stage (review, answer, negotiation, escalated, or an outcome)
+    and the due date of the stage under way, in working days on the official
+    calendar; 'exchange application APP-...' shows its whole path.
+    """
+    if status not in (None, *STATUSES):
+        raise fail(f"--status {status!r}: use {', '.join(STATUSES)}")
+    if stage is not None and stage not in {s.value for s in Stage}:
+        raise fail(f"--stage {stage!r}: use {', '.join(s.value for s in Stage)}")
     bus = guarded(connection)(bootstrap_servers)
 
     async def listing() -> list[dict[str, str]]:
         s = await state.load(bus)
         t = now()
+        bureau = s.catalog.authority()
+        sees_all = bureau is not None and department == bureau.id
         out = []
         for app in sorted(s.book.applications.values(), key=lambda a: a.applied_at, reverse=True):
             res = s.catalog.resources.get(app.resource)
             provider = res.provider if res else "?"
-            if department and department not in (app.consumer, provider):
+            if department and not sees_all and department not in (app.consumer, provider):
                 continue
-            overdue = app.overdue(t)
-            if status == "overdue" and not (overdue and app.status.value == "pending"):
+            late = app.overdue_stage(t)
+            if status == "overdue" and late is None:
                 continue
             if status and status != "overdue" and app.status.value != status:
                 continue
-            out.append(
-                {
-                    "id": app.id,
-                    "consumer": app.consumer,
-                    "resource": app.resource,
-                    "provider": provider,
-                    "fields": ",".join(app.fields),
-                    "purpose": app.purpose,
-                    "applied_at": beijing.shown(app.applied_at),
-                    "due": app.due().isoformat(),
-                    "status": app.status.value + (" (overdue)" if overdue else ""),
-                    "grant_id": app.grant_id or "",
-                    "reason": app.reason or "",
-                }
-            )
+            if stage and app.stage.value != stage:
+                continue
+            out.append(_row(app, provider, late is not None or app.overdue(t)))
         return out
 
     rows = run(listing())
     if as_json:
         print_json(rows)
         return
-    keys = ["id", "consumer", "resource", "fields", "applied_at", "due", "status", "grant_id"]
+    keys = ["id", "consumer", "resource", "fields", "applied_at", "stage", "due", "status"]
     typer.echo(table([[r[k] for k in keys] for r in rows], keys))
+
+
+def _row(app: Application, provider: str, overdue: bool) -> dict[str, str]:
+    last = app.steps[-1] if app.steps else None
+    return {
+        "id": app.id,
+        "consumer": app.consumer,
+        "resource": app.resource,
+        "provider": provider,
+        "fields": ",".join(app.fields),
+        "purpose": app.purpose,
+        "applied_at": beijing.shown(app.applied_at),
+        "stage": app.stage.value,
+        "due": app.due().isoformat(),
+        "status": app.status.value + (" (overdue)" if overdue else ""),
+        "grant_id": app.grant_id or "",
+        "reason": app.reason or "",
+        "last_step": f"{last.name} by {last.actor} {beijing.shown(last.at)}" if last else "",
+        "last_reason": (last.reason or "") if last else "",
+    }

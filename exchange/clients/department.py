@@ -34,12 +34,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from exchange import beijing, workdays
+from exchange import beijing
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
 from exchange.catalog import signing
+from exchange.clients import workflow
 from exchange.clients.disputes import DisputeDesk
 from exchange.control.state import GRANT_CODEC, ControlFollower, ControlState
 from exchange.errors import (
@@ -55,7 +56,6 @@ from exchange.sharing.policy import View, compute_view
 from exchange.sharing.records import (
     GRANT_EVENT,
     Application,
-    AppStatus,
     EventKind,
     Grant,
     GrantEvent,
@@ -201,7 +201,8 @@ class Department:
         if self.signing_key is not None:
             event = replace(event, signature=signing.sign(self.signing_key, event.signed_fields()))
         current = self.state if caught_up else await self.refresh()
-        current.book.check(event, current.catalog)  # raises CommandRefused
+        # raises CommandRefused
+        current.book.check(event, current.catalog, workflow=current.workflow_at(event.at))
         # resolvable on gov.ctl.schemas before the first event that uses it (a no-op once it is)
         await current.registry.register(self._producer, GRANT_EVENT)
         written = await self._producer.send_and_wait(
@@ -380,7 +381,7 @@ class Department:
                 fields=wanted,
                 legal_basis=legal_basis,
                 applied_at=event.at,
-                **workdays.due_facts(event.at),
+                **self.state.book.applications[app_id].windows()[-1].due_facts(),
                 event_id=event.event_id,
             ),
         )
@@ -591,15 +592,74 @@ class Department:
         """Disputes opened by this department or about its resources (open/answered/overdue)."""
         return await self._disputes.listing(status=status)
 
+    # --- the data-sharing authority's workflow (exchange.clients.workflow) -------
+
+    async def review(self, application_id: str, *, passed: bool, reason: str | None = None) -> str:
+        """符合性审查 (the data-sharing authority only): pass an application (forwarded to the
+        provider; unconditional data is authorised at once) or return it with a reason.
+        Returns the application's stage after it."""
+        return await workflow.review(self, application_id, passed=passed, reason=reason)
+
+    async def contest(self, application_id: str, *, reason: str) -> str:
+        """共享争议 (the applicant): contest a rejection, saying why the data is still needed;
+        the negotiation with the provider opens. Returns the stage (negotiation)."""
+        return await workflow.simple(self, "contest", application_id, reason)
+
+    async def negotiate(self, application_id: str, *, message: str) -> str:
+        """One message of the negotiation (consumer or provider), recorded on the path."""
+        return await workflow.simple(self, "negotiate", application_id, message)
+
+    async def escalate(self, application_id: str, *, reason: str) -> str:
+        """Escalate a dispute to the data-sharing authority (consumer or provider)."""
+        return await workflow.simple(self, "escalate", application_id, reason)
+
+    async def uphold(self, application_id: str, *, reason: str) -> str:
+        """The authority's decision: the provider's refusal stands."""
+        return await workflow.simple(self, "uphold", application_id, reason)
+
+    async def order(
+        self,
+        application_id: str,
+        *,
+        reason: str,
+        fields: Iterable[str] | None = None,
+        row_filter: str | None = None,
+        masks: Mapping[str, str] | None = None,
+        until: dt.datetime | dt.date | None = None,
+    ) -> str:
+        """The authority's decision: order the provider to share (责令共享), with fields,
+        row filter, masks and expiry as an approval; returns the grant id. The router
+        delivers under it; only the authority can end it (the provider may appeal)."""
+        return await workflow.order(
+            self,
+            application_id,
+            reason=reason,
+            fields=fields,
+            row_filter=row_filter,
+            masks=masks,
+            until=until,
+        )
+
+    async def appeal(self, application_id: str, *, reason: str) -> str:
+        """The provider appeals an order; recorded, the ordered grant stands."""
+        return await workflow.simple(self, "appeal", application_id, reason)
+
     # --- listings --------------------------------------------------------------
 
     def applications(
-        self, *, status: str | None = None, mine_only: bool = True
+        self, *, status: str | None = None, mine_only: bool = True, stage: str | None = None
     ) -> list[Application]:
-        """Applications made by or addressed to this department, newest first."""
+        """Applications made by or addressed to this department, newest first (the data-sharing
+        authority's: every application). ``stage``: only those at this stage, e.g. ``review``
+        (the authority's inbox); ``status="overdue"``: those whose stage under way is late."""
         s = self.state
+        bureau = s.catalog.authority()
+        if bureau is not None and bureau.id == self.department:
+            mine_only = False
         out = []
         for app in s.book.applications.values():
+            if stage is not None and app.stage.value != stage:
+                continue
             provider = (
                 s.catalog.resources[app.resource].provider
                 if app.resource in s.catalog.resources
@@ -608,7 +668,7 @@ class Department:
             if mine_only and self.department not in (app.consumer, provider):
                 continue
             if status == "overdue":
-                if not (app.status is AppStatus.PENDING and app.overdue(now())):
+                if app.overdue_stage(now()) is None:
                     continue
             elif status and app.status.value != status:
                 continue

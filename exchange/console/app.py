@@ -12,7 +12,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.bus.connection import Connection
 from exchange.console.accounts import AccountBook
-from exchange.console.routes import approvals, audit, catalog, common, grants, health, login
+from exchange.console.routes import (
+    approvals,
+    audit,
+    catalog,
+    common,
+    grants,
+    health,
+    login,
+    paths,
+)
 from exchange.console.service import ConsoleService, ConsoleSettings
 from exchange.http.app import create_app
 from exchange.http.auth import Gate
@@ -82,6 +91,7 @@ def console_app(
         routers=[
             login.router,
             catalog.router,
+            paths.router,
             approvals.router,
             grants.router,
             audit.router,

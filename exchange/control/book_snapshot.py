@@ -36,7 +36,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from exchange.avro import schema as avro
@@ -44,6 +44,7 @@ from exchange.avro.control_records import ControlCodec
 from exchange.errors import DecodeError
 from exchange.sharing.grants import GrantBook
 from exchange.sharing.records import Application, AppStatus, Grant, GrantKind
+from exchange.sharing.stages import Stage, Step
 
 BOOK_SNAPSHOT_V1: avro.Schema = {
     "type": "record",
@@ -114,10 +115,19 @@ _TIMES = {
 
 
 _FIELDS = {cls: {f.name for f in fields(cls)} for cls in (Application, Grant)}
+_NAMES = {cls: [f.name for f in fields(cls)] for cls in (Application, Grant)}
 
 
 def _plain(obj: Any) -> dict[str, Any]:
-    return {k: _ms(v) if k in _TIMES else v for k, v in asdict(obj).items()}
+    """The fields of a grant or application as JSON-ready values (shallow: faster than
+    ``asdict``, which copies every nested value first); times as epoch milliseconds, an
+    application's path as compact rows."""
+    d = {k: getattr(obj, k) for k in _NAMES[type(obj)]}
+    for k in _TIMES.intersection(d):
+        d[k] = _ms(d[k])
+    if "steps" in d:
+        d["steps"] = [s.to_plain() for s in d["steps"]]
+    return d
 
 
 def _table(cls: Any, objs: Iterable[Any]) -> dict[str, Any]:
@@ -142,6 +152,12 @@ def _records(cls: Any, table: Any) -> Iterator[Any]:
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: (field, value -> member) of the enumerations a grant or application holds
+_ENUMS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("status", {m.value: m for m in AppStatus}),
+    ("kind", {m.value: m for m in GrantKind}),
+    ("stage", {m.value: m for m in Stage}),
+)
 
 
 def _revive(cls: Any, d: dict[str, Any]) -> Any:
@@ -157,10 +173,14 @@ def _revive(cls: Any, d: dict[str, Any]) -> Any:
         if ms is not None:
             d[k] = _EPOCH + dt.timedelta(milliseconds=ms)
     d["fields"] = tuple(d["fields"])
-    if "status" in d:
-        d["status"] = AppStatus(d["status"])
-    if "kind" in d:
-        d["kind"] = GrantKind(d["kind"])
+    for key, members in _ENUMS:  # a dict lookup: an Enum call costs several times more
+        if key in d:
+            try:
+                d[key] = members[d[key]]
+            except KeyError:
+                raise ValueError(f"{key} {d[key]!r} is not one this release knows") from None
+    if "steps" in d:
+        d["steps"] = tuple(map(Step.from_plain, d["steps"]))
     if d.keys() != _FIELDS[cls]:
         return cls(**d)
     obj = object.__new__(cls)

@@ -42,6 +42,7 @@ from exchange.audit.entry import (
     AUDIT_ENTRY_V5,
     AUDIT_ENTRY_V6,
     AUDIT_ENTRY_V7,
+    AUDIT_ENTRY_V8,
     Action,
     Decision,
     Draft,
@@ -79,6 +80,7 @@ CONTROL_SCHEMAS = (
     AUDIT_ENTRY_V5,
     AUDIT_ENTRY_V6,
     AUDIT_ENTRY_V7,
+    AUDIT_ENTRY_V8,
     AUDIT_ENTRY,
     DISPUTE_EVENT,
 )
@@ -99,6 +101,9 @@ class CatalogChange:
     calendar_changed: list[str] = field(default_factory=list)
     #: service identities (services.yaml: audit head keys) added, removed or changed
     services_changed: list[str] = field(default_factory=list)
+    #: settings of workflow.yaml changed (compliance_review, time_limits.<stage>): they apply
+    #: to applications made after the load only
+    workflow_changed: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -110,6 +115,7 @@ class CatalogChange:
             or self.departments_changed
             or self.calendar_changed
             or self.services_changed
+            or self.workflow_changed
         )
 
 
@@ -272,7 +278,24 @@ def diff(old: Catalog | None, new: Catalog, version: int) -> CatalogChange:
         for sid in set(old_services) | set(new.services)
         if old_services.get(sid) != new.services.get(sid)
     )
+    if old is not None:
+        was = _flat(old.workflow.model_dump())
+        now_set = _flat(new.workflow.model_dump())
+        change.workflow_changed = sorted(
+            k for k in was.keys() | now_set.keys() if was.get(k) != now_set.get(k)
+        )
     return change
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"time_limits": {"review": 2}}`` as ``{"time_limits.review": 2}``."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def check_evolution(old: Catalog | None, new: Catalog) -> Catalog:
@@ -375,6 +398,7 @@ async def load(
                         departments_changed=change.departments_changed or None,
                         calendar_changed=change.calendar_changed or None,
                         services_changed=change.services_changed or None,
+                        workflow_changed=change.workflow_changed or None,
                     ),
                 )
             )

@@ -32,6 +32,7 @@ from exchange.bus.connection import Connection
 from exchange.bus.kafka import ensure_control_topics
 from exchange.bus.registry import SchemaRegistry
 from exchange.catalog.model import Catalog
+from exchange.catalog.workflow import Workflow
 from exchange.control import book_snapshot
 from exchange.control.catalog_store import Snapshot, decode_snapshot, refusal
 from exchange.control.lineage import Lineage
@@ -69,6 +70,9 @@ class ControlState:
         #: control topic -> (its topic id, "" if the broker reports none; the first offset
         #: replayed): which incarnation of the topic this state was built from
         self.origin: dict[str, tuple[str, int]] = {}
+        #: (loaded_at, workflow) of every catalog snapshot that came into force, oldest first:
+        #: an application takes the review and time limits in force when it was made
+        self.workflows: list[tuple[dt.datetime, Workflow]] = []
 
     def clear(self) -> None:
         """Forget everything read (after a reset of the control topics): no catalog, no grant."""
@@ -78,6 +82,7 @@ class ControlState:
         self.positions = {}
         self.book_catalog = None
         self.origin = {}
+        self.workflows = []
 
     @property
     def catalog(self) -> Catalog:
@@ -110,6 +115,7 @@ class ControlState:
                     self.on_catalog_refused(snap, refused)
                 return
             self.snapshot = snap
+            self.workflows.append((snap.loaded_at, snap.catalog.workflow))
             workdays.use(workdays.Calendar(snap.catalog.calendar))  # its holiday calendar too
             fresh = topics.GRANTS not in self.positions  # no grant event applied yet
             self.book_catalog = (snap.version, snap.digest) if fresh else None
@@ -124,11 +130,24 @@ class ControlState:
             if self.snapshot is None:
                 reason: str | None = NO_CATALOG
             else:
-                reason = self.book.apply(event, self.snapshot.catalog)
+                reason = self.book.apply(
+                    event, self.snapshot.catalog, workflow=self.workflow_at(event.at)
+                )
             if reason:
                 log.info("grant event %s (%s) refused: %s", event.event_id, event.kind, reason)
             if self.on_grant_event:
                 self.on_grant_event(event, reason)
+
+    def workflow_at(self, at: dt.datetime) -> Workflow | None:
+        """The sharing workflow (workflow.yaml) of the catalog in force at ``at``: that of the
+        last snapshot loaded at or before it (None: no catalog yet; the first one's if ``at``
+        is earlier than every load)."""
+        found = self.workflows[0][1] if self.workflows else None
+        for loaded_at, workflow in self.workflows:
+            if loaded_at > at:
+                break
+            found = workflow
+        return found
 
     def start_from(self, snap: book_snapshot.BookSnapshot) -> bool:
         """Take the book of ``snap`` if it was made under the catalog in force; True if taken."""

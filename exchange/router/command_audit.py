@@ -77,6 +77,15 @@ ENTRY_OF: dict[EventKind, tuple[Action, Decision]] = {
     EventKind.APPROVED: (Action.APPLICATION_APPROVED, Decision.APPROVED),
     EventKind.REJECTED: (Action.APPLICATION_REJECTED, Decision.REJECTED),
     EventKind.REVOKED: (Action.GRANT_REVOKED, Decision.REVOKED),
+    # the data-sharing authority's workflow (exchange.sharing.authority)
+    EventKind.REVIEW_PASSED: (Action.APPLICATION_REVIEWED, Decision.PASSED),
+    EventKind.REVIEW_RETURNED: (Action.APPLICATION_REVIEWED, Decision.RETURNED),
+    EventKind.CONTESTED: (Action.APPLICATION_CONTESTED, Decision.CONTESTED),
+    EventKind.NEGOTIATED: (Action.APPLICATION_NEGOTIATED, Decision.NEGOTIATED),
+    EventKind.ESCALATED: (Action.APPLICATION_ESCALATED, Decision.ESCALATED),
+    EventKind.UPHELD: (Action.APPLICATION_DECIDED, Decision.UPHELD),
+    EventKind.ORDERED: (Action.APPLICATION_DECIDED, Decision.ORDERED),
+    EventKind.APPEALED: (Action.ORDER_APPEALED, Decision.APPEALED),
 }
 _AUDITING_ACTIONS = {action for action, _ in ENTRY_OF.values()}
 
@@ -87,7 +96,9 @@ def command_draft(event: GrantEvent, state: ControlState) -> Draft:
     res = state.catalog.resources.get(event.resource) if state.snapshot else None
     facts: dict[str, Any] = {}
     if event.kind is EventKind.APPLIED:
-        facts = {"applied_at": event.at, **workdays.due_facts(event.at)}
+        made = state.book.applications.get(event.application_id or "")
+        due = made.windows()[0].due_facts() if made else workdays.due_facts(event.at)
+        facts = {"applied_at": event.at, **due}
     elif event.kind in (EventKind.APPROVED, EventKind.REJECTED) and event.application_id:
         app = state.book.applications.get(event.application_id)
         facts = app.answer_facts(event.at) if app is not None else {}

@@ -1,7 +1,10 @@
 """What the router notices on its own, audited once per router instance.
 
-A grant that expired, an application left unanswered beyond 10 working days
-(looked for at every recompile and at least every ``WATCH_INTERVAL_S``), a
+A grant that expired, a stage of an application past its time limit (the
+provider's answer beyond 10 working days by default; the authority's review
+and decision and the negotiation as the catalog's ``workflow.yaml`` sets
+them), with a reminder (催办) on a stage's last working day (looked for at
+every recompile and at least every ``WATCH_INTERVAL_S``), a
 grant event on ``gov.ctl.grants`` that the grant book refuses when replaying
 it (one written by hand, or forged), and a catalog snapshot every reader
 ignores. Each becomes one audit entry, handed to ``audit`` (the settle
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from exchange import workdays
@@ -22,7 +26,8 @@ from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.control.catalog_store import Snapshot, refusal_draft
 from exchange.control.state import ControlState
 from exchange.metrics import RouterMetrics
-from exchange.sharing.records import AppStatus, GrantEvent
+from exchange.sharing.records import Application, AppStatus, GrantEvent
+from exchange.sharing.stages import Stage, Window
 
 WATCH_INTERVAL_S = 60.0  # how often expiries and overdue applications are looked for
 
@@ -123,27 +128,77 @@ class Notices:
                 )
 
     def _overdue_applications(self, now: dt.datetime) -> dt.datetime | None:
-        """Audit overdue applications not noticed yet; the oldest pending one's date."""
+        """Audit stages past their time limit, and reminders on their last day, each once;
+        the oldest application still waiting for the provider's answer."""
         oldest: dt.datetime | None = None
+        late: Counter[str] = Counter()
+        today = workdays.china_date(now)
         for app in self.state.book.applications.values():
-            if app.status is not AppStatus.PENDING:
-                continue
-            oldest = app.applied_at if oldest is None else min(oldest, app.applied_at)
-            if app.overdue(now) and self._first(Action.APPLICATION_OVERDUE, app.id):
-                self.audit(
-                    Draft(
-                        Action.APPLICATION_OVERDUE,
-                        actor="router",
-                        decision=Decision.OVERDUE,
-                        resource=app.resource,
-                        consumer=app.consumer,
-                        provider=provider_of(self.state, app.resource),
-                        application_id=app.id,
-                        purpose=app.purpose,
-                        reason=f"no answer within 10 working days (due {app.due().isoformat()})",
-                        details=detail_map(
-                            applied_at=app.applied_at, **workdays.due_facts(app.applied_at)
-                        ),
-                    )
-                )
+            if app.status is AppStatus.PENDING:
+                oldest = app.applied_at if oldest is None else min(oldest, app.applied_at)
+            window = app.windows()[-1]
+            due = window.due if window.end is None else None
+            if due is None:
+                continue  # an outcome: nobody has to act
+            if today > due:
+                late[window.stage.value] += 1
+                # the answer's key is the application's id alone, as before stages existed
+                key = app.id if window.stage is Stage.ANSWER else f"{app.id}:{window.stage}"
+                if self._first(Action.APPLICATION_OVERDUE, key):
+                    self.audit(self._stage_draft(app, window, Action.APPLICATION_OVERDUE))
+            elif today == due and self._first(
+                Action.APPLICATION_REMINDED, f"{app.id}:{window.stage}"
+            ):
+                self.metrics.audit.application_reminders.labels(window.stage.value).inc()
+                self.audit(self._stage_draft(app, window, Action.APPLICATION_REMINDED))
+        for stage in TIMED:
+            self.metrics.audit.applications_overdue.labels(stage.value).set(late[stage.value])
         return oldest
+
+    def _stage_draft(self, app: Application, window: Window, action: Action) -> Draft:
+        """The overdue notice or reminder (催办) of the stage ``window`` of ``app``."""
+        catalog = self.state.catalog
+        provider = provider_of(self.state, app.resource)
+        bureau = catalog.authority()
+        waiting_on = {
+            Stage.REVIEW: bureau.id if bureau else "",
+            Stage.ANSWER: provider or "",
+            Stage.NEGOTIATION: f"{app.consumer},{provider or ''}",
+            Stage.ESCALATED: bureau.id if bureau else "",
+        }.get(window.stage, "")
+        what = _WHAT[window.stage]
+        due = window.due
+        assert due is not None
+        if action is Action.APPLICATION_OVERDUE:
+            reason = f"{what} not done within {window.limit} working days (due {due.isoformat()})"
+            decision = Decision.OVERDUE
+        else:
+            reason = f"{what}: last working day today (due {due.isoformat()})"
+            decision = Decision.REMINDED
+        return Draft(
+            action,
+            actor="router",
+            decision=decision,
+            resource=app.resource,
+            consumer=app.consumer,
+            provider=provider,
+            application_id=app.id,
+            purpose=app.purpose,
+            reason=reason,
+            details=detail_map(
+                applied_at=app.applied_at,
+                stage_started_at=window.start,
+                waiting_on=waiting_on,
+                **window.due_facts(),
+            ),
+        )
+
+
+#: the stages that run against a time limit, and what is awaited in each
+TIMED = (Stage.REVIEW, Stage.ANSWER, Stage.NEGOTIATION, Stage.ESCALATED)
+_WHAT = {
+    Stage.REVIEW: "compliance review (符合性审查) by the data-sharing authority",
+    Stage.ANSWER: "answer by the provider",
+    Stage.NEGOTIATION: "negotiation (协商) between consumer and provider",
+    Stage.ESCALATED: "decision (协调决定) of the data-sharing authority",
+}

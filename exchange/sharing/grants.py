@@ -15,16 +15,15 @@ the topic gives the same book.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from exchange import beijing
 from exchange.catalog import signing
 from exchange.catalog.model import Catalog, ShareType
-from exchange.enforce.masks import check_applicable, parse_mask
-from exchange.enforce.rowfilter import compile_filter
+from exchange.catalog.workflow import Workflow
 from exchange.errors import CommandRefused, ExchangeError
-from exchange.sharing import limits
+from exchange.sharing import authority, limits, terms
 from exchange.sharing.policy import compute_view
 from exchange.sharing.records import (
     MAX_TEXT,
@@ -36,6 +35,7 @@ from exchange.sharing.records import (
     GrantEvent,
     GrantKind,
 )
+from exchange.sharing.stages import Stage, Step
 
 
 def _refuse(message: str, **facts: Any) -> CommandRefused:
@@ -61,8 +61,18 @@ def _check_kind(ev: GrantEvent) -> None:
     rules = [r.value for r in AtRest]
     if ev.at_rest is not None and ev.at_rest not in rules:
         raise _refuse(f"rule for data at rest {ev.at_rest!r} is unknown: one of {', '.join(rules)}")
-    if ev.at_rest is not None and ev.kind is not EventKind.APPROVED:
-        raise _refuse("the rule for data at rest is the provider's to set when it approves")
+    if ev.at_rest is not None and ev.kind not in (EventKind.APPROVED, EventKind.ORDERED):
+        raise _refuse(
+            "the rule for data at rest is set with the grant: by the provider's approval "
+            "or the authority's order"
+        )
+
+
+def _with_workflow(catalog: Catalog, workflow: Workflow | None) -> Catalog:
+    """``catalog`` with the sharing workflow ``workflow`` (a shallow copy, only if it differs)."""
+    if workflow is None or workflow == catalog.workflow:
+        return catalog
+    return catalog.model_copy(update={"workflow": workflow})
 
 
 class GrantBook:
@@ -116,8 +126,15 @@ class GrantBook:
 
     # --- events ----------------------------------------------------------------
 
-    def check(self, ev: GrantEvent, catalog: Catalog) -> None:
-        """Raise :class:`CommandRefused` with the reason if ``ev`` breaks a rule."""
+    def check(self, ev: GrantEvent, catalog: Catalog, *, workflow: Workflow | None = None) -> None:
+        """Raise :class:`CommandRefused` with the reason if ``ev`` breaks a rule.
+
+        ``workflow``: the sharing workflow in force when ``ev`` was made (the catalog's
+        ``workflow.yaml`` as loaded at that time; default: the catalog's own). A new
+        application takes its review and time limits from it, so that a later catalog
+        with other settings changes nothing for it, on every replay.
+        """
+        catalog = _with_workflow(catalog, workflow)
         if ev.event_id in self.accepted or ev.event_id in self.refused:
             raise _refuse(f"event {ev.event_id} was already processed")
         limits.check_event(ev, row_filter=False)  # a forged event breaks them too
@@ -134,24 +151,24 @@ class GrantBook:
                 f"the command is not signed with {ev.actor!r}'s registered key"
                 + (" (no signature)" if not ev.signature else " (the signature does not verify)")
             )
-        {
-            EventKind.SUBSCRIBED: self._check_subscribe,
-            EventKind.APPLIED: self._check_apply,
-            EventKind.APPROVED: self._check_approve,
-            EventKind.REJECTED: self._check_reject,
-            EventKind.REVOKED: self._check_revoke,
-        }[ev.kind](ev, catalog)
+        _CHECKS[ev.kind](self, ev, catalog)
         del res
 
-    def apply(self, ev: GrantEvent, catalog: Catalog) -> str | None:
-        """Apply an event; returns the refusal reason, or None if it was accepted."""
+    def apply(
+        self, ev: GrantEvent, catalog: Catalog, *, workflow: Workflow | None = None
+    ) -> str | None:
+        """Apply an event; returns the refusal reason, or None if it was accepted.
+
+        ``workflow``: as for :meth:`check`.
+        """
+        catalog = _with_workflow(catalog, workflow)
         try:
             self.check(ev, catalog)
         except CommandRefused as exc:
             if ev.event_id not in self.accepted:
                 self.refused[ev.event_id] = exc.message
             return exc.message
-        self._mutate(ev)
+        self._mutate(ev, catalog)
         self.accepted.add(ev.event_id)
         return None
 
@@ -180,40 +197,37 @@ class GrantBook:
         if not ev.fields:
             raise _refuse("name the conditional fields you apply for (--fields)")
         _check_kind(ev)
+        if authority.unconditional_application(ev, catalog):
+            return  # under compliance review: authorised at the review (no provider's answer)
         self._check_conditional_fields(ev.fields, res.id, catalog, verify=ev.for_verification)
 
     @staticmethod
     def _check_conditional_fields(
         fields: tuple[str, ...], resource: str, catalog: Catalog, *, verify: bool = False
     ) -> None:
-        """Fields an application or approval may name: conditional ones (and, for a
-        verification, 核验, unconditional ones too: comparing them is part of the question)."""
-        res = catalog.resource(resource)
-        for name in fields:
-            try:
-                info = res.field(name)
-            except KeyError:
-                raise _refuse(
-                    f"{name!r} is not a field of {resource!r} "
-                    f"(fields: {', '.join(res.field_names())})"
-                ) from None
-            if info.share_type is ShareType.NOT_SHARED:
-                raise _refuse(
-                    f"field {name!r} of {resource!r} is not shared (不予共享) and cannot be "
-                    f"granted by anyone (legal basis: {info.legal_basis})"
-                )
-            if info.share_type is ShareType.UNCONDITIONAL and not verify:
-                raise _refuse(
-                    f"field {name!r} of {resource!r} is unconditional (无条件共享): it is delivered "
-                    "to every subscriber without an application"
-                )
+        """Fields an application or approval may name (:func:`exchange.sharing.terms.check_fields`)."""
+        terms.check_fields(fields, resource, catalog, verify=verify)
 
-    def _pending(self, ev: GrantEvent) -> Application:
+    def application_of(self, ev: GrantEvent) -> Application:
+        """The application ``ev`` names, for the same consumer and resource."""
         app = self.applications.get(ev.application_id or "")
         if app is None:
             raise _refuse(f"unknown application {ev.application_id!r}")
         if app.resource != ev.resource or app.consumer != ev.consumer:
             raise _refuse(f"application {app.id} is for {app.consumer}/{app.resource}")
+        return app
+
+    def _pending(self, ev: GrantEvent, *, negotiating: bool = False) -> Application:
+        """The application a provider answers: forwarded to it and not answered yet (or, with
+        ``negotiating``, refused and under negotiation: the provider may still approve)."""
+        app = self.application_of(ev)
+        if app.stage is Stage.REVIEW:
+            raise _refuse(
+                f"application {app.id} is under compliance review (符合性审查) by the data-sharing "
+                "authority; the provider answers once the authority forwards it"
+            )
+        if negotiating and app.stage is Stage.NEGOTIATION:
+            return app
         if app.status is not AppStatus.PENDING:
             raise _refuse(f"application {app.id} was already answered ({app.status.value})")
         return app
@@ -229,51 +243,11 @@ class GrantBook:
 
     def _check_approve(self, ev: GrantEvent, catalog: Catalog) -> None:
         self._check_provider(ev, catalog, "approve its applications")
-        app = self._pending(ev)
+        app = self._pending(ev, negotiating=True)
         if not ev.grant_id or ev.grant_id in self.grants:
             raise _refuse(f"grant id {ev.grant_id!r} is missing or already used")
-        if not ev.fields:
-            raise _refuse("an approval must grant at least one field")
         _check_kind(ev)
-        if app.kind is GrantKind.VERIFY and not ev.for_verification:
-            raise _refuse(
-                f"application {app.id} asks for verification only (核验); an approval may not "
-                "widen it into data: approve it with --verify"
-            )
-        self._check_conditional_fields(ev.fields, ev.resource, catalog, verify=ev.for_verification)
-        if ev.for_verification and ev.masks:
-            raise _refuse(
-                "a verification grant (核验) delivers no value, so it takes no mask: "
-                f"remove the masks on {', '.join(sorted(ev.masks))}"
-            )
-        wider = sorted(set(ev.fields) - set(app.fields))
-        if wider:
-            raise _refuse(
-                f"the approval may narrow the fields applied for, never widen them: "
-                f"{', '.join(wider)} not in application {app.id} ({', '.join(app.fields)})"
-            )
-        res = catalog.resource(ev.resource)
-        visible = set(ev.fields) | set(res.fields_of(ShareType.UNCONDITIONAL))
-        for fname, spec in ev.masks.items():
-            if fname not in visible:
-                raise _refuse(f"mask on {fname!r}: not a field this consumer receives")
-            try:
-                check_applicable(parse_mask(spec), res.field(fname).avro_type, fname)
-            except ExchangeError as exc:
-                raise _refuse(f"mask on {fname!r}: {exc}") from None
-        if ev.row_filter is not None:
-            try:
-                row_filter = compile_filter(ev.row_filter, res.field_names())
-            except ExchangeError as exc:
-                raise _refuse(f"row filter refused: {exc}") from None
-            hidden = sorted(row_filter.variables & set(res.fields_of(ShareType.NOT_SHARED)))
-            if hidden:
-                raise _refuse(
-                    f"row filter refused: it reads {', '.join(hidden)}, not shared (不予共享); "
-                    "which rows arrive would disclose something of it"
-                )
-        if ev.valid_until is not None and ev.valid_until <= ev.at:
-            raise _refuse(f"valid-until {beijing.iso(ev.valid_until)} is not in the future")
+        terms.check_terms(ev, app, catalog, "the approval")
         _text(ev.purpose, "purpose", required=False)
 
     def _check_reject(self, ev: GrantEvent, catalog: Catalog) -> None:
@@ -282,20 +256,25 @@ class GrantBook:
         _text(ev.reason, "a reason for the rejection", required=True)
 
     def _check_revoke(self, ev: GrantEvent, catalog: Catalog) -> None:
-        self._check_provider(ev, catalog, "revoke its grants")
         grant = self.grants.get(ev.grant_id or "")
+        if grant is not None and grant.ordered_by is not None:
+            authority.check_order_revoker(grant, ev, catalog)
+        else:
+            self._check_provider(ev, catalog, "revoke its grants")
         if grant is None or grant.resource != ev.resource:
             raise _refuse(f"unknown grant {ev.grant_id!r} for {ev.resource!r}")
         if not grant.active(ev.at):
             raise _refuse(f"grant {grant.id} is already {grant.status(ev.at)}")
         _text(ev.reason, "a reason for the revocation", required=True)
 
-    def _mutate(self, ev: GrantEvent) -> None:
+    def _mutate(self, ev: GrantEvent, catalog: Catalog) -> None:
         if ev.kind is EventKind.SUBSCRIBED:
             self.subscriptions.add((ev.consumer, ev.resource))
         elif ev.kind is EventKind.APPLIED:
             assert ev.application_id
             assert ev.purpose
+            res = catalog.resource(ev.resource)
+            stage = Stage.REVIEW if catalog.workflow.compliance_review else Stage.ANSWER
             self.applications[ev.application_id] = Application(
                 id=ev.application_id,
                 consumer=ev.consumer,
@@ -305,42 +284,85 @@ class GrantBook:
                 legal_basis=ev.legal_basis,
                 applied_at=ev.at,
                 kind=GrantKind(ev.grant_kind or GrantKind.DATA.value),
+                stage=stage,
+                limits=catalog.workflow.time_limits.for_case(on_platform=res.on_platform),
+                steps=(Step.of("applied", ev.actor, ev.at, stage, reason=ev.purpose),),
             )
         elif ev.kind is EventKind.APPROVED:
             assert ev.application_id
             assert ev.grant_id
             app = self.applications[ev.application_id]
             self.applications[app.id] = replace(
-                app, status=AppStatus.APPROVED, answered_at=ev.at, grant_id=ev.grant_id
+                app,
+                status=AppStatus.APPROVED,
+                answered_at=app.answered_at or ev.at,  # after a negotiation: the first answer
+                grant_id=ev.grant_id,
+                **self.step(app, ev, "answered", Stage.APPROVED, "approved"),
             )
-            key = (ev.consumer, ev.resource)
-            previous = self.current.get(key)
-            if previous and self.grants[previous].superseded_by is None:
-                self.grants[previous] = replace(self.grants[previous], superseded_by=ev.grant_id)
-            self.grants[ev.grant_id] = Grant(
-                id=ev.grant_id,
-                application_id=app.id,
-                consumer=ev.consumer,
-                resource=ev.resource,
-                fields=ev.fields,
-                purpose=ev.purpose or app.purpose,
-                row_filter=ev.row_filter,
-                masks=dict(ev.masks),
-                valid_until=ev.valid_until,
-                approved_at=ev.at,
-                kind=GrantKind(ev.grant_kind or GrantKind.DATA.value),
-                quota_per_second=ev.quota_per_second,
-                quota_per_day=ev.quota_per_day,
-                at_rest=AtRest(ev.at_rest or AtRest.DELETE.value),
-            )
-            self.current[key] = ev.grant_id
+            self.add_grant(ev, app)
         elif ev.kind is EventKind.REJECTED:
             assert ev.application_id
             app = self.applications[ev.application_id]
             self.applications[app.id] = replace(
-                app, status=AppStatus.REJECTED, answered_at=ev.at, reason=ev.reason
+                app,
+                status=AppStatus.REJECTED,
+                answered_at=ev.at,
+                reason=ev.reason,
+                **self.step(app, ev, "answered", Stage.REJECTED, "rejected"),
             )
         elif ev.kind is EventKind.REVOKED:
             assert ev.grant_id
             g = self.grants[ev.grant_id]
             self.grants[g.id] = replace(g, revoked_at=ev.at, revoke_reason=ev.reason)
+            of = self.applications.get(g.application_id)
+            if of is not None:
+                self.applications[of.id] = replace(
+                    of, **self.step(of, ev, "revoked", of.stage, g.id)
+                )
+        else:
+            authority.mutate(self, ev, catalog)
+
+    @staticmethod
+    def step(
+        app: Application, ev: GrantEvent, name: str, to: Stage, outcome: str = ""
+    ) -> dict[str, Any]:
+        """The stage and path of ``app`` after the step ``name`` that ``ev`` takes."""
+        step = Step.of(name, ev.actor, ev.at, to, outcome, ev.reason)
+        return {"stage": to, "steps": (*app.steps, step)}
+
+    def add_grant(self, ev: GrantEvent, app: Application, *, ordered_by: str | None = None) -> None:
+        """The grant an approval (or the authority's order) makes; it supersedes the last one."""
+        assert ev.grant_id
+        key = (ev.consumer, ev.resource)
+        previous = self.current.get(key)
+        if previous and self.grants[previous].superseded_by is None:
+            self.grants[previous] = replace(self.grants[previous], superseded_by=ev.grant_id)
+        self.grants[ev.grant_id] = Grant(
+            id=ev.grant_id,
+            application_id=app.id,
+            consumer=ev.consumer,
+            resource=ev.resource,
+            fields=ev.fields,
+            purpose=ev.purpose or app.purpose,
+            row_filter=ev.row_filter,
+            masks=dict(ev.masks),
+            valid_until=ev.valid_until,
+            approved_at=ev.at,
+            kind=GrantKind(ev.grant_kind or GrantKind.DATA.value),
+            quota_per_second=ev.quota_per_second,
+            quota_per_day=ev.quota_per_day,
+            at_rest=AtRest(ev.at_rest or AtRest.DELETE.value),
+            ordered_by=ordered_by,
+        )
+        self.current[key] = ev.grant_id
+
+
+#: the rule of each kind of command (the authority's workflow: exchange.sharing.authority)
+_CHECKS: dict[EventKind, Callable[[GrantBook, GrantEvent, Catalog], None]] = {
+    EventKind.SUBSCRIBED: GrantBook._check_subscribe,
+    EventKind.APPLIED: GrantBook._check_apply,
+    EventKind.APPROVED: GrantBook._check_approve,
+    EventKind.REJECTED: GrantBook._check_reject,
+    EventKind.REVOKED: GrantBook._check_revoke,
+    **authority.CHECKS,
+}

@@ -17,6 +17,8 @@ from enum import StrEnum
 from typing import Any
 
 from exchange import beijing, workdays
+from exchange.sharing import stages
+from exchange.sharing.stages import Stage, Step, Window
 
 MAX_TEXT = 2000
 
@@ -54,6 +56,24 @@ class EventKind(StrEnum):
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
     REVOKED = "REVOKED"
+    #: 符合性审查 the data-sharing authority passed an application (forwarded to the provider,
+    #: or, for unconditional data, authorised at once) / returned it with a reason
+    REVIEW_PASSED = "REVIEW_PASSED"
+    REVIEW_RETURNED = "REVIEW_RETURNED"
+    #: 共享争议 the consumer contests a refusal; either side's negotiation message; either
+    #: side escalates to the authority
+    CONTESTED = "CONTESTED"
+    NEGOTIATED = "NEGOTIATED"
+    ESCALATED = "ESCALATED"
+    #: the authority's decision on an escalated dispute: refusal upheld / sharing ordered
+    UPHELD = "UPHELD"
+    ORDERED = "ORDERED"
+    #: the provider appeals an order (recorded; the ordered grant stands)
+    APPEALED = "APPEALED"
+
+
+#: the event kinds of the first two grant event schemas (before the authority's workflow)
+FIRST_KINDS = ("SUBSCRIBED", "APPLIED", "APPROVED", "REJECTED", "REVOKED")
 
 
 GRANT_EVENT: dict[str, Any] = {
@@ -145,16 +165,28 @@ GRANT_EVENT: dict[str, Any] = {
 }
 
 
+def _with_kinds(schema: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any]:
+    """``schema`` with the event kinds ``kinds`` (an earlier vocabulary)."""
+    return {
+        **schema,
+        "fields": [
+            {**f, "type": {**f["type"], "symbols": list(kinds)}} if f["name"] == "kind" else f
+            for f in schema["fields"]
+        ],
+    }
+
+
 #: the grant event as written before verification grants and quotas; still decoded
-GRANT_EVENT_V1: dict[str, Any] = {
-    **GRANT_EVENT,
-    "fields": [f for f in GRANT_EVENT["fields"] if f["name"] not in LATER_FIELDS],
-}
-#: the grant event as written before approvals carried their rule for data at rest
-GRANT_EVENT_V2: dict[str, Any] = {
-    **GRANT_EVENT,
-    "fields": [f for f in GRANT_EVENT["fields"] if f["name"] != "at_rest"],
-}
+GRANT_EVENT_V1: dict[str, Any] = _with_kinds(
+    {**GRANT_EVENT, "fields": [f for f in GRANT_EVENT["fields"] if f["name"] not in LATER_FIELDS]},
+    FIRST_KINDS,
+)
+#: the grant event as written before approvals carried their rule for data at rest and
+#: before the authority's workflow (review, refusals contested); still decoded
+GRANT_EVENT_V2: dict[str, Any] = _with_kinds(
+    {**GRANT_EVENT, "fields": [f for f in GRANT_EVENT["fields"] if f["name"] != "at_rest"]},
+    FIRST_KINDS,
+)
 
 
 def new_id(prefix: str, at: dt.datetime | None = None) -> str:
@@ -223,6 +255,10 @@ class AppStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    #: 退回 returned by the authority's compliance review
+    RETURNED = "returned"
+    #: 责令共享 sharing ordered by the authority after a dispute
+    ORDERED = "ordered"
 
 
 @dataclass(frozen=True)
@@ -239,28 +275,64 @@ class Application:
     reason: str | None = None
     grant_id: str | None = None
     kind: GrantKind = GrantKind.DATA
+    #: where it is now (:mod:`exchange.sharing.stages`)
+    stage: Stage = Stage.ANSWER
+    #: working days per timed stage, taken from the catalog in force when it was made
+    #: (a later change of the catalog's time limits does not apply to it)
+    limits: dict[str, int] = field(default_factory=dict)
+    #: every step of its path, oldest first (none for an application recorded before paths)
+    steps: tuple[Step, ...] = ()
+
+    def windows(self) -> list[Window]:
+        """The stages it went through, each with its start, end and time limit."""
+        if self.steps:
+            return stages.windows(self.steps, self.limits)
+        limit = stages.limit_of(Stage.ANSWER, self.limits)
+        return [Window(Stage.ANSWER, self.applied_at, self.answered_at, limit)]
+
+    def _answer_window(self) -> Window | None:
+        return next((w for w in self.windows() if w.stage is Stage.ANSWER), None)
 
     def due(self) -> dt.date:
-        """Last day of the answer period, on the Beijing calendar."""
-        return workdays.due_date(self.applied_at)
+        """Last day of the stage under way (or of the answer, once answered), Beijing calendar."""
+        timed = [w for w in self.windows() if w.limit is not None]
+        current = timed[-1] if timed and timed[-1].end is None else None
+        window = current or self._answer_window() or timed[-1]
+        assert window.due is not None
+        return window.due
 
     def answer_facts(self, answered: dt.datetime) -> dict[str, Any]:
         """What the audit entry of an answer (approval, rejection) says of its timeliness."""
-        facts = workdays.due_facts(self.applied_at)  # due, and calendar_missing if so
-        due = facts["due"]
+        window = self._answer_window()
+        start = window.start if window else self.applied_at
+        within = stages.limit_of(Stage.ANSWER, self.limits) or workdays.ANSWER_WITHIN_WORKING_DAYS
+        facts = workdays.due_facts(start, within)  # due, and calendar_missing if so
+        in_time = workdays.china_date(answered) <= facts["due"]
         return {
             "applied_at": self.applied_at,
+            **({"forwarded_at": start} if start != self.applied_at else {}),
             **facts,
+            "time_limit_working_days": within,
             "working_days_taken": workdays.working_days_between(
-                workdays.china_date(self.applied_at), workdays.china_date(answered)
+                workdays.china_date(start), workdays.china_date(answered)
             ),
-            "within_10_working_days": workdays.china_date(answered) <= due,
+            "within_time_limit": in_time,
+            # the name of this fact before time limits were settings (the 10 of 2016)
+            "within_10_working_days": in_time,
         }
 
     def overdue(self, at: dt.datetime) -> bool:
-        """Unanswered after 10 working days (or answered after them)."""
-        end = self.answered_at or at
-        return workdays.china_date(end) > self.due()
+        """A stage took longer than its time limit (still under way, or closed late)."""
+        return any(w.overdue(at) for w in self.windows())
+
+    def overdue_stage(self, at: dt.datetime) -> Window | None:
+        """The stage under way, if it is past its due date at ``at``."""
+        last = self.windows()[-1]
+        return last if last.end is None and last.overdue(at) else None
+
+    def path(self) -> list[dict[str, Any]]:
+        """applied → reviewed → answered → contested → decided: every step, with dates."""
+        return [s.to_json() for s in self.steps]
 
 
 @dataclass(frozen=True)
@@ -283,6 +355,8 @@ class Grant:
     quota_per_day: int | None = None
     #: what its consumer does with the rows it holds once the grant is revoked or expires
     at_rest: AtRest = AtRest.DELETE
+    #: 责令共享: the data-sharing authority that ordered this grant (None: the provider's)
+    ordered_by: str | None = None
 
     @property
     def verify_only(self) -> bool:

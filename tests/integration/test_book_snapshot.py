@@ -71,9 +71,9 @@ def applied(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     original = GrantBook.apply
 
-    def counting(self: GrantBook, ev: GrantEvent, catalog: Catalog) -> str | None:
+    def counting(self: GrantBook, ev: GrantEvent, catalog: Catalog, **kw: Any) -> str | None:
         seen.append(ev.event_id)
-        return original(self, ev, catalog)
+        return original(self, ev, catalog, **kw)
 
     monkeypatch.setattr(GrantBook, "apply", counting)
     return seen

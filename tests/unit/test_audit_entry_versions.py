@@ -24,6 +24,7 @@ OLDER = [
     entry.AUDIT_ENTRY_V5,
     entry.AUDIT_ENTRY_V6,
     entry.AUDIT_ENTRY_V7,
+    entry.AUDIT_ENTRY_V8,
 ]
 
 
@@ -32,7 +33,7 @@ def _symbols(schema: dict[str, Any]) -> list[str]:
     return list(action["type"]["symbols"])
 
 
-@pytest.mark.parametrize("older", OLDER, ids=["v1", "v2", "v3", "v4", "v5", "v6", "v7"])
+@pytest.mark.parametrize("older", OLDER, ids=["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"])
 def test_entries_of_an_earlier_vocabulary_decode_as_the_same_action(older: dict[str, Any]) -> None:
     sealed = AuditEntry.seal(
         Draft(action=Action.COMMAND_REFUSED, actor="police", decision=Decision.DENIED),

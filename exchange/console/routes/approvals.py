@@ -22,6 +22,7 @@ from exchange.console.routes.common import (
 )
 from exchange.errors import UnknownResource
 from exchange.sharing.records import Application, AppStatus, now
+from exchange.sharing.stages import Stage
 
 router = APIRouter()
 
@@ -48,7 +49,8 @@ async def inbox(request: Request, department: str, s: SignedIn, svc: Service) ->
             if a.resource in catalog.resources
             and catalog.resources[a.resource].provider == department
         ]
-    pending = [a for a in to_us if a.status is AppStatus.PENDING]
+    # under compliance review (符合性审查) an application is the authority's, not ours yet
+    pending = [a for a in to_us if a.status is AppStatus.PENDING and a.stage is not Stage.REVIEW]
     pending.sort(key=lambda a: a.due())
     answered = [a for a in to_us if a.status is not AppStatus.PENDING]
     return page(
