@@ -150,7 +150,7 @@ def test_an_unknown_rule_at_rest_or_one_set_by_the_applicant_is_refused(
         at=T0,
         at_rest="keep-frozen",
     )
-    assert "provider's to set" in refuse(book, sample_catalog, asked)
+    assert "set with the grant" in refuse(book, sample_catalog, asked)
 
 
 def test_grant_events_written_before_the_rule_at_rest_still_decode() -> None:
