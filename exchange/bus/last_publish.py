@@ -33,11 +33,11 @@ async def last_publish_times(
     if not wanted:
         return out
     c = kafka.consumer(bus)
-    try:
-        await c.start()
-    except KafkaConnectionError as exc:
-        raise kafka.unavailable(bus, exc) from exc
-    try:
+    try:  # stopped however it ends: a router stopping cancels this mid-start
+        try:
+            await c.start()
+        except KafkaConnectionError as exc:
+            raise kafka.unavailable(bus, exc) from exc
         existing = await kafka.existing_topics(c, wanted)  # never one auto-created
         tps = [
             tp
