@@ -226,11 +226,11 @@ async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartiti
 async def read_to_end(bus: Connection, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end, in partition order."""
     c = consumer(bus)
-    try:
-        await c.start()
-    except KafkaConnectionError as exc:
-        raise unavailable(bus, exc) from exc
-    try:
+    try:  # stopped however it ends, also cancelled or failed mid-start
+        try:
+            await c.start()
+        except KafkaConnectionError as exc:
+            raise unavailable(bus, exc) from exc
         tps = await topic_partitions(c, topic)
         if not tps:
             return []

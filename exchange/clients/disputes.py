@@ -101,11 +101,11 @@ async def find_received(
     """The delivery of record ``record_id`` on ``department``'s delivery topic, if any."""
     topic = topics.delivery(department, resource)
     c = kafka.consumer(bus)
-    try:
-        await c.start()
-    except KafkaConnectionError as exc:
-        raise kafka.unavailable(bus, exc) from exc
-    try:
+    try:  # stopped however it ends, also cancelled or failed mid-start
+        try:
+            await c.start()
+        except KafkaConnectionError as exc:
+            raise kafka.unavailable(bus, exc) from exc
         # asking for a topic by name may create it (auto-create): only one that exists
         tps = (
             await kafka.topic_partitions(c, topic)

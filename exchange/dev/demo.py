@@ -47,7 +47,7 @@ from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
-from exchange.clients.reader import Reader
+from exchange.clients.reader import Reader, Received, Retraction
 from exchange.control import catalog_store
 from exchange.dev import engines, sample
 from exchange.dev.broker import given_or_embedded
@@ -99,15 +99,25 @@ def _say(echo: Callable[[str], None], title: str) -> None:
 
 
 async def _read_until(bus: Connection, topic: str, want: int, wait_s: float = 20.0) -> list[Any]:
-    """Everything on ``topic`` so far, waiting up to ``wait_s`` for ``want`` records."""
+    """The records on ``topic`` so far, waiting up to ``wait_s`` for ``want`` records (a
+    grant's retraction or a deletion is an event, not a record: not counted)."""
     deadline = time.monotonic() + wait_s
     async with Reader(bus, topic) as r:
         out: list[Any] = []
         async for batch in r.batches(idle_timeout=wait_s):
-            out.extend(batch)
+            out.extend(e for e in batch if isinstance(e, Received))
             if len(out) >= want or time.monotonic() > deadline:
                 break
     return out
+
+
+async def _retractions(bus: Connection, topic: str) -> list[Retraction]:
+    """The grant retractions on ``topic`` (one per delivery partition the grant fed)."""
+    async with Reader(bus, topic) as r:
+        found: list[Retraction] = []
+        async for batch in r.batches(idle_timeout=1.0):
+            found.extend(e for e in batch if isinstance(e, Retraction))
+    return found
 
 
 async def _on_kafka(
@@ -344,6 +354,14 @@ class _Scenario:
         self.echo(
             f"   hrss now has {len(hrss_all)}; police still has {len(police_all)}: nothing after the revocation"
         )
+        retracted = await _retractions(
+            self.principals.of("police"), topics.delivery("police", RESOURCE)
+        )
+        if retracted:
+            self.echo(
+                f"   police's topic also carries the grant's retraction ({retracted[0].reason}): "
+                f"the rows it holds are to be handled as the approval said: {retracted[0].at_rest}"
+            )
         return hrss_all, police_all
 
     async def show_certificate(

@@ -286,12 +286,16 @@ async def scan(bus: Connection, p: Published) -> Findings:
         consumer, resource = _consumer_resource(topic)
         clear = CLEAR_GRANTS.get((consumer, resource), set())
         for rec in await read_raw(bus, topic):
-            found.records += 1
             where = f"{topic}[{rec.partition}]@{rec.offset}"
             for hkey, hval in rec.headers or ():
                 if token in hkey.encode() or token in hval:
                     found.leaks.append(f"{where}: header {hkey}={hval!r}")
-            value = rec.value or b""
+            if rec.value is None:  # a deletion or a grant's retraction: a key, headers, no value
+                if rec.key is not None and token in rec.key:
+                    found.leaks.append(f"{where}: tombstone key {rec.key!r}")
+                continue
+            found.records += 1
+            value = rec.value
             sid, body = wire.unframe(value)
             decoded = wire.decode(await registry.resolve(sid), body)
             shown = 0
