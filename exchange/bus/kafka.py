@@ -121,10 +121,6 @@ def consumer(bus: Connection, *topics: str, **overrides: Any) -> AIOKafkaConsume
     return AIOKafkaConsumer(*topics, **options)
 
 
-#: topics created per CreateTopics request
-CREATE_BATCH = 200
-
-
 async def ensure_topics(
     bus: Connection, names: Iterable[str], *, partitions: int | None = 1
 ) -> None:
@@ -163,12 +159,9 @@ async def create_missing_topics(
         )
         for n in missing
     ]
-    # in requests of CREATE_BATCH topics: thousands in one request (3,600 grants' delivery
-    # topics) outlast the request timeout on a busy broker
-    for at in range(0, len(new), CREATE_BATCH):
-        # another process may create it between list and create
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(new[at : at + CREATE_BATCH])
+    # another process may create it between list and create
+    with contextlib.suppress(TopicAlreadyExistsError):
+        await admin.create_topics(new)
     return missing
 
 
