@@ -26,7 +26,7 @@ from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
-from exchange.clients.reader import Reader
+from exchange.clients.reader import Reader, Received
 from exchange.control import catalog_store, state
 from exchange.dev import sample
 from exchange.dev.kafka import KafkaCluster
@@ -72,11 +72,16 @@ async def _stream(
 
 
 async def _delivered(bus: Connection, topic: str) -> list[dict[str, Any]]:
-    """Every record on a delivery topic, raw (duplicates kept), as field dicts."""
+    """Every record on a delivery topic, raw (duplicates kept), as field dicts (a revoked
+    grant's retraction is an event, not a record)."""
     out: list[dict[str, Any]] = []
     async with Reader(bus, topic, dedup=False) as reader:
         async for batch in reader.batches(idle_timeout=3):
-            out.extend({"id": r.record_id, "fields": set(r.value)} for r in batch)
+            out.extend(
+                {"id": r.record_id, "fields": set(r.value)}
+                for r in batch
+                if isinstance(r, Received)
+            )
     return out
 
 
