@@ -43,6 +43,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from exchange.admin import acls, users
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
+from exchange.bus.outbox import Outbox
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
@@ -60,7 +61,6 @@ from exchange.dev.bench_catalog import (
 from exchange.dev.broker import given_or_embedded
 from exchange.router.dead_letters import SOURCE_OFFSET
 from exchange.router.loop import Router
-from exchange.router.outbox import Outbox
 from exchange.settings import Settings
 
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ async def _raw_throughput(s: Setup, source: str, count: int, *, batched: bool) -
 
     ``batched=False``: the plain loop of the issue, one ``send`` per record.
     ``batched=True``: the same loop appending to record batches as the router does
-    (:class:`exchange.router.outbox.Outbox`), to show what the produce path alone is worth.
+    (:class:`exchange.bus.outbox.Outbox`), to show what the produce path alone is worth.
     Partitions are assigned, not joined through a group (no 5 s join), and offsets
     are committed per batch as the router does.
     """

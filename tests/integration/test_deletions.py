@@ -216,9 +216,7 @@ async def test_a_deletion_reaches_every_consumer_holding_the_key_and_the_sink_ro
             topics.delivery(consumer, BMC),
             # a delivery topic may have several partitions, read at their own pace: the
             # records and the deletions are both waited for
-            until=lambda got: (
-                deletions(got, gone).keys() == gone and received(got) >= set(keys)
-            ),
+            until=lambda got: deletions(got, gone).keys() == gone and received(got) >= set(keys),
         )
         found = deletions(events, gone)
         assert {d.reason for d in found.values()} == {"deleted"}, consumer
