@@ -37,7 +37,7 @@ from typing import Any
 import fastavro
 from fastavro.validation import validate
 
-from connectors import encoding, mapping
+from connectors import encoding, mapping, row_encoder
 from connectors.base import Connector, ConnectorMetrics
 from connectors.checkpoint import (
     LEGACY_TABLE,
@@ -81,6 +81,27 @@ class _FieldPlan:
     check: Any = None
     #: the checked value to its Avro primitive (connectors.encoding); None: kept as it is
     primitive: Callable[[Any], Any] | None = None
+    #: a value of exactly this class needs no conversion (mapping.KEPT_AS_IS)
+    kept: type | None = None
+
+
+def _steps(plans: list[_FieldPlan], res: Resource) -> list[row_encoder.FieldStep]:
+    """The plans as the compiled row encoder reads them (types without resolved logicals)."""
+    types = {f["name"]: f["type"] for f in encoding.primitive_schema(res.schema_)["fields"]}
+    return [
+        row_encoder.FieldStep(
+            p.field,
+            p.index if p.column is not None else -1,
+            p.nullable,
+            p.convert,
+            types[p.field],
+            default=p.default,
+            check=p.check,
+            primitive=p.primitive,
+            kept=p.kept,
+        )
+        for p in plans
+    ]
 
 
 _Risk = tuple[str, str | None, tuple[str | int, ...]]  # column, field (None: ordering), config keys
@@ -142,6 +163,7 @@ class DbSource(Connector):
         self._select_after = ""
         self._ready = False
         self._encoder: encoding.Encoder | None = None
+        self._row_to_avro: Callable[[tuple[Any, ...]], tuple[str, bytes]] | None = None
         self._key_field = ""
         self._caught_up = False  # read everything there was once (the first load is over)
 
@@ -168,6 +190,7 @@ class DbSource(Connector):
 
         plans, risky = self._plan(res, columns, not_null, index_of)
         self._encoder, self._key_field = encoding.Encoder(res.schema_), res.key
+        self._row_to_avro = row_encoder.compile_row(_steps(plans, res), res.key)
         order_idx = [index_of(c) for c in order]
         self._deleted_idx = index_of(deleted.name) if deleted is not None else None
         risky += [(c, None, ("incremental",)) for c in order if c not in not_null]
@@ -313,6 +336,7 @@ class DbSource(Connector):
                     convert,
                     check=check,
                     primitive=encoding.to_primitive(f.avro_type),
+                    kept=mapping.KEPT_AS_IS.get(ft.kind),
                 )
             )
         return plans, risky
@@ -448,30 +472,48 @@ class DbSource(Connector):
         form, so the records are only encoded (:mod:`connectors.encoding`).
         """
         assert self._publisher is not None
-        assert self._encoder is not None
         deleted_idx = self._deleted_idx
-        encode = self._encoder.encode
+        fast = self._row_to_avro
         out: list[tuple[str, bytes]] = []
         gone: list[str] = []
         for row in rows:
             if deleted_idx is not None and row[deleted_idx]:
                 gone.append(self._key_of(row))
-                continue
-            key, record = self._record(row)
-            try:
-                out.append((key, encode(record)))
-            except Exception as exc:  # a value fastavro cannot write after all
-                field = self._encoder.culprit(record)
-                raise ConnectorDataError(
-                    f"cannot be encoded: {exc}; nothing of this batch was published",
-                    connector=self.name,
-                    row=self._row_text(row),
-                    column=next((p.column for p in self._plans if p.field == field), None),
-                    field=field,
-                ) from None
+            elif fast is None:
+                out.append(self._encoded(row))
+            else:
+                try:
+                    out.append(fast(row))
+                except row_encoder.RowFailed as failed:
+                    raise self._row_error(row, self._plans[failed.step], failed.cause) from None
         records = self._publisher.prepare_encoded(self.cfg.resource, out)
         resource = self.cfg.resource
         return records + [self._publisher.prepare_deletion(resource, k) for k in gone]
+
+    def _encoded(self, row: tuple[Any, ...]) -> tuple[str, bytes]:
+        """A row's key and Avro body by the general path: a dict, encoded by fastavro."""
+        assert self._encoder is not None
+        key, record = self._record(row)
+        try:
+            return key, self._encoder.encode(record)
+        except Exception as exc:  # a value fastavro cannot write after all
+            field = self._encoder.culprit(record)
+            plan = next((p for p in self._plans if p.field == field), None)
+            raise self._row_error(row, plan, exc) from None
+
+    def _row_error(
+        self, row: tuple[Any, ...], plan: _FieldPlan | None, exc: BaseException
+    ) -> ConnectorDataError:
+        """The error of a row that cannot be published, naming its column and field."""
+        checked = isinstance(exc, (ValueError, TypeError, ArithmeticError, OverflowError))
+        problem = str(exc) if checked else f"cannot be encoded: {exc}"
+        return ConnectorDataError(
+            f"{problem}; nothing of this batch was published",
+            connector=self.name,
+            row=self._row_text(row),
+            column=plan.column if plan is not None else None,
+            field=plan.field if plan is not None else None,
+        )
 
     def _key_of(self, row: tuple[Any, ...]) -> str:
         """The key of a soft-deleted row: its key column, converted as for a record."""
@@ -517,12 +559,5 @@ class DbSource(Connector):
                     key = value
                 record[p.field] = value if p.primitive is None else p.primitive(value)
         except (ValueError, TypeError, ArithmeticError, OverflowError) as exc:
-            assert p is not None
-            raise ConnectorDataError(
-                f"{exc}; nothing of this batch was published",
-                connector=self.name,
-                row=self._row_text(row),
-                column=p.column,
-                field=p.field,
-            ) from None
+            raise self._row_error(row, p, exc) from None
         return str(key if key is not None else record.get(key_field)), record
