@@ -30,6 +30,8 @@ row; only its key column is read. Counted as deleted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -154,6 +156,9 @@ class DbSource(Connector):
         )
         self.position: Position | None = None
         self._pending: Position | None = None
+        #: the page after a position, being read while the page before it is published
+        #: (during a first load only: then a full page is almost always followed by another)
+        self._prefetch: tuple[Position, asyncio.Task[list[tuple[Any, ...]]]] | None = None
         self._publisher: Publisher | None = None
         self._plans: list[_FieldPlan] = []
         self._order: list[str] = []
@@ -408,6 +413,7 @@ class DbSource(Connector):
 
     async def stop(self) -> None:
         publisher, self._publisher = self._publisher, None
+        await self._drop_prefetch()
         try:
             if publisher is not None:
                 await publisher.stop()
@@ -417,12 +423,7 @@ class DbSource(Connector):
     async def poll(self) -> int:
         if self._publisher is None:
             raise ConnectorError(f"connector {self.name!r} is not started")
-        position = self._pending or self.position
-        if position is None:
-            rows = await self.db.fetch(self._select, (self.cfg.batch_size,))
-        else:
-            params = [*self.db.after_params(position.values), self.cfg.batch_size]
-            rows = await self.db.fetch(self._select_after, params)
+        rows = await self._page(self._pending or self.position)
         if not rows:
             if not self._caught_up:  # the first load is done: what follows is incremental
                 self._caught_up = True
@@ -433,17 +434,46 @@ class DbSource(Connector):
         self.progress.rows_read += len(rows)
         if self.progress.estimated_total is not None:
             self._show_remaining()
+        last = rows[-1]
+        after = Position(tuple(self._order), tuple(last[i] for i in self._order_idx))
+        if not self._caught_up and len(rows) == self.cfg.batch_size:
+            self._prefetch = (after, asyncio.create_task(self._read(after)))
         prepared = self._prepare(rows)
         await self._publisher.send(prepared)
+        self._pending = after
         skipped = sum(1 for p in prepared if p.value is None)  # deletions (tombstones)
         self.metrics.published.labels(self.name).inc(len(prepared) - skipped)
         self.progress.published += len(prepared) - skipped
         if skipped:
             self.metrics.skipped.labels(self.name).inc(skipped)
             self.progress.skipped += skipped
-        last = rows[-1]
-        self._pending = Position(tuple(self._order), tuple(last[i] for i in self._order_idx))
         return len(rows)
+
+    async def _page(self, position: Position | None) -> list[tuple[Any, ...]]:
+        """The rows after ``position`` (the first page if None): read ahead, or read now."""
+        ahead, self._prefetch = self._prefetch, None
+        if ahead is not None:
+            if ahead[0] == position:
+                return await ahead[1]
+            await self._drop(ahead[1])  # read after another position (a batch refused)
+        return await self._read(position)
+
+    async def _read(self, position: Position | None) -> list[tuple[Any, ...]]:
+        if position is None:
+            return await self.db.fetch(self._select, (self.cfg.batch_size,))
+        params = [*self.db.after_params(position.values), self.cfg.batch_size]
+        return await self.db.fetch(self._select_after, params)
+
+    async def _drop_prefetch(self) -> None:
+        ahead, self._prefetch = self._prefetch, None
+        if ahead is not None:
+            await self._drop(ahead[1])
+
+    @staticmethod
+    async def _drop(task: asyncio.Task[Any]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
     async def flush(self) -> None:
         if self._pending is None:
