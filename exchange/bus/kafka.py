@@ -136,11 +136,13 @@ async def ensure_topics(
         await create_missing_topics(client, sorted(set(names)), bus.topics, partitions=partitions)
 
 
-#: topics per CreateTopics request: thousands in one request (3,600 grants' delivery topics)
-#: can outlast the request timeout of a busy broker
+#: topics per CreateTopics request: Apache Kafka refuses a request that would write too many
+#: metadata records at once (3,600 topics in one request: POLICY_VIOLATION for every one,
+#: measured), and one request of thousands outlasts the request timeout of a busy
+#: embedded broker
 CREATE_BATCH = 500
-#: how long :func:`create_missing_topics` keeps asking before it gives up
-CREATE_DEADLINE_S = 180.0
+#: how long topics asked for may stay invisible with none of them appearing meanwhile
+CREATE_STALL_S = 90.0
 _TOPIC_EXISTS = 36  # TOPIC_ALREADY_EXISTS
 _THROTTLED = 89  # THROTTLING_QUOTA_EXCEEDED: retriable, though aiokafka does not say so
 
@@ -154,53 +156,72 @@ async def create_missing_topics(
 ) -> list[str]:
     """:func:`ensure_topics` with a started admin client (any credentials); the topics made.
 
-    Returns only once every topic is in the cluster's metadata. A request that times out
-    or a topic the broker answers with a retriable error is asked for again (the broker
-    may have made it meanwhile: what exists is read again first) until
-    :data:`CREATE_DEADLINE_S`; a topic refused for good (a bad configuration, a
-    replication factor the cluster cannot give, no right to create it) raises
-    :class:`BrokerUnavailable` naming the topic and the broker's error at once.
+    Asks in requests of :data:`CREATE_BATCH` topics and returns once every topic is in the
+    cluster's metadata, ready for clients: a Kafka controller accepts thousands of topics
+    in seconds, but its brokers then take a minute or more to show them all (about 90 a
+    second on one busy node, measured). A topic refused for good (a bad configuration, a
+    replication factor the cluster cannot give, no right to create it, a request too
+    large) raises :class:`BrokerUnavailable` at once, naming the topic and the broker's
+    error. A request that times out, or a topic answered with a retriable error, is asked
+    for again. While topics keep appearing it waits; after :data:`CREATE_STALL_S` with
+    none appearing, :class:`BrokerUnavailable` names those still missing and why.
     """
     wanted = sorted(set(names))
     missing = await _missing_topics(admin, wanted)
     made = list(missing)
-    deadline = time.monotonic() + CREATE_DEADLINE_S
-    failures: dict[str, str] = {}
+    failures = await _ask_to_create(admin, missing, policy, partitions)
+    last_change, before = time.monotonic(), len(missing)
     while missing:
-        for at in range(0, len(missing), CREATE_BATCH):
-            batch = missing[at : at + CREATE_BATCH]
-            try:
-                answer = await admin.create_topics(
-                    [_new_topic(n, policy, partitions) for n in batch]
-                )
-            except (TimeoutError, KafkaError) as exc:
-                if not getattr(exc, "retriable", True):
-                    raise
-                failures.update(dict.fromkeys(batch, repr(exc)))
-                continue
-            for name, code, message in _topic_errors(answer):
-                if code in (0, _TOPIC_EXISTS):
-                    continue
-                error = aiokafka_errors.for_code(code)
-                if not error.retriable and code != _THROTTLED:
-                    raise BrokerUnavailable(
-                        f"the broker refused to create topic {name}: {error.__name__} "
-                        f"(code {code}){': ' + message if message else ''}"
-                    )
-                failures[name] = f"{error.__name__}: {message}" if message else error.__name__
+        await asyncio.sleep(0.5)
         missing = await _missing_topics(admin, missing)
-        if missing and time.monotonic() > deadline:
+        if len(missing) < before:
+            last_change, before = time.monotonic(), len(missing)
+        retry = [n for n in missing if n in failures]
+        if retry:  # refused for a while (a timeout, a busy controller): ask again
+            failures = {
+                **{n: why for n, why in failures.items() if n not in retry},
+                **await _ask_to_create(admin, retry, policy, partitions),
+            }
+        if missing and time.monotonic() - last_change > CREATE_STALL_S:
             named = ", ".join(
-                f"{n} ({failures.get(n, 'not in the metadata yet')})" for n in missing[:5]
+                f"{n} ({failures.get(n, 'accepted, not shown')})" for n in missing[:5]
             )
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise BrokerUnavailable(
-                f"{len(missing)} topic(s) still missing after {CREATE_DEADLINE_S:.0f} s of "
-                f"asking the broker to create them: {named}"
-                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                f"{len(missing)} topic(s) still not in the cluster's metadata after "
+                f"{CREATE_STALL_S:.0f} s without one appearing: {named}{more}"
             )
-        if missing:
-            await asyncio.sleep(0.5)
     return made
+
+
+async def _ask_to_create(
+    admin: AIOKafkaAdminClient,
+    names: list[str],
+    policy: topic_config.TopicPolicy,
+    partitions: int | None,
+) -> dict[str, str]:
+    """Send CreateTopics for ``names`` in batches; the topics to ask for again, and why."""
+    failures: dict[str, str] = {}
+    for at in range(0, len(names), CREATE_BATCH):
+        batch = names[at : at + CREATE_BATCH]
+        try:
+            answer = await admin.create_topics([_new_topic(n, policy, partitions) for n in batch])
+        except (TimeoutError, KafkaError) as exc:
+            if not getattr(exc, "retriable", True):
+                raise
+            failures.update(dict.fromkeys(batch, repr(exc)))
+            continue
+        for name, code, message in _topic_errors(answer):
+            if code in (0, _TOPIC_EXISTS):
+                continue
+            error = aiokafka_errors.for_code(code)
+            if not error.retriable and code != _THROTTLED:
+                raise BrokerUnavailable(
+                    f"the broker refused to create topic {name}: {error.__name__} "
+                    f"(code {code}){': ' + message if message else ''}"
+                )
+            failures[name] = f"{error.__name__}: {message}" if message else error.__name__
+    return failures
 
 
 async def _missing_topics(admin: AIOKafkaAdminClient, wanted: list[str]) -> list[str]:

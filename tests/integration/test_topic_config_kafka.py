@@ -22,6 +22,7 @@ from exchange.catalog.model import Catalog
 from exchange.control import catalog_store
 from exchange.dev import engines
 from exchange.dev.kafka import KafkaCluster
+from exchange.errors import BrokerUnavailable
 
 pytestmark = [
     pytest.mark.integration,
@@ -175,3 +176,24 @@ async def test_source_topics_keep_what_the_catalog_says(
         await asyncio.sleep(0.2)
     assert (seen["retention.ms"], seen["retention.bytes"]) == ("-1", "-1")
     print(f"\n{topic}: 30 days from the catalog, then for ever after a catalog change")
+
+
+async def test_thousands_of_topics_at_once_are_all_made_and_shown(
+    admin: AIOKafkaAdminClient,
+) -> None:
+    # Kafka refuses one request this large whole (POLICY_VIOLATION for every topic: too
+    # many metadata records in one operation), and its brokers show new topics a while
+    # after the controller took them: the function asks in batches and waits for both
+    names = [topics.delivery(f"many{i // 60:02d}", f"res{i % 60:03d}") for i in range(3600)]
+    made = await kafka.create_missing_topics(admin, names, TopicPolicy(), partitions=1)
+    assert sorted(made) == sorted(names)
+    assert await kafka.create_missing_topics(admin, names, TopicPolicy(), partitions=1) == []
+    assert (await _configs(admin, names[-1]))["retention.ms"] == str(7 * topic_config.DAY_MS)
+
+
+async def test_a_topic_the_cluster_cannot_make_is_named_at_once(
+    admin: AIOKafkaAdminClient,
+) -> None:
+    three = TopicPolicy(replication_factor=3)  # a 1-node cluster has one replica to give
+    with pytest.raises(BrokerUnavailable, match=r"gov\.dlv\.lonely\.res.*InvalidReplication"):
+        await kafka.create_missing_topics(admin, [topics.delivery("lonely", "res")], three)
