@@ -56,6 +56,7 @@ from exchange.router.dead_letters import DeadLetters
 from exchange.router.dispute_watch import DisputeWatch
 from exchange.router.freshness import FreshnessWatch
 from exchange.router.mask_secret import check as check_mask_secret
+from exchange.router.membership_rebuild import MembershipRebuild
 from exchange.router.notices import Notices
 from exchange.router.outbox import Outbox
 from exchange.router.retractions import Retractions
@@ -122,6 +123,8 @@ class Router(AsyncService):
         #: source partition -> next offset this router routes (what backfills wait for)
         self._live: dict[Any, int] = {}
         self.backfiller: Backfiller | None = None
+        #: which keys row-filtered views hold, established when a partition is taken
+        self.members: MembershipRebuild | None = None
         self.backfill = backfill  # off: new views get live records only (no 全量)
         self.backfill_chunk = backfill_chunk
         self._watchdog: BrokerWatchdog | None = None
@@ -291,6 +294,13 @@ class Router(AsyncService):
         if self.backfill_chunk is not None:
             self.backfiller.chunk = self.backfill_chunk
         await self.backfiller.start(self._producer)
+        self.members = MembershipRebuild(
+            self.bus,
+            self.view_table,
+            self._routing.membership,
+            self.backfiller.book if self.backfill else None,
+        )
+        self.backfiller.holding = self.members.holding  # one set: no backfill before it
         await self.recompile()
         self._watchdog = BrokerWatchdog(self._consumer, self.follower, self.settler, self.metrics)
         self._watchdog.start()
@@ -310,6 +320,8 @@ class Router(AsyncService):
         self._live.clear()  # positions of partitions held before are not this router's now
         if self.backfiller is not None:
             self.backfiller.assignments += 1
+        if self.members is not None:
+            self.members.assigned(self.assignment())
 
     def _source_consumer(self) -> Any:
         return kafka.consumer(
@@ -340,6 +352,9 @@ class Router(AsyncService):
         await self.follower.stop()
         if self._producer is not None:
             await self.settler.close()
+        if self.members is not None:
+            members, self.members = self.members, None
+            await members.stop()
         if self.backfiller is not None:  # after settling: its last progress is written
             backfiller, self.backfiller = self.backfiller, None
             await backfiller.stop()
@@ -371,8 +386,8 @@ class Router(AsyncService):
         """
         settler = self.settler
         settler.raise_if_failed()
-        backfill = self.backfiller
-        if backfill is None or self._routing is None:
+        backfill, members = self.backfiller, self.members
+        if backfill is None or members is None or self._routing is None:
             raise RuntimeError("the router is not started")
         if backfill.ready:  # a backfill has records to deliver: no fetch waits for live ones
             timeout_ms = 0
@@ -388,6 +403,12 @@ class Router(AsyncService):
             await self.recompile()
         elif self.notices.watch_due():
             self.notices.watch(dt.datetime.now(dt.UTC))
+        # a partition whose filtered views' keys are not known yet is not routed (nor
+        # backfilled) until they are: no deletion is decided on a membership not known
+        if members.due:
+            await members.reconcile(self._consumer, batch)
+        await members.advance()
+        members.hold(self._consumer, batch)
         if backfill.due:
             await backfill.reconcile(self._consumer, batch)
         if not batch and not backfill.ready and not self.retractions.pending:

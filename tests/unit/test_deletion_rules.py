@@ -36,7 +36,8 @@ from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Deletion, Retraction, _tombstone
 from exchange.control.state import GRANT_CODEC
 from exchange.errors import PermissionDenied, RecordInvalid
-from exchange.router.deletions import Membership, reaches
+from exchange.router.deletions import reaches
+from exchange.router.membership import Membership
 from exchange.router.retractions import Retractions
 from exchange.sharing.grants import GrantBook
 from exchange.sharing.records import GRANT_EVENT_V2, AtRest, EventKind, GrantEvent
@@ -101,7 +102,7 @@ def test_a_row_filtered_view_gets_a_deletion_only_of_a_key_it_holds_or_cannot_re
     assert reaches(hashed, members, b"B")  # type: ignore[arg-type]  # a hash reveals nothing
 
 
-def test_membership_is_kept_per_view_with_a_row_filter_only() -> None:
+def test_membership_is_kept_per_view_and_partition_with_a_row_filter_only() -> None:
     m = Membership()
     view = SimpleNamespace(
         row_filter=object(), consumer="police", view=SimpleNamespace(resource=BMC)
@@ -109,14 +110,30 @@ def test_membership_is_kept_per_view_with_a_row_filter_only() -> None:
     unfiltered = SimpleNamespace(
         row_filter=None, consumer="hrss", view=SimpleNamespace(resource=BMC)
     )
-    keys = m.of(view)  # type: ignore[arg-type]
+    assert not m.known(BMC, "police", 0)
+    keys = m.of(view, 0)  # type: ignore[arg-type]
     assert keys is not None
     keys.add(b"A")
-    assert m.of(view) == {b"A"}  # type: ignore[arg-type]
-    assert m.of(unfiltered) is None  # type: ignore[arg-type]
+    assert m.known(BMC, "police", 0)
+    assert m.of(view, 0) == {b"A"}  # type: ignore[arg-type]
+    assert m.of(view, 1) == set()  # type: ignore[arg-type]  # another partition's keys
+    assert m.of(unfiltered, 0) is None  # type: ignore[arg-type]
     m.forget(BMC, "police")
-    assert m.of(view) == set()  # type: ignore[arg-type]
+    assert not m.known(BMC, "police", 0)
     assert m.size() == 0
+
+
+def test_membership_forgets_partitions_given_up_and_views_that_lost_their_filter() -> None:
+    m = Membership()
+    m.establish(BMC, "police", 0, {b"A"})
+    m.establish(BMC, "police", 1, {b"B"})
+    m.establish(BMC, "market", 0, {b"C"})
+    m.keep_partitions({(BMC, 0)})  # partition 1 went to another router
+    assert not m.known(BMC, "police", 1)
+    assert m.known(BMC, "police", 0)
+    m.keep_views({(BMC, "police")})  # market's view has no row filter any more
+    assert not m.known(BMC, "market", 0)
+    assert m.size() == 1
 
 
 # --- the approval's rule for data at rest ----------------------------------------------------
