@@ -208,7 +208,7 @@ class MembershipRebuild:
         self.membership.keep_views({(v.view.resource, v.consumer) for v in views})
         for scan in self.scans:
             for tp in [tp for tp in scan.parts if tp not in assigned]:
-                scan.drop(tp)
+                del scan.parts[tp]  # another router's now (and see advance: not drop())
         busy = {
             (s.res.id, tp.partition, c.consumer)
             for s in self.scans
@@ -284,7 +284,10 @@ class MembershipRebuild:
             for tp, part in list(scan.parts.items()):
                 if part.scanned:
                     self._establish(scan, tp, part)
-                    scan.drop(tp)
+                    # not drop(): assigning the others anew makes the client look their
+                    # positions up again, and a stop during that lookup was seen to hang;
+                    # the scan reads on and ignores the partition until it ends
+                    del scan.parts[tp]
             if not scan.parts:
                 self.scans.remove(scan)
                 self._close(scan)
