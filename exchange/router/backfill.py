@@ -27,6 +27,14 @@ then its progress is written to ``gov.ctl.backfill``
 over after a crash resumes after the last record acknowledged. A revocation
 or expiry recompiles the views; the backfill of a view that is gone stops
 at that round, like live delivery.
+
+A backfill is also how a view that **narrows** (a new approval with a tighter
+row filter, a view gaining one) sheds what it no longer admits: a key whose
+latest record the new view rejects and that the consumer holds (its filter
+membership, :mod:`exchange.router.membership`) gets a left-view tombstone in
+the chunk instead of nothing, audited as ``RECORD_LEFT_VIEW`` with
+``kind=narrowed``. Nothing of a partition goes out while its membership is
+being established (:mod:`exchange.router.membership_rebuild`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,10 @@ Control topics that go backwards (recreated, truncated) pause routing until
 the state is rebuilt from them (exchange.router.control_reset): fail closed.
 A new or wider view first gets the current state of the resource (全量), a
 chunk at a time between two batches, in the same record batches as the live
-records that follow (exchange.router.backfill).
+records that follow (exchange.router.backfill). A source partition the router
+takes is routed only once the keys its row-filtered views hold are read from
+the source's current state (exchange.router.membership_rebuild): a deletion is
+never decided on a membership not known yet.
 """
 
 from __future__ import annotations
@@ -171,6 +174,12 @@ class Router(AsyncService):
     def consumer(self) -> Any:
         """The source consumer (None before :meth:`start`)."""
         return self._consumer
+
+    @property
+    def routing(self) -> PartitionRouter | None:
+        """The per-partition routing, with the membership of filtered views (None before
+        :meth:`start`)."""
+        return self._routing
 
     @property
     def producer(self) -> Any:

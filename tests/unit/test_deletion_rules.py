@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,8 +37,10 @@ from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Deletion, Retraction, _tombstone
 from exchange.control.state import GRANT_CODEC
 from exchange.errors import PermissionDenied, RecordInvalid
+from exchange.router.backfill_state import Progress
 from exchange.router.deletions import reaches
 from exchange.router.membership import Membership
+from exchange.router.membership_rebuild import Held, held_rule
 from exchange.router.retractions import Retractions
 from exchange.sharing.grants import GrantBook
 from exchange.sharing.records import GRANT_EVENT_V2, AtRest, EventKind, GrantEvent
@@ -320,3 +323,57 @@ def test_exchange_consume_shows_deletions_and_retractions_by_name() -> None:
     assert json.loads(_as_json(gone)) == {"gov_deletion": {"key": "Z1", "reason": "left-view"}}
     assert '"gov_retraction"' in _as_json(ended)
     assert json.loads(_as_json(ended))["gov_retraction"]["at_rest"] == "delete"
+
+
+# --- which keys a filtered view held before the router took the partition -------------------
+
+
+def _progress(**changes: Any) -> Progress:
+    base = Progress(
+        consumer="police",
+        resource=BMC,
+        partition=0,
+        job="BF-1",
+        shape="s",
+        fields="mother_name",
+        grant_id="GR-1",
+        row_filter='region_code.startsWith("33")',
+        trigger="grant",
+        cutover=100,
+        through=99,
+        delivered=50,
+        total=50,
+        state="done",
+        reason=None,
+        request="",
+        at=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+        instance="r1",
+    )
+    return replace(base, **changes)
+
+
+def test_the_keys_held_follow_the_filter_the_consumers_copy_was_built_under() -> None:
+    view = SimpleNamespace(consumer="police", view=SimpleNamespace(row_filter="x > 1"))
+    done = held_rule(_progress(), view, backfill=True)  # type: ignore[arg-type]
+    assert done == Held("police", 'region_code.startsWith("33")')
+    # a view that gained a row filter: its copy was built without one, every key is held
+    unfiltered = held_rule(_progress(row_filter=None), view, backfill=True)  # type: ignore[arg-type]
+    assert unfiltered == Held("police", None)
+    # nothing backfilled yet (a new view), or the view ended (retracted): nothing held
+    assert held_rule(None, view, backfill=True) is None  # type: ignore[arg-type]
+    assert held_rule(_progress(state="ended"), view, backfill=True) is None  # type: ignore[arg-type]
+    # without backfills there is no progress: the view's own filter
+    assert held_rule(None, view, backfill=False) == Held("police", "x > 1")  # type: ignore[arg-type]
+
+
+def test_a_first_backfill_cut_short_holds_only_what_it_delivered() -> None:
+    view = SimpleNamespace(consumer="police", view=SimpleNamespace(row_filter="x > 1"))
+    running = _progress(state="sending", through=40, cutover=100)
+    held = held_rule(running, view, backfill=True)  # type: ignore[arg-type]
+    assert held is not None
+    assert held.holds(40)  # delivered by the backfill
+    assert not held.holds(41)  # not delivered yet: the resumed backfill adds it
+    assert held.holds(100)  # routed live from the cut-over on
+    widened = held_rule(replace(running, trigger="widened"), view, backfill=True)  # type: ignore[arg-type]
+    assert widened is not None
+    assert widened.holds(41)  # held under the view before
