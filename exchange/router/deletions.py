@@ -50,7 +50,7 @@ def reaches(view: CompiledView, members: set[bytes] | None, key: bytes) -> bool:
     if key in members:
         members.discard(key)
         return True
-    # unknown here (delivered before a restart, or never): a hashed key reveals nothing
+    # a key it does not hold (never did, or left it): a hashed key reveals nothing
     return view.key_hash is not None
 
 
