@@ -53,13 +53,13 @@ from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.bus import topics
 from exchange.bus.connection import Connection
 from exchange.bus.envelope import LEFT_VIEW, RECORD_ID
+from exchange.bus.outbox import Outbox
 from exchange.metrics import RouterMetrics
 from exchange.router.backfill_progress import ProgressWriter
 from exchange.router.backfill_scan import BackfillScan, Part
 from exchange.router.backfill_state import BackfillBook, Progress, shape_of, widens
 from exchange.router.dead_letters import SOURCE_OFFSET
 from exchange.router.deletions import deletion_draft, tombstone_headers
-from exchange.router.outbox import Outbox
 from exchange.router.routing import PartitionRouter
 from exchange.router.settle import PendingDrafts
 from exchange.router.view import CompiledView

@@ -5,7 +5,7 @@ Loop, per batch of source records::
     fetch ─▶ recompile the views if the policy changed (exchange.router.view_table)
           ─▶ per source partition: scan once, for each compiled view: filter, project,
              mask, append to the record batch of gov.dlv.<consumer>.<resource>
-             (exchange.router.routing, exchange.router.outbox); dead letters
+             (exchange.router.routing, exchange.bus.outbox); dead letters
              (exchange.router.dead_letters)
           ─▶ hand the batches to the producer ─▶ next fetch
     and in the background, batch after batch in order (exchange.router.settle):
@@ -47,6 +47,7 @@ from exchange.audit.key_hash import KeyHasher
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
+from exchange.bus.outbox import Outbox
 from exchange.control.catalog_store import CONTROL_SCHEMAS
 from exchange.control.state import ControlFollower, ControlState
 from exchange.lifecycle import AsyncService
@@ -61,7 +62,6 @@ from exchange.router.freshness import FreshnessWatch
 from exchange.router.mask_secret import check as check_mask_secret
 from exchange.router.membership_rebuild import MembershipRebuild
 from exchange.router.notices import Notices
-from exchange.router.outbox import Outbox
 from exchange.router.retractions import Retractions
 from exchange.router.routing import PartitionRouter
 from exchange.router.settle import SettleOnRevoke, Settler
