@@ -32,8 +32,9 @@ Why not a compacted control topic of its own? One record per key a filtered
 view gains or loses, written and acknowledged before the source offsets
 commit: a second write for every delivery that changes membership, to save a
 read at start. The source is compacted and already read this way by every
-backfill; the cost is a start-up read, measured by ``exchange bench
-membership`` (see the README).
+backfill; the cost is a start-up read, measured by ``python -m
+exchange.dev.bench_membership`` (about half the time live routing of the same
+records takes, five times a plain read of them; see the README).
 
 While a partition's keys are being established the router does not route it
 (it pauses the partition and sets its fetch back to the first record not
@@ -215,13 +216,15 @@ class MembershipRebuild:
             for tp in s.parts
             for c, _ in s.rules.get(tp, [])
         }
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in sorted(assigned, key=lambda t: (t.topic, t.partition)):
+            by_topic.setdefault(tp.topic, []).append(tp)
         wanted: dict[str, HeldScan] = {}
         for view in views:
             res = self.table.state.catalog.resources.get(view.view.resource)
             if res is None:
                 continue
-            source = topics.source(res.provider, res.id)
-            for tp in sorted((tp for tp in assigned if tp.topic == source), key=lambda t: t[1]):
+            for tp in by_topic.get(topics.source(res.provider, res.id), []):
                 if self.membership.known(res.id, view.consumer, tp.partition) or (
                     (res.id, tp.partition, view.consumer) in busy
                 ):
@@ -263,6 +266,12 @@ class MembershipRebuild:
                 scan.started = time.monotonic()
                 await scan.begin()
                 slots -= 1
+                log.info(
+                    "establishing which keys %s hold from %s partition(s) %s before routing them",
+                    ", ".join(sorted({h.consumer for rs in scan.rules.values() for h, _ in rs})),
+                    scan.res.id,
+                    ",".join(str(tp.partition) for tp in sorted(scan.parts, key=lambda t: t[1])),
+                )
 
     def _holding(self) -> None:
         self.holding.clear()
