@@ -85,12 +85,22 @@ Chunk = tuple[Part, list[bytes], int, int, int, int, list[tuple[bytes, int]]]
 class Job:
     """One consumer's view given its current state, over the partitions this router owns."""
 
-    def __init__(self, scan: BackfillScan, job_id: str, trigger: str, request: str) -> None:
+    def __init__(
+        self,
+        scan: BackfillScan,
+        job_id: str,
+        trigger: str,
+        request: str,
+        narrowed_from: str | None = None,
+    ) -> None:
         self.scan = scan
         self.id = job_id
         self.trigger = trigger
         self.request = request
         self.shape = shape_of(scan.view.view)
+        #: the row filter of the consumer's copy before this backfill changed it (None:
+        #: unchanged): what a router resuming it knows the consumer still holds
+        self.narrowed_from = narrowed_from
 
     @property
     def view(self) -> CompiledView:
@@ -232,7 +242,7 @@ class Backfiller:
         cutover = batch[tp][0].offset if batch.get(tp) else await consumer.position(tp)
         if prev is not None and prev.running and prev.shape == shape_of(view.view):
             part = Part(tp, prev.cutover, prev.through, prev.delivered, floor=cutover)
-            await self._run(view, part, prev.job, prev.trigger, prev.request)
+            await self._run(view, part, prev.job, prev.trigger, prev.request, prev.narrowed_from)
             return
         if request is not None and (prev is None or prev.request != request.request):
             refusal = self.progress.resync_refusal(request, prev, self.table.state.catalog, now)
@@ -246,12 +256,19 @@ class Backfiller:
         if prev is None or prev.state in ("ended", "stopped"):
             await self._run(view, Part(tp, cutover), None, "grant", "")
         elif widens(view.view, prev):
-            await self._run(view, Part(tp, cutover), None, "widened", "")
+            before = _copy_filter(prev) if prev.row_filter != view.view.row_filter else None
+            await self._run(view, Part(tp, cutover), None, "widened", "", before)
         elif prev.shape != shape_of(view.view):  # narrower: nothing new to give
             self.progress.write(replace(prev, shape=shape_of(view.view), at=now))
 
     async def _run(
-        self, view: CompiledView, part: Part, job_id: str | None, trigger: str, request: str
+        self,
+        view: CompiledView,
+        part: Part,
+        job_id: str | None,
+        trigger: str,
+        request: str,
+        narrowed_from: str | None = None,
     ) -> None:
         key = (view.consumer, view.view.resource)
         job = self.jobs.get(key)
@@ -260,7 +277,8 @@ class Backfiller:
                 self._retire(job)
             res = self.table.state.catalog.resources[view.view.resource]
             scan = BackfillScan(self.bus, res, self.table.decoders[res.id], view)
-            job = self.jobs[key] = Job(scan, job_id or new_id("BF"), trigger, request)
+            job = Job(scan, job_id or new_id("BF"), trigger, request, narrowed_from)
+            self.jobs[key] = job
         if part.cutover == 0 and not part.delivered:  # nothing before the view: done at once
             part.total, part.done = 0, True
             self.progress.write(progress_of(job, part, "done", self.instance))
@@ -450,7 +468,19 @@ def progress_of(
         request=job.request,
         at=record_time(),
         instance=instance,
+        narrowed_from=job.narrowed_from,
     )
+
+
+def _copy_filter(prev: Progress) -> str:
+    """The row filter the consumer's copy was built under (``true``: none, every record).
+
+    A backfill cut short by another change of the filter leaves a copy built under the
+    filter before it: that one still says what the consumer may hold.
+    """
+    if prev.running and prev.narrowed_from is not None:
+        return prev.narrowed_from
+    return prev.row_filter or "true"
 
 
 def _draft(job: Job, part: Part, n: int, filtered: int, first: int, last: int) -> Draft:

@@ -22,6 +22,10 @@ view the consumer was last given its full state of:
 - a first backfill still running (trigger ``grant``): the keys passing its
   filter, except those between the offset it delivered through and its
   cut-over (not delivered yet: the resumed backfill adds them as it goes);
+- a backfill that changed the filter (a narrowing) still running: between
+  those offsets, the keys passing the filter before it (``narrowed_from`` in
+  the progress record), so the resumed backfill deletes the ones the new
+  filter rejects; elsewhere the keys passing the new one;
 - otherwise: the keys whose latest record passes that filter (every key if
   it had none: a view that just gained a row filter).
 
@@ -75,17 +79,27 @@ STOP_S = 10.0  # longest wait for a scan's consumer to close at stop
 
 @dataclass(frozen=True)
 class Held:
-    """How one consumer's copy of one source partition was built: the keys it holds."""
+    """How one consumer's copy of one source partition was built: the keys it holds.
+
+    A key is held if its latest record passes ``row_filter``, or, when that record lies
+    inside ``window`` (the offsets an unfinished backfill has not reached yet), if it
+    passes ``inside`` (None there: not delivered yet, so not held).
+    """
 
     consumer: str
     #: the row filter its copy was built under (None: every key of the resource)
     row_filter: str | None
-    #: (through, cutover) of a first backfill still running: keys whose latest record is
-    #: after ``through`` and before ``cutover`` were not delivered yet
-    gap: tuple[int, int] | None = None
+    #: (through, cutover) of a backfill still running: records after ``through`` and
+    #: before ``cutover`` were not reached yet
+    window: tuple[int, int] | None = None
+    #: the filter the copy had before that backfill, for the records it has not reached
+    #: (None: a first backfill, the consumer held nothing of them)
+    inside: str | None = None
 
-    def holds(self, offset: int) -> bool:
-        return self.gap is None or not self.gap[0] < offset < self.gap[1]
+    def holds(self, offset: int, passes: bool, passes_inside: bool) -> bool:
+        if self.window is not None and self.window[0] < offset < self.window[1]:
+            return self.inside is not None and passes_inside
+        return passes
 
 
 def held_rule(prev: Progress | None, view: CompiledView, *, backfill: bool) -> Held | None:
@@ -99,42 +113,51 @@ def held_rule(prev: Progress | None, view: CompiledView, *, backfill: bool) -> H
         return Held(view.consumer, view.view.row_filter)
     if prev is None or prev.state == "ended":
         return None
-    gap = (prev.through, prev.cutover) if prev.running and prev.trigger == "grant" else None
-    return Held(view.consumer, prev.row_filter, gap)
+    window = (prev.through, prev.cutover)
+    if prev.running and prev.trigger == "grant":  # a first backfill: nothing before it
+        return Held(view.consumer, prev.row_filter, window)
+    if prev.running and prev.narrowed_from is not None:  # a narrowing cut short
+        return Held(view.consumer, prev.row_filter, window, prev.narrowed_from)
+    return Held(view.consumer, prev.row_filter)
 
 
 class HeldScan(BackfillScan):
     """The backfill's scan, reading up to the router's position only, noting for each key
-    whether its latest record passes each consumer's rule (one flag byte per rule)."""
+    whether its latest record passes each consumer's rule (two flag bytes per rule: its
+    filter, and the filter inside its window)."""
 
     def __init__(self, bus: Connection, res: Resource, decoder: Decoder, view: CompiledView):
         super().__init__(bus, res, decoder, view)
-        self.rules: dict[TopicPartition, list[tuple[Held, RowFilter | None]]] = {}
+        self.rules: dict[TopicPartition, list[tuple[Held, list[RowFilter | None]]]] = {}
         self._current: list[RowFilter | None] = []
         self.started = time.monotonic()
 
     def rule(self, tp: TopicPartition, held: Held, fallback: str | None) -> None:
         """Establish ``held`` from ``tp`` too; a stored filter that no longer compiles (the
         catalog renamed a field) gives way to ``fallback``, the view's filter now."""
+        filters = [self._compiled(held, held.row_filter, fallback)]
+        filters.append(self._compiled(held, held.inside, fallback) if held.inside else None)
+        self.rules.setdefault(tp, []).append((held, filters))
+
+    def _compiled(self, held: Held, text: str | None, fallback: str | None) -> RowFilter | None:
         names = self.res.field_names()
         try:
-            flt = compile_filter(held.row_filter, names) if held.row_filter else None
+            return compile_filter(text, names) if text else None
         except FilterError as exc:
             log.warning(
                 "membership of %s for %s: filter %r of its copy no longer compiles (%s); "
                 "the view's filter is used instead",
                 self.res.id,
                 held.consumer,
-                held.row_filter,
+                text,
                 exc,
             )
-            flt = compile_filter(fallback, names) if fallback else None
-        self.rules.setdefault(tp, []).append((held, flt))
+            return compile_filter(fallback, names) if fallback else None
 
     def scan(self, part: Part, records: list[Any]) -> None:
         """Take the records before the part's cut-over; the ones from it on are routed live
         after the rebuild (they must not change what was held before them)."""
-        self._current = [flt for _, flt in self.rules.get(part.tp, [])]
+        self._current = [flt for _, filters in self.rules.get(part.tp, []) for flt in filters]
         before = [rec for rec in records if rec.offset < part.cutover]
         if before:
             super().scan(part, before)
@@ -156,7 +179,8 @@ class HeldScan(BackfillScan):
             keys = {
                 key
                 for key, (offset, flags, _) in part.pending.items()
-                if flags is not None and flags[i] and held.holds(offset)
+                if flags is not None
+                and held.holds(offset, flags[2 * i] == 1, flags[2 * i + 1] == 1)
             }
             found.append((held.consumer, keys))
         return found

@@ -54,6 +54,7 @@ from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Received
 from exchange.dev.databases import ThrowawayPostgres
 from exchange.router.backfill import BACKFILL
+from exchange.router.backfill_state import BackfillBook
 
 pytestmark = pytest.mark.integration
 
@@ -153,6 +154,14 @@ async def test_a_narrowed_grant_deletes_the_rows_leaving_its_filter_and_only_tho
     gone = deletions(events, leaving | inside | {never})
     assert gone.keys() == leaving
     assert {d.reason for d in gone.values()} == {"left-view"}
+    # the narrowing's progress names the filter before it: a router resuming it after a
+    # crash knows which keys the consumer still holds
+    book = BackfillBook(bus, follow=False)
+    await book.start()
+    await book.stop()
+    narrowing = [p for p in book.of_view(consumer, BMC) if p.grant_id == narrowed]
+    assert narrowing
+    assert {p.narrowed_from for p in narrowing} == {before or "true"}
 
     # exactly the keys leaving, by their hashes (a view without a filter held earlier
     # tests' keys too, so counts say nothing)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,7 +37,12 @@ from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Deletion, Retraction, _tombstone
 from exchange.control.state import GRANT_CODEC
 from exchange.errors import PermissionDenied, RecordInvalid
-from exchange.router.backfill_state import Progress
+from exchange.router.backfill_state import (
+    PROGRESS_CODEC,
+    PROGRESS_V1,
+    Progress,
+    encode_progress,
+)
 from exchange.router.deletions import reaches
 from exchange.router.membership import Membership
 from exchange.router.membership_rebuild import Held, held_rule
@@ -371,9 +376,44 @@ def test_a_first_backfill_cut_short_holds_only_what_it_delivered() -> None:
     running = _progress(state="sending", through=40, cutover=100)
     held = held_rule(running, view, backfill=True)  # type: ignore[arg-type]
     assert held is not None
-    assert held.holds(40)  # delivered by the backfill
-    assert not held.holds(41)  # not delivered yet: the resumed backfill adds it
-    assert held.holds(100)  # routed live from the cut-over on
-    widened = held_rule(replace(running, trigger="widened"), view, backfill=True)  # type: ignore[arg-type]
-    assert widened is not None
-    assert widened.holds(41)  # held under the view before
+    assert held.holds(40, True, False)  # delivered by the backfill
+    assert not held.holds(41, True, True)  # not delivered yet: the resumed backfill adds it
+    assert held.holds(100, True, False)  # routed live from the cut-over on
+    assert not held.holds(100, False, True)
+    resync = held_rule(replace(running, trigger="resync"), view, backfill=True)  # type: ignore[arg-type]
+    assert resync is not None
+    assert resync.holds(41, True, False)  # the same view again: held before it
+
+
+def test_a_narrowing_cut_short_holds_what_the_filter_before_it_held_where_it_had_not_reached() -> (
+    None
+):
+    view = SimpleNamespace(consumer="police", view=SimpleNamespace(row_filter="x > 1"))
+    narrowing = _progress(
+        state="sending",
+        trigger="widened",
+        through=40,
+        cutover=100,
+        row_filter='region_code.startsWith("3301")',
+        narrowed_from='region_code.startsWith("33")',
+    )
+    held = held_rule(narrowing, view, backfill=True)  # type: ignore[arg-type]
+    assert held == Held(
+        "police",
+        'region_code.startsWith("3301")',
+        (40, 100),
+        'region_code.startsWith("33")',
+    )
+    assert held.holds(41, False, True)  # not reached: held under the filter before
+    assert not held.holds(41, True, False)
+    assert not held.holds(40, False, True)  # reached: deleted if the new filter rejects it
+    assert held.holds(100, True, False)  # live under the new filter
+
+
+def test_progress_records_before_narrowed_from_existed_are_still_read() -> None:
+    old = ControlCodec(PROGRESS_V1).encode(
+        {k: v for k, v in asdict(_progress()).items() if k != "narrowed_from"}
+    )
+    assert Progress(**PROGRESS_CODEC.decode(old)) == _progress()
+    new = _progress(narrowed_from="true")
+    assert Progress(**PROGRESS_CODEC.decode(encode_progress(new))) == new
