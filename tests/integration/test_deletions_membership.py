@@ -9,7 +9,8 @@ row filter that a new approval narrows to Hangzhou: everything outside
 Hangzhou leaves its view, the Beijing record too. police holds a grant with a row filter
 (Zhejiang, the key in clear): after its router restarts, the deletion of a key
 delivered before the restart and a record moving out of the filter reach it,
-and the deletion of a key it never held does not.
+and the deletion of a key it never held does not. hrss's narrowing is cut short by
+a router restart: the router that resumes it still deletes every row leaving.
 
 Each test uses certificate numbers of its own (a prefix); the module has its
 own bus.
@@ -221,3 +222,54 @@ async def test_after_a_restart_deletions_reach_a_filtered_view_for_the_keys_it_h
     gone = deletions(events, {deleted, moved, kept, never})
     assert {k: d.reason for k, d in gone.items()} == {deleted: "deleted", moved: "left-view"}
     assert received(events, kept)  # delivered before the restart, still held
+
+
+async def test_a_narrowing_cut_short_by_a_restart_still_deletes_every_row_leaving(
+    bus: Connection, loaded_catalog: Catalog
+) -> None:
+    prefix = f"C{uuid.uuid4().hex[:6]}"
+    recs = certificates(loaded_catalog, prefix, 200)
+    for i, rec in enumerate(recs):
+        rec["region_code"] = "330106" if i % 2 == 0 else "330206"  # Hangzhou, Ningbo
+    inside = {r["certificate_no"] for r in recs if r["region_code"] == "330106"}
+    leaving = {r["certificate_no"] for r in recs} - inside
+    group = f"test-router-{uuid.uuid4().hex[:8]}"
+
+    first = await start_router(bus, group=group, backfill_chunk=1)  # one key a round
+    try:
+        await grant(bus, first, "hrss", ZJ)
+        await publish(bus, loaded_catalog, BMC, recs)
+        await wait_routed(first, len(recs))
+        narrowed = await grant(bus, first, "hrss", HANGZHOU)
+        backfiller = first.router.backfiller
+        assert backfiller is not None
+
+        def begun() -> bool:
+            job = backfiller.jobs.get(("hrss", BMC))
+            return job is not None and any(p.delivered for p in job.scan.parts.values())
+
+        await wait_for(begun, within=15, what="the narrowing's first chunk", interval=0.001)
+        job = backfiller.jobs[("hrss", BMC)]
+    finally:
+        await first.stop()
+    assert not all(p.done for p in job.scan.parts.values())  # cut short: the premise
+
+    async with running_router(bus, group=group) as second:  # resumes the narrowing
+
+        def complete(got: list[Any]) -> bool:
+            # every Hangzhou record given again by the narrowing (before or after the
+            # restart): a key is either given or deleted in it, so none was deleted
+            return deletions(got, leaving).keys() == leaving and all(
+                any(e.headers.get(BACKFILL) == job.id for e in received(got, k)) for k in inside
+            )
+
+        events = await read_topic(
+            bus, topics.delivery("hrss", BMC), until=complete, within=40, dedup=False
+        )
+        book = BackfillBook(bus, follow=False)
+        await book.start()
+        await book.stop()
+        second.check_alive()
+    assert not deletions(events, inside)
+    resumed = [p for p in book.of_view("hrss", BMC) if p.grant_id == narrowed]
+    assert {p.job for p in resumed} == {job.id}  # the same backfill, resumed
