@@ -12,4 +12,8 @@ One module per concern:
 - ``notices``: what the router notices on its own (expiries, overdue, refused events), audited once
 - ``watchdog``: how long the broker keeps the router waiting, logged and counted
 - ``book_writer``: grant book snapshots on ``gov.ctl.book`` for command sessions
+- ``backfill``, ``backfill_scan``: a new, wider or narrowed view given the current state (全量)
+- ``deletions``, ``retractions``: deletions, records leaving a view, grants ended, per consumer
+- ``membership``: the keys each row-filtered view holds, per source partition
+- ``membership_rebuild``: those keys read from the source when the router takes a partition
 """

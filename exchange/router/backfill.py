@@ -27,6 +27,14 @@ then its progress is written to ``gov.ctl.backfill``
 over after a crash resumes after the last record acknowledged. A revocation
 or expiry recompiles the views; the backfill of a view that is gone stops
 at that round, like live delivery.
+
+A backfill is also how a view that **narrows** (a new approval with a tighter
+row filter, a view gaining one) sheds what it no longer admits: a key whose
+latest record the new view rejects and that the consumer holds (its filter
+membership, :mod:`exchange.router.membership`) gets a left-view tombstone in
+the chunk instead of nothing, audited as ``RECORD_LEFT_VIEW`` with
+``kind=narrowed``. Nothing of a partition goes out while its membership is
+being established (:mod:`exchange.router.membership_rebuild`).
 """
 
 from __future__ import annotations
@@ -44,13 +52,14 @@ from aiokafka import TopicPartition
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.bus import topics
 from exchange.bus.connection import Connection
-from exchange.bus.envelope import RECORD_ID
+from exchange.bus.envelope import LEFT_VIEW, RECORD_ID
 from exchange.bus.outbox import Outbox
 from exchange.metrics import RouterMetrics
 from exchange.router.backfill_progress import ProgressWriter
 from exchange.router.backfill_scan import BackfillScan, Part
 from exchange.router.backfill_state import BackfillBook, Progress, shape_of, widens
 from exchange.router.dead_letters import SOURCE_OFFSET
+from exchange.router.deletions import deletion_draft, tombstone_headers
 from exchange.router.routing import PartitionRouter
 from exchange.router.settle import PendingDrafts
 from exchange.router.view import CompiledView
@@ -68,19 +77,30 @@ CHUNK = 20_000  # backfilled records per routing round, at most, over every back
 #: at once must not open 3,600 consumers), their cut-over already fixed
 MAX_SCANS = 4
 
-#: (part, keys delivered or skipped, records delivered, filtered, first and last offset)
-Chunk = tuple[Part, list[bytes], int, int, int, int]
+#: (part, keys delivered or skipped, records delivered, filtered, first and last offset,
+#: (key, offset) of each record the consumer held and the view rejects: deleted for it)
+Chunk = tuple[Part, list[bytes], int, int, int, int, list[tuple[bytes, int]]]
 
 
 class Job:
     """One consumer's view given its current state, over the partitions this router owns."""
 
-    def __init__(self, scan: BackfillScan, job_id: str, trigger: str, request: str) -> None:
+    def __init__(
+        self,
+        scan: BackfillScan,
+        job_id: str,
+        trigger: str,
+        request: str,
+        narrowed_from: str | None = None,
+    ) -> None:
         self.scan = scan
         self.id = job_id
         self.trigger = trigger
         self.request = request
         self.shape = shape_of(scan.view.view)
+        #: the row filter of the consumer's copy before this backfill changed it (None:
+        #: unchanged): what a router resuming it knows the consumer still holds
+        self.narrowed_from = narrowed_from
 
     @property
     def view(self) -> CompiledView:
@@ -120,6 +140,9 @@ class Backfiller:
         self.jobs: dict[tuple[str, str], Job] = {}
         self._seen: tuple[int, int, int] = (-1, -1, -1)  # generation, assignment, requests
         self.assignments = 0  # bumped by the router when its partitions change
+        #: source partitions whose membership is being established: nothing of them goes
+        #: out before (the router's MembershipRebuild shares its set here)
+        self.holding: set[TopicPartition] = set()
 
     async def start(self, producer: Any) -> None:
         if not self.enabled:
@@ -219,7 +242,7 @@ class Backfiller:
         cutover = batch[tp][0].offset if batch.get(tp) else await consumer.position(tp)
         if prev is not None and prev.running and prev.shape == shape_of(view.view):
             part = Part(tp, prev.cutover, prev.through, prev.delivered, floor=cutover)
-            await self._run(view, part, prev.job, prev.trigger, prev.request)
+            await self._run(view, part, prev.job, prev.trigger, prev.request, prev.narrowed_from)
             return
         if request is not None and (prev is None or prev.request != request.request):
             refusal = self.progress.resync_refusal(request, prev, self.table.state.catalog, now)
@@ -233,12 +256,19 @@ class Backfiller:
         if prev is None or prev.state in ("ended", "stopped"):
             await self._run(view, Part(tp, cutover), None, "grant", "")
         elif widens(view.view, prev):
-            await self._run(view, Part(tp, cutover), None, "widened", "")
+            before = _copy_filter(prev) if prev.row_filter != view.view.row_filter else None
+            await self._run(view, Part(tp, cutover), None, "widened", "", before)
         elif prev.shape != shape_of(view.view):  # narrower: nothing new to give
             self.progress.write(replace(prev, shape=shape_of(view.view), at=now))
 
     async def _run(
-        self, view: CompiledView, part: Part, job_id: str | None, trigger: str, request: str
+        self,
+        view: CompiledView,
+        part: Part,
+        job_id: str | None,
+        trigger: str,
+        request: str,
+        narrowed_from: str | None = None,
     ) -> None:
         key = (view.consumer, view.view.resource)
         job = self.jobs.get(key)
@@ -247,7 +277,8 @@ class Backfiller:
                 self._retire(job)
             res = self.table.state.catalog.resources[view.view.resource]
             scan = BackfillScan(self.bus, res, self.table.decoders[res.id], view)
-            job = self.jobs[key] = Job(scan, job_id or new_id("BF"), trigger, request)
+            job = Job(scan, job_id or new_id("BF"), trigger, request, narrowed_from)
+            self.jobs[key] = job
         if part.cutover == 0 and not part.delivered:  # nothing before the view: done at once
             part.total, part.done = 0, True
             self.progress.write(progress_of(job, part, "done", self.instance))
@@ -303,7 +334,8 @@ class Backfiller:
 
     def _sendable(self, part: Part) -> bool:
         live = max(part.floor, self.live.get(part.tp, 0))
-        return not part.done and part.scanned and part.read_to >= live
+        ready = not part.done and part.scanned and part.read_to >= live
+        return ready and part.tp not in self.holding
 
     async def emit(self, outbox: Outbox, now: dt.datetime) -> list[tuple[Job, Chunk]]:
         """Append up to ``chunk`` backfilled records to ``outbox``, before the live ones.
@@ -332,13 +364,19 @@ class Backfiller:
         return chunks
 
     async def _fill(self, job: Job, part: Part, outbox: Outbox, budget: int) -> Chunk:
+        """Up to ``budget`` keys of ``part`` into ``outbox``: each key's record as the view
+        renders it, or a left-view tombstone for a key the view rejects and the consumer
+        holds (a row filter that narrowed; a view that gained one)."""
         view = job.view
         partition = await self.routing.delivery_partition(view.topic, part.tp.partition)
         add = outbox.lane(view.topic, partition).add
         key_hash, through = view.key_hash, part.through
-        members = self.routing.membership.of(view)  # the keys a row-filtered view holds
+        #: the keys a row-filtered view holds (established before anything here goes out)
+        members = self.routing.membership.of(view, part.tp.partition)
         where, tag = f"{part.tp.partition}:", job.id.encode()
+        resource = view.view.resource
         keys: list[bytes] = []
+        left: list[tuple[bytes, int]] = []
         n = filtered = 0
         first = last = -1
         for key, (offset, out, rid) in itertools.islice(part.pending.items(), budget):
@@ -349,6 +387,11 @@ class Backfiller:
             first = offset if first < 0 else first
             if out is None:
                 filtered += 1
+                if members and key in members:  # it held the key: now outside its view
+                    members.discard(key)
+                    gone = tombstone_headers(resource, key, where.encode(), offset, LEFT_VIEW)
+                    add(key if key_hash is None else key_hash(key), None, gone)
+                    left.append((key, offset))
                 continue
             headers = [
                 (RECORD_ID, rid),
@@ -359,11 +402,11 @@ class Backfiller:
             if members is not None:
                 members.add(key)
             n += 1
-        return part, keys, n, filtered, first, last
+        return part, keys, n, filtered, first, last, left
 
     def sent(self, chunks: list[tuple[Job, Chunk]], futures: list[Any]) -> None:
         """The chunks were handed to the producer: take them off, audit, record progress."""
-        for job, (part, keys, n, filtered, first, last) in chunks:
+        for job, (part, keys, n, filtered, first, last, left) in chunks:
             pending = part.pending
             for key in keys:
                 pending.pop(key, None)
@@ -373,6 +416,8 @@ class Backfiller:
             if n or filtered:
                 self.drafts.add(_draft(job, part, n, filtered, first, last))
                 self.metrics.backfilled.labels(job.view.view.resource, job.view.consumer).inc(n)
+            if left:
+                self._left(job, part, left, f"{max(first, 0)}-{last}")
             state = "done" if part.done else "sending"
             self.progress.after(futures, progress_of(job, part, state, self.instance))
         for (name, res_id), job in list(self.jobs.items()):
@@ -383,6 +428,20 @@ class Backfiller:
                 self.progress.close_later(job.scan)
                 self._seen = (-1, -1, -1)  # a slot is free: the next reconcile begins a scan
                 log.info("backfill %s of %s for %s done", job.id, res_id, name)
+
+    def _left(self, job: Job, part: Part, left: list[tuple[bytes, int]], offsets: str) -> None:
+        """Audit the keys a chunk deleted for its consumer: one RECORD_LEFT_VIEW entry."""
+        view = job.view
+        res = self.table.state.catalog.resources[view.view.resource]
+        hashes = self.routing.key_hasher.details(res.id, left)
+        where = (part.tp.topic, part.tp.partition, offsets)
+        self.drafts.add(
+            deletion_draft(
+                Action.RECORD_LEFT_VIEW, res, view, where, len(left), hashes, backfill=job.id
+            )
+        )
+        action = Action.RECORD_LEFT_VIEW.value
+        self.metrics.deletions.labels(res.id, view.consumer, action).inc(len(left))
 
 
 def progress_of(
@@ -409,7 +468,19 @@ def progress_of(
         request=job.request,
         at=record_time(),
         instance=instance,
+        narrowed_from=job.narrowed_from,
     )
+
+
+def _copy_filter(prev: Progress) -> str:
+    """The row filter the consumer's copy was built under (``true``: none, every record).
+
+    A backfill cut short by another change of the filter leaves a copy built under the
+    filter before it: that one still says what the consumer may hold.
+    """
+    if prev.running and prev.narrowed_from is not None:
+        return prev.narrowed_from
+    return prev.row_filter or "true"
 
 
 def _draft(job: Job, part: Part, n: int, filtered: int, first: int, last: int) -> Draft:

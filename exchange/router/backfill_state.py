@@ -49,7 +49,7 @@ def _long(name: str, doc: str) -> dict[str, Any]:
     return {"name": name, "type": "long", "doc": doc}
 
 
-PROGRESS: dict[str, Any] = {
+PROGRESS_V1: dict[str, Any] = {
     "type": "record",
     "name": "BackfillProgress",
     "namespace": "gov.exchange.control",
@@ -75,6 +75,21 @@ PROGRESS: dict[str, Any] = {
         _string("instance", "router that wrote it"),
     ],
 }
+#: a backfill that changed the row filter also names the filter the consumer's copy was
+#: built under before it: a router resuming it after a crash knows which keys it still holds
+PROGRESS: dict[str, Any] = {
+    **PROGRESS_V1,
+    "fields": [
+        *PROGRESS_V1["fields"],
+        {
+            "name": "narrowed_from",
+            "type": ["null", "string"],
+            "default": None,
+            "doc": "row filter of the consumer's copy before this backfill changed it "
+            "('true' when it had none); null when the filter did not change",
+        },
+    ],
+}
 RESYNC_REQUEST: dict[str, Any] = {
     "type": "record",
     "name": "ResyncRequest",
@@ -88,7 +103,7 @@ RESYNC_REQUEST: dict[str, Any] = {
         {"name": "reason", "type": ["null", "string"], "default": None, "doc": "why, if given"},
     ],
 }
-PROGRESS_CODEC = ControlCodec(PROGRESS)
+PROGRESS_CODEC = ControlCodec(PROGRESS, older=(PROGRESS_V1,))
 RESYNC_CODEC = ControlCodec(RESYNC_REQUEST)
 SCHEMAS = (PROGRESS, RESYNC_REQUEST)
 
@@ -136,6 +151,7 @@ class Progress:
     request: str
     at: dt.datetime
     instance: str
+    narrowed_from: str | None = None
 
     @property
     def key(self) -> bytes:

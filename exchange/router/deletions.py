@@ -10,27 +10,30 @@ row filter is a deletion for that consumer only: a tombstone with
 
 **Which consumers held a key.** A view without a row filter holds every key of
 the resource, so it always gets the deletion. A view with a row filter holds
-only the keys whose latest record matched it: :class:`Membership` keeps those
-keys, learnt from the records this router delivered (live or by backfill).
-The deletion of a key it does not know reaches such a view only when the view
-hashes the key (the tombstone then tells the consumer nothing it could read
-a key from); a view that delivers the key in clear never receives a key it
-was not entitled to see. Membership lives in the router's memory: after a
-restart it is learnt again as records are routed, so until then a record
-leaving a filter is not deleted for a consumer that got it before the restart
-(the README says so).
+only the keys whose latest record matched it (:mod:`exchange.router.membership`,
+established from the source's current state when the router takes a partition:
+:mod:`exchange.router.membership_rebuild`). The deletion of a key it does not
+hold reaches such a view only when the view hashes the key (the tombstone then
+tells the consumer nothing it could read a key from); a view that delivers the
+key in clear never receives a key it was not entitled to see.
+
+**A grant that narrows** (a new approval with a tighter row filter supersedes the
+grant, or the filter changes otherwise) is a deletion too, for the keys the
+consumer holds whose current record the new view rejects: the backfill that
+follows the change (:mod:`exchange.router.backfill`) reads each key's latest
+record under the new view, and for a key the view rejects and the consumer
+holds it sends a tombstone with ``gov-deletion: left-view`` (what the consumer
+does is the same as for a record that left the filter by an update), audited
+as ``RECORD_LEFT_VIEW`` with ``kind=narrowed``.
 
 Every tombstone is audited per consumer and per source partition of a batch
 (``RECORD_DELETED``, ``RECORD_LEFT_VIEW``): counts, offsets and the keyed hashes
 of the keys, never a value.
 
-Public surface: :class:`Membership`, :func:`tombstone_headers`,
-:func:`deletion_draft`.
+Public surface: :func:`reaches`, :func:`tombstone_headers`, :func:`deletion_draft`.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.audit.key_hash import KEY_HASHES
@@ -40,31 +43,6 @@ from exchange.router.dead_letters import SOURCE_OFFSET
 from exchange.router.view import CompiledView
 
 
-class Membership:
-    """The source keys each row-filtered view holds now, by (resource, consumer)."""
-
-    def __init__(self) -> None:
-        self._keys: dict[tuple[str, str], set[bytes]] = {}
-
-    def of(self, view: CompiledView) -> set[bytes] | None:
-        """The keys ``view`` holds, or None when it has no row filter (it holds them all)."""
-        if view.row_filter is None:
-            return None
-        where = (view.view.resource, view.consumer)
-        keys = self._keys.get(where)
-        if keys is None:
-            keys = self._keys[where] = set()
-        return keys
-
-    def forget(self, resource: str, consumer: str) -> None:
-        """The consumer's view of ``resource`` is gone: it holds nothing any more."""
-        self._keys.pop((resource, consumer), None)
-
-    def size(self) -> int:
-        """Keys held, over every view (for the operator: memory grows with it)."""
-        return sum(len(keys) for keys in self._keys.values())
-
-
 def reaches(view: CompiledView, members: set[bytes] | None, key: bytes) -> bool:
     """Whether the provider's deletion of ``key`` goes to ``view`` (and forget the key)."""
     if members is None:
@@ -72,7 +50,7 @@ def reaches(view: CompiledView, members: set[bytes] | None, key: bytes) -> bool:
     if key in members:
         members.discard(key)
         return True
-    # unknown here (delivered before a restart, or never): a hashed key reveals nothing
+    # a key it does not hold (never did, or left it): a hashed key reveals nothing
     return view.key_hash is not None
 
 
@@ -92,21 +70,36 @@ def deletion_draft(
     action: Action,
     res: Resource,
     view: CompiledView,
-    records: list[Any],
+    where: tuple[str, int, str],
     count: int,
     key_hashes: str,
+    *,
+    backfill: str | None = None,
 ) -> Draft:
-    """One RECORD_DELETED / RECORD_LEFT_VIEW entry for one consumer: counts, no values."""
+    """One RECORD_DELETED / RECORD_LEFT_VIEW entry for one consumer: counts, no values.
+
+    ``where``: (source topic, partition, source offsets ``first-last``); ``backfill``: the
+    id of the backfill that found the records leaving a narrowed view (``kind=narrowed``).
+    """
     v = view.view
+    topic, partition, offsets = where
     details = detail_map(
         record_count=count,
-        partition=records[0].partition,
-        offsets=f"{records[0].offset}-{records[-1].offset}",
-        source_topic=records[0].topic,
+        partition=partition,
+        offsets=offsets,
+        source_topic=topic,
         delivery_topic=view.topic,
         row_filter=v.row_filter,
+        kind="narrowed" if backfill else None,
+        backfill=backfill,
     )
     details[KEY_HASHES] = key_hashes
+    if action is Action.RECORD_DELETED:
+        reason = "the provider deleted the records"
+    elif backfill:
+        reason = "records the consumer held are outside its view now (the row filter narrowed)"
+    else:
+        reason = "updated records no longer match the grant's row filter"
     return Draft(
         action,
         actor="router",
@@ -116,10 +109,6 @@ def deletion_draft(
         provider=res.provider,
         grant_id=v.grant_id,
         purpose=v.purpose,
-        reason=(
-            "the provider deleted the records"
-            if action is Action.RECORD_DELETED
-            else "updated records no longer match the grant's row filter"
-        ),
+        reason=reason,
         details=details,
     )

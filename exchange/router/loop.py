@@ -28,7 +28,10 @@ Control topics that go backwards (recreated, truncated) pause routing until
 the state is rebuilt from them (exchange.router.control_reset): fail closed.
 A new or wider view first gets the current state of the resource (全量), a
 chunk at a time between two batches, in the same record batches as the live
-records that follow (exchange.router.backfill).
+records that follow (exchange.router.backfill). A source partition the router
+takes is routed only once the keys its row-filtered views hold are read from
+the source's current state (exchange.router.membership_rebuild): a deletion is
+never decided on a membership not known yet.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from exchange.router.dead_letters import DeadLetters
 from exchange.router.dispute_watch import DisputeWatch
 from exchange.router.freshness import FreshnessWatch
 from exchange.router.mask_secret import check as check_mask_secret
+from exchange.router.membership_rebuild import MembershipRebuild
 from exchange.router.notices import Notices
 from exchange.router.retractions import Retractions
 from exchange.router.routing import PartitionRouter
@@ -122,6 +126,8 @@ class Router(AsyncService):
         #: source partition -> next offset this router routes (what backfills wait for)
         self._live: dict[Any, int] = {}
         self.backfiller: Backfiller | None = None
+        #: which keys row-filtered views hold, established when a partition is taken
+        self.members: MembershipRebuild | None = None
         self.backfill = backfill  # off: new views get live records only (no 全量)
         self.backfill_chunk = backfill_chunk
         self._watchdog: BrokerWatchdog | None = None
@@ -168,6 +174,12 @@ class Router(AsyncService):
     def consumer(self) -> Any:
         """The source consumer (None before :meth:`start`)."""
         return self._consumer
+
+    @property
+    def routing(self) -> PartitionRouter | None:
+        """The per-partition routing, with the membership of filtered views (None before
+        :meth:`start`)."""
+        return self._routing
 
     @property
     def producer(self) -> Any:
@@ -291,6 +303,13 @@ class Router(AsyncService):
         if self.backfill_chunk is not None:
             self.backfiller.chunk = self.backfill_chunk
         await self.backfiller.start(self._producer)
+        self.members = MembershipRebuild(
+            self.bus,
+            self.view_table,
+            self._routing.membership,
+            self.backfiller.book if self.backfill else None,
+        )
+        self.backfiller.holding = self.members.holding  # one set: no backfill before it
         await self.recompile()
         self._watchdog = BrokerWatchdog(self._consumer, self.follower, self.settler, self.metrics)
         self._watchdog.start()
@@ -310,6 +329,8 @@ class Router(AsyncService):
         self._live.clear()  # positions of partitions held before are not this router's now
         if self.backfiller is not None:
             self.backfiller.assignments += 1
+        if self.members is not None:
+            self.members.assigned(self.assignment())
 
     def _source_consumer(self) -> Any:
         return kafka.consumer(
@@ -340,6 +361,9 @@ class Router(AsyncService):
         await self.follower.stop()
         if self._producer is not None:
             await self.settler.close()
+        if self.members is not None:
+            members, self.members = self.members, None
+            await members.stop()
         if self.backfiller is not None:  # after settling: its last progress is written
             backfiller, self.backfiller = self.backfiller, None
             await backfiller.stop()
@@ -371,8 +395,8 @@ class Router(AsyncService):
         """
         settler = self.settler
         settler.raise_if_failed()
-        backfill = self.backfiller
-        if backfill is None or self._routing is None:
+        backfill, members = self.backfiller, self.members
+        if backfill is None or members is None or self._routing is None:
             raise RuntimeError("the router is not started")
         if backfill.ready:  # a backfill has records to deliver: no fetch waits for live ones
             timeout_ms = 0
@@ -388,6 +412,12 @@ class Router(AsyncService):
             await self.recompile()
         elif self.notices.watch_due():
             self.notices.watch(dt.datetime.now(dt.UTC))
+        # a partition whose filtered views' keys are not known yet is not routed (nor
+        # backfilled) until they are: no deletion is decided on a membership not known
+        if members.due:
+            await members.reconcile(self._consumer, batch)
+        await members.advance()
+        members.hold(self._consumer, batch)
         if backfill.due:
             await backfill.reconcile(self._consumer, batch)
         if not batch and not backfill.ready and not self.retractions.pending:

@@ -33,7 +33,8 @@ from exchange.errors import DecodeError
 from exchange.metrics import RouterMetrics
 from exchange.router import corrections
 from exchange.router.dead_letters import SOURCE_OFFSET, DeadLetters
-from exchange.router.deletions import Membership, deletion_draft, reaches, tombstone_headers
+from exchange.router.deletions import deletion_draft, reaches, tombstone_headers
+from exchange.router.membership import Membership
 from exchange.router.settle import PendingDrafts
 from exchange.router.view import CompiledView
 from exchange.router.view_table import Decoder, ViewTable
@@ -135,6 +136,7 @@ class PartitionRouter:
         decoder = self.table.decoders[res.id]
         scanner = decoder.scanner
         header = wire.frame(res.schema_id, b"")  # records of the current schema start so
+        partition = records[0].partition
         plans: list[_Plan] = [
             (
                 lane.add,
@@ -142,7 +144,7 @@ class PartitionRouter:
                 view.slice_renderer,
                 view.key_hash,
                 tally.delivered[i].append,
-                self.membership.of(view),
+                self.membership.of(view, partition),
             )
             for i, (view, lane) in enumerate(targets)
         ]
@@ -261,7 +263,8 @@ class PartitionRouter:
             ):
                 if gone:
                     hashes = self.key_hasher.details(res.id, gone, digests)
-                    self.drafts.add(deletion_draft(action, res, view, records, len(gone), hashes))
+                    where = (records[0].topic, records[0].partition, _span(records))
+                    self.drafts.add(deletion_draft(action, res, view, where, len(gone), hashes))
                     self.metrics.deletions.labels(res.id, view.consumer, action.value).inc(
                         len(gone)
                     )
@@ -292,6 +295,11 @@ def decode_other(decoder: Decoder, value: bytes | None) -> tuple[int, memoryview
     return sid, body, decoder.decode(sid, body)
 
 
+def _span(records: list[Any]) -> str:
+    """``first-last``: the source offsets of a partition's records in a batch."""
+    return f"{records[0].offset}-{records[-1].offset}"
+
+
 def _delivery_draft(
     res: Resource,
     view: CompiledView,
@@ -307,7 +315,7 @@ def _delivery_draft(
         record_count=delivered.get(v.consumer, 0),
         filtered_count=filtered.get(v.consumer, 0),
         partition=records[0].partition,
-        offsets=f"{records[0].offset}-{records[-1].offset}",
+        offsets=_span(records),
         source_topic=records[0].topic,
         delivery_topic=view.topic,
         fields=v.fields,

@@ -18,20 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pymysql
 import pytest
-import yaml
 from cli_support import EXCHANGE, cli_env
+from deletion_support import (
+    BMC,
+    CANARY,
+    ZJ,
+    audit_entries,
+    canary_free,
+    certificates,
+    deletions,
+    pg,
+    sink,
+    step_until,
+)
 from routing_support import (
-    SESSION_MS,
     RouterRun,
     publish,
     read_topic,
@@ -40,26 +47,20 @@ from routing_support import (
     wait_routed,
 )
 
-from connectors import runner
-from connectors.base import Connector
-from connectors.config import load
-from exchange.audit.entry import Action, AuditEntry
-from exchange.bus import kafka, topics
+from exchange.audit.entry import Action
+from exchange.bus import topics
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
-from exchange.clients.reader import Deletion, Received, Retraction
+from exchange.clients.reader import Received, Retraction
 from exchange.dev import sample
 from exchange.dev.databases import ThrowawayMariaDB, ThrowawayPostgres
 
 pytestmark = pytest.mark.integration
 
-BMC = "birth_medical_certificate"
 MLA = "minimum_living_allowance"
 POP = "population_basic"
-ZJ = 'region_code.startsWith("33")'
-CANARY = "金丝雀CANARY"
 
 
 @pytest.fixture(scope="module")
@@ -103,74 +104,8 @@ def pg_schema(dsn: str) -> Iterator[str]:
         pg(dsn, f'DROP SCHEMA "{name}" CASCADE')
 
 
-def pg(dsn: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall() if cur.description else []
-
-
-def certificates(
-    catalog: Catalog, prefix: str, n: int, *, region: str = "330106"
-) -> list[dict[str, Any]]:
-    recs = sample.generate(catalog.resources[BMC].schema_, n, seed=31)
-    for i, rec in enumerate(recs):
-        rec["certificate_no"] = f"{prefix}{i:04d}"
-        rec["region_code"] = region
-        rec["mother_name"] = f"{CANARY}{i}"
-    return recs
-
-
-async def sink(
-    bus: Connection, tmp_path: Path, server: ThrowawayPostgres | ThrowawayMariaDB, **cfg: Any
-) -> Connector:
-    spec = {
-        "name": "sink",
-        "type": "db_sink",
-        "database": {"url": server.url},
-        "group": f"sink-{uuid.uuid4().hex[:8]}",
-        "session_timeout_ms": SESSION_MS,
-        **cfg,
-    }
-    path = tmp_path / "connectors.yaml"
-    path.write_text(yaml.safe_dump({"connectors": [spec]}, allow_unicode=True))
-    (c,) = await runner.build(load(path), bus, environ={}, only=["sink"])
-    return c
-
-
-async def step_until(c: Connector, done: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert time.monotonic() < deadline, f"timed out: {c.progress.line(c.name)}"
-        await c.step()
-
-
-async def audit_entries(
-    bus: Connection, action: Action, done: Callable[[list[AuditEntry]], bool]
-) -> list[AuditEntry]:
-    """The audit entries of ``action``, read again until ``done`` holds for them."""
-    deadline = time.monotonic() + 30
-    while True:
-        raw = await kafka.read_to_end(bus, topics.AUDIT)
-        entries = [e for e in (AuditEntry.decode(r.value) for r in raw) if e.action is action]
-        if done(entries):
-            return entries
-        assert time.monotonic() < deadline, f"no {action} entries as expected: {entries}"
-        await asyncio.sleep(0.2)
-
-
-def deletions(events: list[Any], keys: set[str]) -> dict[str, Deletion]:
-    return {e.key: e for e in events if isinstance(e, Deletion) and e.key in keys}
-
-
 def received(events: list[Any]) -> set[str]:
     return {e.key for e in events if isinstance(e, Received)}
-
-
-def canary_free(entries: list[AuditEntry], *values: str) -> None:
-    for entry in entries:
-        text = json.dumps(entry.to_avro(), ensure_ascii=False, default=str)
-        for value in values:
-            assert value not in text, f"{value!r} in {entry.action} entry {entry.id}"
 
 
 async def test_a_deletion_reaches_every_consumer_holding_the_key_and_the_sink_row_goes(

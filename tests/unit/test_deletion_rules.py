@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import asdict, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,7 +37,15 @@ from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Deletion, Retraction, _tombstone
 from exchange.control.state import GRANT_CODEC
 from exchange.errors import PermissionDenied, RecordInvalid
-from exchange.router.deletions import Membership, reaches
+from exchange.router.backfill_state import (
+    PROGRESS_CODEC,
+    PROGRESS_V1,
+    Progress,
+    encode_progress,
+)
+from exchange.router.deletions import reaches
+from exchange.router.membership import Membership
+from exchange.router.membership_rebuild import Held, held_rule
 from exchange.router.retractions import Retractions
 from exchange.sharing.grants import GrantBook
 from exchange.sharing.records import GRANT_EVENT_V2, AtRest, EventKind, GrantEvent
@@ -101,7 +110,7 @@ def test_a_row_filtered_view_gets_a_deletion_only_of_a_key_it_holds_or_cannot_re
     assert reaches(hashed, members, b"B")  # type: ignore[arg-type]  # a hash reveals nothing
 
 
-def test_membership_is_kept_per_view_with_a_row_filter_only() -> None:
+def test_membership_is_kept_per_view_and_partition_with_a_row_filter_only() -> None:
     m = Membership()
     view = SimpleNamespace(
         row_filter=object(), consumer="police", view=SimpleNamespace(resource=BMC)
@@ -109,14 +118,30 @@ def test_membership_is_kept_per_view_with_a_row_filter_only() -> None:
     unfiltered = SimpleNamespace(
         row_filter=None, consumer="hrss", view=SimpleNamespace(resource=BMC)
     )
-    keys = m.of(view)  # type: ignore[arg-type]
+    assert not m.known(BMC, "police", 0)
+    keys = m.of(view, 0)  # type: ignore[arg-type]
     assert keys is not None
     keys.add(b"A")
-    assert m.of(view) == {b"A"}  # type: ignore[arg-type]
-    assert m.of(unfiltered) is None  # type: ignore[arg-type]
+    assert m.known(BMC, "police", 0)
+    assert m.of(view, 0) == {b"A"}  # type: ignore[arg-type]
+    assert m.of(view, 1) == set()  # type: ignore[arg-type]  # another partition's keys
+    assert m.of(unfiltered, 0) is None  # type: ignore[arg-type]
     m.forget(BMC, "police")
-    assert m.of(view) == set()  # type: ignore[arg-type]
+    assert not m.known(BMC, "police", 0)
     assert m.size() == 0
+
+
+def test_membership_forgets_partitions_given_up_and_views_that_lost_their_filter() -> None:
+    m = Membership()
+    m.establish(BMC, "police", 0, {b"A"})
+    m.establish(BMC, "police", 1, {b"B"})
+    m.establish(BMC, "market", 0, {b"C"})
+    m.keep_partitions({(BMC, 0)})  # partition 1 went to another router
+    assert not m.known(BMC, "police", 1)
+    assert m.known(BMC, "police", 0)
+    m.keep_views({(BMC, "police")})  # market's view has no row filter any more
+    assert not m.known(BMC, "market", 0)
+    assert m.size() == 1
 
 
 # --- the approval's rule for data at rest ----------------------------------------------------
@@ -303,3 +328,92 @@ def test_exchange_consume_shows_deletions_and_retractions_by_name() -> None:
     assert json.loads(_as_json(gone)) == {"gov_deletion": {"key": "Z1", "reason": "left-view"}}
     assert '"gov_retraction"' in _as_json(ended)
     assert json.loads(_as_json(ended))["gov_retraction"]["at_rest"] == "delete"
+
+
+# --- which keys a filtered view held before the router took the partition -------------------
+
+
+def _progress(**changes: Any) -> Progress:
+    base = Progress(
+        consumer="police",
+        resource=BMC,
+        partition=0,
+        job="BF-1",
+        shape="s",
+        fields="mother_name",
+        grant_id="GR-1",
+        row_filter='region_code.startsWith("33")',
+        trigger="grant",
+        cutover=100,
+        through=99,
+        delivered=50,
+        total=50,
+        state="done",
+        reason=None,
+        request="",
+        at=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+        instance="r1",
+    )
+    return replace(base, **changes)
+
+
+def test_the_keys_held_follow_the_filter_the_consumers_copy_was_built_under() -> None:
+    view = SimpleNamespace(consumer="police", view=SimpleNamespace(row_filter="x > 1"))
+    done = held_rule(_progress(), view, backfill=True)  # type: ignore[arg-type]
+    assert done == Held("police", 'region_code.startsWith("33")')
+    # a view that gained a row filter: its copy was built without one, every key is held
+    unfiltered = held_rule(_progress(row_filter=None), view, backfill=True)  # type: ignore[arg-type]
+    assert unfiltered == Held("police", None)
+    # nothing backfilled yet (a new view), or the view ended (retracted): nothing held
+    assert held_rule(None, view, backfill=True) is None  # type: ignore[arg-type]
+    assert held_rule(_progress(state="ended"), view, backfill=True) is None  # type: ignore[arg-type]
+    # without backfills there is no progress: the view's own filter
+    assert held_rule(None, view, backfill=False) == Held("police", "x > 1")  # type: ignore[arg-type]
+
+
+def test_a_first_backfill_cut_short_holds_only_what_it_delivered() -> None:
+    view = SimpleNamespace(consumer="police", view=SimpleNamespace(row_filter="x > 1"))
+    running = _progress(state="sending", through=40, cutover=100)
+    held = held_rule(running, view, backfill=True)  # type: ignore[arg-type]
+    assert held is not None
+    assert held.holds(40, True, False)  # delivered by the backfill
+    assert not held.holds(41, True, True)  # not delivered yet: the resumed backfill adds it
+    assert held.holds(100, True, False)  # routed live from the cut-over on
+    assert not held.holds(100, False, True)
+    resync = held_rule(replace(running, trigger="resync"), view, backfill=True)  # type: ignore[arg-type]
+    assert resync is not None
+    assert resync.holds(41, True, False)  # the same view again: held before it
+
+
+def test_a_narrowing_cut_short_holds_what_the_filter_before_it_held_where_it_had_not_reached() -> (
+    None
+):
+    view = SimpleNamespace(consumer="police", view=SimpleNamespace(row_filter="x > 1"))
+    narrowing = _progress(
+        state="sending",
+        trigger="widened",
+        through=40,
+        cutover=100,
+        row_filter='region_code.startsWith("3301")',
+        narrowed_from='region_code.startsWith("33")',
+    )
+    held = held_rule(narrowing, view, backfill=True)  # type: ignore[arg-type]
+    assert held == Held(
+        "police",
+        'region_code.startsWith("3301")',
+        (40, 100),
+        'region_code.startsWith("33")',
+    )
+    assert held.holds(41, False, True)  # not reached: held under the filter before
+    assert not held.holds(41, True, False)
+    assert not held.holds(40, False, True)  # reached: deleted if the new filter rejects it
+    assert held.holds(100, True, False)  # live under the new filter
+
+
+def test_progress_records_before_narrowed_from_existed_are_still_read() -> None:
+    old = ControlCodec(PROGRESS_V1).encode(
+        {k: v for k, v in asdict(_progress()).items() if k != "narrowed_from"}
+    )
+    assert Progress(**PROGRESS_CODEC.decode(old)) == _progress()
+    new = _progress(narrowed_from="true")
+    assert Progress(**PROGRESS_CODEC.decode(encode_progress(new))) == new
