@@ -60,6 +60,7 @@ from exchange.router.notices import Notices
 from exchange.router.outbox import Outbox
 from exchange.router.retractions import Retractions
 from exchange.router.routing import PartitionRouter
+from exchange.router.send_queue import SendQueue
 from exchange.router.settle import SettleOnRevoke, Settler
 from exchange.router.view import CompiledView
 from exchange.router.view_table import ViewTable
@@ -67,6 +68,8 @@ from exchange.router.watchdog import BrokerWatchdog
 from exchange.sharing.records import GrantEvent
 
 MAX_UNSETTLED = 64  # batches routed and not yet settled, at most
+#: longest fetch wait while a backfill waits for its records in flight to be acknowledged
+THROTTLED_WAIT_MS = 5
 
 
 class Router(AsyncService):
@@ -119,6 +122,9 @@ class Router(AsyncService):
         self._consumer: Any = None
         self._producer: Any = None
         self._routing: PartitionRouter | None = None
+        #: batches the router does not wait for the producer to take: the backfill's, and
+        #: live ones of a partition that has some queued (exchange.router.send_queue)
+        self._queue: SendQueue | None = None
         #: source partition -> next offset this router routes (what backfills wait for)
         self._live: dict[Any, int] = {}
         self.backfiller: Backfiller | None = None
@@ -239,6 +245,7 @@ class Router(AsyncService):
         # no linger: the outbox hands over whole batches, and waiting adds only latency
         self._producer = kafka.producer(self.bus, linger_ms=0)
         await self._producer.start()
+        self._queue = SendQueue(self._producer)
         # the router writes audit entries and reads grant events: make sure an outside
         # tool resolves them, also on a bus written before their schemas were registered
         await self.state.registry.register_all(self._producer, CONTROL_SCHEMAS)
@@ -286,6 +293,7 @@ class Router(AsyncService):
             self.metrics,
             self.instance,
             self._live,
+            self._queue,
             enabled=self.backfill,
         )
         if self.backfill_chunk is not None:
@@ -340,6 +348,9 @@ class Router(AsyncService):
         await self.follower.stop()
         if self._producer is not None:
             await self.settler.close()
+        if self._queue is not None:  # after settling: what was routed went out through it
+            queue, self._queue = self._queue, None
+            await queue.close()
         if self.backfiller is not None:  # after settling: its last progress is written
             backfiller, self.backfiller = self.backfiller, None
             await backfiller.stop()
@@ -371,11 +382,13 @@ class Router(AsyncService):
         """
         settler = self.settler
         settler.raise_if_failed()
-        backfill = self.backfiller
-        if backfill is None or self._routing is None:
+        backfill, queue = self.backfiller, self._queue
+        if backfill is None or self._routing is None or queue is None:
             raise RuntimeError("the router is not started")
         if backfill.ready:  # a backfill has records to deliver: no fetch waits for live ones
             timeout_ms = 0
+        elif backfill.throttled:  # ... once its records sent meanwhile are acknowledged
+            timeout_ms = min(timeout_ms, THROTTLED_WAIT_MS)
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
         if self.guard.paused:  # fail closed: nothing routed, nothing committed
             await self.guard.hold(batch)
@@ -400,13 +413,15 @@ class Router(AsyncService):
         offsets = {}
         count = 0
         mark = settler.drafts.mark()
-        outbox = Outbox(self._producer)
+        # ``queued``: what goes out through the send queue, handed over before the live
+        # records (so in each partition it precedes them) without waiting for the producer
+        outbox, queued = Outbox(self._producer), Outbox(self._producer)
         route = self._routing.route
         try:
-            # a grant's retraction follows every record delivered under it
-            await self.retractions.emit(outbox, self.assignment(), self._routing.delivery_partition)
-            # the backfill's records first: in each partition they precede the live ones
-            chunks = await backfill.emit(outbox, now)
+            # a grant's retraction follows every record delivered under it, and precedes
+            # what a backfill of another view of the consumer brings after it
+            await self.retractions.emit(queued, self.assignment(), self._routing.delivery_partition)
+            chunks = await backfill.emit(queued, now)  # the backfill's records: a slice a round
             for tp, records in batch.items():
                 count += len(records)
                 futures.extend(await route(tp.topic, records, now, outbox))
@@ -416,12 +431,13 @@ class Router(AsyncService):
                 settler.drafts.drop_from(mark)
                 await self.guard.hold(batch)  # the outbox is dropped: nothing delivered
                 return 0
-            sent = await outbox.send()
+            handed = queued.hand_over(queue)
+            sent = await outbox.send(queue)
         except BaseException:
             settler.drafts.drop_from(mark)  # not committed: routed (and audited) again later
             raise
-        futures.extend(sent)
-        backfill.sent(chunks, sent)
+        backfill.sent(chunks, handed)  # progress is written once these are acknowledged
+        futures += handed + sent
         self._live.update(offsets)
         settler.add(futures, batch, offsets, count, started if batch else None)
         await settler.wait_for_room(MAX_UNSETTLED)
