@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from exchange.dev import bench as b
 from exchange.dev import bench_backfill
 from exchange.dev.bench_catalog import grant_events
@@ -81,13 +83,21 @@ async def _settle_in(s: b.Setup, step: Callable[[str], None]) -> None:
     commands written without a client are audited once per bus, by the first router
     (the command audit's group), and that must not fall into the measured router's run."""
     step("a router follows the grants and audits the commands (as rows 3-6 leave the bus)")
-    router = Router(
-        s.router,
-        group=f"{b.GROUP_PREFIX}{uuid.uuid4().hex[:8]}",
-        master_secret=b.SECRET,
-        session_timeout_ms=s.session_ms,
-    )
-    await router.start()
+    for attempt in range(3):
+        router = Router(
+            s.router,
+            group=f"{b.GROUP_PREFIX}{uuid.uuid4().hex[:8]}",
+            master_secret=b.SECRET,
+            session_timeout_ms=s.session_ms,
+        )
+        try:
+            await router.start()  # creates 3,600 delivery topics: a busy broker may time out
+            break
+        except KafkaError as exc:
+            await router.stop()
+            step(f"the router did not start ({exc!r}), attempt {attempt + 1} of 3")
+    else:
+        raise RuntimeError("the router did not start in 3 attempts")
     try:
         await b._caught_up(s, router)
         until = time.monotonic() + SETTLE_IN_S

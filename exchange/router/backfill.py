@@ -318,9 +318,12 @@ class Backfiller:
 
     def _mark_gone(self, views: dict[tuple[str, str], CompiledView], assigned: set[Any]) -> None:
         """Progress of views gone, on partitions held: ``ended``, so a new one backfills again."""
-        for (name, res_id, partition), prev in list(self.book.progress.items()):
-            if (name, res_id) in views or prev.state == "ended":
-                continue
+        gone = [
+            (key, prev)
+            for key, prev in self.book.progress.items()
+            if prev.state != "ended" and key[:2] not in views
+        ]
+        for (_, res_id, partition), prev in gone:
             if TopicPartition(f"gov.src.{self._provider(res_id)}.{res_id}", partition) in assigned:
                 self.progress.write(replace(prev, state="ended", reason="the view is gone"))
 

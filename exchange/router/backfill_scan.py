@@ -62,6 +62,9 @@ class Part:
     #: where live routing of this partition (re)started here; -1: the cut-over. Nothing
     #: is delivered before the scan read that far (a resumed backfill after a crash)
     floor: int = -1
+    #: records pending to deliver (in the view, after ``through``), counted as the scan goes
+    #: (counting them at the cut-over held the router's loop for a large partition)
+    to_deliver: int = 0
 
     @property
     def scanned(self) -> bool:
@@ -156,19 +159,22 @@ class BackfillScan:
     @staticmethod
     def apply(part: Part, step: Step) -> None:
         """Apply a :meth:`render` step to ``part``'s pending state."""
-        pending = part.pending
+        pending, through = part.pending, part.through
         was_scanned = part.scanned
         rows, part.read_to = step
+        count = part.to_deliver
         for key, offset, out, rid in rows:
+            before = pending.pop(key, None)
+            if before is not None and before[1] is not None and before[0] > through:
+                count -= 1
             if offset < 0:
-                pending.pop(key, None)
                 continue
-            pending[key] = (offset, out, rid)
-            pending.move_to_end(key)  # source-offset order: resume after ``through``
+            pending[key] = (offset, out, rid)  # at the end: source-offset order
+            if out is not None and offset > through:
+                count += 1
+        part.to_deliver = count
         if part.scanned and not was_scanned:
-            part.total = part.delivered + sum(
-                1 for off, out, _ in pending.values() if out is not None and off > part.through
-            )
+            part.total = part.delivered + count
 
     def _body(self, value: bytes) -> tuple[Any, bool, Any, Any]:
         """(body, current schema, record, scan offsets) of a source value."""
