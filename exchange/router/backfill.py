@@ -15,11 +15,17 @@ records. Ordering, per source partition:
   first record, keeps each key's latest record before the cut-over, and
   drops a key as soon as it sees a newer record of it (or a tombstone);
 - a chunk goes out only once the scan has read as far as live routing has
-  routed, into the same record batch as the live records that follow it, so
-  a key's older record never follows its newer one.
+  routed, handed over before the live records of that round, so a key's older
+  record never follows its newer one.
 
-Backfill runs inside the router, between two live batches, at most
-:data:`CHUNK` records a round: other consumers' live records are not held up.
+Backfill runs inside the router without holding up other consumers' live
+records: the scan reads and renders in a thread of its own
+(:mod:`exchange.router.backfill_reader`), and between two live batches at
+most :data:`CHUNK` records a round go out, shared between the partitions
+ready, and only while fewer than :data:`UNACKED` bytes of them wait for an
+acknowledgement, through the router's send queue
+(:mod:`exchange.router.send_queue`), which the router never waits for (live
+batches of the same delivery partition go behind them, in order).
 Its chunks settle with the batch they go out with (acknowledged, then the
 ``RECORDS_DELIVERED`` entries with ``kind=backfill``, then the offsets), and
 then its progress is written to ``gov.ctl.backfill``

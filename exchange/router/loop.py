@@ -27,8 +27,9 @@ that keeps it waiting is logged and counted (exchange.router.watchdog).
 Control topics that go backwards (recreated, truncated) pause routing until
 the state is rebuilt from them (exchange.router.control_reset): fail closed.
 A new or wider view first gets the current state of the resource (全量), a
-chunk at a time between two batches, in the same record batches as the live
-records that follow (exchange.router.backfill).
+slice at a time between two batches, handed over before the live records that
+follow through a send queue the loop never waits for (exchange.router.backfill,
+exchange.router.send_queue).
 """
 
 from __future__ import annotations
