@@ -125,7 +125,7 @@ class Backfiller:
         self.metrics = metrics
         self.live = live
         self.queue = queue  # the backfill's records go out through it (never waited for)
-        self.unacked = UNACKED  # bytes handed over and not acknowledged, at most
+        self.unacked_max = UNACKED  # bytes handed over and not acknowledged, at most
         self.instance = instance
         self.enabled = enabled  # off: push only (no 全量), as before backfills existed
         self.chunk = CHUNK  # backfilled records per routing round, at most
@@ -342,12 +342,12 @@ class Backfiller:
     @property
     def ready(self) -> bool:
         """True if some backfill has records it may deliver now (so no fetch should wait)."""
-        return self.queue.unacked < self.unacked and self._any_sendable()
+        return self.queue.unacked < self.unacked_max and self._any_sendable()
 
     @property
     def throttled(self) -> bool:
         """True if some backfill has records to deliver once what it sent is acknowledged."""
-        return self.queue.unacked >= self.unacked and self._any_sendable()
+        return self.queue.unacked >= self.unacked_max and self._any_sendable()
 
     def _any_sendable(self) -> bool:
         jobs = self.jobs.values()
@@ -362,11 +362,11 @@ class Backfiller:
         partitions that may send (so each delivery partition gets a batch in flight).
 
         Nothing at all while the records handed over and not yet acknowledged reach
-        :attr:`unacked` bytes. Nothing is taken off a backfill here: :meth:`sent` does
+        :attr:`unacked_max` bytes. Nothing is taken off a backfill here: :meth:`sent` does
         it once the outbox was handed over (a batch dropped before that is backfilled
         again).
         """
-        if self.queue.unacked >= self.unacked:
+        if self.queue.unacked >= self.unacked_max:
             return []
         ready: list[tuple[Job, Part]] = []
         for job in list(self.jobs.values()):
