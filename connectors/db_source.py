@@ -30,6 +30,8 @@ row; only its key column is read. Counted as deleted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +39,7 @@ from typing import Any
 import fastavro
 from fastavro.validation import validate
 
-from connectors import encoding, mapping
+from connectors import encoding, mapping, row_encoder
 from connectors.base import Connector, ConnectorMetrics
 from connectors.checkpoint import (
     LEGACY_TABLE,
@@ -81,6 +83,27 @@ class _FieldPlan:
     check: Any = None
     #: the checked value to its Avro primitive (connectors.encoding); None: kept as it is
     primitive: Callable[[Any], Any] | None = None
+    #: a value of exactly this class needs no conversion (mapping.KEPT_AS_IS)
+    kept: type | None = None
+
+
+def _steps(plans: list[_FieldPlan], res: Resource) -> list[row_encoder.FieldStep]:
+    """The plans as the compiled row encoder reads them (types without resolved logicals)."""
+    types = {f["name"]: f["type"] for f in encoding.primitive_schema(res.schema_)["fields"]}
+    return [
+        row_encoder.FieldStep(
+            p.field,
+            p.index if p.column is not None else -1,
+            p.nullable,
+            p.convert,
+            types[p.field],
+            default=p.default,
+            check=p.check,
+            primitive=p.primitive,
+            kept=p.kept,
+        )
+        for p in plans
+    ]
 
 
 _Risk = tuple[str, str | None, tuple[str | int, ...]]  # column, field (None: ordering), config keys
@@ -133,6 +156,9 @@ class DbSource(Connector):
         )
         self.position: Position | None = None
         self._pending: Position | None = None
+        #: the page after a position, being read while the page before it is published
+        #: (during a first load only: then a full page is almost always followed by another)
+        self._prefetch: tuple[Position, asyncio.Task[list[tuple[Any, ...]]]] | None = None
         self._publisher: Publisher | None = None
         self._plans: list[_FieldPlan] = []
         self._order: list[str] = []
@@ -142,6 +168,7 @@ class DbSource(Connector):
         self._select_after = ""
         self._ready = False
         self._encoder: encoding.Encoder | None = None
+        self._row_to_avro: Callable[[tuple[Any, ...]], tuple[str, bytes]] | None = None
         self._key_field = ""
         self._caught_up = False  # read everything there was once (the first load is over)
 
@@ -168,6 +195,7 @@ class DbSource(Connector):
 
         plans, risky = self._plan(res, columns, not_null, index_of)
         self._encoder, self._key_field = encoding.Encoder(res.schema_), res.key
+        self._row_to_avro = row_encoder.compile_row(_steps(plans, res), res.key)
         order_idx = [index_of(c) for c in order]
         self._deleted_idx = index_of(deleted.name) if deleted is not None else None
         risky += [(c, None, ("incremental",)) for c in order if c not in not_null]
@@ -313,6 +341,7 @@ class DbSource(Connector):
                     convert,
                     check=check,
                     primitive=encoding.to_primitive(f.avro_type),
+                    kept=mapping.KEPT_AS_IS.get(ft.kind),
                 )
             )
         return plans, risky
@@ -384,6 +413,7 @@ class DbSource(Connector):
 
     async def stop(self) -> None:
         publisher, self._publisher = self._publisher, None
+        await self._drop_prefetch()
         try:
             if publisher is not None:
                 await publisher.stop()
@@ -393,12 +423,7 @@ class DbSource(Connector):
     async def poll(self) -> int:
         if self._publisher is None:
             raise ConnectorError(f"connector {self.name!r} is not started")
-        position = self._pending or self.position
-        if position is None:
-            rows = await self.db.fetch(self._select, (self.cfg.batch_size,))
-        else:
-            params = [*self.db.after_params(position.values), self.cfg.batch_size]
-            rows = await self.db.fetch(self._select_after, params)
+        rows = await self._page(self._pending or self.position)
         if not rows:
             if not self._caught_up:  # the first load is done: what follows is incremental
                 self._caught_up = True
@@ -409,17 +434,46 @@ class DbSource(Connector):
         self.progress.rows_read += len(rows)
         if self.progress.estimated_total is not None:
             self._show_remaining()
+        last = rows[-1]
+        after = Position(tuple(self._order), tuple(last[i] for i in self._order_idx))
+        if not self._caught_up and len(rows) == self.cfg.batch_size:
+            self._prefetch = (after, asyncio.create_task(self._read(after)))
         prepared = self._prepare(rows)
         await self._publisher.send(prepared)
+        self._pending = after
         skipped = sum(1 for p in prepared if p.value is None)  # deletions (tombstones)
         self.metrics.published.labels(self.name).inc(len(prepared) - skipped)
         self.progress.published += len(prepared) - skipped
         if skipped:
             self.metrics.skipped.labels(self.name).inc(skipped)
             self.progress.skipped += skipped
-        last = rows[-1]
-        self._pending = Position(tuple(self._order), tuple(last[i] for i in self._order_idx))
         return len(rows)
+
+    async def _page(self, position: Position | None) -> list[tuple[Any, ...]]:
+        """The rows after ``position`` (the first page if None): read ahead, or read now."""
+        ahead, self._prefetch = self._prefetch, None
+        if ahead is not None:
+            if ahead[0] == position:
+                return await ahead[1]
+            await self._drop(ahead[1])  # read after another position (a batch refused)
+        return await self._read(position)
+
+    async def _read(self, position: Position | None) -> list[tuple[Any, ...]]:
+        if position is None:
+            return await self.db.fetch(self._select, (self.cfg.batch_size,))
+        params = [*self.db.after_params(position.values), self.cfg.batch_size]
+        return await self.db.fetch(self._select_after, params)
+
+    async def _drop_prefetch(self) -> None:
+        ahead, self._prefetch = self._prefetch, None
+        if ahead is not None:
+            await self._drop(ahead[1])
+
+    @staticmethod
+    async def _drop(task: asyncio.Task[Any]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
     async def flush(self) -> None:
         if self._pending is None:
@@ -448,30 +502,48 @@ class DbSource(Connector):
         form, so the records are only encoded (:mod:`connectors.encoding`).
         """
         assert self._publisher is not None
-        assert self._encoder is not None
         deleted_idx = self._deleted_idx
-        encode = self._encoder.encode
+        fast = self._row_to_avro
         out: list[tuple[str, bytes]] = []
         gone: list[str] = []
         for row in rows:
             if deleted_idx is not None and row[deleted_idx]:
                 gone.append(self._key_of(row))
-                continue
-            key, record = self._record(row)
-            try:
-                out.append((key, encode(record)))
-            except Exception as exc:  # a value fastavro cannot write after all
-                field = self._encoder.culprit(record)
-                raise ConnectorDataError(
-                    f"cannot be encoded: {exc}; nothing of this batch was published",
-                    connector=self.name,
-                    row=self._row_text(row),
-                    column=next((p.column for p in self._plans if p.field == field), None),
-                    field=field,
-                ) from None
+            elif fast is None:
+                out.append(self._encoded(row))
+            else:
+                try:
+                    out.append(fast(row))
+                except row_encoder.RowFailed as failed:
+                    raise self._row_error(row, self._plans[failed.step], failed.cause) from None
         records = self._publisher.prepare_encoded(self.cfg.resource, out)
         resource = self.cfg.resource
         return records + [self._publisher.prepare_deletion(resource, k) for k in gone]
+
+    def _encoded(self, row: tuple[Any, ...]) -> tuple[str, bytes]:
+        """A row's key and Avro body by the general path: a dict, encoded by fastavro."""
+        assert self._encoder is not None
+        key, record = self._record(row)
+        try:
+            return key, self._encoder.encode(record)
+        except Exception as exc:  # a value fastavro cannot write after all
+            field = self._encoder.culprit(record)
+            plan = next((p for p in self._plans if p.field == field), None)
+            raise self._row_error(row, plan, exc) from None
+
+    def _row_error(
+        self, row: tuple[Any, ...], plan: _FieldPlan | None, exc: BaseException
+    ) -> ConnectorDataError:
+        """The error of a row that cannot be published, naming its column and field."""
+        checked = isinstance(exc, (ValueError, TypeError, ArithmeticError, OverflowError))
+        problem = str(exc) if checked else f"cannot be encoded: {exc}"
+        return ConnectorDataError(
+            f"{problem}; nothing of this batch was published",
+            connector=self.name,
+            row=self._row_text(row),
+            column=plan.column if plan is not None else None,
+            field=plan.field if plan is not None else None,
+        )
 
     def _key_of(self, row: tuple[Any, ...]) -> str:
         """The key of a soft-deleted row: its key column, converted as for a record."""
@@ -517,12 +589,5 @@ class DbSource(Connector):
                     key = value
                 record[p.field] = value if p.primitive is None else p.primitive(value)
         except (ValueError, TypeError, ArithmeticError, OverflowError) as exc:
-            assert p is not None
-            raise ConnectorDataError(
-                f"{exc}; nothing of this batch was published",
-                connector=self.name,
-                row=self._row_text(row),
-                column=p.column,
-                field=p.field,
-            ) from None
+            raise self._row_error(row, p, exc) from None
         return str(key if key is not None else record.get(key_field)), record

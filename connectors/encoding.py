@@ -60,14 +60,16 @@ def _micros(v: dt.datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+#: wide enough that moving a decimal's point never rounds (Avro decimals have at most a
+#: few dozen digits; the default context keeps 28)
+_EXACT = decimal.Context(prec=1000)
+
+
 def _decimal_bytes(scale: int) -> Callable[[decimal.Decimal], bytes]:
     def to_bytes(v: decimal.Decimal) -> bytes:
-        sign, digits, exp = v.as_tuple()
-        assert isinstance(exp, int)  # finite: checked by the converter
-        unscaled = int("".join(map(str, digits)) or "0") * 10 ** (exp + scale)
-        size = (unscaled.bit_length() + 8) // 8
-        signed: int = -unscaled if sign else unscaled
-        return signed.to_bytes(size, "big", signed=True)
+        # the converter checked it is finite with at most ``scale`` places: exact
+        unscaled = int(v.scaleb(scale, _EXACT))
+        return unscaled.to_bytes((unscaled.bit_length() + 8) // 8, "big", signed=True)
 
     return to_bytes
 

@@ -225,6 +225,17 @@ CHECKED_KINDS = frozenset(
 )
 
 
+#: for these kinds, :func:`converter` returns a value of exactly this class unchanged
+KEPT_AS_IS: dict[str, type] = {
+    "string": str,
+    "uuid": str,
+    "date": dt.date,  # not a datetime: its class is checked exactly
+    "float": float,
+    "double": float,
+    "bytes": bytes,
+}
+
+
 def converter(col: Column, ft: FieldType, tz: dt.tzinfo) -> Callable[[Any], Any]:
     """The function turning a non-NULL value of ``col`` into the field's Python (fastavro) form.
 

@@ -20,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import client as aiokafka_client
+from aiokafka import errors as aiokafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from exchange.bus import topic_config, topics
@@ -134,6 +136,15 @@ async def ensure_topics(
         await create_missing_topics(client, sorted(set(names)), bus.topics, partitions=partitions)
 
 
+#: topics per CreateTopics request: thousands in one request (3,600 grants' delivery topics)
+#: can outlast the request timeout of a busy broker
+CREATE_BATCH = 500
+#: how long :func:`create_missing_topics` keeps asking before it gives up
+CREATE_DEADLINE_S = 180.0
+_TOPIC_EXISTS = 36  # TOPIC_ALREADY_EXISTS
+_THROTTLED = 89  # THROTTLING_QUOTA_EXCEEDED: retriable, though aiokafka does not say so
+
+
 async def create_missing_topics(
     admin: AIOKafkaAdminClient,
     names: Iterable[str],
@@ -141,28 +152,81 @@ async def create_missing_topics(
     *,
     partitions: int | None = 1,
 ) -> list[str]:
-    """:func:`ensure_topics` with a started admin client (any credentials); the topics made."""
+    """:func:`ensure_topics` with a started admin client (any credentials); the topics made.
+
+    Returns only once every topic is in the cluster's metadata. A request that times out
+    or a topic the broker answers with a retriable error is asked for again (the broker
+    may have made it meanwhile: what exists is read again first) until
+    :data:`CREATE_DEADLINE_S`; a topic refused for good (a bad configuration, a
+    replication factor the cluster cannot give, no right to create it) raises
+    :class:`BrokerUnavailable` naming the topic and the broker's error at once.
+    """
     wanted = sorted(set(names))
-    # only these topics' metadata (list_topics() fetches every topic's), never creating
+    missing = await _missing_topics(admin, wanted)
+    made = list(missing)
+    deadline = time.monotonic() + CREATE_DEADLINE_S
+    failures: dict[str, str] = {}
+    while missing:
+        for at in range(0, len(missing), CREATE_BATCH):
+            batch = missing[at : at + CREATE_BATCH]
+            try:
+                answer = await admin.create_topics(
+                    [_new_topic(n, policy, partitions) for n in batch]
+                )
+            except (TimeoutError, KafkaError) as exc:
+                if not getattr(exc, "retriable", True):
+                    raise
+                failures.update(dict.fromkeys(batch, repr(exc)))
+                continue
+            for name, code, message in _topic_errors(answer):
+                if code in (0, _TOPIC_EXISTS):
+                    continue
+                error = aiokafka_errors.for_code(code)
+                if not error.retriable and code != _THROTTLED:
+                    raise BrokerUnavailable(
+                        f"the broker refused to create topic {name}: {error.__name__} "
+                        f"(code {code}){': ' + message if message else ''}"
+                    )
+                failures[name] = f"{error.__name__}: {message}" if message else error.__name__
+        missing = await _missing_topics(admin, missing)
+        if missing and time.monotonic() > deadline:
+            named = ", ".join(
+                f"{n} ({failures.get(n, 'not in the metadata yet')})" for n in missing[:5]
+            )
+            raise BrokerUnavailable(
+                f"{len(missing)} topic(s) still missing after {CREATE_DEADLINE_S:.0f} s of "
+                f"asking the broker to create them: {named}"
+                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            )
+        if missing:
+            await asyncio.sleep(0.5)
+    return made
+
+
+async def _missing_topics(admin: AIOKafkaAdminClient, wanted: list[str]) -> list[str]:
+    """Which of ``wanted`` the cluster's metadata lacks (a topic this principal may not
+    even describe is not its to create: ACLs). Asks about these alone, never creating."""
+    # only these topics' metadata (list_topics() fetches every topic's)
     answer = await admin._send_request(MetadataRequest(wanted, False))
     errors = {t["topic"]: t["error_code"] for t in answer.to_object()["topics"]}
-    # a topic this principal may not even describe is not its to create (ACLs)
-    missing = [n for n in wanted if errors.get(n, _UNKNOWN_TOPIC) not in (0, _NOT_AUTHORIZED)]
-    if not missing:
-        return []
-    new = [
-        NewTopic(
-            n,
-            num_partitions=policy.partitions if partitions is None else partitions,
-            replication_factor=policy.replication_factor,
-            topic_configs=policy.configs(n),
-        )
-        for n in missing
-    ]
-    # another process may create it between list and create
-    with contextlib.suppress(TopicAlreadyExistsError):
-        await admin.create_topics(new)
-    return missing
+    return [n for n in wanted if errors.get(n, _UNKNOWN_TOPIC) not in (0, _NOT_AUTHORIZED)]
+
+
+def _new_topic(name: str, policy: topic_config.TopicPolicy, partitions: int | None) -> NewTopic:
+    return NewTopic(
+        name,
+        num_partitions=policy.partitions if partitions is None else partitions,
+        replication_factor=policy.replication_factor,
+        topic_configs=policy.configs(name),
+    )
+
+
+def _topic_errors(answer: Any) -> list[tuple[str, int, str]]:
+    """(topic, error code, message) of a CreateTopics response, whatever its version."""
+    out = []
+    for t in answer.to_object()["topic_errors"]:
+        out.append((t["topic"], t["error_code"], t.get("error_message") or ""))
+    return out
 
 
 async def existing_topics(c: AIOKafkaConsumer, names: Iterable[str]) -> set[str]:

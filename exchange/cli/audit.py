@@ -385,25 +385,7 @@ def report_cmd(
         raise fail(str(exc)) from None
     if fmt not in ("table", "csv", "json"):
         raise fail(f"--format {fmt!r}: use table, csv or json")
-    departments: set[str] | None = None
-    if catalog_dir is not None:
-        given = guarded(load_catalog)(catalog_dir)
-        workdays.use(workdays.Calendar(given.calendar))
-        departments = set(given.departments)
-    if archive is not None:
-
-        def from_archive() -> list[AuditEntry]:
-            with archive_db.open_archive(archive, setup=False) as db:
-                return [e for _, e in db.query(q.Filter(until=month.end))]
-
-        entries = guarded(from_archive)()
-    else:
-        bus = guarded(connection)(bootstrap_servers)
-        entries = [e for _, e in entries_only(run(read_log(bus)))]
-        in_force = run(catalog_store.current(bus)) if catalog_dir is None else None
-        if in_force is not None:
-            workdays.use(workdays.Calendar(in_force.catalog.calendar))
-            departments = set(in_force.catalog.departments)
+    entries, departments = _report_inputs(month, catalog_dir, archive, bootstrap_servers)
     if departments is None:
         typer.secho(
             "warning: no catalog to tell departments from unknown actors (give --catalog): "
@@ -420,6 +402,39 @@ def report_cmd(
             fg=typer.colors.YELLOW,
             err=True,
         )
+    _print_report(reports, month, fmt)
+
+
+def _report_inputs(
+    month: rpt.Period,
+    catalog_dir: Path | None,
+    archive: str | None,
+    bootstrap_servers: str | None,
+) -> tuple[list[AuditEntry], set[str] | None]:
+    """The month's entries (from the archive or the bus) and the catalog's departments (None:
+    no catalog to tell them from unknown actors); sets the holiday calendar to count with."""
+    departments: set[str] | None = None
+    if catalog_dir is not None:
+        given = guarded(load_catalog)(catalog_dir)
+        workdays.use(workdays.Calendar(given.calendar))
+        departments = set(given.departments)
+    if archive is not None:
+
+        def from_archive() -> list[AuditEntry]:
+            with archive_db.open_archive(archive, setup=False) as db:
+                return [e for _, e in db.query(q.Filter(until=month.end))]
+
+        return guarded(from_archive)(), departments
+    bus = guarded(connection)(bootstrap_servers)
+    entries = [e for _, e in entries_only(run(read_log(bus)))]
+    in_force = run(catalog_store.current(bus)) if catalog_dir is None else None
+    if in_force is not None:
+        workdays.use(workdays.Calendar(in_force.catalog.calendar))
+        departments = set(in_force.catalog.departments)
+    return entries, departments
+
+
+def _print_report(reports: list[rpt.DepartmentReport], month: rpt.Period, fmt: str) -> None:
     if fmt == "csv":
         typer.echo(rpt.to_csv(reports, month))
     elif fmt == "json":

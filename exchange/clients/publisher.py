@@ -47,6 +47,8 @@ from exchange.avro.jsoncodec import FieldProblem, from_json
 from exchange.bus import kafka, limits, topics
 from exchange.bus.connection import Connection
 from exchange.bus.envelope import DELETED, DELETION, PUBLISHER, RECORD_ID, deletion_id, record_id
+from exchange.bus.outbox import Outbox
+from exchange.bus.partitioner import partition_of
 from exchange.catalog.model import Catalog, Resource
 from exchange.errors import ExchangeError, PermissionDenied, PublishIncomplete, RecordInvalid
 
@@ -350,26 +352,42 @@ class Publisher:
         return len(items)
 
     async def _produce(self, items: list[Prepared]) -> None:
-        """Hand every record to the producer, then wait for every acknowledgement."""
-        futures = []
+        """Put every record in its partition's record batch, send the batches, then wait for
+        every acknowledgement.
+
+        A record's partition is the one every Kafka client's default partitioner gives its
+        key (:func:`~exchange.bus.partitioner.partition_of`), so one key's records stay in
+        order whichever client publishes them; the records go to the broker as whole
+        batches (:class:`~exchange.bus.outbox.Outbox`), not one ``send`` each.
+        """
+        outbox = Outbox(self._producer)
+        counts = {t: len(await self._producer.partitions_for(t)) for t in {p.topic for p in items}}
+        spread = 0  # records without a key (none from a catalog resource): round robin
+        for p in items:
+            if p.key is not None:
+                partition = partition_of(p.key, counts[p.topic])
+            else:
+                partition, spread = spread % counts[p.topic], spread + 1
+            outbox.add(p.topic, partition, p.key, p.value, p.headers)
         cause: BaseException | None = None
+        futures: list[asyncio.Future[Any]] = []
         try:
-            for p in items:
-                futures.append(
-                    await self._producer.send(p.topic, key=p.key, value=p.value, headers=p.headers)
-                )
-        except KafkaError as exc:  # the records before it are on their way: count their acks
-            cause = exc
+            futures = await outbox.send()
+        except KafkaError as exc:  # the batches before it are on their way: count their acks
+            cause, futures = exc, outbox.sent
         results = await asyncio.gather(*futures, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        for error in failed:
-            if not isinstance(error, KafkaError):
-                raise error
+        acknowledged = 0
+        failed = []
+        for result, records in zip(results, outbox.batch_records, strict=False):
+            if isinstance(result, BaseException):
+                if not isinstance(result, KafkaError):
+                    raise result
+                failed.append(result)
+            else:
+                acknowledged += records
         if cause is not None or failed:
             raise PublishIncomplete(
-                acknowledged=len(results) - len(failed),
-                total=len(items),
-                cause=cause or failed[0],
+                acknowledged=acknowledged, total=len(items), cause=cause or failed[0]
             )
 
     async def publish(self, resource_id: str, records: Iterable[Mapping[str, Any]]) -> list[str]:

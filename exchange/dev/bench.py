@@ -43,6 +43,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from exchange.admin import acls, users
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
+from exchange.bus.outbox import Outbox
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
@@ -60,7 +61,6 @@ from exchange.dev.bench_catalog import (
 from exchange.dev.broker import given_or_embedded
 from exchange.router.dead_letters import SOURCE_OFFSET
 from exchange.router.loop import Router
-from exchange.router.outbox import Outbox
 from exchange.settings import Settings
 
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ async def _raw_throughput(s: Setup, source: str, count: int, *, batched: bool) -
 
     ``batched=False``: the plain loop of the issue, one ``send`` per record.
     ``batched=True``: the same loop appending to record batches as the router does
-    (:class:`exchange.router.outbox.Outbox`), to show what the produce path alone is worth.
+    (:class:`exchange.bus.outbox.Outbox`), to show what the produce path alone is worth.
     Partitions are assigned, not joined through a group (no 5 s join), and offsets
     are committed per batch as the router does.
     """
@@ -470,7 +470,7 @@ async def _latency(
         end = await _topic_total(s.bus, source)
         while await _committed_total(s.bus, group, source) < end:
             if proc.poll() is not None:
-                raise RuntimeError("the router process exited before the latency run")
+                raise proc.exited("before the latency run")
             await asyncio.sleep(0.2)
     else:
         source = out = f"{RAW_PREFIX}lat.{tag}"
@@ -645,8 +645,27 @@ def _vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def _spawn_router(s: Setup, group: str) -> subprocess.Popen[bytes]:
-    """Start `exchange router` as its own process (Popen returns at once)."""
+class RouterProcess(subprocess.Popen[bytes]):
+    """An `exchange router` process of the bench; what it prints goes to :attr:`log`."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            super().__init__(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def exited(self, when: str) -> RuntimeError:
+        """The error of this process having exited ``when``: its exit code and last output."""
+        tail = self.log.read_text(errors="replace").splitlines()[-25:]
+        said = "\n".join(f"  | {line}" for line in tail) or "  | (it printed nothing)"
+        return RuntimeError(
+            f"a router process exited {when} (exit code {self.returncode}; log {self.log}):\n"
+            + said
+        )
+
+
+def _spawn_router(s: Setup, group: str) -> RouterProcess:
+    """Start `exchange router` as its own process (returns at once), logging to a file in
+    the run's working folder."""
     inherited = {k: v for k, v in os.environ.items() if k != "EXCHANGE_SASL_PASSWORD_FILE"}
     env = dict(
         inherited,
@@ -654,11 +673,10 @@ def _spawn_router(s: Setup, group: str) -> subprocess.Popen[bytes]:
         EXCHANGE_MASK_SECRET=SECRET.decode(),
         EXCHANGE_ROUTER_SESSION_TIMEOUT_MS=str(s.session_ms),
     )
-    return subprocess.Popen(
+    return RouterProcess(
         [sys.executable, "-m", "exchange.cli", "router", "--group", group],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env,
+        s.workdir / f"router-{group}-{uuid.uuid4().hex[:6]}.log",
     )
 
 
@@ -706,8 +724,9 @@ async def _router_processes(
                     t0 = time.perf_counter()  # the last look before any progress
                 if total >= end_total:
                     break
-                if any(p.poll() is not None for p in procs):
-                    raise RuntimeError("a router process exited during the benchmark")
+                for p in procs:
+                    if p.poll() is not None:
+                        raise p.exited("during the benchmark")
         elapsed = time.perf_counter() - t0
         return (end_total - start_total) / max(elapsed, 1e-9), peak
     finally:

@@ -24,7 +24,7 @@ records: the scan reads and renders in a thread of its own
 most :data:`CHUNK` records a round go out, shared between the partitions
 ready, and only while fewer than :data:`UNACKED` bytes of them wait for an
 acknowledgement, through the router's send queue
-(:mod:`exchange.router.send_queue`), which the router never waits for (live
+(:mod:`exchange.bus.send_queue`), which the router never waits for (live
 batches of the same delivery partition go behind them, in order).
 Its chunks settle with the batch they go out with (acknowledged, then the
 ``RECORDS_DELIVERED`` entries with ``kind=backfill``, then the offsets), and
@@ -51,14 +51,14 @@ from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.bus import topics
 from exchange.bus.connection import Connection
 from exchange.bus.envelope import RECORD_ID
+from exchange.bus.outbox import Outbox
+from exchange.bus.send_queue import SendQueue
 from exchange.metrics import RouterMetrics
 from exchange.router.backfill_progress import ProgressWriter
 from exchange.router.backfill_scan import BackfillScan, Part
 from exchange.router.backfill_state import BackfillBook, Progress, shape_of, widens
 from exchange.router.dead_letters import SOURCE_OFFSET
-from exchange.router.outbox import Outbox
 from exchange.router.routing import PartitionRouter
-from exchange.router.send_queue import SendQueue
 from exchange.router.settle import PendingDrafts
 from exchange.router.view import CompiledView
 from exchange.router.view_table import ViewTable

@@ -15,10 +15,9 @@ is called (with the watch's ``clock``: tests set it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -28,19 +27,17 @@ from exchange.bus import kafka, topics
 from exchange.control.state import ControlState
 from exchange.errors import DecodeError
 from exchange.metrics import DisputeMetrics
+from exchange.router.periodic_watch import CHECK_INTERVAL_S, PeriodicWatch, utcnow
 from exchange.sharing.dispute_records import DISPUTE_CODEC, Dispute, DisputeEvent, DisputeStatus
 from exchange.sharing.disputes import DisputeBook
 
 log = logging.getLogger(__name__)
-CHECK_INTERVAL_S = 60.0
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class DisputeWatch:
+class DisputeWatch(PeriodicWatch):
     """Replays the disputes; audits the overdue ones, each once."""
+
+    name = "dispute-watch"
 
     def __init__(
         self,
@@ -50,58 +47,30 @@ class DisputeWatch:
         clock: Callable[[], dt.datetime] = utcnow,
         metrics: DisputeMetrics | None = None,
     ) -> None:
-        self.state = state
+        super().__init__(state, interval_s=interval_s, clock=clock)
         self.metrics = metrics
-        self.interval_s = interval_s
-        self.clock = clock
         self.book = DisputeBook()
         self._noticed: set[str] = set()
         self._consumer: Any = None
-        self._write: Callable[[list[Draft]], Awaitable[Any]] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
         self._tp = TopicPartition(topics.DISPUTES, 0)
-        #: set once connected to gov.ctl.disputes
-        self.ready = asyncio.Event()
 
-    async def start(self, write: Callable[[list[Draft]], Awaitable[Any]]) -> None:
-        """Connect (in the background: routing does not wait for it), then check every
-        ``interval_s``."""
-        self._write = write
-        self.ready.clear()
-        self._task = asyncio.create_task(self._run(), name="dispute-watch")
-
-    async def _connect(self) -> None:
+    async def prepare(self) -> bool:
+        """Follow gov.ctl.disputes from its beginning."""
         c = kafka.consumer(self.state.bus, fetch_max_wait_ms=20)
         self._consumer = c
-        await c.start()
-        c.assign([self._tp])
-        await c.seek_to_beginning(self._tp)
+        try:
+            await c.start()
+            c.assign([self._tp])
+            await c.seek_to_beginning(self._tp)
+        except Exception:  # the watch must never keep a router from routing
+            log.warning("dispute watch not connected to %s", topics.DISPUTES, exc_info=True)
+            return False
+        return True
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def close(self) -> None:
         if self._consumer is not None:
             c, self._consumer = self._consumer, None
             await c.stop()
-
-    async def _run(self) -> None:
-        try:
-            await self._connect()
-        except Exception:  # the watch must never keep a router from routing
-            log.warning("dispute watch not connected to %s", topics.DISPUTES, exc_info=True)
-            return
-        finally:
-            self.ready.set()
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.check()
-            except Exception:
-                log.warning("dispute check failed", exc_info=True)
 
     async def _read_new(self) -> list[Draft]:
         """Apply the events written since the last check; a refused one's audit entry each."""

@@ -20,11 +20,9 @@ does), with the resource's provider, cycle, last publish and how late it is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.bus import topics
@@ -34,17 +32,15 @@ from exchange.catalog.freshness import Freshness
 from exchange.catalog.model import Catalog
 from exchange.control.state import ControlState
 from exchange.metrics import FreshnessMetrics
+from exchange.router.periodic_watch import CHECK_INTERVAL_S, PeriodicWatch, utcnow
 
 log = logging.getLogger(__name__)
-CHECK_INTERVAL_S = 60.0
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class FreshnessWatch:
+class FreshnessWatch(PeriodicWatch):
     """Knows each resource's last publish; audits when it turns stale and when it recovers."""
+
+    name = "freshness-watch"
 
     def __init__(
         self,
@@ -54,10 +50,8 @@ class FreshnessWatch:
         interval_s: float = CHECK_INTERVAL_S,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
-        self.state = state
+        super().__init__(state, interval_s=interval_s, clock=clock)
         self.metrics = metrics
-        self.interval_s = interval_s
-        self.clock = clock
         #: resource -> newest record timestamp seen
         self.last: dict[str, dt.datetime] = {}
         #: resource -> when this watch first saw it (the cycle of one never published counts
@@ -65,51 +59,22 @@ class FreshnessWatch:
         self.since: dict[str, dt.datetime] = {}
         #: resource -> its freshness when it was last found stale (until it recovers)
         self.stale: dict[str, Freshness] = {}
-        self._write: Callable[[list[Draft]], Awaitable[Any]] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        #: set once the last publish times were read at start
-        self.ready = asyncio.Event()
 
-    async def start(self, write: Callable[[list[Draft]], Awaitable[Any]]) -> None:
-        """Read every source topic's last publish (in the background: routing does not wait
-        for it), then check every ``interval_s``."""
-        self._write = write
-        self.ready.clear()
-        self._task = asyncio.create_task(self._run(), name="freshness-watch")
-
-    async def _read_last_publish(self) -> None:
+    async def prepare(self) -> bool:
+        """Read every source topic's last publish (a failure leaves them to routed batches)."""
         catalog = self.state.snapshot.catalog if self.state.snapshot else None
         if catalog is None:
-            return
+            return True
         names = {topics.source(r.provider, r.id): r.id for r in catalog.resources.values()}
         try:
             found = await last_publish_times(self.state.bus, names)
         except Exception:  # the watch must never keep a router from routing
             log.warning("last publish times not read at start", exc_info=True)
-            return
+            return True
         for topic, at in found.items():
             if at is not None:
                 self._note(names[topic], at)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        try:
-            await self._read_last_publish()
-        finally:
-            self.ready.set()
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.check()
-            except Exception:
-                log.warning("freshness check failed", exc_info=True)
+        return True
 
     def published(self, topic: str, timestamp_ms: int) -> None:
         """A routed batch of ``topic`` whose newest record has ``timestamp_ms``."""

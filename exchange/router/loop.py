@@ -5,7 +5,7 @@ Loop, per batch of source records::
     fetch ─▶ recompile the views if the policy changed (exchange.router.view_table)
           ─▶ per source partition: scan once, for each compiled view: filter, project,
              mask, append to the record batch of gov.dlv.<consumer>.<resource>
-             (exchange.router.routing, exchange.router.outbox); dead letters
+             (exchange.router.routing, exchange.bus.outbox); dead letters
              (exchange.router.dead_letters)
           ─▶ hand the batches to the producer ─▶ next fetch
     and in the background, batch after batch in order (exchange.router.settle):
@@ -29,7 +29,7 @@ the state is rebuilt from them (exchange.router.control_reset): fail closed.
 A new or wider view first gets the current state of the resource (全量), a
 slice at a time between two batches, handed over before the live records that
 follow through a send queue the loop never waits for (exchange.router.backfill,
-exchange.router.send_queue).
+exchange.bus.send_queue).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ from exchange.audit.key_hash import KeyHasher
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
+from exchange.bus.outbox import Outbox
+from exchange.bus.send_queue import SendQueue
 from exchange.control.catalog_store import CONTROL_SCHEMAS
 from exchange.control.state import ControlFollower, ControlState
 from exchange.lifecycle import AsyncService
@@ -58,10 +60,8 @@ from exchange.router.dispute_watch import DisputeWatch
 from exchange.router.freshness import FreshnessWatch
 from exchange.router.mask_secret import check as check_mask_secret
 from exchange.router.notices import Notices
-from exchange.router.outbox import Outbox
 from exchange.router.retractions import Retractions
 from exchange.router.routing import PartitionRouter
-from exchange.router.send_queue import SendQueue
 from exchange.router.settle import SettleOnRevoke, Settler
 from exchange.router.view import CompiledView
 from exchange.router.view_table import ViewTable
@@ -124,7 +124,7 @@ class Router(AsyncService):
         self._producer: Any = None
         self._routing: PartitionRouter | None = None
         #: batches the router does not wait for the producer to take: the backfill's, and
-        #: live ones of a partition that has some queued (exchange.router.send_queue)
+        #: live ones of a partition that has some queued (exchange.bus.send_queue)
         self._queue: SendQueue | None = None
         #: source partition -> next offset this router routes (what backfills wait for)
         self._live: dict[Any, int] = {}

@@ -40,7 +40,7 @@ from exchange.bus.envelope import (
     RETRACTION_REASON,
     retraction_id,
 )
-from exchange.router.outbox import Outbox
+from exchange.bus.outbox import Outbox
 from exchange.router.view import CompiledView
 from exchange.sharing.grants import GrantBook
 

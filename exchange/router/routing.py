@@ -4,7 +4,7 @@
 
     records ─▶ scan once ─▶ for each compiled view: filter, project, mask
             ─▶ append to the record batch of gov.dlv.<consumer>.<resource> (see
-               exchange.router.outbox); a record that cannot be read is dead-lettered
+               exchange.bus.outbox); a record that cannot be read is dead-lettered
 
 The per-record loop (:meth:`PartitionRouter._route_records`) is the router's
 hot path: everything it needs is set up once per partition and held in local
@@ -27,13 +27,13 @@ from exchange.avro.scan import LazyRecord
 from exchange.bus import topics
 from exchange.bus.envelope import DELETED, LEFT_VIEW, RECORD_ID, record_id
 from exchange.bus.limits import MAX_VALUE_BYTES  # publishers refuse larger values up front
+from exchange.bus.outbox import Outbox
 from exchange.catalog.model import Resource
 from exchange.errors import DecodeError
 from exchange.metrics import RouterMetrics
 from exchange.router import corrections
 from exchange.router.dead_letters import SOURCE_OFFSET, DeadLetters
 from exchange.router.deletions import Membership, deletion_draft, reaches, tombstone_headers
-from exchange.router.outbox import Outbox
 from exchange.router.settle import PendingDrafts
 from exchange.router.view import CompiledView
 from exchange.router.view_table import Decoder, ViewTable

@@ -6,7 +6,7 @@ import pytest
 
 from exchange.bus import kafka
 from exchange.bus.connection import Connection
-from exchange.router.outbox import Outbox
+from exchange.bus.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 

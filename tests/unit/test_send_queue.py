@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from exchange.router.outbox import Outbox
-from exchange.router.send_queue import SendQueue
+from exchange.bus.outbox import Outbox
+from exchange.bus.send_queue import SendQueue
 
 
 class Batch:
@@ -24,6 +24,9 @@ class Batch:
 
     def size(self) -> int:
         return self._size
+
+    def record_count(self) -> int:
+        return 1
 
 
 class Producer:

@@ -1,17 +1,19 @@
-"""The router's outgoing records, gathered into one Kafka record batch per partition.
+"""Outgoing records gathered into one Kafka record batch per partition, sent as batches.
 
 ``AIOKafkaProducer.send`` costs about 6 µs a record in Python (a future, a
 partitioner call, a metadata check, an accumulator lookup), which was more
-than half of the router's time per delivered record. The router knows the
-partition of every delivery already (the source partition modulo the
-delivery topic's partition count), so it appends each record to that
-partition's :class:`aiokafka.producer.BatchBuilder` (the client's own C
-record-batch builder, about 0.6 µs a record) and hands every batch to
-``send_batch`` at the end of the source batch. The producer then sends them
-as usual: acks=all, retries, one future per batch.
+than half of the router's time per delivered record, and a third of the
+database source's. A caller that knows each record's partition (the router:
+the source partition modulo the delivery topic's partition count; the
+:class:`~exchange.clients.publisher.Publisher`: Kafka's default partition of
+the key, :mod:`exchange.bus.partitioner`) appends it to that partition's
+:class:`aiokafka.producer.BatchBuilder` (the client's own C record-batch
+builder, about 0.6 µs a record) and hands every batch to ``send_batch`` at
+the end. The producer then sends them as usual: acks=all, retries, one future
+per batch.
 
 Order per partition is kept: records are appended in the order they are
-routed, and a full batch is queued before the next one of its partition.
+added, and a full batch is queued before the next one of its partition.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from exchange.router.send_queue import SendQueue
+    from exchange.bus.send_queue import SendQueue
 
 
 class Outbox:
@@ -32,6 +34,10 @@ class Outbox:
         self._open: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[str, int, Any]] = []
         self.records = 0
+        #: the records in each batch of the last :meth:`send`, in the order of its futures
+        self.batch_records: list[int] = []
+        #: the futures of the batches the last :meth:`send` queued, so far
+        self.sent: list[asyncio.Future[Any]] = []
 
     def lane(self, topic: str, partition: int) -> Lane:
         """An appender for one (topic, partition): no lookup per record."""
@@ -62,21 +68,24 @@ class Outbox:
     def _take(self) -> list[tuple[str, int, Any]]:
         batches = [*self._full, *((t, p, b) for (t, p), b in self._open.items())]
         self._full, self._open = [], {}
+        self.batch_records = [batch.record_count() for _, _, batch in batches]
         return batches
 
     async def send(self, queue: SendQueue | None = None) -> list[asyncio.Future[Any]]:
         """Queue every batch with the producer; one future per batch, done when acknowledged.
 
         A batch for a partition that ``queue`` still holds batches of goes behind them
-        (in order), without waiting for the producer to take them.
+        (in order), without waiting for the producer to take them. If the producer
+        refuses a batch, the futures of those queued before it stay in :attr:`sent`
+        (with their record counts in :attr:`batch_records`).
         """
-        futures = []
+        self.sent = []
         for topic, partition, batch in self._take():
             if queue is not None and queue.busy(topic, partition):
-                futures.append(queue.put(topic, partition, batch))
+                self.sent.append(queue.put(topic, partition, batch))
             else:
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-        return futures
+                self.sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+        return self.sent
 
     def hand_over(self, queue: SendQueue) -> list[asyncio.Future[Any]]:
         """Put every batch in ``queue`` (no wait); one future per batch, done when acknowledged."""
