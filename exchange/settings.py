@@ -140,11 +140,12 @@ class Settings(BaseSettings):
         "resource (全量: each key's latest record), then the changes; false: changes only",
     )
     router_backfill_chunk: int = Field(
-        default=20_000,
+        default=2_000,
         ge=1,
         le=1_000_000,
-        description="backfilled records a router delivers between two live batches, at most: "
-        "lower keeps other consumers' latency lower, higher backfills faster",
+        description="backfilled records a router hands over between two live batches, at "
+        "most (besides at most 2 MiB of them not yet acknowledged): lower keeps other "
+        "consumers' latency lower, higher may backfill faster",
     )
     router_session_timeout_ms: int = Field(
         default=10_000,

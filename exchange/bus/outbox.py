@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exchange.bus.send_queue import SendQueue
 
 
 class Outbox:
@@ -62,19 +65,31 @@ class Outbox:
         self.records += 1
         return batch
 
-    async def send(self) -> list[asyncio.Future[Any]]:
-        """Queue every batch with the producer; one future per batch, done when acknowledged.
-
-        If the producer refuses a batch, the futures of those queued before it stay in
-        :attr:`sent` (with their record counts in :attr:`batch_records`).
-        """
+    def _take(self) -> list[tuple[str, int, Any]]:
         batches = [*self._full, *((t, p, b) for (t, p), b in self._open.items())]
         self._full, self._open = [], {}
         self.batch_records = [batch.record_count() for _, _, batch in batches]
+        return batches
+
+    async def send(self, queue: SendQueue | None = None) -> list[asyncio.Future[Any]]:
+        """Queue every batch with the producer; one future per batch, done when acknowledged.
+
+        A batch for a partition that ``queue`` still holds batches of goes behind them
+        (in order), without waiting for the producer to take them. If the producer
+        refuses a batch, the futures of those queued before it stay in :attr:`sent`
+        (with their record counts in :attr:`batch_records`).
+        """
         self.sent = []
-        for topic, partition, batch in batches:
-            self.sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+        for topic, partition, batch in self._take():
+            if queue is not None and queue.busy(topic, partition):
+                self.sent.append(queue.put(topic, partition, batch))
+            else:
+                self.sent.append(await self._producer.send_batch(batch, topic, partition=partition))
         return self.sent
+
+    def hand_over(self, queue: SendQueue) -> list[asyncio.Future[Any]]:
+        """Put every batch in ``queue`` (no wait); one future per batch, done when acknowledged."""
+        return [queue.put(topic, partition, batch) for topic, partition, batch in self._take()]
 
 
 class Lane:

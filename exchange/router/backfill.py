@@ -15,11 +15,17 @@ records. Ordering, per source partition:
   first record, keeps each key's latest record before the cut-over, and
   drops a key as soon as it sees a newer record of it (or a tombstone);
 - a chunk goes out only once the scan has read as far as live routing has
-  routed, into the same record batch as the live records that follow it, so
-  a key's older record never follows its newer one.
+  routed, handed over before the live records of that round, so a key's older
+  record never follows its newer one.
 
-Backfill runs inside the router, between two live batches, at most
-:data:`CHUNK` records a round: other consumers' live records are not held up.
+Backfill runs inside the router without holding up other consumers' live
+records: the scan reads and renders in a thread of its own
+(:mod:`exchange.router.backfill_reader`), and between two live batches at
+most :data:`CHUNK` records a round go out, shared between the partitions
+ready, and only while fewer than :data:`UNACKED` bytes of them wait for an
+acknowledgement, through the router's send queue
+(:mod:`exchange.bus.send_queue`), which the router never waits for (live
+batches of the same delivery partition go behind them, in order).
 Its chunks settle with the batch they go out with (acknowledged, then the
 ``RECORDS_DELIVERED`` entries with ``kind=backfill``, then the offsets), and
 then its progress is written to ``gov.ctl.backfill``
@@ -54,6 +60,7 @@ from exchange.bus import topics
 from exchange.bus.connection import Connection
 from exchange.bus.envelope import LEFT_VIEW, RECORD_ID
 from exchange.bus.outbox import Outbox
+from exchange.bus.send_queue import SendQueue
 from exchange.metrics import RouterMetrics
 from exchange.router.backfill_progress import ProgressWriter
 from exchange.router.backfill_scan import BackfillScan, Part
@@ -72,7 +79,11 @@ log = logging.getLogger(__name__)
 #: header on every record a backfill delivers: the backfill's id
 BACKFILL = "gov-backfill"
 STOP_S = 15.0  # longest wait for one part of the backfill machinery to stop
-CHUNK = 20_000  # backfilled records per routing round, at most, over every backfill
+CHUNK = 2_000  # backfilled records per routing round, at most, over every backfill
+#: bytes of backfilled records handed over and not yet acknowledged, at most: about one
+#: producer batch per delivery partition in flight and one waiting, so a produce request
+#: carries at most one batch of a backfill per partition beside the live records
+UNACKED = 2 * 1024 * 1024
 #: backfills reading the source at once; the others wait their turn (3,600 grants written
 #: at once must not open 3,600 consumers), their cut-over already fixed
 MAX_SCANS = 4
@@ -123,6 +134,7 @@ class Backfiller:
         metrics: RouterMetrics,
         instance: str,
         live: dict[Any, int],
+        queue: SendQueue,
         *,
         enabled: bool = True,
     ) -> None:
@@ -132,12 +144,17 @@ class Backfiller:
         self.drafts = drafts
         self.metrics = metrics
         self.live = live
+        self.queue = queue  # the backfill's records go out through it (never waited for)
+        self.unacked_max = UNACKED  # bytes handed over and not acknowledged, at most
         self.instance = instance
         self.enabled = enabled  # off: push only (no 全量), as before backfills existed
         self.chunk = CHUNK  # backfilled records per routing round, at most
         self.book = BackfillBook(bus)
         self.progress = ProgressWriter(instance, self.book)
         self.jobs: dict[tuple[str, str], Job] = {}
+        #: id(compiled view) -> (that view, its shape): a reconcile looks at every view in
+        #: force (3,600 grants: thousands), and a shape is a JSON dump and a hash
+        self._shapes: dict[int, tuple[CompiledView, str]] = {}
         self._seen: tuple[int, int, int] = (-1, -1, -1)  # generation, assignment, requests
         self.assignments = 0  # bumped by the router when its partitions change
         #: source partitions whose membership is being established: nothing of them goes
@@ -186,9 +203,14 @@ class Backfiller:
             if v.active(now)
         }
         assigned = set(consumer.assignment())
+        self._shapes = {
+            id(v): (v, s)
+            for v, s in self._shapes.values()
+            if views.get((v.consumer, v.view.resource)) is v
+        }
         for key, job in list(self.jobs.items()):
             view = views.get(key)
-            if view is None or shape_of(view.view) != job.shape:
+            if view is None or self._shape(view) != job.shape:
                 why = "the view is gone (revoked or expired)" if view is None else "view changed"
                 await self._end(key, job, why)
                 continue
@@ -218,10 +240,12 @@ class Backfiller:
         batch: dict[Any, list[Any]],
         now: dt.datetime,
     ) -> None:
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in sorted(assigned, key=lambda t: t[1]):
+            by_topic.setdefault(tp.topic, []).append(tp)
         for (name, res_id), view in views.items():
             res = self.table.state.catalog.resources[res_id]
-            source = topics.source(res.provider, res_id)
-            for tp in sorted((tp for tp in assigned if tp.topic == source), key=lambda t: t[1]):
+            for tp in by_topic.get(topics.source(res.provider, res_id), ()):
                 running = self.jobs.get((name, res_id))
                 if running is not None and tp in running.scan.parts:
                     continue
@@ -235,31 +259,48 @@ class Backfiller:
         batch: dict[Any, list[Any]],
         now: dt.datetime,
     ) -> None:
-        """Resume, start or skip the backfill of ``view`` from source partition ``tp``."""
+        """Resume, start or skip the backfill of ``view`` from source partition ``tp``.
+
+        Called for every view in force and partition held (thousands of pairs): what is
+        not needed to decide (the cut-over) is looked up only for a backfill that runs.
+        """
         name, res_id = view.consumer, view.view.resource
         prev = self.book.progress.get((name, res_id, tp.partition))
         request = self.book.requests.get((name, res_id))
-        cutover = batch[tp][0].offset if batch.get(tp) else await consumer.position(tp)
-        if prev is not None and prev.running and prev.shape == shape_of(view.view):
-            part = Part(tp, prev.cutover, prev.through, prev.delivered, floor=cutover)
+        shape = self._shape(view)
+
+        async def cutover() -> int:
+            return batch[tp][0].offset if batch.get(tp) else int(await consumer.position(tp))
+
+        if prev is not None and prev.running and prev.shape == shape:
+            part = Part(tp, prev.cutover, prev.through, prev.delivered, floor=await cutover())
             await self._run(view, part, prev.job, prev.trigger, prev.request, prev.narrowed_from)
             return
         if request is not None and (prev is None or prev.request != request.request):
             refusal = self.progress.resync_refusal(request, prev, self.table.state.catalog, now)
             if refusal is None:
-                await self._run(view, Part(tp, cutover), None, "resync", request.request)
+                await self._run(view, Part(tp, await cutover()), None, "resync", request.request)
                 return
             if (request.request, tp.partition) not in self.progress.refused:
                 self.progress.refuse(request, tp.partition, refusal, self.drafts)
         # a view gone and back, or a backfill stopped short (its view changed, its scan
         # failed): the consumer may not hold the current state, so it gets it again
         if prev is None or prev.state in ("ended", "stopped"):
-            await self._run(view, Part(tp, cutover), None, "grant", "")
-        elif widens(view.view, prev):
+            await self._run(view, Part(tp, await cutover()), None, "grant", "")
+        elif widens(view.view, prev, shape):
             before = _copy_filter(prev) if prev.row_filter != view.view.row_filter else None
-            await self._run(view, Part(tp, cutover), None, "widened", "", before)
-        elif prev.shape != shape_of(view.view):  # narrower: nothing new to give
-            self.progress.write(replace(prev, shape=shape_of(view.view), at=now))
+            await self._run(view, Part(tp, await cutover()), None, "widened", "", before)
+        elif prev.shape != shape:  # narrower: nothing new to give
+            self.progress.write(replace(prev, shape=shape, at=now))
+
+    def _shape(self, view: CompiledView) -> str:
+        """``shape_of(view.view)``, worked out once per compiled view."""
+        known = self._shapes.get(id(view))
+        if known is not None and known[0] is view:
+            return known[1]
+        shape = shape_of(view.view)
+        self._shapes[id(view)] = (view, shape)
+        return shape
 
     async def _run(
         self,
@@ -314,9 +355,12 @@ class Backfiller:
 
     def _mark_gone(self, views: dict[tuple[str, str], CompiledView], assigned: set[Any]) -> None:
         """Progress of views gone, on partitions held: ``ended``, so a new one backfills again."""
-        for (name, res_id, partition), prev in list(self.book.progress.items()):
-            if (name, res_id) in views or prev.state == "ended":
-                continue
+        gone = [
+            (key, prev)
+            for key, prev in self.book.progress.items()
+            if prev.state != "ended" and key[:2] not in views
+        ]
+        for (_, res_id, partition), prev in gone:
             if TopicPartition(f"gov.src.{self._provider(res_id)}.{res_id}", partition) in assigned:
                 self.progress.write(replace(prev, state="ended", reason="the view is gone"))
 
@@ -329,6 +373,14 @@ class Backfiller:
     @property
     def ready(self) -> bool:
         """True if some backfill has records it may deliver now (so no fetch should wait)."""
+        return self.queue.unacked < self.unacked_max and self._any_sendable()
+
+    @property
+    def throttled(self) -> bool:
+        """True if some backfill has records to deliver once what it sent is acknowledged."""
+        return self.queue.unacked >= self.unacked_max and self._any_sendable()
+
+    def _any_sendable(self) -> bool:
         jobs = self.jobs.values()
         return any(self._sendable(part) for job in jobs for part in job.scan.parts.values())
 
@@ -338,13 +390,17 @@ class Backfiller:
         return ready and part.tp not in self.holding
 
     async def emit(self, outbox: Outbox, now: dt.datetime) -> list[tuple[Job, Chunk]]:
-        """Append up to ``chunk`` backfilled records to ``outbox``, before the live ones.
+        """Append up to ``chunk`` backfilled records to ``outbox``, shared between the
+        partitions that may send (so each delivery partition gets a batch in flight).
 
-        Nothing is taken off a backfill here: :meth:`sent` does it once the outbox was
-        handed to the producer (a batch dropped before that is backfilled again).
+        Nothing at all while the records handed over and not yet acknowledged reach
+        :attr:`unacked_max` bytes. Nothing is taken off a backfill here: :meth:`sent` does
+        it once the outbox was handed over (a batch dropped before that is backfilled
+        again).
         """
-        budget = self.chunk
-        chunks: list[tuple[Job, Chunk]] = []
+        if self.queue.unacked >= self.unacked_max:
+            return []
+        ready: list[tuple[Job, Part]] = []
         for job in list(self.jobs.values()):
             if job.scan.failed is not None:
                 log.error("backfill %s failed, it starts again: %s", job.id, job.scan.failed)
@@ -353,15 +409,9 @@ class Backfiller:
                 continue
             if not job.view.active(now):  # expired since the last recompile
                 continue
-            for part in job.scan.parts.values():
-                if budget <= 0:
-                    return chunks
-                if not self._sendable(part):
-                    continue
-                chunk = await self._fill(job, part, outbox, budget)
-                budget -= len(chunk[1])
-                chunks.append((job, chunk))
-        return chunks
+            ready += [(job, p) for p in job.scan.parts.values() if self._sendable(p)]
+        share = max(1, self.chunk // max(1, len(ready)))
+        return [(job, await self._fill(job, part, outbox, share)) for job, part in ready]
 
     async def _fill(self, job: Job, part: Part, outbox: Outbox, budget: int) -> Chunk:
         """Up to ``budget`` keys of ``part`` into ``outbox``: each key's record as the view

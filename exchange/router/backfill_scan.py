@@ -2,7 +2,8 @@
 
 A :class:`BackfillScan` reads the source partitions of one resource that a
 router owns, from their first record on, with a consumer of its own (no
-group: it commits nothing and never pauses the router's fetches). For each
+group: it commits nothing and never pauses the router's fetches), in a thread
+of its own (:mod:`exchange.router.backfill_reader`). For each
 partition (:class:`Part`) it keeps, in source-offset order, the latest record
 of every key written before the cut-over offset, already rendered through
 the consumer's compiled view (filtered, projected, masked: the same
@@ -21,24 +22,21 @@ delivered live.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 
 from exchange.avro import wire
 from exchange.avro.scan import LazyRecord
-from exchange.bus import kafka
 from exchange.bus.connection import Connection
 from exchange.bus.envelope import record_id
 from exchange.bus.limits import MAX_VALUE_BYTES
 from exchange.catalog.model import Resource
 from exchange.errors import DecodeError
+from exchange.router.backfill_reader import ScanReader
 from exchange.router.routing import decode_other
 from exchange.router.view import CompiledView
 from exchange.router.view_table import Decoder
@@ -47,7 +45,6 @@ log = logging.getLogger(__name__)
 
 #: key -> (source offset, the view's framed bytes or None if filtered out, record id)
 Pending = OrderedDict[bytes, tuple[int, bytes | None, bytes]]
-FETCH = 5000  # source records read per step: the event loop is the router's too
 
 
 @dataclass
@@ -65,6 +62,9 @@ class Part:
     #: where live routing of this partition (re)started here; -1: the cut-over. Nothing
     #: is delivered before the scan read that far (a resumed backfill after a crash)
     floor: int = -1
+    #: records pending to deliver (in the view, after ``through``), counted as the scan goes
+    #: (counting them at the cut-over held the router's loop for a large partition)
+    to_deliver: int = 0
 
     @property
     def scanned(self) -> bool:
@@ -72,8 +72,18 @@ class Part:
         return self.read_to >= self.cutover
 
 
+#: what reading a batch of a partition's records gave: per record, (key, source offset,
+#: the view's framed bytes or None if filtered out, record id), or (key, -1, None, b"")
+#: for a key to drop (a tombstone, or a record from the cut-over on); and the next offset
+Step = tuple[list[tuple[bytes, int, bytes | None, bytes]], int]
+
+
 class BackfillScan:
-    """The scan of one consumer's view over the source partitions this router owns."""
+    """The scan of one consumer's view over the source partitions this router owns.
+
+    Reading and rendering run in a thread (:class:`~exchange.router.backfill_reader.ScanReader`);
+    each step is applied to its :class:`Part` on the router's event loop.
+    """
 
     def __init__(
         self, bus: Connection, res: Resource, decoder: Decoder, view: CompiledView
@@ -83,88 +93,88 @@ class BackfillScan:
         self.decoder = decoder
         self.view = view
         self.parts: dict[TopicPartition, Part] = {}
-        self._consumer: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._reader: ScanReader | None = None
+        self._halted = False
         self._header = wire.frame(res.schema_id, b"")
         scanner = decoder.scanner
         self._key_bytes = scanner.string_bytes(res.key) if scanner is not None else None
 
     @property
     def begun(self) -> bool:
-        return self._consumer is not None
+        return self._reader is not None
 
     async def add(self, part: Part) -> None:
         """Scan ``part`` too, from its first record (once :meth:`begin` was called)."""
         self.parts[part.tp] = part
-        if self._consumer is not None:
-            self._consumer.assign(list(self.parts))
-            await self._consumer.seek_to_beginning(part.tp)
+        if self._reader is not None:
+            self._reader.assign(list(self.parts.values()), [part])
 
     async def begin(self) -> None:
         """Start reading every partition added, from its first record."""
-        if self._consumer is not None:
+        if self._reader is not None:
             return
-        # fetch_max_wait: once caught up, the scan's fetch must not hold a record long
-        self._consumer = kafka.consumer(
-            self.bus,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_wait_ms=50,
-        )
-        await self._consumer.start()
-        self._consumer.assign(list(self.parts))
-        await self._consumer.seek_to_beginning(*self.parts)
-        self._task = asyncio.create_task(self._read(), name=f"backfill-{self.view.topic}")
+        self._reader = ScanReader(self.bus, self.view.topic, self.render, self._apply)
+        self._reader.start(list(self.parts.values()))
 
     def drop(self, tp: TopicPartition) -> None:
         """Stop scanning ``tp`` (it went to another router, or its backfill ended)."""
         self.parts.pop(tp, None)
-        if self._consumer is not None and self.parts:
-            self._consumer.assign(list(self.parts))
+        if self._reader is not None and self.parts:
+            self._reader.assign(list(self.parts.values()), [])
 
     @property
     def failed(self) -> BaseException | None:
-        task = self._task
-        return task.exception() if task is not None and task.done() else None
-
-    async def _read(self) -> None:
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=FETCH)
-            except KafkaError as exc:  # read again at the next step
-                log.warning("backfill of %s: source not read: %s", self.view.topic, exc)
-                await asyncio.sleep(1)
-                continue
-            for tp, records in batch.items():
-                part = self.parts.get(tp)
-                if part is not None and records:
-                    self.scan(part, records)
-            await asyncio.sleep(0)  # let live routing run between two steps
+        return self._reader.failed if self._reader is not None else None
 
     def scan(self, part: Part, records: list[Any]) -> None:
         """Take ``records`` (the next ones of ``part``, in order) into its pending state."""
-        pending, cutover = part.pending, part.cutover
-        was_scanned = part.scanned
+        self.apply(part, self.render(part, records))
+
+    def _apply(self, part: Part, step: Step) -> None:
+        """A step read in the thread, on the router's loop: ignored once halted or dropped."""
+        if not self._halted and self.parts.get(part.tp) is part:
+            self.apply(part, step)
+
+    def render(self, part: Part, records: list[Any]) -> Step:
+        """Read ``records`` (the next ones of ``part``): what to keep and drop, and the next
+        offset. Touches nothing the router's loop uses (it runs in the reader's thread)."""
+        cutover = part.cutover
+        out: list[tuple[bytes, int, bytes | None, bytes]] = []
         for rec in records:
             value = rec.value
             if value is None:  # a tombstone: the key was deleted, nothing older comes back
                 if rec.key is not None:
-                    pending.pop(rec.key, None)
+                    out.append((rec.key, -1, None, b""))
                 continue
             try:
                 if rec.offset >= cutover:  # delivered live: drop what the backfill holds
-                    pending.pop(self._key(value), None)
+                    out.append((self._key(value), -1, None, b""))
                     continue
-                key, out, rid = self._render(value)
+                key, view_bytes, rid = self._render(value)
             except DecodeError:
                 continue  # live routing dead-lettered it
-            pending[key] = (rec.offset, out, rid)
-            pending.move_to_end(key)  # source-offset order: resume after ``through``
-        part.read_to = records[-1].offset + 1
+            out.append((key, rec.offset, view_bytes, rid))
+        return out, records[-1].offset + 1
+
+    @staticmethod
+    def apply(part: Part, step: Step) -> None:
+        """Apply a :meth:`render` step to ``part``'s pending state."""
+        pending, through = part.pending, part.through
+        was_scanned = part.scanned
+        rows, part.read_to = step
+        count = part.to_deliver
+        for key, offset, out, rid in rows:
+            before = pending.pop(key, None)
+            if before is not None and before[1] is not None and before[0] > through:
+                count -= 1
+            if offset < 0:
+                continue
+            pending[key] = (offset, out, rid)  # at the end: source-offset order
+            if out is not None and offset > through:
+                count += 1
+        part.to_deliver = count
         if part.scanned and not was_scanned:
-            part.total = part.delivered + sum(
-                1 for off, out, _ in pending.values() if out is not None and off > part.through
-            )
+            part.total = part.delivered + count
 
     def _body(self, value: bytes) -> tuple[Any, bool, Any, Any]:
         """(body, current schema, record, scan offsets) of a source value."""
@@ -199,18 +209,15 @@ class BackfillScan:
         return key, out, record_id(self.res.id, body).encode()
 
     def halt(self) -> None:
-        """Stop reading at once (no await): what it has not read yet is never rendered. The
-        consumer stays open until :meth:`stop`."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop reading at once (no await): what it has not read yet is never rendered, and
+        a step read meanwhile is not applied. The reader closes at :meth:`stop`."""
+        self._halted = True
+        if self._reader is not None:
+            self._reader.halt()
 
     async def stop(self) -> None:
-        """Stop reading and close the consumer; idempotent."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, KafkaError):
-                await self._task
-            self._task = None
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await consumer.stop()
+        """Stop reading and close the reader's consumer; idempotent."""
+        self.halt()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await reader.stop()

@@ -116,19 +116,20 @@ def shape_of(view: View) -> str:
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
 
 
-def widens(view: View, before: Progress) -> bool:
+def widens(view: View, before: Progress, shape: str | None = None) -> bool:
     """True if ``view`` delivers something the view last backfilled did not.
 
     A new grant, a field more, a mask taken off (a field now in clear is new data), or
     another row filter (looser or not: only rows passing the new one are sent). A view
-    that only lost fields or gained masks needs no backfill.
+    that only lost fields or gained masks needs no backfill. ``shape``: the view's
+    :func:`shape_of`, if the caller has it already.
     """
     if view.grant_id != before.grant_id or view.row_filter != before.row_filter:
         return True
     fields, had = set(view.fields), set(before.fields.split(",")) if before.fields else set()
     if not fields <= had:
         return True
-    return fields == had and before.shape != shape_of(view)
+    return fields == had and before.shape != (shape if shape is not None else shape_of(view))
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,12 @@ that keeps it waiting is logged and counted (exchange.router.watchdog).
 Control topics that go backwards (recreated, truncated) pause routing until
 the state is rebuilt from them (exchange.router.control_reset): fail closed.
 A new or wider view first gets the current state of the resource (全量), a
-chunk at a time between two batches, in the same record batches as the live
-records that follow (exchange.router.backfill). A source partition the router
-takes is routed only once the keys its row-filtered views hold are read from
-the source's current state (exchange.router.membership_rebuild): a deletion is
-never decided on a membership not known yet.
+slice at a time between two batches, handed over before the live records that
+follow through a send queue the loop never waits for (exchange.router.backfill,
+exchange.bus.send_queue). A source partition the router takes is routed only
+once the keys its row-filtered views hold are read from the source's current
+state (exchange.router.membership_rebuild): a deletion is never decided on a
+membership not known yet.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
 from exchange.bus.outbox import Outbox
+from exchange.bus.send_queue import SendQueue
 from exchange.control.catalog_store import CONTROL_SCHEMAS
 from exchange.control.state import ControlFollower, ControlState
 from exchange.lifecycle import AsyncService
@@ -71,6 +73,8 @@ from exchange.router.watchdog import BrokerWatchdog
 from exchange.sharing.records import GrantEvent
 
 MAX_UNSETTLED = 64  # batches routed and not yet settled, at most
+#: longest fetch wait while a backfill waits for its records in flight to be acknowledged
+THROTTLED_WAIT_MS = 5
 
 
 class Router(AsyncService):
@@ -123,6 +127,9 @@ class Router(AsyncService):
         self._consumer: Any = None
         self._producer: Any = None
         self._routing: PartitionRouter | None = None
+        #: batches the router does not wait for the producer to take: the backfill's, and
+        #: live ones of a partition that has some queued (exchange.bus.send_queue)
+        self._queue: SendQueue | None = None
         #: source partition -> next offset this router routes (what backfills wait for)
         self._live: dict[Any, int] = {}
         self.backfiller: Backfiller | None = None
@@ -251,6 +258,7 @@ class Router(AsyncService):
         # no linger: the outbox hands over whole batches, and waiting adds only latency
         self._producer = kafka.producer(self.bus, linger_ms=0)
         await self._producer.start()
+        self._queue = SendQueue(self._producer)
         # the router writes audit entries and reads grant events: make sure an outside
         # tool resolves them, also on a bus written before their schemas were registered
         await self.state.registry.register_all(self._producer, CONTROL_SCHEMAS)
@@ -298,6 +306,7 @@ class Router(AsyncService):
             self.metrics,
             self.instance,
             self._live,
+            self._queue,
             enabled=self.backfill,
         )
         if self.backfill_chunk is not None:
@@ -364,6 +373,9 @@ class Router(AsyncService):
         if self.members is not None:
             members, self.members = self.members, None
             await members.stop()
+        if self._queue is not None:  # after settling: what was routed went out through it
+            queue, self._queue = self._queue, None
+            await queue.close()
         if self.backfiller is not None:  # after settling: its last progress is written
             backfiller, self.backfiller = self.backfiller, None
             await backfiller.stop()
@@ -395,11 +407,13 @@ class Router(AsyncService):
         """
         settler = self.settler
         settler.raise_if_failed()
-        backfill, members = self.backfiller, self.members
-        if backfill is None or members is None or self._routing is None:
+        backfill, members, queue = self.backfiller, self.members, self._queue
+        if backfill is None or members is None or self._routing is None or queue is None:
             raise RuntimeError("the router is not started")
         if backfill.ready:  # a backfill has records to deliver: no fetch waits for live ones
             timeout_ms = 0
+        elif backfill.throttled:  # ... once its records sent meanwhile are acknowledged
+            timeout_ms = min(timeout_ms, THROTTLED_WAIT_MS)
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
         if self.guard.paused:  # fail closed: nothing routed, nothing committed
             await self.guard.hold(batch)
@@ -430,13 +444,15 @@ class Router(AsyncService):
         offsets = {}
         count = 0
         mark = settler.drafts.mark()
-        outbox = Outbox(self._producer)
+        # ``queued``: what goes out through the send queue, handed over before the live
+        # records (so in each partition it precedes them) without waiting for the producer
+        outbox, queued = Outbox(self._producer), Outbox(self._producer)
         route = self._routing.route
         try:
-            # a grant's retraction follows every record delivered under it
-            await self.retractions.emit(outbox, self.assignment(), self._routing.delivery_partition)
-            # the backfill's records first: in each partition they precede the live ones
-            chunks = await backfill.emit(outbox, now)
+            # a grant's retraction follows every record delivered under it, and precedes
+            # what a backfill of another view of the consumer brings after it
+            await self.retractions.emit(queued, self.assignment(), self._routing.delivery_partition)
+            chunks = await backfill.emit(queued, now)  # the backfill's records: a slice a round
             for tp, records in batch.items():
                 count += len(records)
                 futures.extend(await route(tp.topic, records, now, outbox))
@@ -446,12 +462,13 @@ class Router(AsyncService):
                 settler.drafts.drop_from(mark)
                 await self.guard.hold(batch)  # the outbox is dropped: nothing delivered
                 return 0
-            sent = await outbox.send()
+            handed = queued.hand_over(queue)
+            sent = await outbox.send(queue)
         except BaseException:
             settler.drafts.drop_from(mark)  # not committed: routed (and audited) again later
             raise
-        futures.extend(sent)
-        backfill.sent(chunks, sent)
+        backfill.sent(chunks, handed)  # progress is written once these are acknowledged
+        futures += handed + sent
         self._live.update(offsets)
         settler.add(futures, batch, offsets, count, started if batch else None)
         await settler.wait_for_room(MAX_UNSETTLED)

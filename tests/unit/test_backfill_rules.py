@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from aiokafka import TopicPartition
 
 from exchange.catalog.loader import load_catalog
 from exchange.errors import ExchangeError
 from exchange.router.backfill_progress import resync_refusal
+from exchange.router.backfill_scan import BackfillScan, Part
 from exchange.router.backfill_state import Progress, ResyncRequest, shape_of, summary, widens
 from exchange.router.snapshot_file import _arrow_type, format_of
 from exchange.sharing.policy import View
@@ -121,3 +123,21 @@ def test_a_snapshot_file_must_name_its_format() -> None:
     assert format_of(Path("out.parquet")) == "parquet"
     with pytest.raises(ExchangeError, match=r"out\.xlsx: the file name must end in"):
         format_of(Path("out.xlsx"))
+
+
+def test_a_scan_counts_what_it_will_deliver_as_it_goes() -> None:
+    """The total at the cut-over: each key's latest record in the view, after ``through``,
+    none dropped (seen again from the cut-over on, or deleted)."""
+    part = Part(TopicPartition("gov.src.health.bmc", 0), cutover=10, through=1)
+    steps = [
+        ([(b"a", 0, b"A0", b"r"), (b"b", 1, b"B1", b"r"), (b"c", 2, None, b"r")], 3),
+        ([(b"a", 3, b"A3", b"r"), (b"d", 4, b"D4", b"r"), (b"c", 5, b"C5", b"r")], 6),
+        ([(b"d", -1, None, b""), (b"e", 6, None, b"r")], 10),  # d deleted, e filtered out
+    ]
+    for step in steps[:2]:
+        BackfillScan.apply(part, step)
+    assert part.total == -1  # not at the cut-over yet
+    BackfillScan.apply(part, steps[2])
+    # a (offset 3) and c (offset 5) are left to deliver; b (1) went out before a restart
+    assert part.total == 2
+    assert list(part.pending) == [b"b", b"a", b"c", b"e"]
