@@ -65,7 +65,7 @@ from exchange.bus import topics
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Resource
 from exchange.enforce.rowfilter import FilterError, RowFilter, compile_filter
-from exchange.router.backfill_scan import BackfillScan, Part
+from exchange.router.backfill_scan import BackfillScan, Part, Step
 from exchange.router.backfill_state import BackfillBook, Progress
 from exchange.router.membership import Membership
 from exchange.router.view import CompiledView
@@ -154,15 +154,16 @@ class HeldScan(BackfillScan):
             )
             return compile_filter(fallback, names) if fallback else None
 
-    def scan(self, part: Part, records: list[Any]) -> None:
+    def render(self, part: Part, records: list[Any]) -> Step:
         """Take the records before the part's cut-over; the ones from it on are routed live
-        after the rebuild (they must not change what was held before them)."""
+        after the rebuild (they must not change what was held before them). Runs in the
+        scan's reader thread, one part after another."""
         self._current = [flt for _, filters in self.rules.get(part.tp, []) for flt in filters]
         before = [rec for rec in records if rec.offset < part.cutover]
-        if before:
-            super().scan(part, before)
+        rows, read_to = super().render(part, before) if before else ([], part.read_to)
         if records and records[-1].offset >= part.cutover:
-            part.read_to = max(part.read_to, part.cutover)
+            read_to = max(read_to, part.cutover)
+        return rows, read_to
 
     def _render(self, value: bytes) -> tuple[bytes, bytes | None, bytes]:
         body, _, record, offsets = self._body(value)
