@@ -50,7 +50,7 @@ from exchange.clients.department import Department
 from exchange.clients.publisher import Prepared, Publisher
 from exchange.control import book_snapshot, catalog_store, state
 from exchange.control.state import GRANT_CODEC
-from exchange.dev import sample
+from exchange.dev import preload, sample
 from exchange.dev.bench_catalog import (
     BENCH_RESOURCE,
     PROVIDER,
@@ -237,17 +237,9 @@ async def _setup(engine: Engine, workdir: Path, distinct: int) -> Setup:
 async def _preload(s: Setup, topic_count: int) -> str:
     """Put ``topic_count`` records on the bench source topic; returns the topic."""
     topic = topics.source(PROVIDER, BENCH_RESOURCE)
+    records = (s.prepared[i % len(s.prepared)] for i in range(topic_count))
     async with kafka.producer(s.provider, linger_ms=20) as producer:
-        futures = []
-        for i in range(topic_count):
-            p = s.prepared[i % len(s.prepared)]
-            futures.append(await producer.send(topic, key=p.key, value=p.value, headers=p.headers))
-            if len(futures) >= 20_000:
-                for f in futures:
-                    await f
-                futures = []
-        for f in futures:
-            await f
+        await preload.send_all(producer, topic, ((p.key, p.value, p.headers) for p in records))
     return topic
 
 

@@ -26,13 +26,13 @@ import asyncio
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from exchange.bus import kafka, topics
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.dev import bench as b
-from exchange.dev import sample
+from exchange.dev import preload, sample
 from exchange.dev.bench_catalog import BENCH_RESOURCE, PROVIDER, dept_id
 from exchange.router.backfill_state import BackfillBook
 
@@ -55,18 +55,14 @@ async def _preload_distinct(s: b.Setup, records: int) -> str:
     at = value.index(marker)
     topic = topics.source(provider, RESOURCE)
     await kafka.ensure_topics(s.bus, [topic], partitions=3)
-    async with kafka.producer(s.as_(provider), linger_ms=20) as producer:
-        futures = []
+
+    def made() -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
         for i in range(records):
             key = f"91330{i:013d}".encode()
-            body = value[:at] + key + value[at + len(key) :]
-            futures.append(await producer.send(topic, key=key, value=body))
-            if len(futures) >= 20_000:
-                for f in futures:
-                    await f
-                futures = []
-        for f in futures:
-            await f
+            yield key, value[:at] + key + value[at + len(key) :], []
+
+    async with kafka.producer(s.as_(provider), linger_ms=20) as producer:
+        await preload.send_all(producer, topic, made())
     return topic
 
 

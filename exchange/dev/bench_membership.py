@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from exchange.bus import kafka, topics
@@ -37,7 +38,7 @@ from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store
-from exchange.dev import sample
+from exchange.dev import preload, sample
 from exchange.dev.broker import EmbeddedBroker
 from exchange.router.loop import Router
 
@@ -60,21 +61,16 @@ async def _preload(bus: Connection, catalog: Catalog, records: int) -> None:
     assert bj is not None
     marker = MARKER.encode()
     topic = topics.source(res.provider, BMC)
-    async with kafka.producer(bus, linger_ms=20) as producer:
-        futures = []
+
+    def made() -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
         for i in range(records):
             value = zj if i % 2 == 0 else bj
             at = value.index(marker)
             key = f"Z{i:014d}".encode()
-            futures.append(
-                await producer.send(topic, key=key, value=value[:at] + key + value[at + 15 :])
-            )
-            if len(futures) >= 20_000:
-                for f in futures:
-                    await f
-                futures = []
-        for f in futures:
-            await f
+            yield key, value[:at] + key + value[at + 15 :], []
+
+    async with kafka.producer(bus, linger_ms=20) as producer:
+        await preload.send_all(producer, topic, made())
 
 
 async def _routed(router: Router, count: int, timeout_s: float = 600) -> float:
