@@ -54,6 +54,7 @@ from dataclasses import replace
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from exchange.audit.entry import Action, Decision, Draft, detail_map
 from exchange.bus import topics
@@ -249,7 +250,10 @@ class Backfiller:
                 running = self.jobs.get((name, res_id))
                 if running is not None and tp in running.scan.parts:
                     continue
-                await self._consider(view, tp, consumer, batch, now)
+                try:
+                    await self._consider(view, tp, consumer, batch, now)
+                except IllegalStateError:  # taken by a rebalance meanwhile: the next
+                    continue  # reconcile sees the new assignment
 
     async def _consider(
         self,

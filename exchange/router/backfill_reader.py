@@ -108,12 +108,14 @@ class ScanReader:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_wait_ms=50,
         )
-        await consumer.start()
-        try:
+        try:  # stopped however it ends, also when its start fails part way
+            await consumer.start()
             await self._read(consumer)
         finally:
             closing = asyncio.ensure_future(consumer.stop())
-            await asyncio.wait([closing], timeout=STOP_S)  # a fetch may swallow its cancel
+            done, _ = await asyncio.wait([closing], timeout=STOP_S)  # a fetch may swallow
+            if not done:  # its cancel: the consumer is left behind, said
+                log.warning("backfill of %s: its source consumer did not close", self.name)
 
     async def _read(self, consumer: Any) -> None:
         parts: dict[Any, Part] = {}

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from exchange.bus import topics
 from exchange.bus.connection import Connection
@@ -271,7 +272,10 @@ class MembershipRebuild:
     ) -> None:
         prev = self.book.progress.get((view.consumer, res.id, tp.partition)) if self.book else None
         held = held_rule(prev, view, backfill=self.book is not None)
-        upto = batch[tp][0].offset if batch.get(tp) else await consumer.position(tp)
+        try:
+            upto = batch[tp][0].offset if batch.get(tp) else await consumer.position(tp)
+        except IllegalStateError:  # taken by a rebalance meanwhile: the next reconcile
+            return  # sees the new assignment
         if held is None or upto == 0:  # it holds nothing from before, or there is nothing
             self.membership.establish(res.id, view.consumer, tp.partition, set())
             return

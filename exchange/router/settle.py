@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from exchange.audit.entry import Action, Draft
 from exchange.audit.key_hash import KEY_HASHES
@@ -204,8 +204,23 @@ class Settler:
         if not offsets:
             return True
         try:
+            # a partition taken from this router by a rebalance since the round was routed
+            # cannot be committed here (aiokafka: IllegalStateError): its new owner routes
+            # it again from its last committed offset
+            mine = self.consumer.assignment()
+            gone = [tp for tp in offsets if tp not in mine]
+            if gone:
+                log.warning(
+                    "offsets of %s not committed: no longer assigned to this router, their "
+                    "records will be routed again by the new owner",
+                    ", ".join(f"{tp.topic}[{tp.partition}]" for tp in gone),
+                )
+                offsets = {tp: off for tp, off in offsets.items() if tp in mine}
+                if not offsets:
+                    self.metrics.uncommitted_batches.inc(batches)
+                    return False
             await self.consumer.commit(offsets)
-        except CommitFailedError as exc:
+        except (CommitFailedError, IllegalStateError) as exc:
             # the group rebalanced (this router was too slow to heartbeat, or one
             # joined): the partitions start again from their committed offsets, here
             # or at their new owner, so these records are routed again, not lost
