@@ -65,6 +65,8 @@ from connectors.sql import Database
 from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.avro.jsoncodec import to_jsonable
+from exchange.avro.row_reader import RowReader, compile_reader
+from exchange.avro.wire import HEADER_SIZE
 from exchange.bus import kafka
 from exchange.bus.connection import Connection
 from exchange.bus.envelope import AT_REST, RECORD_ID, RETRACTION
@@ -140,7 +142,8 @@ class DbSink(Connector):
         self._ready_setup = False
         self._written = 0
         self._committed: dict[int, int] = {}
-        self._parsed: dict[int, Any] = {}  # parsed writer schemas by schema id
+        #: how records are read into rows, by their first five bytes (magic byte, schema id)
+        self._readers: dict[bytes, RowReader] = {}
 
     def _error(
         self, message: str, *keys: str | int, column: str | None = None, field: str | None = None
@@ -376,13 +379,16 @@ class DbSink(Connector):
         batch = SinkBatch()
         received = now_for(self.db)
         count = 0
+        readers, upsert = self._readers, batch.upsert
         for tp, records in fetched.items():
             count += len(records)
             for rec in records:
-                if rec.value is None:
+                value = rec.value
+                if value is None:
                     self._tombstone(batch, rec, received)
-                else:
-                    batch.upsert(await self._row(rec, received))
+                    continue
+                read = readers.get(value[:HEADER_SIZE]) or await self._reader(rec)
+                upsert(self._row(read, rec, received))
             self._offsets[tp] = records[-1].offset + 1
         self.metrics.rows_read.labels(self.name).inc(count)
         self.progress.rows_read += count
@@ -405,37 +411,46 @@ class DbSink(Connector):
             )
         batch.delete(rec.key.decode("utf-8", "replace"))
 
-    async def _row(self, rec: Any, received: Any) -> tuple[Any, ...]:
-        """(key, record id, received at, partition, retraction marks, *field values)."""
-        rid = next((v for k, v in rec.headers or () if k == RECORD_ID), b"").decode(
-            "utf-8", "replace"
-        )
+    async def _reader(self, rec: Any) -> RowReader:
+        """The reader of records framed like ``rec`` (its schema id), made on first sight."""
         try:
-            sid, body = wire.unframe(rec.value)
-            parsed = self._parsed.get(sid) or await self.registry.resolve(sid)
-            value = wire.decode(parsed, body)
+            sid, _ = wire.unframe(rec.value)
+            parsed = await self.registry.resolve(sid)
         except DecodeError as exc:
             raise ConnectorDataError(
                 f"record {self._where(rec)} cannot be decoded: {exc}", connector=self.name
             ) from exc
-        self._parsed[sid] = parsed
         plan = self._plans.get(sid) or await self._plan(sid)
-        key = rec.key.decode("utf-8", "replace") if rec.key is not None else rid
+        columns = [name for name, _ in plan]
+        read = compile_reader(self.registry.schema(sid), columns, dict(plan)) or _fastavro_reader(
+            parsed, plan
+        )
+        self._readers[bytes(rec.value[:HEADER_SIZE])] = read
+        return read
+
+    def _row(self, read: RowReader, rec: Any, received: Any) -> tuple[Any, ...]:
+        """(key, record id, received at, partition, retraction marks, *field values)."""
+        rid = b""
+        for name, header in rec.headers or ():
+            if name == RECORD_ID:
+                rid = header
+                break
+        record_id = rid.decode("utf-8", "replace")
+        key = rec.key.decode("utf-8", "replace") if rec.key is not None else record_id
         if not key:
             raise ConnectorDataError(
                 f"record {self._where(rec)} has neither a key nor a record id",
                 connector=self.name,
             )
-        get = value.get
-        return (
-            key,
-            rid,
-            received,
-            rec.partition,
-            None,  # not retracted
-            None,
-            *[get(n) if c is None else c(get(n)) for n, c in plan],
-        )
+        try:
+            # not retracted: the two marks are None
+            return read(
+                rec.value, HEADER_SIZE, (key, record_id, received, rec.partition, None, None)
+            )
+        except DecodeError as exc:
+            raise ConnectorDataError(
+                f"record {self._where(rec)} cannot be decoded: {exc}", connector=self.name
+            ) from exc
 
     @staticmethod
     def _where(rec: Any) -> str:
@@ -456,3 +471,14 @@ class DbSink(Connector):
         )
         self.metrics.checkpoints.labels(self.name).inc()
         self.metrics.last_checkpoint.labels(self.name).set_to_current_time()
+
+
+def _fastavro_reader(parsed: Any, plan: list[tuple[str, Callable[[Any], Any] | None]]) -> RowReader:
+    """A reader for the schemas :func:`compile_reader` does not write out (arrays, maps,
+    nested records, ...): the body decoded by fastavro, the columns taken from the dict."""
+
+    def read(buf: bytes, pos: int, prefix: tuple[Any, ...]) -> tuple[Any, ...]:
+        get = wire.decode(parsed, memoryview(buf)[pos:]).get
+        return prefix + tuple(get(n) if c is None else c(get(n)) for n, c in plan)
+
+    return read
