@@ -47,7 +47,7 @@ class _Unsupported(Exception):
     pass
 
 
-def _kind(t: Any, named: dict[str, Any]) -> tuple[Any, ...]:
+def _kind(t: Any, named: dict[str, tuple[Any, ...]]) -> tuple[Any, ...]:
     """``(what, detail)`` of a field type: what the generated code reads, and how."""
     if isinstance(t, str) and t in named:
         return named[t]
@@ -187,7 +187,7 @@ def compile_reader(
     is applied to the column's value (None included). Returns None when the schema has
     a type not written out here: decode such bodies with fastavro.
     """
-    named: dict[str, Any] = {}
+    named: dict[str, tuple[Any, ...]] = {}
     try:
         kinds = [_kind(f["type"], named) for f in schema["fields"]]
     except (_Unsupported, KeyError, TypeError, ValueError):
