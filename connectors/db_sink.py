@@ -65,7 +65,7 @@ from connectors.sql import Database
 from exchange.avro import schema as avro
 from exchange.avro import wire
 from exchange.avro.jsoncodec import to_jsonable
-from exchange.avro.row_reader import RowReader, compile_reader
+from exchange.avro.row_reader import RowReader, compile_reader, fastavro_reader
 from exchange.avro.wire import HEADER_SIZE
 from exchange.bus import kafka
 from exchange.bus.connection import Connection
@@ -422,7 +422,7 @@ class DbSink(Connector):
             ) from exc
         plan = self._plans.get(sid) or await self._plan(sid)
         columns = [name for name, _ in plan]
-        read = compile_reader(self.registry.schema(sid), columns, dict(plan)) or _fastavro_reader(
+        read = compile_reader(self.registry.schema(sid), columns, dict(plan)) or fastavro_reader(
             parsed, plan
         )
         self._readers[bytes(rec.value[:HEADER_SIZE])] = read
@@ -471,14 +471,3 @@ class DbSink(Connector):
         )
         self.metrics.checkpoints.labels(self.name).inc()
         self.metrics.last_checkpoint.labels(self.name).set_to_current_time()
-
-
-def _fastavro_reader(parsed: Any, plan: list[tuple[str, Callable[[Any], Any] | None]]) -> RowReader:
-    """A reader for the schemas :func:`compile_reader` does not write out (arrays, maps,
-    nested records, ...): the body decoded by fastavro, the columns taken from the dict."""
-
-    def read(buf: bytes, pos: int, prefix: tuple[Any, ...]) -> tuple[Any, ...]:
-        get = wire.decode(parsed, memoryview(buf)[pos:]).get
-        return prefix + tuple(get(n) if c is None else c(get(n)) for n, c in plan)
-
-    return read

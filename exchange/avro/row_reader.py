@@ -30,6 +30,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from exchange.avro import wire
 from exchange.avro.scan import _read_long
 from exchange.errors import DecodeError
 
@@ -99,7 +100,7 @@ class _Source:
 
 
 def _emit_varint(src: _Source, d: int, into: str) -> None:
-    """Read a zig-zag varint at ``pos`` into ``into``: one or two bytes inline."""
+    """Read a zig-zag varint at ``pos`` into ``into``: up to three bytes inline."""
     src.emit(d, "b = buf[pos]")
     src.emit(d, "if b < 128:")
     src.emit(d + 1, f"{into} = (b >> 1) ^ -(b & 1)")
@@ -108,6 +109,10 @@ def _emit_varint(src: _Source, d: int, into: str) -> None:
     src.emit(d + 1, "b = (b & 127) | (buf[pos + 1] << 7)")
     src.emit(d + 1, f"{into} = (b >> 1) ^ -(b & 1)")
     src.emit(d + 1, "pos += 2")
+    src.emit(d, "elif buf[pos + 2] < 128:  # dates until 2149, strings under 2 MB")
+    src.emit(d + 1, "b = (b & 127) | ((buf[pos + 1] & 127) << 7) | (buf[pos + 2] << 14)")
+    src.emit(d + 1, f"{into} = (b >> 1) ^ -(b & 1)")
+    src.emit(d + 1, "pos += 3")
     src.emit(d, "else:")
     src.emit(d + 1, f"{into}, pos = _read_long(buf, pos)")
 
@@ -221,4 +226,18 @@ def compile_reader(
     src.names["struct_error"] = struct.error
     exec(compile("\n".join(src.lines), "<avro row reader>", "exec"), src.names)  # noqa: S102
     read: RowReader = src.names["read"]
+    return read
+
+
+def fastavro_reader(
+    parsed: Any, plan: Sequence[tuple[str, Callable[[Any], Any] | None]]
+) -> RowReader:
+    """A reader like :func:`compile_reader`'s for any schema (arrays, maps, nested
+    records, ...): the body decoded by fastavro (``parsed``: its parsed schema) into a dict,
+    then ``(column, converter or None)`` of ``plan`` taken from it in order."""
+
+    def read(buf: bytes, pos: int, prefix: tuple[Any, ...]) -> tuple[Any, ...]:
+        get = wire.decode(parsed, memoryview(buf)[pos:]).get
+        return prefix + tuple(get(n) if c is None else c(get(n)) for n, c in plan)
+
     return read

@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import fastavro
 import pytest
 
 from exchange.avro import wire
-from exchange.avro.row_reader import compile_reader
+from exchange.avro.row_reader import compile_reader, fastavro_reader
+from exchange.dev import sample
 from exchange.errors import DecodeError
 
 ENUM = {"type": "enum", "name": "Status", "symbols": ["ACTIVE", "REVOKED", "MOVED_OUT"]}
@@ -267,3 +270,47 @@ def test_a_varint_longer_than_ten_bytes_is_refused() -> None:
     assert read is not None
     with pytest.raises(DecodeError, match="varint longer than 10 bytes"):
         read(b"\xff" * 11 + b"\x01", 0, ())
+
+
+def test_the_fastavro_reader_gives_the_same_rows_and_reads_what_is_not_compiled() -> None:
+    data = body(VALUES[1])
+    compiled = compile_reader(SCHEMA, NAMES)
+    assert compiled is not None
+    plan = [(n, None) for n in NAMES]
+    assert fastavro_reader(PARSED, plan)(b"xx" + data, 2, ("k",)) == compiled(
+        b"xx" + data, 2, ("k",)
+    )
+    nested = {
+        "type": "record",
+        "name": "N",
+        "fields": [
+            {"name": "tags", "type": {"type": "array", "items": "string"}},
+            {"name": "n", "type": "long"},
+        ],
+    }
+    assert compile_reader(nested, ["tags", "n"]) is None
+    parsed = fastavro.parse_schema(nested)
+    read = fastavro_reader(parsed, [("n", None), ("tags", json.dumps), ("absent", None)])
+    assert read(wire.encode(parsed, {"tags": ["a", "乙"], "n": 5}), 0, ()) == (
+        5,
+        '["a", "\\u4e59"]',
+        None,
+    )
+    with pytest.raises(DecodeError, match="bytes left over"):
+        read(wire.encode(parsed, {"tags": [], "n": 5}) + b"\x00", 0, ())
+
+
+SCHEMAS = sorted((Path(__file__).resolve().parents[2] / "schemas" / "avro").glob("*.avsc"))
+
+
+@pytest.mark.parametrize("path", SCHEMAS, ids=lambda p: p.stem)
+def test_every_resource_of_the_catalog_is_compiled_and_reads_as_fastavro(path: Path) -> None:
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    names = [f["name"] for f in schema["fields"]]
+    read = compile_reader(schema, names)
+    assert read is not None, f"{path.name} falls back to fastavro"
+    parsed = fastavro.parse_schema(schema)
+    for record in sample.generate(schema, 100, seed=3):
+        data = wire.encode(parsed, record)
+        decoded = wire.decode(parsed, data)
+        assert read(data, 0, ()) == tuple(decoded[n] for n in names)
