@@ -2,7 +2,9 @@
 
 Reads ``gov.dlv.<department>.<resource>`` (the provider reads its source
 topic) in a consumer group, decodes each record with the schema its id
-names, and upserts it. Per batch::
+names, and upserts it. A record is read straight into its row's tuple by a
+function compiled once per schema id (:mod:`exchange.avro.row_reader`;
+fastavro for schemas with arrays, maps or nested records). Per batch::
 
     fetch ─▶ decode ─▶ upsert every row in one transaction ─▶ COMMIT ─▶ commit Kafka offsets
 
