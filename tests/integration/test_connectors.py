@@ -936,6 +936,19 @@ async def test_a_failed_sink_batch_writes_nothing_and_is_read_again(
     expected = sorted((r["registry_office"], r["region_code"]) for r in records)
     assert sorted((r[1], r[2]) for r in rows) == expected
 
+    # a record cut short (its schema id known, its body not complete) stops the sink, named
+    topic = topics.delivery("police", MARRIAGES)
+    delivered = (await on_topic(bus, topic))[0]
+    async with kafka.producer(bus) as producer:
+        meta = await producer.send_and_wait(
+            topic, value=delivered.value[:-3], key=b"cut-short", headers=list(delivered.headers)
+        )
+    with pytest.raises(ConnectorDataError) as info:
+        await run_until(path, bus, "sink", lambda: False)
+    assert f"record {topic}[{meta.partition}]@{meta.offset} cannot be decoded: " in str(info.value)
+    assert "Avro body does not match its schema: " in str(info.value)
+    assert count() == 300
+
 
 async def test_connect_check_on_the_command_line(
     bus: Connection, loaded_catalog: Catalog, pg_schema: str, tmp_path: Path
