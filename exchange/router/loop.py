@@ -220,13 +220,14 @@ class Router(AsyncService):
         await self.settle()
         await self._consumer.seek_to_beginning(*self._consumer.assignment())
 
-    async def recompile(self, *, everything: bool = False) -> None:
-        """Compile the views of the resources whose policy changed (or every resource).
+    async def recompile(self, *, everything: bool = False, reuse: bool = True) -> None:
+        """Compile the views of the resources whose policy changed (or every resource;
+        ``reuse=False``: none kept from the last compile, as after a catalog change).
 
         Then audit the expiries and overdue applications noticed meanwhile.
         """
         before = self.view_table.views
-        now = await self.view_table.recompile(everything=everything)
+        now = await self.view_table.recompile(everything=everything, reuse=reuse)
         if now is not None:
             self._retract(before, now)
             self.notices.watch(now)
