@@ -138,10 +138,13 @@ class ViewTable:
         """True once a grant in force has reached its end: every view must be recompiled."""
         return self._next_expiry is not None and dt.datetime.now(dt.UTC) >= self._next_expiry
 
-    async def recompile(self, *, everything: bool = False) -> dt.datetime | None:
+    async def recompile(
+        self, *, everything: bool = False, reuse: bool = True
+    ) -> dt.datetime | None:
         """Compile the views from the catalog and grants in force; the time they hold for.
 
-        None: no catalog yet, so no view.
+        A view equal to one compiled before (same resource object, same secret) is kept
+        as it is unless ``reuse`` is False. None: no catalog yet, so no view.
         """
         started = time.perf_counter()
         only = None if everything else self._stale_resources
@@ -159,7 +162,7 @@ class ViewTable:
             views, decoders = dict(self.views), dict(self.decoders)
         new_topics: set[str] = set()
         targets = book.all_targets(now)
-        same_secret = self._compiled_with == self.master_secret
+        same_secret = reuse and self._compiled_with == self.master_secret
         for res in catalog.resources.values():
             if only is not None and res.id in decoders and res.id not in only:
                 continue
