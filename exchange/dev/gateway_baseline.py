@@ -11,6 +11,7 @@ per request) is what the benchmark's ratio measures.
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -63,10 +64,9 @@ def main() -> None:
     parser.add_argument("--credentials-dir", type=Path, required=True)
     parser.add_argument("--catalog", type=Path, required=True)
     args = parser.parse_args()
-    import asyncio
-
     app = baseline_app(args.store, args.credentials_dir, args.catalog)
-    asyncio.run(server.serve(app, "127.0.0.1", args.port))
+    with asyncio.Runner(loop_factory=server.event_loop) as runner:  # as the gateway's
+        runner.run(server.serve(app, "127.0.0.1", args.port))
 
 
 if __name__ == "__main__":

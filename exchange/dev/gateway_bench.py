@@ -41,7 +41,7 @@ from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store
-from exchange.dev import sample
+from exchange.dev import profiling, sample
 from exchange.dev.broker import given_or_embedded
 from exchange.http.server import free_port
 
@@ -69,6 +69,30 @@ class Run:
     rps: float
     p99_ms: float
     non_2xx: int
+    #: CPU the server used per request answered (ms); the broker's share of the run (cores)
+    server_cpu_ms: float = 0.0
+    broker_cores: float = 0.0
+    #: how busy the machine was during the run, all its cores (0 to 1)
+    machine_busy: float = 0.0
+
+
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far; 0 if unknown (not Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine() -> tuple[int, int]:
+    """(busy, total) clock ticks of every core so far, from /proc/stat; (0, 0) if unknown."""
+    try:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 async def _prepare(bus: Connection, workdir: Path, n: int) -> list[str]:
@@ -110,24 +134,51 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], records: int | None) 
     raise SystemExit(f"{url} did not become healthy with {records} records in 120 s")
 
 
-def _wrk(url: str, script: Path, seconds: int, connections: int, name: str) -> Run:
+def _wrk(
+    url: str,
+    script: Path,
+    seconds: int,
+    connections: int,
+    name: str,
+    pids: tuple[int, int | None] = (0, None),
+    profile: Path | None = None,
+) -> Run:
+    """wrk against ``url`` (served by ``pids[0]``, broker ``pids[1]``); with ``profile``, py-spy
+    samples that server meanwhile into that folder."""
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    server, broker = pids
+    spy = None if profile is None else profiling.start(server, profile / name, seconds)
+    cpu, broker_cpu, machine, started = _cpu_s(server), _cpu_s(broker), _machine(), time.monotonic()
     out = subprocess.run(
         [*command, "-s", str(script), url], capture_output=True, text=True, check=True
     ).stdout
+    elapsed = time.monotonic() - started
+    cpu, broker_cpu = _cpu_s(server) - cpu, _cpu_s(broker) - broker_cpu
+    busy, total = (now - then for now, then in zip(_machine(), machine, strict=True))
+    if spy is not None:
+        profiling.finish(spy)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     assert m is not None, out
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return Run(name, rps, p99, int(bad.group(1)) if bad else 0)
+    answered = rps * elapsed
+    return Run(
+        name,
+        rps,
+        p99,
+        int(bad.group(1)) if bad else 0,
+        server_cpu_ms=1000 * cpu / answered if answered else 0.0,
+        broker_cores=broker_cpu / elapsed,
+        machine_busy=busy / total if total else 0.0,
+    )
 
 
 def _serve(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run(records: int, seconds: int, connections: int) -> list[Run]:
+def run(records: int, seconds: int, connections: int, profile: Path | None = None) -> list[Run]:
     if shutil.which("wrk") is None:
         raise SystemExit(
             "wrk is not installed: apt-get install wrk (tests/services/require-packages.sh does)"
@@ -184,9 +235,11 @@ def run(records: int, seconds: int, connections: int) -> list[Run]:
         baseline = f"http://127.0.0.1:{base_port}"
         _wait_healthy_baseline(baseline, procs[-1])
         results = []
-        for name, url in (("baseline", baseline), ("gateway", gateway)):
+        servers = (("baseline", baseline, procs[1]), ("gateway", gateway, procs[0]))
+        for name, url, proc in servers:
             _wrk(url, script, 3, connections, name)  # warm-up
-            results.append(_wrk(url, script, seconds, connections, name))
+            pids = (proc.pid, broker.process.pid if broker and broker.process else None)
+            results.append(_wrk(url, script, seconds, connections, name, pids, profile))
         return results
     finally:
         for proc in procs:
@@ -214,10 +267,14 @@ def report(results: list[Run], connections: int) -> str:
     base, gw = results
     lines = [
         f"wrk, 1 thread, {connections} connections, random keys; one run, same machine",
-        f"{'':10} {'lookups/s':>10} {'p99 ms':>8} {'non-2xx':>8}",
+        f"{'':10} {'lookups/s':>10} {'p99 ms':>8} {'non-2xx':>8} {'server CPU ms/req':>18} "
+        f"{'broker cores':>13} {'machine busy':>13}",
     ]
     for r in results:
-        lines.append(f"{r.name:10} {r.rps:10.0f} {r.p99_ms:8.2f} {r.non_2xx:8d}")
+        lines.append(
+            f"{r.name:10} {r.rps:10.0f} {r.p99_ms:8.2f} {r.non_2xx:8d} {r.server_cpu_ms:18.3f} "
+            f"{r.broker_cores:13.2f} {r.machine_busy:12.0%}"
+        )
     lines += [
         f"gateway / baseline throughput: {gw.rps / base.rps:.2f}; p99: {gw.p99_ms / base.p99_ms:.2f}x",
         f"target ≥ {TARGET_RPS:.0f} lookups/s: {'met' if gw.rps >= TARGET_RPS else 'NOT met'} "
@@ -234,9 +291,18 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each server with py-spy during its measured run: DIR/<name>.txt says "
+        "where its time went, DIR/<name>.folded holds the stacks",
+    )
     args = parser.parse_args()
-    results = run(args.records, args.seconds, args.connections)
+    results = run(args.records, args.seconds, args.connections, args.profile)
     print(report(results, args.connections))
+    if args.profile is not None:
+        print(f"profiles: {args.profile}/baseline.txt, {args.profile}/gateway.txt")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,12 @@
-"""Serving an app with uvicorn: from the command line, and in the background for tests."""
+"""Serving an app with uvicorn: from the command line, and in the background for tests.
+
+uvicorn runs with its fast parts (``uvicorn[standard]``): the HTTP/1.1 parser is
+httptools (llhttp, Node.js's parser, in C) rather than the pure-Python h11, and the
+command-line services run on uvloop's event loop (libuv) rather than asyncio's
+own (:func:`event_loop`; pass it to :func:`exchange.cli.common.run`). A request
+head is limited to :data:`MAX_HEAD_BYTES` as h11 limits it (httptools has no limit
+of its own).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +16,59 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httptools
 import uvicorn
+import uvloop
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+#: the longest request head (request line and headers) read: h11's default, 16 KiB
+MAX_HEAD_BYTES = 16 * 1024
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request head over :data:`MAX_HEAD_BYTES`.
+
+    The parser hands the request line and headers over piece by piece as they
+    arrive; once they add up to more than the limit, the request is refused as
+    h11 refuses it: 400 and the connection closed, before the rest is read.
+    """
+
+    _head_bytes = 0
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def _count(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise httptools.HttpParserError(f"request head over {MAX_HEAD_BYTES} bytes")
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """A new uvloop event loop: what the HTTP services run on."""
+    return uvloop.new_event_loop()
 
 
 def config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
     # uvicorn's own log config would replace the bus's logging set-up: keep ours
-    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, **options)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        http=BoundedHttpToolsProtocol,
+        **options,
+    )
 
 
 async def serve(app: Any, host: str, port: int, **options: Any) -> None:
