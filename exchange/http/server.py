@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -71,13 +72,39 @@ def config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
     )
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server; once the app has started, what it holds is left out of garbage collection.
+
+    A service starts by loading what it serves from (the catalog, the grant book, compiled
+    views: about 100,000 objects in the gateway), then creates short-lived objects per
+    request. Python's full collections walked the whole start-up heap: in the gateway
+    under wrk, a pause of up to 125 ms every few seconds, which was its p99 latency.
+    ``gc.freeze()`` after start-up moves those objects to a generation no collection
+    scans (what the Python documentation advises for long-lived start-up state); objects
+    made later are collected as usual. The cost: a cycle among start-up objects that
+    becomes garbage later (a replaced catalog's) is not freed; one per catalog change.
+    """
+
+    #: False where the server runs inside another program (:func:`running`): its heap is not ours
+    freeze_heap = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.freeze_heap:
+            gc.collect()
+            gc.freeze()
+
+
 async def serve(app: Any, host: str, port: int, **options: Any) -> None:
     """Serve ``app`` until SIGINT or SIGTERM (uvicorn handles both and shuts down cleanly)."""
-    await uvicorn.Server(config(app, host, port, **options)).serve()
+    await Server(config(app, host, port, **options)).serve()
 
 
-class _QuietServer(uvicorn.Server):
-    """A server that leaves the process's signal handlers alone (it runs inside another program)."""
+class _QuietServer(Server):
+    """A server that leaves the process's signal handlers and its heap alone (it runs inside
+    another program)."""
+
+    freeze_heap = False
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import sys
 
 import pytest
 import uvloop
@@ -81,3 +84,42 @@ def test_the_services_event_loop_is_uvloop() -> None:
 
     assert isinstance(run(which(), loop_factory=server.event_loop), uvloop.Loop)
     assert not isinstance(run(which()), uvloop.Loop)  # other commands: asyncio's own
+
+
+_FROZEN_PROBE = """
+import asyncio, gc, sys
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from exchange.http import server
+
+async def frozen(request):
+    return PlainTextResponse(str(gc.get_freeze_count()))
+
+app = Starlette(routes=[Route("/frozen", frozen)])
+asyncio.run(server.serve(app, "127.0.0.1", int(sys.argv[1])))
+"""
+
+
+async def test_a_served_process_leaves_its_start_up_heap_out_of_collections() -> None:
+    port = server.free_port()
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _FROZEN_PROBE, str(port))
+    try:
+        answer = b""
+        for _ in range(200):  # until it listens
+            with contextlib.suppress(ConnectionRefusedError):
+                answer = await _ask(f"http://127.0.0.1:{port}", "/frozen")
+                break
+            await asyncio.sleep(0.05)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        assert int(answer.rpartition(b"\r\n\r\n")[2]) > 1000  # the modules, the app, ...
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_a_server_inside_another_program_does_not_freeze_its_heap() -> None:
+    before = gc.get_freeze_count()
+    async with server.running(APP) as url:
+        assert (await _ask(url, "/x")).startswith(b"HTTP/1.1 200 ")
+    assert gc.get_freeze_count() == before
