@@ -30,9 +30,8 @@ from exchange.http.auth import Caller, principal
 from exchange.http.direct import DirectRoute, answered_by
 from exchange.http.errors import ErrorBody, HttpError
 
-router = APIRouter()
-#: the lookup by key, answered without FastAPI's parameter solving (:mod:`exchange.http.direct`)
-direct = APIRouter(route_class=DirectRoute)
+#: the lookup by key is answered without FastAPI's parameter solving (:mod:`exchange.http.direct`)
+router = APIRouter(route_class=DirectRoute)
 
 NOT_FOUND = "no record with this key"
 PurposeHeader = Annotated[
@@ -188,7 +187,7 @@ async def get_record(request: Request) -> Response:
     return await _answer(request, facts, purpose, decide)
 
 
-@direct.get(
+@router.get(
     "/v1/resources/{resource}/records/{key:path}",
     response_model=RecordAnswer,
     responses=_ERRORS,

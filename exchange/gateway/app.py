@@ -50,7 +50,7 @@ def gateway_app(
         title="gov-exchange query gateway",
         version="1",
         description=DESCRIPTION,
-        routers=[api.direct, api.router],  # the lookup first: api.router ends in a catch-all
+        routers=[api.router],
         gate=gate,
         metrics=metrics,
         lifespan=lifespan,
