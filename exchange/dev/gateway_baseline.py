@@ -30,9 +30,10 @@ from exchange.http.direct import DirectRoute, answered_by
 from exchange.http.metrics import HttpMetrics
 
 
-def baseline_app(store_path: Path, credentials: Path, catalog_dir: Path) -> object:
+def baseline_app(store_path: Path | None, credentials: Path, catalog_dir: Path) -> object:
+    """The baseline; with no ``store_path``, the stack alone (authenticated, answers ``{}``)."""
     catalog = load_catalog(catalog_dir)
-    store = LatestStore(store_path)
+    store = LatestStore(store_path) if store_path is not None else None
     parsed = {r.id: avro.parse(r.schema_) for r in catalog.resources.values()}
     source = {r.id: topics.source(r.provider, r.id) for r in catalog.resources.values()}
     router = APIRouter(route_class=DirectRoute)  # answered as the gateway's lookup is
@@ -40,6 +41,8 @@ def baseline_app(store_path: Path, credentials: Path, catalog_dir: Path) -> obje
     async def record(request: Request) -> Response:
         await principal(request)
         resource, key = request.path_params["resource"], request.path_params["key"]
+        if store is None:  # the HTTP stack and authentication alone
+            return JSONResponse({"resource": resource, "record": {}})
         framed = store.get(source[resource], key.encode()) if resource in source else None
         if framed is None:
             return JSONResponse({"error_code": 40401, "message": "not found"}, 404)
@@ -66,7 +69,9 @@ def baseline_app(store_path: Path, credentials: Path, catalog_dir: Path) -> obje
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument(
+        "--store", type=Path, help="the gateway's store; without it, the HTTP stack alone"
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--credentials-dir", type=Path, required=True)
     parser.add_argument("--catalog", type=Path, required=True)

@@ -1,20 +1,26 @@
 """Benchmark of the query gateway (接口调用) against a baseline measured in the same run.
 
-``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]``
+``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]
+[--profile DIR]``
 
 Starts an embedded broker (or uses ``EXCHANGE_BOOTSTRAP_SERVERS``), loads the sample
 catalog, gives hrss a data grant on population_basic with a mask and a row filter,
-publishes N records, and serves them twice, each in a process of its own:
+publishes N records, and serves them three times, each in a process of its own:
 
 * the gateway (``exchange gateway``): authentication, purpose, policy (view, mask, row
   filter), quota check, and an audit entry acknowledged by the broker per request;
 * the baseline (:mod:`exchange.dev.gateway_baseline`): the same SQLite store behind the
-  same HTTP stack and authentication, without policy or audit.
+  same HTTP stack and authentication, without policy or audit;
+* the stack (the baseline without a store): the HTTP stack and authentication alone,
+  the ceiling of any route served on it.
 
 wrk (Debian's ``wrk``, a C load generator in a process of its own) asks each for random
 keys over C keep-alive connections for S seconds, after a warm-up. Printed: requests per
-second and p99 latency of each, the ratios, the targets (≥ 2,000 lookups/s, p99 ≤ 20 ms)
-and the comparison with X-Road's ~110 requests/s through a pair of security servers.
+second and p99 latency of each, the CPU each server used per request (the figure the
+other programs on a shared machine disturb least), the broker's CPU and how busy the
+machine was, the ratios, the targets (≥ 2,000 lookups/s, p99 ≤ 20 ms) and the
+comparison with X-Road's ~110 requests/s through a pair of security servers. With
+``--profile DIR``, py-spy samples each server during its run (:mod:`.profiling`).
 """
 
 from __future__ import annotations
@@ -194,7 +200,7 @@ def run(records: int, seconds: int, connections: int, profile: Path | None = Non
         script.write_text(_LUA % {"keys": workdir / "keys.txt", "auth": auth})
         env = {**os.environ, **bus.environment(), "EXCHANGE_MASK_SECRET": "b" * 40}
         store, creds = workdir / "store.sqlite", workdir / "credentials"
-        gw_port, base_port = free_port(), free_port()
+        gw_port = free_port()
         procs.append(
             _serve(
                 [
@@ -214,29 +220,16 @@ def run(records: int, seconds: int, connections: int, profile: Path | None = Non
         )
         gateway = f"http://127.0.0.1:{gw_port}"
         _wait_healthy(gateway, procs[-1], records)
-        procs.append(
-            _serve(
-                [
-                    sys.executable,
-                    "-m",
-                    "exchange.dev.gateway_baseline",
-                    "--port",
-                    str(base_port),
-                    "--store",
-                    str(store),
-                    "--credentials-dir",
-                    str(creds),
-                    "--catalog",
-                    str(CATALOG_DIR),
-                ],
-                env,
-            )
-        )
-        baseline = f"http://127.0.0.1:{base_port}"
-        _wait_healthy_baseline(baseline, procs[-1])
+        baseline_command = [sys.executable, "-m", "exchange.dev.gateway_baseline"]
+        baseline_command += ["--credentials-dir", str(creds), "--catalog", str(CATALOG_DIR)]
+        servers = [("gateway", gateway, procs[0])]
+        for name, extra in (("baseline", ["--store", str(store)]), ("stack", [])):
+            port = free_port()
+            procs.append(_serve([*baseline_command, "--port", str(port), *extra], env))
+            _wait_healthy_baseline(f"http://127.0.0.1:{port}", procs[-1])
+            servers.insert(0, (name, f"http://127.0.0.1:{port}", procs[-1]))
         results = []
-        servers = (("baseline", baseline, procs[1]), ("gateway", gateway, procs[0]))
-        for name, url, proc in servers:
+        for name, url, proc in servers:  # stack, baseline, gateway
             _wrk(url, script, 3, connections, name)  # warm-up
             pids = (proc.pid, broker.process.pid if broker and broker.process else None)
             results.append(_wrk(url, script, seconds, connections, name, pids, profile))
@@ -264,7 +257,7 @@ def _wait_healthy_baseline(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def report(results: list[Run], connections: int) -> str:
-    base, gw = results
+    stack, base, gw = results
     lines = [
         f"wrk, 1 thread, {connections} connections, random keys; one run, same machine",
         f"{'':10} {'lookups/s':>10} {'p99 ms':>8} {'non-2xx':>8} {'server CPU ms/req':>18} "
@@ -276,7 +269,10 @@ def report(results: list[Run], connections: int) -> str:
             f"{r.broker_cores:13.2f} {r.machine_busy:12.0%}"
         )
     lines += [
-        f"gateway / baseline throughput: {gw.rps / base.rps:.2f}; p99: {gw.p99_ms / base.p99_ms:.2f}x",
+        f"gateway / baseline throughput: {gw.rps / base.rps:.2f}; p99: {gw.p99_ms / base.p99_ms:.2f}x; "
+        f"CPU per request: {gw.server_cpu_ms / base.server_cpu_ms:.2f}x",
+        f"baseline / stack throughput: {base.rps / stack.rps:.2f} (the stack: HTTP and "
+        "authentication alone, the ceiling of any route on it)",
         f"target ≥ {TARGET_RPS:.0f} lookups/s: {'met' if gw.rps >= TARGET_RPS else 'NOT met'} "
         f"({gw.rps / TARGET_RPS:.2f} of it); p99 ≤ {TARGET_P99_MS:.0f} ms: "
         f"{'met' if gw.p99_ms <= TARGET_P99_MS else 'NOT met'}",
@@ -302,7 +298,7 @@ def main() -> None:
     results = run(args.records, args.seconds, args.connections, args.profile)
     print(report(results, args.connections))
     if args.profile is not None:
-        print(f"profiles: {args.profile}/baseline.txt, {args.profile}/gateway.txt")
+        print(f"profiles: {args.profile}/{{stack,baseline,gateway}}.txt")
 
 
 if __name__ == "__main__":
