@@ -451,27 +451,51 @@ def compile_projection(
     Neighbouring kept fields are copied as one slice (a view keeping fields 3 to 8
     of the source copies ``body[o[3]:o[9]]``), and the loop over the plan is
     unrolled, so a typical view costs a few slices and one join per record.
+
+    The function is made by a factory compiled once per shape of plan (which
+    slices, which masked fields, with or without a prefix); views of one shape
+    differ only in the prefix, names and masks handed to the factory, so
+    recompiling thousands of views makes no Python source at all.
     """
-    src = _Source()
-    parts: list[str] = [src.const(prefix)] if prefix else []
+    shape: list[tuple[int, int] | str] = []  # (first, last) slices; "m" a masked field
+    args: list[Any] = [prefix] if prefix else []
     run: tuple[int, int] | None = None  # source fields first..last kept as one slice
-
-    def close_run() -> None:
-        if run is not None:
-            parts.append(f"buf[o[{run[0]}]:o[{run[1] + 1}]]")
-
     for name, i, mask, nullable in plan:
         if mask is None:
             if run is not None and run[1] + 1 == i:
                 run = (run[0], i)
             else:
-                close_run()
+                if run is not None:
+                    shape.append(run)
                 run = (i, i)
             continue
-        close_run()
+        if run is not None:
+            shape.append(run)
         run = None
-        parts.append(f"{src.const(_masked(mask, nullable))}(record[{src.const(name)}])")
-    close_run()
-    src.emit(0, "def render(buf, o, record):")
-    src.emit(1, f"return b''.join(({', '.join(parts)}{',' if len(parts) == 1 else ''}))")
-    return src.function("render", "<avroscan projection>")  # type: ignore[no-any-return]
+        shape.append("m")
+        args += (_masked(mask, nullable), name)
+    if run is not None:
+        shape.append(run)
+    factory = _projection_factory(bool(prefix), tuple(shape))
+    return factory(*args)  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=4096)
+def _projection_factory(prefixed: bool, shape: tuple[tuple[int, int] | str, ...]) -> Any:
+    """``make(prefix?, mask0, name0, mask1, name1, ...)`` returning the render function of
+    a plan of this shape (see :func:`compile_projection`)."""
+    params: list[str] = ["prefix"] if prefixed else []
+    parts: list[str] = list(params)
+    for item in shape:
+        if isinstance(item, str):  # "m": a masked field
+            m, n = f"m{len(params)}", f"n{len(params)}"
+            params += (m, n)
+            parts.append(f"{m}(record[{n}])")
+        else:
+            parts.append(f"buf[o[{item[0]}]:o[{item[1] + 1}]]")
+    src = _Source()
+    src.emit(0, f"def make({', '.join(params)}):")
+    src.emit(1, "def render(buf, o, record):")
+    src.emit(2, f"return b''.join(({', '.join(parts)}{',' if len(parts) == 1 else ''}))")
+    src.emit(1, "return render")
+    return src.function("make", "<avroscan projection>")

@@ -317,6 +317,12 @@ async def reconfigure_topics(bus: Connection, names: Iterable[str]) -> None:
         )
 
 
+def refresh_metadata(c: AIOKafkaConsumer) -> None:
+    """Ask for the cluster's metadata now, in the background (aiokafka has no public call
+    for this): a consumer subscribed by pattern sees topics created since its last ask."""
+    c._client.force_metadata_update()
+
+
 async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """The partitions of ``topic`` (refreshing the metadata once if unknown); [] if none."""
     partitions = c.partitions_for_topic(topic)

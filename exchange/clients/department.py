@@ -381,7 +381,7 @@ class Department:
                 fields=wanted,
                 legal_basis=legal_basis,
                 applied_at=event.at,
-                **self.state.book.applications[app_id].windows()[-1].due_facts(),
+                **self.state.book.applications[app_id].current_window().due_facts(),
                 event_id=event.event_id,
             ),
         )

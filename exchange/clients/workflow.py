@@ -53,7 +53,7 @@ class Department(Protocol):
 
 def stage_facts(app: Application, at: dt.datetime) -> dict[str, Any]:
     """Whether the step at ``at`` closes the stage under way within its time limit."""
-    window = app.windows()[-1]
+    window = app.current_window()
     facts: dict[str, Any] = {"stage": window.stage.value}
     if window.limit is None or window.end is not None:
         return facts

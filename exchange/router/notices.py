@@ -136,7 +136,7 @@ class Notices:
         for app in self.state.book.applications.values():
             if app.status is AppStatus.PENDING:
                 oldest = app.applied_at if oldest is None else min(oldest, app.applied_at)
-            window = app.windows()[-1]
+            window = app.current_window()
             due = window.due if window.end is None else None
             if due is None:
                 continue  # an outcome: nobody has to act

@@ -16,6 +16,7 @@ import datetime as dt
 import io
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import fastavro
@@ -67,6 +68,19 @@ class Decoder:
         return rec
 
 
+@dataclass(frozen=True)
+class _Compiling:
+    """What compiling one resource's views needs: the policy in force and the views of
+    the previous compile that may be reused as they are."""
+
+    catalog: Catalog
+    book: GrantBook
+    res: Resource
+    decoder: Decoder
+    now: dt.datetime
+    reusable: list[CompiledView]
+
+
 class ViewTable:
     """The compiled views and decoders of every catalog resource, for the grants in force.
 
@@ -98,6 +112,8 @@ class ViewTable:
         self._next_expiry: dt.datetime | None = None
         #: bumped by every recompile: who keeps something per view sees that they changed
         self.generation = 0
+        #: the master secret the views in ``views`` were compiled with
+        self._compiled_with: bytes | None = None
 
     @property
     def stale(self) -> bool:
@@ -122,10 +138,13 @@ class ViewTable:
         """True once a grant in force has reached its end: every view must be recompiled."""
         return self._next_expiry is not None and dt.datetime.now(dt.UTC) >= self._next_expiry
 
-    async def recompile(self, *, everything: bool = False) -> dt.datetime | None:
+    async def recompile(
+        self, *, everything: bool = False, reuse: bool = True
+    ) -> dt.datetime | None:
         """Compile the views from the catalog and grants in force; the time they hold for.
 
-        None: no catalog yet, so no view.
+        A view equal to one compiled before (same resource object, same secret) is kept
+        as it is unless ``reuse`` is False. None: no catalog yet, so no view.
         """
         started = time.perf_counter()
         only = None if everything else self._stale_resources
@@ -142,14 +161,22 @@ class ViewTable:
         else:
             views, decoders = dict(self.views), dict(self.decoders)
         new_topics: set[str] = set()
+        targets = book.all_targets(now)
+        same_secret = reuse and self._compiled_with == self.master_secret
         for res in catalog.resources.values():
             if only is not None and res.id in decoders and res.id not in only:
                 continue
             if res.schema_id not in self.state.registry:
                 await self.state.registry.refresh()
+            old = self.decoders.get(res.id)
+            # a view equal to the one compiled last time, of the same resource object under
+            # the same secret, is compiled already (an expiry recompiles every resource)
+            reusable = self.views.get(res.id, []) if same_secret and old and old.res is res else []
             decoders[res.id] = Decoder(res, self.state)
             views[res.id] = await self._compile(
-                catalog, book, res, decoders[res.id], now, new_topics
+                _Compiling(catalog, book, res, decoders[res.id], now, reusable),
+                targets.get(res.id, set()),
+                new_topics,
             )
             dlq = topics.dead_letter(res.id)
             if dlq not in self.known_topics:
@@ -158,34 +185,34 @@ class ViewTable:
             await kafka.ensure_topics(self.bus, new_topics, partitions=self.partitions)
             self.known_topics |= new_topics
         self.views, self.decoders = views, decoders
+        self._compiled_with = self.master_secret
         self.generation += 1
         self._next_expiry = book.next_expiry(now)
         self._reloaded(only, book, started, now)
         return now
 
     async def _compile(
-        self,
-        catalog: Catalog,
-        book: GrantBook,
-        res: Resource,
-        decoder: Decoder,
-        now: dt.datetime,
-        new_topics: set[str],
+        self, job: _Compiling, targets: set[str], new_topics: set[str]
     ) -> list[CompiledView]:
-        """The views of ``res``, one per entitled consumer; topics not made yet go to ``new_topics``."""
+        """The views of ``job.res``, one per consumer in ``targets`` entitled to it; topics
+        not made yet go to ``new_topics``."""
+        res, catalog = job.res, job.catalog
+        previous = {cv.consumer: cv for cv in job.reusable}
         compiled = []
-        for consumer in sorted(book.targets(res.id, now)):
+        for consumer in sorted(targets):
             if consumer == res.provider or consumer not in catalog.departments:
                 continue
-            view = compute_view(catalog, book, consumer, res.id, at=now)
+            view = compute_view(catalog, job.book, consumer, res.id, at=job.now)
             if view.denied:
                 continue
-            try:
-                cv = compile_view(res, view, self.master_secret, decoder.scanner)
-            except ExchangeError as exc:
-                # fail closed: a view that cannot be compiled delivers nothing
-                log.error("view of %s for %s not compiled: %s", res.id, consumer, exc)
-                continue
+            cv = previous.get(consumer)
+            if cv is None or cv.view != view:
+                try:
+                    cv = compile_view(res, view, self.master_secret, job.decoder.scanner)
+                except ExchangeError as exc:
+                    # fail closed: a view that cannot be compiled delivers nothing
+                    log.error("view of %s for %s not compiled: %s", res.id, consumer, exc)
+                    continue
             if cv.schema_id not in self.state.registry:
                 await self.state.registry.register(self.producer, cv.schema)
             if cv.topic not in self.known_topics:

@@ -108,12 +108,16 @@ class GrantBook:
     def targets(self, resource: str, at: dt.datetime) -> set[str]:
         """Consumers that asked for ``resource``: subscribed, or holding an active data grant
         (a verification grant, 核验, delivers nothing)."""
-        out = {c for (c, r) in self.subscriptions if r == resource}
-        out |= {
-            g.consumer
-            for g in self.grants.values()
-            if g.resource == resource and g.active(at) and not g.verify_only
-        }
+        return self.all_targets(at).get(resource, set())
+
+    def all_targets(self, at: dt.datetime) -> dict[str, set[str]]:
+        """:meth:`targets` of every resource, in one pass over the book (resource -> consumers)."""
+        out: dict[str, set[str]] = {}
+        for c, r in self.subscriptions:
+            out.setdefault(r, set()).add(c)
+        for g in self.grants.values():
+            if g.active(at) and not g.verify_only:
+                out.setdefault(g.resource, set()).add(g.consumer)
         return out
 
     def next_expiry(self, after: dt.datetime) -> dt.datetime | None:

@@ -290,6 +290,12 @@ class Application:
         limit = stages.limit_of(Stage.ANSWER, self.limits)
         return [Window(Stage.ANSWER, self.applied_at, self.answered_at, limit)]
 
+    def current_window(self) -> Window:
+        """The last of :meth:`windows` (the stage under way, or the outcome), cheaply."""
+        if self.steps:
+            return stages.last_window(self.steps, self.limits)
+        return self.windows()[-1]
+
     def _answer_window(self) -> Window | None:
         return next((w for w in self.windows() if w.stage is Stage.ANSWER), None)
 
@@ -327,7 +333,7 @@ class Application:
 
     def overdue_stage(self, at: dt.datetime) -> Window | None:
         """The stage under way, if it is past its due date at ``at``."""
-        last = self.windows()[-1]
+        last = self.current_window()
         return last if last.end is None and last.overdue(at) else None
 
     def path(self) -> list[dict[str, Any]]:

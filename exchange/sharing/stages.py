@@ -195,3 +195,13 @@ def windows(steps: tuple[Step, ...], limits: dict[str, int]) -> list[Window]:
         stage, start = step.to, step.at
     out.append(Window(stage, start, None, limit(stage)))
     return out
+
+
+def last_window(steps: tuple[Step, ...], limits: dict[str, int]) -> Window:
+    """The stage under way: the last of :func:`windows`, without building the others."""
+    stage, start = steps[-1].to, steps[-1].at
+    for step in reversed(steps[:-1]):  # earlier steps into the same stage extend it back
+        if step.to is not stage:
+            break
+        start = step.at
+    return Window(stage, start, None, limit_of(stage, limits))

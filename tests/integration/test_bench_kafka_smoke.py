@@ -45,7 +45,7 @@ async def test_every_row_is_measured_on_kafka(
     print(f"\nbench on a 1-node Kafka at a tiny size: {time.monotonic() - began:.1f} s")
     print("\n".join(lines))
     assert [r.name.split(" ")[0] for r in rows] == [
-        "1.", "1.", "2.", "2.", "3.", "4.", "4.", "4.", "5.", "6.",
+        "1.", "1.", "2.", "2.", "3.", "4.", "4.", "4.", "4.", "5.", "6.",
     ]  # fmt: skip
     assert {r.engine for r in rows} == {"kafka"}
     for r in rows:
