@@ -150,11 +150,11 @@ def _lookup(svc: GatewayService, access: Access, key: bytes) -> dict[str, Any] |
     return record if access.visible(record) else None
 
 
-async def get_record(request: Request) -> Response:
+async def answer_record(request: Request) -> Response:
     """``GET /v1/resources/{resource}/records/{key}``: the caller's view of the record.
 
     Answered directly (:class:`~exchange.http.direct.DirectRoute`): it is the route
-    asked thousands of times a second, and reads what :func:`record_route` declares.
+    asked thousands of times a second, and reads what :func:`get_record` declares.
     """
     caller = await principal(request)
     resource: str = request.path_params["resource"]
@@ -193,16 +193,16 @@ async def get_record(request: Request) -> Response:
     responses=_ERRORS,
     summary="The caller's view of the latest record with this key (接口调用)",
 )
-@answered_by(get_record)
-async def record_route(
+@answered_by(answer_record)
+async def get_record(
     resource: str,
     key: str,
     caller: Caller,
     x_purpose: PurposeHeader = None,
     purpose: PurposeQuery = None,
 ) -> RecordAnswer:
-    """Documents the route :func:`get_record` answers (its parameters, answers and errors)."""
-    raise AssertionError("answered by get_record")
+    """Documents the route :func:`answer_record` answers (its parameters, answers, errors)."""
+    raise AssertionError("answered by answer_record")
 
 
 @router.post(
