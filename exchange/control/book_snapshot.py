@@ -188,24 +188,53 @@ def _revive(cls: Any, d: dict[str, Any]) -> Any:
     return obj
 
 
+@dataclass(frozen=True)
+class BookCopy:
+    """What a snapshot holds of a grant book, taken at one moment: the containers copied,
+    their records shared (applications and grants are immutable; a change replaces them)."""
+
+    applications: list[Application]
+    grants: list[Grant]
+    subscriptions: list[tuple[str, str]]
+    accepted: list[str]
+    refused: dict[str, str]
+    current: list[list[str]]
+
+
+def capture(book: GrantBook) -> BookCopy:
+    """A copy of ``book`` that later changes to it do not touch; cheap (no record is
+    walked), so the router takes it on its event loop and encodes it in a thread."""
+    return BookCopy(
+        list(book.applications.values()),
+        list(book.grants.values()),
+        sorted(book.subscriptions),
+        sorted(book.accepted),
+        dict(book.refused),
+        [[c, r, g] for (c, r), g in book.current.items()],
+    )
+
+
 def encode(
-    book: GrantBook,
+    book: GrantBook | BookCopy,
     grants_offset: int,
     catalog_version: int,
     catalog_digest: str,
     writer: str,
     origin: tuple[str, int] = ("", 0),
 ) -> bytes:
-    """``origin``: the topic id of the ``gov.ctl.grants`` replayed and its first offset."""
+    """``origin``: the topic id of the ``gov.ctl.grants`` replayed and its first offset.
+
+    Given a :class:`BookCopy`, touches nothing else (safe in another thread)."""
+    copy = book if isinstance(book, BookCopy) else capture(book)
     document = json.dumps(
         {
             "format": 2,
-            "applications": _table(Application, book.applications.values()),
-            "grants": _table(Grant, book.grants.values()),
-            "subscriptions": sorted(book.subscriptions),
-            "accepted": sorted(book.accepted),
-            "refused": book.refused,
-            "current": [[c, r, g] for (c, r), g in book.current.items()],
+            "applications": _table(Application, copy.applications),
+            "grants": _table(Grant, copy.grants),
+            "subscriptions": copy.subscriptions,
+            "accepted": copy.accepted,
+            "refused": copy.refused,
+            "current": copy.current,
         },
         ensure_ascii=False,
         separators=(",", ":"),

@@ -45,8 +45,11 @@ async def keep_written(state: ControlState, producer: AIOKafkaProducer, writer: 
                     source = await load(state.bus, from_snapshot=False)
             if source is not None and source.snapshot is not None:
                 at = source.positions.get(topics.GRANTS, 0)
-                value = book_snapshot.encode(
-                    source.book,
+                # the copy on the loop (consistent with ``at``), the encoding (a 2 MB
+                # JSON document for 3,600 grants: 0.3-0.7 s) in a thread, off the loop
+                value = await asyncio.to_thread(
+                    book_snapshot.encode,
+                    book_snapshot.capture(source.book),
                     at,
                     source.snapshot.version,
                     source.snapshot.digest,

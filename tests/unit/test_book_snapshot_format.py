@@ -113,3 +113,18 @@ def test_a_row_that_does_not_fit_its_columns_is_refused() -> None:
     rec.update(book=zlib.compress(document), digest=hashlib.sha256(document).hexdigest())
     with pytest.raises(DecodeError, match="does not decode"):
         book_snapshot.decode(book_snapshot.CODEC.encode(rec))
+
+
+def test_a_captured_copy_encodes_the_book_as_it_was_whatever_changes_after() -> None:
+    book = _book()
+    before = book_snapshot.encode(book, 7, 3, "d" * 64, "router-1")
+    copy = book_snapshot.capture(book)
+    # the router's loop goes on changing the book while a thread encodes the copy
+    book.grants["GR-2"] = book.grants["GR-1"]
+    book.accepted.add("ev-4")
+    book.subscriptions.add(("police", "population_basic"))
+    book.refused["ev-5"] = "no such application"
+    book.current[("hrss", "population_basic")] = "GR-2"
+    del book.applications["APP-1"]
+    assert book_snapshot.encode(copy, 7, 3, "d" * 64, "router-1") == before
+    assert book_snapshot.encode(book, 7, 3, "d" * 64, "router-1") != before
