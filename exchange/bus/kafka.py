@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -29,6 +30,7 @@ from aiokafka import client as aiokafka_client
 from aiokafka import errors as aiokafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.partitioner import murmur2
 from aiokafka.protocol.metadata import MetadataRequest
 
 from exchange.bus import topic_config, topics
@@ -109,6 +111,29 @@ def producer(bus: Connection, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+class FewKeysPartitioner:
+    """Kafka's default partitioner (murmur2 of the key), remembering the partitions of the
+    last ``size`` keys: for a producer that writes a few keys many times (an audit writer
+    writes one: its chain's id), where hashing each record in pure Python shows in a
+    profile. Keyless records go to a random available partition, as by default."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._known: dict[tuple[bytes, tuple[int, ...]], int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(random.choice(available or all_partitions))  # noqa: S311 (spread, not secrecy)
+        spot = (key, tuple(all_partitions))
+        partition = self._known.get(spot)
+        if partition is None:
+            if len(self._known) >= self.size:
+                self._known.clear()
+            partition = all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
+            self._known[spot] = partition
+        return partition
 
 
 def consumer(bus: Connection, *topics: str, **overrides: Any) -> AIOKafkaConsumer:

@@ -110,10 +110,19 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine, turning the bus's errors into a clear message and exit code 2."""
+def run(
+    coro: Coroutine[Any, Any, T],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run a coroutine, turning the bus's errors into a clear message and exit code 2.
+
+    ``loop_factory``: the event loop to run it on (the HTTP services pass
+    :func:`exchange.http.server.event_loop`, uvloop's); default asyncio's own.
+    """
     try:
-        return asyncio.run(coro)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro)
     except CatalogErrors as exc:
         raise fail(str(exc)) from None
     except ExchangeError as exc:

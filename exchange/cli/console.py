@@ -165,7 +165,7 @@ def _serve(settings: ConsoleSettings, principals: Principals, host: str, port: i
         f"console on http://{shown}:{port} for {len(book.accounts)} account(s), following {bus}; "
         "Ctrl-C stops it"
     )
-    run(server.serve(web, host, port))
+    run(server.serve(web, host, port), loop_factory=server.event_loop)
 
 
 def _check_password_files(principals: Principals, departments: set[str]) -> None:

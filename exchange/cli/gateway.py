@@ -83,4 +83,4 @@ def gateway(
     app = gateway_app(bus, auth.Gate(checker), path, secret.value, partitions=s.partitions)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"gateway on http://{shown}:{port} following {bus}; store {path}; Ctrl-C stops it")
-    run(server.serve(app, host, port))
+    run(server.serve(app, host, port), loop_factory=server.event_loop)

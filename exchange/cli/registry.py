@@ -93,4 +93,4 @@ def registry(
     app = registry_app(bus, auth.Gate(checker, anonymous=anonymous, throttle=throttle))
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"schema registry on http://{shown}:{port} following {bus}; Ctrl-C stops it")
-    run(server.serve(app, host, port))
+    run(server.serve(app, host, port), loop_factory=server.event_loop)

@@ -11,9 +11,10 @@ per request) is what the benchmark's ratio measures.
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from exchange.avro import schema as avro
@@ -24,19 +25,24 @@ from exchange.catalog.loader import load_catalog
 from exchange.gateway.store import LatestStore
 from exchange.http import server
 from exchange.http.app import create_app
-from exchange.http.auth import Caller, Gate, PasswordFiles
+from exchange.http.auth import Caller, Gate, PasswordFiles, principal
+from exchange.http.direct import DirectRoute, answered_by
 from exchange.http.metrics import HttpMetrics
 
 
-def baseline_app(store_path: Path, credentials: Path, catalog_dir: Path) -> object:
+def baseline_app(store_path: Path | None, credentials: Path, catalog_dir: Path) -> object:
+    """The baseline; with no ``store_path``, the stack alone (authenticated, answers ``{}``)."""
     catalog = load_catalog(catalog_dir)
-    store = LatestStore(store_path)
+    store = LatestStore(store_path) if store_path is not None else None
     parsed = {r.id: avro.parse(r.schema_) for r in catalog.resources.values()}
     source = {r.id: topics.source(r.provider, r.id) for r in catalog.resources.values()}
-    router = APIRouter()
+    router = APIRouter(route_class=DirectRoute)  # answered as the gateway's lookup is
 
-    @router.get("/v1/resources/{resource}/records/{key}")
-    async def record(resource: str, key: str, caller: Caller) -> JSONResponse:
+    async def record(request: Request) -> Response:
+        await principal(request)
+        resource, key = request.path_params["resource"], request.path_params["key"]
+        if store is None:  # the HTTP stack and authentication alone
+            return JSONResponse({"resource": resource, "record": {}})
         framed = store.get(source[resource], key.encode()) if resource in source else None
         if framed is None:
             return JSONResponse({"error_code": 40401, "message": "not found"}, 404)
@@ -44,6 +50,11 @@ def baseline_app(store_path: Path, credentials: Path, catalog_dir: Path) -> obje
         return JSONResponse(
             {"resource": resource, "record": to_jsonable(wire.decode(parsed[resource], body))}
         )
+
+    @router.get("/v1/resources/{resource}/records/{key}")
+    @answered_by(record)
+    async def record_route(resource: str, key: str, caller: Caller) -> JSONResponse:
+        raise AssertionError("answered by record")
 
     return create_app(
         service="baseline",
@@ -58,15 +69,16 @@ def baseline_app(store_path: Path, credentials: Path, catalog_dir: Path) -> obje
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument(
+        "--store", type=Path, help="the gateway's store; without it, the HTTP stack alone"
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--credentials-dir", type=Path, required=True)
     parser.add_argument("--catalog", type=Path, required=True)
     args = parser.parse_args()
-    import asyncio
-
     app = baseline_app(args.store, args.credentials_dir, args.catalog)
-    asyncio.run(server.serve(app, "127.0.0.1", args.port))
+    with asyncio.Runner(loop_factory=server.event_loop) as runner:  # as the gateway's
+        runner.run(server.serve(app, "127.0.0.1", args.port))
 
 
 if __name__ == "__main__":

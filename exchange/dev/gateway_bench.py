@@ -1,20 +1,26 @@
 """Benchmark of the query gateway (接口调用) against a baseline measured in the same run.
 
-``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]``
+``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]
+[--profile DIR]``
 
 Starts an embedded broker (or uses ``EXCHANGE_BOOTSTRAP_SERVERS``), loads the sample
 catalog, gives hrss a data grant on population_basic with a mask and a row filter,
-publishes N records, and serves them twice, each in a process of its own:
+publishes N records, and serves them three times, each in a process of its own:
 
 * the gateway (``exchange gateway``): authentication, purpose, policy (view, mask, row
   filter), quota check, and an audit entry acknowledged by the broker per request;
 * the baseline (:mod:`exchange.dev.gateway_baseline`): the same SQLite store behind the
-  same HTTP stack and authentication, without policy or audit.
+  same HTTP stack and authentication, without policy or audit;
+* the stack (the baseline without a store): the HTTP stack and authentication alone,
+  the ceiling of any route served on it.
 
 wrk (Debian's ``wrk``, a C load generator in a process of its own) asks each for random
 keys over C keep-alive connections for S seconds, after a warm-up. Printed: requests per
-second and p99 latency of each, the ratios, the targets (≥ 2,000 lookups/s, p99 ≤ 20 ms)
-and the comparison with X-Road's ~110 requests/s through a pair of security servers.
+second and p99 latency of each, the CPU each server used per request (the figure the
+other programs on a shared machine disturb least), the broker's CPU and how busy the
+machine was, the ratios, the targets (≥ 2,000 lookups/s, p99 ≤ 20 ms) and the
+comparison with X-Road's ~110 requests/s through a pair of security servers. With
+``--profile DIR``, py-spy samples each server during its run (:mod:`.profiling`).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from exchange.catalog.model import Catalog
 from exchange.clients.department import Department
 from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store
-from exchange.dev import sample
+from exchange.dev import profiling, sample
 from exchange.dev.broker import given_or_embedded
 from exchange.http.server import free_port
 
@@ -69,6 +75,30 @@ class Run:
     rps: float
     p99_ms: float
     non_2xx: int
+    #: CPU the server used per request answered (ms); the broker's share of the run (cores)
+    server_cpu_ms: float = 0.0
+    broker_cores: float = 0.0
+    #: how busy the machine was during the run, all its cores (0 to 1)
+    machine_busy: float = 0.0
+
+
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far; 0 if unknown (not Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine() -> tuple[int, int]:
+    """(busy, total) clock ticks of every core so far, from /proc/stat; (0, 0) if unknown."""
+    try:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 async def _prepare(bus: Connection, workdir: Path, n: int) -> list[str]:
@@ -110,24 +140,51 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], records: int | None) 
     raise SystemExit(f"{url} did not become healthy with {records} records in 120 s")
 
 
-def _wrk(url: str, script: Path, seconds: int, connections: int, name: str) -> Run:
+def _wrk(
+    url: str,
+    script: Path,
+    seconds: int,
+    connections: int,
+    name: str,
+    pids: tuple[int, int | None] = (0, None),
+    profile: Path | None = None,
+) -> Run:
+    """wrk against ``url`` (served by ``pids[0]``, broker ``pids[1]``); with ``profile``, py-spy
+    samples that server meanwhile into that folder."""
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    server, broker = pids
+    spy = None if profile is None else profiling.start(server, profile / name, seconds)
+    cpu, broker_cpu, machine, started = _cpu_s(server), _cpu_s(broker), _machine(), time.monotonic()
     out = subprocess.run(
         [*command, "-s", str(script), url], capture_output=True, text=True, check=True
     ).stdout
+    elapsed = time.monotonic() - started
+    cpu, broker_cpu = _cpu_s(server) - cpu, _cpu_s(broker) - broker_cpu
+    busy, total = (now - then for now, then in zip(_machine(), machine, strict=True))
+    if spy is not None:
+        profiling.finish(spy)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     assert m is not None, out
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return Run(name, rps, p99, int(bad.group(1)) if bad else 0)
+    answered = rps * elapsed
+    return Run(
+        name,
+        rps,
+        p99,
+        int(bad.group(1)) if bad else 0,
+        server_cpu_ms=1000 * cpu / answered if answered else 0.0,
+        broker_cores=broker_cpu / elapsed,
+        machine_busy=busy / total if total else 0.0,
+    )
 
 
 def _serve(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run(records: int, seconds: int, connections: int) -> list[Run]:
+def run(records: int, seconds: int, connections: int, profile: Path | None = None) -> list[Run]:
     if shutil.which("wrk") is None:
         raise SystemExit(
             "wrk is not installed: apt-get install wrk (tests/services/require-packages.sh does)"
@@ -143,7 +200,7 @@ def run(records: int, seconds: int, connections: int) -> list[Run]:
         script.write_text(_LUA % {"keys": workdir / "keys.txt", "auth": auth})
         env = {**os.environ, **bus.environment(), "EXCHANGE_MASK_SECRET": "b" * 40}
         store, creds = workdir / "store.sqlite", workdir / "credentials"
-        gw_port, base_port = free_port(), free_port()
+        gw_port = free_port()
         procs.append(
             _serve(
                 [
@@ -163,30 +220,19 @@ def run(records: int, seconds: int, connections: int) -> list[Run]:
         )
         gateway = f"http://127.0.0.1:{gw_port}"
         _wait_healthy(gateway, procs[-1], records)
-        procs.append(
-            _serve(
-                [
-                    sys.executable,
-                    "-m",
-                    "exchange.dev.gateway_baseline",
-                    "--port",
-                    str(base_port),
-                    "--store",
-                    str(store),
-                    "--credentials-dir",
-                    str(creds),
-                    "--catalog",
-                    str(CATALOG_DIR),
-                ],
-                env,
-            )
-        )
-        baseline = f"http://127.0.0.1:{base_port}"
-        _wait_healthy_baseline(baseline, procs[-1])
+        baseline_command = [sys.executable, "-m", "exchange.dev.gateway_baseline"]
+        baseline_command += ["--credentials-dir", str(creds), "--catalog", str(CATALOG_DIR)]
+        servers = [("gateway", gateway, procs[0])]
+        for name, extra in (("baseline", ["--store", str(store)]), ("stack", [])):
+            port = free_port()
+            procs.append(_serve([*baseline_command, "--port", str(port), *extra], env))
+            _wait_healthy_baseline(f"http://127.0.0.1:{port}", procs[-1])
+            servers.insert(0, (name, f"http://127.0.0.1:{port}", procs[-1]))
         results = []
-        for name, url in (("baseline", baseline), ("gateway", gateway)):
+        for name, url, proc in servers:  # stack, baseline, gateway
             _wrk(url, script, 3, connections, name)  # warm-up
-            results.append(_wrk(url, script, seconds, connections, name))
+            pids = (proc.pid, broker.process.pid if broker and broker.process else None)
+            results.append(_wrk(url, script, seconds, connections, name, pids, profile))
         return results
     finally:
         for proc in procs:
@@ -211,15 +257,22 @@ def _wait_healthy_baseline(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def report(results: list[Run], connections: int) -> str:
-    base, gw = results
+    stack, base, gw = results
     lines = [
         f"wrk, 1 thread, {connections} connections, random keys; one run, same machine",
-        f"{'':10} {'lookups/s':>10} {'p99 ms':>8} {'non-2xx':>8}",
+        f"{'':10} {'lookups/s':>10} {'p99 ms':>8} {'non-2xx':>8} {'server CPU ms/req':>18} "
+        f"{'broker cores':>13} {'machine busy':>13}",
     ]
     for r in results:
-        lines.append(f"{r.name:10} {r.rps:10.0f} {r.p99_ms:8.2f} {r.non_2xx:8d}")
+        lines.append(
+            f"{r.name:10} {r.rps:10.0f} {r.p99_ms:8.2f} {r.non_2xx:8d} {r.server_cpu_ms:18.3f} "
+            f"{r.broker_cores:13.2f} {r.machine_busy:12.0%}"
+        )
     lines += [
-        f"gateway / baseline throughput: {gw.rps / base.rps:.2f}; p99: {gw.p99_ms / base.p99_ms:.2f}x",
+        f"gateway / baseline throughput: {gw.rps / base.rps:.2f}; p99: {gw.p99_ms / base.p99_ms:.2f}x; "
+        f"CPU per request: {gw.server_cpu_ms / base.server_cpu_ms:.2f}x",
+        f"baseline / stack throughput: {base.rps / stack.rps:.2f} (the stack: HTTP and "
+        "authentication alone, the ceiling of any route on it)",
         f"target ≥ {TARGET_RPS:.0f} lookups/s: {'met' if gw.rps >= TARGET_RPS else 'NOT met'} "
         f"({gw.rps / TARGET_RPS:.2f} of it); p99 ≤ {TARGET_P99_MS:.0f} ms: "
         f"{'met' if gw.p99_ms <= TARGET_P99_MS else 'NOT met'}",
@@ -234,9 +287,18 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each server with py-spy during its measured run: DIR/<name>.txt says "
+        "where its time went, DIR/<name>.folded holds the stacks",
+    )
     args = parser.parse_args()
-    results = run(args.records, args.seconds, args.connections)
+    results = run(args.records, args.seconds, args.connections, args.profile)
     print(report(results, args.connections))
+    if args.profile is not None:
+        print(f"profiles: {args.profile}/{{stack,baseline,gateway}}.txt")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -26,10 +26,12 @@ from exchange.gateway.openapi import caller_document
 from exchange.gateway.quota import OverQuota
 from exchange.gateway.request_audit import RequestFacts
 from exchange.gateway.service import GatewayService
-from exchange.http.auth import Caller
+from exchange.http.auth import Caller, principal
+from exchange.http.direct import DirectRoute, answered_by
 from exchange.http.errors import ErrorBody, HttpError
 
-router = APIRouter()
+#: the lookup by key is answered without FastAPI's parameter solving (:mod:`exchange.http.direct`)
+router = APIRouter(route_class=DirectRoute)
 
 NOT_FOUND = "no record with this key"
 PurposeHeader = Annotated[
@@ -82,8 +84,8 @@ async def _answer(
     request: Request,
     facts: RequestFacts,
     purpose: tuple[str | None, str | None],
-    decide: Callable[[GatewayService], Awaitable[JSONResponse]],
-) -> JSONResponse:
+    decide: Callable[[GatewayService], Awaitable[Response]],
+) -> Response:
     """Run ``decide``, audit what it did (acknowledged), then answer; refusals too."""
     started = time.perf_counter()
     svc = _service(request)
@@ -148,23 +150,18 @@ def _lookup(svc: GatewayService, access: Access, key: bytes) -> dict[str, Any] |
     return record if access.visible(record) else None
 
 
-@router.get(
-    "/v1/resources/{resource}/records/{key:path}",
-    response_model=RecordAnswer,
-    responses=_ERRORS,
-    summary="The caller's view of the latest record with this key (接口调用)",
-)
-async def get_record(
-    resource: str,
-    key: str,
-    request: Request,
-    caller: Caller,
-    x_purpose: PurposeHeader = None,
-    purpose: PurposeQuery = None,
-) -> JSONResponse:
+async def answer_record(request: Request) -> Response:
+    """``GET /v1/resources/{resource}/records/{key}``: the caller's view of the record.
+
+    Answered directly (:class:`~exchange.http.direct.DirectRoute`): it is the route
+    asked thousands of times a second, and reads what :func:`get_record` declares.
+    """
+    caller = await principal(request)
+    resource: str = request.path_params["resource"]
+    key: str = request.path_params["key"]
     facts = RequestFacts(Action.RECORD_QUERIED, caller.name, resource)
 
-    async def decide(svc: GatewayService) -> JSONResponse:
+    async def decide(svc: GatewayService) -> Response:
         raw = checks.check_key(key)
         facts.key = raw
         access = svc.access.access(caller.name, resource)
@@ -186,7 +183,26 @@ async def get_record(
             }
         )
 
-    return await _answer(request, facts, (x_purpose, purpose), decide)
+    purpose = (request.headers.get("x-purpose"), request.query_params.get("purpose"))
+    return await _answer(request, facts, purpose, decide)
+
+
+@router.get(
+    "/v1/resources/{resource}/records/{key:path}",
+    response_model=RecordAnswer,
+    responses=_ERRORS,
+    summary="The caller's view of the latest record with this key (接口调用)",
+)
+@answered_by(answer_record)
+async def get_record(
+    resource: str,
+    key: str,
+    caller: Caller,
+    x_purpose: PurposeHeader = None,
+    purpose: PurposeQuery = None,
+) -> RecordAnswer:
+    """Documents the route :func:`answer_record` answers (its parameters, answers, errors)."""
+    raise AssertionError("answered by answer_record")
 
 
 @router.post(
@@ -202,10 +218,10 @@ async def verify(
     body: Annotated[VerifyRequest, Body()],
     x_purpose: PurposeHeader = None,
     purpose: PurposeQuery = None,
-) -> JSONResponse:
+) -> Response:
     facts = RequestFacts(Action.RECORD_VERIFIED, caller.name, resource)
 
-    async def decide(svc: GatewayService) -> JSONResponse:
+    async def decide(svc: GatewayService) -> Response:
         access = svc.access.access(caller.name, resource)
         res = access.resource
         facts.provider, facts.grant_id = res.provider, _grant_id(access)

@@ -107,7 +107,10 @@ class GatewayService(AsyncService):
 
     async def start(self) -> None:
         self.store = await asyncio.to_thread(LatestStore, self.store_path)
-        self._producer = kafka.producer(self.bus, linger_ms=LINGER_MS)
+        # one key (the chain's id): its partition is hashed once, not per request
+        self._producer = kafka.producer(
+            self.bus, linger_ms=LINGER_MS, partitioner=kafka.FewKeysPartitioner()
+        )
         await self._producer.start()
         await self._follow_control()
         self._writer = AuditWriter(

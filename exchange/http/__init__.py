@@ -5,8 +5,10 @@ principal it is (:mod:`.auth`: HTTP basic, checked against the same users as
 the broker; :mod:`.signed`: requests signed with a department's registered key,
 replay-protected), the one error format (:mod:`.errors`: Confluent's
 ``{"error_code", "message"}``), request metrics for Prometheus
-(:mod:`.metrics`) and serving with uvicorn (:mod:`.server`). Each service (the
-Schema Registry–compatible API in :mod:`exchange.registry`, later the query
-gateway and the web console) is a small module of routes on top. It may import
+(:mod:`.metrics`), serving with uvicorn on httptools and uvloop (:mod:`.server`)
+and routes answered without FastAPI's parameter solving where it counts
+(:mod:`.direct`). Each service (the Schema Registry–compatible API in
+:mod:`exchange.registry`, later the query gateway and the web console) is a
+small module of routes on top. It may import
 the bus and control layers; nothing below it imports it.
 """

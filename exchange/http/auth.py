@@ -31,6 +31,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
 import time
@@ -77,22 +78,51 @@ class Authenticator(Protocol):
         ...
 
 
+_RACY_NS = 2_000_000_000
+
+
 class PasswordFiles:
-    """Passwords from ``<directory>/<user>.password``, the files ``exchange acls --apply`` writes."""
+    """Passwords from ``<directory>/<user>.password``, the files ``exchange acls --apply`` writes.
+
+    A file is read again only when it changed (its inode, size or modification time):
+    every request costs one ``stat``, and a password changed or a file deleted
+    counts from the next request on.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._read: dict[str, tuple[tuple[int, int, int], bytes]] = {}
 
     async def check(self, user: str, password: str) -> bool:
-        path = self.directory / f"{user}.password"
-        try:
-            # a few bytes from the page cache: harmless on the event loop
-            expected = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            expected = secrets.token_urlsafe(24)  # compare anyway: no timing difference
-            hmac.compare_digest(expected.encode(), password.encode())
+        expected = self._expected(user)
+        if expected is None:
+            decoy = secrets.token_urlsafe(24).encode()  # compare anyway: no timing difference
+            hmac.compare_digest(decoy, password.encode())
             return False
-        return bool(expected) and hmac.compare_digest(expected.encode(), password.encode())
+        return bool(expected) and hmac.compare_digest(expected, password.encode())
+
+    def _expected(self, user: str) -> bytes | None:
+        """``user``'s password as its file holds it now (None: no such file, or unreadable)."""
+        path = os.path.join(self.directory, f"{user}.password")
+        try:
+            st = os.stat(path)
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            known = self._read.get(user)
+            if known is not None and known[0] == stamp:
+                return known[1]
+            # a few bytes from the page cache: harmless on the event loop
+            with open(path, encoding="utf-8") as f:
+                expected = f.read().strip().encode()
+        except (OSError, UnicodeDecodeError):
+            self._read.pop(user, None)
+            return None
+        if len(self._read) > 10_000:  # bounded: user names come from requests
+            self._read.clear()
+        # a file changed within the last seconds may change again within the clock's
+        # granularity without its stamp changing ("racy", as git calls it): read it again
+        if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+            self._read[user] = (stamp, expected)
+        return expected
 
 
 class BrokerLogin:
