@@ -203,6 +203,9 @@ class Connector(ABC):
     """One connector: a source or a sink between a department system and the bus."""
 
     kind: ClassVar[str]
+    #: True: :meth:`poll` hands its batch to a write that runs while the next batch is read,
+    #: and :meth:`flush` (which :meth:`step` then leaves out) waits for what was handed over
+    pipelined: ClassVar[bool] = False
 
     def __init__(self, name: str, metrics: ConnectorMetrics | None = None) -> None:
         self.name = name
@@ -249,7 +252,8 @@ class Connector(ABC):
         started = time.perf_counter()
         n = await self.poll()
         if n:
-            await self.flush()
+            if not self.pipelined:
+                await self.flush()
             self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
             self.metrics.rows.labels(self.name).inc(n)
             self.progress.sample(time.monotonic())

@@ -9,7 +9,12 @@ fastavro for schemas with arrays, maps or nested records). Per batch::
     fetch ─▶ decode ─▶ upsert every row in one transaction ─▶ COMMIT ─▶ commit Kafka offsets
 
 so a crash before the database commit loses nothing (the batch is read
-again) and a crash between the two commits only repeats upserts.
+again) and a crash between the two commits only repeats upserts. The write
+of a batch (upsert, COMMIT, offsets) runs while the next batch is fetched and
+decoded, so the database's work and the sink's overlap; batches are still
+written one at a time, in order, and a fetch that finds nothing waits for the
+last write first. A write that fails fails the sink at its next step, and
+nothing of that batch or after it is committed.
 
 **Upsert key.** The table's primary key ``gov_key`` is the record's Kafka key:
 the resource's key field (``certificate_no``), or, when the view does not
@@ -39,8 +44,10 @@ kept. A field that appears later (a new grant) gets its column added.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +85,8 @@ from exchange.control.state import ControlState
 from exchange.errors import DecodeError, UnknownResource
 from exchange.sharing.policy import compute_view, view_schema
 
+log = logging.getLogger(__name__)
+
 
 def expected_schema(
     state: ControlState, department: str, resource: str, spot: Spot, name: str
@@ -111,6 +120,7 @@ def expected_schema(
 
 class DbSink(Connector):
     kind = "db_sink"
+    pipelined = True  # a batch is written while the next is fetched and decoded
 
     def __init__(
         self,
@@ -144,6 +154,8 @@ class DbSink(Connector):
         self._ready_setup = False
         self._written = 0
         self._committed: dict[int, int] = {}
+        #: the write of the batch handed over last (upsert, commits), while the next is read
+        self._writing: asyncio.Task[None] | None = None
         #: how records are read into rows, by their first five bytes (magic byte, schema id)
         self._readers: dict[bytes, RowReader] = {}
 
@@ -270,6 +282,10 @@ class DbSink(Connector):
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         try:
+            try:  # the batch handed over last is written and committed, or rolled back
+                await self.flush()
+            except Exception as exc:
+                log.warning("sink %s: its last batch was not written: %s", self.name, exc)
             if consumer is not None:
                 await consumer.stop()
         finally:
@@ -377,10 +393,12 @@ class DbSink(Connector):
         if not self.ready and self._consumer.assignment():
             self.ready = True
         if not fetched:
+            await self.flush()  # nothing more came: the last batch's write is finished
             return 0
         batch = SinkBatch()
         received = now_for(self.db)
         count = 0
+        offsets: dict[TopicPartition, int] = {}
         readers, upsert = self._readers, batch.upsert
         for tp, records in fetched.items():
             count += len(records)
@@ -389,16 +407,30 @@ class DbSink(Connector):
                 if value is None:
                     self._tombstone(batch, rec, received)
                     continue
-                read = readers.get(value[:HEADER_SIZE]) or await self._reader(rec)
+                read = readers.get(value[:HEADER_SIZE])
+                if read is None:  # a new schema may add columns: not during a write
+                    await self.flush()
+                    read = await self._reader(rec)
                 upsert(self._row(read, rec, received))
-            self._offsets[tp] = records[-1].offset + 1
+            offsets[tp] = records[-1].offset + 1
         self.metrics.rows_read.labels(self.name).inc(count)
         self.progress.rows_read += count
         columns = [*TECHNICAL, *self._fields]
+        await self.flush()  # one write at a time, in order
+        self._writing = asyncio.create_task(
+            self._write(batch, columns, offsets), name=f"sink-write-{self.name}"
+        )
+        return count
+
+    async def _write(
+        self, batch: SinkBatch, columns: list[str], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Upsert ``batch`` in one transaction, COMMIT, then commit ``offsets``."""
         self._written = await batch.apply(self.db, self.cfg.table, columns)
         if batch.deleted:
             self.metrics.deleted.labels(self.name).inc(batch.deleted)
-        return count
+        self._offsets.update(offsets)
+        await self._commit()
 
     def _tombstone(self, batch: SinkBatch, rec: Any, received: Any) -> None:
         """A record with no value: a grant's retraction, or the deletion of a key."""
@@ -459,6 +491,12 @@ class DbSink(Connector):
         return f"{rec.topic}[{rec.partition}]@{rec.offset}"
 
     async def flush(self) -> None:
+        """Wait for the write of the batch handed over last; raises what failed it."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    async def _commit(self) -> None:
         if not self._offsets:
             return
         await self.db.commit()
