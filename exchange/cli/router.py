@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from exchange import heap
 from exchange.cli.common import BootstrapOption, connection, guarded, run, settings
 from exchange.cli.serving import (
     ClientLogLevelOption,
@@ -87,6 +88,7 @@ def router(
         if secret.origin != "EXCHANGE_MASK_SECRET":
             typer.secho(f"note: {secret.origin}", fg=typer.colors.YELLOW, err=True)
         await r.start()
+        heap.freeze()  # catalog, grants and views: out of every later full collection
         typer.echo(
             f"router {r.instance} running on {bus} (group {r.group}; mask secret fingerprint "
             f"{secret.fingerprint}); Ctrl-C stops it"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -21,6 +20,8 @@ import httptools
 import uvicorn
 import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from exchange import heap
 
 #: the longest request head (request line and headers) read: h11's default, 16 KiB
 MAX_HEAD_BYTES = 16 * 1024
@@ -91,8 +92,7 @@ class Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and self.freeze_heap:
-            gc.collect()
-            gc.freeze()
+            heap.freeze()
 
 
 async def serve(app: Any, host: str, port: int, **options: Any) -> None:
