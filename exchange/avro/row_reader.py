@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from exchange.avro import wire
-from exchange.avro.scan import _read_long
+from exchange.avro.scan import _read_long, _Source
 from exchange.errors import DecodeError
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -76,27 +76,19 @@ def _kind(t: Any, named: dict[str, tuple[Any, ...]]) -> tuple[Any, ...]:
     raise _Unsupported(str(t))
 
 
-class _Source:
-    """The generated function's lines, and the names they refer to (no value is spliced)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.names: dict[str, Any] = {
-            "DecodeError": DecodeError,
-            "_read_long": _read_long,
-            "_fromordinal": dt.date.fromordinal,
-            "_timedelta": dt.timedelta,
-            "_EPOCH": EPOCH,
-            "_from_bytes": int.from_bytes,
-        }
-
-    def emit(self, depth: int, line: str) -> None:
-        self.lines.append("    " * depth + line)
-
-    def name(self, prefix: str, value: Any) -> str:
-        key = f"_{prefix}{len(self.names)}"
-        self.names[key] = value
-        return key
+def _source() -> _Source:
+    """The generated function's builder (the scanner's), with the names every reader uses."""
+    src = _Source()
+    src.consts.update(
+        DecodeError=DecodeError,
+        _read_long=_read_long,
+        _fromordinal=dt.date.fromordinal,
+        _timedelta=dt.timedelta,
+        _EPOCH=EPOCH,
+        _from_bytes=int.from_bytes,
+        struct_error=struct.error,
+    )
+    return src
 
 
 def _emit_varint(src: _Source, d: int, into: str) -> None:
@@ -138,7 +130,7 @@ def _emit_read(src: _Source, kind: tuple[Any, ...], v: str, d: int) -> None:
         src.emit(d, "pos = end")
     elif what == "decimal":
         scale, precision = detail
-        ctx = src.name("ctx", decimal.Context(prec=precision))
+        ctx = src.const(decimal.Context(prec=precision))
         _emit_slice(src, d)
         src.emit(d, f"{v} = {ctx}.create_decimal(_from_bytes(buf[pos:end], 'big', signed=True))")
         src.emit(d, f"{v} = {v}.scaleb({-scale}, {ctx})")
@@ -155,7 +147,7 @@ def _emit_read(src: _Source, kind: tuple[Any, ...], v: str, d: int) -> None:
         _emit_varint(src, d, v)
         src.emit(d, f"{v} = _EPOCH + _timedelta(0, {v} // 1000000, {v} % 1000000)")
     elif what == "enum":
-        symbols = src.name("symbols", detail)
+        symbols = src.const(detail)
         _emit_varint(src, d, "n")
         src.emit(d, f"if not 0 <= n < {len(detail)}:")
         src.emit(d + 1, 'raise DecodeError(f"enum index {n} out of range")')
@@ -167,7 +159,7 @@ def _emit_read(src: _Source, kind: tuple[Any, ...], v: str, d: int) -> None:
         src.emit(d, f"{v} = b == 1")
         src.emit(d, "pos += 1")
     elif what in ("float", "double"):
-        unpack = src.name("unpack", struct.Struct("<f" if what == "float" else "<d").unpack_from)
+        unpack = src.const(struct.Struct("<f" if what == "float" else "<d").unpack_from)
         src.emit(d, f"{v} = {unpack}(buf, pos)[0]")
         src.emit(d, f"pos += {4 if what == 'float' else 8}")
     elif what == "null":
@@ -198,7 +190,7 @@ def compile_reader(
     except (_Unsupported, KeyError, TypeError, ValueError):
         return None
     position = {f["name"]: i for i, f in enumerate(schema["fields"])}
-    src = _Source()
+    src = _source()
     src.emit(0, "def read(buf, pos, prefix):")
     src.emit(1, "size = len(buf)")
     src.emit(1, "try:")
@@ -221,11 +213,9 @@ def compile_reader(
         at = position.get(column)
         value = "None" if at is None else f"v{at}"
         convert = (converters or {}).get(column)
-        values.append(value if convert is None else f"{src.name('convert', convert)}({value})")
+        values.append(value if convert is None else f"{src.const(convert)}({value})")
     src.emit(1, f"return prefix + ({''.join(f'{v}, ' for v in values)})")
-    src.names["struct_error"] = struct.error
-    exec(compile("\n".join(src.lines), "<avro row reader>", "exec"), src.names)  # noqa: S102
-    read: RowReader = src.names["read"]
+    read: RowReader = src.function("read", "<avro row reader>")
     return read
 
 
