@@ -18,9 +18,11 @@ records. Ordering, per source partition:
   routed, handed over before the live records of that round, so a key's older
   record never follows its newer one.
 
-Backfill runs inside the router without holding up other consumers' live
-records: the scan reads and renders in a thread of its own
-(:mod:`exchange.router.backfill_reader`), and between two live batches at
+Backfill runs inside the router group without holding up other consumers'
+live records: the scan reads and renders in a worker process
+(:mod:`exchange.router.backfill_worker`, started for the scan and ended with
+it: a core of its own, never the router's interpreter lock), and between two
+live batches at
 most :data:`CHUNK` records a round go out, shared between the partitions
 ready, and only while fewer than :data:`UNACKED` bytes of them wait for an
 acknowledgement, through the router's send queue
@@ -62,16 +64,19 @@ from exchange.bus.connection import Connection
 from exchange.bus.envelope import LEFT_VIEW, RECORD_ID
 from exchange.bus.outbox import Outbox
 from exchange.bus.send_queue import SendQueue
+from exchange.catalog.model import Resource
 from exchange.metrics import RouterMetrics
+from exchange.router import backfill_process
 from exchange.router.backfill_progress import ProgressWriter
 from exchange.router.backfill_scan import BackfillScan, Part
 from exchange.router.backfill_state import BackfillBook, Progress, shape_of, widens
+from exchange.router.backfill_worker import Recipe
 from exchange.router.dead_letters import SOURCE_OFFSET
 from exchange.router.deletions import deletion_draft, tombstone_headers
 from exchange.router.routing import PartitionRouter
 from exchange.router.settle import PendingDrafts
 from exchange.router.view import CompiledView
-from exchange.router.view_table import ViewTable
+from exchange.router.view_table import Decoder, ViewTable
 from exchange.sharing.records import new_id
 from exchange.sharing.records import now as record_time
 
@@ -138,6 +143,7 @@ class Backfiller:
         queue: SendQueue,
         *,
         enabled: bool = True,
+        workers: bool = True,
     ) -> None:
         self.bus = bus
         self.table = table
@@ -149,6 +155,9 @@ class Backfiller:
         self.unacked_max = UNACKED  # bytes handed over and not acknowledged, at most
         self.instance = instance
         self.enabled = enabled  # off: push only (no 全量), as before backfills existed
+        #: read and render in worker processes (exchange.router.backfill_worker); off: in
+        #: a thread of the router's process, sharing its interpreter lock
+        self.workers = workers
         self.chunk = CHUNK  # backfilled records per routing round, at most
         self.book = BackfillBook(bus)
         self.progress = ProgressWriter(instance, self.book)
@@ -161,10 +170,13 @@ class Backfiller:
         #: source partitions whose membership is being established: nothing of them goes
         #: out before (the router's MembershipRebuild shares its set here)
         self.holding: set[TopicPartition] = set()
+        self._warming: asyncio.Future[None] | None = None  # the worker's fork server starting
 
     async def start(self, producer: Any) -> None:
         if not self.enabled:
             return
+        if self.workers:  # in the background: the first backfill need not wait for it
+            self._warming = asyncio.ensure_future(asyncio.to_thread(backfill_process.warm_up))
         await self.book.start()
         await self.progress.start(producer, self.table.state.registry)
 
@@ -178,6 +190,8 @@ class Backfiller:
         await _bounded(_all(scans), f"{len(scans)} backfill scan(s)")
         await _bounded(self.progress.stop(), "the backfill progress writer")
         await _bounded(self.book.stop(), "the backfill book")
+        if self._warming is not None:
+            await _bounded(self._warming, "the backfill workers' fork server starting")
 
     # --- which backfills run ----------------------------------------------------------
 
@@ -211,7 +225,8 @@ class Backfiller:
         }
         for key, job in list(self.jobs.items()):
             view = views.get(key)
-            if view is None or self._shape(view) != job.shape:
+            # the same shape under another mask key (a new mask secret) renders other bytes
+            if view is None or self._shape(view) != job.shape or _rekeyed(view, job.view):
                 why = "the view is gone (revoked or expired)" if view is None else "view changed"
                 await self._end(key, job, why)
                 continue
@@ -297,6 +312,11 @@ class Backfiller:
         elif prev.shape != shape:  # narrower: nothing new to give
             self.progress.write(replace(prev, shape=shape, at=now))
 
+    def _recipe(self, res: Resource, decoder: Decoder, view: CompiledView) -> Recipe:
+        """What a worker process needs to render ``view`` as this router does."""
+        master_secret = self.table.master_secret
+        return Recipe(self.bus, res, view.view, master_secret, decoder.reader, decoder.writers)
+
     def _shape(self, view: CompiledView) -> str:
         """``shape_of(view.view)``, worked out once per compiled view."""
         known = self._shapes.get(id(view))
@@ -321,7 +341,9 @@ class Backfiller:
             if job is not None:
                 self._retire(job)
             res = self.table.state.catalog.resources[view.view.resource]
-            scan = BackfillScan(self.bus, res, self.table.decoders[res.id], view)
+            decoder = self.table.decoders[res.id]
+            recipe = self._recipe(res, decoder, view) if self.workers else None
+            scan = BackfillScan(self.bus, res, decoder, view, recipe)
             job = Job(scan, job_id or new_id("BF"), trigger, request, narrowed_from)
             self.jobs[key] = job
         if part.cutover == 0 and not part.delivered:  # nothing before the view: done at once
@@ -524,6 +546,11 @@ def progress_of(
         instance=instance,
         narrowed_from=job.narrowed_from,
     )
+
+
+def _rekeyed(view: CompiledView, before: CompiledView) -> bool:
+    """True if ``view`` masks and hashes keys with another key than ``before`` did."""
+    return view.key_secret != before.key_secret
 
 
 def _copy_filter(prev: Progress) -> str:

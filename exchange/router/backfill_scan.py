@@ -2,8 +2,10 @@
 
 A :class:`BackfillScan` reads the source partitions of one resource that a
 router owns, from their first record on, with a consumer of its own (no
-group: it commits nothing and never pauses the router's fetches), in a thread
-of its own (:mod:`exchange.router.backfill_reader`). For each
+group: it commits nothing and never pauses the router's fetches), in a worker
+process (:mod:`exchange.router.backfill_worker`: the router's backfills, on a
+core of their own) or a thread (:mod:`exchange.router.backfill_reader`), each
+record rendered by :mod:`exchange.router.backfill_render`. For each
 partition (:class:`Part`) it keeps, in source-offset order, the latest record
 of every key written before the cut-over offset, already rendered through
 the consumer's compiled view (filtered, projected, masked: the same
@@ -29,15 +31,12 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from exchange.avro import wire
-from exchange.avro.scan import LazyRecord
 from exchange.bus.connection import Connection
-from exchange.bus.envelope import record_id
-from exchange.bus.limits import MAX_VALUE_BYTES
 from exchange.catalog.model import Resource
-from exchange.errors import DecodeError
+from exchange.router.backfill_process import WorkerReader
 from exchange.router.backfill_reader import ScanReader
-from exchange.router.routing import decode_other
+from exchange.router.backfill_render import Renderer, Step
+from exchange.router.backfill_worker import Recipe
 from exchange.router.view import CompiledView
 from exchange.router.view_table import Decoder
 
@@ -72,32 +71,33 @@ class Part:
         return self.read_to >= self.cutover
 
 
-#: what reading a batch of a partition's records gave: per record, (key, source offset,
-#: the view's framed bytes or None if filtered out, record id), or (key, -1, None, b"")
-#: for a key to drop (a tombstone, or a record from the cut-over on); and the next offset
-Step = tuple[list[tuple[bytes, int, bytes | None, bytes]], int]
-
-
 class BackfillScan:
     """The scan of one consumer's view over the source partitions this router owns.
 
-    Reading and rendering run in a thread (:class:`~exchange.router.backfill_reader.ScanReader`);
-    each step is applied to its :class:`Part` on the router's event loop.
+    Reading and rendering run in a worker process when the scan has a ``recipe`` to
+    compile the view there (:class:`~exchange.router.backfill_process.WorkerReader`: the
+    router's backfills), else in a thread
+    (:class:`~exchange.router.backfill_reader.ScanReader`: ``exchange snapshot``); each
+    step is applied to its :class:`Part` on the event loop that began the scan.
     """
 
     def __init__(
-        self, bus: Connection, res: Resource, decoder: Decoder, view: CompiledView
+        self,
+        bus: Connection,
+        res: Resource,
+        decoder: Decoder,
+        view: CompiledView,
+        recipe: Recipe | None = None,
     ) -> None:
         self.bus = bus
         self.res = res
         self.decoder = decoder
         self.view = view
+        self.recipe = recipe
         self.parts: dict[TopicPartition, Part] = {}
-        self._reader: ScanReader | None = None
+        self._reader: ScanReader | WorkerReader | None = None
         self._halted = False
-        self._header = wire.frame(res.schema_id, b"")
-        scanner = decoder.scanner
-        self._key_bytes = scanner.string_bytes(res.key) if scanner is not None else None
+        self._renderer = Renderer(res, decoder, view)
 
     @property
     def begun(self) -> bool:
@@ -113,7 +113,10 @@ class BackfillScan:
         """Start reading every partition added, from its first record."""
         if self._reader is not None:
             return
-        self._reader = ScanReader(self.bus, self.view.topic, self.render, self._apply)
+        if self.recipe is not None:
+            self._reader = WorkerReader(self.recipe, self.view.topic, self._apply)
+        else:
+            self._reader = ScanReader(self.bus, self.view.topic, self.render, self._apply)
         self._reader.start(list(self.parts.values()))
 
     def drop(self, tp: TopicPartition) -> None:
@@ -138,23 +141,8 @@ class BackfillScan:
     def render(self, part: Part, records: list[Any]) -> Step:
         """Read ``records`` (the next ones of ``part``): what to keep and drop, and the next
         offset. Touches nothing the router's loop uses (it runs in the reader's thread)."""
-        cutover = part.cutover
-        out: list[tuple[bytes, int, bytes | None, bytes]] = []
-        for rec in records:
-            value = rec.value
-            if value is None:  # a tombstone: the key was deleted, nothing older comes back
-                if rec.key is not None:
-                    out.append((rec.key, -1, None, b""))
-                continue
-            try:
-                if rec.offset >= cutover:  # delivered live: drop what the backfill holds
-                    out.append((self._key(value), -1, None, b""))
-                    continue
-                key, view_bytes, rid = self._render(value)
-            except DecodeError:
-                continue  # live routing dead-lettered it
-            out.append((key, rec.offset, view_bytes, rid))
-        return out, records[-1].offset + 1
+        self._renderer.view = self.view  # the same shape, perhaps compiled again
+        return self._renderer.render(part.cutover, records)
 
     @staticmethod
     def apply(part: Part, step: Step) -> None:
@@ -175,38 +163,6 @@ class BackfillScan:
         part.to_deliver = count
         if part.scanned and not was_scanned:
             part.total = part.delivered + count
-
-    def _body(self, value: bytes) -> tuple[Any, bool, Any, Any]:
-        """(body, current schema, record, scan offsets) of a source value."""
-        scanner = self.decoder.scanner
-        if scanner is not None and value[:5] == self._header and len(value) <= MAX_VALUE_BYTES:
-            body = value[5:]
-            offsets = scanner.offsets(body)
-            return body, True, LazyRecord(scanner, body, offsets), offsets
-        sid, other, record = decode_other(self.decoder, value)
-        return other, sid == self.res.schema_id, record, None
-
-    def _key(self, value: bytes) -> bytes:
-        body, _, record, offsets = self._body(value)
-        if self._key_bytes is not None and offsets is not None:
-            return bytes(self._key_bytes(body, offsets))
-        return str(record[self.res.key]).encode()
-
-    def _render(self, value: bytes) -> tuple[bytes, bytes | None, bytes]:
-        """Key, the view's framed bytes (None: filtered out) and record id of a value."""
-        view = self.view
-        body, same_schema, record, offsets = self._body(value)
-        if self._key_bytes is not None and offsets is not None:
-            key = bytes(self._key_bytes(body, offsets))
-        else:
-            key = str(record[self.res.key]).encode()
-        if view.passthrough and same_schema:
-            out: bytes | None = value
-        elif offsets is not None and view.slice_renderer is not None:
-            out = view.slice_renderer(body, offsets, record)
-        else:
-            out = view.render(record)
-        return key, out, record_id(self.res.id, body).encode()
 
     def halt(self) -> None:
         """Stop reading at once (no await): what it has not read yet is never rendered, and

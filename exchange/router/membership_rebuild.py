@@ -66,7 +66,8 @@ from exchange.bus import topics
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Resource
 from exchange.enforce.rowfilter import FilterError, RowFilter, compile_filter
-from exchange.router.backfill_scan import BackfillScan, Part, Step
+from exchange.router.backfill_render import Renderer, Step
+from exchange.router.backfill_scan import BackfillScan, Part
 from exchange.router.backfill_state import BackfillBook, Progress
 from exchange.router.membership import Membership
 from exchange.router.view import CompiledView
@@ -132,6 +133,7 @@ class HeldScan(BackfillScan):
         self.rules: dict[TopicPartition, list[tuple[Held, list[RowFilter | None]]]] = {}
         self._current: list[RowFilter | None] = []
         self.started = time.monotonic()
+        self._renderer = _FlagRenderer(self)
 
     def rule(self, tp: TopicPartition, held: Held, fallback: str | None) -> None:
         """Establish ``held`` from ``tp`` too; a stored filter that no longer compiles (the
@@ -166,14 +168,6 @@ class HeldScan(BackfillScan):
             read_to = max(read_to, part.cutover)
         return rows, read_to
 
-    def _render(self, value: bytes) -> tuple[bytes, bytes | None, bytes]:
-        body, _, record, offsets = self._body(value)
-        if self._key_bytes is not None and offsets is not None:
-            key = bytes(self._key_bytes(body, offsets))
-        else:
-            key = str(record[self.res.key]).encode()
-        return key, bytes(flt is None or flt.matches(record) for flt in self._current), b""
-
     def members(self, part: Part) -> list[tuple[str, set[bytes]]]:
         """Each consumer's keys held from ``part`` (read up to its cut-over)."""
         found = []
@@ -186,6 +180,20 @@ class HeldScan(BackfillScan):
             }
             found.append((held.consumer, keys))
         return found
+
+
+class _FlagRenderer(Renderer):
+    """Renders a record as its key and, instead of the view's bytes, the flags of the
+    rules of the part being read (:attr:`HeldScan._current`)."""
+
+    def __init__(self, scan: HeldScan) -> None:
+        super().__init__(scan.res, scan.decoder, scan.view)
+        self.scan = scan
+
+    def _render(self, value: bytes) -> tuple[bytes, bytes | None, bytes]:
+        body, _, record, offsets = self._body(value)
+        key = self._key_of(body, record, offsets)
+        return key, bytes(flt is None or flt.matches(record) for flt in self.scan._current), b""
 
 
 class MembershipRebuild:

@@ -50,6 +50,17 @@ class Decoder:
             if sid in state.registry:
                 self.writers[sid] = state.registry.parsed(sid)
 
+    @classmethod
+    def from_schemas(cls, res: Resource, reader: Any, writers: dict[int, Any]) -> Decoder:
+        """The decoder of ``res`` from its parsed schemas (a backfill worker's, in a process
+        without the control state): ``reader`` the current one, ``writers`` by id."""
+        decoder = cls.__new__(cls)
+        decoder.res = res
+        decoder.reader = reader
+        decoder.scanner = scanner_for(res.schema_)
+        decoder.writers = dict(writers)
+        return decoder
+
     def decode(self, sid: int, body: memoryview) -> dict[str, Any]:
         writer = self.writers.get(sid)
         if writer is None:
