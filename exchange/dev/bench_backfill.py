@@ -150,7 +150,7 @@ async def measure(
         step(f"backfill: dept01's latency without a backfill, {seconds} s")
         quiet_p99 = await _latency_p99(s, seconds)
         step("backfill: dept03 subscribes; its backfill runs while dept01's latency is measured")
-        rate, busy_p99, all_p99 = await _during_backfill(s, records, seconds)
+        rate, busy_p99, all_p99 = await _during_backfill(s, records, seconds, step)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -182,7 +182,9 @@ async def measure(
     ]
 
 
-async def _during_backfill(s: b.Setup, records: int, seconds: float) -> tuple[float, float, float]:
+async def _during_backfill(
+    s: b.Setup, records: int, seconds: float, step: Callable[[str], None]
+) -> tuple[float, float, float]:
     """dept03 subscribes while dept01's latency is measured: the backfill's rate, dept01's
     p99 over the records published while the backfill ran, and over every record.
 
@@ -197,6 +199,7 @@ async def _during_backfill(s: b.Setup, records: int, seconds: float) -> tuple[fl
         started = asyncio.Event()
         subscribed: list[float] = []
         ran: list[float] = []  # perf_counter when the backfill was first, then last seen running
+        seen: list[float] = []  # wall time when it was first seen running
 
         async def subscribe_then() -> None:
             await started.wait()
@@ -212,6 +215,7 @@ async def _during_backfill(s: b.Setup, records: int, seconds: float) -> tuple[fl
                     ran[1:] = [now] if ran else []
                     if not ran:
                         ran.append(now)  # first seen; ran[1] is the last seen
+                        seen.append(time.time())
                 await asyncio.sleep(0.02)
 
         def more() -> bool:  # until it ran ``seconds`` (or ended)
@@ -228,6 +232,10 @@ async def _during_backfill(s: b.Setup, records: int, seconds: float) -> tuple[fl
         # to the last progress record: written once its records were acknowledged
         finished = max(p.at for p in book.of_view(dept_id(3), RESOURCE)).timestamp()
         rate = records / (finished - subscribed[0])
+        step(
+            f"backfill: began {seen[0] - subscribed[0]:.2f} s after the subscription was "
+            f"written (its policy reload), done {finished - seen[0]:.2f} s later"
+        )
     finally:
         await book.stop()
     began, ended = ran[0], ran[-1]

@@ -100,6 +100,8 @@ class _Worker:
         self.renderer = recipe.renderer()
         #: the partitions read: (the router's token for it, its cut-over)
         self.parts: dict[TopicPartition, tuple[int, int]] = {}
+        #: partitions read up to their cut-over (or as far as there is to read)
+        self.scanned: set[TopicPartition] = set()
         self.halted = False
 
     async def run(self) -> None:
@@ -135,9 +137,20 @@ class _Worker:
                 self.parts[tp] = (token, cutover)
                 if fresh:
                     anew.append(tp)
+            self.scanned = {tp for tp in self.scanned if tp in self.parts} - set(anew)
             consumer.assign(list(self.parts))
             if anew:
                 await consumer.seek_to_beginning(*anew)
+
+    def _reading(self, consumer: Any) -> list[TopicPartition]:
+        """Let through the partitions read past their cut-over and the first one that is
+        not: a partition's backfill goes out once it is read up to its cut-over, so read
+        one at a time, the router delivers the first while the worker reads the next."""
+        first = next((tp for tp in self.parts if tp not in self.scanned), None)
+        reading = [tp for tp in self.parts if tp in self.scanned or tp == first]
+        consumer.pause(*(tp for tp in self.parts if tp not in reading))
+        consumer.resume(*reading)
+        return [tp for tp in reading if tp not in self.scanned]
 
     async def _read(self, consumer: Any) -> None:
         while True:
@@ -147,14 +160,26 @@ class _Worker:
             if not self.parts:
                 await asyncio.sleep(0.05)
                 continue
+            scanning = self._reading(consumer)
             try:
                 batch = await consumer.getmany(timeout_ms=200, max_records=FETCH)
             except KafkaError as exc:  # read again at the next step
                 log.warning("backfill worker: source not read: %s", exc)
                 await asyncio.sleep(1)
                 continue
+            for tp in scanning:  # read to its end, short of its cut-over (the records
+                if not batch.get(tp) and await _at_end(consumer, tp):  # before it were
+                    self.scanned.add(tp)  # compacted away, say): the next one is read
             for tp, records in batch.items():
                 known = self.parts.get(tp)
                 if known is not None and records:
                     token, cutover = known
+                    if records[-1].offset + 1 >= cutover:
+                        self.scanned.add(tp)
                     self.pipe.send(("step", token, self.renderer.render(cutover, records)))
+
+
+async def _at_end(consumer: Any, tp: TopicPartition) -> bool:
+    """True if the consumer has fetched ``tp`` and read all it had then."""
+    end = consumer.highwater(tp)
+    return end is not None and int(await consumer.position(tp)) >= end
