@@ -412,7 +412,7 @@ async def _collect(
     # partitions are assigned and read from their end, which is resolved by the first
     # fetch, before ``ready`` is set and anything measured is published (reading from
     # the start would first wade through every earlier delivery: 200,000 in a full run)
-    c = kafka.consumer(reader, fetch_max_wait_ms=5)
+    c = kafka.consumer(reader, fetch_max_wait_ms=reader.fetch_wait_ms(embedded_ms=5))
     await c.start()
     # a topic just created is known to every broker of a Kafka cluster a moment later:
     # reading partition 0 alone meanwhile would miss two thirds of the records
