@@ -42,6 +42,9 @@ from exchange.router.view_table import Decoder
 
 log = logging.getLogger(__name__)
 
+#: a scan of fewer records before its cut-over reads them in the router's thread (one step
+#: of a few milliseconds), not a worker process: starting one takes longer than that
+WORKER_MIN_RECORDS = 2_000
 #: key -> (source offset, the view's framed bytes or None if filtered out, record id)
 Pending = OrderedDict[bytes, tuple[int, bytes | None, bytes]]
 
@@ -76,7 +79,7 @@ class BackfillScan:
 
     Reading and rendering run in a worker process when the scan has a ``recipe`` to
     compile the view there (:class:`~exchange.router.backfill_process.WorkerReader`: the
-    router's backfills), else in a thread
+    router's backfills of :data:`WORKER_MIN_RECORDS` or more), else in a thread
     (:class:`~exchange.router.backfill_reader.ScanReader`: ``exchange snapshot``); each
     step is applied to its :class:`Part` on the event loop that began the scan.
     """
@@ -113,7 +116,8 @@ class BackfillScan:
         """Start reading every partition added, from its first record."""
         if self._reader is not None:
             return
-        if self.recipe is not None:
+        before = sum(p.cutover for p in self.parts.values())  # records to read, at most
+        if self.recipe is not None and before >= WORKER_MIN_RECORDS:
             self._reader = WorkerReader(self.recipe, self.view.topic, self._apply)
         else:
             self._reader = ScanReader(self.bus, self.view.topic, self.render, self._apply)
