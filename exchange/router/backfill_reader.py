@@ -1,4 +1,8 @@
-"""The thread a backfill scan reads and renders the source in, off the router's event loop.
+"""The thread a scan reads and renders the source in, off the router's event loop.
+
+Used by the scans that do not get a worker process of their own
+(:mod:`exchange.router.backfill_worker`): a backfill of a few records, a
+membership rebuild, ``exchange snapshot``.
 
 A backfill reads a partition from its first record and renders each record
 through the consumer's view: most of its CPU, and work that, on the router's
