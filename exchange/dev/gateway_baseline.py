@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
@@ -58,6 +59,10 @@ def baseline_app(store_path: Path | None, credentials: Path, catalog_dir: Path) 
     async def record_route(resource: str, key: str, caller: Caller) -> JSONResponse:
         raise AssertionError("answered by record")
 
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "pid": os.getpid()})
+
+    router.add_api_route("/health", health, methods=["GET"], include_in_schema=False)
     return create_app(
         service="baseline",
         title="gateway baseline",
@@ -85,7 +90,8 @@ def main() -> None:
     args = parser.parse_args()
     app = baseline_app(args.store, args.credentials_dir, args.catalog)
     host = "127.0.0.1"
-    sock = server.reuse_port_socket(host, args.port) if args.reuse_port else None
+    # listened on once started (by uvicorn), as the gateway's workers
+    sock = server.reuse_port_socket(host, args.port, listen=False) if args.reuse_port else None
     with asyncio.Runner(loop_factory=server.event_loop) as runner:  # as the gateway's
         runner.run(server.serve(app, host, args.port, sock=sock))
 

@@ -1,11 +1,14 @@
 """Benchmark of the query gateway (接口调用) against a baseline measured in the same run.
 
 ``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]
-[--profile DIR]``
+[--workers W] [--profile DIR]``
 
 Starts an embedded broker (or uses ``EXCHANGE_BOOTSTRAP_SERVERS``), loads the sample
 catalog, gives hrss a data grant on population_basic with a mask and a row filter,
-publishes N records, and serves them three times, each in a process of its own:
+publishes N records, and serves them three times, each in a process of its own, then
+(W > 1, by default one per core) the same three again with W processes each on one port
+(``exchange gateway --workers W``; W baseline and W stack processes with
+``SO_REUSEPORT``), so that a gateway of W workers is compared with a baseline of W:
 
 * the gateway (``exchange gateway``): authentication, purpose, policy (view, mask, row
   filter), quota check, and an audit entry acknowledged by the broker per request;
@@ -142,21 +145,28 @@ async def _prepare(bus: Connection, workdir: Path, n: int) -> list[str]:
     return keys
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], records: int | None) -> None:
+def _wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], records: int | None, workers: int = 1
+) -> None:
+    """Until ``workers`` processes (told apart by the pid /health gives) answer /health with
+    the store holding ``records``."""
     deadline = time.monotonic() + 120
+    ready: set[int] = set()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the server behind {url} exited with {proc.returncode}")
         try:
-            r = httpx.get(f"{url}/health", timeout=2)
-            if r.status_code == 200 and (
-                records is None or (r.json().get("records") or 0) >= records
-            ):
-                return
+            with httpx.Client() as client:  # a new connection: any worker may answer
+                r = client.get(f"{url}/health", timeout=2)
+            body = r.json()
+            if r.status_code == 200 and (records is None or (body.get("records") or 0) >= records):
+                ready.add(int(body.get("pid") or 0))
+                if len(ready) >= workers:
+                    return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not become healthy with {records} records in 120 s")
+        time.sleep(0.1)
+    raise SystemExit(f"{url}: {len(ready)} of {workers} workers healthy with {records} records")
 
 
 def _wrk(
@@ -265,8 +275,8 @@ def _start_servers(
         command += ["--credentials-dir", str(creds), "--store", str(store), "--workers", str(n)]
         procs.append(_serve(command, env))
         gateways.append((n, f"http://127.0.0.1:{port}", procs[-1]))
-    for _n, url, proc in gateways:
-        _wait_healthy(url, proc, records)
+    for n, url, proc in gateways:
+        _wait_healthy(url, proc, records, n)
     baseline = [sys.executable, "-m", "exchange.dev.gateway_baseline", "--reuse-port"]
     baseline += ["--credentials-dir", str(creds), "--catalog", str(CATALOG_DIR)]
     servers: list[tuple[str, str, list[int]]] = []
@@ -280,23 +290,10 @@ def _start_servers(
             for _ in range(n):
                 procs.append(_serve([*baseline, "--port", str(port), *extra], env))
                 pids.append(procs[-1].pid)
-            _wait_healthy_baseline(f"http://127.0.0.1:{port}", procs[-1])
+            _wait_healthy(f"http://127.0.0.1:{port}", procs[-1], None, n)
             servers.append((name + suffix, f"http://127.0.0.1:{port}", pids))
         servers.append(("gateway" + suffix, gw_url, [gw_proc.pid]))
     return servers
-
-
-def _wait_healthy_baseline(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the baseline exited with {proc.returncode}")
-        try:
-            httpx.get(f"{url}/metrics", timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("the baseline did not start in 60 s")
 
 
 def report(results: list[Run], connections: int) -> str:

@@ -118,7 +118,9 @@ def run_worker(spec: WorkerSpec, index: int) -> None:
         materialise=False,
         quota_path=quota_path(spec.store),
     )
-    sock = server.reuse_port_socket(spec.host, spec.port)
+    # bound, not listening: the kernel sends it connections only once uvicorn listens on it,
+    # after the app has started (a starting worker would otherwise hold them unanswered)
+    sock = server.reuse_port_socket(spec.host, spec.port, listen=False)
     log.info("gateway worker %d (pid %d) on %s:%d", index, os.getpid(), spec.host, spec.port)
 
     async def serve() -> None:

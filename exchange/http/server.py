@@ -108,7 +108,8 @@ def reuse_port_socket(
 ) -> socket.socket:
     """A listening TCP socket on ``host:port`` with ``SO_REUSEPORT``: several processes each
     bind one on the same port, and the kernel spreads new connections across them.
-    ``listen=False``: bound only (to check that the port can be had)."""
+    ``listen=False``: bound only; it takes no connections until listened on (uvicorn does,
+    once its app has started)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
