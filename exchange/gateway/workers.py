@@ -123,21 +123,29 @@ def run_worker(spec: WorkerSpec, index: int) -> None:
     sock = server.reuse_port_socket(spec.host, spec.port, listen=False)
     log.info("gateway worker %d (pid %d) on %s:%d", index, os.getpid(), spec.host, spec.port)
 
+    uvicorn = server.Server(server.config(app, spec.host, spec.port))
+    supervisor = os.getppid()
+
     async def serve() -> None:
-        ticker = asyncio.create_task(_write_gauges(app), name="gauges")
+        watch = asyncio.create_task(_watch_supervisor(app, uvicorn, supervisor), name="watch")
         try:
-            await server.serve(app, spec.host, spec.port, sock=sock)
+            await uvicorn.serve(sockets=[sock])
         finally:
-            ticker.cancel()
+            watch.cancel()
 
     with asyncio.Runner(loop_factory=server.event_loop) as runner:
         runner.run(serve())
 
 
-async def _write_gauges(app: Any) -> None:
-    """Every second, this worker's gauges into the metrics folder (its audit chain's tail)."""
+async def _watch_supervisor(app: Any, uvicorn: Any, supervisor: int) -> None:
+    """Every second: this worker's gauges into the metrics folder (its audit chain's tail);
+    and if the supervisor is gone (killed: nobody keeps the store any more), stop."""
     while True:
         await asyncio.sleep(1.0)
+        if os.getppid() != supervisor:
+            log.error("the gateway's supervisor (pid %d) is gone: this worker stops", supervisor)
+            uvicorn.should_exit = True
+            return
         app.state.gateway.metrics.audit.heads.write_values()
 
 
