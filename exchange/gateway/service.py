@@ -60,11 +60,13 @@ class GatewayMetrics:
             f"{prefix}_gateway_store_records",
             "Records in the latest-state store",
             registry=registry,
+            multiprocess_mode="liveall",
         )
         self.applied = Gauge(
             f"{prefix}_gateway_store_applied",
             "Source records written to the store since the start",
             registry=registry,
+            multiprocess_mode="liveall",
         )
         #: its audit chain: entries written, and how far they run past the last signed head
         self.audit = AuditMetrics(registry, prefix)

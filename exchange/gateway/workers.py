@@ -182,6 +182,8 @@ class Supervisor:
             )
             await materializer.start()
             await self._caught_up(materializer)
+            if self._stopping.is_set():  # stopped while the store caught up
+                return
             log.info("store caught up (%d records): %d workers start", store.count(), self.workers)
             for index in range(self.workers):
                 self._start(index)
