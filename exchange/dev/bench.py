@@ -159,6 +159,8 @@ class Engine:
     #: bench catalog's principals (None: every role acts as ``bus``)
     credentials: Path | None = None
     stop: Callable[[], None] | None = None
+    #: what the engine's own logs say, for a failed run (a throwaway cluster's nodes)
+    post_mortem: Callable[[], str] | None = None
 
 
 # --- setup --------------------------------------------------------------------------
@@ -410,7 +412,7 @@ async def _collect(
     # partitions are assigned and read from their end, which is resolved by the first
     # fetch, before ``ready`` is set and anything measured is published (reading from
     # the start would first wade through every earlier delivery: 200,000 in a full run)
-    c = kafka.consumer(reader, fetch_max_wait_ms=5)
+    c = kafka.consumer(reader, fetch_max_wait_ms=reader.fetch_wait_ms(embedded_ms=5))
     await c.start()
     # a topic just created is known to every broker of a Kafka cluster a moment later:
     # reading partition 0 alone meanwhile would miss two thirds of the records
@@ -789,6 +791,7 @@ def kafka_engine(
         session,
         credentials=engines.credentials_dir(cluster),
         stop=stop,
+        post_mortem=cluster.post_mortem,
     )
 
 
@@ -821,6 +824,10 @@ async def run_bench(
         step(f"measuring on {on.describe}")
         try:
             rows = await _run_rows(on, Path(tmp), size, step, extra)
+        except BaseException:
+            if on.post_mortem is not None:  # the throwaway cluster's logs go with it
+                step(f"the run failed; what the engine's nodes logged:\n{on.post_mortem()}")
+            raise
         finally:
             if on.stop is not None:
                 await asyncio.to_thread(on.stop)

@@ -360,9 +360,10 @@ class Router(AsyncService):
             self.bus,
             group_id=self.group,
             max_poll_records=self.max_batch,
-            # the broker holds a fetch up to this long when no record is waiting; the
-            # default 500 ms would add up to half a second of latency at low rates
-            fetch_max_wait_ms=5,
+            # the broker holds a fetch up to this long when no record is waiting: on the
+            # embedded broker, which answers only when the wait ends, 5 ms; on Kafka, which
+            # answers as soon as a record arrives, its default (Connection.fetch_wait_ms)
+            fetch_max_wait_ms=self.bus.fetch_wait_ms(embedded_ms=5),
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=self.session_timeout_ms,

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from exchange.bus.connection import Connection, ConnectionSettingsError, Secret
+from exchange.bus.connection import (
+    KAFKA_FETCH_WAIT_MS,
+    Connection,
+    ConnectionSettingsError,
+    Secret,
+)
 from exchange.bus.topic_config import TopicPolicy
 from exchange.settings import Settings
 
@@ -163,3 +168,13 @@ def test_the_embedded_broker_connection_is_a_development_bus() -> None:
     bus = EmbeddedBroker(port=9).connection
     assert bus.development
     assert not bus.idempotence
+
+
+def test_fetch_wait_is_kafkas_default_except_on_the_embedded_broker() -> None:
+    # Apache Kafka answers a waiting fetch as soon as a record arrives: the long wait
+    # costs no latency; the embedded broker answers only when it ends
+    kafka_bus = Connection("127.0.0.1:9092")
+    embedded = Connection("127.0.0.1:9092", idempotence=False, development=True)
+    assert kafka_bus.fetch_wait_ms(embedded_ms=5) == KAFKA_FETCH_WAIT_MS == 500
+    assert embedded.fetch_wait_ms(embedded_ms=5) == 5
+    assert embedded.fetch_wait_ms(embedded_ms=20) == 20
