@@ -48,6 +48,7 @@ class AuditHeadMetrics:
             "unsigned tail)",
             ["role"],
             registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.unsigned_seconds = Gauge(
             f"{prefix}_audit_unsigned_seconds",
@@ -56,6 +57,7 @@ class AuditHeadMetrics:
             "EXCHANGE_AUDIT_SIGN_EVERY_S, 5 s by default)",
             ["role"],
             registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self._chains: dict[str, list[SignedChain]] = {}
 
@@ -72,6 +74,16 @@ class AuditHeadMetrics:
             )
         if not any(c is chain for c in chains):
             chains.append(chain)
+
+    def write_values(self) -> None:
+        """Set the gauges to their current values. Read at each scrape otherwise; a worker of
+        a service of several processes (prometheus_client's multiprocess mode, where a scrape
+        reads the values the workers wrote, not their functions) calls this every second."""
+        for role, chains in self._chains.items():
+            self.unsigned_entries.labels(role).set(sum(c.unsigned for c in chains))
+            self.unsigned_seconds.labels(role).set(
+                max((c.unsigned_seconds() for c in chains), default=0.0)
+            )
 
     def forget(self, chain: SignedChain) -> None:
         """Stop exporting ``chain`` (stopped: a clean stop signed its head)."""

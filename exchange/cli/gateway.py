@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from exchange.cli.common import BootstrapOption, connection, fail, guarded, run, settings
 from exchange.cli.serving import ClientLogLevelOption, LogLevelOption, setup_logging
+
+if TYPE_CHECKING:
+    from exchange.bus.connection import Connection
+    from exchange.http.auth import Authenticator
 
 
 def gateway(
@@ -44,6 +50,18 @@ def gateway(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            envvar="EXCHANGE_GATEWAY_WORKERS",
+            help="Worker processes answering requests (one Python process uses at most one "
+            "core). With more than one, a supervisor keeps the store and restarts a worker "
+            "that dies; quotas are counted across all workers. Default: one per core.",
+            show_default=False,
+        ),
+    ] = None,
     log_level: LogLevelOption = None,
     client_log_level: ClientLogLevelOption = None,
 ) -> None:
@@ -65,22 +83,62 @@ def gateway(
     # the same master secret as the routers: a hash mask answers what the stream delivers
     configured = guarded(s.mask_secret_value)()  # EXCHANGE_MASK_SECRET_FILE or _SECRET
     secret = guarded(mask_secret.resolve)(configured, bus, s.state_dir)
-    checker: auth.Authenticator
-    if credentials_dir is not None:
-        if not credentials_dir.is_dir():
-            raise fail(f"--credentials-dir {credentials_dir}: not a directory")
-        checker = auth.PasswordFiles(credentials_dir)
-    elif bus.sasl:
-        checker = auth.CachedAuthenticator(auth.BrokerLogin(bus))
-    else:
-        raise fail(
-            f"the broker at {bus.bootstrap} has no users to check passwords against: give "
-            "--credentials-dir DIR (the files 'exchange acls --apply' writes)"
-        )
+    checker = _checker(bus, credentials_dir)  # checked here, made again in each worker
     path = store or s.state_dir / "gateway" / (
         re.sub(r"[^A-Za-z0-9.-]", "_", bus.bootstrap) + ".sqlite"
     )
-    app = gateway_app(bus, auth.Gate(checker), path, secret.value, partitions=s.partitions)
+    from exchange.gateway import workers as pool
+
+    n = workers or pool.default_workers()
     shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"gateway on http://{shown}:{port} following {bus}; store {path}; Ctrl-C stops it")
+    typer.echo(
+        f"gateway on http://{shown}:{port} ({n} worker{'s' if n > 1 else ''}) following {bus}; "
+        f"store {path}; Ctrl-C stops it"
+    )
+    if n > 1:
+        spec = pool.WorkerSpec(
+            bus,
+            host,
+            port,
+            path,
+            secret.value,
+            credentials_dir,
+            s.partitions,
+            metrics_dir=Path(),  # the supervisor's folder, made below
+            setup=functools.partial(_worker_setup, log_level, client_log_level),
+        )
+        with pool.metrics_folder() as folder:  # GatewayStopped: its reason, exit status 2
+            run(pool.Supervisor(dataclasses.replace(spec, metrics_dir=folder), n).run())
+        return
+    app = gateway_app(
+        bus,
+        auth.Gate(checker),
+        path,
+        secret.value,
+        partitions=s.partitions,
+        quota_path=pool.quota_path(path),
+    )
     run(server.serve(app, host, port), loop_factory=server.event_loop)
+
+
+def _checker(bus: Connection, credentials_dir: Path | None) -> Authenticator:
+    from exchange.http import auth
+
+    if credentials_dir is not None:
+        if not credentials_dir.is_dir():
+            raise fail(f"--credentials-dir {credentials_dir}: not a directory")
+        return auth.PasswordFiles(credentials_dir)
+    if bus.sasl:
+        return auth.CachedAuthenticator(auth.BrokerLogin(bus))
+    raise fail(
+        f"the broker at {bus.bootstrap} has no users to check passwords against: give "
+        "--credentials-dir DIR (the files 'exchange acls --apply' writes)"
+    )
+
+
+def _worker_setup(log_level: str | None, client_log_level: str | None) -> None:
+    """Run first in each worker process: logging and the audit head signer, as here."""
+    from exchange.audit import heads
+
+    setup_logging(log_level, client_log_level)
+    heads.install(heads.from_settings(settings()))

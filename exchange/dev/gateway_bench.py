@@ -1,11 +1,14 @@
 """Benchmark of the query gateway (接口调用) against a baseline measured in the same run.
 
 ``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]
-[--profile DIR]``
+[--workers W] [--profile DIR]``
 
 Starts an embedded broker (or uses ``EXCHANGE_BOOTSTRAP_SERVERS``), loads the sample
 catalog, gives hrss a data grant on population_basic with a mask and a row filter,
-publishes N records, and serves them three times, each in a process of its own:
+publishes N records, and serves them three times, each in a process of its own, then
+(W > 1, by default one per core) the same three again with W processes each on one port
+(``exchange gateway --workers W``; W baseline and W stack processes with
+``SO_REUSEPORT``), so that a gateway of W workers is compared with a baseline of W:
 
 * the gateway (``exchange gateway``): authentication, purpose, policy (view, mask, row
   filter), quota check, and an audit entry acknowledged by the broker per request;
@@ -49,6 +52,7 @@ from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store
 from exchange.dev import profiling, sample
 from exchange.dev.broker import given_or_embedded
+from exchange.gateway.workers import default_workers
 from exchange.http.server import free_port
 
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -91,6 +95,24 @@ def _cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a gateway's workers), from /proc; [pid] if unknown."""
+    found, i = [pid], 0
+    while i < len(found):
+        try:
+            children = Path(f"/proc/{found[i]}/task/{found[i]}/children").read_text().split()
+        except OSError:
+            children = []
+        found += [int(c) for c in children]
+        i += 1
+    return found
+
+
+def _tree_cpu_s(pids: list[int]) -> float:
+    """CPU seconds the processes ``pids`` and their descendants used so far (living ones)."""
+    return sum(_cpu_s(p) for pid in pids for p in _tree(pid))
+
+
 def _machine() -> tuple[int, int]:
     """(busy, total) clock ticks of every core so far, from /proc/stat; (0, 0) if unknown."""
     try:
@@ -123,21 +145,28 @@ async def _prepare(bus: Connection, workdir: Path, n: int) -> list[str]:
     return keys
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], records: int | None) -> None:
+def _wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], records: int | None, workers: int = 1
+) -> None:
+    """Until ``workers`` processes (told apart by the pid /health gives) answer /health with
+    the store holding ``records``."""
     deadline = time.monotonic() + 120
+    ready: set[int] = set()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the server behind {url} exited with {proc.returncode}")
         try:
-            r = httpx.get(f"{url}/health", timeout=2)
-            if r.status_code == 200 and (
-                records is None or (r.json().get("records") or 0) >= records
-            ):
-                return
+            with httpx.Client() as client:  # a new connection: any worker may answer
+                r = client.get(f"{url}/health", timeout=2)
+            body = r.json()
+            if r.status_code == 200 and (records is None or (body.get("records") or 0) >= records):
+                ready.add(int(body.get("pid") or 0))
+                if len(ready) >= workers:
+                    return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not become healthy with {records} records in 120 s")
+        time.sleep(0.1)
+    raise SystemExit(f"{url}: {len(ready)} of {workers} workers healthy with {records} records")
 
 
 def _wrk(
@@ -146,20 +175,24 @@ def _wrk(
     seconds: int,
     connections: int,
     name: str,
-    pids: tuple[int, int | None] = (0, None),
+    pids: tuple[list[int], int | None] = ([], None),
     profile: Path | None = None,
 ) -> Run:
-    """wrk against ``url`` (served by ``pids[0]``, broker ``pids[1]``); with ``profile``, py-spy
-    samples that server meanwhile into that folder."""
+    """wrk against ``url`` (served by the processes ``pids[0]`` and their children, broker
+    ``pids[1]``); with ``profile``, py-spy samples the first server process (and its
+    children) meanwhile into that folder."""
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
-    server, broker = pids
-    spy = None if profile is None else profiling.start(server, profile / name, seconds)
-    cpu, broker_cpu, machine, started = _cpu_s(server), _cpu_s(broker), _machine(), time.monotonic()
+    servers, broker = pids
+    spy = None
+    if profile is not None and servers:
+        spy = profiling.start(servers[0], profile / name.replace(" ", ""), seconds)
+    cpu, broker_cpu = _tree_cpu_s(servers), _cpu_s(broker)
+    machine, started = _machine(), time.monotonic()
     out = subprocess.run(
         [*command, "-s", str(script), url], capture_output=True, text=True, check=True
     ).stdout
     elapsed = time.monotonic() - started
-    cpu, broker_cpu = _cpu_s(server) - cpu, _cpu_s(broker) - broker_cpu
+    cpu, broker_cpu = _tree_cpu_s(servers) - cpu, _cpu_s(broker) - broker_cpu
     busy, total = (now - then for now, then in zip(_machine(), machine, strict=True))
     if spy is not None:
         profiling.finish(spy)
@@ -184,7 +217,15 @@ def _serve(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run(records: int, seconds: int, connections: int, profile: Path | None = None) -> list[Run]:
+def run(
+    records: int,
+    seconds: int,
+    connections: int,
+    profile: Path | None = None,
+    workers: int = 2,
+) -> list[Run]:
+    """Each server measured in turn: stack, baseline, gateway of one process, then of
+    ``workers`` processes each (workers > 1)."""
     if shutil.which("wrk") is None:
         raise SystemExit(
             "wrk is not installed: apt-get install wrk (tests/services/require-packages.sh does)"
@@ -199,87 +240,102 @@ def run(records: int, seconds: int, connections: int, profile: Path | None = Non
         script = workdir / "keys.lua"
         script.write_text(_LUA % {"keys": workdir / "keys.txt", "auth": auth})
         env = {**os.environ, **bus.environment(), "EXCHANGE_MASK_SECRET": "b" * 40}
-        store, creds = workdir / "store.sqlite", workdir / "credentials"
-        gw_port = free_port()
-        procs.append(
-            _serve(
-                [
-                    sys.executable,
-                    "-m",
-                    "exchange",
-                    "gateway",
-                    "--port",
-                    str(gw_port),
-                    "--credentials-dir",
-                    str(creds),
-                    "--store",
-                    str(store),
-                ],
-                env,
-            )
-        )
-        gateway = f"http://127.0.0.1:{gw_port}"
-        _wait_healthy(gateway, procs[-1], records)
-        baseline_command = [sys.executable, "-m", "exchange.dev.gateway_baseline"]
-        baseline_command += ["--credentials-dir", str(creds), "--catalog", str(CATALOG_DIR)]
-        servers = [("gateway", gateway, procs[0])]
-        for name, extra in (("baseline", ["--store", str(store)]), ("stack", [])):
-            port = free_port()
-            procs.append(_serve([*baseline_command, "--port", str(port), *extra], env))
-            _wait_healthy_baseline(f"http://127.0.0.1:{port}", procs[-1])
-            servers.insert(0, (name, f"http://127.0.0.1:{port}", procs[-1]))
+        servers = _start_servers(workdir, env, records, workers, procs)
         results = []
-        for name, url, proc in servers:  # stack, baseline, gateway
+        broker_pid = broker.process.pid if broker and broker.process else None
+        for name, url, pids in servers:
             _wrk(url, script, 3, connections, name)  # warm-up
-            pids = (proc.pid, broker.process.pid if broker and broker.process else None)
-            results.append(_wrk(url, script, seconds, connections, name, pids, profile))
+            results.append(
+                _wrk(url, script, seconds, connections, name, (pids, broker_pid), profile)
+            )
         return results
     finally:
         for proc in procs:
             proc.terminate()
-            proc.wait(15)
+            proc.wait(30)
         if broker is not None:
             broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _wait_healthy_baseline(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the baseline exited with {proc.returncode}")
-        try:
-            httpx.get(f"{url}/metrics", timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("the baseline did not start in 60 s")
+def _start_servers(
+    workdir: Path,
+    env: dict[str, str],
+    records: int,
+    workers: int,
+    procs: list[subprocess.Popen[bytes]],
+) -> list[tuple[str, str, list[int]]]:
+    """Start every server measured; (name, URL, its process ids) in the order measured. Each
+    gateway keeps its own store (one writer a file); the baselines read the first one's."""
+    creds = workdir / "credentials"
+    gateways = []
+    for n in (1, workers) if workers > 1 else (1,):
+        port, store = free_port(), workdir / f"store-{n}.sqlite"
+        command = [sys.executable, "-m", "exchange", "gateway", "--port", str(port)]
+        command += ["--credentials-dir", str(creds), "--store", str(store), "--workers", str(n)]
+        procs.append(_serve(command, env))
+        gateways.append((n, f"http://127.0.0.1:{port}", procs[-1]))
+    for n, url, proc in gateways:
+        _wait_healthy(url, proc, records, n)
+    baseline = [sys.executable, "-m", "exchange.dev.gateway_baseline", "--reuse-port"]
+    baseline += ["--credentials-dir", str(creds), "--catalog", str(CATALOG_DIR)]
+    servers: list[tuple[str, str, list[int]]] = []
+    for n, gw_url, gw_proc in gateways:
+        suffix = f" x{n}" if n > 1 else ""
+        for name, extra in (
+            ("stack", []),
+            ("baseline", ["--store", str(workdir / "store-1.sqlite")]),
+        ):
+            port, pids = free_port(), []
+            for _ in range(n):
+                procs.append(_serve([*baseline, "--port", str(port), *extra], env))
+                pids.append(procs[-1].pid)
+            _wait_healthy(f"http://127.0.0.1:{port}", procs[-1], None, n)
+            servers.append((name + suffix, f"http://127.0.0.1:{port}", pids))
+        servers.append(("gateway" + suffix, gw_url, [gw_proc.pid]))
+    return servers
 
 
 def report(results: list[Run], connections: int) -> str:
-    stack, base, gw = results
+    """The table and the ratios: each gateway against the baseline with as many processes."""
+    by = {r.name: r for r in results}
     lines = [
-        f"wrk, 1 thread, {connections} connections, random keys; one run, same machine",
-        f"{'':10} {'lookups/s':>10} {'p99 ms':>8} {'non-2xx':>8} {'server CPU ms/req':>18} "
+        f"wrk, 1 thread, {connections} connections, random keys; one run, same machine "
+        "(xN: N server processes on one port)",
+        f"{'':13} {'lookups/s':>10} {'p99 ms':>8} {'non-2xx':>8} {'server CPU ms/req':>18} "
         f"{'broker cores':>13} {'machine busy':>13}",
     ]
     for r in results:
         lines.append(
-            f"{r.name:10} {r.rps:10.0f} {r.p99_ms:8.2f} {r.non_2xx:8d} {r.server_cpu_ms:18.3f} "
+            f"{r.name:13} {r.rps:10.0f} {r.p99_ms:8.2f} {r.non_2xx:8d} {r.server_cpu_ms:18.3f} "
             f"{r.broker_cores:13.2f} {r.machine_busy:12.0%}"
         )
+    best = by["gateway"]
+    for gw in (r for r in results if r.name.startswith("gateway")):
+        suffix = gw.name.removeprefix("gateway")
+        base, stack = by["baseline" + suffix], by["stack" + suffix]
+        lines += [
+            f"{gw.name} / {base.name} throughput: {gw.rps / base.rps:.2f}; "
+            f"p99: {gw.p99_ms / base.p99_ms:.2f}x; "
+            f"CPU per request: {_ratio(gw.server_cpu_ms, base.server_cpu_ms)}x",
+            f"{base.name} / {stack.name} throughput: {base.rps / stack.rps:.2f} (the stack: HTTP "
+            "and authentication alone, the ceiling of any route on it)",
+        ]
+        if gw is not by["gateway"]:
+            lines.append(f"{gw.name} / gateway throughput: {gw.rps / by['gateway'].rps:.2f}")
+        best = gw
     lines += [
-        f"gateway / baseline throughput: {gw.rps / base.rps:.2f}; p99: {gw.p99_ms / base.p99_ms:.2f}x; "
-        f"CPU per request: {gw.server_cpu_ms / base.server_cpu_ms:.2f}x",
-        f"baseline / stack throughput: {base.rps / stack.rps:.2f} (the stack: HTTP and "
-        "authentication alone, the ceiling of any route on it)",
-        f"target ≥ {TARGET_RPS:.0f} lookups/s: {'met' if gw.rps >= TARGET_RPS else 'NOT met'} "
-        f"({gw.rps / TARGET_RPS:.2f} of it); p99 ≤ {TARGET_P99_MS:.0f} ms: "
-        f"{'met' if gw.p99_ms <= TARGET_P99_MS else 'NOT met'}",
+        f"{best.name}: target ≥ {TARGET_RPS:.0f} lookups/s: "
+        f"{'met' if best.rps >= TARGET_RPS else 'NOT met'} ({best.rps / TARGET_RPS:.2f} of it); "
+        f"p99 ≤ {TARGET_P99_MS:.0f} ms: {'met' if best.p99_ms <= TARGET_P99_MS else 'NOT met'}",
         f"X-Road (~{XROAD_RPS:.0f} requests/s through a pair of security servers): "
-        f"{gw.rps / XROAD_RPS:.0f}x that, every request audited",
+        f"{best.rps / XROAD_RPS:.0f}x that, every request audited",
     ]
     return "\n".join(lines)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "–"
 
 
 def main() -> None:
@@ -288,6 +344,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="processes of the multi-process gateway and of its baseline (default: one per "
+        "core); 1 measures the one-process servers only",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -295,10 +358,10 @@ def main() -> None:
         "where its time went, DIR/<name>.folded holds the stacks",
     )
     args = parser.parse_args()
-    results = run(args.records, args.seconds, args.connections, args.profile)
+    results = run(args.records, args.seconds, args.connections, args.profile, args.workers)
     print(report(results, args.connections))
     if args.profile is not None:
-        print(f"profiles: {args.profile}/{{stack,baseline,gateway}}.txt")
+        print(f"profiles: {args.profile}/<server>.txt")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,22 @@ class Spy:
 
 
 def start(pid: int, stem: Path, seconds: int) -> Spy:
-    """Sample ``pid`` for ``seconds`` into ``<stem>.folded`` (in the background)."""
+    """Sample ``pid`` (and its child processes: a gateway's workers) for ``seconds`` into
+    ``<stem>.folded`` (in the background)."""
     spy = shutil.which("py-spy")
     if spy is None:
         raise SystemExit("--profile needs py-spy on the PATH: pip install py-spy")
     stem.parent.mkdir(parents=True, exist_ok=True)
     command = [spy, "record", "--pid", str(pid), "--duration", str(seconds)]
-    command += ["--rate", str(RATE_HZ), "--idle", "--nonblocking", "--format", "raw"]
+    command += [
+        "--rate",
+        str(RATE_HZ),
+        "--idle",
+        "--nonblocking",
+        "--subprocesses",
+        "--format",
+        "raw",
+    ]
     process = subprocess.Popen(
         [*command, "--output", str(stem.with_suffix(".folded"))],
         stdout=subprocess.DEVNULL,

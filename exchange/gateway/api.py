@@ -8,6 +8,7 @@ is answered exactly like a key that does not exist.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -295,5 +296,6 @@ async def health(request: Request) -> JSONResponse:
         "status": "ok" if why is None else "starting",
         "reason": why,
         "records": store.count() if store is not None and why is None else None,
+        "pid": os.getpid(),  # which worker process answered (exchange gateway --workers N)
     }
     return JSONResponse(body, 200 if why is None else 503)

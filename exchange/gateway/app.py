@@ -33,11 +33,24 @@ def gateway_app(
     *,
     metrics: HttpMetrics | None = None,
     partitions: int | None = None,
+    materialise: bool = True,
+    quota_path: Path | None = None,
 ) -> FastAPI:
-    """The app; its service follows the control and source topics of ``bus`` while served."""
+    """The app; its service follows the control and source topics of ``bus`` while served.
+
+    ``materialise=False``: another process keeps the store at ``store_path`` up to date
+    (a worker of :mod:`exchange.gateway.workers`). ``quota_path``: the quota table shared
+    with the other workers (None: quotas counted in this process alone).
+    """
     metrics = metrics or HttpMetrics()
     svc = GatewayService(
-        bus, store_path, master_secret, GatewayMetrics(metrics.registry), partitions=partitions
+        bus,
+        store_path,
+        master_secret,
+        GatewayMetrics(metrics.registry),
+        partitions=partitions,
+        materialise=materialise,
+        quota_path=quota_path,
     )
 
     @asynccontextmanager

@@ -1,9 +1,10 @@
 """Quotas of a grant (a common condition of 有条件共享): requests per second and per day.
 
-Counted per grant in this gateway process: a one-second window and a
-Beijing-time day. Several gateways behind a load balancer each count their
-own requests, so a grant's quota is per gateway instance (the README says
-so); a restart starts the day's count again.
+Counted per grant in a one-second window and a Beijing-time day, in a
+:class:`~exchange.gateway.quota_table.QuotaTable`: with a file behind it, every
+worker process of the gateway counts in the same table, so together they allow a
+grant its quota (not each of them), and a restart keeps the day's count. Separate
+gateways with separate stores (behind one load balancer) each count their own.
 """
 
 from __future__ import annotations
@@ -11,18 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from dataclasses import dataclass
+from pathlib import Path
 
 from exchange import beijing
+from exchange.gateway.quota_table import Counts, QuotaTable
 from exchange.sharing.records import Grant
-
-
-@dataclass
-class _Count:
-    second: int = -1
-    in_second: int = 0
-    day: dt.date | None = None
-    in_day: int = 0
 
 
 class OverQuota(Exception):
@@ -34,8 +28,15 @@ class OverQuota(Exception):
 
 
 class Quotas:
-    def __init__(self) -> None:
-        self._counts: dict[str, _Count] = {}
+    """Counts requests per grant; ``path``: the table shared with the other workers (None: this
+    process alone)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.table = QuotaTable(path)
+        self._day: tuple[int, dt.date] = (-1, dt.date.min)  # (second, its Beijing day)
+
+    def close(self) -> None:
+        self.table.close()
 
     def take(self, grant: Grant | None, now: float | None = None) -> None:
         """Count one request under ``grant``; raise :class:`OverQuota` if it is one too many.
@@ -46,24 +47,35 @@ class Quotas:
         if grant is None or (grant.quota_per_second is None and grant.quota_per_day is None):
             return
         now = time.time() if now is None else now
-        count = self._counts.setdefault(grant.id, _Count())
         second = int(now)
-        if count.second != second:
-            count.second, count.in_second = second, 0
-        day = beijing.china_date(dt.datetime.fromtimestamp(now, dt.UTC))
-        if count.day != day:
-            count.day, count.in_day = day, 0
-        if grant.quota_per_day is not None and count.in_day >= grant.quota_per_day:
-            midnight = beijing.end_of_day(day).timestamp()
-            raise OverQuota(
-                f"grant {grant.id} allows {grant.quota_per_day} requests per day (Beijing time); "
-                "they are used up",
-                max(1, math.ceil(midnight - now)),
-            )
-        if grant.quota_per_second is not None and count.in_second >= grant.quota_per_second:
-            raise OverQuota(
-                f"grant {grant.id} allows {grant.quota_per_second} requests per second",
-                max(1, math.ceil(second + 1 - now)),
-            )
-        count.in_second += 1
-        count.in_day += 1
+        day = self._day_of(second)
+        today = day.toordinal()
+        per_second, per_day = grant.quota_per_second, grant.quota_per_day
+
+        def count(c: Counts) -> None:
+            if c.second != second:
+                c.second, c.in_second = second, 0
+            if c.day != today:
+                c.day, c.in_day = today, 0
+            if per_day is not None and c.in_day >= per_day:
+                midnight = beijing.end_of_day(day).timestamp()
+                raise OverQuota(
+                    f"grant {grant.id} allows {per_day} requests per day (Beijing time); "
+                    "they are used up",
+                    max(1, math.ceil(midnight - now)),
+                )
+            if per_second is not None and c.in_second >= per_second:
+                raise OverQuota(
+                    f"grant {grant.id} allows {per_second} requests per second",
+                    max(1, math.ceil(second + 1 - now)),
+                )
+            c.in_second += 1
+            c.in_day += 1
+
+        self.table.update(grant.id, today, count)
+
+    def _day_of(self, second: int) -> dt.date:
+        """The Beijing day of ``second`` (worked out once a second: it is most of a count's cost)."""
+        if self._day[0] != second:
+            self._day = (second, beijing.china_date(dt.datetime.fromtimestamp(second, dt.UTC)))
+        return self._day[1]

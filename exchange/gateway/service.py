@@ -1,7 +1,10 @@
 """The gateway's parts held together: control state, access table, store, audit, quotas.
 
-Started with the app (its lifespan) and stopped with it. The control topics
-are followed live (a revocation or expiry applies from the next request); if
+Started with the app (its lifespan) and stopped with it. A gateway of one
+process keeps its store up to date itself; each worker of a gateway of several
+(:mod:`exchange.gateway.workers`) reads the store its supervisor keeps
+(``materialise=False``) and counts quotas in the table the workers share. The
+control topics are followed live (a revocation or expiry applies from the next request); if
 they are reset under the gateway, it starts over from them as they are, and
 answers 503 meanwhile, as the registry does.
 """
@@ -57,11 +60,13 @@ class GatewayMetrics:
             f"{prefix}_gateway_store_records",
             "Records in the latest-state store",
             registry=registry,
+            multiprocess_mode="liveall",
         )
         self.applied = Gauge(
             f"{prefix}_gateway_store_applied",
             "Source records written to the store since the start",
             registry=registry,
+            multiprocess_mode="liveall",
         )
         #: its audit chain: entries written, and how far they run past the last signed head
         self.audit = AuditMetrics(registry, prefix)
@@ -76,13 +81,17 @@ class GatewayService(AsyncService):
         metrics: GatewayMetrics,
         *,
         partitions: int | None = None,
+        materialise: bool = True,
+        quota_path: Path | None = None,
     ) -> None:
         self.bus = bus
         self.store_path = store_path
         self.master_secret = master_secret
         self.metrics = metrics
         self.partitions = partitions
-        self.quotas = Quotas()
+        #: False: another process keeps the store up to date; this one only reads it
+        self.materialise = materialise
+        self.quotas = Quotas(quota_path)
         self.state = ControlState(bus)
         self.access = AccessTable(self.state, master_secret)
         self.store: LatestStore | None = None
@@ -99,6 +108,8 @@ class GatewayService(AsyncService):
         f, m = self._follower, self.materializer
         if f is None or not f.caught_up.is_set() or f.reset is not None:
             return "reading the control topics"
+        if not self.materialise:  # the supervisor read the source topics before starting it
+            return None if self.store is not None else "opening the store"
         if m is None or m.failed is not None:
             return f"the store is not being kept up to date ({m.failed if m else 'not started'})"
         if not m.caught_up.is_set():
@@ -106,7 +117,9 @@ class GatewayService(AsyncService):
         return None
 
     async def start(self) -> None:
-        self.store = await asyncio.to_thread(LatestStore, self.store_path)
+        self.store = await asyncio.to_thread(
+            LatestStore, self.store_path, reader=not self.materialise
+        )
         # one key (the chain's id): its partition is hashed once, not per request
         self._producer = kafka.producer(
             self.bus, linger_ms=LINGER_MS, partitioner=kafka.FewKeysPartitioner()
@@ -118,10 +131,11 @@ class GatewayService(AsyncService):
         )
         await self._writer.start()
         self.audit = RequestAudit(self._writer, self.master_secret)
-        self.materializer = Materializer(
-            self.bus, self.store, self._catalog, partitions=self.partitions
-        )
-        await self.materializer.start()
+        if self.materialise:
+            self.materializer = Materializer(
+                self.bus, self.store, self._catalog, partitions=self.partitions
+            )
+            await self.materializer.start()
 
     def public_key(self, department: str) -> str | None:
         """The Ed25519 key ``department`` registered in the catalog in force (None: none)."""

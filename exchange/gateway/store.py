@@ -8,8 +8,13 @@ are written in one transaction, so after a crash the store is either as it
 was before a batch or after it, and reading resumes where the rows end. A
 store that fails its integrity check, or was written by another version,
 is deleted and rebuilt from the topics (the topics are the truth; the store
-is a cache of them). PostgreSQL is not supported yet: one gateway per store
-file; run several gateways each with its own.
+is a cache of them). PostgreSQL is not supported yet.
+
+One process writes a store file (the materialiser); the gateway's worker
+processes open the same file as readers (``reader=True``): WAL mode lets them
+read while it writes, and each read sees every transaction committed before it.
+A reader never checks, rebuilds or writes the file: the writer did so before
+the readers started.
 
 Records are kept as they arrived (framed Avro bytes): views are applied at
 read time, so a policy change needs no rewrite of the store.
@@ -61,18 +66,34 @@ class Change:
 
 
 class LatestStore:
-    """One SQLite file; :meth:`get` from the event loop, :meth:`apply` from one writer thread."""
+    """One SQLite file; :meth:`get` from the event loop, :meth:`apply` from one writer thread.
 
-    def __init__(self, path: Path) -> None:
+    ``reader=True``: open a store another process writes, for reading only.
+    """
+
+    def __init__(self, path: Path, *, reader: bool = False) -> None:
         self.path = path
         self.rebuilt = False  # True when this open found the file unusable and started over
         self._write_lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer: sqlite3.Connection | None = None
         try:
+            if reader:
+                if not path.exists():
+                    raise StoreError(f"the store {path} does not exist: its writer makes it")
+                self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                self._reader.execute("PRAGMA query_only=1")
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._open_checked()
             self._reader = self._connect()
         except sqlite3.Error as exc:
             raise StoreError(f"the store {path} cannot be opened: {exc}") from exc
+
+    @property
+    def _w(self) -> sqlite3.Connection:
+        if self._writer is None:
+            raise StoreError(f"the store {self.path} is open for reading only")
+        return self._writer
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -115,7 +136,8 @@ class LatestStore:
     def close(self) -> None:
         self._reader.close()
         with self._write_lock:
-            self._writer.close()
+            if self._writer is not None:
+                self._writer.close()
 
     def positions(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> the next offset to read."""
@@ -145,7 +167,7 @@ class LatestStore:
         for c in changes:
             ends[(c.topic, c.partition)] = max(ends.get((c.topic, c.partition), 0), c.offset + 1)
         with self._write_lock:
-            conn = self._writer
+            conn = self._w
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 # in offset order per key: a later record of the same key wins
@@ -172,7 +194,8 @@ class LatestStore:
         """Drop the rows and positions of topics not in ``keep`` (resources left the catalog)."""
         kept = set(keep)
         with self._write_lock:
-            stored = {t for (t,) in self._writer.execute("SELECT DISTINCT topic FROM positions")}
+            conn = self._w
+            stored = {t for (t,) in conn.execute("SELECT DISTINCT topic FROM positions")}
             for topic in stored - kept:
-                self._writer.execute("DELETE FROM records WHERE topic = ?", (topic,))
-                self._writer.execute("DELETE FROM positions WHERE topic = ?", (topic,))
+                conn.execute("DELETE FROM records WHERE topic = ?", (topic,))
+                conn.execute("DELETE FROM positions WHERE topic = ?", (topic,))

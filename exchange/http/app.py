@@ -51,6 +51,10 @@ def create_app(
     errors.install(app)
     for router in routers:
         app.include_router(router)
-    app.add_route("/metrics", metrics_endpoint(metrics.registry), include_in_schema=False)
+    app.add_route(
+        "/metrics",
+        metrics_endpoint(metrics.registry, metrics.multiprocess_dir),
+        include_in_schema=False,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics, service=service)
     return app

@@ -2,11 +2,20 @@
 
 Labels are bounded: the route's template (``/schemas/ids/{id}``), never the
 path asked for, so a caller cannot grow the label set.
+
+A service served by several worker processes (the gateway's ``--workers``) runs
+prometheus_client in its multiprocess mode: every process writes its values to
+files in one folder (``PROMETHEUS_MULTIPROC_DIR``, set before the workers start,
+since prometheus_client reads it when imported), and ``/metrics``, whichever
+worker answers it, adds up the counters and histograms of all of them, dead
+workers' included (totals never go backwards when a worker is restarted).
+Gauges are reported per process (a ``pid`` label).
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -15,6 +24,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,9 +33,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 class HttpMetrics:
     def __init__(
-        self, registry: CollectorRegistry | None = None, prefix: str = "gov_exchange"
+        self,
+        registry: CollectorRegistry | None = None,
+        prefix: str = "gov_exchange",
+        *,
+        multiprocess_dir: Path | None = None,
     ) -> None:
         self.registry = registry or CollectorRegistry()
+        #: the folder every worker of the service writes its values to (None: one process)
+        self.multiprocess_dir = multiprocess_dir
         r = self.registry
         self.requests = Counter(
             f"{prefix}_http_requests",
@@ -82,10 +98,15 @@ class MetricsMiddleware:
                 self.metrics.auth_failures.labels(self.service).inc()
 
 
-def metrics_endpoint(registry: CollectorRegistry) -> Any:
-    """A route handler serving ``registry`` in Prometheus' text format."""
+def metrics_endpoint(registry: CollectorRegistry, multiprocess_dir: Path | None = None) -> Any:
+    """A route handler serving ``registry`` in Prometheus' text format; with
+    ``multiprocess_dir``, what every worker process wrote there, added up."""
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        if multiprocess_dir is None:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+        return Response(generate_latest(combined), media_type=CONTENT_TYPE_LATEST)
 
     return metrics

@@ -95,9 +95,34 @@ class Server(uvicorn.Server):
             heap.freeze()
 
 
-async def serve(app: Any, host: str, port: int, **options: Any) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM (uvicorn handles both and shuts down cleanly)."""
-    await Server(config(app, host, port, **options)).serve()
+async def serve(
+    app: Any, host: str, port: int, *, sock: socket.socket | None = None, **options: Any
+) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM (uvicorn handles both and shuts down cleanly);
+    on ``sock`` if given (then ``host`` and ``port`` only name it)."""
+    await Server(config(app, host, port, **options)).serve(sockets=[sock] if sock else None)
+
+
+def reuse_port_socket(
+    host: str, port: int, backlog: int = 2048, *, listen: bool = True
+) -> socket.socket:
+    """A listening TCP socket on ``host:port`` with ``SO_REUSEPORT``: several processes each
+    bind one on the same port, and the kernel spreads new connections across them.
+    ``listen=False``: bound only; it takes no connections until listened on (uvicorn does,
+    once its app has started)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 class _QuietServer(Server):

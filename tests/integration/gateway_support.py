@@ -1,7 +1,8 @@
 """Helpers for the gateway tests: a gateway served in this process, credentials, requests.
 
-Not a test module. The gateway is the real app on uvicorn on a loopback port; requests
-go through httpx over TCP, as a department system's would.
+Not a test module. The gateway is the real app on uvicorn on a loopback port (in this
+process, or ``exchange gateway --workers N`` in processes of its own); requests go
+through httpx over TCP, as a department system's would.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +69,58 @@ async def poll(check: Callable[[], Any], *, within: float = 10.0, every: float =
         assert time.monotonic() - started < within, "condition not met in time"
         await asyncio.sleep(every)
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def gateway_process(
+    bus: Connection, credentials: Path, store: Path, state: Path, *, workers: int = 2
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """(base URL, process) of ``exchange gateway --workers N`` started as an operator starts
+    it, once healthy; stopped (SIGTERM) when the block ends."""
+    port = server.free_port()
+    env = {
+        **os.environ,
+        **bus.environment(),
+        "EXCHANGE_MASK_SECRET": MASTER_SECRET.decode(),
+        "EXCHANGE_STATE_DIR": str(state),
+    }
+    command = [sys.executable, "-m", "exchange", "gateway", "--port", str(port)]
+    command += ["--credentials-dir", str(credentials), "--store", str(store)]
+    command += ["--workers", str(workers), "--log-level", "WARNING"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while len(worker_pids(proc.pid)) < workers or not _healthy(url):
+            if proc.poll() is not None:
+                _out, err = proc.communicate()
+                raise AssertionError(f"the gateway exited with {proc.returncode}: {err.decode()}")
+            assert time.monotonic() < deadline, "the gateway did not become healthy in 90 s"
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate(timeout=60)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of the gateway supervisor ``pid``: its children that multiprocessing
+    spawned (not its resource tracker), from /proc."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        with contextlib.suppress(OSError):
+            if b"--multiprocessing-fork" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
