@@ -250,6 +250,10 @@ async def _preload(s: Setup, topic_count: int) -> str:
 # --- 1 and 3: throughput -------------------------------------------------------------
 
 
+#: a drain that routes nothing for this long is given up (and the attempt made again)
+DRAIN_STALL_S = 30.0
+
+
 async def _drain(r: Router, count: int) -> float:
     """Records/s of router ``r`` routing the next ``count`` records, until all are committed.
 
@@ -261,13 +265,24 @@ async def _drain(r: Router, count: int) -> float:
         if time.monotonic() > deadline:
             raise RuntimeError("the router got no partitions within 60 s")
         await asyncio.sleep(0.05)
-    done, t0 = 0, None
+    held = set(r.assignment())
+    done, t0, last_progress = 0, None, time.monotonic()
     while done < count:
         started = time.perf_counter()
         n = await r.route_once()
-        if n and t0 is None:
-            t0 = started
+        if n:
+            t0 = started if t0 is None else t0
+            last_progress = time.monotonic()
         done += n
+        if set(r.assignment()) != held or time.monotonic() - last_progress > DRAIN_STALL_S:
+            # a rebalance (a session lost on a starved machine) hands the partitions back
+            # at their committed offsets, past the rewind: this attempt cannot finish
+            print(
+                f"bench: a drain gave up after {done:,} of {count:,} records (partitions "
+                f"{'reassigned' if set(r.assignment()) != held else 'silent'}); rewinding",
+                file=sys.stderr,
+            )
+            return 0.0
     await r.settle()  # every delivery acknowledged and every offset committed
     assert t0 is not None
     return count / (time.perf_counter() - t0)
@@ -922,6 +937,8 @@ async def _measure_throughput(s: Setup, router: Router, source: str, n: int) -> 
         if attempt:
             await _rewind(router)
         routed_10 = max(routed_10, await _drain(router, n))
+    if not routed_10:
+        raise RuntimeError(f"no drain of {n:,} records by the router finished in 3 attempts")
     return [
         _compared(
             "1. routing throughput, 3 views",
@@ -950,6 +967,8 @@ async def _measure_with_grants(s: Setup, router: Router, n: int, baseline: float
     for _attempt in range(3):
         await _rewind(router)
         routed = max(routed, await _drain(router, n))
+    if not routed:
+        raise RuntimeError(f"with {s.grants:,} grants, no drain of {n:,} records finished")
     return [
         _compared(
             f"3. throughput with {s.grants:,} grants",
