@@ -52,6 +52,18 @@ STOP_S = 10.0  # longest wait for the thread's consumer to close
 SWITCH_INTERVAL_S = 0.0005
 
 
+def scan_consumer(bus: Connection) -> Any:
+    """The consumer a backfill scan reads its source with (in a thread or a worker process):
+    no group, large fetches, and a short fetch wait (once caught up, a fetch must not hold
+    a record long)."""
+    return kafka.consumer(
+        bus,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_wait_ms=50,
+    )
+
+
 class ScanReader:
     """Reads the parts it is given from their first record, in a thread, and hands each
     rendered step to ``deliver`` on the event loop that created it."""
@@ -115,13 +127,7 @@ class ScanReader:
             self._ended.set()
 
     async def _run(self) -> None:
-        # fetch_max_wait: once caught up, a fetch must not hold a record long
-        consumer = kafka.consumer(
-            self.bus,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_wait_ms=50,
-        )
+        consumer = scan_consumer(self.bus)
         try:  # stopped however it ends, also when its start fails part way
             await consumer.start()
             await self._read(consumer)

@@ -43,9 +43,9 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from exchange.bus import kafka
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Resource
+from exchange.router.backfill_reader import scan_consumer
 from exchange.router.backfill_render import Renderer
 from exchange.router.view import compile_view
 from exchange.router.view_table import Decoder
@@ -108,13 +108,7 @@ class _Worker:
         self.halted = False
 
     async def run(self) -> None:
-        # fetch_max_wait: once caught up, a fetch must not hold a record long
-        consumer = kafka.consumer(
-            self.recipe.bus,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_wait_ms=50,
-        )
+        consumer = scan_consumer(self.recipe.bus)
         try:  # stopped however it ends, also when its start fails part way
             await consumer.start()
             await self._read(consumer)
