@@ -32,6 +32,7 @@ import os
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -71,8 +72,9 @@ class PendingWrites:
         for fut in self.futures:
             await fut
         if self.metrics is not None:
-            for entry in self.entries:
-                self.metrics.entries_written.labels(entry.action.value).inc()
+            counted = Counter(entry.action.value for entry in self.entries)
+            for action, n in counted.items():
+                self.metrics.entries_written.labels(action).inc(n)
         return self.entries
 
 

@@ -118,9 +118,13 @@ async def _answer(
             503, 50302, "the answer is withheld: the access log could not record it"
         ) from exc
     kind = "verify" if facts.action is Action.RECORD_VERIFIED else "query"
-    metrics = svc.metrics
-    metrics.decisions.labels(kind, _label(svc, facts.resource), facts.caller, facts.decision).inc()
-    metrics.seconds.labels(kind, _label(svc, facts.resource)).observe(time.perf_counter() - started)
+    svc.metrics.answered(
+        kind,
+        _label(svc, facts.resource),
+        facts.caller,
+        facts.decision,
+        time.perf_counter() - started,
+    )
     return response
 
 

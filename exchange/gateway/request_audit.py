@@ -3,9 +3,14 @@
 Each request hands its entry to the audit writer (:class:`~exchange.audit.writer.AuditWriter`,
 the same hash chain as the router's) and waits for the broker's acknowledgement
 before it answers: a crash cannot lose the record of an answer given. Entries of
-concurrent requests travel together: the producer gathers what arrives within
-its linger time (:data:`LINGER_MS`) into one batch, so the cost of a write is
-shared, and the wait adds about that much to a request.
+concurrent requests travel together: those of the requests answered in one turn
+of the event loop are handed to the writer in one call (one lock, one wait for
+their acknowledgements), and the producer gathers what arrives within its linger
+time (:data:`LINGER_MS`) into one batch, so the cost of a write is shared, and
+the wait adds about that much to a request. If a write fails, every request of
+its turn is told so (and withholds its answer), even though some of their
+entries may have been written: the log may hold an entry for an answer withheld,
+never an answer without its entry.
 
 The key asked for is never written: the entry holds ``key_hash``, a keyed
 BLAKE2b of it under a key derived from the mask master secret (an unkeyed hash
@@ -15,11 +20,12 @@ can tell whether a given key was asked for (:func:`key_hash` of :func:`audit_key
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from exchange.audit.entry import Action, Decision, Draft, detail_map
+from exchange.audit.entry import Action, Decision, Draft
 from exchange.audit.writer import AuditWriter
 from exchange.sharing.limits import MAX_AUDIT_TEXT, safe
 
@@ -57,8 +63,19 @@ class RequestAudit:
     def __init__(self, writer: AuditWriter, master_secret: bytes) -> None:
         self.writer = writer
         self._secret = audit_key(master_secret)
+        #: entries of this turn of the event loop, and the futures of the requests waiting
+        self._drafts: list[Draft] = []
+        self._waiting: list[asyncio.Future[None]] = []
+        self._writes: set[asyncio.Task[None]] = set()
 
     def draft(self, facts: RequestFacts) -> Draft:
+        # the details as exchange.audit.entry.detail_map makes them, built directly
+        details = {"key_hash": key_hash(self._secret, facts.key)} if facts.key is not None else {}
+        fields = ",".join(facts.fields)
+        if fields:
+            details["fields"] = fields
+        details["status"] = str(facts.status)
+        details["via"] = "gateway"
         return Draft(
             action=facts.action,
             actor=facts.caller,
@@ -69,15 +86,35 @@ class RequestAudit:
             grant_id=facts.grant_id,
             purpose=safe(facts.purpose, MAX_AUDIT_TEXT) if facts.purpose is not None else None,
             reason=facts.reason,
-            details=detail_map(
-                key_hash=key_hash(self._secret, facts.key) if facts.key is not None else None,
-                fields=list(facts.fields) or None,
-                status=facts.status,
-                via="gateway",
-            ),
+            details=details,
         )
 
     async def record(self, facts: RequestFacts) -> None:
-        """Write the entry of a request and wait for its acknowledgement."""
-        pending = await self.writer.send([self.draft(facts)])
-        await pending.acked()
+        """Write the entry of a request and wait for its acknowledgement (with the entries of
+        the other requests of this turn of the event loop); raises if it cannot be written."""
+        loop = asyncio.get_running_loop()
+        if not self._drafts:
+            loop.call_soon(self._write_turn)
+        self._drafts.append(self.draft(facts))
+        acked: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(acked)
+        await acked
+
+    def _write_turn(self) -> None:
+        drafts, waiting = self._drafts, self._waiting
+        self._drafts, self._waiting = [], []
+        task = asyncio.create_task(self._write(drafts, waiting), name="gateway-audit-write")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, drafts: list[Draft], waiting: list[asyncio.Future[None]]) -> None:
+        try:
+            await (await self.writer.send(drafts)).acked()
+        except Exception as exc:  # each request withholds its answer (503)
+            for acked in waiting:
+                if not acked.done():
+                    acked.set_exception(exc)
+            return
+        for acked in waiting:
+            if not acked.done():
+                acked.set_result(None)

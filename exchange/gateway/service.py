@@ -70,6 +70,23 @@ class GatewayMetrics:
         )
         #: its audit chain: entries written, and how far they run past the last signed head
         self.audit = AuditMetrics(registry, prefix)
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+
+    def answered(
+        self, kind: str, resource: str, consumer: str, decision: str, seconds: float
+    ) -> None:
+        """Count one request and its latency (the labels' children looked up once)."""
+        key = (kind, resource, consumer, decision)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.decisions.labels(kind, resource, consumer, decision),
+                self.seconds.labels(kind, resource),
+            )
+            if len(self._children) < 10_000:  # bounded: resources and consumers of the catalog
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class GatewayService(AsyncService):
