@@ -29,14 +29,19 @@ def _long(n: int, out: bytearray) -> None:
     out.append(n)
 
 
-def _string(s: str, out: bytearray) -> None:
+def _string(s: str) -> bytes:
     b = s.encode()
     n = len(b)
     if n < 0x40:  # one byte: the zig-zag of n is 2n
-        out.append(n << 1)
-    else:
-        _long(n, out)
-    out += b
+        return bytes((n << 1,)) + b
+    out = bytearray()
+    _long(n, out)
+    return bytes(out + b)
+
+
+#: strings written again and again (writer, instance, actor, resource, decision, purpose, ...)
+#: are encoded once; emptied when full (ids and hashes, written once each, fill it)
+_CACHE_SIZE = 4096
 
 
 class EntryWriter:
@@ -62,19 +67,30 @@ class EntryWriter:
             else:
                 raise ValueError(f"field {f['name']!r} has a type this writer does not write: {t}")
         self._plan = tuple(plan)
+        self._encoded: dict[str, bytes] = {}
+
+    def _put(self, s: str, out: bytearray) -> None:
+        encoded = self._encoded.get(s)
+        if encoded is None:
+            encoded = _string(s)
+            if len(self._encoded) >= _CACHE_SIZE:
+                self._encoded.clear()
+            self._encoded[s] = encoded
+        out += encoded
 
     def write(self, record: Mapping[str, Any], out: bytearray) -> None:
         """Append the Avro binary of ``record`` (timestamps as epoch milliseconds) to ``out``."""
+        put = self._put
         for name, kind in self._plan:
             value = record[name]
             if kind == _STRING:
-                _string(value, out)
+                put(value, out)
             elif kind == _OPTIONAL:
                 if value is None:
                     out.append(0)
                 else:
                     out.append(2)
-                    _string(value, out)
+                    put(value, out)
             elif kind == _LONG:
                 _long(value, out)
             elif kind == _ENUM:
@@ -83,6 +99,6 @@ class EntryWriter:
                 if value:
                     _long(len(value), out)
                     for k, v in value.items():
-                        _string(k, out)
-                        _string(v, out)
+                        put(k, out)
+                        put(v, out)
                 out.append(0)

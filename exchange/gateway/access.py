@@ -14,9 +14,12 @@ resource) and dropped when the catalog or a grant changes, or a grant ends.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from exchange.avro import wire
+from exchange.avro.scan import LazyRecord
 from exchange.bus import topics
 from exchange.catalog.model import Catalog, Resource, ShareType
 from exchange.control.state import ControlState
@@ -69,11 +72,26 @@ class Access:
             f"POST /v1/resources/{self.resource.id}/verify"
         )
 
-    def visible(self, record: dict[str, Any]) -> bool:
+    def read(self, framed: bytes) -> Mapping[str, Any]:
+        """The record of a value of the store (:class:`DecodeError` if it cannot be read).
+
+        A record of the resource's current schema, as the router reads one: its bytes are
+        checked whole (:mod:`exchange.avro.scan`) and only the fields the view, its masks
+        and its row filter read are decoded; one of an older schema is decoded whole, to
+        the current one.
+        """
+        sid, body = wire.unframe(framed)
+        scanner = self.decoder.scanner
+        if scanner is not None and sid == self.resource.schema_id:
+            raw = framed[wire.HEADER_SIZE :]
+            return LazyRecord(scanner, raw, scanner.offsets(raw))
+        return self.decoder.decode(sid, body)
+
+    def visible(self, record: Mapping[str, Any]) -> bool:
         row_filter = self.row_filter
         return row_filter is None or row_filter.matches(record)
 
-    def render(self, record: dict[str, Any]) -> dict[str, Any]:
+    def render(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The caller's view of a decoded record (it passed :meth:`visible`)."""
         masks = self.compiled.masks if self.compiled is not None else {}
         return {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from exchange.audit.entry import Action, Decision
-from exchange.avro import wire
 from exchange.avro.jsoncodec import to_jsonable
 from exchange.errors import DecodeError
 from exchange.gateway import checks
@@ -140,16 +139,14 @@ def _error(
     return JSONResponse({"error_code": code, "message": message}, status, headers=headers)
 
 
-def _lookup(svc: GatewayService, access: Access, key: bytes) -> dict[str, Any] | None:
-    """The decoded latest record with ``key`` if the caller's row filter lets it through."""
+def _lookup(svc: GatewayService, access: Access, key: bytes) -> Mapping[str, Any] | None:
+    """The latest record with ``key`` if the caller's row filter lets it through."""
     assert svc.store is not None
     framed = svc.store.get(access.topic, key)
     if framed is None:
         return None
-
     try:
-        sid, body = wire.unframe(framed)
-        record = access.decoder.decode(sid, body)
+        record = access.read(framed)
     except DecodeError:
         return None  # the router dead-letters it; here it is no answer at all
     return record if access.visible(record) else None

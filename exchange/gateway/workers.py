@@ -47,6 +47,7 @@ from exchange.catalog.model import Catalog
 from exchange.control.state import ControlFollower, ControlState
 from exchange.errors import ExchangeError
 from exchange.gateway.materializer import Materializer
+from exchange.gateway.service import CONTROL_FETCH_WAIT_MS
 from exchange.gateway.store import LatestStore
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class Supervisor:
             loop.add_signal_handler(sig, self._stopping.set)
         self._check_port()
         store = await asyncio.to_thread(LatestStore, self.spec.store)
-        follower = ControlFollower(self.state)
+        follower = ControlFollower(self.state, fetch_max_wait_ms=CONTROL_FETCH_WAIT_MS)
         materializer: Materializer | None = None
         try:
             await follower.start(follow=True)
