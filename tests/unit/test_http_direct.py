@@ -1,4 +1,5 @@
-"""Direct routes: documented by their endpoint's signature, answered by their handler."""
+"""Direct routes: documented by their endpoint's signature, answered by their handler ahead of
+FastAPI's routing, with the app's metrics and error handlers."""
 
 from __future__ import annotations
 
@@ -24,7 +25,14 @@ async def lookup(request: Request) -> Response:
     name = request.path_params["name"]
     if name == "boom":
         raise RuntimeError("an unexpected failure")
-    return JSONResponse({"name": name, "caller": caller.name, "q": request.query_params.get("q")})
+    return JSONResponse(
+        {
+            "name": name,
+            "caller": caller.name,
+            "q": request.query_params.get("q"),
+            "routed_by_fastapi": "router" in request.scope,  # Starlette's router sets it
+        }
+    )
 
 
 @router.get("/things/{name}", summary="a thing by name")
@@ -59,7 +67,7 @@ async def test_a_direct_route_is_answered_by_its_handler_through_the_apps_stack(
     auth = {"Authorization": "Basic " + base64.b64encode(b"hrss:pw").decode()}
     async with server.running(_app(tmp_path)) as url, httpx.AsyncClient(base_url=url) as c:
         r = await c.get("/things/a%20b", params={"q": "x"}, headers=auth)
-        assert r.json() == {"name": "a b", "caller": "hrss", "q": "x"}
+        assert r.json() == {"name": "a b", "caller": "hrss", "q": "x", "routed_by_fastapi": False}
         refused = await c.get("/things/a")  # the gate's 401, in the bus's error format
         assert refused.status_code == 401
         assert refused.json()["error_code"] == 401
@@ -68,9 +76,14 @@ async def test_a_direct_route_is_answered_by_its_handler_through_the_apps_stack(
         assert failed.status_code == 500
         assert failed.json() == {"error_code": 50001, "message": "Error in the backend data store"}
         assert (await c.get("/plain/7")).json() == {"n": 7}
+        wrong_method = await c.post("/things/a", headers=auth)  # not a direct route: FastAPI's 405
+        assert wrong_method.status_code == 405
+        assert wrong_method.json()["error_code"] == 405
         assert (await c.get("/plain/x")).status_code == 422  # FastAPI still validates these
         metrics = (await c.get("/metrics")).text
         assert 'route="/things/{name}",service="t",status="200"' in metrics
+        assert 'route="/things/{name}",service="t",status="500"' in metrics
+        assert 'gov_exchange_http_auth_failures_total{service="t"} 1.0' in metrics
 
 
 def test_the_openapi_document_shows_the_endpoints_signature(tmp_path: Path) -> None:
