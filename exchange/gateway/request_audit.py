@@ -92,10 +92,11 @@ class RequestAudit:
     async def record(self, facts: RequestFacts) -> None:
         """Write the entry of a request and wait for its acknowledgement (with the entries of
         the other requests of this turn of the event loop); raises if it cannot be written."""
+        draft = self.draft(facts)
         loop = asyncio.get_running_loop()
         if not self._drafts:
             loop.call_soon(self._write_turn)
-        self._drafts.append(self.draft(facts))
+        self._drafts.append(draft)
         acked: asyncio.Future[None] = loop.create_future()
         self._waiting.append(acked)
         await acked
