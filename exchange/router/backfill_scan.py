@@ -2,9 +2,10 @@
 
 A :class:`BackfillScan` reads the source partitions of one resource that a
 router owns, from their first record on, with a consumer of its own (no
-group: it commits nothing and never pauses the router's fetches), in a worker
-process (:mod:`exchange.router.backfill_worker`: the router's backfills, on a
-core of their own) or a thread (:mod:`exchange.router.backfill_reader`), each
+group: it commits nothing and never pauses the router's fetches), in worker
+processes (:mod:`exchange.router.backfill_worker`: the router's backfills, on
+cores of their own, up to :data:`WORKERS` of them, each partition read by one)
+or a thread (:mod:`exchange.router.backfill_reader`), each
 record rendered by :mod:`exchange.router.backfill_render`. For each
 partition (:class:`Part`) it keeps, in source-offset order, the latest record
 of every key written before the cut-over offset, already rendered through
@@ -85,7 +86,7 @@ class Part:
 class BackfillScan:
     """The scan of one consumer's view over the source partitions this router owns.
 
-    Reading and rendering run in a worker process when the scan has a ``recipe`` to
+    Reading and rendering run in worker processes when the scan has a ``recipe`` to
     compile the view there (:class:`~exchange.router.backfill_process.WorkerReader`: the
     router's backfills of :data:`WORKER_MIN_RECORDS` or more), else in a thread
     (:class:`~exchange.router.backfill_reader.ScanReader`: ``exchange snapshot``); each
