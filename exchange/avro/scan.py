@@ -166,8 +166,18 @@ def _emit_varint(src: _Source, d: int) -> None:
     src.emit(d + 1, "b = (b & 127) | (buf[pos + 1] << 7)")
     src.emit(d + 1, "v = (b >> 1) ^ -(b & 1)")
     src.emit(d + 1, "pos += 2")
-    src.emit(d, "else:")
-    src.emit(d + 1, "v, pos = _read_long(buf, pos)")
+    src.emit(d, "else:  # three bytes or more (dates, timestamps): the loop, inline")
+    src.emit(d + 1, "n = b & 127")
+    src.emit(d + 1, "shift = 7")
+    src.emit(d + 1, "pos += 1")
+    src.emit(d + 1, "while b & 128:")
+    src.emit(d + 2, "b = buf[pos]")
+    src.emit(d + 2, "pos += 1")
+    src.emit(d + 2, "n |= (b & 127) << shift")
+    src.emit(d + 2, "shift += 7")
+    src.emit(d + 2, "if shift > 70:")
+    src.emit(d + 3, 'raise DecodeError("varint longer than 10 bytes")')
+    src.emit(d + 1, "v = (n >> 1) ^ -(n & 1)")
 
 
 def _emit_skip(src: _Source, kind: tuple[Any, ...], d: int) -> None:
@@ -305,10 +315,27 @@ def _string_at(buf: bytes, pos: int) -> str:
     return str(buf[pos : pos + n], "utf-8")
 
 
+def _decimal_at(scale: int) -> Callable[[bytes, int], decimal.Decimal]:
+    exponent = -scale
+
+    def decimal_at(buf: bytes, pos: int) -> decimal.Decimal:
+        b = buf[pos]
+        if b < 128:  # a length under 64: one varint byte
+            data = buf[pos + 1 : pos + 1 + (b >> 1)]
+        else:
+            n, pos = _read_long(buf, pos)
+            data = buf[pos : pos + n]
+        return decimal.Decimal(int.from_bytes(data, "big", signed=True)).scaleb(exponent)
+
+    return decimal_at
+
+
 def _decoder(kind: tuple[Any, ...]) -> Callable[[bytes, int], Any]:
     """A decoder of one field's value at a position, specialised for the common kinds."""
     if kind[0] == _STRING:
         return _string_at
+    if kind[0] == _BYTES and kind[1] == "decimal":
+        return _decimal_at(kind[2])
     if kind[0] == _UNION and len(kind[1]) == 2 and kind[1][0][0] == _NULL:
         inner = _decoder(kind[1][1])
 

@@ -35,6 +35,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from exchange.bus import topic_config, topics
 from exchange.bus.connection import Connection
+from exchange.bus.fetch_sessions import SessionConsumer
 from exchange.errors import AccessRefused, BrokerUnavailable
 
 MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default, stated: exchange.bus.limits checks against it
@@ -137,7 +138,11 @@ class FewKeysPartitioner:
 
 
 def consumer(bus: Connection, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
-    """A consumer that starts at the earliest offset and commits only when told to."""
+    """A consumer that starts at the earliest offset and commits only when told to.
+
+    On Apache Kafka its fetches use incremental fetch sessions
+    (:mod:`exchange.bus.fetch_sessions`): a consumer of hundreds of partitions no longer
+    encodes and decodes all of them at every fetch."""
     options: dict[str, Any] = {
         **bus.client_options(),
         "auto_offset_reset": "earliest",
@@ -145,7 +150,10 @@ def consumer(bus: Connection, *topics: str, **overrides: Any) -> AIOKafkaConsume
         "client_id": "gov-exchange",
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **options)
+    if bus.development:  # the embedded broker: plain fetches
+        return AIOKafkaConsumer(*topics, **options)
+    # Apache Kafka: each fetch names only the partitions whose position moved
+    return SessionConsumer(*topics, **options)
 
 
 async def ensure_topics(

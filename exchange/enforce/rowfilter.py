@@ -10,7 +10,10 @@ A record is delivered only if the filter gives ``true`` for it. The filter is
 checked and compiled once, when the grant is made (:func:`compile_filter`);
 the router then calls :meth:`RowFilter.matches` for every record. CEL is
 evaluated by the Rust core of the ``common-expression-language`` package;
-nothing a department writes is ever run as Python.
+nothing a department writes is ever run as Python. The most common filters
+(comparisons of fields with literals, joined by ``&&`` or by ``||``) are compared
+in Python with exactly CEL's result, at a tenth of the cost
+(:mod:`exchange.enforce.rowfilter_fast`).
 
 How field values look to CEL
 ----------------------------
@@ -94,6 +97,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from exchange.enforce.rowfilter_fast import fast_matcher
 from exchange.errors import ExchangeError
 
 if TYPE_CHECKING:
@@ -411,4 +415,7 @@ def _compile(expression: str, field_names: frozenset[str]) -> RowFilter:
             expression=expression,
         )
     variables = frozenset(names)
-    return RowFilter(expression, variables, _make_matcher(program, tuple(sorted(variables))))
+    match = _make_matcher(program, tuple(sorted(variables)))
+    # the common filters (comparisons with literals) are evaluated in Python, CEL's result
+    fast = fast_matcher(expression, fields, _CONVERTERS.get, match)
+    return RowFilter(expression, variables, match if fast is None else fast)
