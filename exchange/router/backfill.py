@@ -19,9 +19,10 @@ records. Ordering, per source partition:
   record never follows its newer one.
 
 Backfill runs inside the router group without holding up other consumers'
-live records: the scan reads and renders in a worker process
-(:mod:`exchange.router.backfill_worker`, started for the scan and ended with
-it: a core of its own, never the router's interpreter lock), and between two
+live records: the scan reads and renders in worker processes
+(:mod:`exchange.router.backfill_worker`, two for a large backfill, started for
+the scan and ended with it: cores of their own, never the router's interpreter
+lock), and between two
 live batches at
 most :data:`CHUNK` records a round go out, shared between the partitions
 ready, and only while fewer than :data:`UNACKED` bytes of them wait for an

@@ -2,9 +2,10 @@
 
 A :class:`BackfillScan` reads the source partitions of one resource that a
 router owns, from their first record on, with a consumer of its own (no
-group: it commits nothing and never pauses the router's fetches), in a worker
-process (:mod:`exchange.router.backfill_worker`: the router's backfills, on a
-core of their own) or a thread (:mod:`exchange.router.backfill_reader`), each
+group: it commits nothing and never pauses the router's fetches), in worker
+processes (:mod:`exchange.router.backfill_worker`: the router's backfills, on
+cores of their own, up to :data:`WORKERS` of them, each partition read by one)
+or a thread (:mod:`exchange.router.backfill_reader`), each
 record rendered by :mod:`exchange.router.backfill_render`. For each
 partition (:class:`Part`) it keeps, in source-offset order, the latest record
 of every key written before the cut-over offset, already rendered through
@@ -24,6 +25,7 @@ delivered live.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -45,6 +47,13 @@ log = logging.getLogger(__name__)
 #: a scan of fewer records before its cut-over reads them in the router's thread (one step
 #: of a few milliseconds), not a worker process: starting one takes longer than that
 WORKER_MIN_RECORDS = 2_000
+#: worker processes a backfill reads its partitions in, at most (each partition in one): a
+#: backfill's partition is delivered once it is read up to its cut-over, so with one
+#: worker the partitions were read one after the other and the last one's reading held the
+#: whole backfill; with two, two are read at once, on both cores of a 2-core machine when
+#: live routing leaves them free (each at the worker's lower CPU priority). Measured in
+#: "Full data, then changes" (benchmarks/backfill.py)
+WORKERS = 2
 #: key -> (source offset, the view's framed bytes or None if filtered out, record id)
 Pending = OrderedDict[bytes, tuple[int, bytes | None, bytes]]
 
@@ -77,7 +86,7 @@ class Part:
 class BackfillScan:
     """The scan of one consumer's view over the source partitions this router owns.
 
-    Reading and rendering run in a worker process when the scan has a ``recipe`` to
+    Reading and rendering run in worker processes when the scan has a ``recipe`` to
     compile the view there (:class:`~exchange.router.backfill_process.WorkerReader`: the
     router's backfills of :data:`WORKER_MIN_RECORDS` or more), else in a thread
     (:class:`~exchange.router.backfill_reader.ScanReader`: ``exchange snapshot``); each
@@ -98,40 +107,63 @@ class BackfillScan:
         self.view = view
         self.recipe = recipe
         self.parts: dict[TopicPartition, Part] = {}
-        self._reader: ScanReader | WorkerReader | None = None
+        #: the readers, and which one reads each partition (its index there)
+        self._readers: list[ScanReader | WorkerReader] = []
+        self._owner: dict[TopicPartition, int] = {}
         self._halted = False
         self._renderer = Renderer(res, decoder, view)
 
     @property
     def begun(self) -> bool:
-        return self._reader is not None
+        return bool(self._readers)
 
     async def add(self, part: Part) -> None:
         """Scan ``part`` too, from its first record (once :meth:`begin` was called)."""
         self.parts[part.tp] = part
-        if self._reader is not None:
-            self._reader.assign(list(self.parts.values()), [part])
+        if self._readers:
+            at = self._owner.get(part.tp)
+            if at is None:  # to the reader with the fewest partitions
+                load = [0] * len(self._readers)
+                for i in self._owner.values():
+                    load[i] += 1
+                at = self._owner[part.tp] = load.index(min(load))
+            self._readers[at].assign(self._parts_of(at), [part])
 
     async def begin(self) -> None:
-        """Start reading every partition added, from its first record."""
-        if self._reader is not None:
+        """Start reading every partition added, from its first record: in up to
+        :data:`WORKERS` worker processes (each partition in one of them), or in a thread."""
+        if self._readers:
             return
         before = sum(p.cutover for p in self.parts.values())  # records to read, at most
+        parts = sorted(self.parts.values(), key=lambda p: p.tp.partition)
         if self.recipe is not None and before >= WORKER_MIN_RECORDS:
-            self._reader = WorkerReader(self.recipe, self.view.topic, self._apply)
+            count = max(1, min(WORKERS, len(parts)))
+            self._readers = [
+                WorkerReader(self.recipe, self.view.topic, self._apply) for _ in range(count)
+            ]
         else:
-            self._reader = ScanReader(self.bus, self.view.topic, self.render, self._apply)
-        self._reader.start(list(self.parts.values()))
+            self._readers = [ScanReader(self.bus, self.view.topic, self.render, self._apply)]
+        self._owner = {p.tp: i % len(self._readers) for i, p in enumerate(parts)}
+        for at, reader in enumerate(self._readers):
+            reader.start(self._parts_of(at))
+
+    def _parts_of(self, at: int) -> list[Part]:
+        """The partitions reader ``at`` reads, in partition order."""
+        mine = [p for tp, p in self.parts.items() if self._owner.get(tp) == at]
+        return sorted(mine, key=lambda p: p.tp.partition)
 
     def drop(self, tp: TopicPartition) -> None:
         """Stop scanning ``tp`` (it went to another router, or its backfill ended)."""
         self.parts.pop(tp, None)
-        if self._reader is not None and self.parts:
-            self._reader.assign(list(self.parts.values()), [])
+        at = self._owner.pop(tp, None)
+        if at is not None and self._readers:
+            mine = self._parts_of(at)
+            if mine:  # a reader left without any reads on, its steps ignored (see _apply)
+                self._readers[at].assign(mine, [])
 
     @property
     def failed(self) -> BaseException | None:
-        return self._reader.failed if self._reader is not None else None
+        return next((r.failed for r in self._readers if r.failed is not None), None)
 
     def scan(self, part: Part, records: list[Any]) -> None:
         """Take ``records`` (the next ones of ``part``, in order) into its pending state."""
@@ -172,12 +204,11 @@ class BackfillScan:
         """Stop reading at once (no await): what it has not read yet is never rendered, and
         a step read meanwhile is not applied. The reader closes at :meth:`stop`."""
         self._halted = True
-        if self._reader is not None:
-            self._reader.halt()
+        for reader in self._readers:
+            reader.halt()
 
     async def stop(self) -> None:
-        """Stop reading and close the reader's consumer; idempotent."""
+        """Stop reading and close the readers' consumers; idempotent."""
         self.halt()
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            await reader.stop()
+        readers, self._readers = self._readers, []
+        await asyncio.gather(*(reader.stop() for reader in readers))

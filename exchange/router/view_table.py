@@ -12,6 +12,7 @@ Public surface: :class:`ViewTable` (``views``, ``decoders``, ``known_topics``,
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import logging
@@ -35,6 +36,8 @@ from exchange.sharing.policy import compute_view
 
 # the router's one logger: its log lines read as they did before the split
 log = logging.getLogger("exchange.router.loop")
+DELIVERY_PREFIX = topics.delivery("", "")[:-1]  # "gov.dlv.": a delivery topic's name begins so
+RETRY_TOPICS_S = 1.0  # wait before asking again for delivery topics the broker did not make
 
 
 class Decoder:
@@ -125,6 +128,8 @@ class ViewTable:
         self.generation = 0
         #: the master secret the views in ``views`` were compiled with
         self._compiled_with: bytes | None = None
+        #: delivery topics being made in the background (see :meth:`_hold_back`)
+        self._making: set[asyncio.Future[None]] = set()
 
     @property
     def stale(self) -> bool:
@@ -192,7 +197,7 @@ class ViewTable:
             dlq = topics.dead_letter(res.id)
             if dlq not in self.known_topics:
                 new_topics.add(dlq)
-        if new_topics:
+        if new_topics and not self._hold_back(only, views, new_topics):
             await kafka.ensure_topics(self.bus, new_topics, partitions=self.partitions)
             self.known_topics |= new_topics
         self.views, self.decoders = views, decoders
@@ -230,6 +235,52 @@ class ViewTable:
                 new_topics.add(cv.topic)
             compiled.append(cv)
         return compiled
+
+    def _hold_back(
+        self, only: set[str] | None, views: dict[str, list[CompiledView]], new_topics: set[str]
+    ) -> bool:
+        """Make the new delivery topics of a recompile of some resources in the background,
+        and leave the views that need them out until they are made; False if it must wait.
+
+        Making a topic on a broker of thousands took 0.5 s, and the recompile used to wait
+        for it in the routing loop: every consumer's live records waited too (the policy
+        reload of a new subscription, before its backfill). A view left out this way is
+        compiled again and put in force once its topic exists (a few rounds later): its
+        cut-over, and its backfill, begin then, so it loses nothing. The other views of the
+        recompile (a revocation among them) are in force at once. A full recompile (the
+        first one, a catalog change) or a new dead-letter topic still waits for its topics.
+        """
+        if only is None or not all(t.startswith(DELIVERY_PREFIX) for t in new_topics):
+            return False
+        held: set[str] = set()
+        for res_id, compiled in views.items():
+            kept = [cv for cv in compiled if cv.topic not in new_topics]
+            if len(kept) != len(compiled):
+                views[res_id] = kept
+                held.add(res_id)
+        making = asyncio.ensure_future(
+            kafka.ensure_topics(self.bus, new_topics, partitions=self.partitions)
+        )
+        self._making.add(making)
+        making.add_done_callback(lambda task: self._made(task, set(new_topics), held))
+        log.info("making %d delivery topic(s) in the background: %s", len(held), sorted(held))
+        return True
+
+    def _made(self, task: asyncio.Future[None], made: set[str], held: set[str]) -> None:
+        """Topics made in the background: recompile the resources whose views waited."""
+        self._making.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            self.known_topics |= made
+            for res_id in held:
+                self.changed(res_id)
+            return
+        log.warning("delivery topics %s not made, trying again: %s", sorted(made), exc)
+        loop = asyncio.get_running_loop()
+        for res_id in held:  # not at once: a broker refusing them is asked once a second
+            loop.call_later(RETRY_TOPICS_S, self.changed, res_id)
 
     def _reloaded(
         self, only: set[str] | None, book: GrantBook, started: float, now: dt.datetime

@@ -1,4 +1,5 @@
-"""The backfill worker renders exactly as the router does, and a worker that fails says so.
+"""The backfill worker renders exactly as the router does, a worker that fails says so, and a
+large backfill's partitions are read in two workers.
 
 The worker process compiles the consumer's view again from a :class:`Recipe` (sent to
 it pickled): its bytes must be the router's bytes, masks and row filter included.
@@ -10,7 +11,9 @@ import asyncio
 import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
+import pytest
 from aiokafka import TopicPartition
 
 from exchange.avro import schema as avro
@@ -18,9 +21,10 @@ from exchange.avro import wire
 from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.dev import sample
+from exchange.router import backfill_scan
 from exchange.router.backfill_process import WorkerReader
 from exchange.router.backfill_render import Renderer
-from exchange.router.backfill_scan import Part
+from exchange.router.backfill_scan import BackfillScan, Part
 from exchange.router.backfill_worker import Recipe
 from exchange.router.view import compile_view
 from exchange.router.view_table import Decoder
@@ -104,3 +108,64 @@ def test_a_worker_that_fails_is_reported_to_the_router() -> None:
     failed = asyncio.run(run())
     assert failed is not None
     assert "no_such_field" in str(failed)
+
+
+class _FakeReader:
+    """Stands in for a worker process: records what the scan told it."""
+
+    made: ClassVar[list[_FakeReader]] = []
+
+    def __init__(self, recipe: Recipe, name: str, deliver: object) -> None:
+        self.parts: list[int] = []
+        self.fresh: list[int] = []
+        self.failed: BaseException | None = None
+        self.stopped = False
+        _FakeReader.made.append(self)
+
+    def start(self, parts: list[Part]) -> None:
+        self.assign(parts, parts)
+
+    def assign(self, parts: list[Part], new: list[Part]) -> None:
+        self.parts = [p.tp.partition for p in parts]
+        self.fresh = [p.tp.partition for p in new]
+
+    def halt(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+def test_a_large_scan_reads_its_partitions_in_two_workers_each_partition_in_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recipe, router = _recipe()
+    monkeypatch.setattr(backfill_scan, "WorkerReader", _FakeReader)
+    _FakeReader.made = []
+    scan = BackfillScan(recipe.bus, recipe.res, router.decoder, router.view, recipe)
+
+    def part(n: int) -> Part:
+        return Part(TopicPartition("gov.src.health.bmc", n), cutover=5_000)
+
+    async def run() -> None:
+        for n in (2, 0, 1):
+            await scan.add(part(n))
+        await scan.begin()
+        first, second = _FakeReader.made
+        assert (first.parts, second.parts) == ([0, 2], [1])  # read at once: 0 and 1
+        await scan.add(part(3))  # to the worker with fewer partitions
+        assert (second.parts, second.fresh) == ([1, 3], [3])
+        await scan.add(part(0))  # read again from its first record, by the same worker
+        assert (first.parts, first.fresh) == ([0, 2], [0])
+        scan.drop(TopicPartition("gov.src.health.bmc", 1))
+        assert (second.parts, second.fresh) == ([3], [])
+        assert scan.failed is None
+        second.failed = RuntimeError("the backfill worker ended (exit code -9)")
+        assert scan.failed is second.failed  # one worker failed: the scan did
+        await scan.stop()
+        assert first.stopped
+        assert second.stopped
+
+    asyncio.run(run())
+    assert len(_FakeReader.made) == 2  # never more than WORKERS, whatever the partitions
+    assert backfill_scan.WORKERS == 2
