@@ -543,8 +543,14 @@ async def _reload_times(s: Setup, r: Router) -> tuple[float, float, float]:
     return load_s, cold_s, time.perf_counter() - t2
 
 
+#: how long the router may take to make the delivery topics of the grants written
+TOPICS_MADE_S = 600.0
+
+
 async def _caught_up(s: Setup, r: Router) -> None:
-    """Wait until router ``r`` follows every grant written so far (and compiled them)."""
+    """Wait until router ``r`` follows every grant written so far and has every view in
+    force: compiled, and their delivery topics made (the router makes new ones in the
+    background and holds their views back until then)."""
     end = await _topic_total(s.bus, topics.GRANTS)
     deadline = time.monotonic() + 60
     while r.state.positions.get(topics.GRANTS, 0) < end:
@@ -552,6 +558,15 @@ async def _caught_up(s: Setup, r: Router) -> None:
             raise RuntimeError("the router did not catch up with gov.ctl.grants within 60 s")
         await asyncio.sleep(0.1)
     await r.recompile()
+    deadline = time.monotonic() + TOPICS_MADE_S
+    while r.view_table.making_topics or r.view_table.stale:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the router had not made the grants' delivery topics within {TOPICS_MADE_S:.0f} s"
+            )
+        await asyncio.sleep(0.1)
+        if not r.view_table.making_topics:
+            await r.recompile()  # the views held back, now that their topics exist
 
 
 #: how long the grants' delivery topics may take to be served by their leaders (Kafka)

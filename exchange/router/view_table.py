@@ -236,6 +236,11 @@ class ViewTable:
             compiled.append(cv)
         return compiled
 
+    @property
+    def making_topics(self) -> bool:
+        """Whether delivery topics are being made in the background, their views held back."""
+        return bool(self._making)
+
     def _hold_back(
         self, only: set[str] | None, views: dict[str, list[CompiledView]], new_topics: set[str]
     ) -> bool:
