@@ -33,7 +33,7 @@ async def test_every_row_is_measured_at_a_tiny_size(
     lines: list[str] = []
     rows = await run_bench(quick=True, echo=lines.append, sizes=TINY, extra=bench_backfill.rows)
     assert [r.name.split(" ")[0] for r in rows] == [
-        "1.", "1.", "2.", "2.", "3.", "4.", "4.", "4.", "4.", "5.", "6.", "7.", "7.", "7.",
+        "1.", "1.", "2.", "2.", "3.", "4.", "4.", "4.", "4.", "5.", "6.", "7.", "7.", "7.", "7.",
     ]  # fmt: skip
     for r in rows:
         assert r.value >= 0, r
