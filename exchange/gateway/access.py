@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exchange.avro import wire
-from exchange.avro.scan import LazyRecord
 from exchange.bus import topics
 from exchange.catalog.model import Catalog, Resource, ShareType
 from exchange.control.state import ControlState
@@ -80,12 +78,8 @@ class Access:
         and its row filter read are decoded; one of an older schema is decoded whole, to
         the current one.
         """
-        sid, body = wire.unframe(framed)
-        scanner = self.decoder.scanner
-        if scanner is not None and sid == self.resource.schema_id:
-            raw = framed[wire.HEADER_SIZE :]
-            return LazyRecord(scanner, raw, scanner.offsets(raw))
-        return self.decoder.decode(sid, body)
+        record: Mapping[str, Any] = self.decoder.read(framed)[2]
+        return record
 
     def visible(self, record: Mapping[str, Any]) -> bool:
         row_filter = self.row_filter

@@ -15,13 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.avro import wire
-from exchange.avro.scan import LazyRecord
 from exchange.bus.envelope import record_id
-from exchange.bus.limits import MAX_VALUE_BYTES
 from exchange.catalog.model import Resource
 from exchange.errors import DecodeError
-from exchange.router.routing import decode_other
 from exchange.router.view import CompiledView
 from exchange.router.view_table import Decoder
 
@@ -39,7 +35,6 @@ class Renderer:
         self.res = res
         self.decoder = decoder
         self.view = view
-        self._header = wire.frame(res.schema_id, b"")
         scanner = decoder.scanner
         self._key_bytes = scanner.string_bytes(res.key) if scanner is not None else None
 
@@ -65,13 +60,7 @@ class Renderer:
 
     def _body(self, value: bytes) -> tuple[Any, bool, Any, Any]:
         """(body, current schema, record, scan offsets) of a source value."""
-        scanner = self.decoder.scanner
-        if scanner is not None and value[:5] == self._header and len(value) <= MAX_VALUE_BYTES:
-            body = value[5:]
-            offsets = scanner.offsets(body)
-            return body, True, LazyRecord(scanner, body, offsets), offsets
-        sid, other, record = decode_other(self.decoder, value)
-        return other, sid == self.res.schema_id, record, None
+        return self.decoder.read(value)
 
     def _key(self, value: bytes) -> bytes:
         body, _, record, offsets = self._body(value)

@@ -23,9 +23,10 @@ from typing import Any
 import fastavro
 
 from exchange.avro import wire
-from exchange.avro.scan import scanner_for
+from exchange.avro.scan import LazyRecord, scanner_for
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
+from exchange.bus.limits import MAX_VALUE_BYTES  # publishers refuse larger values up front
 from exchange.catalog.model import Catalog, Resource
 from exchange.control.state import ControlState
 from exchange.errors import DecodeError, ExchangeError
@@ -48,6 +49,7 @@ class Decoder:
         self.reader = state.registry.parsed(res.schema_id)
         #: records of the current schema are sliced, not decoded (see exchange.avro.scan)
         self.scanner = scanner_for(res.schema_)
+        self._header = wire.frame(res.schema_id, b"")  # a value of the current schema begins so
         self.writers: dict[int, Any] = {}
         for sid in state.catalog.schema_history.get(res.id, [res.schema_id]):
             if sid in state.registry:
@@ -61,8 +63,28 @@ class Decoder:
         decoder.res = res
         decoder.reader = reader
         decoder.scanner = scanner_for(res.schema_)
+        decoder._header = wire.frame(res.schema_id, b"")
         decoder.writers = dict(writers)
         return decoder
+
+    def read(self, value: bytes) -> tuple[Any, bool, Any, list[int] | None]:
+        """(body, whether it is of the current schema, record, scan offsets) of a framed
+        source value; :class:`DecodeError` says what is wrong with a malformed one.
+
+        A value of the current schema is checked whole and sliced (:mod:`exchange.avro.scan`):
+        its fields are decoded only when read, and the offsets are given. One of another
+        registered version (or of a schema that is not scanned) is decoded whole, to the
+        current schema, and has no offsets. The router's own loop does the same inline.
+        """
+        scanner = self.scanner
+        if scanner is not None and value[:5] == self._header and len(value) <= MAX_VALUE_BYTES:
+            body = value[5:]
+            offsets = scanner.offsets(body)
+            return body, True, LazyRecord(scanner, body, offsets), offsets
+        if len(value) > MAX_VALUE_BYTES:
+            raise DecodeError(f"value of {len(value)} bytes is over {MAX_VALUE_BYTES}")
+        sid, other = wire.unframe(value)
+        return other, sid == self.res.schema_id, self.decode(sid, other), None
 
     def decode(self, sid: int, body: memoryview) -> dict[str, Any]:
         writer = self.writers.get(sid)
