@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint packages
 
-$(BIN)/exchange: pyproject.toml
+$(BIN)/exchange: pyproject.toml exchange/avro/_native.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

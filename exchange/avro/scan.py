@@ -25,6 +25,15 @@ from typing import Any
 
 from exchange.errors import DecodeError
 
+try:  # the C core of the offset scan, built at install where a C compiler is (pyproject.toml)
+    from exchange.avro._native import Layout as _NativeLayout
+except ImportError:  # pragma: no cover - an install without a compiler
+    _NativeLayout = None
+
+#: True when :attr:`Scanner.offsets` runs in C (exchange/avro/_native.c), with the
+#: generated Python scanner answering whatever the C code is unsure of
+NATIVE = _NativeLayout is not None
+
 # field kinds
 _VARINT, _BYTES, _STRING, _BOOL, _FLOAT, _DOUBLE, _NULL, _UNION = range(8)
 EPOCH_DATE = dt.date(1970, 1, 1).toordinal()
@@ -273,6 +282,33 @@ def _compile_offsets(kinds: list[tuple[Any, ...]]) -> Callable[[bytes], list[int
     return env["offsets"]  # type: ignore[no-any-return]
 
 
+def _native_kind(kind: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A field kind as the C scanner takes it: (kind, low, high), or (UNION, branches)."""
+    code, what = kind[0], kind[1]
+    if code == _UNION:
+        return (_UNION, tuple(_native_kind(b) for b in what))
+    if code != _VARINT or what == "long":
+        return (code, None, None)
+    if what == "enum":
+        return (code, 0, len(kind[2]) - 1)
+    if what == "int":
+        return (code, -(2**31), 2**31 - 1)
+    low, high = _RANGES[what]
+    return (code, low, high)
+
+
+def _offsets(kinds: list[tuple[Any, ...]]) -> Callable[[bytes], list[int]]:
+    """The offset scan of one layout: in C where built, the generated Python otherwise.
+
+    The C scan answers only for bodies it is certain are well formed; it hands any other
+    to the Python scan, so errors (and their reasons) are always the Python scan's.
+    """
+    scan = _compile_offsets(kinds)
+    if _NativeLayout is None:
+        return scan
+    return _NativeLayout([_native_kind(k) for k in kinds], scan)  # type: ignore[no-any-return]
+
+
 def _decode(kind: tuple[Any, ...], buf: bytes, pos: int) -> Any:
     code, what = kind[0], kind[1]
     extra: Any = kind[2] if len(kind) > 2 else None
@@ -362,7 +398,7 @@ class Scanner:
         self.kinds = [_kind(f["type"], named) for f in schema["fields"]]
         #: ``offsets(body)``: start of every field, then the end of the body; DecodeError if
         #: the body is malformed (checked as a full decoder would)
-        self.offsets: Callable[[bytes], list[int]] = _compile_offsets(self.kinds)
+        self.offsets: Callable[[bytes], list[int]] = _offsets(self.kinds)
         #: name -> (field index, decoder of its value)
         self.fields: dict[str, tuple[int, Callable[[bytes, int], Any]]] = {
             name: (i, _decoder(kind))
