@@ -84,9 +84,14 @@ def zigzag(n: int) -> bytes:
     return bytes(out)
 
 
+#: Avro's one-byte lengths 0..63, made once (most masked values are that short)
+_SHORT_LENGTHS = [zigzag(n) for n in range(64)]
+
+
 def encode_string(value: str) -> bytes:
     data = value.encode("utf-8")
-    return zigzag(len(data)) + data
+    n = len(data)
+    return (_SHORT_LENGTHS[n] if n < 64 else zigzag(n)) + data
 
 
 def _kind(t: Any, named: dict[str, Any]) -> tuple[Any, ...]:

@@ -9,6 +9,7 @@ names the department that published it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 RECORD_ID = "gov-record-id"
 PUBLISHER = "gov-publisher"
@@ -17,6 +18,17 @@ PUBLISHER = "gov-publisher"
 def record_id(resource: str, body: bytes | memoryview) -> str:
     """The record's id: the first 128 bits of SHA-256 over the resource and the Avro body."""
     return hashlib.sha256(resource.encode() + b"\0" + body).hexdigest()[:32]
+
+
+def record_ids(resource: str) -> Callable[[bytes | memoryview], bytes]:
+    """:func:`record_id` of one resource's bodies, as header bytes (the router's per-record
+    form: the resource's prefix encoded once, not per record)."""
+    prefix, sha256 = resource.encode() + b"\0", hashlib.sha256
+
+    def of(body: bytes | memoryview) -> bytes:
+        return sha256(prefix + body).hexdigest()[:32].encode()
+
+    return of
 
 
 #: on a tombstone (a record with a key and no value): why the key is gone for its reader,

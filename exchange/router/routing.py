@@ -25,7 +25,7 @@ from exchange.audit.key_hash import KEY_HASHES, KeyHasher
 from exchange.avro import wire
 from exchange.avro.scan import LazyRecord
 from exchange.bus import topics
-from exchange.bus.envelope import DELETED, LEFT_VIEW, RECORD_ID, record_id
+from exchange.bus.envelope import DELETED, LEFT_VIEW, RECORD_ID, record_ids
 from exchange.bus.limits import MAX_VALUE_BYTES  # publishers refuse larger values up front
 from exchange.bus.outbox import Outbox
 from exchange.catalog.model import Resource
@@ -151,6 +151,7 @@ class PartitionRouter:
         counts, left, noted = tally.counts, tally.left, tally.noted
         resource, key_field = res.id, res.key
         key_bytes = scanner.string_bytes(key_field) if scanner is not None else None
+        record_id = record_ids(resource)
         for rec in records:
             value = rec.value
             if value is None:  # a tombstone: the provider deleted the record of this key
@@ -187,7 +188,7 @@ class PartitionRouter:
                 continue
             # nothing a provider's own producer wrote travels on unchecked: the record id
             # and the key are recomputed from the decoded record, never copied
-            rid = record_id(resource, body).encode()
+            rid = record_id(body)
             headers = [(RECORD_ID, rid), (SOURCE_OFFSET, where + str(rec.offset).encode())]
             corrects = correction_of(rec.headers)
             if corrects is not None:  # a corrected record (疑义校核) says which dispute
