@@ -28,7 +28,7 @@ from exchange.errors import DecodeError
 try:  # the C core of the offset scan, built at install where a C compiler is (pyproject.toml)
     from exchange.avro._native import Layout as _NativeLayout
 except ImportError:  # pragma: no cover - an install without a compiler
-    _NativeLayout = None
+    _NativeLayout = None  # type: ignore[assignment,misc]
 
 #: True when :attr:`Scanner.offsets` runs in C (exchange/avro/_native.c), with the
 #: generated Python scanner answering whatever the C code is unsure of
@@ -311,7 +311,7 @@ def _offsets(kinds: list[tuple[Any, ...]]) -> Callable[[bytes], list[int]]:
     scan = _compile_offsets(kinds)
     if _NativeLayout is None:
         return scan
-    return _NativeLayout([_native_kind(k) for k in kinds], scan)  # type: ignore[no-any-return]
+    return _NativeLayout([_native_kind(k) for k in kinds], scan)
 
 
 def _decode(kind: tuple[Any, ...], buf: bytes, pos: int) -> Any:

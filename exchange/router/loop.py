@@ -48,6 +48,7 @@ from exchange.audit.key_hash import KeyHasher
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
+from exchange.bus.idle_wait import IdleFetchWait
 from exchange.bus.outbox import Outbox
 from exchange.bus.send_queue import SendQueue
 from exchange.control.catalog_store import CONTROL_SCHEMAS
@@ -78,6 +79,9 @@ MAX_UNSETTLED = 64  # batches routed and not yet settled, at most
 THROTTLED_WAIT_MS = 5
 #: how old the source consumer's metadata may grow before it asks again (Kafka's default)
 SOURCE_METADATA_MAX_AGE_MS = 300_000
+#: the source consumer's fetch wait on the embedded broker while records flow (it answers
+#: a fetch only when the wait ends: the wait is the latency; see exchange.bus.idle_wait)
+SOURCE_FETCH_WAIT_MS = 5
 
 
 class Router(AsyncService):
@@ -128,6 +132,7 @@ class Router(AsyncService):
         self.retractions = Retractions(self.settler.drafts.add)
         self.audit: AuditWriter | None = None
         self._consumer: Any = None
+        self._fetch_wait = IdleFetchWait(None, SOURCE_FETCH_WAIT_MS, enabled=False)
         #: asks the source consumer for metadata when the catalog names a new source topic
         self._sources: SourceWatch | None = None
         self._producer: Any = None
@@ -290,6 +295,11 @@ class Router(AsyncService):
         self.view_table.producer = self._producer
         self._consumer = self._source_consumer()
         await self._consumer.start()
+        # on the embedded broker: 5 ms while records flow, 100 ms once idle (not 200 empty
+        # fetches a second for ever)
+        self._fetch_wait = IdleFetchWait(
+            self._consumer, SOURCE_FETCH_WAIT_MS, enabled=self.bus.development
+        )
         self.settler.consumer = self._consumer
         self._sources = SourceWatch(self._consumer)
         self._consumer.subscribe(
@@ -363,7 +373,7 @@ class Router(AsyncService):
             # the broker holds a fetch up to this long when no record is waiting: on the
             # embedded broker, which answers only when the wait ends, 5 ms; on Kafka, which
             # answers as soon as a record arrives, its default (Connection.fetch_wait_ms)
-            fetch_max_wait_ms=self.bus.fetch_wait_ms(embedded_ms=5),
+            fetch_max_wait_ms=self.bus.fetch_wait_ms(embedded_ms=SOURCE_FETCH_WAIT_MS),
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=self.session_timeout_ms,
@@ -434,6 +444,7 @@ class Router(AsyncService):
         elif backfill.throttled:  # ... once its records sent meanwhile are acknowledged
             timeout_ms = min(timeout_ms, THROTTLED_WAIT_MS)
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
+        self._fetch_wait.observed(len(batch))
         if self.guard.paused:  # fail closed: nothing routed, nothing committed
             await self.guard.hold(batch)
             return 0

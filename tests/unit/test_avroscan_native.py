@@ -48,10 +48,11 @@ def test_the_install_built_the_c_scan() -> None:
     """`make test` installs the package with its C core (a C compiler is on the machine)."""
     assert scan.NATIVE, "exchange.avro._native was not built: is a C compiler installed?"
     scanner = scan.scanner_for(json.loads(SCHEMAS[0].read_text(encoding="utf-8")))
-    assert scanner is not None and type(scanner.offsets).__name__ == "Layout"
+    assert scanner is not None
+    assert type(scanner.offsets).__name__ == "Layout"
 
 
-@pytest.mark.parametrize("path", [p for p in SCHEMAS], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SCHEMAS, ids=lambda p: p.stem)
 def test_every_sample_record_gives_the_same_offsets(path: Path) -> None:
     schema = json.loads(path.read_text(encoding="utf-8"))
     if scan.scanner_for(schema) is None:
