@@ -1,7 +1,7 @@
 """Benchmark of the query gateway (接口调用) against a baseline measured in the same run.
 
 ``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]
-[--workers W] [--profile DIR]``
+[--workers W] [--rate R] [--against TREE] [--profile DIR]``
 
 Starts an embedded broker (or uses ``EXCHANGE_BOOTSTRAP_SERVERS``), loads the sample
 catalog, gives hrss a data grant on population_basic with a mask and a row filter,
@@ -18,12 +18,26 @@ publishes N records, and serves them three times, each in a process of its own, 
   the ceiling of any route served on it.
 
 wrk (Debian's ``wrk``, a C load generator in a process of its own) asks each for random
-keys over C keep-alive connections for S seconds, after a warm-up. Printed: requests per
-second and p99 latency of each, the CPU each server used per request (the figure the
+keys over C keep-alive connections, after a warm-up, in two ways:
+
+* **paced** (the baselines and the gateways): wrk offers R lookups/s (default the target's
+  2,000), one schedule spread over the C connections (a Lua ``delay()``, :data:`_PACED_LUA`),
+  for S seconds. The row gives the rate achieved and p50/p99 at that load: the target's
+  conditions. If the server falls behind, a connection sends late and wrk does not count
+  the wait (coordinated omission): the row says how many sends left late and gives a
+  bound of the p99 counting their waits;
+* **closed loop** (every server): each connection asks again as soon as it is answered,
+  for S seconds: the maximum. C requests are always in flight, so the mean latency is
+  C / throughput, and its p99 is that of a saturated server.
+
+Printed: rate and latencies of each, the CPU each server used per request (the figure the
 other programs on a shared machine disturb least), the broker's CPU and how busy the
-machine was, the ratios, the targets (≥ 2,000 lookups/s, p99 ≤ 20 ms) and the
-comparison with X-Road's ~110 requests/s through a pair of security servers. With
-``--profile DIR``, py-spy samples each server during its run (:mod:`.profiling`).
+machine was, the ratios, the targets (≥ 2,000 lookups/s with p99 ≤ 20 ms, judged on the
+paced row of the gateway with the most workers) and the comparison with X-Road's ~110
+requests/s through a pair of security servers. With ``--against TREE``, each gateway has
+a twin run from the source tree TREE (an earlier commit), measured right after it: CPU per
+request before and after a change in the same run. With ``--profile DIR``, py-spy samples
+each server during its run (:mod:`.profiling`).
 """
 
 from __future__ import annotations
@@ -323,6 +337,7 @@ def run(
     profile: Path | None = None,
     workers: int = 2,
     rate: float = TARGET_RPS,
+    against: Path | None = None,
 ) -> list[Run]:
     """Each server measured in turn: stack, baseline, gateway of one process, then of
     ``workers`` processes each (workers > 1); the baselines and gateways first paced at
@@ -340,12 +355,12 @@ def run(
         auth = "Basic " + base64.b64encode(f"hrss:{PASSWORD}".encode()).decode()
         (workdir / "keys.lua").write_text(_LUA % {"keys": workdir / "keys.txt", "auth": auth})
         env = {**os.environ, **bus.environment(), "EXCHANGE_MASK_SECRET": "b" * 40}
-        servers = _start_servers(workdir, env, records, workers, procs)
+        servers = _start_servers(workdir, env, records, workers, procs, against)
         results = []
         watched = (broker.process.pid if broker and broker.process else None,)
         for name, url, pids in servers:
             _wrk(url, workdir, 3, connections, name)  # warm-up
-            paces = [] if name.startswith("stack") else [rate]
+            paces = [] if name.startswith("stack") else [rate]  # the target's rows
             for pace in [*paces, None]:
                 results.append(
                     _wrk(url, workdir, seconds, connections, name, (pids, *watched), profile, pace)
@@ -366,24 +381,36 @@ def _start_servers(
     records: int,
     workers: int,
     procs: list[subprocess.Popen[bytes]],
+    against: Path | None = None,
 ) -> list[tuple[str, str, list[int]]]:
     """Start every server measured; (name, URL, its process ids) in the order measured. Each
-    gateway keeps its own store (one writer a file); the baselines read the first one's."""
+    gateway keeps its own store (one writer a file); the baselines read the first one's.
+    With ``against`` (a source tree), each gateway has a twin run from that tree's
+    ``exchange`` (``PYTHONPATH``), measured right after it: "before gateway"."""
     creds = workdir / "credentials"
     gateways = []
+    trees: list[tuple[str, Path | None]] = [("", None)]
+    if against is not None:
+        trees.append(("before ", against))
     for n in (1, workers) if workers > 1 else (1,):
-        port, store = free_port(), workdir / f"store-{n}.sqlite"
-        command = [sys.executable, "-m", "exchange", "gateway", "--port", str(port)]
-        command += ["--credentials-dir", str(creds), "--store", str(store), "--workers", str(n)]
-        procs.append(_serve(command, env))
-        gateways.append((n, f"http://127.0.0.1:{port}", procs[-1]))
-    for n, url, proc in gateways:
+        for prefix, tree in trees:
+            port, store = free_port(), workdir / f"store-{prefix.strip()}{n}.sqlite"
+            command = [sys.executable, "-m", "exchange", "gateway", "--port", str(port)]
+            command += ["--credentials-dir", str(creds), "--store", str(store)]
+            command += ["--workers", str(n)]
+            tree_env = env if tree is None else {**env, "PYTHONPATH": str(tree.resolve())}
+            procs.append(_serve(command, tree_env))
+            gateways.append((n, prefix, f"http://127.0.0.1:{port}", procs[-1]))
+    for n, _prefix, url, proc in gateways:
         _wait_healthy(url, proc, records, n)
     baseline = [sys.executable, "-m", "exchange.dev.gateway_baseline", "--reuse-port"]
     baseline += ["--credentials-dir", str(creds), "--catalog", str(CATALOG_DIR)]
     servers: list[tuple[str, str, list[int]]] = []
-    for n, gw_url, gw_proc in gateways:
+    for n, prefix, gw_url, gw_proc in gateways:
         suffix = f" x{n}" if n > 1 else ""
+        if prefix:
+            servers.append((prefix + "gateway" + suffix, gw_url, [gw_proc.pid]))
+            continue
         for name, extra in (
             ("stack", []),
             ("baseline", ["--store", str(workdir / "store-1.sqlite")]),
@@ -475,6 +502,19 @@ def report(results: list[Run], connections: int) -> str:
             lines.append(
                 f"{gw.name} / gateway closed-loop throughput: {gw.rps / closed['gateway'].rps:.2f}"
             )
+        old = closed.get("before " + gw.name)
+        if old is not None:
+            po = next((r for r in paced if r.name == old.name), None)
+            lines.append(
+                f"{gw.name} / {old.name} CPU per request: closed loop "
+                f"{_ratio(gw.server_cpu_ms, old.server_cpu_ms)}x"
+                + (
+                    f", paced {_ratio(pg.server_cpu_ms, po.server_cpu_ms)}x"
+                    if pg is not None and po is not None
+                    else ""
+                )
+                + f"; closed-loop throughput {gw.rps / old.rps:.2f}"
+            )
         best = gw
     lines += [*verdict(best, next((r for r in paced if r.name == best.name), None))]
     lines.append(
@@ -535,9 +575,23 @@ def main() -> None:
         default=TARGET_RPS,
         help="the offered load of the paced rows, lookups/s (default: the target's 2,000)",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="TREE",
+        help="also measure each gateway as run from the source tree TREE (an earlier commit, "
+        "e.g. from git worktree add or git archive), right after it in the same run: the "
+        "'before gateway' rows and the ratios of CPU per request",
+    )
     args = parser.parse_args()
     results = run(
-        args.records, args.seconds, args.connections, args.profile, args.workers, args.rate
+        args.records,
+        args.seconds,
+        args.connections,
+        args.profile,
+        args.workers,
+        args.rate,
+        args.against,
     )
     print(report(results, args.connections))
     if args.profile is not None:
