@@ -288,8 +288,11 @@ def _canonical(d: Mapping[str, Any]) -> bytes:
     return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+_MILLISECOND = dt.timedelta(milliseconds=1)
+
+
 def to_millis(at: dt.datetime) -> int:
-    return (at - EPOCH) // dt.timedelta(milliseconds=1)
+    return (at - EPOCH) // _MILLISECOND
 
 
 def from_millis(ms: int) -> dt.datetime:
