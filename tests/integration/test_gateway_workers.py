@@ -195,7 +195,7 @@ def test_a_killed_supervisors_metrics_folder_goes_at_the_next_start_and_sigterm_
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
         deadline = time.monotonic() + 30  # its workers stop: their supervisor is gone
-        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        while any(_running(pid) for pid in workers):
             assert time.monotonic() < deadline, "the workers outlived their supervisor"
             time.sleep(0.1)
     assert folders() == [killed]  # SIGKILL: nothing ran
@@ -209,6 +209,14 @@ def test_a_killed_supervisors_metrics_folder_goes_at_the_next_start_and_sigterm_
         proc.terminate()
         proc.communicate(timeout=60)
     assert folders() == []
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (an exited one not yet reaped is a zombie: state Z)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 async def test_a_worker_that_dies_is_replaced_and_the_gateway_keeps_answering(
