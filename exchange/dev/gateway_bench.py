@@ -536,7 +536,9 @@ def verdict(closed: Run, paced: Run | None) -> list[str]:
         return [*lines, "target: not judged (no paced run at the target's rate)"]
     offered = paced.offered or 0.0
     kept = paced.rps >= KEPT_UP * offered and offered >= TARGET_RPS
-    fast = paced.p99_ms <= TARGET_P99_MS
+    # judged on the bound: a p99 within 20 ms only because late sends' waits went uncounted
+    # does not meet it
+    fast = paced.p99_bound_ms <= TARGET_P99_MS
     lines.append(
         f"{paced.label}: target ≥ {TARGET_RPS:,.0f} lookups/s with p99 ≤ {TARGET_P99_MS:.0f} ms: "
         f"{'met' if kept and fast else 'NOT met'} (achieved {paced.rps:,.0f}/s, "
