@@ -296,9 +296,6 @@ def _forget_metrics(metrics_dir: Path, pid: int | None) -> None:
 METRICS_PREFIX = "gov-exchange-gateway-metrics-"
 #: the file in a metrics folder its supervisor holds an ``flock`` on while it lives
 METRICS_LOCK = "supervisor.lock"
-#: a metrics folder without its lock file is left alone this long (its supervisor may be
-#: making it this instant); older, it is a stale one (of a supervisor that did not lock)
-UNLOCKED_GRACE_S = 60.0
 
 
 @contextlib.contextmanager
@@ -349,18 +346,22 @@ def remove_stale_metrics_folders(parent: Path) -> list[Path]:
             continue
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
             continue
-        if _stale(folder, st.st_mtime):
+        if _stale(folder):
             shutil.rmtree(folder, ignore_errors=True)
             log.info("removed %s: the metrics of a gateway supervisor that is gone", folder)
             removed.append(folder)
     return removed
 
 
-def _stale(folder: Path, made: float) -> bool:
+def _stale(folder: Path) -> bool:
     try:
         fd = os.open(folder / METRICS_LOCK, os.O_RDWR | os.O_NOFOLLOW)
     except FileNotFoundError:
-        return time.time() - made > UNLOCKED_GRACE_S
+        # no lock yet: its supervisor is making it this instant, or was killed doing so
+        # (stale if the pid its name starts with is gone); a folder named otherwise (made by
+        # an earlier version, which had no lock) may be a live supervisor's: left alone
+        pid = folder.name.removeprefix(METRICS_PREFIX).split("-", 1)[0]
+        return pid.isdigit() and not Path(f"/proc/{pid}").exists()
     except OSError:
         return False
     try:

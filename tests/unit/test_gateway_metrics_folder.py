@@ -10,13 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from exchange.gateway.workers import (
     METRICS_LOCK,
     METRICS_PREFIX,
-    UNLOCKED_GRACE_S,
     metrics_folder,
     remove_stale_metrics_folders,
 )
@@ -72,17 +70,23 @@ def test_the_folder_of_a_killed_supervisor_is_removed_at_the_next_start(tmp_path
     assert _folders(tmp_path) == []
 
 
-def test_a_folder_without_its_lock_is_stale_only_once_old(tmp_path: Path) -> None:
-    fresh = tmp_path / f"{METRICS_PREFIX}1-new"
-    old = tmp_path / f"{METRICS_PREFIX}2-old"
+def test_a_folder_without_its_lock_is_stale_only_if_the_pid_it_names_is_gone(
+    tmp_path: Path,
+) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    dead = tmp_path / f"{METRICS_PREFIX}{gone}-abc"  # killed before it took its lock
+    making = tmp_path / f"{METRICS_PREFIX}{os.getpid()}-def"  # taking its lock this instant
+    earlier = tmp_path / f"{METRICS_PREFIX}k2j4h5"  # an earlier version's: may be live
     other = tmp_path / "gov-exchange-something-else"
-    for folder in (fresh, old, other):
+    for folder in (dead, making, earlier, other):
         folder.mkdir()
-    a_while_ago = time.time() - UNLOCKED_GRACE_S - 5
-    os.utime(old, (a_while_ago, a_while_ago))
-    os.utime(other, (a_while_ago, a_while_ago))
     (tmp_path / f"{METRICS_PREFIX}3-a-file").write_text("not a folder")
-    assert remove_stale_metrics_folders(tmp_path) == [old]
-    assert fresh.is_dir()
+    assert remove_stale_metrics_folders(tmp_path) == [dead]
+    assert _folders(tmp_path) == sorted([making, earlier, tmp_path / f"{METRICS_PREFIX}3-a-file"])
     assert other.is_dir()
-    assert not (fresh / METRICS_LOCK).exists()
+    assert not (making / METRICS_LOCK).exists()
