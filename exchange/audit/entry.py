@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -287,8 +288,11 @@ def _canonical(d: Mapping[str, Any]) -> bytes:
     return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+_MILLISECOND = dt.timedelta(milliseconds=1)
+
+
 def to_millis(at: dt.datetime) -> int:
-    return (at - EPOCH) // dt.timedelta(milliseconds=1)
+    return (at - EPOCH) // _MILLISECOND
 
 
 def from_millis(ms: int) -> dt.datetime:
@@ -367,7 +371,9 @@ class AuditEntry:
         reason = draft.reason
         if reason is not None and len(reason) > MAX_REASON:
             reason = reason[: MAX_REASON - 1] + "…"
-        millis = to_millis(draft.at) if draft.at else to_millis(dt.datetime.now(dt.UTC))
+        # the clock read as milliseconds directly: the same instant as now() (sealing is on the
+        # gateway's path of every answer; the datetime arithmetic cost 1.5% of its CPU)
+        millis = to_millis(draft.at) if draft.at else time.time_ns() // 1_000_000
         action = Action(draft.action)
         fields: dict[str, Any] = {
             "id": f"{writer}#{seq}",

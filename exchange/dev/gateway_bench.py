@@ -1,7 +1,7 @@
 """Benchmark of the query gateway (接口调用) against a baseline measured in the same run.
 
 ``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]
-[--workers W] [--profile DIR]``
+[--workers W] [--rate R] [--against TREE] [--profile DIR]``
 
 Starts an embedded broker (or uses ``EXCHANGE_BOOTSTRAP_SERVERS``), loads the sample
 catalog, gives hrss a data grant on population_basic with a mask and a row filter,
@@ -18,12 +18,26 @@ publishes N records, and serves them three times, each in a process of its own, 
   the ceiling of any route served on it.
 
 wrk (Debian's ``wrk``, a C load generator in a process of its own) asks each for random
-keys over C keep-alive connections for S seconds, after a warm-up. Printed: requests per
-second and p99 latency of each, the CPU each server used per request (the figure the
+keys over C keep-alive connections, after a warm-up, in two ways:
+
+* **paced** (the baselines and the gateways): wrk offers R lookups/s (default the target's
+  2,000), one schedule spread over the C connections (a Lua ``delay()``, :data:`_PACED_LUA`),
+  for S seconds. The row gives the rate achieved and p50/p99 at that load: the target's
+  conditions. If the server falls behind, a connection sends late and wrk does not count
+  the wait (coordinated omission): the row says how many sends left late and gives a
+  bound of the p99 counting their waits;
+* **closed loop** (every server): each connection asks again as soon as it is answered,
+  for S seconds: the maximum. C requests are always in flight, so the mean latency is
+  C / throughput, and its p99 is that of a saturated server.
+
+Printed: rate and latencies of each, the CPU each server used per request (the figure the
 other programs on a shared machine disturb least), the broker's CPU and how busy the
-machine was, the ratios, the targets (≥ 2,000 lookups/s, p99 ≤ 20 ms) and the
-comparison with X-Road's ~110 requests/s through a pair of security servers. With
-``--profile DIR``, py-spy samples each server during its run (:mod:`.profiling`).
+machine was, the ratios, the targets (≥ 2,000 lookups/s with p99 ≤ 20 ms, judged on the
+paced row of the gateway with the most workers) and the comparison with X-Road's ~110
+requests/s through a pair of security servers. With ``--against TREE``, each gateway has
+a twin run from the source tree TREE (an earlier commit), measured right after it: CPU per
+request before and after a change in the same run. With ``--profile DIR``, py-spy samples
+each server during its run (:mod:`.profiling`).
 """
 
 from __future__ import annotations
@@ -72,6 +86,59 @@ request = function()
 end
 """
 
+#: added to :data:`_LUA` for a paced run: one schedule for all connections, a send every
+#: ``interval_ms``. wrk calls ``delay()`` when a connection is free to send its next request
+#: (and before its first): the connection claims the next slot of the schedule and waits for
+#: it. A connection free only after its slot (every connection busy: the server fell behind)
+#: sends at once, late; wrk times a request from when it is sent, so the wait for a free
+#: connection is not in its latency (coordinated omission). ``done`` prints how many sends
+#: left more than 1 ms late and a bound of the p99 that counts their wait (:class:`Run`).
+_PACED_LUA = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *ts);
+]]
+local ts = ffi.new("bench_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local interval, next_at = %(interval_ms)r, nil
+sends, late, late_max = 0, 0, 0
+delay = function()
+  local now = now_ms()
+  if next_at == nil then next_at = now end
+  local slot = next_at
+  next_at = next_at + interval
+  sends = sends + 1
+  if slot >= now then return slot - now end
+  local behind = now - slot
+  if behind > 1 then late = late + 1 end
+  if behind > late_max then late_max = behind end
+  return 0
+end
+
+local threads = {}
+setup = function(thread) threads[#threads + 1] = thread end
+done = function(summary, latency, requests)
+  local s, l, m = 0, 0, 0
+  for _, t in ipairs(threads) do
+    s, l, m = s + t:get("sends"), l + t:get("late"), math.max(m, t:get("late_max"))
+  end
+  local share = s > 0 and l / s or 0
+  local bound
+  if share < 0.01 then
+    bound = latency:percentile(99 + 100 * share) + 1000
+  else
+    bound = latency.max + m * 1000
+  end
+  io.write(string.format(
+    "paced sends=%%d late=%%d late_max_ms=%%.1f p50_us=%%d p99_us=%%d bound_us=%%d\\n",
+    s, l, m, latency:percentile(50), latency:percentile(99), bound))
+end
+"""
+
 
 @dataclass
 class Run:
@@ -84,6 +151,28 @@ class Run:
     broker_cores: float = 0.0
     #: how busy the machine was during the run, all its cores (0 to 1)
     machine_busy: float = 0.0
+    #: a paced run's offered rate (lookups/s); None: closed loop, each connection asks again
+    #: as soon as it is answered (the maximum)
+    offered: float | None = None
+    p50_ms: float = 0.0
+    #: a paced run's sends, those that left over 1 ms behind their schedule, the latest of
+    #: them (ms), and the p99 counting their wait (an upper bound: if under 1% of the sends
+    #: were late, at most that share of the latencies is too low, so the p99 of the
+    #: latencies with the waits counted is at most the measured percentile 99 + that share,
+    #: plus the 1 ms a send on time may lag; with 1% or more, the largest latency plus the
+    #: latest send)
+    sends: int = 0
+    late: int = 0
+    late_max_ms: float = 0.0
+    p99_bound_ms: float = 0.0
+
+    @property
+    def paced(self) -> bool:
+        return self.offered is not None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} @{self.offered:.0f}/s" if self.offered is not None else self.name
 
 
 def _cpu_s(pid: int | None) -> float:
@@ -171,21 +260,30 @@ def _wait_healthy(
 
 def _wrk(
     url: str,
-    script: Path,
+    scripts: Path,
     seconds: int,
     connections: int,
     name: str,
     pids: tuple[list[int], int | None] = ([], None),
     profile: Path | None = None,
+    rate: float | None = None,
 ) -> Run:
     """wrk against ``url`` (served by the processes ``pids[0]`` and their children, broker
-    ``pids[1]``); with ``profile``, py-spy samples the first server process (and its
-    children) meanwhile into that folder."""
+    ``pids[1]``): closed loop, or paced at ``rate`` lookups/s; with ``profile``, py-spy
+    samples the first server process (and its children) meanwhile into that folder."""
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    if rate is None:
+        script = scripts / "keys.lua"
+    else:
+        script = scripts / f"paced-{rate:g}.lua"
+        if not script.exists():
+            lookups = (scripts / "keys.lua").read_text()
+            script.write_text(lookups + _PACED_LUA % {"interval_ms": 1000.0 / rate})
     servers, broker = pids
     spy = None
     if profile is not None and servers:
-        spy = profiling.start(servers[0], profile / name.replace(" ", ""), seconds)
+        label = name if rate is None else f"{name} paced"
+        spy = profiling.start(servers[0], profile / label.replace(" ", ""), seconds)
     cpu, broker_cpu = _tree_cpu_s(servers), _cpu_s(broker)
     machine, started = _machine(), time.monotonic()
     out = subprocess.run(
@@ -196,21 +294,36 @@ def _wrk(
     busy, total = (now - then for now, then in zip(_machine(), machine, strict=True))
     if spy is not None:
         profiling.finish(spy)
+    run = parse_wrk(out, name, rate)
+    answered = run.rps * elapsed
+    run.server_cpu_ms = 1000 * cpu / answered if answered else 0.0
+    run.broker_cores = broker_cpu / elapsed
+    run.machine_busy = busy / total if total else 0.0
+    return run
+
+
+def parse_wrk(out: str, name: str, rate: float | None = None) -> Run:
+    """A :class:`Run` from wrk's output (with ``--latency``; a paced run's ``done`` line)."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    assert m is not None, out
-    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    p50, p99 = (_wrk_ms(out, p) for p in ("50", "99"))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    answered = rps * elapsed
-    return Run(
-        name,
-        rps,
-        p99,
-        int(bad.group(1)) if bad else 0,
-        server_cpu_ms=1000 * cpu / answered if answered else 0.0,
-        broker_cores=broker_cpu / elapsed,
-        machine_busy=busy / total if total else 0.0,
-    )
+    run = Run(name, rps, p99, int(bad.group(1)) if bad else 0, offered=rate, p50_ms=p50)
+    if rate is not None:
+        m = re.search(
+            r"paced sends=(\d+) late=(\d+) late_max_ms=([\d.]+) p50_us=\d+ p99_us=\d+ "
+            r"bound_us=(\d+)",
+            out,
+        )
+        assert m is not None, out
+        run.sends, run.late, run.late_max_ms = int(m[1]), int(m[2]), float(m[3])
+        run.p99_bound_ms = int(m[4]) / 1000
+    return run
+
+
+def _wrk_ms(out: str, percentile: str) -> float:
+    m = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE)
+    assert m is not None, out
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
 
 def _serve(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -223,9 +336,12 @@ def run(
     connections: int,
     profile: Path | None = None,
     workers: int = 2,
+    rate: float = TARGET_RPS,
+    against: Path | None = None,
 ) -> list[Run]:
     """Each server measured in turn: stack, baseline, gateway of one process, then of
-    ``workers`` processes each (workers > 1)."""
+    ``workers`` processes each (workers > 1); the baselines and gateways first paced at
+    ``rate`` lookups/s, then closed loop."""
     if shutil.which("wrk") is None:
         raise SystemExit(
             "wrk is not installed: apt-get install wrk (tests/services/require-packages.sh does)"
@@ -237,17 +353,18 @@ def run(
         print(f"broker {bus.bootstrap}; publishing {records} records of {POP} …", flush=True)
         asyncio.run(_prepare(bus, workdir, records))
         auth = "Basic " + base64.b64encode(f"hrss:{PASSWORD}".encode()).decode()
-        script = workdir / "keys.lua"
-        script.write_text(_LUA % {"keys": workdir / "keys.txt", "auth": auth})
+        (workdir / "keys.lua").write_text(_LUA % {"keys": workdir / "keys.txt", "auth": auth})
         env = {**os.environ, **bus.environment(), "EXCHANGE_MASK_SECRET": "b" * 40}
-        servers = _start_servers(workdir, env, records, workers, procs)
+        servers = _start_servers(workdir, env, records, workers, procs, against)
         results = []
-        broker_pid = broker.process.pid if broker and broker.process else None
+        watched = (broker.process.pid if broker and broker.process else None,)
         for name, url, pids in servers:
-            _wrk(url, script, 3, connections, name)  # warm-up
-            results.append(
-                _wrk(url, script, seconds, connections, name, (pids, broker_pid), profile)
-            )
+            _wrk(url, workdir, 3, connections, name)  # warm-up
+            paces = [] if name.startswith("stack") else [rate]  # the target's rows
+            for pace in [*paces, None]:
+                results.append(
+                    _wrk(url, workdir, seconds, connections, name, (pids, *watched), profile, pace)
+                )
         return results
     finally:
         for proc in procs:
@@ -264,24 +381,36 @@ def _start_servers(
     records: int,
     workers: int,
     procs: list[subprocess.Popen[bytes]],
+    against: Path | None = None,
 ) -> list[tuple[str, str, list[int]]]:
     """Start every server measured; (name, URL, its process ids) in the order measured. Each
-    gateway keeps its own store (one writer a file); the baselines read the first one's."""
+    gateway keeps its own store (one writer a file); the baselines read the first one's.
+    With ``against`` (a source tree), each gateway has a twin run from that tree's
+    ``exchange`` (``PYTHONPATH``), measured right after it: "before gateway"."""
     creds = workdir / "credentials"
     gateways = []
+    trees: list[tuple[str, Path | None]] = [("", None)]
+    if against is not None:
+        trees.append(("before ", against))
     for n in (1, workers) if workers > 1 else (1,):
-        port, store = free_port(), workdir / f"store-{n}.sqlite"
-        command = [sys.executable, "-m", "exchange", "gateway", "--port", str(port)]
-        command += ["--credentials-dir", str(creds), "--store", str(store), "--workers", str(n)]
-        procs.append(_serve(command, env))
-        gateways.append((n, f"http://127.0.0.1:{port}", procs[-1]))
-    for n, url, proc in gateways:
+        for prefix, tree in trees:
+            port, store = free_port(), workdir / f"store-{prefix.strip()}{n}.sqlite"
+            command = [sys.executable, "-m", "exchange", "gateway", "--port", str(port)]
+            command += ["--credentials-dir", str(creds), "--store", str(store)]
+            command += ["--workers", str(n)]
+            tree_env = env if tree is None else {**env, "PYTHONPATH": str(tree.resolve())}
+            procs.append(_serve(command, tree_env))
+            gateways.append((n, prefix, f"http://127.0.0.1:{port}", procs[-1]))
+    for n, _prefix, url, proc in gateways:
         _wait_healthy(url, proc, records, n)
     baseline = [sys.executable, "-m", "exchange.dev.gateway_baseline", "--reuse-port"]
     baseline += ["--credentials-dir", str(creds), "--catalog", str(CATALOG_DIR)]
     servers: list[tuple[str, str, list[int]]] = []
-    for n, gw_url, gw_proc in gateways:
+    for n, prefix, gw_url, gw_proc in gateways:
         suffix = f" x{n}" if n > 1 else ""
+        if prefix:
+            servers.append((prefix + "gateway" + suffix, gw_url, [gw_proc.pid]))
+            continue
         for name, extra in (
             ("stack", []),
             ("baseline", ["--store", str(workdir / "store-1.sqlite")]),
@@ -296,42 +425,127 @@ def _start_servers(
     return servers
 
 
+#: a paced run keeps up with its offered rate if it achieves this share of it: wrk divides the
+#: answers by its whole run (its start-up included) and leaves out those in flight at its end
+KEPT_UP = 0.99
+
+PACED_NOTE = """\
+paced: wrk sends {rate:,.0f} lookups/s (the offered load), one schedule spread over the
+{connections} connections: the target's conditions. "achieved" is what was answered per second
+(below {kept:.0%} of the offered rate, the server did not keep up); the latencies are those at
+that load. Coordinated omission: wrk times a request from when it leaves, so a send that
+waited for a free connection (late: more than 1 ms behind its schedule, which happens only
+when all {connections} are waiting on the server) does not count that wait; "p99 bound" does."""
+
+CLOSED_NOTE = """\
+closed loop (the maximum): each of the {connections} connections asks again as soon as it is
+answered, so {connections} requests are always in flight and the mean latency is {connections} /
+throughput: its p99 is that of a saturated server, not the latency at 2,000/s."""
+
+
 def report(results: list[Run], connections: int) -> str:
-    """The table and the ratios: each gateway against the baseline with as many processes."""
-    by = {r.name: r for r in results}
+    """The paced rows and the closed-loop rows, the ratios (each gateway against the baseline
+    with as many processes), and the targets, judged on the paced rows."""
+    paced = [r for r in results if r.paced]
+    closed = {r.name: r for r in results if not r.paced}
     lines = [
         f"wrk, 1 thread, {connections} connections, random keys; one run, same machine "
         "(xN: N server processes on one port)",
-        f"{'':13} {'lookups/s':>10} {'p99 ms':>8} {'non-2xx':>8} {'server CPU ms/req':>18} "
-        f"{'broker cores':>13} {'machine busy':>13}",
     ]
-    for r in results:
-        lines.append(
-            f"{r.name:13} {r.rps:10.0f} {r.p99_ms:8.2f} {r.non_2xx:8d} {r.server_cpu_ms:18.3f} "
-            f"{r.broker_cores:13.2f} {r.machine_busy:12.0%}"
-        )
-    best = by["gateway"]
-    for gw in (r for r in results if r.name.startswith("gateway")):
-        suffix = gw.name.removeprefix("gateway")
-        base, stack = by["baseline" + suffix], by["stack" + suffix]
+    if paced:
+        rate = paced[0].offered or 0.0
         lines += [
-            f"{gw.name} / {base.name} throughput: {gw.rps / base.rps:.2f}; "
+            "",
+            PACED_NOTE.format(rate=rate, connections=connections, kept=KEPT_UP),
+            f"{'':20} {'achieved/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'p99 bound':>9} "
+            f"{'late sends':>11} {'non-2xx':>7} {'server CPU ms/req':>17} {'broker cores':>12} "
+            f"{'machine busy':>12}",
+        ]
+        for r in paced:
+            late = f"{r.late}, {r.late_max_ms:.0f} ms" if r.late else "0"
+            lines.append(
+                f"{r.label:20} {r.rps:10.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} "
+                f"{r.p99_bound_ms:9.2f} {late:>11} {r.non_2xx:7d} {r.server_cpu_ms:17.3f} "
+                f"{r.broker_cores:12.2f} {r.machine_busy:11.0%}"
+            )
+    lines += [
+        "",
+        CLOSED_NOTE.format(connections=connections),
+        f"{'':20} {'lookups/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} "
+        f"{'server CPU ms/req':>17} {'broker cores':>12} {'machine busy':>12}",
+    ]
+    for r in closed.values():
+        lines.append(
+            f"{r.label:20} {r.rps:10.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.non_2xx:7d} "
+            f"{r.server_cpu_ms:17.3f} {r.broker_cores:12.2f} {r.machine_busy:11.0%}"
+        )
+    lines.append("")
+    best = closed["gateway"]
+    for gw in (r for r in closed.values() if r.name.startswith("gateway")):
+        suffix = gw.name.removeprefix("gateway")
+        base, stack = closed["baseline" + suffix], closed["stack" + suffix]
+        lines += [
+            f"{gw.name} / {base.name} closed-loop throughput: {gw.rps / base.rps:.2f}; "
             f"p99: {gw.p99_ms / base.p99_ms:.2f}x; "
             f"CPU per request: {_ratio(gw.server_cpu_ms, base.server_cpu_ms)}x",
-            f"{base.name} / {stack.name} throughput: {base.rps / stack.rps:.2f} (the stack: HTTP "
-            "and authentication alone, the ceiling of any route on it)",
+            f"{base.name} / {stack.name} closed-loop throughput: {base.rps / stack.rps:.2f} (the "
+            "stack: HTTP and authentication alone, the ceiling of any route on it)",
         ]
-        if gw is not by["gateway"]:
-            lines.append(f"{gw.name} / gateway throughput: {gw.rps / by['gateway'].rps:.2f}")
+        pg = next((r for r in paced if r.name == gw.name), None)
+        pb = next((r for r in paced if r.name == base.name), None)
+        if pg is not None and pb is not None:
+            lines.append(
+                f"{gw.name} / {base.name} paced: p99 {pg.p99_ms / pb.p99_ms:.2f}x; "
+                f"CPU per request: {_ratio(pg.server_cpu_ms, pb.server_cpu_ms)}x"
+            )
+        if gw is not closed["gateway"]:
+            lines.append(
+                f"{gw.name} / gateway closed-loop throughput: {gw.rps / closed['gateway'].rps:.2f}"
+            )
+        old = closed.get("before " + gw.name)
+        if old is not None:
+            po = next((r for r in paced if r.name == old.name), None)
+            lines.append(
+                f"{gw.name} / {old.name} CPU per request: closed loop "
+                f"{_ratio(gw.server_cpu_ms, old.server_cpu_ms)}x"
+                + (
+                    f", paced {_ratio(pg.server_cpu_ms, po.server_cpu_ms)}x"
+                    if pg is not None and po is not None
+                    else ""
+                )
+                + f"; closed-loop throughput {gw.rps / old.rps:.2f}"
+            )
         best = gw
-    lines += [
-        f"{best.name}: target ≥ {TARGET_RPS:.0f} lookups/s: "
-        f"{'met' if best.rps >= TARGET_RPS else 'NOT met'} ({best.rps / TARGET_RPS:.2f} of it); "
-        f"p99 ≤ {TARGET_P99_MS:.0f} ms: {'met' if best.p99_ms <= TARGET_P99_MS else 'NOT met'}",
-        f"X-Road (~{XROAD_RPS:.0f} requests/s through a pair of security servers): "
-        f"{best.rps / XROAD_RPS:.0f}x that, every request audited",
-    ]
+    lines += [*verdict(best, next((r for r in paced if r.name == best.name), None))]
+    lines.append(
+        f"X-Road (~{XROAD_RPS:.0f} requests/s through a pair of security servers): the closed-"
+        f"loop maximum is {best.rps / XROAD_RPS:.0f}x that, every request audited"
+    )
     return "\n".join(lines)
+
+
+def verdict(closed: Run, paced: Run | None) -> list[str]:
+    """The targets (≥ 2,000 lookups/s with p99 ≤ 20 ms), judged at the offered load."""
+    rate_ok = "met" if closed.rps >= TARGET_RPS else "NOT met"
+    lines = [
+        f"{closed.name}, closed loop: {closed.rps:,.0f} lookups/s at most ({rate_ok}: "
+        f"{closed.rps / TARGET_RPS:.2f} of {TARGET_RPS:,.0f}), p99 {closed.p99_ms:.1f} ms at "
+        "saturation"
+    ]
+    if paced is None:
+        return [*lines, "target: not judged (no paced run at the target's rate)"]
+    offered = paced.offered or 0.0
+    kept = paced.rps >= KEPT_UP * offered and offered >= TARGET_RPS
+    # judged on the bound: a p99 within 20 ms only because late sends' waits went uncounted
+    # does not meet it
+    fast = paced.p99_bound_ms <= TARGET_P99_MS
+    lines.append(
+        f"{paced.label}: target ≥ {TARGET_RPS:,.0f} lookups/s with p99 ≤ {TARGET_P99_MS:.0f} ms: "
+        f"{'met' if kept and fast else 'NOT met'} (achieved {paced.rps:,.0f}/s, "
+        f"{paced.rps / offered:.3f} of the offered rate; p99 {paced.p99_ms:.1f} ms, "
+        f"{paced.p99_bound_ms:.1f} ms counting the waits of {paced.late} late sends)"
+    )
+    return lines
 
 
 def _ratio(a: float, b: float) -> str:
@@ -357,8 +571,30 @@ def main() -> None:
         help="sample each server with py-spy during its measured run: DIR/<name>.txt says "
         "where its time went, DIR/<name>.folded holds the stacks",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=TARGET_RPS,
+        help="the offered load of the paced rows, lookups/s (default: the target's 2,000)",
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="TREE",
+        help="also measure each gateway as run from the source tree TREE (an earlier commit, "
+        "e.g. from git worktree add or git archive), right after it in the same run: the "
+        "'before gateway' rows and the ratios of CPU per request",
+    )
     args = parser.parse_args()
-    results = run(args.records, args.seconds, args.connections, args.profile, args.workers)
+    results = run(
+        args.records,
+        args.seconds,
+        args.connections,
+        args.profile,
+        args.workers,
+        args.rate,
+        args.against,
+    )
     print(report(results, args.connections))
     if args.profile is not None:
         print(f"profiles: {args.profile}/<server>.txt")

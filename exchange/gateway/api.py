@@ -12,10 +12,12 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.types import Scope
 
 from exchange.audit.entry import Action, Decision
 from exchange.avro.jsoncodec import to_jsonable
@@ -185,8 +187,26 @@ async def answer_record(request: Request) -> Response:
             }
         )
 
-    purpose = (request.headers.get("x-purpose"), request.query_params.get("purpose"))
-    return await _answer(request, facts, purpose, decide)
+    return await _answer(request, facts, purpose_given(request.scope), decide)
+
+
+def purpose_given(scope: Scope) -> tuple[str | None, str | None]:
+    """(``X-Purpose``, ``?purpose=``) of a request, as ``request.headers.get`` and
+    ``request.query_params.get`` read them (the first such header, the last such parameter),
+    in one pass over the raw headers. The lookup answers thousands of times a second, and
+    Starlette's headers find an absent one by raising and catching a KeyError: with the
+    query parsed into a multi-dict besides, 6% of its CPU (py-spy, the bench's paced run)."""
+    header = None
+    for name, value in scope["headers"]:
+        if name == b"x-purpose":
+            header = value.decode("latin-1")
+            break
+    query = None
+    if raw := scope.get("query_string"):
+        for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if name == "purpose":
+                query = value
+    return header, query
 
 
 @router.get(

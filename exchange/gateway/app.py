@@ -69,6 +69,7 @@ def gateway_app(
         lifespan=lifespan,
     )
     app.state.gateway = svc
+    metrics.on_scrape.append(svc.store_gauges)
     if gate.signed is None:  # requests signed with the keys of the catalog in force
         gate.signed = SignedRequests(svc.public_key)
     return app

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +63,20 @@ class GatewayMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
             registry=registry,
         )
+        # read from the store at each scrape (:meth:`GatewayService.store_gauges`); with
+        # several workers, the value of whichever worker read it last (they share one store)
         self.records = Gauge(
             f"{prefix}_gateway_store_records",
             "Records in the latest-state store",
             registry=registry,
-            multiprocess_mode="liveall",
+            multiprocess_mode="livemostrecent",
         )
         self.applied = Gauge(
             f"{prefix}_gateway_store_applied",
-            "Source records written to the store since the start",
+            "Source records written to the latest-state store since its file was made "
+            "(or rebuilt from the topics)",
             registry=registry,
-            multiprocess_mode="liveall",
+            multiprocess_mode="livemostrecent",
         )
         #: its audit chain: entries written, and how far they run past the last signed head
         self.audit = AuditMetrics(registry, prefix)
@@ -159,6 +163,20 @@ class GatewayService(AsyncService):
                 self.bus, self.store, self._catalog, partitions=self.partitions
             )
             await self.materializer.start()
+
+    async def store_gauges(self) -> None:
+        """Set the store's gauges from the store (before a scrape of ``/metrics``); counted in
+        a thread, on a connection of its own: the event loop keeps answering meanwhile."""
+        store = self.store
+        if store is None:
+            return
+        try:
+            records, applied = await asyncio.to_thread(store.stats)
+        except sqlite3.Error as exc:  # the scrape still answers, without fresh figures
+            log.warning("the store's figures cannot be read for /metrics: %s", exc)
+            return
+        self.metrics.records.set(records)
+        self.metrics.applied.set(applied)
 
     def public_key(self, department: str) -> str | None:
         """The Ed25519 key ``department`` registered in the catalog in force (None: none)."""

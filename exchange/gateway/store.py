@@ -17,7 +17,10 @@ A reader never checks, rebuilds or writes the file: the writer did so before
 the readers started.
 
 Records are kept as they arrived (framed Avro bytes): views are applied at
-read time, so a policy change needs no rewrite of the store.
+read time, so a policy change needs no rewrite of the store. The file also counts
+the source records written into it since it was made (``meta``, in the same
+transaction as each batch), which :meth:`LatestStore.stats` reports to ``/metrics``
+whichever process asks.
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ class LatestStore:
         conn = self._connect()
         conn.executescript(_SCHEMA)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT,))
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('applied', '0')")
         return conn
 
     def _unusable(self) -> str | None:
@@ -173,6 +177,20 @@ class LatestStore:
             ).fetchone()
         return int(row[0])
 
+    def stats(self) -> tuple[int, int]:
+        """(records held, source records written since the file was made): for the gauges.
+
+        On a connection of its own, so that it may run in a thread while the event loop
+        reads (counting the rows of a large store takes a while).
+        """
+        conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
+        try:
+            (records,) = conn.execute("SELECT count(*) FROM records").fetchone()
+            row = conn.execute("SELECT value FROM meta WHERE name = 'applied'").fetchone()
+        finally:
+            conn.close()
+        return int(records), int(row[0]) if row is not None else 0
+
     def apply(self, changes: Sequence[Change]) -> None:
         """Write a batch and the positions after it, in one transaction (blocking: a thread)."""
         if not changes:
@@ -197,6 +215,10 @@ class LatestStore:
                 conn.executemany(
                     "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
                     [(t, p, o) for (t, p), o in ends.items()],
+                )
+                conn.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE name = 'applied'",
+                    (len(changes),),
                 )
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from collections import deque
@@ -290,18 +292,82 @@ def _forget_metrics(metrics_dir: Path, pid: int | None) -> None:
     multiprocess.mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]
 
 
+#: the metrics folders of gateway supervisors: ``<temp dir>/<prefix><pid>-<random>``
+METRICS_PREFIX = "gov-exchange-gateway-metrics-"
+#: the file in a metrics folder its supervisor holds an ``flock`` on while it lives
+METRICS_LOCK = "supervisor.lock"
+
+
 @contextlib.contextmanager
-def metrics_folder() -> Any:
+def metrics_folder(parent: Path | None = None) -> Any:
     """A fresh folder for the workers' metrics, named in ``PROMETHEUS_MULTIPROC_DIR`` for the
-    workers to inherit (prometheus_client reads it when imported), removed at the end."""
-    folder = Path(tempfile.mkdtemp(prefix="gov-exchange-gateway-metrics-"))
+    workers to inherit (prometheus_client reads it when imported), removed at the end.
+
+    Removed on SIGTERM too, whenever it comes (the supervisor's event loop turns it into a
+    clean stop; before and after the loop, it ends the block here). Nothing runs on SIGKILL,
+    so the supervisor holds an ``flock`` on a file in its folder while it lives, which the
+    kernel releases when it dies however it dies: the folders in ``parent`` (the temporary
+    directory) whose lock is free are those of supervisors that are gone, and each start
+    removes them (:func:`remove_stale_metrics_folders`).
+    """
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    remove_stale_metrics_folders(parent)
+    folder = Path(tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-", dir=parent))
+    lock = os.open(folder / METRICS_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     previous = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    on_term = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield folder
     finally:
+        signal.signal(signal.SIGTERM, on_term)
         if previous is None:
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         else:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = previous
         shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def remove_stale_metrics_folders(parent: Path) -> list[Path]:
+    """Remove the metrics folders in ``parent`` of gateway supervisors that are gone (killed:
+    no clean-up ran); the removed folders. Only this user's; a live supervisor's (its lock
+    held) is left alone."""
+    removed = []
+    for folder in parent.glob(f"{METRICS_PREFIX}*"):
+        try:
+            st = folder.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        if _stale(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("removed %s: the metrics of a gateway supervisor that is gone", folder)
+            removed.append(folder)
+    return removed
+
+
+def _stale(folder: Path) -> bool:
+    try:
+        fd = os.open(folder / METRICS_LOCK, os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        # no lock yet: its supervisor is making it this instant, or was killed doing so
+        # (stale if the pid its name starts with is gone); a folder named otherwise (made by
+        # an earlier version, which had no lock) may be a live supervisor's: left alone
+        pid = folder.name.removeprefix(METRICS_PREFIX).split("-", 1)[0]
+        return pid.isdigit() and not Path(f"/proc/{pid}").exists()
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: its supervisor lives
+        return False
+    finally:
+        os.close(fd)  # releases the lock if taken
+    return True

@@ -84,7 +84,7 @@ def create_app(
         app.include_router(router)
     app.add_route(
         "/metrics",
-        metrics_endpoint(metrics.registry, metrics.multiprocess_dir),
+        metrics_endpoint(metrics.registry, metrics.multiprocess_dir, metrics.on_scrape),
         include_in_schema=False,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics, service=service)

@@ -15,6 +15,7 @@ Gauges are reported per process (a ``pid`` label).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ class HttpMetrics:
         self.registry = registry or CollectorRegistry()
         #: the folder every worker of the service writes its values to (None: one process)
         self.multiprocess_dir = multiprocess_dir
+        #: run before each scrape of ``/metrics``: gauges read from where they live (a store)
+        self.on_scrape: list[Callable[[], Awaitable[None]]] = []
         r = self.registry
         self.requests = Counter(
             f"{prefix}_http_requests",
@@ -98,11 +101,18 @@ class MetricsMiddleware:
                 self.metrics.auth_failures.labels(self.service).inc()
 
 
-def metrics_endpoint(registry: CollectorRegistry, multiprocess_dir: Path | None = None) -> Any:
+def metrics_endpoint(
+    registry: CollectorRegistry,
+    multiprocess_dir: Path | None = None,
+    on_scrape: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> Any:
     """A route handler serving ``registry`` in Prometheus' text format; with
-    ``multiprocess_dir``, what every worker process wrote there, added up."""
+    ``multiprocess_dir``, what every worker process wrote there, added up. Each of
+    ``on_scrape`` (read at every scrape: it may grow after) is awaited first."""
 
     async def metrics(request: Request) -> Response:
+        for refresh in on_scrape:
+            await refresh()
         if multiprocess_dir is None:
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
         combined = CollectorRegistry()

@@ -73,16 +73,24 @@ async def poll(check: Callable[[], Any], *, within: float = 10.0, every: float =
 
 @contextlib.contextmanager
 def gateway_process(
-    bus: Connection, credentials: Path, store: Path, state: Path, *, workers: int = 2
+    bus: Connection,
+    credentials: Path,
+    store: Path,
+    state: Path,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """(base URL, process) of ``exchange gateway --workers N`` started as an operator starts
-    it, once healthy; stopped (SIGTERM) when the block ends."""
+    it (``env`` added to its environment), once healthy; stopped (SIGTERM) when the block
+    ends."""
     port = server.free_port()
     env = {
         **os.environ,
         **bus.environment(),
         "EXCHANGE_MASK_SECRET": MASTER_SECRET.decode(),
         "EXCHANGE_STATE_DIR": str(state),
+        **(env or {}),
     }
     command = [sys.executable, "-m", "exchange", "gateway", "--port", str(port)]
     command += ["--credentials-dir", str(credentials), "--store", str(store)]

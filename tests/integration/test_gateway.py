@@ -427,6 +427,21 @@ async def test_metrics_count_decisions_by_resource_and_consumer(client: httpx.As
     assert "gov_exchange_gateway_request_seconds_bucket" in text
 
 
+async def test_metrics_give_the_stores_records_and_the_records_written_to_it(
+    client: httpx.AsyncClient, people: list[dict[str, Any]]
+) -> None:
+    held = (await client.get("/health")).json()["records"]
+    text = (await client.get("/metrics")).text
+    records = _gauge(text, "gov_exchange_gateway_store_records")
+    assert records == held >= len(people)
+    assert _gauge(text, "gov_exchange_gateway_store_applied") >= records
+
+
+def _gauge(text: str, name: str) -> float:
+    (value,) = [float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return value
+
+
 def _probe(url: str, document: dict[str, Any]) -> tuple[int, list[tuple[str, int, str]]]:
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings

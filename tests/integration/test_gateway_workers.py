@@ -16,6 +16,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -149,6 +150,73 @@ def _sample(text: str, name: str, **labels: str) -> float:
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+async def test_the_store_gauges_are_one_figure_whichever_worker_is_asked(
+    gateway: tuple[str, Any],
+) -> None:
+    url, _proc = gateway
+    for _ in range(4):  # new connections: both workers answer some scrapes
+        async with httpx.AsyncClient(base_url=url) as client:
+            held = (await client.get("/health")).json()["records"]
+        async with httpx.AsyncClient(base_url=url) as client:
+            text = (await client.get("/metrics")).text
+        gauges = dict(
+            line.split()
+            for line in text.splitlines()
+            if line.startswith("gov_exchange_gateway_store_")
+        )  # one series each, not one per worker (a pid label)
+        assert set(gauges) == {
+            "gov_exchange_gateway_store_records",
+            "gov_exchange_gateway_store_applied",
+        }
+        assert float(gauges["gov_exchange_gateway_store_records"]) == held >= 1
+        assert float(gauges["gov_exchange_gateway_store_applied"]) >= held
+
+
+def test_a_killed_supervisors_metrics_folder_goes_at_the_next_start_and_sigterm_removes_it(
+    bus: Connection, grants: dict[str, str], key: str, tmp_path: Path
+) -> None:
+    temp = tmp_path / "tmp"  # the gateways' temporary directory
+    temp.mkdir()
+    (tmp_path / "credentials").mkdir()
+    credentials = write_passwords(tmp_path / "credentials")
+    store = tmp_path / "gateway.sqlite"
+
+    def folders() -> list[Path]:
+        return sorted(temp.glob("gov-exchange-gateway-metrics-*"))
+
+    with gateway_process(bus, credentials, store, tmp_path, env={"TMPDIR": str(temp)}) as (
+        _url,
+        proc,
+    ):
+        (killed,) = folders()
+        workers = worker_pids(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+        deadline = time.monotonic() + 30  # its workers stop: their supervisor is gone
+        while any(_running(pid) for pid in workers):
+            assert time.monotonic() < deadline, "the workers outlived their supervisor"
+            time.sleep(0.1)
+    assert folders() == [killed]  # SIGKILL: nothing ran
+    with gateway_process(bus, credentials, store, tmp_path, env={"TMPDIR": str(temp)}) as (
+        url,
+        proc,
+    ):
+        (mine,) = folders()
+        assert mine != killed
+        assert httpx.get(f"{url}/metrics").status_code == 200
+        proc.terminate()
+        proc.communicate(timeout=60)
+    assert folders() == []
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (an exited one not yet reaped is a zombie: state Z)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 async def test_a_worker_that_dies_is_replaced_and_the_gateway_keeps_answering(
