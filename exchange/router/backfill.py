@@ -97,6 +97,11 @@ CHUNK = 2_000  # backfilled records per routing round, at most, over every backf
 #: producer batch per delivery partition in flight and one waiting, so a produce request
 #: carries at most one batch of a backfill per partition beside the live records
 UNACKED = 2 * 1024 * 1024
+#: bytes of record values one backfill partition hands over a round, about (the record that
+#: crosses it is the last): the producer sends one batch per delivery partition in a produce
+#: request, and a live record of another consumer rides in the same request as the
+#: backfill's batches, so it waits as long as the broker takes to write them
+SLICE_BYTES = 64 * 1024
 #: backfills reading the source at once; the others wait their turn (3,600 grants written
 #: at once must not open 3,600 consumers), their cut-over already fixed
 MAX_SCANS = 4
@@ -169,6 +174,7 @@ class Backfiller:
         #: a thread of the router's process, sharing its interpreter lock
         self.workers = workers
         self.chunk = CHUNK  # backfilled records per routing round, at most
+        self.slice_bytes = SLICE_BYTES  # values of one partition's records a round, about
         self.book = BackfillBook(bus)
         self.progress = ProgressWriter(instance, self.book)
         self.jobs: dict[tuple[str, str], Job] = {}
@@ -486,9 +492,10 @@ class Backfiller:
         return [(job, await self._fill(job, part, outbox, share)) for job, part in ready]
 
     async def _fill(self, job: Job, part: Part, outbox: Outbox, budget: int) -> Chunk:
-        """Up to ``budget`` keys of ``part`` into ``outbox``: each key's record as the view
-        renders it, or a left-view tombstone for a key the view rejects and the consumer
-        holds (a row filter that narrowed; a view that gained one)."""
+        """Up to ``budget`` keys of ``part`` into ``outbox``, and up to :attr:`slice_bytes`
+        of values: each key's record as the view renders it, or a left-view tombstone for
+        a key the view rejects and the consumer holds (a row filter that narrowed; a view
+        that gained one)."""
         view = job.view
         partition = await self.routing.delivery_partition(view.topic, part.tp.partition)
         add = outbox.lane(view.topic, partition).add
@@ -501,7 +508,10 @@ class Backfiller:
         left: list[tuple[bytes, int]] = []
         n = filtered = 0
         first = last = -1
+        room = self.slice_bytes
         for key, (offset, out, rid) in itertools.islice(part.pending.items(), budget):
+            if room <= 0:
+                break
             keys.append(key)
             if offset <= through:
                 continue  # delivered before a restart
@@ -521,6 +531,7 @@ class Backfiller:
                 (BACKFILL, tag),
             ]
             add(key if key_hash is None else key_hash(key), out, headers)
+            room -= len(out)
             if members is not None:
                 members.add(key)
             n += 1
