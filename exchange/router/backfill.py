@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 import logging
 from collections.abc import Awaitable, Coroutine
 from dataclasses import replace
@@ -509,7 +508,7 @@ class Backfiller:
         n = filtered = 0
         first = last = -1
         room = self.slice_bytes
-        for key, (offset, out, rid) in itertools.islice(part.pending.items(), budget):
+        for key, offset, out, rid in part.pending.first(budget):
             if room <= 0:
                 break
             keys.append(key)
@@ -541,8 +540,7 @@ class Backfiller:
         """The chunks were handed to the producer: take them off, audit, record progress."""
         for job, (part, keys, n, filtered, first, last, left) in chunks:
             pending = part.pending
-            for key in keys:
-                pending.pop(key, None)
+            pending.take(keys)
             part.delivered += n
             part.through = max(part.through, last)
             part.done = not pending
