@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -101,6 +102,8 @@ UNACKED = 2 * 1024 * 1024
 #: request, and a live record of another consumer rides in the same request as the
 #: backfill's batches, so it waits as long as the broker takes to write them
 SLICE_BYTES = 64 * 1024
+#: a reconcile's deciding that took this long is logged (with how many pairs it decided)
+SLOW_RECONCILE_MS = 20.0
 #: backfills reading the source at once; the others wait their turn (3,600 grants written
 #: at once must not open 3,600 consumers), their cut-over already fixed
 MAX_SCANS = 4
@@ -263,7 +266,11 @@ class Backfiller:
             for tp in [tp for tp in job.scan.parts if tp not in assigned]:
                 job.scan.drop(tp)  # its new owner resumes it
         self._mark_gone(views, assigned)
-        await self._consider_all(views, assigned, consumer, batch, now)
+        started = time.perf_counter()
+        considered = await self._consider_all(views, assigned, consumer, batch, now)
+        took_ms = (time.perf_counter() - started) * 1000
+        if took_ms >= SLOW_RECONCILE_MS:
+            log.info("backfill: %d (view, partition) pairs decided in %.0f ms", considered, took_ms)
         await self._begin_waiting()
         self.metrics.backfills.set(sum(len(j.scan.parts) for j in self.jobs.values()))
 
@@ -284,13 +291,16 @@ class Backfiller:
         consumer: Any,
         batch: dict[Any, list[Any]],
         now: dt.datetime,
-    ) -> None:
+    ) -> int:
+        """Consider every view in force over the partitions held (the ones not decided on
+        the same inputs before); returns how many (view, partition) pairs it considered."""
         by_topic: dict[str, list[TopicPartition]] = {}
         for tp in sorted(assigned, key=lambda t: t[1]):
             by_topic.setdefault(tp.topic, []).append(tp)
         progress, requests, settled = self.book.progress, self.book.requests, self._settled
         resources = self.table.state.catalog.resources
         kept: dict[tuple[str, str, TopicPartition], _Inputs] = {}
+        considered = 0
         for (name, res_id), view in views.items():
             res = resources[res_id]
             request = requests.get((name, res_id))
@@ -304,6 +314,7 @@ class Backfiller:
                 if last is not None and all(a is b for a, b in zip(last, inputs, strict=True)):
                     kept[at] = last  # decided on these very inputs: nothing to do again
                     continue
+                considered += 1
                 try:
                     await self._consider(view, tp, consumer, batch, now)
                 except IllegalStateError:  # taken by a rebalance meanwhile: the next
@@ -311,6 +322,7 @@ class Backfiller:
                 if self._settles(name, res_id, tp, inputs):
                     kept[at] = inputs
         self._settled = kept
+        return considered
 
     def _settles(self, name: str, res_id: str, tp: TopicPartition, inputs: _Inputs) -> bool:
         """True if considering ``inputs`` again would decide the same: nothing started, and
