@@ -25,8 +25,8 @@ the scan and ended with it: cores of their own, never the router's interpreter
 lock), and between two
 live batches at
 most :data:`CHUNK` records a round go out, shared between the partitions
-ready, and only while fewer than :data:`UNACKED` bytes of them wait for an
-acknowledgement, through the router's send queue
+ready, at most about :data:`SLICE_BYTES` of values of each partition, and only
+while fewer than :data:`UNACKED` bytes of them wait for an acknowledgement, through the router's send queue
 (:mod:`exchange.bus.send_queue`), which the router never waits for (live
 batches of the same delivery partition go behind them, in order).
 Its chunks settle with the batch they go out with (acknowledged, then the
@@ -44,6 +44,10 @@ membership, :mod:`exchange.router.membership`) gets a left-view tombstone in
 the chunk instead of nothing, audited as ``RECORD_LEFT_VIEW`` with
 ``kind=narrowed``. Nothing of a partition goes out while its membership is
 being established (:mod:`exchange.router.membership_rebuild`).
+
+What a backfill still has to deliver is held in
+:class:`~exchange.router.backfill_pending.Pending`, which the garbage collector
+never walks; and a reconcile decides again only the views whose inputs changed.
 """
 
 from __future__ import annotations
