@@ -25,8 +25,8 @@ the scan and ended with it: cores of their own, never the router's interpreter
 lock), and between two
 live batches at
 most :data:`CHUNK` records a round go out, shared between the partitions
-ready, at most about :data:`SLICE_BYTES` of values of each partition, and only
-while fewer than :data:`UNACKED` bytes of them wait for an acknowledgement, through the router's send queue
+ready, and only while fewer than :data:`UNACKED` bytes of them wait for an
+acknowledgement, through the router's send queue
 (:mod:`exchange.bus.send_queue`), which the router never waits for (live
 batches of the same delivery partition go behind them, in order).
 Its chunks settle with the batch they go out with (acknowledged, then the
@@ -74,13 +74,7 @@ from exchange.metrics import RouterMetrics
 from exchange.router import backfill_process
 from exchange.router.backfill_progress import ProgressWriter
 from exchange.router.backfill_scan import BackfillScan, Part
-from exchange.router.backfill_state import (
-    BackfillBook,
-    Progress,
-    ResyncRequest,
-    shape_of,
-    widens,
-)
+from exchange.router.backfill_state import BackfillBook, Progress, shape_of, widens
 from exchange.router.backfill_worker import Recipe
 from exchange.router.dead_letters import SOURCE_OFFSET
 from exchange.router.deletions import deletion_draft, tombstone_headers
@@ -101,11 +95,6 @@ CHUNK = 2_000  # backfilled records per routing round, at most, over every backf
 #: producer batch per delivery partition in flight and one waiting, so a produce request
 #: carries at most one batch of a backfill per partition beside the live records
 UNACKED = 2 * 1024 * 1024
-#: bytes of record values one backfill partition hands over a round, about (the record that
-#: crosses it is the last): the producer sends one batch per delivery partition in a produce
-#: request, and a live record of another consumer rides in the same request as the
-#: backfill's batches, so it waits as long as the broker takes to write them
-SLICE_BYTES = 64 * 1024
 #: a reconcile's deciding that took this long is logged (with how many pairs it decided)
 SLOW_RECONCILE_MS = 20.0
 #: backfills reading the source at once; the others wait their turn (3,600 grants written
@@ -115,9 +104,6 @@ MAX_SCANS = 4
 #: (part, keys delivered or skipped, records delivered, filtered, first and last offset,
 #: (key, offset) of each record the consumer held and the view rejects: deleted for it)
 Chunk = tuple[Part, list[bytes], int, int, int, int, list[tuple[bytes, int]]]
-#: what decides whether a view's partition is backfilled: its compiled view, its progress,
-#: its resync request
-_Inputs = tuple[CompiledView, Progress | None, ResyncRequest | None]
 
 
 class Job:
@@ -180,7 +166,6 @@ class Backfiller:
         #: a thread of the router's process, sharing its interpreter lock
         self.workers = workers
         self.chunk = CHUNK  # backfilled records per routing round, at most
-        self.slice_bytes = SLICE_BYTES  # values of one partition's records a round, about
         self.book = BackfillBook(bus)
         self.progress = ProgressWriter(instance, self.book)
         self.jobs: dict[tuple[str, str], Job] = {}
@@ -192,11 +177,13 @@ class Backfiller:
         #: over every view in force, 3,600 grants' in the bench, took a third of a second of
         #: the loop in a profiled backfill)
         self._slot_free = False
-        #: (consumer, resource, source partition) -> the inputs a reconcile decided on and
-        #: started nothing (the compiled view, its progress, its resync request, each the
-        #: very object): the same inputs decide the same, so the next reconcile skips them
-        #: (deciding again over 3,600 grants' views held the loop 60-140 ms a grant change)
-        self._settled: dict[tuple[str, str, TopicPartition], _Inputs] = {}
+        #: the views in force at the last reconcile, and the partitions held then (None:
+        #: none yet). A reconcile decides again only the views compiled since, or whose
+        #: progress or resync request changed, or with a resync request: deciding every
+        #: view (3,600 grants: 10,800 view-partition pairs) held the loop 60-150 ms a grant
+        #: change, measured
+        self._decided: dict[tuple[str, str], CompiledView] = {}
+        self._decided_on: set[Any] | None = None
         self.assignments = 0  # bumped by the router when its partitions change
         #: source partitions whose membership is being established: nothing of them goes
         #: out before (the router's MembershipRebuild shares its set here)
@@ -246,6 +233,7 @@ class Backfiller:
             self.metrics.backfills.set(sum(len(j.scan.parts) for j in self.jobs.values()))
             return
         self._seen = self._marks()
+        started = time.perf_counter()
         now = dt.datetime.now(dt.UTC)
         views = {
             (v.consumer, res): v
@@ -269,12 +257,29 @@ class Backfiller:
             job.scan.view = view  # the same shape, compiled again (a catalog reload)
             for tp in [tp for tp in job.scan.parts if tp not in assigned]:
                 job.scan.drop(tp)  # its new owner resumes it
-        self._mark_gone(views, assigned)
-        started = time.perf_counter()
-        considered = await self._consider_all(views, assigned, consumer, batch, now)
+        touched = self.book.take_touched()
+        if self._decided_on != assigned:  # every view, on partitions held anew (or first)
+            due = views
+            gone = {key[:2] for key in self.book.progress}
+        else:
+            decided, requests = self._decided, self.book.requests
+            due = {
+                key: view
+                for key, view in views.items()
+                if decided.get(key) is not view or key in touched or key in requests
+            }
+            gone = decided.keys() - views.keys() | touched
+        self._mark_gone(views, gone, assigned)
+        considered = await self._consider_all(due, assigned, consumer, batch, now)
+        self._decided, self._decided_on = views, assigned
         took_ms = (time.perf_counter() - started) * 1000
         if took_ms >= SLOW_RECONCILE_MS:
-            log.info("backfill: %d (view, partition) pairs decided in %.0f ms", considered, took_ms)
+            log.info(
+                "backfill: %d views in force, %d (view, partition) pairs decided, in %.0f ms",
+                len(views),
+                considered,
+                took_ms,
+            )
         await self._begin_waiting()
         self.metrics.backfills.set(sum(len(j.scan.parts) for j in self.jobs.values()))
 
@@ -296,46 +301,23 @@ class Backfiller:
         batch: dict[Any, list[Any]],
         now: dt.datetime,
     ) -> int:
-        """Consider every view in force over the partitions held (the ones not decided on
-        the same inputs before); returns how many (view, partition) pairs it considered."""
-        by_topic: dict[str, list[TopicPartition]] = {}
-        for tp in sorted(assigned, key=lambda t: t[1]):
-            by_topic.setdefault(tp.topic, []).append(tp)
-        progress, requests, settled = self.book.progress, self.book.requests, self._settled
+        """Consider ``views`` over the partitions held; returns how many (view, partition)
+        pairs it considered."""
+        by_topic = _by_topic(assigned)
         resources = self.table.state.catalog.resources
-        kept: dict[tuple[str, str, TopicPartition], _Inputs] = {}
         considered = 0
         for (name, res_id), view in views.items():
             res = resources[res_id]
-            request = requests.get((name, res_id))
             for tp in by_topic.get(topics.source(res.provider, res_id), ()):
                 running = self.jobs.get((name, res_id))
                 if running is not None and tp in running.scan.parts:
-                    continue
-                at = (name, res_id, tp)
-                inputs = (view, progress.get((name, res_id, tp.partition)), request)
-                last = settled.get(at)
-                if last is not None and all(a is b for a, b in zip(last, inputs, strict=True)):
-                    kept[at] = last  # decided on these very inputs: nothing to do again
                     continue
                 considered += 1
                 try:
                     await self._consider(view, tp, consumer, batch, now)
                 except IllegalStateError:  # taken by a rebalance meanwhile: the next
                     continue  # reconcile sees the new assignment
-                if self._settles(name, res_id, tp, inputs):
-                    kept[at] = inputs
-        self._settled = kept
         return considered
-
-    def _settles(self, name: str, res_id: str, tp: TopicPartition, inputs: _Inputs) -> bool:
-        """True if considering ``inputs`` again would decide the same: nothing started, and
-        no resync request waiting (one refused for its interval may run once it passed)."""
-        job = self.jobs.get((name, res_id))
-        if job is not None and tp in job.scan.parts:
-            return False
-        _, prev, request = inputs
-        return request is None or (prev is not None and prev.request == request.request)
 
     async def _consider(
         self,
@@ -446,16 +428,24 @@ class Backfiller:
         job.scan.halt()
         self.progress.close_later(job.scan)
 
-    def _mark_gone(self, views: dict[tuple[str, str], CompiledView], assigned: set[Any]) -> None:
-        """Progress of views gone, on partitions held: ``ended``, so a new one backfills again."""
-        gone = [
-            (key, prev)
-            for key, prev in self.book.progress.items()
-            if prev.state != "ended" and key[:2] not in views
-        ]
-        for (_, res_id, partition), prev in gone:
-            if TopicPartition(f"gov.src.{self._provider(res_id)}.{res_id}", partition) in assigned:
-                self.progress.write(replace(prev, state="ended", reason="the view is gone"))
+    def _mark_gone(
+        self,
+        views: dict[tuple[str, str], CompiledView],
+        maybe: set[tuple[str, str]],
+        assigned: set[Any],
+    ) -> None:
+        """Progress of views gone, on partitions held: ``ended``, so a new one backfills again.
+
+        ``maybe``: the (consumer, resource) pairs that may have gone (the others are in
+        force, or were marked before).
+        """
+        progress = self.book.progress
+        by_topic = _by_topic(assigned)
+        for name, res_id in maybe - views.keys():
+            for tp in by_topic.get(f"gov.src.{self._provider(res_id)}.{res_id}", ()):
+                prev = progress.get((name, res_id, tp.partition))
+                if prev is not None and prev.state != "ended":
+                    self.progress.write(replace(prev, state="ended", reason="the view is gone"))
 
     def _provider(self, res_id: str) -> str:
         res = self.table.state.catalog.resources.get(res_id)
@@ -507,10 +497,9 @@ class Backfiller:
         return [(job, await self._fill(job, part, outbox, share)) for job, part in ready]
 
     async def _fill(self, job: Job, part: Part, outbox: Outbox, budget: int) -> Chunk:
-        """Up to ``budget`` keys of ``part`` into ``outbox``, and up to :attr:`slice_bytes`
-        of values: each key's record as the view renders it, or a left-view tombstone for
-        a key the view rejects and the consumer holds (a row filter that narrowed; a view
-        that gained one)."""
+        """Up to ``budget`` keys of ``part`` into ``outbox``: each key's record as the view
+        renders it, or a left-view tombstone for a key the view rejects and the consumer
+        holds (a row filter that narrowed; a view that gained one)."""
         view = job.view
         partition = await self.routing.delivery_partition(view.topic, part.tp.partition)
         add = outbox.lane(view.topic, partition).add
@@ -523,10 +512,7 @@ class Backfiller:
         left: list[tuple[bytes, int]] = []
         n = filtered = 0
         first = last = -1
-        room = self.slice_bytes
         for key, offset, out, rid in part.pending.first(budget):
-            if room <= 0:
-                break
             keys.append(key)
             if offset <= through:
                 continue  # delivered before a restart
@@ -546,7 +532,6 @@ class Backfiller:
                 (BACKFILL, tag),
             ]
             add(key if key_hash is None else key_hash(key), out, headers)
-            room -= len(out)
             if members is not None:
                 members.add(key)
             n += 1
@@ -617,6 +602,14 @@ def progress_of(
         instance=instance,
         narrowed_from=job.narrowed_from,
     )
+
+
+def _by_topic(assigned: set[Any]) -> dict[str, list[TopicPartition]]:
+    """The partitions held, by topic, each topic's in partition order."""
+    by_topic: dict[str, list[TopicPartition]] = {}
+    for tp in sorted(assigned, key=lambda t: t[1]):
+        by_topic.setdefault(tp.topic, []).append(tp)
+    return by_topic
 
 
 def _rekeyed(view: CompiledView, before: CompiledView) -> bool:
