@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from aiokafka import TopicPartition
 
 from exchange.bus.connection import Connection
 from exchange.catalog.model import Resource
+from exchange.router.backfill_pending import Pending
 from exchange.router.backfill_process import WorkerReader
 from exchange.router.backfill_reader import ScanReader
 from exchange.router.backfill_render import Renderer, Step
@@ -54,8 +54,6 @@ WORKER_MIN_RECORDS = 2_000
 #: live routing leaves them free (each at the worker's lower CPU priority). Measured in
 #: "Full data, then changes" (benchmarks/backfill.py)
 WORKERS = 2
-#: key -> (source offset, the view's framed bytes or None if filtered out, record id)
-Pending = OrderedDict[bytes, tuple[int, bytes | None, bytes]]
 
 
 @dataclass
@@ -68,7 +66,8 @@ class Part:
     delivered: int = 0
     total: int = -1  # records to deliver in all, once the scan reached the cut-over
     read_to: int = 0  # next source offset the scan reads
-    pending: Pending = field(default_factory=OrderedDict)
+    #: key -> (source offset, the view's framed bytes or None if filtered out, record id)
+    pending: Pending = field(default_factory=Pending)
     done: bool = False
     #: where live routing of this partition (re)started here; -1: the cut-over. Nothing
     #: is delivered before the scan read that far (a resumed backfill after a crash)
@@ -184,18 +183,25 @@ class BackfillScan:
     def apply(part: Part, step: Step) -> None:
         """Apply a :meth:`render` step to ``part``'s pending state."""
         pending, through = part.pending, part.through
+        offsets, outs, rids = pending.offsets, pending.outs, pending.rids
         was_scanned = part.scanned
         rows, part.read_to = step
         count = part.to_deliver
+        taken = 0
         for key, offset, out, rid in rows:
-            before = pending.pop(key, None)
-            if before is not None and before[1] is not None and before[0] > through:
-                count -= 1
+            before = offsets.pop(key, None)
+            if before is not None:  # superseded, or dropped
+                taken += 1
+                del rids[key]
+                if outs.pop(key) is not None and before > through:
+                    count -= 1
             if offset < 0:
                 continue
-            pending[key] = (offset, out, rid)  # at the end: source-offset order
+            offsets[key], outs[key], rids[key] = offset, out, rid  # at the end: offset order
             if out is not None and offset > through:
                 count += 1
+        if taken:
+            pending.took(taken)
         part.to_deliver = count
         if part.scanned and not was_scanned:
             part.total = part.delivered + count

@@ -196,6 +196,9 @@ class BackfillBook(AsyncService):
         self.follow = follow
         self.progress: dict[tuple[str, str, int], Progress] = {}
         self.requests: dict[tuple[str, str], ResyncRequest] = {}
+        #: (consumer, resource) of every progress or request noted since the router last
+        #: took them (:meth:`take_touched`): the views whose backfill it decides again
+        self.touched: set[tuple[str, str]] = set()
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -233,6 +236,7 @@ class BackfillBook(AsyncService):
             else:
                 r = ResyncRequest(**RESYNC_CODEC.decode(rec.value))
                 self.requests[(r.consumer, r.resource)] = r
+                self.touched.add((r.consumer, r.resource))
         except (DecodeError, TypeError) as exc:
             log.warning("%s offset %d ignored: %s", rec.topic, rec.offset, exc)
 
@@ -250,6 +254,12 @@ class BackfillBook(AsyncService):
             known.through,
         ):
             self.progress[key] = p
+            self.touched.add((p.consumer, p.resource))
+
+    def take_touched(self) -> set[tuple[str, str]]:
+        """The views whose progress or resync request was noted since the last call."""
+        touched, self.touched = self.touched, set()
+        return touched
 
     def of_view(self, consumer: str, resource: str) -> list[Progress]:
         """Every partition's progress of one consumer's view, by partition."""

@@ -11,11 +11,19 @@ import pyarrow as pa
 import pytest
 from aiokafka import TopicPartition
 
+from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.errors import ExchangeError
 from exchange.router.backfill_progress import resync_refusal
 from exchange.router.backfill_scan import BackfillScan, Part
-from exchange.router.backfill_state import Progress, ResyncRequest, shape_of, summary, widens
+from exchange.router.backfill_state import (
+    BackfillBook,
+    Progress,
+    ResyncRequest,
+    shape_of,
+    summary,
+    widens,
+)
 from exchange.router.snapshot_file import _arrow_type, format_of
 from exchange.sharing.policy import View
 
@@ -141,3 +149,17 @@ def test_a_scan_counts_what_it_will_deliver_as_it_goes() -> None:
     # a (offset 3) and c (offset 5) are left to deliver; b (1) went out before a restart
     assert part.total == 2
     assert list(part.pending) == [b"b", b"a", b"c", b"e"]
+
+
+def test_the_book_says_which_views_progress_changed_since_it_was_last_asked() -> None:
+    book = BackfillBook(Connection(bootstrap="localhost:1"))
+    v = view()
+    first = progress(v)
+    book.note(first)
+    book.note(replace(first, partition=1))
+    assert book.take_touched() == {(v.consumer, v.resource)}
+    assert book.take_touched() == set()
+    book.note(replace(first, at=NOW - dt.timedelta(seconds=1)))  # older: not kept
+    assert book.take_touched() == set()
+    book.note(replace(first, at=NOW + dt.timedelta(seconds=1), state="sending"))
+    assert book.take_touched() == {(v.consumer, v.resource)}
