@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.bus.envelope import record_id
+from exchange.bus.envelope import record_ids
 from exchange.catalog.model import Resource
 from exchange.errors import DecodeError
 from exchange.router.view import CompiledView
@@ -37,6 +37,7 @@ class Renderer:
         self.view = view
         scanner = decoder.scanner
         self._key_bytes = scanner.string_bytes(res.key) if scanner is not None else None
+        self._record_id = record_ids(res.id)
 
     def render(self, cutover: int, records: list[Any]) -> Step:
         """Read ``records`` (the next ones of a partition whose cut-over is ``cutover``):
@@ -83,4 +84,4 @@ class Renderer:
             out = view.slice_renderer(body, offsets, record)
         else:
             out = view.render(record)
-        return key, out, record_id(self.res.id, body).encode()
+        return key, out, self._record_id(body)
