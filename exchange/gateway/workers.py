@@ -147,9 +147,16 @@ async def _watch_supervisor(app: Any, uvicorn: Any, supervisor: int) -> None:
         await asyncio.sleep(1.0)
         if os.getppid() != supervisor:
             log.error("the gateway's supervisor (pid %d) is gone: this worker stops", supervisor)
+            if not uvicorn.started:
+                # still starting: its start may wait for a store nobody keeps any more, and
+                # uvicorn looks at should_exit only once started; it answered nothing yet
+                os._exit(1)
             uvicorn.should_exit = True
             return
-        app.state.gateway.metrics.audit.heads.write_values()
+        try:
+            app.state.gateway.metrics.audit.heads.write_values()
+        except Exception:  # a gauge not written this second must not end the watch
+            log.exception("this worker's audit gauges could not be written")
 
 
 class Supervisor:

@@ -110,6 +110,9 @@ def gateway_process(
         if proc.poll() is None:
             proc.terminate()
             proc.communicate(timeout=60)
+        for pipe in (proc.stdout, proc.stderr):  # a test that killed it leaves them open
+            if pipe is not None:
+                pipe.close()
 
 
 def _healthy(url: str) -> bool:

@@ -90,7 +90,9 @@ async def cli(bus: Connection, *args: str) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
+    # 180 s: on the Kafka lane, run beside the embedded one on two cores, `audit archive`
+    # reads every module's entries so far from gov.audit (over 90 s once, under load)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
     assert proc.returncode is not None
     return proc.returncode, out.decode()
 

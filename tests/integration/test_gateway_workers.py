@@ -193,10 +193,10 @@ def test_a_killed_supervisors_metrics_folder_goes_at_the_next_start_and_sigterm_
         (killed,) = folders()
         workers = worker_pids(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=30)
-        deadline = time.monotonic() + 30  # its workers stop: their supervisor is gone
-        while any(_running(pid) for pid in workers):
-            assert time.monotonic() < deadline, "the workers outlived their supervisor"
+        proc.wait(timeout=30)  # not its pipes: the workers hold them until they end
+        deadline = time.monotonic() + 60  # its workers stop: their supervisor is gone
+        while alive := [pid for pid in workers if _running(pid)]:
+            assert time.monotonic() < deadline, f"workers {alive} outlived their supervisor"
             time.sleep(0.1)
     assert folders() == [killed]  # SIGKILL: nothing ran
     with gateway_process(bus, credentials, store, tmp_path, env={"TMPDIR": str(temp)}) as (
