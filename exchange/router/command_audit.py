@@ -208,22 +208,22 @@ class CommandAuditor:
             max_poll_records=5000,  # a backlog (the bench's grants) in few rounds
         )
         reader = kafka.consumer(bus, fetch_max_wait_ms=20)
-        await grants.start()
-        try:
+        try:  # both stopped however it ends, also when stopped (cancelled) mid-start
+            await grants.start()
             await reader.start()
-            try:
-                reader.assign([AUDIT])
-                grants.subscribe([topics.GRANTS], listener=_FinishRoundOnRevoke(self._round))
-                self._ready.set()
-                while True:
-                    batch = await grants.getmany(timeout_ms=500)
-                    records = batch.get(GRANTS)
-                    if records:
-                        await self._round_of(records, grants, reader)
-            finally:
-                await reader.stop()
+            reader.assign([AUDIT])
+            grants.subscribe([topics.GRANTS], listener=_FinishRoundOnRevoke(self._round))
+            self._ready.set()
+            while True:
+                batch = await grants.getmany(timeout_ms=500)
+                records = batch.get(GRANTS)
+                if records:
+                    await self._round_of(records, grants, reader)
         finally:
-            await grants.stop()  # leaves the group
+            try:
+                await reader.stop()
+            finally:
+                await grants.stop()  # leaves the group
 
     async def _round_of(self, records: list[Any], grants: Any, reader: Any) -> None:
         async with self._round:
