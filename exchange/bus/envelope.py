@@ -17,7 +17,7 @@ PUBLISHER = "gov-publisher"
 
 def record_id(resource: str, body: bytes | memoryview) -> str:
     """The record's id: the first 128 bits of SHA-256 over the resource and the Avro body."""
-    return hashlib.sha256(resource.encode() + b"\0" + body).hexdigest()[:32]
+    return record_ids(resource)(body).decode()
 
 
 def record_ids(resource: str) -> Callable[[bytes | memoryview], bytes]:
