@@ -58,8 +58,8 @@ class Archiver:
         # an access log that loses entries before they are archived cannot be archived whole
         await kafka.require_safe_control_topics(self.bus, [self.topic])
         c = kafka.consumer(self.bus)
-        await c.start()
-        try:
+        try:  # stopped however it ends, also cancelled or failed mid-start
+            await c.start()
             return await self._run(c, follow, stop)
         finally:
             await c.stop()

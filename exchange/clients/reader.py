@@ -148,8 +148,8 @@ class Reader:
             return
         await kafka.ensure_topics(self.bus, [self.topic], partitions=None)
         c = kafka.consumer(self.bus, group_id=self.group)
-        await c.start()
-        try:
+        try:  # closed if the start fails or is cancelled half-way
+            await c.start()
             tps = await kafka.topic_partitions(c, self.topic)
             kafka.require_authorized(c, self.bus, self.topic)
         except BaseException:

@@ -33,16 +33,20 @@ class AuditTail:
     async def _start(self) -> None:
         c = kafka.consumer(self.bus)
         try:
-            await c.start()
-        except Exception as exc:
+            try:
+                await c.start()
+            except Exception as exc:
+                raise BrokerUnavailable(f"cannot read {self.topic}: {exc}") from exc
+            tps = await kafka.topic_partitions(c, self.topic)
+            if tps:
+                c.assign(tps)
+                await c.seek_to_beginning(*tps)
+        except BaseException:  # failed, or the request cancelled, half-way: closed
             await c.stop()
-            raise BrokerUnavailable(f"cannot read {self.topic}: {exc}") from exc
-        tps = await kafka.topic_partitions(c, self.topic)
+            raise
         if not tps:  # nothing audited yet: look again next time
             await c.stop()
             return
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
         self._consumer, self._tps = c, tps
 
     async def read(self) -> list[Item]:

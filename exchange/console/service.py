@@ -60,7 +60,11 @@ class ConsoleService:
 
     async def start(self) -> None:
         reader = ControlFollower(ControlState(self.bus))
-        await reader.start(follow=False, from_snapshot=True)
+        try:
+            await reader.start(follow=False, from_snapshot=True)
+        except BaseException:  # failed or cancelled half-way: its consumer closed
+            await reader.stop()
+            raise
         self._reader = reader
 
     async def stop(self) -> None:

@@ -167,8 +167,10 @@ class ControlState:
 async def load(bus: Connection, *, from_snapshot: bool = True) -> ControlState:
     """Read the control topics to their current end (from the last grant book snapshot)."""
     reader = ControlFollower(ControlState(bus))
-    await reader.start(follow=False, from_snapshot=from_snapshot)
-    await reader.stop()
+    try:
+        await reader.start(follow=False, from_snapshot=from_snapshot)
+    finally:  # its consumer closed however the start ends: failed or cancelled too
+        await reader.stop()
     return reader.state
 
 

@@ -74,8 +74,8 @@ async def current_state(
     res = decoder.res
     scan = BackfillScan(bus, res, decoder, view)
     c = kafka.consumer(bus, enable_auto_commit=False)
-    await c.start()
-    try:
+    try:  # stopped however it ends, also cancelled or failed mid-start
+        await c.start()
         tps = await kafka.topic_partitions(c, topics.source(res.provider, res.id))
         parts = {tp: Part(tp, EVERYTHING) for tp in tps}
         if tps:
