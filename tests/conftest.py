@@ -9,11 +9,14 @@ or Ctrl-C. Nothing here connects to a server someone else started.
 from __future__ import annotations
 
 import os
+import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from exchange.catalog.loader import load_catalog
 from exchange.catalog.model import Catalog
@@ -54,6 +57,29 @@ def mariadb_server() -> Iterator[ThrowawayMariaDB]:
 def pytest_configure(config: pytest.Config) -> None:
     # read by modules at import (e.g. the routers' session timeouts), before any fixture
     os.environ["EXCHANGE_TEST_ENGINE"] = str(config.getoption("--engine"))
+    _name_where_consumers_are_made()
+
+
+def _name_where_consumers_are_made() -> None:
+    """A consumer never stopped is reported by the garbage collector, in whichever test it
+    happens to run (``ResourceWarning: Unclosed AIOKafkaConsumer``, an error here): the
+    warning then says where the consumer was made, which the collector cannot."""
+    made = AIOKafkaConsumer.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        self._made_at = "".join(traceback.format_stack(limit=14)[:-1])
+        made(self, *args, **kwargs)
+
+    def delete(self: Any, _warnings: Any = warnings) -> None:
+        if getattr(self, "_closed", True) is False:
+            _warnings.warn(
+                f"Unclosed AIOKafkaConsumer {self!r}, made at:\n{getattr(self, '_made_at', '?')}",
+                ResourceWarning,
+                source=self,
+            )
+
+    AIOKafkaConsumer.__init__ = init  # type: ignore[method-assign]
+    AIOKafkaConsumer.__del__ = delete  # type: ignore[attr-defined]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

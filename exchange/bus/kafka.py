@@ -83,9 +83,11 @@ async def admin(bus: Connection, **overrides: Any) -> AsyncIterator[AIOKafkaAdmi
     client = AIOKafkaAdminClient(**bus.client_options(), **options)
     try:
         await client.start()
-    except (KafkaError, OSError) as exc:
+    except BaseException as exc:  # closed however the start ends, cancelled half-way too
         await client.close()
-        raise unavailable(bus, exc) from exc
+        if isinstance(exc, KafkaError | OSError):
+            raise unavailable(bus, exc) from exc
+        raise
     try:
         yield client
     finally:

@@ -263,8 +263,8 @@ async def require_safe_topics(
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(**admin_options)
-    await admin.start()
-    try:
+    try:  # closed however it ends, also cancelled or failed mid-start
+        await admin.start()
         found = await check_topics(admin, names, policy)
     finally:
         await admin.close()
