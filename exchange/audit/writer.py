@@ -116,8 +116,12 @@ class AuditWriter(AsyncService):
         metrics: AuditMetrics | None = None,
         topic: str = topics.AUDIT,
         signer: HeadSigner | None = None,
+        sender: Any = None,
     ) -> None:
         self.producer = producer
+        #: how entries reach the producer: its ``send`` (one record at a time) unless given
+        #: another with the same signature (the gateway's :class:`~exchange.bus.record_batches.RecordBatches`)
+        self._send = sender.send if sender is not None else producer.send
         self.registry = registry
         self.instance = instance or default_instance()
         self.role = role
@@ -226,9 +230,7 @@ class AuditWriter(AsyncService):
             prev_hash=self._prev,
             instance=self.instance,
         )
-        self._last = await self.producer.send(
-            self.topic, value=encode_sealed(fields), key=self._key
-        )
+        self._last = await self._send(self.topic, value=encode_sealed(fields), key=self._key)
         futures.append(self._last)
         # advanced only once the producer holds it: a send that raises leaves no gap
         self._seq += 1
