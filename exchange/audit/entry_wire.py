@@ -14,11 +14,12 @@ symbol's index; a union the branch's index then the value; a map blocks of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-#: the fields of an entry, in the schema's order, and how each is written
-_LONG, _STRING, _OPTIONAL, _ENUM, _MAP = range(5)
+#: the fields of an entry, in the schema's order, and how each is written (_UNIQUE: a string
+#: new in every entry, such as its id and hashes, written without the cache of repeated ones)
+_LONG, _STRING, _OPTIONAL, _ENUM, _MAP, _UNIQUE = range(6)
 
 
 def _long(n: int, out: bytearray) -> None:
@@ -48,13 +49,15 @@ class EntryWriter:
     """Writes records of one entry schema: strings, longs, optional strings, one enum and a
     string map, the only types the entry schema uses (anything else is refused on creation)."""
 
-    def __init__(self, schema: Mapping[str, Any]) -> None:
+    def __init__(self, schema: Mapping[str, Any], unique: Iterable[str] = ()) -> None:
+        """``unique``: string fields whose value differs in every record (not cached)."""
+        unique = frozenset(unique)
         plan: list[tuple[str, int]] = []
         self._symbols: dict[str, int] = {}
         for f in schema["fields"]:
             t = f["type"]
             if t == "string":
-                plan.append((f["name"], _STRING))
+                plan.append((f["name"], _UNIQUE if f["name"] in unique else _STRING))
             elif t == "long" or t == {"type": "long", "logicalType": "timestamp-millis"}:
                 plan.append((f["name"], _LONG))
             elif t == ["null", "string"]:
@@ -69,28 +72,29 @@ class EntryWriter:
         self._plan = tuple(plan)
         self._encoded: dict[str, bytes] = {}
 
-    def _put(self, s: str, out: bytearray) -> None:
-        encoded = self._encoded.get(s)
-        if encoded is None:
-            encoded = _string(s)
-            if len(self._encoded) >= _CACHE_SIZE:
-                self._encoded.clear()
-            self._encoded[s] = encoded
-        out += encoded
+    def _remember(self, s: str) -> bytes:
+        encoded = _string(s)
+        if len(self._encoded) >= _CACHE_SIZE:
+            self._encoded.clear()
+        self._encoded[s] = encoded
+        return encoded
 
     def write(self, record: Mapping[str, Any], out: bytearray) -> None:
         """Append the Avro binary of ``record`` (timestamps as epoch milliseconds) to ``out``."""
-        put = self._put
+        cached = self._encoded.get
+        remember = self._remember
         for name, kind in self._plan:
             value = record[name]
             if kind == _STRING:
-                put(value, out)
+                out += cached(value) or remember(value)
             elif kind == _OPTIONAL:
                 if value is None:
                     out.append(0)
                 else:
                     out.append(2)
-                    put(value, out)
+                    out += cached(value) or remember(value)
+            elif kind == _UNIQUE:
+                out += _string(value)
             elif kind == _LONG:
                 _long(value, out)
             elif kind == _ENUM:
@@ -99,6 +103,6 @@ class EntryWriter:
                 if value:
                     _long(len(value), out)
                     for k, v in value.items():
-                        put(k, out)
-                        put(v, out)
+                        out += cached(k) or remember(k)
+                        out += cached(v) or remember(v)
                 out.append(0)

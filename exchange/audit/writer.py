@@ -38,7 +38,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from exchange.audit import heads
-from exchange.audit.entry import AUDIT_ENTRY, GENESIS_HASH, AuditEntry, Draft
+from exchange.audit.entry import (
+    AUDIT_ENTRY,
+    GENESIS_HASH,
+    AuditEntry,
+    Draft,
+    encode_sealed,
+    seal_fields,
+)
 from exchange.audit.heads import HeadSigner
 from exchange.bus import topics
 from exchange.bus.registry import SchemaRegistry
@@ -62,19 +69,32 @@ def new_writer_id(role: str, instance: str) -> str:
 
 @dataclass
 class PendingWrites:
-    """Entries handed to the producer; :meth:`acked` waits until the broker has them all."""
+    """Entries handed to the producer; :meth:`acknowledged` waits until the broker has them all.
 
-    entries: list[AuditEntry]
+    The entries are kept as the fields they were sealed and written from
+    (:func:`~exchange.audit.entry.seal_fields`); :meth:`acked` builds the entry objects, for
+    the callers that read them back. The gateway's, which do not, wait with
+    :meth:`acknowledged` and never build them.
+    """
+
+    sealed: list[dict[str, Any]]
     futures: list[Any]
     metrics: AuditMetrics | None
 
-    async def acked(self) -> list[AuditEntry]:
+    async def acknowledged(self) -> None:
         for fut in self.futures:
             await fut
         if self.metrics is not None:
-            counted = Counter(entry.action.value for entry in self.entries)
+            counted = Counter(fields["action"] for fields in self.sealed)
             for action, n in counted.items():
                 self.metrics.entries_written.labels(action).inc(n)
+
+    @property
+    def entries(self) -> list[AuditEntry]:
+        return [AuditEntry.from_sealed(fields) for fields in self.sealed]
+
+    async def acked(self) -> list[AuditEntry]:
+        await self.acknowledged()
         return self.entries
 
 
@@ -96,8 +116,12 @@ class AuditWriter(AsyncService):
         metrics: AuditMetrics | None = None,
         topic: str = topics.AUDIT,
         signer: HeadSigner | None = None,
+        sender: Any = None,
     ) -> None:
         self.producer = producer
+        #: how entries reach the producer: its ``send`` (one record at a time) unless given
+        #: another with the same signature (the gateway's :class:`~exchange.bus.record_batches.RecordBatches`)
+        self._send = sender.send if sender is not None else producer.send
         self.registry = registry
         self.instance = instance or default_instance()
         self.role = role
@@ -115,7 +139,8 @@ class AuditWriter(AsyncService):
         self._last: Any = None  # the producer's future of the last entry handed over
         #: signs the chain's heads; None: an unsigned chain (verify reports it)
         self.signer = signer if signer is not None else heads.installed()
-        self._newest: AuditEntry | None = None  # the newest entry handed over
+        #: the fields of the newest entry handed over (seal_fields)
+        self._newest: dict[str, Any] | None = None
         self._signed_seq = -1  # the newest seq a head handed over covers
         self._signed_at = time.monotonic()
         self._unsigned_since: float | None = None  # when the oldest unsigned entry was handed over
@@ -179,37 +204,41 @@ class AuditWriter(AsyncService):
         return self._seq
 
     async def send(self, drafts: Iterable[Draft]) -> PendingWrites:
-        """Chain and hand entries to the producer, in order; await ``.acked()`` before relying on them."""
-        entries: list[AuditEntry] = []
+        """Chain and hand entries to the producer, in order; await ``.acknowledged()`` (or
+        ``.acked()``) before relying on them."""
+        sealed: list[dict[str, Any]] = []
         futures: list[Any] = []
         if self._stopped:
             raise RuntimeError("the audit writer is stopped")
         async with self._lock:
             await self._register()
             for draft in drafts:
-                entries.append(await self._append(draft, futures))
+                sealed.append(await self._append(draft, futures))
                 if self._head_due():
                     await self._sign_head(futures)
-        return PendingWrites(entries, futures, self.metrics)
+        return PendingWrites(sealed, futures, self.metrics)
 
-    async def _append(self, draft: Draft, futures: list[Any]) -> AuditEntry:
-        """Seal the next entry and hand it to the producer (the lock is held)."""
-        entry = AuditEntry.seal(
+    async def _append(self, draft: Draft, futures: list[Any]) -> dict[str, Any]:
+        """Seal the next entry and hand it to the producer (the lock is held); its fields.
+
+        Sealed and written in one pass (:func:`~exchange.audit.entry.seal_fields`,
+        :func:`~exchange.audit.entry.encode_sealed`): no entry object is made."""
+        fields = seal_fields(
             draft,
             writer=self.writer_id,
             seq=self._seq,
             prev_hash=self._prev,
             instance=self.instance,
         )
-        self._last = await self.producer.send(self.topic, value=entry.encode(), key=self._key)
+        self._last = await self._send(self.topic, value=encode_sealed(fields), key=self._key)
         futures.append(self._last)
         # advanced only once the producer holds it: a send that raises leaves no gap
         self._seq += 1
-        self._prev = entry.hash
-        self._newest = entry
+        self._prev = fields["hash"]
+        self._newest = fields
         if self._unsigned_since is None:
             self._unsigned_since = time.monotonic()
-        return entry
+        return fields
 
     @property
     def unsigned(self) -> int:
@@ -234,7 +263,7 @@ class AuditWriter(AsyncService):
         """Hand over a head covering the newest entry, if any is unsigned (the lock is held)."""
         if self.signer is None or self._newest is None or self.unsigned <= 0:
             return
-        covered = self._newest
+        covered = AuditEntry.from_sealed(self._newest)
         await self._append(self.signer.draft(covered), futures)
         self._signed_seq = self._seq - 1  # the head covers itself too: nothing is unsigned
         self._signed_at = time.monotonic()

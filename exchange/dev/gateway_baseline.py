@@ -22,9 +22,9 @@ from fastapi.responses import JSONResponse
 
 from exchange.avro import schema as avro
 from exchange.avro import wire
-from exchange.avro.jsoncodec import to_jsonable
 from exchange.bus import topics
 from exchange.catalog.loader import load_catalog
+from exchange.gateway.api import RecordJSONResponse
 from exchange.gateway.store import LatestStore
 from exchange.http import server
 from exchange.http.app import create_app
@@ -50,8 +50,9 @@ def baseline_app(store_path: Path | None, credentials: Path, catalog_dir: Path) 
         if framed is None:
             return JSONResponse({"error_code": 40401, "message": "not found"}, 404)
         _sid, body = wire.unframe(framed)
-        return JSONResponse(
-            {"resource": resource, "record": to_jsonable(wire.decode(parsed[resource], body))}
+        # the gateway's JSON answer (RecordJSONResponse: to_jsonable's conversions in one pass)
+        return RecordJSONResponse(
+            {"resource": resource, "record": wire.decode(parsed[resource], body)}
         )
 
     @router.get("/v1/resources/{resource}/records/{key}")

@@ -110,7 +110,7 @@ class RequestAudit:
 
     async def _write(self, drafts: list[Draft], waiting: list[asyncio.Future[None]]) -> None:
         try:
-            await (await self.writer.send(drafts)).acked()
+            await (await self.writer.send(drafts)).acknowledged()
         except Exception as exc:  # each request withholds its answer (503)
             for acked in waiting:
                 if not acked.done():

@@ -21,8 +21,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exchange.audit.writer import AuditWriter
-from exchange.bus import kafka
+from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
+from exchange.bus.record_batches import RecordBatches
 from exchange.catalog.model import Catalog
 from exchange.control.catalog_store import Snapshot
 from exchange.control.state import ControlFollower, ControlState
@@ -127,6 +128,7 @@ class GatewayService(AsyncService):
         self._follower: ControlFollower | None = None
         self._producer: Any = None
         self._writer: AuditWriter | None = None
+        self._batches: RecordBatches | None = None
         self._restart: asyncio.Task[None] | None = None
 
     @property
@@ -153,8 +155,14 @@ class GatewayService(AsyncService):
         )
         await self._producer.start()
         await self._follow_control()
+        # the entries in record batches built by hand, not one send each (RecordBatches)
+        self._batches = RecordBatches(self._producer, topics.AUDIT, linger_ms=LINGER_MS)
         self._writer = AuditWriter(
-            self._producer, self.state.registry, role="gateway", metrics=self.metrics.audit
+            self._producer,
+            self.state.registry,
+            role="gateway",
+            metrics=self.metrics.audit,
+            sender=self._batches,
         )
         await self._writer.start()
         self.audit = RequestAudit(self._writer, self.master_secret)
@@ -237,6 +245,9 @@ class GatewayService(AsyncService):
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None
+        if self._batches is not None:
+            batches, self._batches = self._batches, None
+            await batches.close()
         if self._follower is not None:
             follower, self._follower = self._follower, None
             await follower.stop()

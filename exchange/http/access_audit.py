@@ -225,7 +225,7 @@ class AccessAudit(AsyncService):
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
             try:
-                await (await self._writer.send(batch)).acked()
+                await (await self._writer.send(batch)).acknowledged()
             except Exception as exc:  # the service goes on; the loss is counted and logged
                 self._lost(len(batch), f"{type(exc).__name__}: {exc}")
                 continue

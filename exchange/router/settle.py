@@ -191,7 +191,7 @@ class Settler:
                     await fut
             drafts = merge_deliveries([d for job in jobs for d in job.drafts])
             if drafts and self.audit is not None:
-                await (await self.audit.send(drafts)).acked()
+                await (await self.audit.send(drafts)).acknowledged()
             offsets: dict[Any, int] = {}
             for job in jobs:
                 offsets.update(job.offsets)  # later batches of a partition have later offsets
@@ -284,7 +284,7 @@ class Settler:
         if not self.drafts or self.audit is None:
             return
         pending = await self.audit.send(self.drafts.take())
-        await pending.acked()
+        await pending.acknowledged()
 
     async def close(self) -> None:
         """At stop: settle what was routed, then write what was noticed since (bounded waits).
