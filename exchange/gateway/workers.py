@@ -61,6 +61,8 @@ DEATH_WINDOW_S = 60.0
 CHECK_S = 0.2
 #: how long a stopping worker may take to finish its requests and audit entries
 STOP_S = 15.0
+#: how long a worker whose supervisor was killed may take to shut down before it exits
+ORPHAN_SHUTDOWN_S = 10.0
 
 
 def default_workers() -> int:
@@ -152,7 +154,12 @@ async def _watch_supervisor(app: Any, uvicorn: Any, supervisor: int) -> None:
                 # uvicorn looks at should_exit only once started; it answered nothing yet
                 os._exit(1)
             uvicorn.should_exit = True
-            return
+            # its shutdown closes the broker's clients; one that hangs (a loaded machine, a
+            # broker gone too) must not keep an orphan worker alive: every answer's audit
+            # entry was acknowledged before it was sent, so nothing is lost by leaving now
+            await asyncio.sleep(ORPHAN_SHUTDOWN_S)
+            log.error("this worker did not stop within %.0f s: it exits now", ORPHAN_SHUTDOWN_S)
+            os._exit(1)
         try:
             app.state.gateway.metrics.audit.heads.write_values()
         except Exception:  # a gauge not written this second must not end the watch
