@@ -84,7 +84,10 @@ class Outbox:
             if queue is not None and queue.busy(topic, partition):
                 self.sent.append(queue.put(topic, partition, batch))
             else:
-                self.sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+                acked = await self._producer.send_batch(batch, topic, partition=partition)
+                self.sent.append(acked)
+                if queue is not None:
+                    queue.direct(topic, partition, acked)
         return self.sent
 
     def hand_over(self, queue: SendQueue) -> list[asyncio.Future[Any]]:

@@ -136,6 +136,7 @@ class Router(AsyncService):
         #: asks the source consumer for metadata when the catalog names a new source topic
         self._sources: SourceWatch | None = None
         self._producer: Any = None
+        self._queue_producer: Any = None  # the send queue's own (with backfills on)
         self._routing: PartitionRouter | None = None
         #: batches the router does not wait for the producer to take: the backfill's, and
         #: live ones of a partition that has some queued (exchange.bus.send_queue)
@@ -276,7 +277,15 @@ class Router(AsyncService):
         # no linger: the outbox hands over whole batches, and waiting adds only latency
         self._producer = kafka.producer(self.bus, linger_ms=0)
         await self._producer.start()
-        self._queue = SendQueue(self._producer)
+        if self.backfill:
+            # the backfill's records go out through a connection of their own: a node has one
+            # produce request in flight per connection, and live batches must not wait their
+            # turn behind a request full of a backfill's (exchange.bus.send_queue)
+            self._queue_producer = kafka.producer(self.bus, linger_ms=0)
+            await self._queue_producer.start()
+            self._queue = SendQueue(self._queue_producer, own_producer=True)
+        else:
+            self._queue = SendQueue(self._producer)
         # the router writes audit entries and reads grant events: make sure an outside
         # tool resolves them, also on a bus written before their schemas were registered
         await self.state.registry.register_all(self._producer, CONTROL_SCHEMAS)
@@ -410,7 +419,7 @@ class Router(AsyncService):
             await backfiller.stop()
         if self.audit is not None:
             await self.audit.stop()
-        for client_attr in ("_consumer", "_producer"):
+        for client_attr in ("_consumer", "_queue_producer", "_producer"):
             client = getattr(self, client_attr)
             if client is not None:
                 setattr(self, client_attr, None)
@@ -478,7 +487,7 @@ class Router(AsyncService):
         mark = settler.drafts.mark()
         # ``queued``: what goes out through the send queue, handed over before the live
         # records (so in each partition it precedes them) without waiting for the producer
-        outbox, queued = Outbox(self._producer), Outbox(self._producer)
+        outbox, queued = Outbox(self._producer), Outbox(self._queue_producer or self._producer)
         route = self._routing.route
         try:
             # a grant's retraction follows every record delivered under it, and precedes

@@ -1,5 +1,6 @@
 """The router's send queue without a broker: order per partition, no wait for the caller,
-bytes not yet acknowledged, and a failure failing what is behind it.
+bytes not yet acknowledged, a failure failing what is behind it, and order per partition
+kept with a producer of its own beside the router's.
 
 The producer here is a stand-in with the one behaviour that matters: ``send_batch`` of a
 partition waits while that partition still has a batch the producer has not taken (as
@@ -110,6 +111,49 @@ async def test_live_batches_of_a_partition_with_queued_ones_go_behind_them() -> 
         await asyncio.sleep(0)
     assert [n for _, p, n in producer.handed if p == 0] == ["backfill", "live0"]
     assert len(sent) == 2
+
+
+async def test_own_producer_a_partition_is_busy_until_its_batches_are_acked() -> None:
+    backfill, live = Producer(), Producer()
+    queue = SendQueue(backfill, own_producer=True)
+    backfill.gate("dlv", 0).set()
+    live.gate("dlv", 0).set()
+    queue.put("dlv", 0, Batch("backfill"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert backfill.handed == [("dlv", 0, "backfill")]  # taken, not acknowledged yet
+    assert queue.busy("dlv", 0)
+    await _outbox_of(live, [("dlv", 0, "live0")]).send(queue)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # behind the backfill's batch on the same producer, never on the other connection
+    assert live.handed == []
+    assert backfill.handed == [("dlv", 0, "backfill"), ("dlv", 0, "live0")]
+    backfill.acks["backfill"].set_result("backfill")
+    backfill.acks["live0"].set_result("live0")
+    await asyncio.sleep(0)
+    assert not queue.busy("dlv", 0)
+    await _outbox_of(live, [("dlv", 0, "live1")]).send(queue)
+    assert live.handed == [("dlv", 0, "live1")]  # every one acknowledged: directly again
+
+
+async def test_own_producer_a_batch_waits_for_the_other_producers_last_batch() -> None:
+    backfill, live = Producer(), Producer()
+    queue = SendQueue(backfill, own_producer=True)
+    backfill.gate("dlv", 0).set()
+    live.gate("dlv", 0).set()
+    await _outbox_of(live, [("dlv", 0, "live0")]).send(queue)  # in flight, not acked
+    retraction = queue.put("dlv", 0, Batch("retraction"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert backfill.handed == []  # it would overtake live0 on the other connection
+    live.acks["live0"].set_result("live0")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert backfill.handed == [("dlv", 0, "retraction")]
+    backfill.acks["retraction"].set_result("retraction")
+    assert await retraction == "retraction"
+    assert queue.unacked == 0
 
 
 async def test_close_cancels_what_is_still_queued() -> None:
