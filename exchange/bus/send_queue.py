@@ -39,6 +39,16 @@ from typing import Any
 _Queued = tuple[Any, "asyncio.Future[Any]", int]
 
 
+class NotDelivered(Exception):
+    """A batch was not sent: an earlier batch of its partition, through the other producer,
+    failed (a later one must not be delivered without it)."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        super().__init__(
+            f"not sent: an earlier batch of {topic} partition {partition} was not delivered"
+        )
+
+
 class SendQueue:
     """Batches waiting their turn with the producer, per (topic, partition), in order."""
 
@@ -98,6 +108,10 @@ class SendQueue:
                 before = self._direct.get(where)
                 if before is not None:  # the other producer's batch of it goes first
                     await asyncio.wait([before])
+                    if before.cancelled() or before.exception() is not None:
+                        # not delivered: nothing after it in this partition may be either
+                        self._fail(queue, NotDelivered(topic, partition), where)
+                        return
                 try:
                     acked = await self._producer.send_batch(batch, topic, partition=partition)
                 except Exception as exc:

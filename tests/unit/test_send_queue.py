@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from exchange.bus.outbox import Outbox
-from exchange.bus.send_queue import SendQueue
+from exchange.bus.send_queue import NotDelivered, SendQueue
 
 
 class Batch:
@@ -154,6 +154,22 @@ async def test_own_producer_a_batch_waits_for_the_other_producers_last_batch() -
     backfill.acks["retraction"].set_result("retraction")
     assert await retraction == "retraction"
     assert queue.unacked == 0
+
+
+async def test_own_producer_a_batch_behind_the_other_producers_failed_batch_fails_too() -> None:
+    backfill, live = Producer(), Producer()
+    queue = SendQueue(backfill, own_producer=True)
+    backfill.gate("dlv", 0).set()
+    live.gate("dlv", 0).set()
+    await _outbox_of(live, [("dlv", 0, "live0")]).send(queue)
+    retraction = queue.put("dlv", 0, Batch("retraction"))
+    await asyncio.sleep(0)
+    live.acks["live0"].set_exception(RuntimeError("the broker refused live0"))
+    with pytest.raises(NotDelivered, match="partition 0"):
+        await retraction
+    assert backfill.handed == []  # never delivered without the batch before it
+    assert queue.unacked == 0
+    assert not queue.busy("dlv", 0)
 
 
 async def test_close_cancels_what_is_still_queued() -> None:
