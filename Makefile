@@ -25,7 +25,7 @@ lint: $(BIN)/exchange
 packages:
 	@bash tests/services/require-packages.sh
 
-# Lanes side by side (tests/run-lanes.sh): the unit tests; the integration tests on the embedded broker (one per
+# Two lanes, side by side (tests/run-lanes.sh): every test on the embedded broker (one per
 # module), and the integration tests again on a 3-node Apache Kafka cluster with SASL users
 # and ACLs (tests/integration/conftest.py). Each lane prints its own time.
 test: packages lint
