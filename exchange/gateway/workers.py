@@ -36,6 +36,7 @@ import shutil
 import signal
 import stat
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -130,6 +131,11 @@ def run_worker(spec: WorkerSpec, index: int) -> None:
 
     uvicorn = server.Server(server.config(app, spec.host, spec.port))
     supervisor = os.getppid()
+    # a thread, not a task: it ends an orphan worker whose event loop is held (a start
+    # waiting in a blocking call, a shutdown that never returns), which the watch cannot
+    threading.Thread(
+        target=_exit_when_orphaned, args=(supervisor,), name="orphan-watch", daemon=True
+    ).start()
 
     async def serve() -> None:
         watch = asyncio.create_task(_watch_supervisor(app, uvicorn, supervisor), name="watch")
@@ -164,6 +170,15 @@ async def _watch_supervisor(app: Any, uvicorn: Any, supervisor: int) -> None:
             app.state.gateway.metrics.audit.heads.write_values()
         except Exception:  # a gauge not written this second must not end the watch
             log.exception("this worker's audit gauges could not be written")
+
+
+def _exit_when_orphaned(supervisor: int) -> None:
+    """Exit the worker once its supervisor has been gone for longer than the event loop's
+    watch (:func:`_watch_supervisor`) needs to stop it in order."""
+    while os.getppid() == supervisor:
+        time.sleep(1.0)
+    time.sleep(ORPHAN_SHUTDOWN_S + 5.0)
+    os._exit(1)
 
 
 class Supervisor:
