@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.partitioner import murmur2
+from exchange.bus.partitioner import partition_of
 
 #: how long :meth:`RecordBatches.close` waits for the batches not yet acknowledged
 CLOSE_WAIT_S = 5.0
@@ -89,7 +89,7 @@ class RecordBatches:
 
     async def _partition_of(self, key: bytes | None) -> int:
         partitions = sorted(await self.producer.partitions_for(self.topic))
-        partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)] if key else 0
+        partition = partitions[partition_of(key, len(partitions))] if key else 0
         if len(self._partitions) >= 64:  # bounded: a writer has one key at a time
             self._partitions.clear()
         self._partitions[key] = partition
