@@ -1,10 +1,12 @@
-"""A consumer's fetch wait on the embedded broker: short while records flow, longer when idle.
+"""A consumer's fetch wait: short while records flow, longer when idle.
 
 The embedded broker (Tansu) answers a fetch only when its wait ends, so the wait is
 the latency a record sees: the router asks with a 5 ms wait, and an idle router
 therefore asked 200 times a second, for ever, each answer empty. Apache Kafka answers a
-waiting fetch as soon as a record arrives, so there the wait is long anyway
-(:meth:`exchange.bus.connection.Connection.fetch_wait_ms`) and this does nothing.
+waiting fetch as soon as a record arrives, so there the router's source consumer waits
+long anyway (:meth:`exchange.bus.connection.Connection.fetch_wait_ms`) and this does
+nothing for it. A control-topic follower keeps a short wait on both engines (its lineage
+check's ListOffsets queues behind a waiting fetch on Kafka) and uses this on both.
 
 :class:`IdleFetchWait` keeps the short wait while records arrive and, once none has
 for :data:`IDLE_AFTER_S`, lengthens it to :data:`IDLE_WAIT_MS`: a record arriving after

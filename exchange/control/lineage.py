@@ -29,11 +29,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from exchange.bus.topic_ids import topic_ids
-from exchange.errors import ControlStateReset
+from exchange.errors import BrokerUnavailable, ControlStateReset
 
 CONFIRM_S = 0.5  # a sign that may be a passing state must still hold this long after
+#: how long a check waits for the log starts (ListOffsets "earliest"). aiokafka retries a
+#: partition whose topic the leader no longer knows until the consumer's request timeout
+#: (30 s): a check that ran between a deletion and the next metadata answer would hold the
+#: follower that long, and the deletion would be found only after it. A session about to act
+#: waits longer (it has no next check): a loaded broker may take seconds to answer
+LOG_START_TIMEOUT_MS = 3000
+SESSION_LOG_START_TIMEOUT_MS = 10_000
 
 
 @dataclass
@@ -83,7 +91,7 @@ class Lineage:
                     tp, "recreated", f"topic id {mark.topic_id}, {had}", f"topic id {now_id}"
                 )
             present.append(tp)
-        starts = await consumer.beginning_offsets(present) if present else {}
+        starts = await self._log_starts(consumer, present, confirm=confirm)
         for tp in present:
             mark, at = self.marks[tp], positions.get(tp.topic, self.marks[tp].first)
             if starts.get(tp, 0) > mark.first:
@@ -100,6 +108,28 @@ class Lineage:
                 )
             else:
                 self._suspect.pop((tp, "went backwards"), None)
+
+    async def _log_starts(
+        self, consumer: Any, present: list[TopicPartition], *, confirm: bool
+    ) -> dict[TopicPartition, int]:
+        """The log start of each partition in ``present``, asked for at most
+        :data:`LOG_START_TIMEOUT_MS` (a session: :data:`SESSION_LOG_START_TIMEOUT_MS`). A partition the broker does not answer for in that time
+        is a topic deleted under the metadata this process holds, or a broker not answering:
+        a follower (``confirm``) checks again (the timeout propagates to its retry), and its
+        next metadata answer says which; a session about to act is told the bus did not
+        answer."""
+        if not present:
+            return {}
+        timeout_ms = LOG_START_TIMEOUT_MS if confirm else SESSION_LOG_START_TIMEOUT_MS
+        try:
+            return dict(await consumer._fetcher.beginning_offsets(present, timeout_ms))
+        except KafkaTimeoutError as exc:
+            if not confirm:
+                raise BrokerUnavailable(
+                    "the control topics' log start offsets were not answered within "
+                    f"{timeout_ms / 1000:g} s"
+                ) from exc
+            raise
 
     def _sign(self, tp: TopicPartition, kind: str, had: str, found: str, confirm: bool) -> None:
         key = (tp, kind)

@@ -101,8 +101,19 @@ class GatewayStopped(ExchangeError):
     """The supervisor gave up: the reason, for the operator."""
 
 
-def run_worker(spec: WorkerSpec, index: int) -> None:
-    """A worker process: the gateway app on its own ``SO_REUSEPORT`` socket, store read-only."""
+def run_worker(spec: WorkerSpec, index: int, supervisor: int) -> None:
+    """A worker process: the gateway app on its own ``SO_REUSEPORT`` socket, store read-only.
+
+    ``supervisor``: the pid of the process that started it, passed in rather than read here:
+    a supervisor killed while this worker still imports and builds its app (seconds on a
+    loaded machine) would leave ``os.getppid()`` naming the reaper, and the orphan watch
+    below would wait for a process that never goes.
+    """
+    # a thread, not a task: it ends an orphan worker whose event loop is held (a start
+    # waiting in a blocking call, a shutdown that never returns), which the watch cannot
+    threading.Thread(
+        target=_exit_when_orphaned, args=(supervisor,), name="orphan-watch", daemon=True
+    ).start()
     if spec.setup is not None:
         spec.setup()
     from exchange.gateway.app import gateway_app
@@ -130,12 +141,6 @@ def run_worker(spec: WorkerSpec, index: int) -> None:
     log.info("gateway worker %d (pid %d) on %s:%d", index, os.getpid(), spec.host, spec.port)
 
     uvicorn = server.Server(server.config(app, spec.host, spec.port))
-    supervisor = os.getppid()
-    # a thread, not a task: it ends an orphan worker whose event loop is held (a start
-    # waiting in a blocking call, a shutdown that never returns), which the watch cannot
-    threading.Thread(
-        target=_exit_when_orphaned, args=(supervisor,), name="orphan-watch", daemon=True
-    ).start()
 
     async def serve() -> None:
         watch = asyncio.create_task(_watch_supervisor(app, uvicorn, supervisor), name="watch")
@@ -281,7 +286,9 @@ class Supervisor:
 
     def _start(self, index: int) -> None:
         proc = self._ctx.Process(
-            target=run_worker, args=(self.spec, index), name=f"gateway-worker-{index}"
+            target=run_worker,
+            args=(self.spec, index, os.getpid()),
+            name=f"gateway-worker-{index}",
         )
         proc.start()
         self._procs[index] = proc

@@ -212,6 +212,7 @@ class CommandAuditor:
             await grants.start()
             await reader.start()
             reader.assign([AUDIT])
+            reader.pause(AUDIT)  # fetched only while a round reads it (see _read_log)
             grants.subscribe([topics.GRANTS], listener=_FinishRoundOnRevoke(self._round))
             self._ready.set()
             while True:
@@ -285,13 +286,19 @@ class CommandAuditor:
         if self._audit_from is None or start < self._audit_from:
             reader.seek(AUDIT, start)
             self._audit_from = start
-        while True:  # until a fetch finds nothing more (end offsets may lag on some brokers)
-            batch = await reader.getmany(AUDIT, timeout_ms=50)
-            records = batch.get(AUDIT, [])
-            for rec in records:
-                self._remember(rec.value)
-            if not records and await reader.position(AUDIT) >= end:
-                return
+        # fetched only here: between rounds an assigned partition would be fetched again
+        # and again at the reader's 20 ms wait, each answer empty or thrown away
+        reader.resume(AUDIT)
+        try:
+            while True:  # until a fetch finds nothing more (end offsets may lag on some brokers)
+                batch = await reader.getmany(AUDIT, timeout_ms=50)
+                records = batch.get(AUDIT, [])
+                for rec in records:
+                    self._remember(rec.value)
+                if not records and await reader.position(AUDIT) >= end:
+                    return
+        finally:
+            reader.pause(AUDIT)
 
     def _remember(self, value: bytes | None) -> None:
         if value is None or b"event_id" not in value:

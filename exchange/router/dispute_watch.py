@@ -62,6 +62,10 @@ class DisputeWatch(PeriodicWatch):
             await c.start()
             c.assign([self._tp])
             await c.seek_to_beginning(self._tp)
+            # fetched only while read (every check): between checks an assigned partition
+            # would be fetched again and again, each answer empty (50 times a second at a
+            # 20 ms wait), for a topic written a few times a day
+            c.pause(self._tp)
         except Exception:  # the watch must never keep a router from routing
             log.warning("dispute watch not connected to %s", topics.DISPUTES, exc_info=True)
             return False
@@ -78,7 +82,13 @@ class DisputeWatch(PeriodicWatch):
         if self._consumer is None or snapshot is None:
             return []
         refused = []
-        for rec in await kafka.drain(self._consumer, [self._tp], timeout_s=15):
+        self._consumer.resume(self._tp)
+        try:
+            records = await kafka.drain(self._consumer, [self._tp], timeout_s=15)
+        finally:
+            if self._consumer is not None:
+                self._consumer.pause(self._tp)
+        for rec in records:
             if rec.value is None:
                 continue
             try:

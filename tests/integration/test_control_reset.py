@@ -74,6 +74,12 @@ async def delivered_under(bus: Connection, schema_id: int) -> set[str]:
     return out
 
 
+async def reload_catalog(bus: Connection, catalog: Catalog) -> None:
+    """The control topics created again, and the catalog loaded on them."""
+    await kafka.ensure_control_topics(bus)
+    await catalog_store.load(bus, catalog, actor="tests", unsigned_override="test suite")
+
+
 def resets(run: RouterRun, topic: str) -> float:
     return run.router.metrics.registry.get_sample_value(RESET, {"topic": topic}) or 0.0
 
@@ -92,6 +98,7 @@ async def test_recreated_control_topics_pause_then_rebuild(
         assert len(await delivered_under(bus, granted)) == N
         session = Department(bus, "police")
         await session.start()  # a session opened before the reset
+        reloaded: float | None = None
         try:
             began = time.monotonic()
             async with kafka.admin(bus) as admin:
@@ -103,10 +110,7 @@ async def test_recreated_control_topics_pause_then_rebuild(
             assert run.router.metrics.routing_paused._value.get() == 1
             # published while paused: routed only after the rebuild, under the new state
             await publish(bus, loaded_catalog, BMC, certificates(loaded_catalog, "B"))
-            await kafka.ensure_control_topics(bus)
-            await catalog_store.load(
-                bus, loaded_catalog, actor="tests", unsigned_override="test suite"
-            )
+            await reload_catalog(bus, loaded_catalog)
             reloaded = time.monotonic()
             await wait_for(lambda: not run.router.paused, within=20, what="routing resumed")
             to_resume = time.monotonic() - reloaded
@@ -134,6 +138,8 @@ async def test_recreated_control_topics_pause_then_rebuild(
                 await session.apply(BMC, fields=["mother_name"], purpose="落户")
         finally:
             await session.stop()
+            if reloaded is None:  # failed half-way: the module's next test needs a catalog
+                await reload_catalog(bus, loaded_catalog)
         print(
             f"\nreset found {to_pause:.2f} s after the topics were deleted "
             f"({audited[0].details['kind']}: {audited[0].reason}); routing resumed "
