@@ -17,9 +17,7 @@ The suite runs in two lanes (``make test`` runs both), chosen with ``--engine``:
 ``EXCHANGE_BOOTSTRAP_SERVERS`` set (embedded lane): every test talks to that
 Kafka instead (use an empty cluster). A test that can run on one engine only
 is marked ``embedded_only(reason)`` or ``kafka_only(reason)`` and skipped on
-the other lane with that reason. A test that starts Apache Kafka clusters of its
-own (``own_clusters(reason)``) is skipped on the Kafka lane; ``make test`` runs
-those in a third lane of their own (``tests/run-lanes.sh``).
+the other lane with that reason.
 
 Tests on Apache Kafka ask for ``kafka_jars`` first: the server's jars are
 fetched from Maven Central once (``exchange/dev/kafka.py``) and re-used.
@@ -50,9 +48,6 @@ def engine(config: pytest.Config) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     lane = engine(config)
     for item in items:
-        marker = item.get_closest_marker("own_clusters")
-        if marker is not None and lane == "kafka":
-            item.add_marker(pytest.mark.skip(reason=f"not on the Kafka lane: {marker.args[0]}"))
         for name, runs_on in (("embedded_only", "embedded"), ("kafka_only", "kafka")):
             marker = item.get_closest_marker(name)
             if marker is not None and lane != runs_on:

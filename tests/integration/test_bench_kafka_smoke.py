@@ -19,8 +19,8 @@ from exchange.dev.bench import TINY, Sizes, format_rows, run_bench, write_json
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.own_clusters(
-        "starts an Apache Kafka cluster of its own: run once, in the lane of such tests"
+    pytest.mark.embedded_only(
+        "starts an Apache Kafka cluster of its own: run once, in the first lane"
     ),
 ]
 

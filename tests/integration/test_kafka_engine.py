@@ -30,8 +30,8 @@ from exchange.dev.kafka import KafkaCluster
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(180),
-    pytest.mark.own_clusters(
-        "starts Apache Kafka clusters of its own: run once, in the lane of such tests"
+    pytest.mark.embedded_only(
+        "starts Apache Kafka clusters of its own: run once, in the first lane"
     ),
 ]
 
