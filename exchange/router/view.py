@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,8 @@ class CompiledView:
     #: a hashed delivery key), None else: audited with each delivery, it changes when the
     #: master secret is rotated (:mod:`exchange.router.mask_secret`)
     key_fingerprint: str | None = None
+    #: the plan's projection when made already (shared by the unmasked views of one shape)
+    projection: Callable[[bytes, list[int], LazyRecord], bytes] | None = None
 
     def __post_init__(self) -> None:
         hashes = any(parse_mask(spec).rule == "hash" for spec in self.view.masks.values())
@@ -61,7 +64,7 @@ class CompiledView:
             self.key_fingerprint = fingerprint(self.key_secret)
         if self.plan is None:
             return
-        project = compile_projection(self.plan, wire.frame(self.schema_id, b""))
+        project = self.projection or compile_projection(self.plan, wire.frame(self.schema_id, b""))
         if self.row_filter is None:
             self.slice_renderer = project
             return
@@ -122,12 +125,15 @@ def compile_view(
     schema, sid, parsed = _shape(res, view)
     key = _consumer_key(master_secret, view.consumer, res.id)
     masks = {name: compile_mask(parse_mask(spec), key) for name, spec in view.masks.items()}
-    plan = None
+    plan = projection = None
     if scanner is not None:
-        nullable = {f.name: f.nullable for f in res.fields}
-        plan = [
-            (name, scanner.index[name], masks.get(name), nullable[name]) for name in view.fields
-        ]
+        if masks:  # its masks are this consumer's (keyed): a plan of its own
+            nullable = _nullable(res)
+            plan = [
+                (name, scanner.index[name], masks.get(name), nullable[name]) for name in view.fields
+            ]
+        else:
+            plan, projection = _unmasked_projection(res, scanner, view.fields, sid)
     return CompiledView(
         view=view,
         topic=topics.delivery(view.consumer, res.id),
@@ -140,4 +146,38 @@ def compile_view(
         key_plain=res.key in view.fields and res.key not in view.masks,
         key_secret=key,
         plan=plan,
+        projection=projection,
     )
+
+
+#: per scanner (one per resource schema): the plan and projection of each unmasked shape
+#: (fields, view schema id). Consumers entitled to the same fields without masks (most of
+#: them) share one, so a recompile of thousands of views makes few (measured: see the
+#: commit that added this)
+_UNMASKED: weakref.WeakKeyDictionary[
+    Scanner,
+    dict[tuple[tuple[str, ...], int], tuple[list[PlanItem], Callable[..., bytes]]],
+] = weakref.WeakKeyDictionary()
+
+
+def _unmasked_projection(
+    res: Resource, scanner: Scanner, fields: tuple[str, ...], schema_id: int
+) -> tuple[list[PlanItem], Callable[..., bytes]]:
+    shapes = _UNMASKED.setdefault(scanner, {})
+    made = shapes.get((fields, schema_id))
+    if made is None:
+        nullable = _nullable(res)
+        plan: list[PlanItem] = [
+            (name, scanner.index[name], None, nullable[name]) for name in fields
+        ]
+        if len(shapes) > 4096:
+            shapes.clear()
+        made = shapes[(fields, schema_id)] = (
+            plan,
+            compile_projection(plan, wire.frame(schema_id, b"")),
+        )
+    return made
+
+
+def _nullable(res: Resource) -> dict[str, bool]:
+    return {f.name: f.nullable for f in res.fields}

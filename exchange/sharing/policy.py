@@ -11,6 +11,7 @@ the decision to records.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -108,6 +109,12 @@ class View:
         }
 
 
+@functools.lru_cache(maxsize=1024)
+def _not_shared(legal_basis: str | None) -> str:
+    """Why a field that is never shared is not in the view."""
+    return f"不予共享 not shared: never delivered (legal basis: {legal_basis})"
+
+
 def _not_granted(res: Resource, grant: Grant | None, latest: Grant | None, at: dt.datetime) -> str:
     """Why a conditional field is not in the view."""
     if grant is not None:
@@ -137,18 +144,19 @@ def compute_view(
     fields: list[str] = []
     excluded: dict[str, str] = {}
     conditional: list[str] = []
+    not_granted = None  # the same for every conditional field left out: worked out once
     for f in res.fields:
         if f.share_type is ShareType.UNCONDITIONAL:
             fields.append(f.name)
         elif f.share_type is ShareType.NOT_SHARED:
-            excluded[f.name] = (
-                f"不予共享 not shared: never delivered (legal basis: {f.legal_basis})"
-            )
+            excluded[f.name] = _not_shared(f.legal_basis)
         elif f.name in granted:
             fields.append(f.name)
         else:
             conditional.append(f.name)
-            excluded[f.name] = _not_granted(res, grant, latest, at)
+            if not_granted is None:
+                not_granted = _not_granted(res, grant, latest, at)
+            excluded[f.name] = not_granted
     denied = None
     if res.share.type is ShareType.NOT_SHARED:
         denied = (
