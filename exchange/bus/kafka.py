@@ -73,6 +73,7 @@ class _QuietProbe(logging.Filter):
 
 aiokafka_client.MetadataRequest = _BootstrapRequest
 logging.getLogger("aiokafka.cluster").addFilter(_QuietProbe())
+log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -342,8 +343,34 @@ async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartiti
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
+#: how long one client of :func:`read_to_end` waits for the end offsets before it gives up
+#: and a new client asks: on CI's 3-node cluster, after brokers were killed and restarted,
+#: one ListOffsets went unanswered for aiokafka's whole 40 s request timeout while a fresh
+#: client asking the same thing at once was answered
+END_OFFSETS_ATTEMPT_MS = 10_000
+READ_ATTEMPTS = 3
+
+
 async def read_to_end(bus: Connection, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
-    """Every record of ``topic`` from the beginning to its current end, in partition order."""
+    """Every record of ``topic`` from the beginning to its current end, in partition order.
+
+    A client whose end-offsets request is not answered within
+    :data:`END_OFFSETS_ATTEMPT_MS` is replaced by a new one (new connections, new
+    metadata), up to :data:`READ_ATTEMPTS` clients; then :class:`BrokerUnavailable`."""
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            return await _read_once(bus, topic, timeout_s=timeout_s)
+        except aiokafka_errors.KafkaTimeoutError as exc:
+            if attempt == READ_ATTEMPTS:
+                raise BrokerUnavailable(
+                    f"{bus.describe()} did not answer where {topic} ends "
+                    f"({READ_ATTEMPTS} clients, {END_OFFSETS_ATTEMPT_MS / 1000:g} s each)"
+                ) from exc
+            log.warning("%s: end offsets of %s not answered (%s); asking again", bus, topic, exc)
+    raise AssertionError("unreachable")
+
+
+async def _read_once(bus: Connection, topic: str, *, timeout_s: float) -> list[Any]:
     c = consumer(bus)
     try:  # stopped however it ends, also cancelled or failed mid-start
         try:
@@ -355,14 +382,24 @@ async def read_to_end(bus: Connection, topic: str, *, timeout_s: float = 15.0) -
             return []
         c.assign(tps)
         await c.seek_to_beginning(*tps)
-        return await drain(c, tps, timeout_s=timeout_s)
+        return await drain(c, tps, timeout_s=timeout_s, offsets_timeout_ms=END_OFFSETS_ATTEMPT_MS)
     finally:
         await c.stop()
 
 
-async def drain(c: AIOKafkaConsumer, tps: list[TopicPartition], *, timeout_s: float) -> list[Any]:
-    """Read assigned partitions until each position reaches its high watermark."""
-    ends = await c.end_offsets(tps)  # a lower bound on the embedded broker
+async def drain(
+    c: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    *,
+    timeout_s: float,
+    offsets_timeout_ms: int | None = None,
+) -> list[Any]:
+    """Read assigned partitions until each position reaches its high watermark.
+
+    ``offsets_timeout_ms``: how long to wait for the end offsets (default: the consumer's
+    request timeout); past it aiokafka's ``KafkaTimeoutError`` propagates."""
+    # a lower bound on the embedded broker
+    ends = await c._fetcher.end_offsets(tps, offsets_timeout_ms or c._request_timeout_ms)
     out: list[Any] = []
     deadline = asyncio.get_running_loop().time() + timeout_s
     # a consumer that fetched before knows the high watermarks already: a partition read
