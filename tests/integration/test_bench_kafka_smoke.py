@@ -19,8 +19,7 @@ from exchange.dev.bench import TINY, Sizes, format_rows, run_bench, write_json
 
 pytestmark = [
     pytest.mark.integration,
-    # in the Kafka lane, which ends minutes before the embedded one (the last clean-clone
-    # run: 1,507 s against 1,744 s)
+    # in the Kafka lane, which ends before the embedded one (see the README's Tests section)
     pytest.mark.kafka_only("starts an Apache Kafka cluster of its own: run once, in this lane"),
 ]
 
