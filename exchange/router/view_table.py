@@ -77,7 +77,7 @@ class Decoder:
         decoder = cls.__new__(cls)
         decoder.res = res
         decoder.reader = reader
-        decoder.scanner = scanner_for(res.schema_)
+        decoder.scanner = _scanner(res)
         decoder._header = wire.frame(res.schema_id, b"")
         decoder.writers = dict(writers)
         return decoder
