@@ -119,6 +119,14 @@ class WorkerReader:
             log.warning("backfill worker %s did not stop: killed", self.name)
             process.kill()
             await asyncio.to_thread(process.join, 5)
+        # the receiving thread ends at the pipe's end of file (the worker gone): the pipe is
+        # closed only after it, as closing it under a thread reading it breaks that read
+        # (a TypeError from the closed handle, seen in a revocation round of the bench)
+        if self._receiver.is_alive():
+            await asyncio.to_thread(self._receiver.join, STOP_S)
+        if self._receiver.is_alive():
+            log.warning("backfill worker %s: its pipe is still read; left open", self.name)
+            return
         self._pipe.close()
 
     def _send(self, command: tuple[Any, ...]) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from aiokafka import TopicPartition
@@ -21,7 +23,7 @@ from exchange.avro import wire
 from exchange.bus.connection import Connection
 from exchange.catalog.loader import load_catalog
 from exchange.dev import sample
-from exchange.router import backfill_scan
+from exchange.router import backfill_process, backfill_scan
 from exchange.router.backfill_process import WorkerReader
 from exchange.router.backfill_render import Renderer
 from exchange.router.backfill_scan import BackfillScan, Part
@@ -108,6 +110,55 @@ def test_a_worker_that_fails_is_reported_to_the_router() -> None:
     failed = asyncio.run(run())
     assert failed is not None
     assert "no_such_field" in str(failed)
+
+
+class _SlowPipe:
+    """The router's end of the pipe, read slowly (a large step arriving in pieces): notes
+    whether the reading thread was still at it when the pipe was closed."""
+
+    def __init__(self, pipe: Any, reader: WorkerReader) -> None:
+        self._pipe = pipe
+        self._reader = reader
+        self.closed_while_read: bool | None = None
+
+    def recv(self) -> Any:
+        time.sleep(0.3)
+        return self._pipe.recv()
+
+    def close(self) -> None:
+        self.closed_while_read = self._reader._receiver.is_alive()
+        self._pipe.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+
+def test_stopping_a_worker_ends_its_pipe_reader_before_closing_the_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipe is closed only once the thread reading it has ended: closed under it, a
+    read in progress broke with a TypeError in that thread (seen stopping backfills in the
+    bench's revocation rounds)."""
+    broken: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: broken.append(args.exc_value))
+
+    async def run() -> _SlowPipe:
+        reader = WorkerReader(_recipe()[0], "test", lambda part, step: None)
+        # a worker that sends one step and ends, read by a thread that takes its time
+        reader._process = backfill_process._CONTEXT.Process(
+            target=reader._child.send, args=(("step", 0, None),), daemon=True
+        )
+        slow = _SlowPipe(reader._pipe, reader)
+        reader._pipe = slow
+        reader.start([])
+        await asyncio.sleep(0.1)
+        await reader.stop()
+        assert not reader._receiver.is_alive()
+        return slow
+
+    slow = asyncio.run(run())
+    assert slow.closed_while_read is False
+    assert broken == []
 
 
 class _FakeReader:
