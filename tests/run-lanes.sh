@@ -47,21 +47,23 @@ echo "== lane 1a: unit tests, and half of the integration tests on the embedded 
 lane1a=${PIPESTATUS[0]}
 lane1a_s=$(( $(date +%s) - began ))
 
+# a background lane's end: its exit status and seconds into "<var>" and "<var>_s", its output
+finish() {
+  local pid=$1 name=$2 var=$3 title=$4 status seconds
+  wait "$pid"
+  status=$?
+  seconds=$(( $(cat "$log.$name.ended" 2>/dev/null || date +%s) - began ))
+  printf -v "$var" %s "$status"
+  printf -v "${var}_s" %s "$seconds"
+  echo
+  echo "== $title, run alongside"
+  cat "$log.$name"
+}
 lane1b=0 lane1b_s=0
 if [ -n "$embedded_b" ]; then
-  wait "$embedded_b"
-  lane1b=$?
-  lane1b_s=$(( $(cat "$log.1b.ended" 2>/dev/null || date +%s) - began ))
-  echo
-  echo "== lane 1b: the other half of the integration tests on the embedded broker, run alongside"
-  cat "$log.1b"
+  finish "$embedded_b" 1b lane1b "lane 1b: the other half of the integration tests on the embedded broker"
 fi
-wait "$kafka"
-lane2=$?
-lane2_s=$(( $(cat "$log.kafka.ended" 2>/dev/null || date +%s) - began ))
-echo
-echo "== lane 2: integration tests on Apache Kafka (3 nodes, SASL/SCRAM, ACLs), run alongside"
-cat "$log.kafka"
+finish "$kafka" kafka lane2 "lane 2: integration tests on Apache Kafka (3 nodes, SASL/SCRAM, ACLs)"
 echo
 # each failed lane's summary again, last: a reader of a cut log still sees what failed
 again() {
