@@ -25,8 +25,8 @@ lint: $(BIN)/exchange
 packages:
 	@bash tests/services/require-packages.sh
 
-# Three lanes, side by side (tests/run-lanes.sh): every test on the embedded broker (one per
-# module), in two lanes, and the integration tests again on a 3-node Apache Kafka cluster
-# with SASL users and ACLs (tests/integration/conftest.py). Each lane prints its own time.
+# Two lanes, side by side (tests/run-lanes.sh): every test on the embedded broker (one per
+# module), and the integration tests again on a 3-node Apache Kafka cluster with SASL users
+# and ACLs (tests/integration/conftest.py). Each lane prints its own time.
 test: packages lint
 	@BIN=$(BIN) bash tests/run-lanes.sh
