@@ -120,7 +120,7 @@ class AuditWriter(AsyncService):
     ) -> None:
         self.producer = producer
         #: how entries reach the producer: its ``send`` (one record at a time) unless given
-        #: another with the same signature (the gateway's :class:`~exchange.bus.record_batches.RecordBatches`)
+        #: another with the same signature (the gateway's :class:`~exchange.audit.journal.AuditJournal`)
         self._send = sender.send if sender is not None else producer.send
         self.registry = registry
         self.instance = instance or default_instance()

@@ -1,9 +1,9 @@
 """The gateway's routes: a record by key, a verification (核验), the caller's OpenAPI, health.
 
-Every request to a resource is audited (one entry, acknowledged) before it is
-answered, whatever the answer: the record, not found, denied, over quota, or a
-request refused for what it carried. A record outside the caller's row filter
-is answered exactly like a key that does not exist.
+Every request to a resource is audited (one entry, on disk in the gateway's audit
+journal) before it is answered, whatever the answer: the record, not found, denied,
+over quota, or a request refused for what it carried. A record outside the caller's
+row filter is answered exactly like a key that does not exist.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ async def _answer(
     purpose: tuple[str | None, str | None],
     decide: Callable[[GatewayService], Awaitable[Response]],
 ) -> Response:
-    """Run ``decide``, audit what it did (acknowledged), then answer; refusals too."""
+    """Run ``decide``, audit what it did (journaled), then answer; refusals too."""
     started = time.perf_counter()
     svc = _service(request)
     headers: dict[str, str] | None = None

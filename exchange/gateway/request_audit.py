@@ -1,16 +1,18 @@
-"""One audit entry per request to the gateway, acknowledged before the answer leaves.
+"""One audit entry per request to the gateway, safe on disk before the answer leaves.
 
 Each request hands its entry to the audit writer (:class:`~exchange.audit.writer.AuditWriter`,
-the same hash chain as the router's) and waits for the broker's acknowledgement
-before it answers: a crash cannot lose the record of an answer given. Entries of
-concurrent requests travel together: those of the requests answered in one turn
-of the event loop are handed to the writer in one call (one lock, one wait for
-their acknowledgements), and the producer gathers what arrives within its linger
-time (:data:`LINGER_MS`) into one batch, so the cost of a write is shared, and
-the wait adds about that much to a request. If a write fails, every request of
-its turn is told so (and withholds its answer), even though some of their
-entries may have been written: the log may hold an entry for an answer withheld,
-never an answer without its entry.
+the same hash chain as the router's), whose sender is the process's audit journal
+(:class:`~exchange.audit.journal.AuditJournal`), and waits until the entry is committed
+to the journal's file: a crash after that cannot lose the record of an answer given, and the
+journal ships the entry to ``gov.audit`` right behind the answer (a killed process's
+journal is shipped by the next gateway started on the same store). Past the journal's
+window (entries waiting for the broker longer than :data:`~exchange.audit.journal.WINDOW_S`),
+the writer refuses and the request is answered 503. Entries of concurrent requests travel
+together: those of the requests answered in one turn of the event loop are handed to the
+writer in one call (one lock, one journal transaction, one wait). If a write fails, every
+request of its turn is told so (and withholds its answer), even though some of their
+entries may have been written: the log may hold an entry for an answer withheld, never an
+answer without its entry.
 
 The key asked for is never written: the entry holds ``key_hash``, a keyed
 BLAKE2b of it under a key derived from the mask master secret (an unkeyed hash
@@ -90,8 +92,9 @@ class RequestAudit:
         )
 
     async def record(self, facts: RequestFacts) -> None:
-        """Write the entry of a request and wait for its acknowledgement (with the entries of
-        the other requests of this turn of the event loop); raises if it cannot be written."""
+        """Write the entry of a request and wait until it is safe in the journal (with the
+        entries of the other requests of this turn of the event loop); raises if it cannot be
+        written."""
         draft = self.draft(facts)
         loop = asyncio.get_running_loop()
         if not self._drafts:

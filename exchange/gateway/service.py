@@ -20,10 +20,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from exchange.audit.journal import AuditJournal
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
-from exchange.bus.record_batches import RecordBatches
 from exchange.catalog.model import Catalog
 from exchange.control.catalog_store import Snapshot
 from exchange.control.state import ControlFollower, ControlState
@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 CONTROL_FETCH_WAIT_MS = 100
 
 
+def journal_dir(store: Path) -> Path:
+    """The folder of the audit journals of the gateway whose store is ``store`` (one file
+    a process: :mod:`exchange.audit.journal`)."""
+    return store.with_name(store.name + ".audit")
+
+
 class GatewayMetrics:
     """Requests by resource, consumer and decision; their latency; the store's state; its
     audit chain's."""
@@ -59,7 +65,7 @@ class GatewayMetrics:
         )
         self.seconds = Histogram(
             f"{prefix}_gateway_request_seconds",
-            "Time to answer a gateway request (audit acknowledged), by kind and resource",
+            "Time to answer a gateway request (its audit entry journaled), by kind and resource",
             ["kind", "resource"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
             registry=registry,
@@ -78,6 +84,15 @@ class GatewayMetrics:
             "(or rebuilt from the topics)",
             registry=registry,
             multiprocess_mode="livemostrecent",
+        )
+        # each process its own journal: the sum over the live ones (set before each scrape,
+        # and every second by each worker)
+        self.unshipped = Gauge(
+            f"{prefix}_gateway_audit_unshipped",
+            "Audit entries of answered requests in the gateway's local journal, not yet "
+            "acknowledged by gov.audit",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         #: its audit chain: entries written, and how far they run past the last signed head
         self.audit = AuditMetrics(registry, prefix)
@@ -128,7 +143,7 @@ class GatewayService(AsyncService):
         self._follower: ControlFollower | None = None
         self._producer: Any = None
         self._writer: AuditWriter | None = None
-        self._batches: RecordBatches | None = None
+        self._journal: AuditJournal | None = None
         self._restart: asyncio.Task[None] | None = None
 
     @property
@@ -137,6 +152,9 @@ class GatewayService(AsyncService):
         f, m = self._follower, self.materializer
         if f is None or not f.caught_up.is_set() or f.reset is not None:
             return "reading the control topics"
+        behind = self._journal.behind() if self._journal is not None else None
+        if behind is not None:
+            return behind
         if not self.materialise:  # the supervisor read the source topics before starting it
             return None if self.store is not None else "opening the store"
         if m is None or m.failed is not None:
@@ -155,14 +173,18 @@ class GatewayService(AsyncService):
         )
         await self._producer.start()
         await self._follow_control()
-        # the entries in record batches built by hand, not one send each (RecordBatches)
-        self._batches = RecordBatches(self._producer, topics.AUDIT, linger_ms=LINGER_MS)
+        # an answer waits for its entry in the local journal, which ships it to gov.audit
+        # (and first what a killed process of this gateway left in its own)
+        self._journal = AuditJournal(
+            self._producer, topics.AUDIT, journal_dir(self.store_path), linger_ms=LINGER_MS
+        )
+        await self._journal.start()
         self._writer = AuditWriter(
             self._producer,
             self.state.registry,
             role="gateway",
             metrics=self.metrics.audit,
-            sender=self._batches,
+            sender=self._journal,
         )
         await self._writer.start()
         self.audit = RequestAudit(self._writer, self.master_secret)
@@ -175,6 +197,7 @@ class GatewayService(AsyncService):
     async def store_gauges(self) -> None:
         """Set the store's gauges from the store (before a scrape of ``/metrics``); counted in
         a thread, on a connection of its own: the event loop keeps answering meanwhile."""
+        self.journal_gauge()
         store = self.store
         if store is None:
             return
@@ -185,6 +208,11 @@ class GatewayService(AsyncService):
             return
         self.metrics.records.set(records)
         self.metrics.applied.set(applied)
+
+    def journal_gauge(self) -> None:
+        """Set the gauge of the audit entries this process's journal has not shipped yet."""
+        if self._journal is not None:
+            self.metrics.unshipped.set(self._journal.unshipped)
 
     def public_key(self, department: str) -> str | None:
         """The Ed25519 key ``department`` registered in the catalog in force (None: none)."""
@@ -245,9 +273,9 @@ class GatewayService(AsyncService):
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None
-        if self._batches is not None:
-            batches, self._batches = self._batches, None
-            await batches.close()
+        if self._journal is not None:
+            journal, self._journal = self._journal, None
+            await journal.close()
         if self._follower is not None:
             follower, self._follower = self._follower, None
             await follower.stop()

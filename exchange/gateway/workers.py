@@ -18,8 +18,9 @@ the 2-core machine). With ``--workers N`` a supervisor process:
 
 Each worker follows the control topics itself (a revoked or expired grant is
 refused from its next request), writes its own audit chain (its own writer id: no
-two processes append to one hash chain) and acknowledges each entry before its
-answer, and counts quotas in the table all workers share
+two processes append to one hash chain) through a journal of its own (each entry
+on disk before its answer, shipped to ``gov.audit`` behind it; a killed worker's
+journal is sent by the next worker started), and counts quotas in the table all workers share
 (:mod:`exchange.gateway.quota_table`). Their metrics go to one folder, added up
 by ``/metrics`` whichever worker answers it (:mod:`exchange.http.metrics`).
 """
@@ -167,12 +168,14 @@ async def _watch_supervisor(app: Any, uvicorn: Any, supervisor: int) -> None:
             uvicorn.should_exit = True
             # its shutdown closes the broker's clients; one that hangs (a loaded machine, a
             # broker gone too) must not keep an orphan worker alive: every answer's audit
-            # entry was acknowledged before it was sent, so nothing is lost by leaving now
+            # entry was in its journal before it was sent, and what the journal has not
+            # shipped the next gateway on this store sends, so nothing is lost by leaving now
             await asyncio.sleep(ORPHAN_SHUTDOWN_S)
             log.error("this worker did not stop within %.0f s: it exits now", ORPHAN_SHUTDOWN_S)
             os._exit(1)
         try:
             app.state.gateway.metrics.audit.heads.write_values()
+            app.state.gateway.journal_gauge()
         except Exception:  # a gauge not written this second must not end the watch
             log.exception("this worker's audit gauges could not be written")
 

@@ -103,7 +103,12 @@ def gateway_process(
             if proc.poll() is not None:
                 _out, err = proc.communicate()
                 raise AssertionError(f"the gateway exited with {proc.returncode}: {err.decode()}")
-            assert time.monotonic() < deadline, "the gateway did not become healthy in 90 s"
+            if time.monotonic() > deadline:
+                proc.terminate()
+                _out, err = proc.communicate(timeout=60)
+                raise AssertionError(
+                    f"the gateway did not become healthy in 90 s ({_health(url)}): {err.decode()}"
+                )
             time.sleep(0.1)
         yield url, proc
     finally:
@@ -113,6 +118,13 @@ def gateway_process(
         for pipe in (proc.stdout, proc.stderr):  # a test that killed it leaves them open
             if pipe is not None:
                 pipe.close()
+
+
+def _health(url: str) -> str:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).text
+    except httpx.HTTPError as exc:
+        return f"/health: {exc!r}"
 
 
 def _healthy(url: str) -> bool:
@@ -135,3 +147,25 @@ def worker_pids(pid: int) -> list[int]:
             if b"--multiprocessing-fork" in Path(f"/proc/{child}/cmdline").read_bytes():
                 found.append(child)
     return found
+
+
+def broker_pids(bus: Connection) -> list[int]:
+    """The processes listening on the bus's bootstrap ports (the embedded broker, or every
+    node of a Kafka cluster), found in /proc: for a test that freezes the broker."""
+    ports = {int(address.rpartition(":")[2]) for address in bus.bootstrap.split(",")}
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                listening = fields[3] == "0A"
+                if listening and int(fields[1].rpartition(":")[2], 16) in ports:
+                    sockets.add(f"socket:[{fields[9]}]")
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in sockets for fd in (proc / "fd").iterdir()):
+                pids.add(int(proc.name))
+    return sorted(pids)

@@ -25,6 +25,7 @@ from gateway_support import basic, gateway_process, poll, worker_pids, write_pas
 from routing_support import publish
 
 from exchange.audit.entry import AuditEntry
+from exchange.audit.journal import WINDOW_S
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.verify import verify
 from exchange.bus.connection import Connection
@@ -87,12 +88,21 @@ async def ask(url: str, who: str, key: str, purpose: str, n: int) -> list[int]:
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
-async def audited(bus: Connection, purpose_prefix: str) -> list[AuditEntry]:
-    return [
-        e
-        for _, e in entries_only(await read_log(bus))
-        if e.purpose is not None and e.purpose.startswith(purpose_prefix)
-    ]
+async def audited(bus: Connection, purpose_prefix: str, count: int) -> list[AuditEntry]:
+    """The audit entries of the requests whose purpose starts with ``purpose_prefix``, once
+    ``count`` of them are on the log (each worker ships its journal within the window)."""
+    found: list[AuditEntry] = []
+
+    async def logged() -> bool:
+        found[:] = [
+            e
+            for _, e in entries_only(await read_log(bus))
+            if e.purpose is not None and e.purpose.startswith(purpose_prefix)
+        ]
+        return len(found) >= count
+
+    await poll(logged, within=WINDOW_S)
+    return found
 
 
 async def test_a_daily_quota_holds_across_both_workers_together(
@@ -102,7 +112,7 @@ async def test_a_daily_quota_holds_across_both_workers_together(
     purpose = f"quota {uuid.uuid4().hex}"
     statuses = await ask(url, "hrss", key, purpose, 16)
     assert collections.Counter(statuses) == {200: 6, 429: 10}
-    entries = await audited(bus, purpose)
+    entries = await audited(bus, purpose, 16)
     assert len({e.writer for e in entries}) == 2  # both workers answered some
     assert collections.Counter(e.decision for e in entries) == {"answered": 6, "quota_exceeded": 10}
 
@@ -119,7 +129,7 @@ async def test_a_revocation_reaches_both_workers_within_a_second(
     await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - revoked_at)))
     after = f"after revocation {uuid.uuid4().hex}"
     assert set(await ask(url, "market", key, after, 16)) == {403}
-    entries = await audited(bus, after)
+    entries = await audited(bus, after, 16)
     assert len({e.writer for e in entries}) == 2
     assert all(e.decision == "denied" and "revoked" in (e.reason or "") for e in entries)
 
@@ -132,7 +142,7 @@ async def test_every_request_is_audited_once_and_counted_once_in_metrics(
     purposes = [f"{prefix} {i}" for i in range(20)]
     statuses = await asyncio.gather(*(ask(url, "civil_affairs", key, p, 1) for p in purposes))
     assert [s for (s,) in statuses] == [200] * 20
-    entries = await audited(bus, prefix)
+    entries = await audited(bus, prefix, 20)
     assert sorted(e.purpose for e in entries) == sorted(purposes)  # each exactly once
     assert len({e.writer for e in entries}) == 2
     report = verify(await read_log(bus))
