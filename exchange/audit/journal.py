@@ -25,6 +25,9 @@ same here, for an :class:`~exchange.audit.writer.AuditWriter` given an
   older than ``window_s`` (:data:`WINDOW_S`), or more than ``max_unshipped`` records wait,
   ``send`` refuses (:class:`AccessLogBehind`) and the gateway answers 503: it never runs
   further ahead of the access log than that.
+* **Fail closed.** A transaction that fails (a full or failing disk) fails the sends of its
+  turn, and every later send is refused until the process is restarted (``behind`` says
+  why): the journal does not guess which of its records reached the disk.
 * **Nothing left behind.** Each process holds an exclusive lock on its journal
   (``<name>.lock``, ``flock``) while it runs. At :meth:`AuditJournal.start`, any journal in
   the folder whose lock is free belongs to a process that is gone (killed, or stopped
