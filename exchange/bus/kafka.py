@@ -398,32 +398,55 @@ async def drain(
 
     ``offsets_timeout_ms``: how long to wait for the end offsets (default: the consumer's
     request timeout); past it aiokafka's ``KafkaTimeoutError`` propagates."""
-    # a lower bound on the embedded broker
     ends = await c._fetcher.end_offsets(tps, offsets_timeout_ms or c._request_timeout_ms)
-    out: list[Any] = []
-    deadline = asyncio.get_running_loop().time() + timeout_s
+    end = LogEnd(ends)
     # a consumer that fetched before knows the high watermarks already: a partition read
     # up to them and to the end offsets needs no new fetch (that would wait for records)
-    fetched = {tp for tp in tps if c.highwater(tp) is not None}
-    while True:
-        pending = []
-        for tp in tps:
-            position = await c.position(tp)
-            hw = c.highwater(tp) if tp in fetched else None
-            target = max(ends[tp], hw or 0)
-            if position < target or (tp not in fetched and ends[tp] > 0):
-                pending.append(tp)
-        if not pending:
-            return out
+    end.observe(c, tps)
+    out: list[Any] = []
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while pending := await end.pending(c, tps):
         if asyncio.get_running_loop().time() > deadline:
             raise BrokerUnavailable(f"timed out reading {tps[0].topic} to its end")
         batch = await c.getmany(*pending, timeout_ms=200)
-        for tp in pending:
-            if c.highwater(tp) is not None:
-                fetched.add(tp)
-        for tp, records in batch.items():
+        end.observe(c, pending)
+        for records in batch.values():
             out.extend(records)
-            fetched.add(tp)
+    return out
+
+
+class LogEnd:
+    """Where each partition ended when a reader began, so that reading a busy topic ends.
+
+    The end offsets asked at the start may be low on the embedded broker, so each
+    partition's end is raised once, to the high watermark its first fetch response
+    carries (right on both brokers), and then fixed: following the high watermark on
+    (as this did before) never ended while routers kept appending to the topic.
+    """
+
+    def __init__(self, ends: dict[TopicPartition, int]) -> None:
+        self.ends = dict(ends)
+        self._known: set[TopicPartition] = set()
+
+    def observe(self, c: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+        """Take the first high watermark known for each of ``tps``."""
+        for tp in tps:
+            hw = c.highwater(tp)
+            if hw is not None and tp not in self._known:
+                self._known.add(tp)
+                self.ends[tp] = max(self.ends[tp], hw)
+
+    async def pending(
+        self, c: AIOKafkaConsumer, tps: Iterable[TopicPartition]
+    ) -> list[TopicPartition]:
+        """The partitions of ``tps`` not yet read to their end."""
+        out = []
+        for tp in tps:
+            # not fetched yet: its end may be further than the end offsets said
+            unknown = tp not in self._known and self.ends[tp] > 0
+            if unknown or await c.position(tp) < self.ends[tp]:
+                out.append(tp)
+        return out
 
 
 async def check_reachable(bus: Connection) -> None:

@@ -135,27 +135,16 @@ async def find_received(
 
 async def _scan(c: Any, tps: list[Any], wanted: bytes) -> list[Any]:
     """Every record whose ``gov-record-id`` header is ``wanted`` (headers only, no decode)."""
-    ends = await c.end_offsets(tps)  # a lower bound on the embedded broker: see kafka.drain
-    fetched: set[Any] = set()
+    end = kafka.LogEnd(await c.end_offsets(tps))  # where each partition ends now
     found: list[Any] = []
-    while True:
-        pending = []
-        for tp in tps:
-            hw = c.highwater(tp) if tp in fetched else None
-            if await c.position(tp) < max(ends[tp], hw or 0) or (
-                tp not in fetched and ends[tp] > 0
-            ):
-                pending.append(tp)
-        if not pending:
-            return found
+    while pending := await end.pending(c, tps):
         batch = await c.getmany(*pending, timeout_ms=200)
-        for tp in pending:
-            if c.highwater(tp) is not None:
-                fetched.add(tp)
+        end.observe(c, pending)
         for records in batch.values():
             for rec in records:
                 if rec.value is not None and (RECORD_ID, wanted) in (rec.headers or ()):
                     found.append(rec)
+    return found
 
 
 class Session(Protocol):

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import signal
 import sys
 import time
 import uuid
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.admin import NewTopic
 
 from exchange.audit.archive_url import open_archive
 from exchange.audit.archiver import Archiver
-from exchange.audit.entry import Action, AuditEntry
+from exchange.audit.entry import Action, AuditEntry, Decision, Draft, chain
 from exchange.audit.log import entries_only, read_log
 from exchange.audit.query import Filter, select
 from exchange.audit.verify import Kind, verify
@@ -84,6 +86,7 @@ async def cli(bus: Connection, *args: str) -> tuple[int, str]:
     """Run the installed ``exchange`` command; (exit code, stdout + stderr)."""
     env = dict(os.environ, **bus.environment())
     env.pop("COLUMNS", None)  # not a terminal: tables are fitted to 100 columns
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT prints every thread's stack (see below)
     proc = await asyncio.create_subprocess_exec(
         EXCHANGE,
         *args,
@@ -96,8 +99,12 @@ async def cli(bus: Connection, *args: str) -> tuple[int, str]:
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
     except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
+        proc.send_signal(signal.SIGABRT)  # where each thread waits, for the message below
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=10)
+        except TimeoutError:
+            proc.kill()
+            out, _ = await proc.communicate()
         raise AssertionError(
             f"exchange {' '.join(args)} did not end in 180 s; its output: {out.decode()}"
         ) from None
@@ -525,3 +532,62 @@ async def test_a_forged_entry_appended_to_the_log_breaks_verify(
         "gov_exchange_audit_verification_failures_total", {"kind": "modified"}
     )
     assert failures == 1
+
+
+async def test_archive_once_ends_while_routers_keep_writing(
+    bus: Connection, tmp_path: Path
+) -> None:
+    """``--once`` stops at the end the log had when it began, though entries keep coming
+    (and so does reading the whole log, for ``audit verify`` and ``audit query``).
+
+    On a busy bus routers append to gov.audit many times a second; an archiver that waited
+    for a quiet moment never ended (a run of the Kafka lane waited 180 s for it).
+    """
+    name = f"gov.audit.busy-{uuid.uuid4().hex[:8]}"
+    async with kafka.admin(bus) as client:
+        await client.create_topics(
+            [NewTopic(name, 1, bus.topics.replication_factor, topic_configs={"retention.ms": "-1"})]
+        )
+    draft = Draft(Action.RECORDS_DELIVERED, actor="router", decision=Decision.DELIVERED,
+                  resource=RES, consumer="police", details={"record_count": "1"})  # fmt: skip
+    entries = chain([draft] * 3000, writer="router-busy-1-abcdef")
+    before, later = entries[:500], iter(entries[500:])
+    stop_writing = asyncio.Event()
+    async with kafka.producer(bus) as p:
+        for e in before:
+            await p.send(name, value=e.encode())
+        await p.flush()
+
+        async def keep_writing() -> int:  # an entry every 20 ms, as a busy router does
+            n = 0
+            while not stop_writing.is_set():
+                entry = next(later, None)
+                if entry is None:
+                    break
+                await p.send_and_wait(name, value=entry.encode())
+                n += 1
+                await asyncio.sleep(0.02)
+            return n
+
+        writing = asyncio.create_task(keep_writing())
+        db = await asyncio.to_thread(open_archive, f"sqlite:///{tmp_path / 'busy.sqlite'}")
+        try:
+            began = time.monotonic()
+            first = await asyncio.wait_for(Archiver(bus, db, topic=name).run(), 60)
+            took = time.monotonic() - began
+            # what 'audit verify' and 'audit query' read ends the same way
+            assert len(await asyncio.wait_for(read_log(bus, name), 60)) >= first.read
+            stop_writing.set()
+            written = await writing
+            print(f"--once read {first.read} entries in {took:.1f} s; {written} written meanwhile")
+            assert first.read >= len(before)  # all that was there when it began
+            assert first.added == first.read == await asyncio.to_thread(db.count)
+            rest = await Archiver(bus, db, topic=name).run()  # the rest, nothing twice
+            assert (first.read + rest.read, await asyncio.to_thread(db.count)) == (
+                len(before) + written,
+                len(before) + written,
+            )
+        finally:
+            stop_writing.set()
+            await asyncio.gather(writing, return_exceptions=True)
+            db.close()
