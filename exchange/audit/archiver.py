@@ -75,7 +75,7 @@ class Archiver:
                 await c.seek_to_beginning(tp)
         # --once stops at the end of the log as it was when it began: on a busy bus routers
         # append entries all the time, and waiting for a quiet moment would never end
-        end = kafka.LogEnd(await c.end_offsets(tps))
+        end = kafka.LogEnd(c, await c.end_offsets(tps))
         done = ArchiveRun()
         while not stop.is_set():
             batch = await c.getmany(timeout_ms=500, max_records=self.batch)

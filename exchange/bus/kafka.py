@@ -160,16 +160,28 @@ def consumer(bus: Connection, *topics: str, **overrides: Any) -> AIOKafkaConsume
 
 
 async def ensure_topics(
-    bus: Connection, names: Iterable[str], *, partitions: int | None = 1
+    bus: Connection,
+    names: Iterable[str],
+    *,
+    partitions: int | None = 1,
+    others_may_create: bool = False,
 ) -> None:
     """Create the topics that do not exist yet (idempotent), configured for what they hold.
 
     Replication, ``min.insync.replicas`` and retention or compaction come from the
     connection's topic policy, by topic family; ``partitions``: None for the policy's
-    (``EXCHANGE_PARTITIONS``).
+    (``EXCHANGE_PARTITIONS``). ``others_may_create``: a topic this principal has no right
+    to create is waited for, made by whoever has (a department's delivery topic: the
+    router makes it when it applies the subscription), not refused at once.
     """
     async with admin(bus) as client:
-        await create_missing_topics(client, sorted(set(names)), bus.topics, partitions=partitions)
+        await create_missing_topics(
+            client,
+            sorted(set(names)),
+            bus.topics,
+            partitions=partitions,
+            others_may_create=others_may_create,
+        )
 
 
 #: topics per CreateTopics request: Apache Kafka refuses a request that would write too many
@@ -181,6 +193,10 @@ CREATE_BATCH = 500
 CREATE_STALL_S = 90.0
 _TOPIC_EXISTS = 36  # TOPIC_ALREADY_EXISTS
 _THROTTLED = 89  # THROTTLING_QUOTA_EXCEEDED: retriable, though aiokafka does not say so
+_OTHERS_CREATE = (
+    "not this principal's to create (TopicAuthorizationFailedError); waited for whoever "
+    "may create it (the router makes each subscriber's delivery topic: is it running?)"
+)
 
 
 async def create_missing_topics(
@@ -189,6 +205,7 @@ async def create_missing_topics(
     policy: topic_config.TopicPolicy,
     *,
     partitions: int | None = 1,
+    others_may_create: bool = False,
 ) -> list[str]:
     """:func:`ensure_topics` with a started admin client (any credentials); the topics made.
 
@@ -205,18 +222,19 @@ async def create_missing_topics(
     wanted = sorted(set(names))
     missing = await _missing_topics(admin, wanted)
     made = list(missing)
-    failures = await _ask_to_create(admin, missing, policy, partitions)
+    failures = await _ask_to_create(admin, missing, policy, partitions, others_may_create)
     last_change, before = time.monotonic(), len(missing)
     while missing:
         await asyncio.sleep(0.5)
         missing = await _missing_topics(admin, missing)
         if len(missing) < before:
             last_change, before = time.monotonic(), len(missing)
-        retry = [n for n in missing if n in failures]
-        if retry:  # refused for a while (a timeout, a busy controller): ask again
+        # refused for a while (a timeout, a busy controller): ask again
+        retry = [n for n in missing if n in failures and failures[n] != _OTHERS_CREATE]
+        if retry:
             failures = {
                 **{n: why for n, why in failures.items() if n not in retry},
-                **await _ask_to_create(admin, retry, policy, partitions),
+                **await _ask_to_create(admin, retry, policy, partitions, others_may_create),
             }
         if missing and time.monotonic() - last_change > CREATE_STALL_S:
             named = ", ".join(
@@ -235,8 +253,10 @@ async def _ask_to_create(
     names: list[str],
     policy: topic_config.TopicPolicy,
     partitions: int | None,
+    others_may_create: bool = False,
 ) -> dict[str, str]:
-    """Send CreateTopics for ``names`` in batches; the topics to ask for again, and why."""
+    """Send CreateTopics for ``names`` in batches; the topics to ask for again, and why
+    (:data:`_OTHERS_CREATE`: not to ask again, but to wait for)."""
     failures: dict[str, str] = {}
     for at in range(0, len(names), CREATE_BATCH):
         batch = names[at : at + CREATE_BATCH]
@@ -251,6 +271,9 @@ async def _ask_to_create(
             if code in (0, _TOPIC_EXISTS):
                 continue
             error = aiokafka_errors.for_code(code)
+            if others_may_create and code == _NOT_AUTHORIZED:
+                failures[name] = _OTHERS_CREATE
+                continue
             if not error.retriable and code != _THROTTLED:
                 raise BrokerUnavailable(
                     f"the broker refused to create topic {name}: {error.__name__} "
@@ -399,10 +422,8 @@ async def drain(
     ``offsets_timeout_ms``: how long to wait for the end offsets (default: the consumer's
     request timeout); past it aiokafka's ``KafkaTimeoutError`` propagates."""
     ends = await c._fetcher.end_offsets(tps, offsets_timeout_ms or c._request_timeout_ms)
-    end = LogEnd(ends)
-    # a consumer that fetched before knows the high watermarks already: a partition read
-    # up to them and to the end offsets needs no new fetch (that would wait for records)
-    end.observe(c, tps)
+    end = LogEnd(c, ends)
+    await end.settle(c, tps)
     out: list[Any] = []
     deadline = asyncio.get_running_loop().time() + timeout_s
     while pending := await end.pending(c, tps):
@@ -418,21 +439,39 @@ async def drain(
 class LogEnd:
     """Where each partition ended when a reader began, so that reading a busy topic ends.
 
-    The end offsets asked at the start may be low on the embedded broker, so each
-    partition's end is raised once, to the high watermark its first fetch response
-    carries (right on both brokers), and then fixed: following the high watermark on
-    (as this did before) never ended while routers kept appending to the topic.
+    Apache Kafka answers end offsets exactly: they are the end. The embedded broker's may
+    be low, so there each partition's end is raised once, to the high watermark of the
+    first fetch response that arrives after the reading began, and then fixed: following
+    the high watermark on never ended while routers kept appending to the topic. A high
+    watermark a long-lived consumer saw before may be stale, even that of another topic
+    of the same name, deleted and created again since, so it is not taken as the end.
+    (On Kafka a fetch session's answer leaves out partitions with nothing new, so no
+    fresh high watermark may ever come: another reason to trust its end offsets.)
     """
 
-    def __init__(self, ends: dict[TopicPartition, int]) -> None:
+    def __init__(self, c: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
         self.ends = dict(ends)
-        self._known: set[TopicPartition] = set()
+        # the consumers made for Apache Kafka (consumer()) are SessionConsumers
+        self._exact = isinstance(c, SessionConsumer)
+        self._known: set[TopicPartition] = set(ends) if self._exact else set()
+        self._since_ms = int(1000 * time.time())  # aiokafka stamps fetch responses so
 
-    def observe(self, c: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
-        """Take the first high watermark known for each of ``tps``."""
+    async def settle(self, c: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+        """Count as read to its end each partition ``c`` has fetched before and read up to
+        both the end offsets and the last high watermark it saw: a new fetch would only
+        wait for records. The others wait for a fresh fetch response."""
         for tp in tps:
             hw = c.highwater(tp)
-            if hw is not None and tp not in self._known:
+            if hw is not None and await c.position(tp) >= max(hw, self.ends[tp]):
+                self._known.add(tp)
+
+    def observe(self, c: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+        """Take the first high watermark fetched since the reading began for each of ``tps``."""
+        for tp in tps:
+            if tp in self._known:
+                continue
+            hw, at = c.highwater(tp), c.last_poll_timestamp(tp)
+            if hw is not None and at is not None and at >= self._since_ms:
                 self._known.add(tp)
                 self.ends[tp] = max(self.ends[tp], hw)
 

@@ -135,7 +135,7 @@ async def find_received(
 
 async def _scan(c: Any, tps: list[Any], wanted: bytes) -> list[Any]:
     """Every record whose ``gov-record-id`` header is ``wanted`` (headers only, no decode)."""
-    end = kafka.LogEnd(await c.end_offsets(tps))  # where each partition ends now
+    end = kafka.LogEnd(c, await c.end_offsets(tps))  # where each partition ends now
     found: list[Any] = []
     while pending := await end.pending(c, tps):
         batch = await c.getmany(*pending, timeout_ms=200)

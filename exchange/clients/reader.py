@@ -146,7 +146,9 @@ class Reader:
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        await kafka.ensure_topics(self.bus, [self.topic], partitions=None)
+        # a department may not create its delivery topic: the router makes it when it
+        # applies the subscription, which may be a moment after subscribe() returned
+        await kafka.ensure_topics(self.bus, [self.topic], partitions=None, others_may_create=True)
         c = kafka.consumer(self.bus, group_id=self.group)
         try:  # closed if the start fails or is cancelled half-way
             await c.start()

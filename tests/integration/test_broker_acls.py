@@ -35,6 +35,7 @@ from exchange.clients.publisher import Publisher
 from exchange.clients.reader import Reader
 from exchange.control import catalog_store
 from exchange.dev import sample
+from exchange.errors import BrokerUnavailable
 from exchange.router.loop import Router
 
 pytestmark = [
@@ -224,3 +225,26 @@ async def test_wrong_password_is_refused(scenario: Bus) -> None:
     police = scenario.principals.of("police").as_user("police", Secret("not-the-password"))
     with pytest.raises(KafkaError):
         await read_one(police, topics.CATALOG)
+
+
+async def test_a_reader_waits_for_the_router_to_make_its_delivery_topic(
+    principals: Principals,
+) -> None:
+    """A department may not create topics: a Reader started on its delivery topic before the
+    router has made it (a moment after subscribe() returned) waits for it, not refuses."""
+    from exchange.bus import kafka
+
+    hrss = principals.of("hrss")
+    topic = topics.delivery(consumer="hrss", resource=f"not_yet_{uuid.uuid4().hex[:8]}")
+    with pytest.raises(BrokerUnavailable, match=f"refused to create topic {topic}"):
+        await kafka.ensure_topics(hrss, [topic])  # as before: refused at once
+
+    reader = Reader(hrss, topic)
+    started = asyncio.create_task(reader.start())
+    await asyncio.sleep(2)
+    assert not started.done(), "the reader did not wait for its delivery topic"
+    await kafka.ensure_topics(principals.of(acls.ROUTER), [topic], partitions=None)
+    try:
+        await asyncio.wait_for(started, 30)  # once the topic is there, as the router made it
+    finally:
+        await reader.stop()
