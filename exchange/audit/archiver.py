@@ -23,9 +23,14 @@ from exchange.audit.verify import ChainChecker, Position
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
 from exchange.bus.kafka import ensure_control_topics
+from exchange.errors import BrokerUnavailable
 from exchange.metrics import AuditMetrics
 
 log = logging.getLogger(__name__)
+
+#: how long ``--once`` waits for a read position to move before it gives up with an error
+#: naming where it stands (a broker that stops answering fetches must not hang a cron job)
+ONCE_STALL_S = 60.0
 
 
 @dataclass
@@ -77,6 +82,8 @@ class Archiver:
         # append entries all the time, and waiting for a quiet moment would never end
         end = kafka.LogEnd(c, await c.end_offsets(tps))
         done = ArchiveRun()
+        loop = asyncio.get_running_loop()
+        moved_at, where = loop.time(), await self._positions(c, tps)
         while not stop.is_set():
             batch = await c.getmany(timeout_ms=500, max_records=self.batch)
             items = []
@@ -92,9 +99,33 @@ class Archiver:
                 )
             if not follow:
                 end.observe(c, tps)
-                if not await end.pending(c, tps):
+                pending = await end.pending(c, tps)
+                if not pending:
                     break
+                now = await self._positions(c, tps)
+                if now != where:
+                    moved_at, where = loop.time(), now
+                elif loop.time() - moved_at > ONCE_STALL_S:
+                    raise BrokerUnavailable(self._stalled(pending, where, end.ends))
         return done
+
+    @staticmethod
+    async def _positions(c: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: await c.position(tp) for tp in tps}
+
+    def _stalled(
+        self,
+        pending: list[TopicPartition],
+        at: dict[TopicPartition, int],
+        ends: dict[TopicPartition, int],
+    ) -> str:
+        parts = ", ".join(
+            f"partition {tp.partition} at offset {at[tp]} of {ends[tp]}" for tp in pending
+        )
+        return (
+            f"{self.topic} did not move for {ONCE_STALL_S:.0f} s before its end ({parts}) "
+            f"on {self.bus.describe()}: what was archived is kept; run it again to go on"
+        )
 
     def _check(self, item: tuple[Position, Any]) -> tuple[Position, Any]:
         pos, entry = item
