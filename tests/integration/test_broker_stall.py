@@ -143,38 +143,37 @@ async def test_archive_once_names_where_a_frozen_broker_left_it(
             await p.send(name, value=value)
     assert own_broker.process is not None
     pid = own_broker.process.pid
-    db = open_archive(str(tmp_path / "audit.sqlite"))
-    store = db.store
+    with open_archive(str(tmp_path / "audit.sqlite")) as db:  # closed however it ends
+        store = db.store
 
-    def freeze_then_store(*args: Any) -> int:  # the broker freezes after the first batch
-        os.kill(pid, signal.SIGSTOP)
-        return store(*args)
+        def freeze_then_store(*args: Any) -> int:  # the broker freezes after the first batch
+            os.kill(pid, signal.SIGSTOP)
+            return store(*args)
 
-    monkeypatch.setattr(db, "store", freeze_then_store)
-    make_consumer = kafka.consumer
+        monkeypatch.setattr(db, "store", freeze_then_store)
+        make_consumer = kafka.consumer
 
-    def small_fetches(bus: Any, *topics: str, **options: Any) -> Any:
-        limits = {"fetch_max_bytes": FETCH_BYTES, "max_partition_fetch_bytes": FETCH_BYTES}
-        return make_consumer(bus, *topics, **{**limits, **options})
+        def small_fetches(bus: Any, *topics: str, **options: Any) -> Any:
+            limits = {"fetch_max_bytes": FETCH_BYTES, "max_partition_fetch_bytes": FETCH_BYTES}
+            return make_consumer(bus, *topics, **{**limits, **options})
 
-    monkeypatch.setattr(kafka, "consumer", small_fetches)
-    monkeypatch.setattr(archiver, "ONCE_STALL_S", 3.0)
-    began = time.monotonic()
-    try:
-        with pytest.raises(BrokerUnavailable) as refused:
-            await archiver.Archiver(bs, db, topic=name, batch=500).run()
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    took = time.monotonic() - began
-    message = str(refused.value)
-    print(f"after {took:.1f} s: {message}")
-    where = re.search(rf"{re.escape(name)} did not move for 3 s before its end "
-                      rf"\(partition 0 at offset (\d+) of {ENTRIES}\)", message)  # fmt: skip
-    assert where is not None, message
-    assert 0 < int(where[1]) == db.count() < ENTRIES  # what was archived is kept
-    assert "run it again to go on" in message
-    assert took < 30
-    monkeypatch.setattr(db, "store", store)
-    rest = await archiver.Archiver(bs, db, topic=name).run()  # and the next run goes on
-    assert (rest.read, db.count()) == (ENTRIES - int(where[1]), ENTRIES)
-    db.close()
+        monkeypatch.setattr(kafka, "consumer", small_fetches)
+        monkeypatch.setattr(archiver, "ONCE_STALL_S", 3.0)
+        began = time.monotonic()
+        try:
+            with pytest.raises(BrokerUnavailable) as refused:
+                await archiver.Archiver(bs, db, topic=name, batch=500).run()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        took = time.monotonic() - began
+        message = str(refused.value)
+        print(f"after {took:.1f} s: {message}")
+        where = re.search(rf"{re.escape(name)} did not move for 3 s before its end "
+                          rf"\(partition 0 at offset (\d+) of {ENTRIES}\)", message)  # fmt: skip
+        assert where is not None, message
+        assert 0 < int(where[1]) == db.count() < ENTRIES  # what was archived is kept
+        assert "run it again to go on" in message
+        assert took < 30
+        monkeypatch.setattr(db, "store", store)
+        rest = await archiver.Archiver(bs, db, topic=name).run()  # and the next run goes on
+        assert (rest.read, db.count()) == (ENTRIES - int(where[1]), ENTRIES)
