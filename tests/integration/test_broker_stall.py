@@ -169,9 +169,11 @@ async def test_archive_once_names_where_a_frozen_broker_left_it(
         message = str(refused.value)
         print(f"after {took:.1f} s: {message}")
         where = re.search(rf"{re.escape(name)} did not move for 3 s before its end "
-                          rf"\(partition 0 at offset (\d+) of {ENTRIES}\)", message)  # fmt: skip
+                          r"\(partition 0 at offset (\d+) of (\d+)\)", message)  # fmt: skip
         assert where is not None, message
-        assert 0 < int(where[1]) == db.count() < ENTRIES  # what was archived is kept
+        # The end named is the first high watermark the reading saw; the embedded broker may
+        # report one a little behind what it has acknowledged (CI saw 2,773 of 3,000).
+        assert 0 < int(where[1]) == db.count() < int(where[2]) <= ENTRIES, message
         assert "run it again to go on" in message
         assert took < 30
         monkeypatch.setattr(db, "store", store)
