@@ -66,6 +66,7 @@ from exchange.clients.publisher import Publisher
 from exchange.control import catalog_store
 from exchange.dev import profiling, sample
 from exchange.dev.broker import given_or_embedded
+from exchange.dev.proc_cpu import process_cpu_seconds
 from exchange.gateway.workers import default_workers
 from exchange.http.server import free_port
 
@@ -175,15 +176,6 @@ class Run:
         return f"{self.name} @{self.offered:.0f}/s" if self.offered is not None else self.name
 
 
-def _cpu_s(pid: int | None) -> float:
-    """CPU seconds (user + system) process ``pid`` used so far; 0 if unknown (not Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except (OSError, TypeError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _tree(pid: int) -> list[int]:
     """``pid`` and its descendants (a gateway's workers), from /proc; [pid] if unknown."""
     found, i = [pid], 0
@@ -199,7 +191,7 @@ def _tree(pid: int) -> list[int]:
 
 def _tree_cpu_s(pids: list[int]) -> float:
     """CPU seconds the processes ``pids`` and their descendants used so far (living ones)."""
-    return sum(_cpu_s(p) for pid in pids for p in _tree(pid))
+    return sum(process_cpu_seconds(p) for pid in pids for p in _tree(pid))
 
 
 def _machine() -> tuple[int, int]:
@@ -284,13 +276,13 @@ def _wrk(
     if profile is not None and servers:
         label = name if rate is None else f"{name} paced"
         spy = profiling.start(servers[0], profile / label.replace(" ", ""), seconds)
-    cpu, broker_cpu = _tree_cpu_s(servers), _cpu_s(broker)
+    cpu, broker_cpu = _tree_cpu_s(servers), process_cpu_seconds(broker)
     machine, started = _machine(), time.monotonic()
     out = subprocess.run(
         [*command, "-s", str(script), url], capture_output=True, text=True, check=True
     ).stdout
     elapsed = time.monotonic() - started
-    cpu, broker_cpu = _tree_cpu_s(servers) - cpu, _cpu_s(broker) - broker_cpu
+    cpu, broker_cpu = _tree_cpu_s(servers) - cpu, process_cpu_seconds(broker) - broker_cpu
     busy, total = (now - then for now, then in zip(_machine(), machine, strict=True))
     if spy is not None:
         profiling.finish(spy)
