@@ -81,6 +81,11 @@ class ProgressWriter:
         await registry.register_all(producer, SCHEMAS)
         self._task = asyncio.create_task(self._write_loop(), name="backfill-progress")
 
+    @property
+    def pending(self) -> int:
+        """Progress records queued and not yet handed to the producer."""
+        return self._queue.qsize()
+
     def write(self, progress: Progress) -> None:
         """Write ``progress`` after every record queued before it."""
         self.book.note(progress)
