@@ -77,6 +77,8 @@ def router(
             backfill=s.router_backfill,
             backfill_chunk=s.router_backfill_chunk,
             quality_interval_s=s.router_quality_check_s,
+            # views made after start-up (grants approved while it runs): frozen once settled
+            refreezer=heap.Refreezer(),
         )
         if s.audit_trace_key is None:
             typer.secho(

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import os
 import socket
 import time
@@ -53,6 +54,7 @@ from exchange.bus.outbox import Outbox
 from exchange.bus.send_queue import SendQueue
 from exchange.control.catalog_store import CONTROL_SCHEMAS
 from exchange.control.state import ControlFollower, ControlState
+from exchange.heap import Refreezer
 from exchange.lifecycle import AsyncService
 from exchange.metrics import RouterMetrics
 from exchange.router import book_writer
@@ -73,6 +75,8 @@ from exchange.router.view import CompiledView
 from exchange.router.view_table import ViewTable
 from exchange.router.watchdog import BrokerWatchdog
 from exchange.sharing.records import GrantEvent
+
+log = logging.getLogger(__name__)
 
 MAX_UNSETTLED = 64  # batches routed and not yet settled, at most
 #: longest fetch wait while a backfill waits for its records in flight to be acknowledged
@@ -109,6 +113,7 @@ class Router(AsyncService):
         backfill: bool = True,
         backfill_chunk: int | None = None,
         quality_interval_s: float = 60.0,
+        refreezer: Refreezer | None = None,
     ) -> None:
         check_mask_secret(master_secret, development=bus.development)  # no public secret
         self.bus = bus
@@ -163,6 +168,9 @@ class Router(AsyncService):
         self.state.on_catalog_refused = self.notices.catalog_refused
         #: pauses routing while the control state is rebuilt after a reset of the topics
         self.guard = ControlResetGuard(self)
+        #: freezes the heap again once new views have settled (None: the heap is not the
+        #: router's own, as in a test or an embedding program; `exchange router` sets it)
+        self.refreezer = refreezer
         self.follower.on_reset = self.guard.tripped
 
     def _on_grant_event(self, event: GrantEvent, refused: str | None) -> None:
@@ -239,6 +247,8 @@ class Router(AsyncService):
         """
         before = self.view_table.views
         now = await self.view_table.recompile(everything=everything, reuse=reuse)
+        if self.refreezer is not None:
+            self.refreezer.changed()
         self._watch_sources()
         if now is not None:
             self._retract(before, now)
@@ -465,6 +475,10 @@ class Router(AsyncService):
             await self.recompile()
         elif self.notices.watch_due():
             self.notices.watch(dt.datetime.now(dt.UTC))
+        elif self.refreezer is not None and self.refreezer.due:
+            refrozen = self.refreezer.poll()
+            if refrozen is not None:
+                log.info("%s", refrozen)
         if self._sources is not None:
             self._sources.poll()
         # a partition whose filtered views' keys are not known yet is not routed (nor
