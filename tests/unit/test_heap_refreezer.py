@@ -27,10 +27,15 @@ class Node:
 
 @pytest.fixture
 def thawed() -> Iterator[None]:
-    """Each test starts and ends with nothing frozen (the test process's heap is shared)."""
+    """Each test starts and ends with nothing frozen (the test process's heap is shared),
+    and no collection runs but the ones the test makes (or the Refreezer does)."""
     gc.unfreeze()
-    yield
-    gc.unfreeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def long_lived(count: int) -> list[Node]:
