@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import time
-from types import TracebackType
 from typing import Any
 
 
@@ -41,12 +40,7 @@ class GcPauses:
         gc.callbacks.append(self._observe)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         gc.callbacks.remove(self._observe)
 
     def __str__(self) -> str:
