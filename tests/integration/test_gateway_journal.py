@@ -49,11 +49,19 @@ ASKED = 300
 
 
 def _journaled(folder: Path) -> int:
-    """Records the journals in ``folder`` hold (a killed writer's WAL is read too)."""
+    """Records the journals in ``folder`` hold (a killed writer's WAL is read too).
+
+    A journal a restarted gateway is making may not have its table yet: counted as empty
+    (a clean-clone run once read one in that instant).
+    """
     held = 0
     for path in journals(folder):
         with sqlite3.connect(path) as db:
-            held += db.execute("SELECT count(*) FROM records").fetchone()[0]
+            made = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'"
+            ).fetchone()
+            if made:
+                held += db.execute("SELECT count(*) FROM records").fetchone()[0]
     return held
 
 
