@@ -11,16 +11,21 @@ same here, for an :class:`~exchange.audit.writer.AuditWriter` given an
 * **Durable before the answer.** ``send`` appends the record (the chain's key and the
   entry's Avro bytes, sealed: the hash chain is made before the journal sees it) to the
   journal, an SQLite file of the process's own (WAL, ``synchronous=FULL``: a commit is on
-  disk when it returns). The records of one turn of the event loop go in one transaction,
-  in a thread of their own (about 0.2 ms on this machine's disk), and the future ``send``
-  returns is done once that transaction is committed. A process killed after that, or a
-  machine that loses power, leaves the entry in the file.
+  disk when it returns). The records go in one transaction at a time, in a thread of their
+  own (about 0.2 ms of wall time and 0.12 ms of CPU on this machine's disk, whatever the
+  number of records): those sent while a transaction is being committed wait for it and
+  go together in the next one (group commit), so that under load the cost of the sync is
+  shared by many answers rather than paid by each. The future ``send`` returns is done
+  once its transaction is committed. A process killed after that, or a machine that loses
+  power, leaves the entry in the file.
 * **Shipped behind the answers.** A task sends the journal's records to ``gov.audit`` in
   order, one record batch in flight at a time (aiokafka's batch API, acks=all), waiting at
   most ``linger_ms`` for more when idle; a failed batch is sent again (after 0.1 s, then
   longer) before anything after it, so the chain reaches the topic in order (a batch sent
   twice leaves duplicates that ``exchange audit verify`` tells apart from insertions: same
-  seq, same hash). Shipped records are deleted from the journal.
+  seq, same hash). Shipped records are deleted from the journal in the next append's
+  transaction (no sync of their own), or by a deletion of their own when no record has
+  been appended for :data:`FORGET_S`: a crash re-sends at most that much.
 * **A bounded window.** While the oldest record not yet acknowledged by ``gov.audit`` is
   older than ``window_s`` (:data:`WINDOW_S`), or more than ``max_unshipped`` records wait,
   ``send`` refuses (:class:`AccessLogBehind`) and the gateway answers 503: it never runs
@@ -70,6 +75,8 @@ MAX_UNSHIPPED = 100_000
 CLOSE_WAIT_S = 5.0
 #: how long start() keeps trying to send a gone process's journal before it gives up
 RECOVER_WAIT_S = 60.0
+#: how long shipped records may stay in the file when no append comes to delete them
+FORGET_S = 1.0
 SUFFIX = ".journal"
 _BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0)
 
@@ -101,10 +108,13 @@ class JournalFile:
         row = self._db.execute("SELECT max(id) FROM records").fetchone()
         return int(row[0] or 0)
 
-    def append(self, rows: list[tuple[int, bytes | None, bytes]]) -> None:
-        """Write ``(id, key, value)`` rows in one transaction, durable when this returns."""
+    def append(self, rows: list[tuple[int, bytes | None, bytes]], forget_upto: int = 0) -> None:
+        """Write ``(id, key, value)`` rows in one transaction, durable when this returns;
+        the same transaction deletes the records up to id ``forget_upto`` (shipped)."""
         with self._db:
             self._db.execute("BEGIN")
+            if forget_upto:
+                self._db.execute("DELETE FROM records WHERE id <= ?", (forget_upto,))
             self._db.executemany("INSERT INTO records (id, key, value) VALUES (?, ?, ?)", rows)
 
     def shipped(self, upto: int) -> None:
@@ -189,12 +199,15 @@ class AuditJournal:
         #: appended this turn of the event loop, not yet handed to the journal's thread
         self._buffer: list[tuple[int, bytes | None, bytes]] = []
         self._buffered: asyncio.Future[None] | None = None
+        self._writing = False  # a transaction is being committed in the journal's thread
         #: durable in the journal, not yet acknowledged by the broker, oldest first
         self._unshipped: deque[_Record] = deque()
         self._wake = asyncio.Event()
         self._shipper: asyncio.Task[None] | None = None
         self._deleting: asyncio.Future[None] | None = None
         self._shipped_upto = 0
+        self._deleted_upto = 0  # deleted from the file (or being deleted)
+        self._forget_timer: asyncio.TimerHandle | None = None
         self._partitions: dict[bytes | None, int] = {}
         self._failure: BaseException | None = None  # the journal's file could not be written
         self._closed = False
@@ -260,11 +273,21 @@ class AuditJournal:
         return self._buffered
 
     def _flush(self) -> None:
+        """Hand the buffered records to the journal's thread, unless a transaction is being
+        committed: then they go in the next one, when it is done (:meth:`_written`)."""
+        if self._writing or not self._buffer:
+            return
         rows, done = self._buffer, self._buffered
         self._buffer, self._buffered = [], None
         assert done is not None
         assert self._file is not None
-        written = asyncio.get_running_loop().run_in_executor(self._io, self._file.append, rows)
+        forget = self._shipped_upto if self._shipped_upto > self._deleted_upto else 0
+        if forget:
+            self._deleted_upto = forget
+        self._writing = True
+        written = asyncio.get_running_loop().run_in_executor(
+            self._io, self._file.append, rows, forget
+        )
         written.add_done_callback(lambda w: self._written(w, rows, done))
 
     def _written(
@@ -273,19 +296,23 @@ class AuditJournal:
         rows: list[tuple[int, bytes | None, bytes]],
         done: asyncio.Future[None],
     ) -> None:
+        self._writing = False
         exc = written.exception()
         if exc is not None:
             log.error("the audit journal %s cannot be written: %s", self.path, exc)
             self._failure = exc
-            if not done.done():
-                done.set_exception(exc)
-                done.exception()  # retrieved: each writer sees it when it waits
+            for failed in (done, self._buffered):  # and the records waiting for the next one
+                if failed is not None and not failed.done():
+                    failed.set_exception(exc)
+                    failed.exception()  # retrieved: each writer sees it when it waits
+            self._buffer, self._buffered = [], None
             return
         now = time.monotonic()
         self._unshipped.extend(_Record(i, k, v, now) for i, k, v in rows)
         self._wake.set()
         if not done.done():
             done.set_result(None)
+        self._flush()  # what was sent meanwhile: the next transaction
 
     async def _ship_forever(self) -> None:
         failures = 0
@@ -356,11 +383,21 @@ class AuditJournal:
         return partition
 
     def _forget_shipped(self) -> None:
-        """Delete the shipped records from the file: one deletion at a time, the newest id."""
-        if self._deleting is not None and not self._deleting.done():
+        """Have the shipped records deleted from the file: by the next append's transaction,
+        or by a deletion of their own if none comes within :data:`FORGET_S`."""
+        if self._forget_timer is None:
+            self._forget_timer = asyncio.get_running_loop().call_later(
+                FORGET_S, self._delete_shipped
+            )
+
+    def _delete_shipped(self) -> None:
+        self._forget_timer = None
+        if self._shipped_upto <= self._deleted_upto or self._file is None:
             return
-        assert self._file is not None
-        upto = self._shipped_upto
+        if self._deleting is not None and not self._deleting.done():
+            self._forget_shipped()  # the last one still running: look again later
+            return
+        upto = self._deleted_upto = self._shipped_upto
         self._deleting = asyncio.get_running_loop().run_in_executor(
             self._io, self._file.shipped, upto
         )
@@ -438,6 +475,9 @@ class AuditJournal:
                 shipper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await shipper
+        if self._forget_timer is not None:
+            self._forget_timer.cancel()
+            self._forget_timer = None
         if self._deleting is not None:
             with contextlib.suppress(Exception):
                 await self._deleting

@@ -1,7 +1,7 @@
 """Benchmark of the query gateway (接口调用) against a baseline measured in the same run.
 
 ``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]
-[--workers W] [--rate R] [--against TREE] [--profile DIR]``
+[--workers W] [--rate R] [--against TREE] [--profile DIR [--profile-cpu]]``
 
 Starts an embedded broker (or uses ``EXCHANGE_BOOTSTRAP_SERVERS``), loads the sample
 catalog, gives hrss a data grant on population_basic with a mask and a row filter,
@@ -259,6 +259,7 @@ def _wrk(
     pids: tuple[list[int], int | None] = ([], None),
     profile: Path | None = None,
     rate: float | None = None,
+    profile_idle: bool = True,
 ) -> Run:
     """wrk against ``url`` (served by the processes ``pids[0]`` and their children, broker
     ``pids[1]``): closed loop, or paced at ``rate`` lookups/s; with ``profile``, py-spy
@@ -275,7 +276,8 @@ def _wrk(
     spy = None
     if profile is not None and servers:
         label = name if rate is None else f"{name} paced"
-        spy = profiling.start(servers[0], profile / label.replace(" ", ""), seconds)
+        stem = profile / label.replace(" ", "")
+        spy = profiling.start(servers[0], stem, seconds, idle=profile_idle)
     cpu, broker_cpu = _tree_cpu_s(servers), process_cpu_seconds(broker)
     machine, started = _machine(), time.monotonic()
     out = subprocess.run(
@@ -330,6 +332,7 @@ def run(
     workers: int = 2,
     rate: float = TARGET_RPS,
     against: Path | None = None,
+    profile_idle: bool = True,
 ) -> list[Run]:
     """Each server measured in turn: stack, baseline, gateway of one process, then of
     ``workers`` processes each (workers > 1); the baselines and gateways first paced at
@@ -354,8 +357,19 @@ def run(
             _wrk(url, workdir, 3, connections, name)  # warm-up
             paces = [] if name.startswith("stack") else [rate]  # the target's rows
             for pace in [*paces, None]:
+                measured = (pids, *watched)
                 results.append(
-                    _wrk(url, workdir, seconds, connections, name, (pids, *watched), profile, pace)
+                    _wrk(
+                        url,
+                        workdir,
+                        seconds,
+                        connections,
+                        name,
+                        measured,
+                        profile,
+                        pace,
+                        profile_idle,
+                    )
                 )
         return results
     finally:
@@ -564,6 +578,12 @@ def main() -> None:
         "where its time went, DIR/<name>.folded holds the stacks",
     )
     parser.add_argument(
+        "--profile-cpu",
+        action="store_true",
+        help="with --profile: sample threads only while they run on a CPU, so that the "
+        "shares are of CPU time (by default waiting threads are sampled too: wall time)",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=TARGET_RPS,
@@ -586,6 +606,7 @@ def main() -> None:
         args.workers,
         args.rate,
         args.against,
+        not args.profile_cpu,
     )
     print(report(results, args.connections))
     if args.profile is not None:

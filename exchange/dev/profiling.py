@@ -23,11 +23,14 @@ TOP = 30
 class Spy:
     process: subprocess.Popen[bytes]
     stem: Path
+    idle: bool = True
 
 
-def start(pid: int, stem: Path, seconds: int) -> Spy:
+def start(pid: int, stem: Path, seconds: int, *, idle: bool = True) -> Spy:
     """Sample ``pid`` (and its child processes: a gateway's workers) for ``seconds`` into
-    ``<stem>.folded`` (in the background)."""
+    ``<stem>.folded`` (in the background). ``idle``: threads waiting (on a lock, a socket, a
+    disk) are sampled too, so the shares are of wall time; without it, only threads running
+    on a CPU are, so the shares are of the process's CPU time."""
     spy = shutil.which("py-spy")
     if spy is None:
         raise SystemExit("--profile needs py-spy on the PATH: pip install py-spy")
@@ -36,7 +39,7 @@ def start(pid: int, stem: Path, seconds: int) -> Spy:
     command += [
         "--rate",
         str(RATE_HZ),
-        "--idle",
+        *(["--idle"] if idle else []),
         "--nonblocking",
         "--subprocesses",
         "--format",
@@ -47,7 +50,7 @@ def start(pid: int, stem: Path, seconds: int) -> Spy:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return Spy(process, stem)
+    return Spy(process, stem, idle)
 
 
 def finish(spy: Spy) -> Path:
@@ -55,11 +58,11 @@ def finish(spy: Spy) -> Path:
     spy.process.wait(60)
     folded = spy.stem.with_suffix(".folded")
     summary = spy.stem.with_suffix(".txt")
-    summary.write_text(summarize(folded.read_text() if folded.exists() else ""))
+    summary.write_text(summarize(folded.read_text() if folded.exists() else "", spy.idle))
     return summary
 
 
-def summarize(folded: str) -> str:
+def summarize(folded: str, idle: bool = True) -> str:
     """The top functions of collapsed stacks, inclusive and self, in % of all samples."""
     inclusive: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
@@ -76,7 +79,8 @@ def summarize(folded: str) -> str:
             inclusive[frame] += n
     if total == 0:
         return "no samples (was py-spy allowed to attach? it needs ptrace)\n"
-    lines = [f"{total} samples at {RATE_HZ} Hz, idle frames included", "", "inclusive:"]
+    kind = "idle frames included" if idle else "on a CPU only"
+    lines = [f"{total} samples at {RATE_HZ} Hz, {kind}", "", "inclusive:"]
     lines += [f"{100 * n / total:6.1f}%  {f}" for f, n in inclusive.most_common(TOP)]
     lines += ["", "self:"]
     lines += [f"{100 * n / total:6.1f}%  {f}" for f, n in leaf.most_common(TOP)]

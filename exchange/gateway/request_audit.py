@@ -9,7 +9,7 @@ journal is shipped by the next gateway started on the same store). Past the jour
 window (entries waiting for the broker longer than :data:`~exchange.audit.journal.WINDOW_S`),
 the writer refuses and the request is answered 503. Entries of concurrent requests travel
 together: those of the requests answered in one turn of the event loop are handed to the
-writer in one call (one lock, one journal transaction, one wait). If a write fails, every
+writer in one call (one lock, one journal append, one wait). If a write fails, every
 request of its turn is told so (and withholds its answer), even though some of their
 entries may have been written: the log may hold an entry for an answer withheld, never an
 answer without its entry.
@@ -31,7 +31,13 @@ from exchange.audit.entry import Action, Decision, Draft
 from exchange.audit.writer import AuditWriter
 from exchange.sharing.limits import MAX_AUDIT_TEXT, safe
 
+#: how long the audit producer waits for more entries before sending (ms)
 LINGER_MS = 2
+#: how long the journal lets entries gather before shipping a batch to gov.audit (ms): no
+#: answer waits for it (each waits for the journal's disk), and each batch is a produce
+#: request whose cost (a write to the broker's socket, its acknowledgement) the gateway
+#: pays whatever the batch's size
+SHIP_LINGER_MS = 20
 _CONTEXT = b"gov-exchange gateway key hash v1"
 
 

@@ -31,7 +31,7 @@ from exchange.errors import ControlStateReset
 from exchange.gateway.access import AccessTable
 from exchange.gateway.materializer import Materializer
 from exchange.gateway.quota import Quotas
-from exchange.gateway.request_audit import LINGER_MS, RequestAudit
+from exchange.gateway.request_audit import LINGER_MS, SHIP_LINGER_MS, RequestAudit
 from exchange.gateway.store import LatestStore
 from exchange.lifecycle import AsyncService
 from exchange.metrics import AuditMetrics
@@ -176,7 +176,7 @@ class GatewayService(AsyncService):
         # an answer waits for its entry in the local journal, which ships it to gov.audit
         # (and first what a killed process of this gateway left in its own)
         self._journal = AuditJournal(
-            self._producer, topics.AUDIT, journal_dir(self.store_path), linger_ms=LINGER_MS
+            self._producer, topics.AUDIT, journal_dir(self.store_path), linger_ms=SHIP_LINGER_MS
         )
         await self._journal.start()
         self._writer = AuditWriter(

@@ -49,7 +49,7 @@ from exchange.audit.key_hash import KeyHasher
 from exchange.audit.writer import AuditWriter
 from exchange.bus import kafka, topics
 from exchange.bus.connection import Connection
-from exchange.bus.idle_wait import IdleFetchWait
+from exchange.bus.idle_wait import IdleFetchWait, source_fetch_wait
 from exchange.bus.outbox import Outbox
 from exchange.bus.send_queue import SendQueue
 from exchange.control.catalog_store import CONTROL_SCHEMAS
@@ -315,9 +315,10 @@ class Router(AsyncService):
         self._consumer = self._source_consumer()
         await self._consumer.start()
         # on the embedded broker: 5 ms while records flow, 100 ms once idle (not 200 empty
-        # fetches a second for ever)
-        self._fetch_wait = IdleFetchWait(
-            self._consumer, SOURCE_FETCH_WAIT_MS, enabled=self.bus.development
+        # fetches a second for ever); on Kafka: batches while records flow, not a fetch per
+        # handful of records, and answered at the first record once idle
+        self._fetch_wait = source_fetch_wait(
+            self._consumer, embedded=self.bus.development, embedded_ms=SOURCE_FETCH_WAIT_MS
         )
         self.settler.consumer = self._consumer
         self._sources = SourceWatch(self._consumer)
