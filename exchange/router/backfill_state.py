@@ -195,6 +195,9 @@ class BackfillBook(AsyncService):
         self.bus = bus
         self.follow = follow
         self.progress: dict[tuple[str, str, int], Progress] = {}
+        #: the same by view, (consumer, resource) -> partition -> progress: a view's parts
+        #: without going through every view's (a router's book holds tens of thousands)
+        self._by_view: dict[tuple[str, str], dict[int, Progress]] = {}
         self.requests: dict[tuple[str, str], ResyncRequest] = {}
         #: (consumer, resource) of every progress or request noted since the router last
         #: took them (:meth:`take_touched`): the views whose backfill it decides again
@@ -254,6 +257,7 @@ class BackfillBook(AsyncService):
             known.through,
         ):
             self.progress[key] = p
+            self._by_view.setdefault((p.consumer, p.resource), {})[p.partition] = p
             self.touched.add((p.consumer, p.resource))
 
     def take_touched(self) -> set[tuple[str, str]]:
@@ -263,8 +267,8 @@ class BackfillBook(AsyncService):
 
     def of_view(self, consumer: str, resource: str) -> list[Progress]:
         """Every partition's progress of one consumer's view, by partition."""
-        found = [p for (c, r, _), p in self.progress.items() if (c, r) == (consumer, resource)]
-        return sorted(found, key=lambda p: p.partition)
+        parts = self._by_view.get((consumer, resource), {})
+        return [parts[partition] for partition in sorted(parts)]
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -163,3 +163,18 @@ def test_the_book_says_which_views_progress_changed_since_it_was_last_asked() ->
     assert book.take_touched() == set()
     book.note(replace(first, at=NOW + dt.timedelta(seconds=1), state="sending"))
     assert book.take_touched() == {(v.consumer, v.resource)}
+
+
+def test_a_views_parts_come_by_partition_and_only_the_newest_of_each() -> None:
+    book = BackfillBook(Connection(bootstrap="localhost:1"))
+    v = view()
+    first = progress(v)
+    book.note(replace(first, partition=2))
+    book.note(first)
+    book.note(replace(first, consumer="someone-else"))
+    newer = replace(first, at=NOW + dt.timedelta(seconds=1), state="sending")
+    book.note(newer)
+    book.note(replace(first, at=NOW - dt.timedelta(seconds=1)))  # older: not kept
+    parts = book.of_view(v.consumer, v.resource)
+    assert [(p.partition, p.state) for p in parts] == [(0, "sending"), (2, first.state)]
+    assert book.of_view("nobody", v.resource) == []
