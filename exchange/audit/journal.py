@@ -11,13 +11,13 @@ same here, for an :class:`~exchange.audit.writer.AuditWriter` given an
 * **Durable before the answer.** ``send`` appends the record (the chain's key and the
   entry's Avro bytes, sealed: the hash chain is made before the journal sees it) to the
   journal, an SQLite file of the process's own (WAL, ``synchronous=FULL``: a commit is on
-  disk when it returns). The records go in one transaction at a time, in a thread of their
-  own (about 0.2 ms of wall time and 0.12 ms of CPU on this machine's disk, whatever the
-  number of records): those sent while a transaction is being committed wait for it and
-  go together in the next one (group commit), so that under load the cost of the sync is
-  shared by many answers rather than paid by each. The future ``send`` returns is done
-  once its transaction is committed. A process killed after that, or a machine that loses
-  power, leaves the entry in the file.
+  disk when it returns). The records of one turn of the event loop go in one transaction,
+  in a thread of their own (about 0.2 ms on this machine's disk), and the future ``send``
+  returns is done once that transaction is committed. A process killed after that, or a
+  machine that loses power, leaves the entry in the file. (Holding a turn's records back
+  while the transaction before is committed, to share one sync, was measured and not kept:
+  the gap between two commits it adds cost two workers 20 % of their most answers a second;
+  docs/performance/gateway.md.)
 * **Shipped behind the answers.** A task sends the journal's records to ``gov.audit`` in
   order, one record batch in flight at a time (aiokafka's batch API, acks=all), waiting at
   most ``linger_ms`` for more when idle; a failed batch is sent again (after 0.1 s, then
@@ -199,7 +199,6 @@ class AuditJournal:
         #: appended this turn of the event loop, not yet handed to the journal's thread
         self._buffer: list[tuple[int, bytes | None, bytes]] = []
         self._buffered: asyncio.Future[None] | None = None
-        self._writing = False  # a transaction is being committed in the journal's thread
         #: durable in the journal, not yet acknowledged by the broker, oldest first
         self._unshipped: deque[_Record] = deque()
         self._wake = asyncio.Event()
@@ -273,9 +272,9 @@ class AuditJournal:
         return self._buffered
 
     def _flush(self) -> None:
-        """Hand the buffered records to the journal's thread, unless a transaction is being
-        committed: then they go in the next one, when it is done (:meth:`_written`)."""
-        if self._writing or not self._buffer:
+        """Hand this turn's records to the journal's thread (one transaction, queued behind
+        those handed before)."""
+        if not self._buffer:
             return
         rows, done = self._buffer, self._buffered
         self._buffer, self._buffered = [], None
@@ -284,7 +283,6 @@ class AuditJournal:
         forget = self._shipped_upto if self._shipped_upto > self._deleted_upto else 0
         if forget:
             self._deleted_upto = forget
-        self._writing = True
         written = asyncio.get_running_loop().run_in_executor(
             self._io, self._file.append, rows, forget
         )
@@ -296,7 +294,6 @@ class AuditJournal:
         rows: list[tuple[int, bytes | None, bytes]],
         done: asyncio.Future[None],
     ) -> None:
-        self._writing = False
         exc = written.exception()
         if exc is not None:
             log.error("the audit journal %s cannot be written: %s", self.path, exc)
@@ -312,7 +309,6 @@ class AuditJournal:
         self._wake.set()
         if not done.done():
             done.set_result(None)
-        self._flush()  # what was sent meanwhile: the next transaction
 
     async def _ship_forever(self) -> None:
         failures = 0

@@ -9,7 +9,7 @@ journal is shipped by the next gateway started on the same store). Past the jour
 window (entries waiting for the broker longer than :data:`~exchange.audit.journal.WINDOW_S`),
 the writer refuses and the request is answered 503. Entries of concurrent requests travel
 together: those of the requests answered in one turn of the event loop are handed to the
-writer in one call (one lock, one journal append, one wait). If a write fails, every
+writer in one call (one lock, one journal transaction, one wait). If a write fails, every
 request of its turn is told so (and withholds its answer), even though some of their
 entries may have been written: the log may hold an entry for an answer withheld, never an
 answer without its entry.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -121,41 +120,6 @@ async def test_records_journaled_while_a_batch_is_in_flight_travel_in_order_in_t
     await _until(lambda: len(producer.handed) == 2)
     assert [values for values, _, _ in producer.handed] == [[b"0"], [b"1", b"2", b"3", b"4", b"5"]]
     producer.handed[1][2].set_result(None)
-    await journal.close()
-
-
-async def test_records_sent_while_a_transaction_commits_share_the_next_one(
-    tmp_path: Path,
-) -> None:
-    producer = _Producer()
-    journal = AuditJournal(producer, TOPIC, tmp_path, linger_ms=0)
-    await journal.start()
-    assert journal._file is not None
-    committed: list[int] = []
-    append = journal._file.append
-
-    def counted(rows: list[tuple[int, bytes | None, bytes]], forget_upto: int = 0) -> None:
-        append(rows, forget_upto)
-        committed.append(len(rows))
-
-    journal._file.append = counted  # type: ignore[method-assign]
-    gate = threading.Event()
-    blocked = asyncio.get_running_loop().run_in_executor(journal._io, gate.wait)
-    first = await journal.send(TOPIC, value=b"0", key=b"w")  # its commit waits behind the gate
-    await asyncio.sleep(0)
-    later = []
-    for i in range(1, 5):  # one per turn of the event loop, all while the first commits
-        later.append(await journal.send(TOPIC, value=str(i).encode(), key=b"w"))
-        await asyncio.sleep(0)
-    assert not first.done()
-    gate.set()
-    await blocked
-    await first
-    await asyncio.gather(*later)
-    assert committed == [1, 4], "one transaction in flight; the next takes all that waited"
-    assert _rows(journal.path) in ([b"0", b"1", b"2", b"3", b"4"], [b"1", b"2", b"3", b"4"], [])
-    await _until(lambda: journal.unshipped == 0)
-    assert producer.acked_values() == [b"0", b"1", b"2", b"3", b"4"]
     await journal.close()
 
 
