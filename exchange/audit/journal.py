@@ -16,7 +16,7 @@ same here, for an :class:`~exchange.audit.writer.AuditWriter` given an
   returns is done once that transaction is committed. A process killed after that, or a
   machine that loses power, leaves the entry in the file. (Holding a turn's records back
   while the transaction before is committed, to share one sync, was measured and not kept:
-  the gap between two commits it adds cost two workers 20 % of their most answers a second;
+  the gap it adds between two commits cost two workers 20 % of their closed-loop maximum;
   docs/performance/gateway.md.)
 * **Shipped behind the answers.** A task sends the journal's records to ``gov.audit`` in
   order, one record batch in flight at a time (aiokafka's batch API, acks=all), waiting at
