@@ -5,7 +5,7 @@ records/s, a consumer reading the deliveries back): a pause of that process dela
 records it sends and the ones it reads, and shows up as latency of the bus. Each latency
 line of the bench says what its own collections cost during the run, so that a p99 the
 measuring process made is seen as such, and each latency run starts with the process's heap
-frozen (:func:`freeze_heap`), as the router's is.
+frozen (:func:`exchange.heap.freeze`), as the router's is.
 """
 
 from __future__ import annotations
@@ -13,16 +13,6 @@ from __future__ import annotations
 import gc
 import time
 from typing import Any
-
-
-def freeze_heap() -> None:
-    """Collect once, then leave every object alive now out of later collections
-    (``gc.freeze``): the full collections of a latency run then walk what it allocates, not
-    what the bench built before it (a million records published, the grants written).
-    Without it the bench's own full collections took 100-232 ms in rows 7's windows (one a
-    window) and set the p99 of a busy machine's run."""
-    gc.collect()
-    gc.freeze()
 
 
 class GcPauses:

@@ -1,4 +1,5 @@
-"""exchange.heap.Refreezer: the long-lived state made after start-up is frozen once it settles."""
+"""exchange.heap: the heap frozen at once, and the Refreezer, which freezes the long-lived state
+made after start-up once it settles."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from exchange.heap import Refreezer
+from exchange.heap import Refreezer, freeze
 
 
 class Clock:
@@ -127,3 +128,9 @@ def test_frozen_cycles_that_became_garbage_are_freed_by_the_next_pass(thawed: No
     assert second is not None
     assert second.frozen < first.frozen + 3000  # the old cycles were collected, not kept
     del new
+
+
+def test_a_frozen_heap_is_left_out_of_later_collections(thawed: None) -> None:
+    kept = [[i] for i in range(1000)]  # tracked containers, alive across the freeze
+    freeze()
+    assert gc.get_freeze_count() >= len(kept)
