@@ -29,8 +29,10 @@ class Spy:
 def start(pid: int, stem: Path, seconds: int, *, idle: bool = True) -> Spy:
     """Sample ``pid`` (and its child processes: a gateway's workers) for ``seconds`` into
     ``<stem>.folded`` (in the background). ``idle``: threads waiting (on a lock, a socket, a
-    disk) are sampled too, so the shares are of wall time; without it, only threads running
-    on a CPU are, so the shares are of the process's CPU time."""
+    disk) are sampled too, so the shares are of wall time; without it, only threads py-spy
+    takes as running are, so the shares are close to the process's CPU time. py-spy judges by
+    the system call a thread is in: one blocked on a lock, a queue or a disk sync can still
+    count as running (a thread pool's idle ``work_queue.get`` did)."""
     spy = shutil.which("py-spy")
     if spy is None:
         raise SystemExit("--profile needs py-spy on the PATH: pip install py-spy")
