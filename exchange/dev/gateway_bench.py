@@ -1,7 +1,7 @@
 """Benchmark of the query gateway (接口调用) against a baseline measured in the same run.
 
 ``python -m exchange.dev.gateway_bench [--records N] [--seconds S] [--connections C]
-[--workers W] [--rate R] [--against TREE] [--profile DIR [--profile-cpu]]``
+[--workers W] [--rate R] [--against TREE [--rounds N]] [--profile DIR [--profile-cpu]]``
 
 Starts an embedded broker (or uses ``EXCHANGE_BOOTSTRAP_SERVERS``), loads the sample
 catalog, gives hrss a data grant on population_basic with a mask and a row filter,
@@ -36,8 +36,11 @@ machine was, the ratios, the targets (≥ 2,000 lookups/s with p99 ≤ 20 ms, ju
 paced row of the gateway with the most workers) and the comparison with X-Road's ~110
 requests/s through a pair of security servers. With ``--against TREE``, each gateway has
 a twin run from the source tree TREE (an earlier commit), measured right after it: CPU per
-request before and after a change in the same run. With ``--profile DIR``, py-spy samples
-each server during its run (:mod:`.profiling`).
+request before and after a change in the same run; with ``--rounds N`` too, each gateway
+and its twin are measured N times, alternating which goes first, and each row is the round
+of median CPU a request (two processes of one run differ by up to 6 % in CPU a request and
+5x in paced p99 from round to round: one round says little about a change). With
+``--profile DIR``, py-spy samples each server during its run (:mod:`.profiling`).
 """
 
 from __future__ import annotations
@@ -166,6 +169,8 @@ class Run:
     late: int = 0
     late_max_ms: float = 0.0
     p99_bound_ms: float = 0.0
+    #: the rounds this row is the median of (``--rounds``), by CPU a request
+    rounds: int = 1
 
     @property
     def paced(self) -> bool:
@@ -296,6 +301,22 @@ def _wrk(
     return run
 
 
+def median_rounds(runs: list[Run]) -> list[Run]:
+    """One row per server and load, in the order first measured: for a server measured in
+    several rounds, the round whose CPU a request is the median (the lower of the two middle
+    ones for an even count), a real run with its own latencies, counted in ``rounds``."""
+    by: dict[tuple[str, float | None], list[Run]] = {}
+    for run in runs:
+        by.setdefault((run.name, run.offered), []).append(run)
+    rows = []
+    for same in by.values():
+        ranked = sorted(same, key=lambda r: r.server_cpu_ms)
+        row = ranked[(len(ranked) - 1) // 2]
+        row.rounds = len(same)
+        rows.append(row)
+    return rows
+
+
 def parse_wrk(out: str, name: str, rate: float | None = None) -> Run:
     """A :class:`Run` from wrk's output (with ``--latency``; a paced run's ``done`` line)."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -333,10 +354,13 @@ def run(
     rate: float = TARGET_RPS,
     against: Path | None = None,
     profile_idle: bool = True,
+    rounds: int = 1,
 ) -> list[Run]:
     """Each server measured in turn: stack, baseline, gateway of one process, then of
     ``workers`` processes each (workers > 1); the baselines and gateways first paced at
-    ``rate`` lookups/s, then closed loop."""
+    ``rate`` lookups/s, then closed loop. With ``against`` and ``rounds`` > 1, each gateway
+    and its twin are measured ``rounds - 1`` times more, the twin first every other round;
+    their rows are then the rounds of median CPU a request (:func:`median_rounds`)."""
     if shutil.which("wrk") is None:
         raise SystemExit(
             "wrk is not installed: apt-get install wrk (tests/services/require-packages.sh does)"
@@ -371,7 +395,30 @@ def run(
                         profile_idle,
                     )
                 )
-        return results
+        if against is None or rounds <= 1:
+            return results
+        named = {name: (url, pids) for name, url, pids in servers}
+        twins = [(n, "before " + n) for n in named if n.startswith("gateway")]
+        extra: list[Run] = []
+        watched_pid = watched[0]
+        for r in range(1, rounds):
+            for pair in twins:
+                for name in pair if r % 2 == 0 else reversed(pair):
+                    url, pids = named[name]
+                    for pace in (rate, None):
+                        extra.append(
+                            _wrk(
+                                url,
+                                workdir,
+                                seconds,
+                                connections,
+                                name,
+                                (pids, watched_pid),
+                                None,
+                                pace,
+                            )
+                        )
+        return median_rounds(results + extra)
     finally:
         for proc in procs:
             proc.terminate()
@@ -458,6 +505,12 @@ def report(results: list[Run], connections: int) -> str:
         f"wrk, 1 thread, {connections} connections, random keys; one run, same machine "
         "(xN: N server processes on one port)",
     ]
+    rounds = max(r.rounds for r in results)
+    if rounds > 1:
+        lines.append(
+            f"each gateway and its 'before' twin: the round of median CPU a request of {rounds},"
+            " alternating which went first"
+        )
     if paced:
         rate = paced[0].offered or 0.0
         lines += [
@@ -597,7 +650,19 @@ def main() -> None:
         "e.g. from git worktree add or git archive), right after it in the same run: the "
         "'before gateway' rows and the ratios of CPU per request",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --against: measure each gateway and its twin N times, alternating which "
+        "goes first, and report the round of median CPU a request (default: 1)",
+    )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: at least 1")
+    if args.rounds > 1 and args.against is None:
+        parser.error("--rounds is for --against: the rounds alternate a gateway and its twin")
     results = run(
         args.records,
         args.seconds,
@@ -607,6 +672,7 @@ def main() -> None:
         args.rate,
         args.against,
         not args.profile_cpu,
+        args.rounds,
     )
     print(report(results, args.connections))
     if args.profile is not None:

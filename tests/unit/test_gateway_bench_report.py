@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exchange.dev import profiling
-from exchange.dev.gateway_bench import Run, parse_wrk, report
+from exchange.dev.gateway_bench import Run, median_rounds, parse_wrk, report
 
 WRK_PACED = """\
 Running 10s test @ http://127.0.0.1:40001
@@ -95,3 +95,27 @@ def test_a_profile_summary_counts_each_function_once_per_stack() -> None:
     assert " 100.0%  main (a.py:1)" in text
     assert "  75.0%  work (a.py:5)" in text  # inclusive: once per stack, not per frame
     assert profiling.summarize("").startswith("no samples")
+
+
+def test_rounds_give_each_server_its_round_of_median_cpu_in_the_order_first_measured() -> None:
+    def run(name: str, cpu: float, offered: float | None = None) -> Run:
+        return Run(name, 2000.0, cpu * 10, 0, server_cpu_ms=cpu, offered=offered)
+
+    first = [run("stack", 0.1), run("gateway", 0.50, 2000.0), run("gateway", 0.30)]
+    first += [run("before gateway", 0.60, 2000.0), run("before gateway", 0.32)]
+    more = [run("before gateway", 0.40, 2000.0), run("before gateway", 0.31)]
+    more += [run("gateway", 0.45, 2000.0), run("gateway", 0.29), run("gateway", 0.70, 2000.0)]
+    more += [run("gateway", 0.28), run("before gateway", 0.50, 2000.0), run("before gateway", 0.9)]
+    rows = median_rounds(first + more)
+    assert [(r.name, r.offered, r.server_cpu_ms, r.rounds) for r in rows] == [
+        ("stack", None, 0.1, 1),
+        ("gateway", 2000.0, 0.50, 3),  # 0.45, 0.50, 0.70
+        ("gateway", None, 0.29, 3),  # 0.28, 0.29, 0.30
+        ("before gateway", 2000.0, 0.50, 3),  # 0.40, 0.50, 0.60
+        ("before gateway", None, 0.32, 3),  # 0.31, 0.32, 0.9
+    ]
+    assert rows[2].p99_ms == 2.9, "a real round, its own latencies"
+    baseline = Run("baseline", 2000.0, 5.0, 0, server_cpu_ms=0.2)
+    text = report([rows[0], baseline, *rows[1:]], 32)
+    assert "the round of median CPU a request of 3, alternating which went first" in text
+    assert "gateway / before gateway CPU per request: closed loop 0.91x, paced 1.00x" in text
