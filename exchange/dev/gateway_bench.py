@@ -375,50 +375,35 @@ def run(
         (workdir / "keys.lua").write_text(_LUA % {"keys": workdir / "keys.txt", "auth": auth})
         env = {**os.environ, **bus.environment(), "EXCHANGE_MASK_SECRET": "b" * 40}
         servers = _start_servers(workdir, env, records, workers, procs, against)
+        broker_pid = broker.process.pid if broker and broker.process else None
+
+        def measure(name: str, url: str, pids: list[int], pace: float | None, spy: bool) -> Run:
+            return _wrk(
+                url,
+                workdir,
+                seconds,
+                connections,
+                name,
+                (pids, broker_pid),
+                profile if spy else None,
+                pace,
+                profile_idle,
+            )
+
         results = []
-        watched = (broker.process.pid if broker and broker.process else None,)
         for name, url, pids in servers:
             _wrk(url, workdir, 3, connections, name)  # warm-up
             paces = [] if name.startswith("stack") else [rate]  # the target's rows
-            for pace in [*paces, None]:
-                measured = (pids, *watched)
-                results.append(
-                    _wrk(
-                        url,
-                        workdir,
-                        seconds,
-                        connections,
-                        name,
-                        measured,
-                        profile,
-                        pace,
-                        profile_idle,
-                    )
-                )
+            results += [measure(name, url, pids, pace, True) for pace in [*paces, None]]
         if against is None or rounds <= 1:
             return results
         named = {name: (url, pids) for name, url, pids in servers}
         twins = [(n, "before " + n) for n in named if n.startswith("gateway")]
-        extra: list[Run] = []
-        watched_pid = watched[0]
-        for r in range(1, rounds):
+        for r in range(1, rounds):  # the twin first every other round
             for pair in twins:
                 for name in pair if r % 2 == 0 else reversed(pair):
-                    url, pids = named[name]
-                    for pace in (rate, None):
-                        extra.append(
-                            _wrk(
-                                url,
-                                workdir,
-                                seconds,
-                                connections,
-                                name,
-                                (pids, watched_pid),
-                                None,
-                                pace,
-                            )
-                        )
-        return median_rounds(results + extra)
+                    results += [measure(name, *named[name], pace, False) for pace in (rate, None)]
+        return median_rounds(results)
     finally:
         for proc in procs:
             proc.terminate()
